@@ -1,0 +1,26 @@
+"""``hivemind``: one Typer app; each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from hivemind_cli import hosts_cmd, keys_cmd, learn_cmd, mcp_cmd, models_cmd, up_cmd
+
+app = typer.Typer(
+    name="hivemind",
+    help="Hive-Mind: memory, inference and continuous learning for coding assistants.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("up")(up_cmd.up)
+app.command("status")(up_cmd.status)
+app.add_typer(keys_cmd.app, name="keys")
+app.add_typer(hosts_cmd.app, name="hosts")
+app.add_typer(learn_cmd.app, name="learn")
+app.add_typer(models_cmd.app, name="models")
+app.command("export")(models_cmd.export)
+app.command("mcp")(mcp_cmd.mcp)
+
+
+def run() -> None:
+    app()

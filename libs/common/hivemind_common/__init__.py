@@ -1,0 +1,62 @@
+"""Code shared by two or more Hive-Mind services."""
+
+from hivemind_common.auth import (
+    AdminPrincipal,
+    ApiKeyStore,
+    Principal,
+    ReadPrincipal,
+    WritePrincipal,
+    require_internal,
+    require_role,
+)
+from hivemind_common.errors import (
+    Conflict,
+    Forbidden,
+    HivemindError,
+    Invalid,
+    NotFound,
+    Timeout,
+    TooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+    UpstreamError,
+    Unprocessable,
+)
+from hivemind_common.hosts import Registry, load_registry, service_url
+from hivemind_common.redis_client import HivemindRedis, connect_redis
+from hivemind_common.service_app import base_app, mark_started
+from hivemind_common.settings import CommonSettings, ServiceSettings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdminPrincipal",
+    "ApiKeyStore",
+    "CommonSettings",
+    "Conflict",
+    "Forbidden",
+    "HivemindError",
+    "HivemindRedis",
+    "Invalid",
+    "NotFound",
+    "Principal",
+    "ReadPrincipal",
+    "Registry",
+    "ServiceSettings",
+    "Timeout",
+    "TooLarge",
+    "TooManyRequests",
+    "Unauthorized",
+    "Unavailable",
+    "Unprocessable",
+    "UpstreamError",
+    "WritePrincipal",
+    "base_app",
+    "connect_redis",
+    "load_registry",
+    "mark_started",
+    "require_internal",
+    "require_role",
+    "service_url",
+]

@@ -1,0 +1,183 @@
+"""Map the error tree to the two wire formats.
+
+Native routes answer RFC 9457 ``application/problem+json``; the OpenAI-compatible routes answer
+OpenAI's ``{"error": {message, type, param, code}}`` envelope, and their validation errors are 400.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hivemind_common.errors import HivemindError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+_OPENAI_EXACT = frozenset(
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/embed"}
+)
+_NATIVE_UNDER_MODELS = ("/v1/models/versions",)
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def is_openai_path(path: str) -> bool:
+    """True for the routes that speak OpenAI's error envelope."""
+    if path in _OPENAI_EXACT:
+        return True
+    if path.startswith("/v1/models/"):
+        tail = path.removeprefix("/v1/models/")
+        return not path.startswith(_NATIVE_UNDER_MODELS) and "/" not in tail
+    return False
+
+
+def openai_error_body(
+    status: int, message: str, *, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The body OpenAI's clients parse into an ``APIError``."""
+    kind = _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def problem_body(
+    status: int, title: str, detail: str, *, code: str, instance: str, **extra: Any
+) -> dict[str, Any]:
+    """An RFC 9457 problem document."""
+    body: dict[str, Any] = {
+        "type": f"https://hivemind.dev/problems/{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "instance": instance,
+    }
+    body.update(extra)
+    return body
+
+
+def error_response(
+    request: Request,
+    status: int,
+    *,
+    title: str,
+    message: str,
+    code: str,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+    openai: Callable[[str], bool] = is_openai_path,
+) -> JSONResponse:
+    """Shape one error for the route the request went to."""
+    if openai(request.url.path):
+        return JSONResponse(
+            openai_error_body(status, message, code=code, param=param),
+            status_code=status,
+            headers=headers,
+        )
+    return JSONResponse(
+        problem_body(
+            status, title, message, code=code, instance=request.url.path, **(extra or {})
+        ),
+        status_code=status,
+        headers=headers,
+        media_type=PROBLEM_JSON,
+    )
+
+
+def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, list[dict[str, Any]]]:
+    cleaned: list[dict[str, Any]] = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        cleaned.append({"loc": loc, "msg": str(err.get("msg", "")), "type": err.get("type")})
+    if not cleaned:
+        return "Invalid request body", None, cleaned
+    first = cleaned[0]
+    where = ".".join(first["loc"]) or "body"
+    msg = f"{where}: {first['msg']}"
+    if len(cleaned) > 1:
+        msg += f" (and {len(cleaned) - 1} more)"
+    return msg, (".".join(first["loc"]) or None), cleaned
+
+
+def install_error_handlers(
+    app: FastAPI, *, openai: Callable[[str], bool] = is_openai_path
+) -> None:
+    """Register handlers so that no input ever produces a bare 500 or a foreign format."""
+
+    async def on_hivemind(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HivemindError)
+        if exc.status >= 500:
+            log.warning("request failed: %s %s", exc.code, exc.message)
+        return error_response(
+            request,
+            exc.status,
+            title=exc.title,
+            message=exc.message,
+            code=exc.code,
+            param=exc.param,
+            headers=exc.headers,
+            extra=exc.extra,
+            openai=openai,
+        )
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        message, param, cleaned = _describe_validation(exc.errors())
+        status = 400 if openai(request.url.path) else 422
+        return error_response(
+            request,
+            status,
+            title="Invalid request",
+            message=message,
+            code="invalid_request",
+            param=param,
+            extra={"errors": cleaned},
+            openai=openai,
+        )
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        detail = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}
+        return error_response(
+            request,
+            exc.status_code,
+            title=detail,
+            message=detail,
+            code=codes.get(exc.status_code, "http_error"),
+            headers=dict(exc.headers or {}),
+            openai=openai,
+        )
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+        return error_response(
+            request,
+            500,
+            title="Internal error",
+            message="Internal error; see the service log",
+            code="internal_error",
+            openai=openai,
+        )
+
+    app.add_exception_handler(HivemindError, on_hivemind)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

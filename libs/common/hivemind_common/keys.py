@@ -1,0 +1,172 @@
+"""Every Redis key Hive-Mind uses, its TTL and every stream length, in one place.
+
+Keys that belong to one tenant carry the hash tag ``{t:<tenant>}`` so that a tenant's multi-key
+work (a transaction, a pipeline, a WAIT after it) stays in one cluster slot. Global families
+carry their own tag (``{auth}``, ``{learn}``, ``{models}``). No other module formats a key.
+"""
+
+from __future__ import annotations
+
+import re
+
+PREFIX = "hm"
+
+# --- TTLs (seconds) ---------------------------------------------------------------------------
+SESSION_TTL_S = 30 * 24 * 3600  # refreshed on every write to the session
+TOOL_CACHE_TTL_S = 24 * 3600
+RESPONSE_CACHE_TTL_S = 6 * 3600
+JOB_TTL_S = 30 * 24 * 3600
+LEADER_LOCK_TTL_MS = 30_000
+
+# --- bounded collections ----------------------------------------------------------------------
+SESSIONS_RECENT_MAX = 1_000  # recent-sessions index per tenant
+CHANGES_MAXLEN = 100_000  # change stream per tenant (approximate trim)
+RAG_LOG_MAXLEN = 10_000  # retrieval log per tenant
+LEARNING_STREAM_MAXLEN = 200_000
+JOBS_STREAM_MAXLEN = 10_000
+
+# --- consumer groups --------------------------------------------------------------------------
+TRAINER_GROUP = "trainer"
+EXPORTER_GROUP = "exporter"
+
+_TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def valid_tenant(tenant: str) -> bool:
+    """Tenants are short names with no braces or colons, so they can't break a hash tag."""
+    return bool(_TENANT_RE.match(tenant))
+
+
+def _t(tenant: str) -> str:
+    if not valid_tenant(tenant):
+        raise ValueError(f"invalid tenant name: {tenant!r}")
+    return f"{PREFIX}:{{t:{tenant}}}"
+
+
+# --- auth (global) ----------------------------------------------------------------------------
+def api_key(key_id: str) -> str:
+    """Hash: tenant, role, sha256 of the secret, created_at, revoked."""
+    return f"{PREFIX}:{{auth}}:key:{key_id}"
+
+
+def api_keys_index() -> str:
+    """Set of every key id."""
+    return f"{PREFIX}:{{auth}}:keys"
+
+
+def tenants_index() -> str:
+    """Set of every tenant that has ever been given a key."""
+    return f"{PREFIX}:{{auth}}:tenants"
+
+
+# --- facts --------------------------------------------------------------------------------------
+def fact(tenant: str, key: str) -> str:
+    return f"{_t(tenant)}:fact:{key}"
+
+
+def facts_index(tenant: str) -> str:
+    """Sorted set of fact keys (lexicographic paging)."""
+    return f"{_t(tenant)}:facts"
+
+
+# --- sessions and memories ----------------------------------------------------------------------
+def session(tenant: str, session_id: str) -> str:
+    return f"{_t(tenant)}:session:{session_id}"
+
+
+def sessions_recent(tenant: str) -> str:
+    """Sorted set: session id -> last write (unix seconds), capped at SESSIONS_RECENT_MAX."""
+    return f"{_t(tenant)}:sessions"
+
+
+def memory(tenant: str, memory_id: str) -> str:
+    return f"{_t(tenant)}:memory:{memory_id}"
+
+
+def memories_index(tenant: str) -> str:
+    """Sorted set: memory id -> created_at."""
+    return f"{_t(tenant)}:memories"
+
+
+def session_memories(tenant: str, session_id: str) -> str:
+    return f"{_t(tenant)}:session:{session_id}:memories"
+
+
+# --- vectors and change stream --------------------------------------------------------------------
+def vector(tenant: str, model_id: str, kind: str, item_id: str) -> str:
+    """Raw float32 vector of one fact or memory, made by ``model_id``."""
+    return f"{_t(tenant)}:vec:{model_id}:{kind}:{item_id}"
+
+
+def changes(tenant: str) -> str:
+    """Stream of writes to a tenant's searchable items; gateways tail it to stay current."""
+    return f"{_t(tenant)}:changes"
+
+
+# --- caches ---------------------------------------------------------------------------------------
+def tool_cache(tenant: str, tool: str, input_hash: str) -> str:
+    return f"{_t(tenant)}:toolcache:{tool}:{input_hash}"
+
+
+def response_cache(tenant: str, digest: str) -> str:
+    return f"{_t(tenant)}:respcache:{digest}"
+
+
+# --- retrieval log ------------------------------------------------------------------------------
+def rag_log(tenant: str) -> str:
+    return f"{_t(tenant)}:raglog"
+
+
+def rag_counters(tenant: str) -> str:
+    return f"{_t(tenant)}:ragstats"
+
+
+def tenant_settings(tenant: str) -> str:
+    """Hash of per-tenant switches (for example ``capture``)."""
+    return f"{_t(tenant)}:settings"
+
+
+# --- learning (global) --------------------------------------------------------------------------
+def learning_stream() -> str:
+    """Stream of captured chats and submitted samples; the trainer reads it in a group."""
+    return f"{PREFIX}:{{learn}}:samples"
+
+
+def learning_state() -> str:
+    """Hash: counters and timestamps of the orchestrator."""
+    return f"{PREFIX}:{{learn}}:state"
+
+
+def jobs_stream() -> str:
+    return f"{PREFIX}:{{learn}}:jobs"
+
+
+def job(job_id: str) -> str:
+    return f"{PREFIX}:{{learn}}:job:{job_id}"
+
+
+def jobs_index() -> str:
+    return f"{PREFIX}:{{learn}}:jobindex"
+
+
+def leader_lock(role: str = "trainer") -> str:
+    return f"{PREFIX}:{{learn}}:leader:{role}"
+
+
+def export_stream() -> str:
+    return f"{PREFIX}:{{learn}}:exports"
+
+
+# --- model registry (global) --------------------------------------------------------------------
+def model_versions(name: str) -> str:
+    """Hash: version -> JSON record."""
+    return f"{PREFIX}:{{models}}:{name}:versions"
+
+
+def model_serving(name: str) -> str:
+    """Hash: serving, previous."""
+    return f"{PREFIX}:{{models}}:{name}:serving"
+
+
+def models_index() -> str:
+    return f"{PREFIX}:{{models}}:names"

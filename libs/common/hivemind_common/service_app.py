@@ -1,0 +1,94 @@
+"""The rooms every service shares: health, readiness, metrics, errors, request context.
+
+A service's ``create_app(settings)`` calls :func:`base_app` with its lifespan, then adds its own
+routers. Readiness checks are coroutines put in ``app.state.ready_checks`` by the lifespan, so
+``/readyz`` answers 503 with a reason until each dependency answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hivemind_common.error_handlers import install_error_handlers
+from hivemind_common.observability import RequestContextMiddleware
+
+log = logging.getLogger(__name__)
+
+ReadyCheck = Callable[[], Awaitable[Any]]
+READY_TIMEOUT_S = 2.0
+
+__version__ = "0.1.0"
+
+
+async def run_ready_checks(checks: dict[str, ReadyCheck]) -> tuple[bool, dict[str, str]]:
+    """Run every check with a timeout; (all ok, {name: "ok" | reason})."""
+
+    async def one(name: str, check: ReadyCheck) -> tuple[str, str]:
+        try:
+            await asyncio.wait_for(check(), READY_TIMEOUT_S)
+            return name, "ok"
+        except TimeoutError:
+            return name, f"no answer within {READY_TIMEOUT_S:.0f}s"
+        except Exception as exc:  # a readiness probe reports, it never raises
+            return name, f"{type(exc).__name__}: {exc}"[:300]
+
+    results = dict(await asyncio.gather(*(one(n, c) for n, c in checks.items())))
+    return all(v == "ok" for v in results.values()), results
+
+
+def base_app(
+    *,
+    service: str,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    version: str = __version__,
+    openai_paths: Callable[[str], bool] | None = None,
+) -> FastAPI:
+    """A FastAPI app with /healthz, /readyz, /metrics, error handlers and request metrics."""
+    app = FastAPI(title=f"hivemind-{service}", version=version, lifespan=lifespan)
+    app.state.service = service
+    app.state.ready_checks = {}
+    app.state.starting = True
+    if openai_paths is None:
+        install_error_handlers(app)
+    else:
+        install_error_handlers(app, openai=openai_paths)
+    app.add_middleware(RequestContextMiddleware, service=service)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service, "version": version}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        checks: dict[str, ReadyCheck] = request.app.state.ready_checks
+        if request.app.state.starting:
+            return JSONResponse(
+                {"status": "unavailable", "reason": "starting", "checks": {}}, status_code=503
+            )
+        ok, results = await run_ready_checks(checks)
+        if ok:
+            return JSONResponse({"status": "ok", "checks": results})
+        failing = {k: v for k, v in results.items() if v != "ok"}
+        reason = "; ".join(f"{k}: {v}" for k, v in failing.items())
+        return JSONResponse(
+            {"status": "unavailable", "reason": reason, "checks": results}, status_code=503
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def mark_started(app: FastAPI) -> None:
+    """Call at the end of a lifespan's start-up: /readyz now runs the checks."""
+    app.state.starting = False

@@ -1,0 +1,67 @@
+"""The gateway: OpenAI-compatible chat with retrieval, and the native memory API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+
+from hivemind_common.auth import ApiKeyStore
+from hivemind_common.internal_http import internal_client
+from hivemind_common.redis_client import connect_redis
+from hivemind_common.service_app import base_app, mark_started
+from hivemind_gateway import __version__
+from hivemind_gateway.cache.router import router as cache_router
+from hivemind_gateway.facts.router import router as facts_router
+from hivemind_gateway.learning.router import router as learning_router
+from hivemind_gateway.llm.router import router as llm_router
+from hivemind_gateway.memory.router import router as memory_router
+from hivemind_gateway.models.router import router as models_router
+from hivemind_gateway.openai.router import router as openai_router
+from hivemind_gateway.rag.router import router as rag_router
+from hivemind_gateway.settings import GatewaySettings
+from hivemind_gateway.stats.router import router as stats_router
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """Build a gateway app; clients and indexes are made in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            token = settings.require_internal_token()
+            redis = connect_redis(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            app.state.settings = settings
+            app.state.redis = redis
+            app.state.api_keys = ApiKeyStore(redis)
+            timeout = settings.upstream_timeout_s
+            for name, url in (
+                ("embedding", settings.embedding_url),
+                ("inference", settings.inference_url),
+                ("trainer", settings.trainer_url),
+            ):
+                client = internal_client(
+                    name, token=token, base_url=url, timeout=timeout, profile=settings.profile
+                )
+                stack.push_async_callback(client.aclose)
+                setattr(app.state, f"{name}_http", client)
+            app.state.ready_checks["redis"] = redis.ping
+            mark_started(app)
+            yield
+
+    app = base_app(service="gateway", lifespan=lifespan, version=__version__)
+    for router in (
+        stats_router,
+        facts_router,
+        memory_router,
+        cache_router,
+        rag_router,
+        openai_router,
+        llm_router,
+        learning_router,
+        models_router,
+    ):
+        app.include_router(router)
+    return app

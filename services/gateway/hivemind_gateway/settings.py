@@ -1,0 +1,27 @@
+"""Gateway settings (environment variables prefixed HIVEMIND_)."""
+
+from __future__ import annotations
+
+from hivemind_common.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    service_name: str = "gateway"
+
+    # limits on what callers send
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_fact_value_chars: int = 64 * 1024
+    max_memory_text_chars: int = 64 * 1024
+
+    # upstream calls
+    upstream_timeout_s: float = 120.0
+    embedding_url: str | None = None  # overrides the hosts registry
+    inference_url: str | None = None
+    trainer_url: str | None = None
+
+    # retrieval injected into chats
+    rag_enabled: bool = True
+    rag_budget_tokens: int = 512
+
+    # capture of completed chats for learning (off by default)
+    capture_default: bool = False

@@ -1,0 +1,3 @@
+"""Hive-Mind inference service: llama.cpp inference with hot-swap."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,9 @@
+"""Inference service settings (environment variables prefixed HIVEMIND_)."""
+
+from __future__ import annotations
+
+from hivemind_common.settings import ServiceSettings
+
+
+class InferenceSettings(ServiceSettings):
+    service_name: str = "inference"

@@ -1,0 +1,3 @@
+"""Hive-Mind mcp service: MCP bridge for coding assistants."""
+
+__version__ = "0.1.0"

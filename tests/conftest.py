@@ -1,0 +1,53 @@
+"""Session fixtures: real Redis servers and per-test clean databases."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from support.redis_servers import RedisProcess, standalone_redis
+
+pytest_plugins: list[str] = []
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HIVEMIND_HOSTS_FILE", str(REPO_ROOT / "hosts.yaml"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    """One standalone redis-server for the whole session."""
+    with standalone_redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisProcess) -> Iterator[str]:
+    """The standalone server's URL, flushed before each test."""
+    redis_server.client().flushall()
+    yield redis_server.url
+
+
+@pytest.fixture
+async def redis_client(redis_url: str) -> AsyncIterator[object]:
+    from hivemind_common.redis_client import connect_redis
+
+    client = connect_redis(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def internal_token() -> str:
+    return "test-internal-token-not-secret"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "var"
+    d.mkdir()
+    return d
