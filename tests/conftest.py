@@ -51,3 +51,19 @@ def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "var"
     d.mkdir()
     return d
+
+
+@pytest.fixture
+def gateway(redis_url: str, internal_token: str, data_dir: Path) -> Iterator[object]:
+    """A gateway with no embedding or inference behind it (they point at a closed port)."""
+    from support.gateway import running_gateway
+
+    with running_gateway(
+        redis_url,
+        internal_token,
+        data_dir,
+        embedding_url="http://127.0.0.1:9",
+        inference_url="http://127.0.0.1:9",
+        trainer_url="http://127.0.0.1:9",
+    ) as gw:
+        yield gw
