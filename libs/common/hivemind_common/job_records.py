@@ -1,0 +1,161 @@
+"""Learning-job records: one Redis hash per job, shared by the gateway, trainer and exporter.
+
+A job moves through stages ``queued → collect → train → evaluate → export → deploy → done`` and
+ends ``succeeded`` (set by the exporter after deploy), ``rejected`` (the evaluation gate said no,
+set by the trainer) or ``failed``. Every write is a durable transaction, so a failover never loses
+a status a caller has already been told.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from hivemind_common import keys
+from hivemind_common.errors import Invalid, NotFound
+from hivemind_common.jobs import JobStatus
+
+Stage = Literal["queued", "collect", "train", "evaluate", "export", "deploy", "done"]
+STAGES: tuple[str, ...] = ("queued", "collect", "train", "evaluate", "export", "deploy", "done")
+STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "rejected")
+FINAL_STATUSES = frozenset({"succeeded", "failed", "rejected"})
+JOBS_INDEX_MAX = 1_000
+
+
+class JobRecord(BaseModel):
+    """What a caller may see of one learning job."""
+
+    job_id: str
+    status: JobStatus
+    stage: Stage
+    model: str = "default"
+    requested_by: str = ""
+    reason: str = ""
+    version: str | None = None
+    error: str | None = None
+    created_at: float
+    updated_at: float
+
+    def public(self) -> dict[str, Any]:
+        """The shape of ``GET /v1/learning/jobs/{id}`` (absent optionals left out)."""
+        return self.model_dump(exclude_none=True)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
+    return JobRecord(
+        job_id=job_id,
+        status=raw.get("status", "queued"),  # type: ignore[arg-type]
+        stage=raw.get("stage", "queued"),  # type: ignore[arg-type]
+        model=raw.get("model", "default"),
+        requested_by=raw.get("requested_by", ""),
+        reason=raw.get("reason", ""),
+        version=raw.get("version") or None,
+        error=raw.get("error") or None,
+        created_at=float(raw.get("created_at", 0) or 0),
+        updated_at=float(raw.get("updated_at", 0) or 0),
+    )
+
+
+async def create_job(
+    redis: Any,
+    job_id: str,
+    *,
+    model: str = "default",
+    requested_by: str = "orchestrator",
+    reason: str = "",
+) -> JobRecord:
+    """Write a new ``queued`` record (idempotent: an existing record is returned unchanged)."""
+    existing = await redis.hgetall(keys.job(job_id))
+    if existing:
+        return _record(job_id, existing)
+    now = time.time()
+    fields = {
+        "status": "queued",
+        "stage": "queued",
+        "model": model,
+        "requested_by": requested_by,
+        "reason": reason,
+        "created_at": f"{now:.3f}",
+        "updated_at": f"{now:.3f}",
+    }
+    await redis.transaction(
+        ("HSET", keys.job(job_id), *[x for kv in fields.items() for x in kv]),
+        ("EXPIRE", keys.job(job_id), keys.JOB_TTL_S),
+        ("ZADD", keys.jobs_index(), f"{now:.3f}", job_id),
+        ("ZREMRANGEBYRANK", keys.jobs_index(), 0, -(JOBS_INDEX_MAX + 1)),
+        durable=True,
+    )
+    return _record(job_id, {k: str(v) for k, v in fields.items()})
+
+
+async def get_job(redis: Any, job_id: str) -> JobRecord:
+    """The record of ``job_id`` or NotFound."""
+    raw = await redis.hgetall(keys.job(job_id))
+    if not raw:
+        raise NotFound(f"no learning job with id {job_id!r}")
+    return _record(job_id, raw)
+
+
+async def update_job(
+    redis: Any,
+    job_id: str,
+    *,
+    status: str | None = None,
+    stage: str | None = None,
+    version: str | None = None,
+    error: str | None = None,
+) -> JobRecord:
+    """Change a job's status / stage / version / error; a finished job stays finished."""
+    if status is not None and status not in STATUSES:
+        raise Invalid(f"unknown job status {status!r}", param="status")
+    if stage is not None and stage not in STAGES:
+        raise Invalid(f"unknown job stage {stage!r}", param="stage")
+    current = await get_job(redis, job_id)
+    if current.finished and status is not None and status != current.status:
+        # a late writer (a reclaimed duplicate, say) never overturns a final result
+        return current
+    changes: dict[str, str] = {"updated_at": f"{time.time():.3f}"}
+    if status is not None:
+        changes["status"] = status
+    if stage is not None:
+        changes["stage"] = stage
+    if version is not None:
+        changes["version"] = version
+    if error is not None:
+        changes["error"] = error[:2000]
+    await redis.transaction(
+        ("HSET", keys.job(job_id), *[x for kv in changes.items() for x in kv]),
+        ("EXPIRE", keys.job(job_id), keys.JOB_TTL_S),
+        durable=True,
+    )
+    return await get_job(redis, job_id)
+
+
+async def list_jobs(redis: Any, *, limit: int = 20) -> list[JobRecord]:
+    """The most recent jobs, newest first."""
+    ids = await redis.zrevrange(keys.jobs_index(), 0, max(0, limit - 1))
+    out: list[JobRecord] = []
+    for job_id in ids:
+        raw = await redis.hgetall(keys.job(job_id))
+        if raw:
+            out.append(_record(job_id, raw))
+    return out
+
+
+__all__ = [
+    "FINAL_STATUSES",
+    "STAGES",
+    "STATUSES",
+    "JobRecord",
+    "Stage",
+    "create_job",
+    "get_job",
+    "list_jobs",
+    "update_job",
+]
