@@ -157,6 +157,16 @@ def export_stream() -> str:
     return f"{PREFIX}:{{learn}}:exports"
 
 
+def learning_seen() -> str:
+    """Set of content hashes of accepted samples (exact-duplicate check)."""
+    return f"{PREFIX}:{{learn}}:seen"
+
+
+def learning_rejections() -> str:
+    """Hash: rejection reason -> count."""
+    return f"{PREFIX}:{{learn}}:rejections"
+
+
 # --- model registry (global) --------------------------------------------------------------------
 def model_versions(name: str) -> str:
     """Hash: version -> JSON record."""
