@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,15 +10,48 @@ from fastapi import FastAPI
 
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_embedding import __version__
+from hivemind_embedding.batcher import MicroBatcher
+from hivemind_embedding.encoder import SentenceEncoder, default_model_dir, model_id_for
+from hivemind_embedding.router import router
 from hivemind_embedding.settings import EmbeddingSettings
 
 
 def create_app(settings: EmbeddingSettings) -> FastAPI:
+    """Build the app; the model is loaded (off the loop) in the lifespan."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.internal_token = settings.require_internal_token()
-        mark_started(app)
-        yield
+        model_dir = settings.embedding_model_dir or default_model_dir()
+        model_id = model_id_for(model_dir, settings.embedding_model_id)
+        encoder = await asyncio.to_thread(
+            SentenceEncoder.load,
+            model_dir,
+            model_id=model_id,
+            device=settings.embedding_device,
+            threads=settings.embedding_threads,
+        )
+        batcher = MicroBatcher(
+            encoder.encode,
+            enabled=settings.embedding_batching,
+            window_s=settings.embedding_batch_window_ms / 1000.0,
+            max_batch=settings.embedding_max_batch,
+        )
+        await batcher.start()
+        app.state.encoder = encoder
+        app.state.batcher = batcher
 
-    return base_app(service="embedding", lifespan=lifespan, version=__version__)
+        async def model_loaded() -> None:
+            return None
+
+        app.state.ready_checks["model"] = model_loaded
+        mark_started(app)
+        try:
+            yield
+        finally:
+            await batcher.close()
+
+    app = base_app(service="embedding", lifespan=lifespan, version=__version__)
+    app.include_router(router)
+    return app

@@ -2,8 +2,29 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
+
 from hivemind_common.settings import ServiceSettings
 
 
 class EmbeddingSettings(ServiceSettings):
     service_name: str = "embedding"
+
+    # the model: any local sentence-transformers directory; None = the shipped all-MiniLM-L6-v2
+    embedding_model_dir: Path | None = None
+    # the id every vector is stored under; None = derived from the directory name
+    embedding_model_id: str | None = None
+    embedding_device: str = "cpu"
+    embedding_threads: int = Field(default=0, ge=0, description="torch threads; 0 = leave as is")
+
+    # request limits
+    embedding_max_texts: int = Field(default=256, ge=1)
+    embedding_max_chars: int = Field(default=8192, ge=1, description="per text")
+    embedding_max_total_chars: int = Field(default=262_144, ge=1, description="per request")
+
+    # batching of concurrent requests
+    embedding_batching: bool = True
+    embedding_batch_window_ms: float = Field(default=4.0, ge=0)
+    embedding_max_batch: int = Field(default=64, ge=1, description="texts per encoder call")

@@ -1,0 +1,126 @@
+"""Micro-batching: concurrent requests share one encoder call.
+
+Requests queue up; one worker takes the first, then gathers whatever else arrives within a short
+window (or until ``max_batch`` texts), encodes them in one call on a single worker thread and
+hands each request its rows. With batching off, every request is its own call on the same thread,
+so the two modes differ only in batching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hivemind_common.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+EncodeFn = Callable[[list[str]], np.ndarray]
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    future: asyncio.Future[np.ndarray] = field(repr=False)
+
+
+class MicroBatcher:
+    """Collects concurrent ``embed`` calls into batches; encoding never runs on the loop."""
+
+    def __init__(
+        self,
+        encode: EncodeFn,
+        *,
+        enabled: bool = True,
+        window_s: float = 0.004,
+        max_batch: int = 64,
+    ) -> None:
+        self._encode = encode
+        self.enabled = enabled
+        self.window_s = window_s
+        self.max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encoder")
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.texts = 0
+
+    async def start(self) -> None:
+        if self.enabled and self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name="embedding-batcher")
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(Unavailable("embedding service is shutting down"))
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """Rows for ``texts``, in order."""
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            self.batches += 1
+            self.texts += len(texts)
+            return await loop.run_in_executor(self._executor, self._encode, texts)
+        if self._worker is None:
+            raise Unavailable("embedding batcher is not running")
+        job = _Job(texts, loop.create_future())
+        await self._queue.put(job)
+        return await job.future
+
+    async def _gather(self, first: _Job) -> list[_Job]:
+        jobs = [first]
+        size = len(first.texts)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.window_s
+        while size < self.max_batch:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            jobs.append(job)
+            size += len(job.texts)
+        return jobs
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = await self._gather(await self._queue.get())
+            live = [j for j in jobs if not j.future.done()]
+            if not live:
+                continue
+            flat = [t for j in live for t in j.texts]
+            try:
+                rows = await loop.run_in_executor(self._executor, self._encode, flat)
+            except Exception as exc:  # hand the failure to every waiting request
+                log.exception("encoder failed on a batch of %d texts", len(flat))
+                for j in live:
+                    if not j.future.done():
+                        j.future.set_exception(Unavailable(f"encoder failed: {type(exc).__name__}"))
+                continue
+            self.batches += 1
+            self.texts += len(flat)
+            start = 0
+            for j in live:
+                end = start + len(j.texts)
+                if not j.future.done():
+                    j.future.set_result(rows[start:end])
+                start = end

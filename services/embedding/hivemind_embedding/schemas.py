@@ -1,0 +1,60 @@
+"""Request and response bodies of the embedding service."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class EmbedRequest(BaseModel):
+    """``POST /embed``: plain texts in, unit vectors out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    texts: list[str] = Field(min_length=1)
+
+
+class EmbedResponse(BaseModel):
+    embeddings: list[list[float]]
+    dimensions: int
+    model: str
+
+
+class OpenAIEmbeddingRequest(BaseModel):
+    """``POST /v1/embeddings``, OpenAI's shape; unknown OpenAI fields (``user``) are accepted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    input: str | list[str]
+    model: str | None = None
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+
+
+class OpenAIEmbedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class OpenAIUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class OpenAIEmbeddingResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIEmbedding]
+    model: str
+    usage: OpenAIUsage
+
+
+class ModelInfo(BaseModel):
+    model: str
+    dimensions: int
+    batching: bool
+    max_texts: int
+    max_chars: int
+    batches: int = 0
+    texts: int = 0

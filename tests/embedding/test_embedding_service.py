@@ -1,0 +1,148 @@
+"""The embedding service answers /embed and /v1/embeddings with the real shipped model."""
+
+from __future__ import annotations
+
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from support.embedding import shared_embedding_url
+
+
+@pytest.fixture
+def embedding(internal_token: str) -> httpx.Client:
+    url = shared_embedding_url(internal_token)
+    with httpx.Client(
+        base_url=url, headers={"Authorization": f"Bearer {internal_token}"}, timeout=60
+    ) as client:
+        yield client
+
+
+def test_embed_returns_unit_vectors_named_by_the_model(embedding: httpx.Client) -> None:
+    r = embedding.post("/embed", json={"texts": ["redis runs on port 6379", "hello"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == "all-MiniLM-L6-v2"
+    assert body["dimensions"] == 384
+    vecs = np.array(body["embeddings"])
+    assert vecs.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+
+
+def test_similar_sentences_are_closer_than_unrelated_ones(embedding: httpx.Client) -> None:
+    texts = ["the database listens on port 5432", "which port does postgres use", "I like pizza"]
+    vecs = np.array(embedding.post("/embed", json={"texts": texts}).json()["embeddings"])
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.2
+
+
+def test_openai_shape_accepts_a_string_and_base64(embedding: httpx.Client) -> None:
+    r = embedding.post(
+        "/v1/embeddings",
+        json={
+            "input": "hello world",
+            "model": "anything",
+            "encoding_format": "base64",
+            "user": "u",
+        },
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "list" and body["model"] == "all-MiniLM-L6-v2"
+    assert body["usage"]["prompt_tokens"] > 0
+    raw = np.frombuffer(base64.b64decode(body["data"][0]["embedding"]), dtype="<f4")
+    plain = embedding.post("/v1/embeddings", json={"input": ["hello world"]}).json()
+    assert np.allclose(raw, plain["data"][0]["embedding"], atol=1e-5)
+
+
+def test_the_official_openai_client_reads_our_embeddings(
+    embedding: httpx.Client, internal_token: str
+) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=str(embedding.base_url) + "/v1", api_key=internal_token)
+    out = client.embeddings.create(model="all-MiniLM-L6-v2", input=["a", "b", "c"])
+    assert [d.index for d in out.data] == [0, 1, 2]
+    assert len(out.data[0].embedding) == 384
+
+
+def test_concurrent_requests_each_get_their_own_rows(embedding: httpx.Client) -> None:
+    texts = [f"fact number {i} about the build machine" for i in range(24)]
+    alone = {
+        t: embedding.post("/embed", json={"texts": [t]}).json()["embeddings"][0] for t in texts[:3]
+    }
+
+    def one(t: str) -> tuple[str, list[float]]:
+        return t, embedding.post("/embed", json={"texts": [t]}).json()["embeddings"][0]
+
+    with ThreadPoolExecutor(8) as pool:
+        together = dict(pool.map(one, texts))
+    for t, vec in alone.items():
+        assert np.allclose(vec, together[t], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"texts": []}, 400),
+        ({"texts": [""]}, 400),
+        ({"texts": ["   "]}, 400),
+        ({"texts": "not a list"}, 400),
+        ({"texts": [1, 2]}, 400),
+        ({"texts": ["ok"], "unknown": 1}, 400),
+        ({"texts": ["x" * 9000]}, 413),
+        ({"texts": ["x"] * 300}, 413),
+        ({"texts": ["nul \x00 inside"]}, 400),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_error(
+    embedding: httpx.Client, body: dict[str, object], status: int
+) -> None:
+    r = embedding.post("/embed", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["message"]
+
+
+def test_openai_route_refuses_token_arrays_and_wrong_dimensions(embedding: httpx.Client) -> None:
+    assert embedding.post("/v1/embeddings", json={"input": [[1, 2, 3]]}).status_code == 400
+    r = embedding.post("/v1/embeddings", json={"input": "x", "dimensions": 128})
+    assert r.status_code == 400 and "dimensions" in r.json()["error"]["message"]
+
+
+def test_odd_unicode_is_embedded(embedding: httpx.Client) -> None:
+    r = embedding.post("/embed", json={"texts": ["naïve café 🚀 \u200b日本語 \U0001f600"]})
+    assert r.status_code == 200
+    assert len(r.json()["embeddings"][0]) == 384
+
+
+def test_calls_without_the_internal_token_are_refused(embedding: httpx.Client) -> None:
+    r = httpx.post(str(embedding.base_url) + "/embed", json={"texts": ["x"]}, timeout=10)
+    assert r.status_code == 401
+    r = httpx.post(
+        str(embedding.base_url) + "/embed",
+        json={"texts": ["x"]},
+        headers={"Authorization": "Bearer wrong"},
+        timeout=10,
+    )
+    assert r.status_code == 401
+
+
+def test_concurrent_requests_are_encoded_in_shared_batches(internal_token: str) -> None:
+    from support.embedding import running_embedding
+
+    with running_embedding(internal_token, embedding_batch_window_ms=20.0) as url:
+        headers = {"Authorization": f"Bearer {internal_token}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+            client.post("/embed", json={"texts": ["warm up"]}).raise_for_status()
+            before = client.get("/info").json()
+
+            def one(i: int) -> int:
+                return client.post("/embed", json={"texts": [f"text {i}"]}).status_code
+
+            with ThreadPoolExecutor(16) as pool:
+                assert set(pool.map(one, range(32))) == {200}
+            after = client.get("/info").json()
+    assert after["texts"] - before["texts"] == 32
+    assert after["batches"] - before["batches"] < 32

@@ -1,0 +1,38 @@
+"""A real embedding service (the shipped all-MiniLM-L6-v2) on a free port, for tests.
+
+Loading the model takes seconds, so :func:`shared_embedding_url` starts one server per test
+session and keeps it; tests that need their own (batching off, a server they stop) use
+:func:`running_embedding`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from support.servers import serve_app
+
+_lock = threading.Lock()
+_shared: dict[str, str] = {}
+_stack = ExitStack()
+
+
+@contextmanager
+def running_embedding(internal_token: str, **overrides: Any) -> Iterator[str]:
+    """Serve an embedding app (overrides are EmbeddingSettings fields); yields its URL."""
+    from hivemind_embedding.app import create_app
+    from hivemind_embedding.settings import EmbeddingSettings
+
+    settings = EmbeddingSettings(internal_token=internal_token, **overrides)
+    with serve_app(create_app(settings), ready_path="/readyz") as url:
+        yield url
+
+
+def shared_embedding_url(internal_token: str) -> str:
+    """One embedding service for the whole session, started on first use."""
+    with _lock:
+        if internal_token not in _shared:
+            _shared[internal_token] = _stack.enter_context(running_embedding(internal_token))
+        return _shared[internal_token]
