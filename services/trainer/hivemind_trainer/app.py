@@ -1,4 +1,4 @@
-"""The trainer service's HTTP face: health, readiness and metrics; its work runs from Redis Streams."""
+"""The trainer service: health, readiness and metrics; its work runs from Redis Streams."""
 
 from __future__ import annotations
 

@@ -2,8 +2,60 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from hivemind_common.settings import ServiceSettings
+
+Mode = Literal["fast", "balanced", "best"]
 
 
 class TrainerSettings(ServiceSettings):
+    """What the trainer's worker, orchestrator, filter and recipe read."""
+
     service_name: str = "trainer"
+
+    # background work (tests switch it off and drive the parts directly)
+    worker_enabled: bool = True
+    consumer_name: str | None = None  # default: host-pid
+    poll_block_ms: int = 2_000
+    reclaim_idle_ms: int = 60_000  # a job unacknowledged this long is taken over
+
+    # orchestrator
+    threshold: int = 100  # new accepted samples that trigger a cycle
+    min_interval_s: float = 3_600.0  # since the last attempt
+    backoff_base_s: float = 600.0  # after a failure: base * 2**(failures-1), capped
+    backoff_max_s: float = 6 * 3_600.0
+    check_interval_s: float = 30.0
+
+    # filter
+    min_tokens: int = 4
+    max_tokens: int = 2_048
+    min_rating: float = 0.5  # ratings are 0..1 (or -1..1); below this a sample is rejected
+    near_dup_threshold: float = 0.9  # Jaccard of word 5-gram shingles
+
+    # model and recipe
+    model_name: str = "default"
+    base_gguf: Path | None = None  # default: the shipped SmolLM2 GGUF
+    base_hf_dir: Path | None = None  # a Hugging Face directory instead of a GGUF
+    mode: Mode = "fast"
+    seq_len: int = 512
+    replay_ratio: float = 0.25
+    heldout_fraction: float = 0.1
+    threads: int | None = None  # torch threads; default: all cores
+    max_steps: int | None = None  # caps the recipe (tests, benchmarks)
+    checkpoint_every: int = 50
+    seed: int = 1234
+
+    # evaluation gate
+    general_tolerance: float = 0.02  # within 2% on the general set
+    heldout_tolerance: float = 0.0  # no worse on held-out
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def work_dir(self) -> Path:
+        """Checkpoints of running jobs."""
+        return self.data_dir / "trainer" / "jobs"

@@ -1,0 +1,18 @@
+"""Prometheus objects of the trainer (module level, low-cardinality labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+SAMPLES = Counter(
+    "hivemind_trainer_samples_total",
+    "Learning samples read from the stream, by outcome (accepted or the rejection reason).",
+    ["outcome"],
+)
+TRAIN_LOSS = Gauge("hivemind_trainer_loss", "Training loss of the latest logged step.")
+TRAIN_TOKENS_PER_S = Gauge(
+    "hivemind_trainer_tokens_per_second", "Trained tokens per second of the running job."
+)
+TRAIN_STEP = Gauge("hivemind_trainer_step", "Optimizer step of the running job.")
+CYCLES = Counter("hivemind_trainer_cycles_total", "Learning cycles, by result.", ["result"])
+IS_LEADER = Gauge("hivemind_trainer_is_leader", "1 while this trainer holds the leader lock.")

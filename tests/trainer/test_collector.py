@@ -1,0 +1,127 @@
+"""The collector reads the learning stream in a group, stores samples, counts rejections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hivemind_common import keys
+from hivemind_common.jobs import LearningSample
+from hivemind_trainer.data.collector import Collector
+from hivemind_trainer.data.dataset import Dataset
+from hivemind_trainer.data.sample_filter import SampleFilter
+
+
+def sample(i: int, **kw: object) -> LearningSample:
+    return LearningSample(
+        tenant="acme",
+        messages=[
+            {"role": "user", "content": f"question number {i} about topic {i * 7}"},
+            {
+                "role": "assistant",
+                "content": f"answer {i}: the value is {i * i} and token sk-{'x' * 24}{i}",
+            },
+        ],
+        **kw,
+    )
+
+
+async def add(redis, s: LearningSample) -> None:
+    await redis.xadd(keys.learning_stream(), s.to_fields())
+
+
+def collector(redis, data_dir: Path, name: str = "c1", idle_ms: int = 60_000) -> Collector:
+    return Collector(
+        redis,
+        Dataset(data_dir / "datasets"),
+        SampleFilter(),
+        consumer=name,
+        reclaim_idle_ms=idle_ms,
+    )
+
+
+async def test_accepted_samples_land_scrubbed_in_the_dataset_and_rejections_are_counted(
+    redis_client, data_dir: Path
+) -> None:
+    for i in range(5):
+        await add(redis_client, sample(i))
+    await add(redis_client, sample(0))  # exact duplicate
+    await add(redis_client, sample(9, rating=0.0))
+    await redis_client.xadd(keys.learning_stream(), {"data": "{not json"})
+    stats = await collector(redis_client, data_dir).drain()
+    assert stats.accepted == 5
+    assert stats.rejected == {"duplicate": 1, "negative_rating": 1, "malformed": 1}
+    records = list(Dataset(data_dir / "datasets").records())
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    assert all("sk-xxxx" not in r["messages"][-1]["content"] for r in records)
+    assert {r["filter_version"] for r in records} == {"f1"}
+    assert await redis_client.hgetall(keys.learning_rejections()) == {
+        "duplicate": "1",
+        "negative_rating": "1",
+        "malformed": "1",
+    }
+    pending = await redis_client.xpending(keys.learning_stream(), keys.TRAINER_GROUP)
+    assert pending["pending"] == 0
+
+
+async def test_a_crashed_consumers_pending_samples_are_reclaimed_by_another(
+    redis_client, data_dir: Path
+) -> None:
+    first = collector(redis_client, data_dir, "dead")
+    await first.ensure_group()
+    for i in range(3):
+        await add(redis_client, sample(i))
+    # "dead" reads but never acknowledges (it crashed)
+    await redis_client.xreadgroup(
+        keys.TRAINER_GROUP, "dead", {keys.learning_stream(): ">"}, count=10
+    )
+    survivor = collector(redis_client, data_dir, "alive", idle_ms=0)
+    stats = await survivor.collect_once()
+    assert stats.accepted == 3
+    pending = await redis_client.xpending(keys.learning_stream(), keys.TRAINER_GROUP)
+    assert pending["pending"] == 0
+
+
+def test_the_split_is_stable_and_versions_freeze_new_data_with_replay(tmp_path: Path) -> None:
+    from hivemind_trainer.data.dataset import split_of
+    from hivemind_trainer.data.sample_filter import Accepted
+
+    ds = Dataset(tmp_path, heldout_fraction=0.2)
+    for i in range(1, 101):
+        ds.append(
+            Accepted(
+                f"id{i}",
+                "acme",
+                "api",
+                [{"role": "user", "content": "q"}, {"role": "assistant", "content": f"a{i}"}],
+                5,
+                f"h{i}",
+                0,
+                0.0,
+            ),
+            seq=i,
+        )
+    assert [split_of(f"id{i}", 0.2) for i in range(50)] == [
+        split_of(f"id{i}", 0.2) for i in range(50)
+    ]
+    first = ds.freeze(after_seq=0, replay_ratio=0.5)
+    assert first["counts"]["replay"] == 0 and 10 <= first["counts"]["heldout"] <= 30
+    for i in range(101, 121):
+        ds.append(
+            Accepted(
+                f"id{i}",
+                "acme",
+                "capture",
+                [{"role": "user", "content": "q"}, {"role": "assistant", "content": f"a{i}"}],
+                5,
+                f"h{i}",
+                0,
+                0.0,
+            ),
+            seq=i,
+        )
+    second = ds.freeze(after_seq=100, replay_ratio=0.5)
+    assert second["parent"] == first["version"] and second["seq_from"] == 101
+    assert second["sources"] == {"capture": 20}
+    parts = ds.load_version(second["version"])
+    assert len(parts["replay"]) == round(0.5 * len(parts["train"]))
+    assert all(r["seq"] <= 100 and r["split"] == "train" for r in parts["replay"])
