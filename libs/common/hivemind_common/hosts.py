@@ -134,6 +134,9 @@ def _normalise(data: dict[str, Any]) -> dict[str, Any]:
         placement = prof.get("placement") or {}
         if not isinstance(placement, dict):
             raise RegistryError(f"profile {pname!r}: placement must be a mapping")
+        unknown = [s for s in placement if s not in SERVICES]
+        if unknown:
+            raise RegistryError(f"profile {pname!r}: unknown services placed: {', '.join(unknown)}")
         for service, where in list(placement.items()):
             if isinstance(where, str):
                 where = {"node": where}
