@@ -178,5 +178,10 @@ def model_serving(name: str) -> str:
     return f"{PREFIX}:{{models}}:{name}:serving"
 
 
+def served_model_version(name: str) -> str:
+    """String: the version the inference service is answering with right now (set on swap)."""
+    return f"{PREFIX}:{{models}}:{name}:served"
+
+
 def models_index() -> str:
     return f"{PREFIX}:{{models}}:names"
