@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Tools for the container work (make images, make quadlet-check, make test-containers) on a fresh
+# Debian 12 machine. Idempotent: a second run takes about a second.
+#   - podman, runc, debootstrap and systemd (for systemd-analyze) from Debian's own archive;
+#   - the `quadlet` generator from Debian trixie's podman package (bookworm's podman 4.3 has none),
+#     fetched with a private apt state under .tools/apt and unpacked into .tools/podman-trixie;
+#     the system's podman is never upgraded and the host's apt lists are not touched;
+#   - /etc/containers/containers.conf: runtime = "runc" and the ulimits podman needs here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TOOLS=${TOOLS:-$PWD/.tools}
+QUADLET="$TOOLS/podman-trixie/usr/libexec/podman/quadlet"
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# 1. Debian packages from bookworm.
+need=()
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+if [ ${#need[@]} -gt 0 ]; then
+  log "apt-get install ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${need[@]}" >/dev/null
+fi
+
+# 2. containers.conf: runc and explicit ulimits (crun and the inherited limits fail here).
+CONF=/etc/containers/containers.conf
+if ! grep -qs '^runtime *= *"runc"' "$CONF" || ! grep -qs '^default_ulimits' "$CONF"; then
+  log "writing runtime/ulimits to $CONF"
+  $SUDO mkdir -p /etc/containers
+  tmp=$(mktemp)
+  if [ -f "$CONF" ]; then
+    # Drop our two keys wherever they are, then add them back under their tables.
+    grep -vE '^(runtime|default_ulimits) *=' "$CONF" > "$tmp" || true
+  fi
+  python3 - "$tmp" <<'PY'
+import re, sys
+path = sys.argv[1]
+text = open(path).read()
+def put(text, table, line):
+    header = f"[{table}]"
+    if re.search(rf"^\[{table}\]\s*$", text, re.M):
+        return re.sub(rf"^\[{table}\]\s*$", f"{header}\n{line}", text, count=1, flags=re.M)
+    return text.rstrip("\n") + f"\n\n{header}\n{line}\n"
+text = put(text, "engine", 'runtime = "runc"')
+text = put(text, "containers", 'default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]')
+open(path, "w").write(text.lstrip("\n"))
+PY
+  $SUDO install -m 0644 "$tmp" "$CONF"
+  rm -f "$tmp"
+fi
+
+# 3. The quadlet generator from trixie's podman package, unpacked, never installed.
+if [ ! -x "$QUADLET" ]; then
+  log "fetching podman from Debian trixie for its quadlet binary"
+  APT="$TOOLS/apt"
+  mkdir -p "$APT/empty.d" "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/debs"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+    > "$APT/sources.list"
+  opts=(-o "Dir::Etc::sourcelist=$APT/sources.list" -o "Dir::Etc::sourceparts=$APT/empty.d"
+        -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache"
+        -o "Dir::Etc::preferencesparts=$APT/empty.d" -o "APT::Get::List-Cleanup=0"
+        -o "Debug::NoLocking=1" -o "APT::Sandbox::User=root")
+  apt-get "${opts[@]}" update -qq
+  (cd "$APT/debs" && apt-get "${opts[@]}" download podman)
+  rm -rf "$TOOLS/podman-trixie"
+  dpkg-deb -x "$APT"/debs/podman_*.deb "$TOOLS/podman-trixie"
+  "$QUADLET" -version >/dev/null
+fi
+log "containers ready (quadlet: $("$QUADLET" -version 2>&1 | head -1))"
