@@ -1,23 +1,48 @@
-"""The inference service: llama.cpp models behind an OpenAI-compatible API."""
+"""The inference service: llama.cpp models behind an OpenAI-compatible API, with hot-swap."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from hivemind_common.redis_client import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_inference import __version__
+from hivemind_inference.registry import ModelRegistry
+from hivemind_inference.routes_admin import router as admin_router
+from hivemind_inference.routes_openai import router as openai_router
+from hivemind_inference.served import ServedVersionPublisher
 from hivemind_inference.settings import InferenceSettings
 
 
 def create_app(settings: InferenceSettings) -> FastAPI:
+    """Build the app; models load in the lifespan."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.internal_token = settings.require_internal_token()
-        mark_started(app)
-        yield
+        async with AsyncExitStack() as stack:
+            app.state.settings = settings
+            app.state.internal_token = settings.require_internal_token()
+            redis = None
+            if settings.publish_served_version:
+                redis = connect_redis(settings.redis_url)
+                stack.push_async_callback(redis.aclose)
+            registry = ModelRegistry(settings, on_swap=ServedVersionPublisher(redis))
+            app.state.registry = registry
+            stack.push_async_callback(registry.close)
+            await registry.load_all()
 
-    return base_app(service="inference", lifespan=lifespan, version=__version__)
+            async def models_loaded() -> None:
+                if not registry.slots:
+                    raise RuntimeError("no model loaded")
+
+            app.state.ready_checks["models"] = models_loaded
+            mark_started(app)
+            yield
+
+    app = base_app(service="inference", lifespan=lifespan, version=__version__)
+    app.include_router(openai_router)
+    app.include_router(admin_router)
+    return app

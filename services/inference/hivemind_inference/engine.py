@@ -1,0 +1,193 @@
+"""One loaded copy of a model: a llama.cpp ``Llama`` and the single thread that drives it.
+
+llama.cpp contexts are not thread-safe, so every call on a copy runs on that copy's own
+one-thread executor, never on the event loop. Streams hand chunks back through an asyncio queue;
+a cancel flag, checked between tokens, stops a generation whose client has gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hivemind_common.errors import Invalid, Unprocessable
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# Known spellings of fill-in-the-middle tokens (StarCoder/SmolLM-style and Qwen/CodeLlama-style).
+_FIM_SPELLINGS = (
+    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"),
+    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+    ("<PRE>", "<SUF>", "<MID>"),
+)
+
+
+class GenerationCancelled(Exception):
+    """Raised inside llama.cpp's sampling loop when the client has gone."""
+
+
+class ModelCopy:
+    """A loaded GGUF (plus optional LoRA) with its version, executor and in-flight count."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: str,
+        gguf: Path,
+        lora: Path | None,
+        n_ctx: int,
+        threads: int,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.gguf = gguf
+        self.lora = lora
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self.loaded_at = 0.0
+        self.llama: Any = None
+        self.formatter: Any = None
+        self.fim: tuple[int, int, int] | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
+        self.active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- loading ------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the GGUF (blocking; call through :meth:`run`). Raises Invalid / Unprocessable."""
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        for label, path in (("gguf", self.gguf), ("lora", self.lora)):
+            if path is not None and not path.is_file():
+                raise Invalid(f"{label} file not found: {path}", param=label)
+        try:
+            self.llama = Llama(
+                model_path=str(self.gguf),
+                lora_path=str(self.lora) if self.lora else None,
+                n_ctx=self.n_ctx,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise Unprocessable(
+                f"llama.cpp could not load {self.gguf.name}"
+                + (f" with LoRA {self.lora.name}" if self.lora else "")
+                + f": {exc}",
+                code="model_load_failed",
+            ) from exc
+        template = self.llama.metadata.get("tokenizer.chat_template")
+        if template:
+            vocab = self.llama._model
+            self.formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=vocab.token_get_text(self.llama.token_eos()),
+                bos_token=vocab.token_get_text(self.llama.token_bos()),
+            )
+        self.fim = self._find_fim_tokens()
+        self.loaded_at = time.time()
+
+    def _find_fim_tokens(self) -> tuple[int, int, int] | None:
+        vocab = self.llama._model
+        native = (vocab.token_prefix(), vocab.token_suffix(), vocab.token_middle())
+        if all(t >= 0 for t in native):
+            return native
+        for spelling in _FIM_SPELLINGS:
+            ids = [self.llama.tokenize(s.encode(), add_bos=False, special=True) for s in spelling]
+            if all(len(i) == 1 for i in ids):
+                return ids[0][0], ids[1][0], ids[2][0]
+        return None
+
+    def close(self) -> None:
+        """Free the model (blocking); the executor is shut down after the last call."""
+        llama, self.llama = self.llama, None
+        if llama is not None:
+            llama.close()
+        self.executor.shutdown(wait=False)
+
+    # --- running ------------------------------------------------------------------------------
+    def acquire(self) -> None:
+        self.active += 1
+        self._idle.clear()
+
+    def release(self) -> None:
+        self.active -= 1
+        if self.active <= 0:
+            self.active = 0
+            self._idle.set()
+
+    async def drained(self) -> None:
+        """Return once no request is running or waiting on this copy."""
+        await self._idle.wait()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on this copy's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, fn, *args)
+
+    async def stream(
+        self, make_iter: Callable[[], Iterator[dict[str, Any]]], cancel: threading.Event
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Drive a llama.cpp chunk iterator on this copy's thread; stop when ``cancel`` is set."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+        def put(kind: str, item: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, (kind, item))
+            except RuntimeError:  # the loop is gone (shutdown): nobody is listening
+                cancel.set()
+
+        def work() -> None:
+            chunks: Iterator[dict[str, Any]] | None = None
+            try:
+                chunks = make_iter()
+                for chunk in chunks:
+                    if cancel.is_set():
+                        break
+                    put("chunk", chunk)
+                put("end", None)
+            except Exception as exc:
+                put("error", exc)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+
+        future = loop.run_in_executor(self.executor, work)
+        try:
+            while True:
+                kind, item = await queue.get()
+                if kind == "chunk":
+                    yield item
+                elif kind == "error":
+                    raise item
+                else:
+                    break
+        finally:
+            cancel.set()
+            if not future.done():
+                # the thread finishes its current token, sees the flag and stops
+                await asyncio.shield(future)
+
+
+def cancel_processor(cancel: threading.Event) -> Any:
+    """A llama.cpp logits processor that aborts sampling once ``cancel`` is set."""
+    from llama_cpp import LogitsProcessorList
+
+    def check(input_ids: Any, scores: Any) -> Any:
+        if cancel.is_set():
+            raise GenerationCancelled()
+        return scores
+
+    return LogitsProcessorList([check])

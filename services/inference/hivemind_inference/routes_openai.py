@@ -1,0 +1,197 @@
+"""OpenAI-compatible routes of the inference service, plus /tokenize and /detokenize."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hivemind_common.auth import InternalCaller
+from hivemind_common.error_handlers import openai_error_body
+from hivemind_common.errors import HivemindError, Invalid
+from hivemind_inference import generate
+from hivemind_inference.engine import GenerationCancelled, ModelCopy
+from hivemind_inference.registry import ModelRegistry, ModelSlot
+from hivemind_inference.schemas import (
+    ChatRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    TokenizeRequest,
+)
+
+log = logging.getLogger(__name__)
+router = APIRouter(dependencies=[InternalCaller])
+
+VERSION_HEADER = "x-hivemind-model-version"
+MODEL_HEADER = "x-hivemind-model"
+
+
+def _registry(request: Request) -> ModelRegistry:
+    return request.app.state.registry  # type: ignore[no-any-return]
+
+
+def _headers(copy: ModelCopy) -> dict[str, str]:
+    return {VERSION_HEADER: copy.version, MODEL_HEADER: copy.name}
+
+
+def _model_card(slot: ModelSlot) -> dict[str, Any]:
+    info = slot.describe()
+    return {
+        "id": info["name"],
+        "object": "model",
+        "created": int(info["loaded_at"]),
+        "owned_by": "hivemind",
+        "version": info["version"],
+        "aliases": info["aliases"],
+        "n_ctx": info["n_ctx"],
+        "fim": info["fim"],
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    reg = _registry(request)
+    return {"object": "list", "data": [_model_card(s) for s in reg.slots.values()]}
+
+
+@router.get("/v1/models/{model_id}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    return _model_card(_registry(request).resolve(model_id))
+
+
+async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
+    """Set ``cancel`` when the client goes away (the body has been read already)."""
+    while not cancel.is_set():
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            cancel.set()
+            return
+
+
+async def _run_whole(
+    request: Request, slot: ModelSlot, job: Callable[[ModelCopy, threading.Event], Any]
+) -> JSONResponse:
+    cancel = threading.Event()
+    async with slot.admit() as copy:
+        watcher = asyncio.create_task(_watch_disconnect(request, cancel))
+        try:
+            result = await copy.run(job, copy, cancel)
+        except GenerationCancelled:
+            log.info("client went away; generation on %s stopped", copy.name)
+            return JSONResponse({"error": "client closed request"}, status_code=499)
+        finally:
+            cancel.set()
+            watcher.cancel()
+    return JSONResponse(result, headers=_headers(copy))
+
+
+def _sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+async def _run_stream(
+    slot: ModelSlot, make_iter: Callable[[ModelCopy], Iterator[dict[str, Any]]]
+) -> StreamingResponse:
+    """Admit, start generating, wait for the first chunk (errors are still a JSON 4xx), stream."""
+    stack = AsyncExitStack()
+    copy = await stack.enter_async_context(slot.admit())
+    cancel = threading.Event()
+    chunks = copy.stream(lambda: make_iter(copy), cancel)
+    try:
+        first = await chunks.__anext__()
+    except StopAsyncIteration:
+        first = None
+    except BaseException:
+        await chunks.aclose()
+        await stack.aclose()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            if first is not None:
+                yield _sse(first)
+            async for chunk in chunks:
+                yield _sse(chunk)
+        except HivemindError as exc:
+            yield _sse(openai_error_body(exc.status, exc.message, code=exc.code))
+        except Exception:
+            log.exception("stream failed on %s", copy.name)
+            yield _sse(openai_error_body(500, "generation failed", code="internal_error"))
+        finally:
+            cancel.set()
+            await chunks.aclose()
+            await stack.aclose()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=_headers(copy))
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
+    reg = _registry(request)
+    slot = reg.resolve(body.model)
+    default_max = reg.settings.max_tokens_default
+    if body.stream:
+        return await _run_stream(slot, lambda c: generate.chat_chunks(c, body, default_max))
+    return await _run_whole(
+        request, slot, lambda c, cancel: generate.chat_once(c, body, cancel, default_max)
+    )
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(
+    body: CompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse:
+    reg = _registry(request)
+    slot = reg.resolve(body.model)
+    default_max = reg.settings.max_tokens_default
+    if body.stream:
+        return await _run_stream(slot, lambda c: generate.completion_chunks(c, body, default_max))
+    return await _run_whole(
+        request, slot, lambda c, cancel: generate.complete_once(c, body, cancel, default_max)
+    )
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
+    """Tokens of ``content``, or the count of a chat rendered with the model's template."""
+    if (body.content is None) == (body.messages is None):
+        raise Invalid("send exactly one of 'content' or 'messages'")
+    slot = _registry(request).resolve(body.model)
+    async with slot.admit() as copy:
+
+        def work() -> dict[str, Any]:
+            if body.messages is not None:
+                req = ChatRequest(messages=body.messages)
+                count = generate.count_chat_tokens(copy, generate.normalise_messages(req))
+                return {"count": count}
+            assert body.content is not None
+            tokens = copy.llama.tokenize(
+                body.content.encode(), add_bos=body.add_special, special=body.add_special
+            )
+            return {"tokens": tokens, "count": len(tokens)}
+
+        out = await copy.run(work)
+        out.update(model=copy.name, version=copy.version, n_ctx=copy.n_ctx)
+        return out
+
+
+@router.post("/detokenize")
+async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
+    slot = _registry(request).resolve(body.model)
+    async with slot.admit() as copy:
+        vocab = await copy.run(copy.llama.n_vocab)
+        if any(t < 0 or t >= vocab for t in body.tokens):
+            raise Invalid(f"token ids must be in [0, {vocab})", param="tokens")
+        raw = await copy.run(copy.llama.detokenize, body.tokens)
+        return {"content": raw.decode("utf-8", errors="replace"), "model": copy.name}
+
+
+__all__ = ["MODEL_HEADER", "VERSION_HEADER", "router"]
