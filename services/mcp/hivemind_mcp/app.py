@@ -1,4 +1,9 @@
-"""The MCP bridge's HTTP app: streamable HTTP at /mcp plus health and metrics."""
+"""The MCP bridge's HTTP app: streamable HTTP at /mcp plus health and metrics on one port.
+
+``/mcp`` runs the MCP server built by :func:`~hivemind_mcp.server.build_server` behind
+:class:`~hivemind_mcp.auth.BearerKeyGate`; the caller's own key travels on to the gateway with
+every tool call. The session manager (and with it the server's lifespan) lives as long as the app.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +12,65 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import Route
 
-from hivemind_common.hosts import service_url
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_mcp import __version__
+from hivemind_mcp.auth import BearerKeyGate, KeyChecker
+from hivemind_mcp.server import build_server, gateway_base_url
 from hivemind_mcp.settings import McpSettings
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+MCP_PATH = "/mcp"
+
+
+def transport_security(settings: McpSettings) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection: explicit hosts, the SDK's loopback default, or off when exposed."""
+    if settings.allowed_hosts:
+        return TransportSecuritySettings(
+            enable_dns_rebinding_protection=True, allowed_hosts=list(settings.allowed_hosts)
+        )
+    if settings.host in LOOPBACK:
+        return None  # the SDK allows loopback hosts and origins only
+    # Bound to a routable address (containers): every caller needs a key anyway.
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
 def create_app(settings: McpSettings) -> FastAPI:
+    """Build the bridge's app; the gateway clients and MCP sessions live in its lifespan."""
+    server = build_server(settings)
+    # Builds the session manager; we mount its ASGI endpoint ourselves, behind the key gate.
+    server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        json_response=settings.json_response,
+        stateless_http=settings.stateless_http,
+        transport_security=transport_security(settings),
+        host=settings.host,
+    )
+    session_manager = server.session_manager
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        base = settings.gateway_url or service_url("gateway", profile=settings.profile)
-        async with httpx.AsyncClient(base_url=base, timeout=settings.gateway_timeout_s) as http:
+        app.state.mcp_server = server
+        timeout = httpx.Timeout(10.0, connect=settings.gateway_connect_timeout_s)
+        async with httpx.AsyncClient(base_url=gateway_base_url(settings), timeout=timeout) as http:
             app.state.gateway_http = http
+            app.state.key_checker = KeyChecker(
+                lambda: http, check_path=settings.auth_check_path, ttl_s=settings.auth_cache_s
+            )
 
             async def gateway_alive() -> None:
                 (await http.get("/healthz", timeout=2.0)).raise_for_status()
 
             app.state.ready_checks["gateway"] = gateway_alive
-            mark_started(app)
-            yield
+            async with session_manager.run():
+                mark_started(app)
+                yield
 
-    return base_app(service="mcp", lifespan=lifespan, version=__version__)
+    app = base_app(service="mcp", lifespan=lifespan, version=__version__)
+    endpoint = BearerKeyGate(StreamableHTTPASGIApp(session_manager), lambda: app.state.key_checker)
+    app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, methods=["GET", "POST", "DELETE"]))
+    return app

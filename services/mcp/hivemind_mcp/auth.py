@@ -1,0 +1,110 @@
+"""The door of ``/mcp``: a bearer key the gateway accepts, or 401 before any MCP work.
+
+The key is checked by one cheap authenticated gateway read and remembered briefly (by its
+SHA-256, never in clear). Only a definite refusal (401/403) turns the caller away; if the
+gateway cannot be asked, the request goes on and every tool call reports the gateway's state
+(the gateway checks the key again on each call, so nothing is reachable without it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+MAX_REMEMBERED = 4096
+
+
+def bearer_from_scope(scope: Scope) -> str | None:
+    """The bearer token of an ASGI request, or None."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+class KeyChecker:
+    """Asks the gateway whether a key is good; remembers good keys for ``ttl_s``."""
+
+    def __init__(
+        self,
+        http: Callable[[], httpx.AsyncClient],
+        *,
+        check_path: str,
+        ttl_s: float,
+    ) -> None:
+        self._http = http
+        self.check_path = check_path
+        self.ttl_s = ttl_s
+        self._good_until: dict[str, float] = {}
+
+    async def refusal(self, key: str) -> str | None:
+        """None when the key may pass; else the reason it is refused."""
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        now = time.monotonic()
+        if self._good_until.get(digest, 0.0) > now:
+            return None
+        try:
+            response = await self._http().get(
+                self.check_path, headers={"Authorization": f"Bearer {key}"}
+            )
+        except httpx.HTTPError as exc:
+            log.warning("cannot check an API key, gateway unreachable: %s", type(exc).__name__)
+            return None
+        if response.status_code in (401, 403):
+            self._good_until.pop(digest, None)
+            return "the API key was refused by the gateway"
+        if response.is_success:
+            if len(self._good_until) >= MAX_REMEMBERED:
+                self._good_until = {k: t for k, t in self._good_until.items() if t > now}
+            self._good_until[digest] = now + self.ttl_s
+        return None
+
+    def forget(self) -> None:
+        self._good_until.clear()
+
+
+class BearerKeyGate:
+    """ASGI wrapper: 401 (JSON-RPC shaped, with WWW-Authenticate) for a missing or refused key."""
+
+    def __init__(self, app: ASGIApp, checker: Callable[[], KeyChecker]) -> None:
+        self.app = app
+        self.checker = checker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        key = bearer_from_scope(scope)
+        if key is None:
+            reason: str | None = "missing API key: send 'Authorization: Bearer <key>'"
+        else:
+            reason = await self.checker().refusal(key)
+        if reason is None:
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps(
+            {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": reason}}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="hivemind"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,34 @@
+"""Small shared pieces of the tools: argument types and result shaping."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from mcp_types import ToolAnnotations
+from pydantic import Field
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False)
+DELETES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
+
+Tags = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+    Field(
+        description="Labels; a search with tags only returns items carrying every one.",
+        max_length=32,
+    ),
+]
+TopK = Annotated[int, Field(ge=1, le=50, description="How many results at most.")]
+SessionId = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=128, description="The id of a session (see memory_list_sessions)."
+    ),
+]
+
+
+def as_result(body: Any) -> dict[str, Any]:
+    """Tools answer an object: a gateway object as is, anything else under ``result``."""
+    if isinstance(body, dict):
+        return body
+    return {"result": body}

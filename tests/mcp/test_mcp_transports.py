@@ -1,0 +1,87 @@
+"""The bridge speaks MCP in memory, over stdio and over streamable HTTP, behind a key check."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from mcp import Client
+from mcp_bridge_support import assert_all_tools_listed, http_session, stdio_params
+
+from hivemind_mcp.tools import TOOL_NAMES
+from support.gateway import RunningGateway
+
+
+async def test_in_memory_lists_every_tool_with_an_input_schema(in_memory_server: object) -> None:
+    async with Client(in_memory_server) as client:  # type: ignore[arg-type]
+        listed = await client.list_tools()
+    assert_all_tools_listed(listed.tools)
+
+
+async def test_stdio_subprocess_lists_every_tool(gateway: RunningGateway, acme_key: str) -> None:
+    async with Client(stdio_params(gateway.url, acme_key)) as client:
+        listed = await client.list_tools()
+    assert_all_tools_listed(listed.tools)
+
+
+async def test_streamable_http_lists_every_tool_for_a_valid_key(
+    bridge_url: str, acme_key: str
+) -> None:
+    async with http_session(bridge_url, acme_key) as client:
+        listed = await client.list_tools()
+    assert_all_tools_listed(listed.tools)
+
+
+def test_streamable_http_refuses_a_request_without_a_key(bridge_url: str) -> None:
+    response = httpx.post(bridge_url, json=_initialize(), headers=_mcp_headers(), timeout=10)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert "missing API key" in response.json()["error"]["message"]
+
+
+def test_streamable_http_refuses_a_key_the_gateway_does_not_know(bridge_url: str) -> None:
+    headers = {**_mcp_headers(), "Authorization": "Bearer hm_000000000000_notarealkey"}
+    response = httpx.post(bridge_url, json=_initialize(), headers=headers, timeout=10)
+    assert response.status_code == 401
+    assert "refused" in response.json()["error"]["message"]
+
+
+async def test_the_official_client_is_told_its_key_is_missing(bridge_url: str) -> None:
+    with pytest.raises(BaseException) as raised:  # the SDK raises an exception group
+        async with http_session(bridge_url, None) as client:
+            await client.list_tools()
+    messages = [str(e) for e in _leaves(raised.value)]
+    assert any("missing API key" in m for m in messages), messages
+
+
+def test_health_and_metrics_stay_beside_the_mcp_endpoint(bridge_url: str) -> None:
+    base = bridge_url.removesuffix("/mcp")
+    assert httpx.get(base + "/healthz", timeout=5).json()["service"] == "mcp"
+    assert httpx.get(base + "/readyz", timeout=5).status_code == 200
+    assert "http_requests" in httpx.get(base + "/metrics", timeout=5).text
+
+
+def test_tool_names_match_the_contract() -> None:
+    assert len(TOOL_NAMES) == len(set(TOOL_NAMES)) == 19
+
+
+def _initialize() -> dict[str, object]:
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"},
+        },
+    }
+
+
+def _mcp_headers() -> dict[str, str]:
+    return {"Accept": "application/json, text/event-stream"}
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc, *([exc.__cause__] if exc.__cause__ else [])]
