@@ -1,0 +1,93 @@
+"""What the model sees when a call goes wrong: a tool error in plain words, never a crash."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+from mcp_bridge_support import bridge_settings, http_session, running_bridge, stdio_params
+
+from hivemind_mcp.server import build_server
+
+
+def _text(result: Any) -> str:
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("fact_get", {}, "key"),
+        ("fact_get", {"key": ""}, "key"),
+        ("fact_store", {"key": "k", "value": 3}, "value"),
+        ("fact_search", {"query": "q", "top_k": 0}, "top_k"),
+        ("memory_search", {"query": "q", "tags": "not-a-list"}, "tags"),
+        ("tool_cache_get", {"tool": "a tool with spaces", "input_hash": "abcdef12"}, "tool"),
+        ("learning_queue_add", {"messages": [{"role": "robot", "content": "x"}]}, "role"),
+        ("llm_complete", {"prefix": "x", "max_tokens": 100000}, "max_tokens"),
+    ],
+)
+async def test_bad_arguments_come_back_as_a_tool_error_naming_the_field(
+    tool: str, arguments: dict[str, Any], field: str
+) -> None:
+    server = build_server(bridge_settings("http://127.0.0.1:9", "hm_a_b"))
+    async with Client(server) as client:
+        result = await client.call_tool(tool, arguments)
+        assert result.is_error
+        assert field in _text(result)
+        # the server is still there for the next call
+        assert len((await client.list_tools()).tools) == 19
+
+
+async def test_an_unknown_tool_is_a_tool_error() -> None:
+    server = build_server(bridge_settings("http://127.0.0.1:9", "hm_a_b"))
+    async with Client(server) as client:
+        result = await client.call_tool("web_fetch", {"url": "http://127.0.0.1:6379/"})
+    assert result.is_error
+    assert "Unknown tool" in _text(result)
+
+
+async def test_no_tool_takes_a_url_to_fetch() -> None:
+    server = build_server(bridge_settings("http://127.0.0.1:9", "hm_a_b"))
+    for tool in await server.list_tools():
+        properties = set(tool.input_schema.get("properties", {}))
+        assert not properties & {"url", "uri", "href", "endpoint"}, tool.name
+
+
+async def test_a_bridge_without_a_key_says_how_to_set_one() -> None:
+    server = build_server(bridge_settings("http://127.0.0.1:9", None))
+    async with Client(server) as client:
+        result = await client.call_tool("get_stats", {})
+    assert result.is_error
+    assert "HIVEMIND_API_KEY" in _text(result)
+
+
+async def test_a_stopped_gateway_is_a_tool_error_over_http_and_the_bridge_lives_on(
+    stopping_gateway: Any,
+) -> None:
+    gateway, key, stack = stopping_gateway
+    with running_bridge(bridge_settings(gateway.url)) as url:
+        async with http_session(url, key) as client:
+            stack.close()  # the gateway goes away under an open session
+            result = await client.call_tool("fact_get", {"key": "project.language"})
+            assert result.is_error
+            assert "unreachable" in _text(result)
+            assert len((await client.list_tools()).tools) == 19
+        async with httpx.AsyncClient(base_url=url.removesuffix("/mcp"), timeout=5) as http:
+            health = await http.get("/healthz")
+            ready = await http.get("/readyz")
+        assert health.status_code == 200
+        assert ready.status_code == 503
+        assert "gateway" in ready.json()["reason"]
+
+
+async def test_a_stopped_gateway_is_a_tool_error_over_stdio(stopping_gateway: Any) -> None:
+    gateway, key, stack = stopping_gateway
+    async with Client(stdio_params(gateway.url, key)) as client:
+        stack.close()
+        result = await client.call_tool("memory_list_sessions", {})
+        assert result.is_error
+        assert "unreachable" in _text(result)
+        assert len((await client.list_tools()).tools) == 19
