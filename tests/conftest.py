@@ -10,7 +10,7 @@ import pytest
 
 from support.redis_servers import RedisProcess, standalone_redis
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = ["support.redis_topologies"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HIVEMIND_HOSTS_FILE", str(REPO_ROOT / "hosts.yaml"))

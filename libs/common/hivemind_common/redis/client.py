@@ -1,0 +1,230 @@
+"""``HivemindRedis``: redis-py's command methods under one retry policy, durable transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.crc import key_slot
+
+from hivemind_common.errors import Invalid, Unavailable
+from hivemind_common.redis import policy
+from hivemind_common.redis.topology import Backend, make_backend
+from hivemind_common.redis.transaction import TransactionResult, run_transaction
+from hivemind_common.redis.url import RedisTarget, parse_redis_url
+
+log = logging.getLogger(__name__)
+
+_PASS_THROUGH = frozenset(
+    {"pipeline", "pubsub", "lock", "scan_iter", "hscan_iter", "sscan_iter", "zscan_iter", "monitor"}
+)
+
+
+@dataclass
+class RetryStats:
+    """What the retry policy did on one client (the Prometheus counters hold the same, globally)."""
+
+    retried_operations: int = 0
+    retries: int = 0
+    failed_operations: int = 0
+    longest_retry_s: float = 0.0
+
+
+class HivemindRedis:
+    """An asyncio Redis client that behaves alike on standalone, cluster and sentinel.
+
+    Attribute access gives redis-py's command methods (``await r.hset(...)``); awaited ones run
+    under the retry policy of :mod:`hivemind_common.redis.policy`. Methods that do not return an
+    awaitable (``pipeline``, ``pubsub``, ``lock``, ``scan_iter``) come from the current client
+    as they are, with no retry: callers batch reads there and retry themselves if they must.
+    """
+
+    def __init__(self, url: str, target: RedisTarget, *, decode_responses: bool = True) -> None:
+        self.url = url
+        self.target = target
+        self.decode_responses = decode_responses
+        self.topology: str = target.topology
+        self.stats = RetryStats()
+        self._backend: Backend = make_backend(target, decode_responses=decode_responses)
+        self._twin: HivemindRedis | None = None
+
+    def __repr__(self) -> str:
+        nodes = ",".join(f"{h}:{p}" for h, p in self.target.nodes)
+        return f"HivemindRedis(topology={self.topology!r}, nodes={nodes!r})"
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @property
+    def raw(self) -> Any:
+        """The redis-py client underneath now (on Sentinel it changes after a failover)."""
+        current = self._backend.current()
+        if current is None:
+            raise Unavailable("redis sentinel primary not resolved yet; await any command first")
+        return current
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def binary(self) -> HivemindRedis:
+        """A twin with ``decode_responses=False`` for binary values (vectors); closed with us."""
+        if not self.decode_responses:
+            return self
+        if self._twin is None:
+            self._twin = HivemindRedis(self.url, self.target, decode_responses=False)
+        return self._twin
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in _PASS_THROUGH:
+            return getattr(self.raw, name)
+        current = self._backend.current()
+        # Before Sentinel names a primary there is no client to ask; every other name is a
+        # command method, and a wrong one fails with AttributeError when awaited.
+        attr = getattr(current, name) if current is not None else None
+        if current is not None and not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+            return self._call(name, args, kwargs)
+
+        call.__name__ = name
+        call.__doc__ = getattr(attr, "__doc__", None)
+        return call
+
+    async def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        command = policy.command_name(name, args)
+        idempotent = policy.is_idempotent(
+            command, args[1:] if name == "execute_command" else args, kwargs
+        )
+
+        async def attempt() -> Any:
+            client = await self._backend.client()
+            try:
+                result = getattr(client, name)(*args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
+            except BaseException as exc:
+                if isinstance(exc, Exception) and policy.is_retryable(exc):
+                    await self._backend.on_error(exc, client)
+                raise
+
+        return await self.with_retry(attempt, idempotent=idempotent, what=command)
+
+    async def with_retry(
+        self, attempt: Callable[[], Awaitable[Any]], *, idempotent: bool, what: str = "op"
+    ) -> Any:
+        """Run ``attempt`` until it succeeds, the error is not retryable, or the deadline passes."""
+        started = time.monotonic()
+        deadline = started + self.target.retry_deadline
+        tries = 0
+        while True:
+            try:
+                result = await attempt()
+            except Exception as exc:
+                retry_ok = policy.is_retryable(exc) and (idempotent or policy.never_applied(exc))
+                now = time.monotonic()
+                if not retry_ok or now >= deadline:
+                    if tries:
+                        self.stats.failed_operations += 1
+                        policy.FAILED_OPERATIONS.labels(self.topology).inc()
+                    if retry_ok:
+                        raise Unavailable(
+                            f"redis {self.topology}: {what} still failing after "
+                            f"{now - started:.1f}s ({policy.error_kind(exc)})"
+                        ) from exc
+                    raise
+                if tries == 0:
+                    self.stats.retried_operations += 1
+                    policy.RETRIED_OPERATIONS.labels(self.topology, policy.error_kind(exc)).inc()
+                    log.info(
+                        "redis %s: retrying %s after %s",
+                        self.topology,
+                        what,
+                        policy.error_kind(exc),
+                    )
+                self.stats.retries += 1
+                await asyncio.sleep(min(policy.backoff_delay(tries), max(0.0, deadline - now)))
+                tries += 1
+                continue
+            if tries:
+                self.stats.longest_retry_s = max(
+                    self.stats.longest_retry_s, time.monotonic() - started
+                )
+            return result
+
+    # -- transactions --------------------------------------------------------------------------
+    async def transaction(
+        self,
+        *commands: tuple[Any, ...],
+        durable: bool = False,
+        wait_replicas: int | None = None,
+        wait_timeout_ms: int | None = None,
+    ) -> TransactionResult:
+        """Run command tuples (all keys in one slot) in MULTI/EXEC on one primary connection.
+
+        With ``durable=True`` and ``wait_replicas`` > 0 (default 1 on cluster and sentinel, 0 on
+        standalone; ``?wait_replicas=`` in the URL changes it), ``WAIT`` follows ``EXEC`` on the
+        same connection. A WAIT that times out does not fail the write: the result's ``replicas``
+        says how many acknowledged, and ``hivemind_redis_wait_shortfall_total`` counts it. The
+        whole transaction is retried across a failover when every command is idempotent, or when
+        the error proves nothing was applied (see :mod:`hivemind_common.redis.policy`).
+        """
+        if not commands:
+            raise Invalid("a transaction needs at least one command")
+        slot = _common_slot(commands)
+        replicas = self.target.wait_replicas if wait_replicas is None else wait_replicas
+        timeout_ms = self.target.wait_timeout_ms if wait_timeout_ms is None else wait_timeout_ms
+        wait = (replicas, timeout_ms) if durable and replicas > 0 else None
+        idempotent = all(policy.is_idempotent(_name(c), c[1:]) for c in commands)
+        state = {"attempt": 0}
+
+        async def attempt() -> TransactionResult:
+            state["attempt"] += 1
+            return await run_transaction(
+                self._backend,
+                slot,
+                commands,
+                wait=wait,
+                retried=state["attempt"] > 1,
+                topology=self.topology,
+            )
+
+        return await self.with_retry(attempt, idempotent=idempotent, what="MULTI/EXEC")
+
+    async def aclose(self) -> None:
+        """Close every connection (the binary twin's too)."""
+        if self._twin is not None:
+            await self._twin.aclose()
+            self._twin = None
+        await self._backend.aclose()
+
+
+def _name(cmd: tuple[Any, ...]) -> str:
+    first = cmd[0]
+    return (first.decode() if isinstance(first, bytes) else str(first)).upper()
+
+
+def _common_slot(commands: tuple[tuple[Any, ...], ...]) -> int:
+    """The one cluster slot all keys share (the key is each command's first argument)."""
+    slots = set()
+    for cmd in commands:
+        if not isinstance(cmd, tuple | list) or not cmd:
+            raise Invalid("each transaction command is a non-empty tuple like ('HSET', key, f, v)")
+        if len(cmd) > 1:
+            key = cmd[1]
+            slots.add(key_slot(key if isinstance(key, bytes) else str(key).encode()))
+    if len(slots) > 1:
+        raise Invalid("all keys of a transaction must share one hash slot (use a {hash tag})")
+    return slots.pop() if slots else 0
+
+
+def connect_redis(url: str, *, decode_responses: bool = True) -> HivemindRedis:
+    """Build the client for ``url`` (any of the four forms in SPEC.md); nothing is sent yet."""
+    return HivemindRedis(url, parse_redis_url(url), decode_responses=decode_responses)

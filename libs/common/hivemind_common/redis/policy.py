@@ -1,0 +1,237 @@
+"""Which Redis operations may be repeated after a failure, and the bounded backoff between tries.
+
+The rule (one place, used by single commands and by transactions):
+
+- An error that proves the command was never applied (connection refused, no primary known,
+  READONLY, CLUSTERDOWN, TRYAGAIN, LOADING, MOVED/ASK inside MULTI, no free connection) makes
+  *any* operation safe to retry.
+- An error with an unknown outcome (connection reset or timeout after the command was sent) is
+  retried only when every command is idempotent: repeating it leaves the same state. Counting
+  commands (INCR*, *PUSH, *POP, APPEND), ``SET … NX|GET``, ``XADD`` with an automatic ``*`` id,
+  ``XREADGROUP`` with ``>``, scripts and ``PUBLISH`` are not; ``SET``, ``HSET``, ``DEL``,
+  ``SADD``, ``ZADD`` (without ``INCR``), ``EXPIRE``, ``XADD`` with an explicit id, ``XACK`` and
+  every read are. A retried idempotent write may report a different count (``HSET`` → 0).
+- Retries back off exponentially (20 ms doubling to 500 ms, with jitter) until the target's
+  ``retry_deadline`` (30 s by default, long enough for a Sentinel or Cluster failover).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from redis import exceptions as rex
+from redis.asyncio.sentinel import MasterNotFoundError
+
+RETRIED_OPERATIONS = Counter(
+    "hivemind_redis_retried_operations_total",
+    "Redis operations that failed once and were tried again, by topology and error kind.",
+    ["topology", "kind"],
+)
+FAILED_OPERATIONS = Counter(
+    "hivemind_redis_failed_operations_total",
+    "Redis operations that still failed after the retry policy gave up.",
+    ["topology"],
+)
+WAIT_SECONDS = Histogram(
+    "hivemind_redis_wait_seconds",
+    "Time spent in WAIT after a durable transaction.",
+    ["topology"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
+WAIT_SHORTFALL = Counter(
+    "hivemind_redis_wait_shortfall_total",
+    "Durable transactions whose WAIT timed out before enough replicas acknowledged.",
+    ["topology"],
+)
+
+# Errors whose presence proves the server did not apply the command.
+REJECTED_ERRORS: tuple[type[BaseException], ...] = (
+    rex.ReadOnlyError,
+    rex.ClusterDownError,
+    rex.TryAgainError,
+    rex.BusyLoadingError,
+    MasterNotFoundError,
+    rex.SlotNotCoveredError,
+    rex.MaxConnectionsError,
+    rex.AskError,  # MovedError is a subclass
+)
+# Errors after which the outcome is unknown but the node or topology may have changed.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+    OSError,
+)
+# Errors that never heal by retrying, even though they subclass ConnectionError.
+PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
+    rex.AuthenticationError,
+    rex.AuthorizationError,
+    rex.AuthenticationWrongNumberOfArgsError,
+    rex.NoPermissionError,
+)
+
+_NOT_IDEMPOTENT = frozenset(
+    {
+        "INCR",
+        "INCRBY",
+        "INCRBYFLOAT",
+        "DECR",
+        "DECRBY",
+        "HINCRBY",
+        "HINCRBYFLOAT",
+        "ZINCRBY",
+        "APPEND",
+        "LPUSH",
+        "RPUSH",
+        "LPUSHX",
+        "RPUSHX",
+        "LINSERT",
+        "LPOP",
+        "RPOP",
+        "LMOVE",
+        "BLMOVE",
+        "RPOPLPUSH",
+        "BRPOPLPUSH",
+        "BLPOP",
+        "BRPOP",
+        "LMPOP",
+        "BLMPOP",
+        "SPOP",
+        "SMOVE",
+        "ZPOPMIN",
+        "ZPOPMAX",
+        "BZPOPMIN",
+        "BZPOPMAX",
+        "ZMPOP",
+        "BZMPOP",
+        "GETDEL",
+        "GETSET",
+        "GETEX",
+        "SETNX",
+        "HSETNX",
+        "MSETNX",
+        "RENAME",
+        "RENAMENX",
+        "PUBLISH",
+        "SPUBLISH",
+        "EVAL",
+        "EVALSHA",
+        "EVAL_RO",
+        "EVALSHA_RO",
+        "FCALL",
+        "SCRIPT",
+        "FUNCTION",
+        "XAUTOCLAIM",
+        "XCLAIM",
+        "XGROUP",
+        "XSETID",
+        "PFADD",
+        "SETRANGE",
+        "COPY",
+        "RESTORE",
+        "MULTI",
+        "EXEC",
+        "WATCH",
+        "FLUSHALL",
+        "FLUSHDB",
+        "LOCK",
+        "SORT",
+        "MIGRATE",
+    }
+)
+# redis-py method names that differ from the command they send.
+_METHOD_TO_COMMAND = {
+    "delete": "DEL",
+    "set_": "SET",
+    "zincrby": "ZINCRBY",
+    "incr": "INCR",
+    "decr": "DECR",
+}
+
+
+def command_name(method: str, args: Sequence[Any]) -> str:
+    """The Redis command a wrapped method or ``execute_command`` call sends, upper case."""
+    if method == "execute_command" and args:
+        first = args[0]
+        return (first.decode() if isinstance(first, bytes) else str(first)).split(" ")[0].upper()
+    return _METHOD_TO_COMMAND.get(method, method).upper()
+
+
+def _upper_args(args: Sequence[Any]) -> list[str]:
+    return [a.upper() if isinstance(a, str) else "" for a in args]
+
+
+def is_idempotent(
+    name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+) -> bool:
+    """Whether repeating this command after an unknown outcome leaves the same state."""
+    kwargs = kwargs or {}
+    if name in _NOT_IDEMPOTENT:
+        return False
+    words = _upper_args(args)
+    if name == "SET":
+        return not (kwargs.get("nx") or kwargs.get("get") or "NX" in words or "GET" in words)
+    if name == "ZADD":
+        return not (kwargs.get("incr") or "INCR" in words)
+    if name == "XADD":
+        stream_id = kwargs.get("id", "*")
+        if "id" not in kwargs and args:  # raw tuple: XADD key [NOMKSTREAM] [MAXLEN …] id field …
+            stream_id = _raw_xadd_id(list(args))
+        return stream_id not in ("*", b"*")
+    if name == "XREADGROUP":
+        streams = kwargs.get("streams") or {}
+        return all(v not in (">", b">") for v in streams.values()) and ">" not in words
+    return True
+
+
+def _raw_xadd_id(args: list[Any]) -> Any:
+    """The id of a raw ``XADD key [NOMKSTREAM] [MAXLEN|MINID [=|~] n [LIMIT c]] id f v …`` call."""
+    i = 1
+    words = _upper_args(args)
+    while i < len(args):
+        w = words[i]
+        if w == "NOMKSTREAM":
+            i += 1
+        elif w in ("MAXLEN", "MINID"):
+            i += 2 if words[i + 1] not in ("=", "~") else 3
+        elif w == "LIMIT":
+            i += 2
+        else:
+            return args[i]
+    return "*"
+
+
+def never_applied(exc: BaseException) -> bool:
+    """True when the error proves the server did not run the command (safe to repeat anything)."""
+    if isinstance(exc, REJECTED_ERRORS):
+        return True
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:  # redis-py chains the socket error under it
+        if isinstance(cur, ConnectionRefusedError):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Errors that a failover or a moved slot can cause; anything else goes to the caller."""
+    if isinstance(exc, PERMANENT_ERRORS):
+        return False
+    return isinstance(exc, REJECTED_ERRORS + TRANSIENT_ERRORS)
+
+
+def error_kind(exc: BaseException) -> str:
+    """A low-cardinality label for the metrics."""
+    return type(exc).__name__
+
+
+def backoff_delay(attempt: int) -> float:
+    """Seconds to wait before try number ``attempt + 1``: 20 ms doubling to 500 ms, ±25 % jitter."""
+    base = min(0.5, 0.02 * (2 ** min(attempt, 10)))
+    return base * random.uniform(0.75, 1.25)

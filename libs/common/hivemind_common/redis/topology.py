@@ -1,0 +1,232 @@
+"""One backend per topology: where commands go, and how to find the primary again after a failure.
+
+Every backend turns off redis-py's own retries (``Retry(NoBackoff(), 0)``) so that one policy,
+:mod:`hivemind_common.redis.policy`, decides what is repeated. Sentinel does not use
+``Sentinel.master_for``: its connection pool keeps reconnecting to a dead primary (an open
+redis-py bug), so the backend resolves the primary itself and re-resolves after an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from hivemind_common.redis.url import RedisTarget
+
+log = logging.getLogger(__name__)
+
+Release = Callable[[bool], Awaitable[None]]
+
+
+def _no_retry() -> Retry:
+    return Retry(NoBackoff(), 0)
+
+
+class Backend:
+    """Where commands run for one topology; subclasses fill in the three hooks."""
+
+    topology = "standalone"
+
+    def __init__(self, target: RedisTarget, *, decode_responses: bool) -> None:
+        self.target = target
+        self.decode_responses = decode_responses
+
+    async def client(self) -> Any:
+        """The redis-py client commands go to right now."""
+        raise NotImplementedError
+
+    def current(self) -> Any:
+        """The client as it is now, without I/O (may be a client not yet connected)."""
+        raise NotImplementedError
+
+    async def primary_connection(self, slot: int) -> tuple[Any, Release]:
+        """A connected connection to the primary owning ``slot``, and how to give it back."""
+        raise NotImplementedError
+
+    async def on_error(self, exc: BaseException, client: Any) -> None:
+        """Forget what a failure showed to be stale (a dead primary, an old slot map)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+
+async def _pool_connection(client: aioredis.Redis) -> tuple[Any, Release]:
+    pool = client.connection_pool
+    conn = await pool.get_connection()
+
+    async def release(broken: bool) -> None:
+        if broken:
+            await conn.disconnect()
+        await pool.release(conn)
+
+    return conn, release
+
+
+class StandaloneBackend(Backend):
+    """One server (``redis://`` / ``rediss://``); the pool reconnects by itself."""
+
+    def __init__(self, target: RedisTarget, *, decode_responses: bool) -> None:
+        super().__init__(target, decode_responses=decode_responses)
+        host, port = target.nodes[0]
+        self._client = aioredis.Redis(
+            host=host,
+            port=port,
+            db=target.db,
+            decode_responses=decode_responses,
+            retry=_no_retry(),
+            **target.connection_kwargs(),
+        )
+
+    async def client(self) -> Any:
+        return self._client
+
+    def current(self) -> Any:
+        return self._client
+
+    async def primary_connection(self, slot: int) -> tuple[Any, Release]:
+        return await _pool_connection(self._client)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class SentinelBackend(Backend):
+    """A primary found through the Sentinels, and found again after a failure hints at a move."""
+
+    topology = "sentinel"
+
+    def __init__(self, target: RedisTarget, *, decode_responses: bool) -> None:
+        super().__init__(target, decode_responses=decode_responses)
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": min(target.socket_timeout, 1.0),
+            "socket_connect_timeout": min(target.connect_timeout, 1.0),
+            "retry": _no_retry(),
+        }
+        if target.sentinel_password:
+            sentinel_kwargs["username"] = target.sentinel_username
+            sentinel_kwargs["password"] = target.sentinel_password
+        self._sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
+        self._service = target.service or ""
+        self._current: aioredis.Redis | None = None
+        self._address: tuple[str, int] | None = None
+        self._retired: list[aioredis.Redis] = []
+        self._lock = asyncio.Lock()
+
+    async def client(self) -> Any:
+        current = self._current
+        if current is not None:
+            return current
+        async with self._lock:
+            if self._current is None:
+                host, port = await self._sentinel.discover_master(self._service)
+                if self._address != (host, int(port)):
+                    log.info("redis sentinel %s: primary is %s:%s", self._service, host, port)
+                self._address = (host, int(port))
+                self._current = aioredis.Redis(
+                    host=host,
+                    port=int(port),
+                    db=self.target.db,
+                    decode_responses=self.decode_responses,
+                    retry=_no_retry(),
+                    **self.target.connection_kwargs(),
+                )
+            return self._current
+
+    def current(self) -> Any:
+        return self._current
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """The primary's address as last resolved."""
+        return self._address
+
+    async def primary_connection(self, slot: int) -> tuple[Any, Release]:
+        client = await self.client()
+        try:
+            return await _pool_connection(client)
+        except BaseException as exc:
+            await self.on_error(exc, client)
+            raise
+
+    async def on_error(self, exc: BaseException, client: Any) -> None:
+        # Only the first failure on a client retires it; later ones see a fresh client.
+        if client is not None and client is self._current:
+            self._current = None
+            self._retired.append(client)
+            # Drop idle sockets to the old primary now; busy ones fail on their own.
+            await client.connection_pool.disconnect(inuse_connections=False)
+
+    async def aclose(self) -> None:
+        clients = [*self._retired, *([self._current] if self._current else [])]
+        self._current = None
+        for c in clients:
+            await c.aclose()
+        for s in self._sentinel.sentinels:
+            await s.aclose()
+
+
+class ClusterBackend(Backend):
+    """Redis Cluster through redis-py's ``RedisCluster``, which follows MOVED by itself."""
+
+    topology = "cluster"
+
+    def __init__(self, target: RedisTarget, *, decode_responses: bool) -> None:
+        super().__init__(target, decode_responses=decode_responses)
+        self._client = RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes],
+            require_full_coverage=False,
+            decode_responses=decode_responses,
+            retry=_no_retry(),
+            **target.connection_kwargs(),
+        )
+
+    async def client(self) -> Any:
+        return self._client
+
+    def current(self) -> Any:
+        return self._client
+
+    async def primary_connection(self, slot: int) -> tuple[Any, Release]:
+        await self._client.initialize()
+        node = self._client.nodes_manager.get_node_from_slot(slot)
+        conn = node.acquire_connection()
+        try:
+            await conn.connect()
+        except BaseException:
+            await conn.disconnect()
+            node.release(conn)
+            await self._forget_node(node)
+            raise
+
+        async def release(broken: bool) -> None:
+            if broken:
+                await conn.disconnect()
+                await self._forget_node(node)
+            node.release(conn)
+
+        return conn, release
+
+    async def _forget_node(self, node: ClusterNode) -> None:
+        # The same steps RedisCluster takes after a connection error on a command, so the next
+        # call re-reads the slot map from another node.
+        node.update_active_connections_for_reconnect()
+        await node.disconnect_free_connections()
+        self._client.nodes_manager.move_node_to_end_of_cached_nodes(node.name)
+        self._client._initialize = True  # redis-py has no public "refresh the slot map" call
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def make_backend(target: RedisTarget, *, decode_responses: bool) -> Backend:
+    """The backend for ``target.topology``; no I/O."""
+    cls = {"standalone": StandaloneBackend, "sentinel": SentinelBackend, "cluster": ClusterBackend}
+    return cls[target.topology](target, decode_responses=decode_responses)

@@ -1,0 +1,124 @@
+"""MULTI/EXEC (and WAIT) on one primary connection, sent as one packet.
+
+``WAIT`` counts the replicas that acknowledged everything written *on its own connection*, so it
+must follow ``EXEC`` on the connection that ran the transaction; sending MULTI, the commands,
+EXEC and WAIT in one packet costs one round trip plus the replication wait.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from redis import exceptions as rex
+
+from hivemind_common.redis import policy
+from hivemind_common.redis.topology import Backend
+
+
+class TransactionResult(list[Any]):
+    """The EXEC replies, in order, plus what the durable wait saw.
+
+    ``replicas`` is ``None`` when no WAIT ran, else the number of replicas that acknowledged
+    within the bound; ``acknowledged`` is False when that is fewer than asked for.
+    """
+
+    replicas: int | None = None
+    wanted_replicas: int = 0
+    wait_ms: float = 0.0
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.replicas is None or self.replicas >= self.wanted_replicas
+
+
+def _name(cmd: tuple[Any, ...]) -> str:
+    first = cmd[0]
+    return (first.decode() if isinstance(first, bytes) else str(first)).upper()
+
+
+def _explicit_xadd(cmd: tuple[Any, ...]) -> bool:
+    return _name(cmd) == "XADD" and policy.is_idempotent("XADD", cmd[1:])
+
+
+async def _read(conn: Any, timeout: float | None = None) -> Any:
+    try:
+        return await conn.read_response(timeout=timeout)
+    except rex.ResponseError as exc:  # an error reply; the connection itself is fine
+        return exc
+
+
+def _shape(callbacks: dict[str, Any], cmd: tuple[Any, ...], raw: Any) -> Any:
+    """Apply redis-py's reply callback (HGETALL → dict …) when it takes no options."""
+    callback = callbacks.get(_name(cmd))
+    if callback is None:
+        return raw
+    try:
+        return callback(raw)
+    except Exception:  # a callback that needs options: keep the raw reply
+        return raw
+
+
+async def run_transaction(
+    backend: Backend,
+    slot: int,
+    commands: tuple[tuple[Any, ...], ...],
+    *,
+    wait: tuple[int, int] | None,
+    retried: bool,
+    topology: str,
+) -> TransactionResult:
+    """One attempt: MULTI, commands, EXEC[, WAIT n ms]; raises redis errors for the retry policy."""
+    conn, release = await backend.primary_connection(slot)
+    packet: list[tuple[Any, ...]] = [("MULTI",), *commands, ("EXEC",)]
+    if wait is not None:
+        packet.append(("WAIT", wait[0], wait[1]))
+    broken = True
+    try:
+        await conn.send_packed_command(conn.pack_commands(packet), check_health=False)
+        sent_at = time.perf_counter()
+        replies = [await _read(conn) for _ in range(len(commands) + 2)]
+        wait_reply: Any = None
+        if wait is not None:
+            wait_reply = await _read(conn, timeout=(conn.socket_timeout or 5.0) + wait[1] / 1000)
+        broken = False
+    except Exception as exc:
+        if policy.is_retryable(exc):
+            await backend.on_error(exc, backend.current())
+        raise
+    finally:
+        await release(broken)
+    wait_ms = (time.perf_counter() - sent_at) * 1000
+
+    for reply in replies[:-1]:  # MULTI's OK and each QUEUED, or the reason it was refused
+        if isinstance(reply, Exception):
+            if policy.is_retryable(reply):
+                await backend.on_error(reply, backend.current())
+            raise reply
+    exec_reply = replies[-1]
+    if isinstance(exec_reply, Exception):
+        raise exec_reply
+    callbacks = getattr(backend.current(), "response_callbacks", {}) or {}
+    result = TransactionResult()
+    for cmd, raw in zip(commands, exec_reply, strict=True):
+        if isinstance(raw, Exception):
+            if retried and _explicit_xadd(cmd):
+                result.append(cmd_id(cmd))  # the first, unacknowledged attempt added it
+                continue
+            raise raw
+        result.append(_shape(callbacks, cmd, raw))
+    if wait is not None:
+        if isinstance(wait_reply, Exception):
+            raise wait_reply
+        result.replicas = int(wait_reply)
+        result.wanted_replicas = wait[0]
+        result.wait_ms = wait_ms
+        policy.WAIT_SECONDS.labels(topology).observe(wait_ms / 1000)
+        if result.replicas < wait[0]:
+            policy.WAIT_SHORTFALL.labels(topology).inc()
+    return result
+
+
+def cmd_id(cmd: tuple[Any, ...]) -> Any:
+    """The explicit id of a raw XADD tuple."""
+    return policy._raw_xadd_id(list(cmd[1:]))
