@@ -26,7 +26,7 @@ from hivemind_common.hosts import SERVICES, RegistryError, load_registry, servic
 from hivemind_common.redis_client import connect_redis
 from hivemind_common.settings import CommonSettings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 READY_TIMEOUT_S = 300.0
 PROFILE_HELP = "Profile of hosts.yaml (default: HIVEMIND_PROFILE or local)."
 START_ORDER = ("embedding", "inference", "trainer", "exporter", "gateway", "mcp")

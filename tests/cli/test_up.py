@@ -1,0 +1,135 @@
+"""`hivemind up` as a user runs it: everything ready, a dead service restarted, Ctrl-C leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from hivemind_common.hosts import SERVICES
+from support.waiting import free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+HIVEMIND = str(Path(sys.executable).with_name("hivemind"))
+
+
+def _hosts_file(tmp: Path, ports: dict[str, int]) -> Path:
+    lines = [
+        "profiles:",
+        "  local:",
+        "    nodes:",
+        "      me: {address: 127.0.0.1}",
+        "    placement:",
+    ]
+    lines += [f"      {s}: {{node: me, port: {p}}}" for s, p in ports.items()]
+    path = tmp / "hosts.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Up:
+    def __init__(self, proc: subprocess.Popen[str], ports: dict[str, int], data: Path) -> None:
+        self.proc = proc
+        self.ports = ports
+        self.data = data
+        self.output: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def text(self) -> str:
+        return "".join(self.output)
+
+
+@pytest.fixture
+def hivemind_up(tmp_path: Path) -> Iterator[Up]:
+    ports = {s: free_port() for s in SERVICES}
+    redis_port = free_port()
+    data = tmp_path / "var"
+    env = dict(os.environ)
+    env.update(
+        HIVEMIND_DATA_DIR=str(data),
+        HIVEMIND_HOSTS_FILE=str(_hosts_file(tmp_path, ports)),
+        HIVEMIND_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        HIVEMIND_PROFILE="local",
+    )
+    for s in SERVICES:
+        env.pop(f"HIVEMIND_{s.upper()}_URL", None)
+    proc = subprocess.Popen(
+        [HIVEMIND, "up"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    up = Up(proc, ports, data)
+    try:
+        yield up
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_up_starts_everything_and_ctrl_c_leaves_no_process(hivemind_up: Up) -> None:
+    wait_until(
+        lambda: "all services ready" in hivemind_up.text() or hivemind_up.proc.poll() is not None,
+        timeout=240,
+        what="hivemind up to report readiness",
+    )
+    assert hivemind_up.proc.poll() is None, hivemind_up.text()
+    for service, port in hivemind_up.ports.items():
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+        assert ready.status_code == 200, (service, ready.text)
+    key_file = hivemind_up.data / "secrets" / "admin.key"
+    assert str(key_file) in hivemind_up.text()
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    assert (hivemind_up.data / "secrets" / "internal.token").stat().st_mode & 0o777 == 0o600
+    assert key_file.read_text().strip() not in hivemind_up.text()
+
+    children = psutil.Process(hivemind_up.proc.pid).children(recursive=True)
+    assert len(children) >= 7  # redis + six services
+
+    hivemind_up.proc.send_signal(signal.SIGINT)
+    assert hivemind_up.proc.wait(timeout=60) == 0 or hivemind_up.proc.returncode is not None
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.info if hasattr(p, "info") else p.pid for p in alive]
+
+
+def test_a_service_that_dies_is_restarted(hivemind_up: Up) -> None:
+    wait_until(
+        lambda: "all services ready" in hivemind_up.text() or hivemind_up.proc.poll() is not None,
+        timeout=240,
+        what="hivemind up to report readiness",
+    )
+    port = hivemind_up.ports["trainer"]
+    children = psutil.Process(hivemind_up.proc.pid).children(recursive=True)
+    trainer = next(p for p in children if "hivemind_trainer" in " ".join(p.cmdline()))
+    trainer.kill()
+    trainer.wait(timeout=10)
+    wait_until(lambda: "trainer exited" in hivemind_up.text(), timeout=30, what="death noticed")
+
+    def restarted() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(restarted, timeout=90, what="trainer restarted")
