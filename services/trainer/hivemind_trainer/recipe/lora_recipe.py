@@ -1,0 +1,306 @@
+"""The LoRA recipe: ``setup / prepare / train / evaluate / save / cleanup``, one explicit loop.
+
+Read ``train`` top to bottom: rows of packed chats in a seeded order, autocast forward, loss on
+assistant tokens, backward, clip, AdamW step, warmup-then-cosine learning rate. The loss is kept
+on the device and read back only every ``log_every`` steps, so the loop never waits on the host.
+Checkpoints (adapter, optimizer, step) every ``checkpoint_every`` steps let a killed run resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hivemind_trainer.metrics import TRAIN_LOSS, TRAIN_STEP, TRAIN_TOKENS_PER_S
+from hivemind_trainer.recipe import model_io
+from hivemind_trainer.recipe.chat_format import EncodedChat, encode_chat, end_of_turn
+from hivemind_trainer.recipe.config import (
+    Hardware,
+    RecipeConfig,
+    detect_hardware,
+    estimate_memory,
+    pick_batch_size,
+)
+from hivemind_trainer.recipe.loss import mean_loss, packed_loss_sum
+from hivemind_trainer.recipe.packing import PackedBatch, build_batch, pack_rows
+from hivemind_trainer.recipe.validators import ValidationReport, validate
+
+log = logging.getLogger(__name__)
+
+Chat = list[dict[str, str]]
+Progress = Callable[[int, int, float | None], None]  # (step, total, loss or None)
+
+
+@dataclass
+class Prepared:
+    chats: list[EncodedChat]
+    rows: list[list[int]]
+    report: ValidationReport
+    dropped: int  # chats longer than seq_len
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    losses: list[tuple[int, float]]
+    tokens: int  # real (non-padding) tokens processed
+    trained_tokens: int
+    seconds: float
+    resumed_from: int = 0
+    memory_estimate_bytes: int = 0
+    batch_size: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+class LoraRecipe:
+    """Train a LoRA adapter on chats, starting from the served adapter when there is one."""
+
+    def __init__(
+        self,
+        config: RecipeConfig,
+        base_dir: Path,
+        *,
+        adapter_dir: Path | None = None,
+        hardware: Hardware | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.config = config
+        self.base_dir = base_dir
+        self.adapter_dir = adapter_dir
+        self.hardware = hardware
+        self.progress = progress
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.batch_size = config.batch_size
+
+    # --- setup -----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Hardware, tokenizer, model and adapter; logs the memory estimate before any step."""
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        self.hardware = self.hardware or detect_hardware(cfg.threads)
+        hw = self.hardware
+        self.tokenizer = model_io.load_tokenizer(self.base_dir)
+        base = model_io.load_model(self.base_dir, device=hw.torch_device, qlora=hw.qlora)
+        self.model = model_io.attach_lora(
+            base,
+            adapter_dir=self.adapter_dir,
+            r=cfg.lora_r,
+            alpha=cfg.lora_alpha,
+            dropout=cfg.lora_dropout,
+            targets=cfg.targets,
+            qlora=hw.qlora,
+        )
+        total, trainable = model_io.count_params(self.model)
+        mc = self.model.get_base_model().config
+        estimate = estimate_memory(
+            params=total,
+            trainable=trainable,
+            seq_len=cfg.seq_len,
+            batch=1,
+            hidden=mc.hidden_size,
+            layers=mc.num_hidden_layers,
+            vocab=mc.vocab_size,
+        )
+        self.batch_size = pick_batch_size(
+            hw,
+            requested=cfg.batch_size,
+            seq_len=cfg.seq_len,
+            estimate_one=estimate,
+            weights=total * 4,
+        )
+        self.memory_estimate = estimate_memory(
+            params=total,
+            trainable=trainable,
+            seq_len=cfg.seq_len,
+            batch=self.batch_size,
+            hidden=mc.hidden_size,
+            layers=mc.num_hidden_layers,
+            vocab=mc.vocab_size,
+        )
+        log.info(
+            "recipe on %s (%s, %d threads%s): %d params, %d trainable, batch %d x %d, "
+            "memory estimate %.0f MiB of %.0f MiB free",
+            hw.device,
+            hw.dtype,
+            hw.threads,
+            ", QLoRA" if hw.qlora else "",
+            total,
+            trainable,
+            self.batch_size,
+            cfg.seq_len,
+            self.memory_estimate / 2**20,
+            hw.free_memory_bytes / 2**20,
+        )
+
+    # --- data ------------------------------------------------------------------------------------
+    def prepare(self, conversations: list[Chat], *, check: bool = True) -> Prepared:
+        """Encode with the chat template, validate, and pack into rows."""
+        end = end_of_turn(self.tokenizer, self.config.end_token)
+        chats = [encode_chat(self.tokenizer, c, end_token=end) for c in conversations]
+        keep = [i for i, c in enumerate(chats) if len(c.input_ids) <= self.config.seq_len]
+        chats = [chats[i] for i in keep]
+        convs = [conversations[i] for i in keep]
+        report = ValidationReport(chats=len(chats))
+        if check:
+            report = validate(
+                chats,
+                convs,
+                self.tokenizer,
+                end_token=end,
+                min_share=self.config.min_trained_share,
+                max_share=self.config.max_trained_share,
+            )
+        rows = pack_rows(chats, self.config.seq_len)
+        return Prepared(chats, rows, report, dropped=len(conversations) - len(keep))
+
+    def batches(self, prepared: Prepared, order: list[int] | None = None) -> list[PackedBatch]:
+        rows = [prepared.rows[i] for i in (order or range(len(prepared.rows)))]
+        pad = int(self.tokenizer.pad_token_id)
+        b = max(1, self.batch_size)
+        return [
+            build_batch(prepared.chats, rows[i : i + b], self.config.seq_len, pad)
+            for i in range(0, len(rows), b)
+        ]
+
+    # --- train -----------------------------------------------------------------------------------
+    def train(self, prepared: Prepared, *, checkpoint_dir: Path | None = None) -> TrainResult:
+        cfg, hw = self.config, self.hardware
+        assert hw is not None and self.model is not None, "call setup() first"
+        per_epoch = math.ceil(len(prepared.rows) / max(1, self.batch_size))
+        total = max(1, math.ceil(per_epoch * cfg.epochs))
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        def lr_at(step: int) -> float:
+            if step < cfg.warmup_steps:
+                return (step + 1) / cfg.warmup_steps
+            span = max(1, total - cfg.warmup_steps)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / span))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+        start = self._resume(checkpoint_dir, optimizer, scheduler)
+        schedule = self._schedule(prepared, total)
+        self.model.train()
+        device, dtype = hw.torch_device, hw.autocast_dtype
+        running = torch.zeros((), device=device)
+        losses: list[tuple[int, float]] = []
+        tokens = trained = 0
+        began = time.perf_counter()
+        last = float("nan")
+        for step in range(start, total):
+            batch = schedule[step]
+            loss_sum, n = packed_loss_sum(self.model, batch, device=device, dtype=dtype)
+            loss = loss_sum / max(1, n)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            running += loss.detach()
+            tokens += batch.real_tokens
+            trained += n
+            done = step + 1
+            if done % cfg.log_every == 0 or done == total:
+                k = (done - start) % cfg.log_every or cfg.log_every
+                last = float(running) / k  # the one host read every log_every steps
+                running.zero_()
+                losses.append((done, last))
+                elapsed = time.perf_counter() - began
+                TRAIN_LOSS.set(last)
+                TRAIN_STEP.set(done)
+                TRAIN_TOKENS_PER_S.set(tokens / elapsed if elapsed > 0 else 0.0)
+                if self.progress:
+                    self.progress(done, total, last)
+            elif self.progress:
+                self.progress(done, total, None)
+            if checkpoint_dir is not None and done % cfg.checkpoint_every == 0 and done < total:
+                self._checkpoint(checkpoint_dir, optimizer, scheduler, done)
+        seconds = time.perf_counter() - began
+        return TrainResult(
+            steps=total,
+            final_loss=last,
+            losses=losses,
+            tokens=tokens,
+            trained_tokens=trained,
+            seconds=seconds,
+            resumed_from=start,
+            memory_estimate_bytes=self.memory_estimate,
+            batch_size=self.batch_size,
+        )
+
+    def _schedule(self, prepared: Prepared, total: int) -> list[PackedBatch]:
+        """The batch of every step: rows reshuffled each epoch with a fixed seed."""
+        rng = random.Random(self.config.seed)
+        out: list[PackedBatch] = []
+        while len(out) < total:
+            order = list(range(len(prepared.rows)))
+            rng.shuffle(order)
+            out.extend(self.batches(prepared, order))
+        return out[:total]
+
+    def _checkpoint(self, directory: Path, optimizer: Any, scheduler: Any, step: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / "state.pt.tmp"
+        torch.save(
+            {
+                "step": step,
+                "adapter": {k: v for k, v in self.model.state_dict().items() if "lora_" in k},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+            tmp,
+        )
+        tmp.replace(directory / "state.pt")
+
+    def _resume(self, directory: Path | None, optimizer: Any, scheduler: Any) -> int:
+        path = directory / "state.pt" if directory is not None else None
+        if path is None or not path.is_file():
+            return 0
+        state = torch.load(
+            path, map_location=self.hardware.torch_device if self.hardware else "cpu"
+        )
+        self.model.load_state_dict(state["adapter"], strict=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        log.info("resuming from checkpoint at step %d", state["step"])
+        return int(state["step"])
+
+    # --- evaluate / save / cleanup ----------------------------------------------------------------
+    def evaluate(self, conversations: list[Chat]) -> float:
+        """Mean assistant-token loss of the model as it is now."""
+        assert self.hardware is not None
+        prepared = self.prepare(conversations, check=False)
+        if not prepared.chats:
+            return float("nan")
+        return mean_loss(
+            self.model,
+            self.batches(prepared),
+            device=self.hardware.torch_device,
+            dtype=self.hardware.autocast_dtype,
+        )
+
+    def save(self, out_dir: Path) -> None:
+        """The PEFT adapter (safetensors + adapter_config.json)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(out_dir))
+
+    def cleanup(self) -> None:
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

@@ -1,0 +1,68 @@
+"""The loss: cross-entropy on labelled (assistant) tokens only, logits computed only there.
+
+The decoder runs on packed rows with reset position ids and a block-diagonal mask; the LM
+head, the widest matmul of a small model, runs only on hidden states whose next token is
+labelled, which skips most of its work on prompts.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from hivemind_trainer.recipe.chat_format import IGNORE
+from hivemind_trainer.recipe.packing import PackedBatch, block_mask
+
+
+def causal_parts(model: Any) -> tuple[Any, Any]:
+    """(decoder, lm_head) of a causal LM, through a PEFT wrapper if there is one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def autocast_for(device: str, dtype: torch.dtype | None) -> Any:
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
+
+
+def packed_loss_sum(
+    model: Any, batch: PackedBatch, *, device: str, dtype: torch.dtype | None
+) -> tuple[torch.Tensor, int]:
+    """(sum of token losses, number of labelled tokens) of one packed batch."""
+    decoder, head = causal_parts(model)
+    ids = batch.input_ids.to(device, non_blocking=True)
+    positions = batch.position_ids.to(device, non_blocking=True)
+    mask = block_mask(batch.segment_ids).to(device, non_blocking=True)
+    targets = batch.labels[:, 1:]
+    keep = targets != IGNORE
+    count = int(keep.sum())
+    with autocast_for(device, dtype):
+        hidden = decoder(
+            input_ids=ids, position_ids=positions, attention_mask=mask, use_cache=False
+        ).last_hidden_state
+        picked = hidden[:, :-1][keep.to(device)]
+        logits = head(picked)
+    loss = F.cross_entropy(logits.float(), targets[keep].to(device), reduction="sum")
+    return loss, count
+
+
+@torch.no_grad()
+def mean_loss(
+    model: Any, batches: list[PackedBatch], *, device: str, dtype: torch.dtype | None
+) -> float:
+    """Mean loss per labelled token over ``batches`` (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
+    for batch in batches:
+        loss, n = packed_loss_sum(model, batch, device=device, dtype=dtype)
+        total += loss.double()
+        count += n
+    if was_training:
+        model.train()
+    return float(total) / count if count else float("nan")
