@@ -1,51 +1,25 @@
-"""A real inference service on the shipped SmolLM2, started once per session."""
+"""Fixtures of the inference tests: the shared SmolLM2 service and GGUF copies for swaps."""
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-
-from support.servers import serve_app
-
-INFERENCE_TOKEN = "test-inference-token-not-secret"
+from inference.serving import shared_inference_url
 
 
-@dataclass
-class RunningInference:
-    url: str
-    token: str
-    app: Any
-
-    def client(self, **kw: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {self.token}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120, **kw)
+@pytest.fixture
+def inference_url(redis_url: str, internal_token: str) -> str:
+    return shared_inference_url(internal_token, redis_url)
 
 
-@pytest.fixture(scope="session")
-def inference_service(
-    redis_server: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningInference]:
-    """The inference service with SmolLM2 as ``default``, small context, 2 threads."""
-    from hivemind_inference.app import create_app
-    from hivemind_inference.settings import InferenceSettings
-
-    settings = InferenceSettings(
-        redis_url=redis_server.url,
-        internal_token=INFERENCE_TOKEN,
-        data_dir=tmp_path_factory.mktemp("inference-var"),
-        n_ctx=1024,
-        threads=2,
-        max_queue=16,
-    )
-    app = create_app(settings)
-    with serve_app(app) as url:
-        yield RunningInference(url=url, token=INFERENCE_TOKEN, app=app)
+@pytest.fixture
+def inference(inference_url: str, internal_token: str) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {internal_token}"}
+    with httpx.Client(base_url=inference_url, headers=headers, timeout=120) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

@@ -52,6 +52,7 @@ def _model_card(slot: ModelSlot) -> dict[str, Any]:
         "aliases": info["aliases"],
         "n_ctx": info["n_ctx"],
         "fim": info["fim"],
+        "swapping": info["swapping_to"] is not None,
     }
 
 

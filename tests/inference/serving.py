@@ -1,0 +1,41 @@
+"""A real inference service on the shipped SmolLM2, shared by the tests of a session.
+
+Loading SmolLM2 takes a fraction of a second, but each copy holds ~100 MB and two threads, so
+one server per (token, redis) pair is started on first use and kept for the session. Tests that
+swap models use their own server (:func:`running_inference`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+from support.servers import serve_app
+
+_lock = threading.Lock()
+_shared: dict[tuple[str, str], str] = {}
+_stack = ExitStack()
+
+
+@contextmanager
+def running_inference(internal_token: str, redis_url: str, **overrides: Any) -> Iterator[str]:
+    """Serve an inference app (overrides are InferenceSettings fields); yields its URL."""
+    from hivemind_inference.app import create_app
+    from hivemind_inference.settings import InferenceSettings
+
+    fields: dict[str, Any] = {"n_ctx": 1024, "threads": 2, "max_queue": 32}
+    fields.update(overrides)
+    settings = InferenceSettings(internal_token=internal_token, redis_url=redis_url, **fields)
+    with serve_app(create_app(settings), ready_path="/readyz") as url:
+        yield url
+
+
+def shared_inference_url(internal_token: str, redis_url: str) -> str:
+    """One inference service per session (per token and Redis), started on first use."""
+    with _lock:
+        key = (internal_token, redis_url)
+        if key not in _shared:
+            _shared[key] = _stack.enter_context(running_inference(internal_token, redis_url))
+        return _shared[key]
