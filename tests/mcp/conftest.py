@@ -12,6 +12,7 @@ from mcp_bridge_support import bridge_settings, running_bridge
 
 from hivemind_mcp.server import build_server
 from support.gateway import RunningGateway, running_gateway
+from support.servers import serve_app
 
 
 @pytest.fixture
@@ -48,3 +49,40 @@ def stopping_gateway(redis_url: str, internal_token: str, data_dir: Path) -> Ite
     )
     with stack:
         yield gw, gw.key("acme", "write"), stack
+
+
+FULL_TOKEN = "test-internal-token-not-secret"
+
+
+@pytest.fixture(scope="session")
+def mcp_inference_url(redis_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An inference service on the shipped SmolLM2 (small context), for the llm_* tools."""
+    from hivemind_inference.app import create_app
+    from hivemind_inference.settings import InferenceSettings
+
+    settings = InferenceSettings(
+        redis_url=redis_server.url,
+        internal_token=FULL_TOKEN,
+        data_dir=tmp_path_factory.mktemp("mcp-inference-var"),
+        n_ctx=1024,
+        threads=2,
+        max_tokens_default=16,
+    )
+    with serve_app(create_app(settings), ready_path="/readyz") as url:
+        yield url
+
+
+@pytest.fixture
+def full_gateway(redis_url: str, data_dir: Path, mcp_inference_url: str) -> Iterator[Any]:
+    """A gateway with the real embedding and inference services behind it."""
+    from support.embedding import shared_embedding_url
+
+    with running_gateway(
+        redis_url,
+        FULL_TOKEN,
+        data_dir,
+        embedding_url=shared_embedding_url(FULL_TOKEN),
+        inference_url=mcp_inference_url,
+        trainer_url="http://127.0.0.1:9",
+    ) as gw:
+        yield gw

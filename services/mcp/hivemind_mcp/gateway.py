@@ -32,7 +32,10 @@ _STATUS_HINTS = {
 
 def path_segment(value: str) -> str:
     """Quote one path segment so a key like ``a/b`` or ``..`` stays inside its route."""
-    return quote(value, safe="")
+    # Dots alone would be dot-segments that URL normalisation removes (``/v1/facts/..``
+    # is ``/v1``); percent-encoded they are plain data.
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if not value.strip(".") else quoted
 
 
 def error_detail(response: httpx.Response) -> str:

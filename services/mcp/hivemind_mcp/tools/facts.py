@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 FactKey = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=256,
-        description="The fact's name, e.g. 'project.test_command' or 'user.editor'.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,199}$",
+        description=(
+            "The fact's name, e.g. 'project.test_command': letters, digits and _ . : @ + / -"
+        ),
     ),
 ]
 
@@ -58,11 +59,18 @@ def register(server: MCPServer[BridgeState]) -> None:
         limit: Annotated[int, Field(ge=1, le=200, description="Facts per page.")] = 50,
         cursor: Annotated[
             str | None,
-            Field(max_length=512, description="The next_cursor of the previous page."),
+            Field(max_length=200, description="The next_cursor of the previous page."),
+        ] = None,
+        prefix: Annotated[
+            str | None,
+            Field(max_length=200, description="Only keys starting with this, e.g. 'project.'."),
         ] = None,
     ) -> dict[str, Any]:
-        """List stored facts a page at a time; pass the answer's cursor to get the next page."""
-        params = {"limit": limit, "cursor": cursor}
+        """List stored facts in key order, a page at a time.
+
+        The answer is {data, count, next_cursor}; pass next_cursor as cursor for the next page.
+        """
+        params = {"limit": limit, "cursor": cursor, "prefix": prefix}
         return as_result(await call_gateway(ctx, "GET", "/v1/facts", params=params))
 
     @server.tool(annotations=DELETES)
@@ -80,7 +88,7 @@ def register(server: MCPServer[BridgeState]) -> None:
         top_k: TopK = 5,
         min_score: Annotated[
             float | None,
-            Field(ge=-1.0, le=1.0, description="Leave out matches scoring below this."),
+            Field(ge=-1.0, le=2.0, description="Leave out matches scoring below this."),
         ] = None,
     ) -> dict[str, Any]:
         """Find facts by meaning: {data: [{key, value, score}]}, best match first."""
@@ -90,6 +98,10 @@ def register(server: MCPServer[BridgeState]) -> None:
         return as_result(await call_gateway(ctx, "POST", "/v1/facts/search", json=body))
 
     @server.tool(annotations=READ_ONLY)
-    async def fact_suggestions(ctx: BridgeContext) -> dict[str, Any]:
-        """What Hive-Mind suggests storing or reviewing, from what it retrieved lately."""
-        return as_result(await call_gateway(ctx, "GET", "/v1/rag/suggestions"))
+    async def fact_suggestions(
+        ctx: BridgeContext,
+        limit: Annotated[int, Field(ge=1, le=100, description="Suggestions at most.")] = 10,
+    ) -> dict[str, Any]:
+        """Topics recent questions asked about that no stored fact covers: facts worth adding."""
+        params = {"limit": limit}
+        return as_result(await call_gateway(ctx, "GET", "/v1/rag/suggestions", params=params))

@@ -12,13 +12,13 @@ WRITES = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_worl
 DELETES = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False)
 
 Tags = Annotated[
-    list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+    list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]] | None,
     Field(
         description="Labels; a search with tags only returns items carrying every one.",
         max_length=32,
     ),
 ]
-TopK = Annotated[int, Field(ge=1, le=50, description="How many results at most.")]
+TopK = Annotated[int, Field(ge=1, le=100, description="How many results at most.")]
 SessionId = Annotated[
     str,
     Field(

@@ -1,0 +1,189 @@
+"""MCP bridge latency: ``fact_get`` through MCP over streamable HTTP vs the same call direct.
+
+Starts Redis, the embedding service, the gateway and the bridge as separate processes on free
+loopback ports (as ``make run`` would), stores one fact, then times the two paths interleaved:
+``GET /v1/facts/{key}`` straight to the gateway, and ``tools/call fact_get`` over an open MCP
+session. The bridge's added latency is the difference of the medians. Writes ``mcp.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+WARMUP = 30
+ROUNDS = 400
+TOKEN = "bench-internal-token"
+FACT_KEY = "bench.test_command"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(url: str, *, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+@contextmanager
+def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _service(stack: ExitStack, module: str, work: Path, env: dict[str, str], **extra: str) -> str:
+    port = _free_port()
+    proc_env = {**env, "HIVEMIND_PORT": str(port), **extra}
+    proc = stack.enter_context(
+        _process([sys.executable, "-m", module], proc_env, work / f"{module}.log")
+    )
+    base = f"http://127.0.0.1:{port}"
+    _wait_http(base + "/readyz", proc=proc)
+    return base
+
+
+def _make_key(redis_url: str) -> str:
+    from hivemind_common.auth import ApiKeyStore
+    from hivemind_common.redis_client import connect_redis
+
+    async def make() -> str:
+        redis = connect_redis(redis_url)
+        try:
+            _, key = await ApiKeyStore(redis).create(tenant="bench", role="write")
+            return key
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(make())
+
+
+def _summary(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(x * 1000 for x in samples_s)
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+async def _measure(gateway: str, bridge: str, key: str) -> dict[str, list[float]]:
+    headers = {"Authorization": f"Bearer {key}"}
+    direct: list[float] = []
+    via_mcp: list[float] = []
+    async with (
+        httpx.AsyncClient(base_url=gateway, headers=headers, timeout=30) as http,
+        httpx2.AsyncClient(headers=headers, timeout=30) as http2,
+        Client(streamable_http_client(bridge + "/mcp", http_client=http2)) as mcp,
+    ):
+        put = await http.put(f"/v1/facts/{FACT_KEY}", json={"value": "make test"})
+        put.raise_for_status()
+        for i in range(WARMUP + ROUNDS):
+            t0 = time.perf_counter()
+            response = await http.get(f"/v1/facts/{FACT_KEY}")
+            t1 = time.perf_counter()
+            result = await mcp.call_tool("fact_get", {"key": FACT_KEY})
+            t2 = time.perf_counter()
+            response.raise_for_status()
+            if result.is_error:
+                raise RuntimeError(f"fact_get through MCP failed: {result.content}")
+            if i >= WARMUP:
+                direct.append(t1 - t0)
+                via_mcp.append(t2 - t1)
+    return {"direct": direct, "mcp": via_mcp}
+
+
+def main(out_dir: Path) -> dict[str, Any]:
+    """Run the benchmark; write and return ``mcp.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
+    with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp, ExitStack() as stack:
+        work = Path(tmp)
+        redis_port = _free_port()
+        redis_cmd = [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1"]
+        redis_cmd += ["--save", "", "--appendonly", "no", "--dir", tmp]
+        redis = stack.enter_context(_process(redis_cmd, dict(os.environ), work / "redis.log"))
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        env = {
+            **os.environ,
+            "HIVEMIND_REDIS_URL": redis_url,
+            "HIVEMIND_INTERNAL_TOKEN": TOKEN,
+            "HIVEMIND_DATA_DIR": str(work / "var"),
+            "HIVEMIND_LOG_LEVEL": "WARNING",
+        }
+        deadline = time.monotonic() + 10
+        while redis.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", redis_port)) == 0:
+                    break
+            time.sleep(0.05)
+        embedding = _service(stack, "hivemind_embedding", work, env)
+        gateway = _service(
+            stack,
+            "hivemind_gateway",
+            work,
+            env,
+            HIVEMIND_EMBEDDING_URL=embedding,
+            HIVEMIND_INFERENCE_URL="http://127.0.0.1:9",
+            HIVEMIND_TRAINER_URL="http://127.0.0.1:9",
+        )
+        bridge = _service(stack, "hivemind_mcp", work, env, HIVEMIND_GATEWAY_URL=gateway)
+        key = _make_key(redis_url)
+        samples = asyncio.run(_measure(gateway, bridge, key))
+
+    direct, via_mcp = _summary(samples["direct"]), _summary(samples["mcp"])
+    result: dict[str, Any] = {
+        "rounds": ROUNDS,
+        "warmup": WARMUP,
+        "direct_gateway": direct,
+        "mcp_over_http": via_mcp,
+        "added_p50_ms": round(via_mcp["p50_ms"] - direct["p50_ms"], 3),
+        "added_p95_ms": round(via_mcp["p95_ms"] - direct["p95_ms"], 3),
+        "target_added_p50_ms": 10.0,
+        "cpu_count": os.cpu_count(),
+        "note": "client, bridge, gateway and Redis share this machine's cores",
+    }
+    result["meets_target"] = result["added_p50_ms"] <= result["target_added_p50_ms"]
+    (out_dir / "mcp.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1] if len(sys.argv) > 1 else "var/bench")), indent=2))
