@@ -65,6 +65,9 @@ def render(
 @app.command("prometheus")
 def prometheus(
     profile: str = typer.Option("homelab", help="Profile of hosts.yaml."),
+    by_name: bool = typer.Option(
+        False, "--by-name", help="Target services by name (compose) instead of by address."
+    ),
     hosts_file: str = typer.Option(None, "--file", help="Path of hosts.yaml."),
 ) -> None:
     """Print the Prometheus scrape config for every service of a profile."""
@@ -74,4 +77,4 @@ def prometheus(
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
-    typer.echo(scrape_config_text(registry, profile), nl=False)
+    typer.echo(scrape_config_text(registry, profile, by_name=by_name), nl=False)

@@ -18,12 +18,21 @@ CONFIG_ROOT = "/etc/hivemind"
 SECRET_GRAFANA_ADMIN = "hivemind-grafana-admin"
 
 
-def scrape_config(registry: Registry, profile: str, *, interval: str = "15s") -> dict[str, Any]:
-    """prometheus.yml: one job per service at the address the registry gives it."""
+def scrape_config(
+    registry: Registry, profile: str, *, interval: str = "15s", by_name: bool = False
+) -> dict[str, Any]:
+    """prometheus.yml: one job per service at the address the registry gives it.
+
+    ``by_name`` targets ``<service>:<port>`` instead (compose, where Prometheus shares the
+    services' network and the registry's loopback addresses mean nothing).
+    """
     jobs = []
     for service in SERVICES:
         node, _ = registry.node_of(service, profile)
-        target = registry.url(service, profile).removeprefix("http://")
+        if by_name:
+            target = f"{service}:{registry.placement(service, profile).port}"
+        else:
+            target = registry.url(service, profile).removeprefix("http://")
         jobs.append(
             {
                 "job_name": f"hivemind-{service}",
@@ -43,10 +52,11 @@ def scrape_config(registry: Registry, profile: str, *, interval: str = "15s") ->
     }
 
 
-def scrape_config_text(registry: Registry, profile: str) -> str:
-    body = yaml.safe_dump(scrape_config(registry, profile), sort_keys=False)
+def scrape_config_text(registry: Registry, profile: str, *, by_name: bool = False) -> str:
+    body = yaml.safe_dump(scrape_config(registry, profile, by_name=by_name), sort_keys=False)
+    flag = " --by-name" if by_name else ""
     return (
-        f"# Rendered from hosts.yaml by `hivemind hosts prometheus --profile {profile}`.\n"
+        f"# Rendered from hosts.yaml by `hivemind hosts prometheus --profile {profile}{flag}`.\n"
         f"# Do not edit: change hosts.yaml and render again.\n{body}"
     )
 

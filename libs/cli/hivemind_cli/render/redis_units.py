@@ -179,3 +179,17 @@ def _sentinel(
     unit.add("Service", "Restart", "always")
     unit.add("Install", "WantedBy", "multi-user.target default.target")
     return [unit, _volume(layout, node, name)]
+
+
+def redis_url_for_services(
+    registry: Registry, layout: DeployLayout, mode: str, *, password: str = "<password>"
+) -> str:
+    """The ``HIVEMIND_REDIS_URL`` the services use (user ``hivemind``) for a topology."""
+    nodes = registry.profile(layout.profile).nodes
+    if mode == "cluster" and layout.cluster is not None:
+        seeds = ",".join(f"{nodes[n.node].address}:{n.port}" for n in layout.cluster.nodes)
+        return f"redis+cluster://hivemind:{password}@{seeds}"
+    if mode == "sentinel" and layout.sentinel is not None:
+        seeds = ",".join(f"{nodes[s.node].address}:{s.port}" for s in layout.sentinel.sentinels)
+        return f"redis+sentinel://hivemind:{password}@{seeds}/{layout.sentinel.service}"
+    raise ValueError(f"profile {layout.profile} describes no redis {mode} layout")

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build service images with podman:  deploy/images/build.sh [service ...]   (default: all six)
+#   BASE_IMAGE=localhost/hivemind-base:bookworm  use the local base (`make base-image`);
+#                                                 unset: the Containerfiles' public Python image.
+#   IMAGE_PREFIX (localhost/hivemind-), IMAGE_TAG (latest).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+services=("$@")
+[ ${#services[@]} -gt 0 ] || services=(gateway mcp embedding inference trainer exporter)
+PREFIX=${IMAGE_PREFIX:-localhost/hivemind-}
+TAG=${IMAGE_TAG:-latest}
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+args=(--format docker --layers)
+[ -z "${BASE_IMAGE:-}" ] || args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
+# HTTPS to package registries is intercepted on some networks: give pip (and apt) inside the
+# build the host's CA bundle, read-only, when one exists.
+CA=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
+if [ -f "$CA" ]; then
+  args+=(--volume "$CA:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt)
+fi
+for service in "${services[@]}"; do
+  start=$SECONDS
+  log "wheelhouse for $service"
+  deploy/images/wheelhouse.sh "$service"
+  log "podman build $PREFIX$service:$TAG${BASE_IMAGE:+ (base $BASE_IMAGE)}"
+  podman build "${args[@]}" -q -f "services/$service/Containerfile" \
+    -t "$PREFIX$service:$TAG" ".wheelhouse/$service" >/dev/null
+  log "built $PREFIX$service:$TAG in $((SECONDS - start))s ($(podman image inspect \
+    --format '{{.Size}}' "$PREFIX$service:$TAG" | awk '{printf "%.0f MB", $1/1e6}'))"
+done
