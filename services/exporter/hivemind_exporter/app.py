@@ -1,4 +1,4 @@
-"""The exporter service's HTTP face: health, readiness and metrics; its work runs from Redis Streams."""
+"""The exporter service's HTTP face (health, readiness, metrics) and its export worker."""
 
 from __future__ import annotations
 

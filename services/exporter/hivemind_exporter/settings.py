@@ -2,8 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from hivemind_common.settings import ServiceSettings
+
+ServeChoice = Literal["auto", "adapter", "f16", "quant"]
 
 
 class ExporterSettings(ServiceSettings):
+    """What the export worker, the export recipe and the deploy step read."""
+
     service_name: str = "exporter"
+
+    # background work (tests switch it off and drive the parts directly)
+    worker_enabled: bool = True
+    consumer_name: str | None = None  # default: host-pid
+    poll_block_ms: int = 2_000
+    reclaim_idle_ms: int = 120_000  # an export unacknowledged this long is taken over
+
+    # export
+    quant: str | None = None  # default: Q8_0 for a quantized base, else Q5_K_M
+    serve: ServeChoice = "auto"  # auto: base + adapter for a quantized base, else the quant file
+    min_agreement: float = 0.98  # top-1 agreement with PyTorch (adapter and f16)
+    require_chat_stop: bool = True  # a greedy chat must end with the stop token
+    threads: int | None = None
+
+    # deploy
+    deploy: bool = True
+    inference_url: str | None = None  # default: from the hosts registry
+    swap_timeout_s: float = 180.0

@@ -20,6 +20,7 @@ from hivemind_gateway.memory.router import router as memory_router
 from hivemind_gateway.models.router import router as models_router
 from hivemind_gateway.openai.router import router as openai_router
 from hivemind_gateway.rag.router import router as rag_router
+from hivemind_gateway.search.runtime import search_runtime
 from hivemind_gateway.settings import GatewaySettings
 from hivemind_gateway.stats.router import router as stats_router
 
@@ -47,6 +48,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
                 stack.push_async_callback(client.aclose)
                 setattr(app.state, f"{name}_http", client)
+            await stack.enter_async_context(search_runtime(app.state, settings))
             app.state.ready_checks["redis"] = redis.ping
             mark_started(app)
             yield

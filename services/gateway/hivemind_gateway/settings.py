@@ -23,5 +23,10 @@ class GatewaySettings(ServiceSettings):
     rag_enabled: bool = True
     rag_budget_tokens: int = 512
 
+    # search index and the embedding client (memory and retrieval)
+    embedding_timeout_s: float = 3.0
+    embedding_retry_after_s: float = 2.0  # skip the embedding service this long after a failure
+    search_ann_threshold: int = 20_000  # rows of one kind above which an HNSW graph is used
+
     # capture of completed chats for learning (off by default)
     capture_default: bool = False

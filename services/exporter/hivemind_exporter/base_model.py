@@ -1,0 +1,142 @@
+"""Find and load the base a version was trained on, and its PEFT adapter.
+
+A version's ``manifest.json`` names its base as a GGUF path, a Hugging Face directory, or a dict
+with ``gguf`` and/or ``hf_dir``. A GGUF base is dequantized by transformers (``gguf_file=``) once
+and cached as a Hugging Face checkpoint in ``$DATA_DIR/models/<name>/base-hf/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hivemind_common.errors import NotFound, Unprocessable
+from hivemind_common.models_paths import default_llm_gguf
+
+log = logging.getLogger(__name__)
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """Where a version's base lives: a GGUF (tokenizer source, served file) and/or a HF dir."""
+
+    gguf: Path | None
+    hf_dir: Path | None
+
+
+def _as_path(value: Any) -> Path | None:
+    return Path(value) if isinstance(value, str) and value else None
+
+
+def resolve_base(manifest: dict[str, Any]) -> BaseSpec:
+    """The base named by a manifest; the shipped SmolLM2 GGUF when it names none."""
+    base = manifest.get("base")
+    gguf: Path | None = _as_path(manifest.get("base_gguf"))
+    hf_dir: Path | None = _as_path(manifest.get("base_hf_dir"))
+    if isinstance(base, dict):
+        gguf = gguf or _as_path(base.get("gguf") or base.get("gguf_path"))
+        hf_dir = hf_dir or _as_path(base.get("hf_dir") or base.get("hf_path"))
+    elif isinstance(base, str) and base:
+        if base.endswith(".gguf"):
+            gguf = gguf or Path(base)
+        elif Path(base).is_dir():
+            hf_dir = hf_dir or Path(base)
+    if gguf is None and hf_dir is None:
+        gguf = default_llm_gguf()
+    if gguf is not None and not gguf.is_file():
+        raise NotFound(f"base GGUF {gguf} does not exist")
+    if hf_dir is not None and not (hf_dir / "config.json").is_file():
+        hf_dir = None if gguf is not None else hf_dir
+        if hf_dir is not None:
+            raise NotFound(f"base Hugging Face directory {hf_dir} has no config.json")
+    return BaseSpec(gguf=gguf, hf_dir=hf_dir)
+
+
+def load_base_model(spec: BaseSpec, cache_dir: Path) -> Any:
+    """The base as a float32 transformers model (GGUF bases dequantized once, then cached)."""
+    from transformers import AutoModelForCausalLM
+
+    if spec.hf_dir is not None:
+        source = spec.hf_dir
+    elif (cache_dir / "config.json").is_file():
+        source = cache_dir
+    else:
+        assert spec.gguf is not None
+        source = _cache_from_gguf(spec.gguf, cache_dir)
+    model = AutoModelForCausalLM.from_pretrained(str(source), dtype="float32")
+    model.eval()
+    return model
+
+
+def _cache_from_gguf(gguf: Path, cache_dir: Path) -> Path:
+    """Dequantize ``gguf`` with transformers and save it as a HF checkpoint (atomic rename)."""
+    from transformers import AutoModelForCausalLM
+
+    log.info("dequantizing base gguf", extra={"gguf": str(gguf)})
+    model = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype="float32"
+    )
+    # a GGUF-loaded model carries a quantization config that save_pretrained refuses
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(model.config, attr):
+            delattr(model.config, attr)
+    model.hf_quantizer = None
+    tmp = cache_dir.with_name(f".{cache_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf)}))
+    try:
+        os.replace(tmp, cache_dir)
+    except OSError:  # another process cached it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cache_dir
+
+
+def find_adapter_dir(version_dir: Path, manifest: dict[str, Any]) -> Path:
+    """The PEFT adapter folder of a version (``adapter/`` or the version folder itself)."""
+    candidates = []
+    if isinstance(manifest.get("adapter_dir"), str):
+        named = Path(manifest["adapter_dir"])
+        candidates.append(named if named.is_absolute() else version_dir / named)
+    candidates += [version_dir / "adapter", version_dir]
+    for candidate in candidates:
+        if (candidate / ADAPTER_CONFIG).is_file():
+            return candidate
+    raise NotFound(f"no PEFT adapter ({ADAPTER_CONFIG}) in {version_dir}")
+
+
+def load_adapter(adapter_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(adapter_config, lora state dict)`` of a PEFT LoRA folder."""
+    config = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise Unprocessable(f"adapter type {config.get('peft_type')!r} is not LoRA")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise Unprocessable("per-module LoRA ranks or alphas are not exportable")
+    for name in ADAPTER_WEIGHTS:
+        path = adapter_dir / name
+        if path.is_file():
+            if name.endswith(".safetensors"):
+                from safetensors.torch import load_file
+
+                return config, dict(load_file(str(path)))
+            import torch
+
+            return config, dict(torch.load(str(path), map_location="cpu", weights_only=True))
+    raise NotFound(f"no adapter weights in {adapter_dir}")
+
+
+def gguf_alpha(config: dict[str, Any]) -> float:
+    """The alpha llama.cpp needs so that alpha / rank equals PEFT's scale."""
+    rank = float(config["r"])
+    alpha = float(config.get("lora_alpha", rank))
+    if config.get("use_rslora"):
+        return alpha * rank**0.5  # PEFT scales by alpha / sqrt(r)
+    return alpha

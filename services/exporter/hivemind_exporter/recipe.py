@@ -1,0 +1,231 @@
+"""The export recipe: one trained version in, validated GGUF files out.
+
+``setup`` loads the base and the PEFT adapter; ``export`` writes ``adapter.gguf`` (the fast path),
+merges and writes ``model-f16.gguf``, then ``model-<quant>.gguf``; ``validate`` checks them
+against the merged PyTorch model; ``save`` records sha256 sums, timings, validation and what to
+serve in ``manifest.json``; ``cleanup`` frees the models. Blocking: run it off the event loop.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hivemind_common.errors import HivemindError, Unprocessable
+from hivemind_common.model_registry import ModelRegistry
+from hivemind_exporter.base_model import (
+    BaseSpec,
+    find_adapter_dir,
+    gguf_alpha,
+    load_adapter,
+    load_base_model,
+    resolve_base,
+)
+from hivemind_exporter.gguf_layout import ArchParams
+from hivemind_exporter.gguf_write import (
+    is_quantized_gguf,
+    write_adapter_gguf,
+    write_model_gguf,
+)
+from hivemind_exporter.quantize import choose_quant, quantize_gguf
+from hivemind_exporter.settings import ServeChoice
+from hivemind_exporter.validate import chat_ends_with_stop, top1_agreement
+
+log = logging.getLogger(__name__)
+
+ADAPTER_GGUF = "adapter.gguf"
+F16_GGUF = "model-f16.gguf"
+
+
+class ExportValidationFailed(HivemindError):
+    status = 422
+    code = "export_validation_failed"
+    title = "The exported model does not match the trained one"
+
+
+@dataclass
+class ExportConfig:
+    """One export: which version, which quant, what to serve and how strict to be."""
+
+    name: str
+    version: str
+    quant: str | None = None
+    serve: ServeChoice = "auto"
+    min_agreement: float = 0.98
+    require_chat_stop: bool = True
+    threads: int | None = None
+
+
+@dataclass
+class ExportResult:
+    """What an export produced: files, timings (s), validation and the files to serve."""
+
+    version_dir: Path
+    quant: str
+    timings: dict[str, float] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    serve: dict[str, str | None] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+class ExportRecipe:
+    """setup → export → validate → save → cleanup, for one version of one model."""
+
+    def __init__(self, config: ExportConfig, registry: ModelRegistry) -> None:
+        self.config = config
+        self.registry = registry
+        self.version_dir = registry.version_dir(config.name, config.version)
+        self.timings: dict[str, float] = {}
+        self.model: Any = None
+        self.base: BaseSpec | None = None
+
+    def _timed(self, stage: str, started: float) -> None:
+        self.timings[stage] = round(time.perf_counter() - started, 3)
+
+    def setup(self) -> None:
+        """Read the manifest, load the adapter and the base (dequantized, cached)."""
+        started = time.perf_counter()
+        self.manifest = self.registry.read_manifest(self.config.name, self.config.version)
+        self.base = resolve_base(self.manifest)
+        self.adapter_dir = find_adapter_dir(self.version_dir, self.manifest)
+        self.adapter_config, self.lora_state = load_adapter(self.adapter_dir)
+        cache = self.registry.model_dir(self.config.name) / "base-hf"
+        self.model = load_base_model(self.base, cache)
+        self.params = ArchParams.from_config(self.model.config)
+        self.base_quantized = bool(self.base.gguf and is_quantized_gguf(self.base.gguf))
+        self.quant = choose_quant(self.config.quant, base_quantized=self.base_quantized)
+        self._timed("load", started)
+
+    def export(self) -> None:
+        """Write the adapter GGUF, merge the adapter, write f16, quantize."""
+        if self.base is None or self.base.gguf is None:
+            raise Unprocessable("export needs a GGUF base (its tokenizer is copied)")
+        started = time.perf_counter()
+        write_adapter_gguf(
+            self.lora_state,
+            self.params,
+            self.version_dir / ADAPTER_GGUF,
+            alpha=gguf_alpha(self.adapter_config),
+            name=f"{self.config.name}-{self.config.version}-lora",
+        )
+        self._timed("adapter", started)
+
+        from peft import PeftModel
+
+        started = time.perf_counter()
+        peft_model = PeftModel.from_pretrained(self.model, str(self.adapter_dir))
+        self.model = peft_model.merge_and_unload()  # changes the base weights in place
+        self.model.eval()
+        self._timed("merge", started)
+
+        started = time.perf_counter()
+        write_model_gguf(
+            self.model.state_dict(),
+            self.params,
+            self.version_dir / F16_GGUF,
+            tokenizer_gguf=self.base.gguf,
+            name=f"{self.config.name}-{self.config.version}",
+        )
+        self._timed("f16", started)
+
+        started = time.perf_counter()
+        quantize_gguf(
+            self.version_dir / F16_GGUF,
+            self.version_dir / self.quant_file,
+            self.quant,
+            threads=self.config.threads,
+        )
+        self._timed("quantize", started)
+
+    @property
+    def quant_file(self) -> str:
+        return f"model-{self.quant}.gguf"
+
+    def serve_choice(self) -> dict[str, str | None]:
+        """The files inference should load: base + adapter for a quantized base (auto)."""
+        assert self.base is not None and self.base.gguf is not None
+        choice = self.config.serve
+        if choice == "auto":
+            choice = "adapter" if self.base_quantized else "quant"
+        if choice == "adapter":
+            return {"gguf": str(self.base.gguf), "lora": str(self.version_dir / ADAPTER_GGUF)}
+        file = F16_GGUF if choice == "f16" else self.quant_file
+        return {"gguf": str(self.version_dir / file), "lora": None}
+
+    def validate(self) -> dict[str, Any]:
+        """Top-1 agreement of the adapter and f16 exports (gated), the quant (reported), chat."""
+        assert self.base is not None and self.base.gguf is not None
+        started = time.perf_counter()
+        adapter = top1_agreement(self.model, self.base.gguf, lora=self.version_dir / ADAPTER_GGUF)
+        f16 = top1_agreement(self.model, self.version_dir / F16_GGUF)
+        quant = top1_agreement(self.model, self.version_dir / self.quant_file)
+        report: dict[str, Any] = {
+            "adapter": adapter.as_dict(),
+            "f16": f16.as_dict(),
+            self.quant: quant.as_dict(),
+            "min_agreement": self.config.min_agreement,
+        }
+        serve = self.serve_choice()
+        chat = chat_ends_with_stop(Path(str(serve["gguf"])), lora=_opt_path(serve["lora"]))
+        report["chat"] = chat
+        self._timed("validate", started)
+        failures = [
+            f"{what} top-1 agreement {res.agreement:.3f} < {self.config.min_agreement}"
+            for what, res in (("adapter", adapter), ("f16", f16))
+            if res.agreement < self.config.min_agreement
+        ]
+        if self.config.require_chat_stop and not chat["stopped"]:
+            failures.append(f"a greedy chat did not end with its stop token ({chat})")
+        report["passed"] = not failures
+        self.validation = report
+        if failures:
+            raise ExportValidationFailed("; ".join(failures), extra={"validation": report})
+        return report
+
+    def save(self) -> dict[str, Any]:
+        """Record the export in the manifest (sha256 sums are added by the caller, async)."""
+        export = {
+            "quant": self.quant,
+            "base_quantized": self.base_quantized,
+            "architecture": self.params.arch,
+            "timings_s": self.timings,
+            "validation": getattr(self, "validation", {}),
+            "finished_at": time.time(),
+        }
+        return self.registry.update_manifest(
+            self.config.name, self.config.version, export=export, serve=self.serve_choice()
+        )
+
+    def cleanup(self) -> None:
+        self.model = None
+        self.lora_state = {}
+        gc.collect()
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def run_export(config: ExportConfig, registry: ModelRegistry) -> ExportResult:
+    """Run the whole recipe for one version (blocking); the manifest is updated in place."""
+    recipe = ExportRecipe(config, registry)
+    try:
+        recipe.setup()
+        recipe.export()
+        try:
+            recipe.validate()
+        finally:
+            recipe.save()  # a failed validation is recorded too
+        return ExportResult(
+            version_dir=recipe.version_dir,
+            quant=recipe.quant,
+            timings=dict(recipe.timings),
+            validation=recipe.validation,
+            serve=recipe.serve_choice(),
+        )
+    finally:
+        recipe.cleanup()

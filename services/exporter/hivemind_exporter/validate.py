@@ -1,0 +1,146 @@
+"""Check an export against the PyTorch model it came from.
+
+llama.cpp loads the file; on fixed teacher-forced prompts the next-token argmax at every
+position must agree with PyTorch's (the share is the *top-1 agreement*); a greedy chat must end
+with its stop token rather than run to the token limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hivemind_common.errors import UpstreamError
+
+log = logging.getLogger(__name__)
+
+MIN_AGREEMENT = 0.98
+
+# Fixed prompts: code, prose and chat-shaped text, so every export is checked on the same input.
+PROBE_TEXTS: tuple[str, ...] = (
+    "def fibonacci(n):\n    if n < 2:\n        return n\n"
+    "    return fibonacci(n - 1) + fibonacci(n - 2)\n",
+    "The quick brown fox jumps over the lazy dog. "
+    "Redis streams keep jobs until they are acknowledged.",
+    "<|im_start|>user\nWhat is a LoRA adapter?<|im_end|>\n"
+    "<|im_start|>assistant\nA LoRA adapter is a small",
+    "import json\n\nwith open('config.json') as fh:\n"
+    "    config = json.load(fh)\nprint(config['name'])",
+)
+
+
+@dataclass
+class AgreementResult:
+    """How often llama.cpp's next-token argmax matched PyTorch's."""
+
+    agreement: float
+    positions: int
+    max_abs_logit_diff: float
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "top1_agreement": round(self.agreement, 4),
+            "positions": self.positions,
+            "max_abs_logit_diff": round(self.max_abs_logit_diff, 4),
+        }
+
+
+@contextlib.contextmanager
+def open_llama(gguf: Path, *, lora: Path | None = None, n_ctx: int = 512) -> Iterator[Any]:
+    """A llama.cpp model with logits for every position; closed when the block ends."""
+    import llama_cpp
+
+    try:
+        llm = llama_cpp.Llama(
+            model_path=str(gguf),
+            lora_path=str(lora) if lora else None,
+            n_ctx=n_ctx,
+            n_batch=n_ctx,
+            logits_all=True,
+            n_threads=min(4, os.cpu_count() or 1),
+            seed=0,
+            verbose=False,
+        )
+    except (ValueError, RuntimeError) as exc:
+        raise UpstreamError(f"llama.cpp could not load {gguf.name}: {exc}") from exc
+    try:
+        yield llm
+    finally:
+        llm.close()
+
+
+def llama_logits(llm: Any, tokens: Sequence[int]) -> np.ndarray:
+    """llama.cpp logits for each position of ``tokens`` (teacher-forced), shape (n, vocab)."""
+    llm.reset()
+    llm.eval(list(tokens))
+    return np.array(llm.scores[: len(tokens)], dtype=np.float32)
+
+
+def torch_logits(model: Any, tokens: Sequence[int]) -> np.ndarray:
+    """PyTorch logits for each position of ``tokens``, float32."""
+    import torch
+
+    with torch.inference_mode():
+        ids = torch.tensor([list(tokens)], dtype=torch.long)
+        out = model(input_ids=ids).logits[0]
+    return out.float().cpu().numpy()
+
+
+def probe_tokens(
+    llm: Any, texts: Sequence[str] = PROBE_TEXTS, max_len: int = 96
+) -> list[list[int]]:
+    """The probe texts tokenised by the GGUF's own tokenizer (special tokens parsed)."""
+    out = []
+    for text in texts:
+        ids = llm.tokenize(text.encode(), add_bos=False, special=True)[:max_len]
+        if len(ids) >= 2:
+            out.append(ids)
+    return out
+
+
+def top1_agreement(
+    model: Any,
+    gguf: Path,
+    *,
+    lora: Path | None = None,
+    token_lists: Sequence[Sequence[int]] | None = None,
+) -> AgreementResult:
+    """Share of teacher-forced positions where llama.cpp and PyTorch pick the same next token."""
+    with open_llama(gguf, lora=lora) as llm:
+        prompts = list(token_lists) if token_lists is not None else probe_tokens(llm)
+        agree = total = 0
+        max_diff = 0.0
+        for tokens in prompts:
+            ours = llama_logits(llm, tokens)
+            ref = torch_logits(model, tokens)
+            agree += int((ours.argmax(-1) == ref.argmax(-1)).sum())
+            total += len(tokens)
+            max_diff = max(max_diff, float(np.abs(ours - ref).max()))
+    result = AgreementResult(agree / max(total, 1), total, max_diff)
+    log.info("export agreement", extra={"gguf": gguf.name, **result.as_dict()})
+    return result
+
+
+def chat_ends_with_stop(
+    gguf: Path, *, lora: Path | None = None, max_tokens: int = 96
+) -> dict[str, Any]:
+    """Greedy chat on a fixed question: did it finish with the stop token (not the limit)?"""
+    with open_llama(gguf, lora=lora, n_ctx=1024) as llm:
+        reply = llm.create_chat_completion(
+            messages=[{"role": "user", "content": "Say hello in one short sentence."}],
+            max_tokens=max_tokens,
+            temperature=0.0,
+        )
+    choice = reply["choices"][0]
+    return {
+        "finish_reason": choice.get("finish_reason"),
+        "stopped": choice.get("finish_reason") == "stop",
+        "completion_tokens": reply.get("usage", {}).get("completion_tokens"),
+    }
