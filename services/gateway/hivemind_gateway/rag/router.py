@@ -1,7 +1,52 @@
-"""Routes of the gateway's rag surface."""
+"""Routes: ``POST /v1/rag/context``, ``GET /v1/rag/suggestions``, ``GET /v1/rag/stats``."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Query
+
+from hivemind_common.auth import ReadPrincipal
+from hivemind_gateway.deps import StateDep
+from hivemind_gateway.rag.retrieval_log import read_counters, suggestions
+from hivemind_gateway.rag.schemas import RagContext, RagQuery, RagStats, Suggestions
+from hivemind_gateway.rag.service import retrieve_context
+
+router = APIRouter(prefix="/v1/rag", tags=["retrieval"])
+
+
+@router.post("/context", response_model=RagContext)
+async def rag_context(body: RagQuery, principal: ReadPrincipal, state: StateDep) -> RagContext:
+    """What would be injected into a prompt for ``query``."""
+    return await retrieve_context(
+        state,
+        tenant=principal.tenant,
+        query=body.query,
+        budget_tokens=body.budget_tokens,
+        session_id=body.session_id,
+    )
+
+
+@router.get("/suggestions", response_model=Suggestions)
+async def rag_suggestions(
+    principal: ReadPrincipal,
+    state: StateDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+) -> Suggestions:
+    """Topics that weak and missed queries asked about and no fact covers."""
+    index = await state.search.tenant(principal.tenant)
+    return await suggestions(state.redis, index, tenant=principal.tenant, limit=limit)
+
+
+@router.get("/stats", response_model=RagStats)
+async def rag_stats(principal: ReadPrincipal, state: StateDep) -> RagStats:
+    """Retrievals per quality and method, and the size of the tenant's index."""
+    counters, logged = await read_counters(state.redis, principal.tenant)
+    index = await state.search.tenant(principal.tenant)
+    return RagStats(
+        counters=counters,
+        logged=logged,
+        index=index.sizes(),
+        embedding_model=state.search.embedder.model_id,
+        embedding_available=state.search.embedder.available,
+    )

@@ -1,0 +1,76 @@
+"""The retrieval log (a capped stream per tenant), its counters, and suggestions mined from it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from hivemind_common import keys
+from hivemind_gateway.rag.schemas import RagContext, Suggestion, Suggestions
+from hivemind_gateway.search.index import TenantIndex
+from hivemind_gateway.search.lexical import tokenize
+
+log = logging.getLogger(__name__)
+
+SUGGEST_SCAN = 2000
+LOGGED_QUERY_CHARS = 500
+
+
+async def log_retrieval(
+    redis: Any, *, tenant: str, query: str, context: RagContext, top_score: float
+) -> None:
+    """Append to the tenant's capped log and bump counters; a logging failure is only logged."""
+    entry = {
+        "ts": f"{time.time():.3f}",
+        "query": query[:LOGGED_QUERY_CHARS],
+        "quality": context.quality,
+        "method": context.method,
+        "injected": str(sum(1 for i in context.items if not i.pinned)),
+        "top": f"{top_score:.4f}",
+        "keys": ",".join(i.key for i in context.items if not i.pinned)[:1000],
+    }
+    try:
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(keys.rag_log(tenant), entry, maxlen=keys.RAG_LOG_MAXLEN, approximate=True)
+            pipe.hincrby(keys.rag_counters(tenant), f"quality:{context.quality}", 1)
+            pipe.hincrby(keys.rag_counters(tenant), f"method:{context.method}", 1)
+            pipe.hincrby(keys.rag_counters(tenant), "total", 1)
+            await pipe.execute()
+    except Exception:  # the answer matters more than its log line
+        log.warning("could not log a retrieval for tenant %s", tenant, exc_info=True)
+
+
+async def read_counters(redis: Any, tenant: str) -> tuple[dict[str, int], int]:
+    counters = await redis.hgetall(keys.rag_counters(tenant))
+    logged = await redis.xlen(keys.rag_log(tenant))
+    return {k: int(v) for k, v in sorted(counters.items())}, int(logged)
+
+
+async def suggestions(
+    redis: Any, index: TenantIndex, *, tenant: str, limit: int = 10
+) -> Suggestions:
+    """Topics of weak and missed queries that no fact's wording covers, most asked first."""
+    entries = await redis.xrevrange(keys.rag_log(tenant), count=SUGGEST_SCAN)
+    covered = index["fact"].lexical.postings
+    per_topic: Counter[str] = Counter()
+    examples: dict[str, list[str]] = {}
+    scanned = 0
+    for _, fields in entries:
+        if fields.get("quality") not in ("weak", "miss"):
+            continue
+        scanned += 1
+        query = fields.get("query", "")
+        for term in dict.fromkeys(tokenize(query)):
+            if term in covered or len(term) < 3 or term.isdigit():
+                continue
+            per_topic[term] += 1
+            seen = examples.setdefault(term, [])
+            if query not in seen and len(seen) < 3:
+                seen.append(query)
+    data = [
+        Suggestion(topic=term, queries=n, examples=examples[term])
+        for term, n in per_topic.most_common(limit)
+    ]
+    return Suggestions(data=data, scanned=scanned)

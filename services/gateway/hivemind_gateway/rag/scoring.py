@@ -1,0 +1,69 @@
+"""Fusion of dense and lexical evidence, and the gate that decides what reaches a prompt.
+
+Scores: ``dense`` is the cosine of unit vectors (all-MiniLM-L6-v2: related pairs ~0.45-0.85,
+unrelated ~-0.1-0.3); ``lexical`` is BM25 normalised by the query's total IDF, in [0, 1];
+``coverage`` is the IDF share of the query's words that the item contains.
+
+The fused score is ``dense + w_lex * lexical``. An item is injected when all hold:
+  * its fused score clears ``inject_threshold`` (absolute evidence), and its dense score
+    clears ``min_dense`` (words alone never carry a semantic match);
+  * it is within ``margin`` of the best item (relative evidence: a query that is equally close
+    to everything is close to nothing);
+Items that clear only ``near_threshold`` make the answer ``weak``: logged, suggested, never
+injected. Without a query vector (embedding outage) the gate reads lexical evidence only and
+asks for more of it (``fallback_coverage`` of the query's wording and ``fallback_bm25``).
+The constants were calibrated on score distributions of related and unrelated pairs (see
+bench/bench_retrieval.py and tests/data/retrieval_eval.json, whose held-out half checks them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hivemind_gateway.search.index import Hit
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    w_lex: float = 0.3
+    inject_threshold: float = 0.55
+    min_dense: float = 0.40
+    near_threshold: float = 0.35
+    margin: float = 0.12
+    fallback_coverage: float = 0.6
+    fallback_bm25: float = 0.35
+    max_items: int = 8
+
+
+@dataclass
+class Scored:
+    hit: Hit
+    score: float
+    passes: bool = False
+    near: bool = False
+
+
+def fuse(hit: Hit, *, dense_mode: bool, cfg: GateConfig) -> float:
+    """One number to rank by."""
+    if not dense_mode:
+        return hit.lexical
+    return (hit.dense if hit.dense is not None else 0.0) + cfg.w_lex * hit.lexical
+
+
+def rank(hits: list[Hit], *, dense_mode: bool, cfg: GateConfig) -> list[Scored]:
+    """Hits, best first, with the gate's verdict on each."""
+    scored = [Scored(h, fuse(h, dense_mode=dense_mode, cfg=cfg)) for h in hits]
+    scored.sort(key=lambda s: s.score, reverse=True)
+    if not scored:
+        return scored
+    best = scored[0].score
+    for s in scored:
+        if dense_mode:
+            dense = s.hit.dense if s.hit.dense is not None else 0.0
+            strong = s.score >= cfg.inject_threshold and dense >= cfg.min_dense
+            s.near = s.score >= cfg.near_threshold
+        else:
+            strong = s.hit.coverage >= cfg.fallback_coverage and s.hit.lexical >= cfg.fallback_bm25
+            s.near = s.hit.coverage >= cfg.fallback_coverage / 2
+        s.passes = strong and s.score >= best - cfg.margin
+    return scored

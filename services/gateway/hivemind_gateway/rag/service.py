@@ -1,0 +1,159 @@
+"""Gated hybrid retrieval: what (if anything) from a tenant's facts and memories reaches a prompt.
+
+``retrieve_context`` is the one entry point the chat routes call. It embeds the query (falling
+back to lexical evidence when the embedding service is away), scores facts and memories in the
+tenant's in-memory index, lets through only what clears the gate (see ``rag.scoring``) plus facts
+tagged ``pinned``, fits them into the token budget and logs the retrieval. It never raises for
+an embedding outage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from hivemind_common.errors import Unavailable
+from hivemind_gateway.rag.retrieval_log import log_retrieval
+from hivemind_gateway.rag.schemas import Quality, RagContext, RagItem
+from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
+from hivemind_gateway.search.index import Hit, TenantIndex
+from hivemind_gateway.search.sync import SearchIndex
+
+log = logging.getLogger(__name__)
+
+HEADER = "Relevant facts and memories from Hive-Mind (use them if they help):"
+CANDIDATES = 20
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap token estimate (about four characters a token, at least one a word)."""
+    return max(len(text) // 4, len(text.split())) + 1
+
+
+def gate_config(state: Any) -> GateConfig:
+    cfg = getattr(state, "rag_gate", None)
+    return cfg if isinstance(cfg, GateConfig) else GateConfig()
+
+
+async def embed_query(search: SearchIndex, query: str) -> np.ndarray | None:
+    """The query's vector, or None (fallback) when the embedding service is away."""
+    try:
+        vec, _ = await search.embedder.embed_one(query[:4000])
+    except Unavailable:
+        return None
+    return vec
+
+
+def score_kind(
+    index: TenantIndex,
+    kind: str,
+    vec: np.ndarray | None,
+    query: str,
+    *,
+    k: int,
+    cfg: GateConfig,
+    session_id: str | None = None,
+    tags: tuple[str, ...] = (),
+) -> list[Scored]:
+    """Ranked candidates of one kind with the gate's verdicts."""
+    hits = index[kind].search(vec, query, k=k, session_id=session_id, tags=tags)
+    return rank(hits, dense_mode=vec is not None, cfg=cfg)
+
+
+def _line(hit: Hit) -> str:
+    prefix = "" if hit.item.kind == "fact" else "(memory) "
+    return f"- {prefix}{' '.join(hit.item.text.split())}"
+
+
+def _fit(line: str, room: int, count: Callable[[str], int]) -> str | None:
+    """``line`` cut to fit ``room`` tokens, or None when not even a stub fits."""
+    if count(line) <= room:
+        return line
+    low, high = 0, len(line)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if count(line[:mid] + "…") <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return line[:low] + "…" if low >= 16 else None
+
+
+def assemble(
+    pinned: list[tuple[Hit, float]],
+    chosen: list[Scored],
+    budget: int,
+    count: Callable[[str], int],
+) -> tuple[str, list[RagItem]]:
+    """Pinned facts first, then gated items best first, while the budget lasts."""
+    lines: list[str] = []
+    items: list[RagItem] = []
+    used = count(HEADER)
+    entries = [(h, s, True) for h, s in pinned] + [(c.hit, c.score, False) for c in chosen]
+    for hit, score, is_pinned in entries:
+        room = budget - used
+        line = _fit(_line(hit), room, count) if room > 0 else None
+        if line is None:
+            if is_pinned:
+                continue
+            break
+        lines.append(line)
+        used += count(line)
+        items.append(
+            RagItem(kind=hit.item.kind, key=hit.item.id, score=round(score, 4), pinned=is_pinned)  # type: ignore[arg-type]
+        )
+    if not lines:
+        return "", []
+    return "\n".join([HEADER, *lines]), items
+
+
+async def retrieve_context(
+    state: Any,
+    *,
+    tenant: str,
+    query: str,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int] | None = None,
+    session_id: str | None = None,
+) -> RagContext:
+    """The block to inject for ``query``, the items in it and the gate's quality label."""
+    search: SearchIndex = state.search
+    cfg = gate_config(state)
+    count = count_tokens or estimate_tokens
+    index = await search.tenant(tenant)
+    vec = await embed_query(search, query)
+    ranked = score_kind(index, "fact", vec, query, k=CANDIDATES, cfg=cfg)
+    ranked += score_kind(index, "memory", vec, query, k=CANDIDATES, cfg=cfg, session_id=session_id)
+    ranked.sort(key=lambda s: s.score, reverse=True)
+    if ranked:  # the margin is relative to the best item of either kind
+        best = ranked[0].score
+        for s in ranked:
+            s.passes = s.passes and s.score >= best - cfg.margin
+    facts = index["fact"]
+    scores = {(s.hit.item.kind, s.hit.item.id): s.score for s in ranked}
+    pinned = [
+        (Hit(facts.items[key], None, 0.0, 0.0), scores.get(("fact", key), 0.0))
+        for key in sorted(facts.pinned)
+        if key in facts.items
+    ]
+    chosen = [s for s in ranked if s.passes and s.hit.item.id not in facts.pinned]
+    chosen = chosen[: cfg.max_items]
+    text, items = assemble(pinned, chosen, budget_tokens, count)
+    quality: Quality
+    if vec is None:
+        quality = "fallback"
+    elif any(not i.pinned for i in items):
+        quality = "good"
+    elif any(s.near for s in ranked):
+        quality = "weak"
+    else:
+        quality = "miss"
+    context = RagContext(
+        text=text, items=items, quality=quality, method="hybrid" if vec is not None else "lexical"
+    )
+    top = ranked[0].score if ranked else 0.0
+    await log_retrieval(state.redis, tenant=tenant, query=query, context=context, top_score=top)
+    return context

@@ -1,0 +1,1 @@
+"""Search: the per-tenant in-memory index (dense + lexical), kept current from Redis."""

@@ -1,0 +1,94 @@
+"""The gateway's client of the embedding service: short timeouts, a model id, an outage latch.
+
+Queries must not wait on a dead service: after a failure the client answers "unavailable" at
+once for ``retry_after_s`` (then tries again), so retrieval falls back to lexical scoring
+without paying a connect timeout on every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+import numpy as np
+
+from hivemind_common.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+ModelChanged = Callable[[str], Awaitable[None]]
+
+
+class EmbeddingClient:
+    """Calls ``POST /embed``; remembers which model answered."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        timeout_s: float = 3.0,
+        retry_after_s: float = 2.0,
+        on_model: ModelChanged | None = None,
+    ) -> None:
+        self._http = http
+        self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self.model_id: str | None = None
+        self.dimensions: int | None = None
+        self._down_until = 0.0
+        self._on_model = on_model
+        self.failures = 0
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def mark_down(self) -> None:
+        self._down_until = time.monotonic() + self.retry_after_s
+
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, str]:
+        """(rows, model id) for ``texts``; Unavailable when the service cannot answer."""
+        if not self.available:
+            raise Unavailable("embedding service unavailable (recent failure)")
+        try:
+            resp = await self._http.post("/embed", json={"texts": texts}, timeout=self.timeout_s)
+        except httpx.HTTPError as exc:
+            self.failures += 1
+            self.mark_down()
+            raise Unavailable(f"embedding service unreachable: {type(exc).__name__}") from exc
+        if resp.status_code >= 500:
+            self.failures += 1
+            self.mark_down()
+            raise Unavailable(f"embedding service answered {resp.status_code}")
+        if resp.status_code != 200:
+            raise Unavailable(f"embedding service refused the texts ({resp.status_code})")
+        try:
+            body = resp.json()
+            rows = np.asarray(body["embeddings"], dtype=np.float32)
+            model = str(body["model"])
+        except (ValueError, KeyError, TypeError) as exc:
+            self.mark_down()
+            raise Unavailable("embedding service sent a malformed answer") from exc
+        if rows.ndim != 2 or rows.shape[0] != len(texts):
+            raise Unavailable("embedding service sent the wrong number of rows")
+        if model != self.model_id:
+            previous, self.model_id = self.model_id, model
+            self.dimensions = int(rows.shape[1])
+            log.info("embedding model is now %s (was %s)", model, previous)
+            if self._on_model is not None:
+                await self._on_model(model)
+        return rows, model
+
+    async def embed_one(self, text: str) -> tuple[np.ndarray, str]:
+        rows, model = await self.embed([text])
+        return rows[0], model
+
+    async def probe(self) -> str | None:
+        """Learn the model id (start-up); None when the service is not there."""
+        try:
+            _, model = await self.embed(["hive-mind start-up probe"])
+        except Unavailable:
+            return None
+        return model

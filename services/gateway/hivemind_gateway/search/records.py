@@ -1,0 +1,78 @@
+"""How facts and memories are stored in Redis hashes, and how the index sees them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from hivemind_gateway.search.index import Item
+
+EMBED_CHARS = 4000  # the encoder truncates long inputs anyway; never exceed its request limit
+
+
+def fact_text(key: str, value: str) -> str:
+    """What a fact is searched by and injected as."""
+    return f"{key}: {value}"
+
+
+def embed_text(text: str) -> str:
+    return text[:EMBED_CHARS]
+
+
+def load_tags(raw: str | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    try:
+        tags = json.loads(raw)
+    except ValueError:
+        return ()
+    return tuple(str(t) for t in tags) if isinstance(tags, list) else ()
+
+
+def load_json(raw: str | None, default: Any) -> Any:
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return default
+
+
+def fact_item(key: str, record: dict[str, str]) -> Item:
+    return Item(
+        kind="fact",
+        id=key,
+        text=fact_text(key, record.get("value", "")),
+        tags=load_tags(record.get("tags")),
+        version=record.get("updated_at", ""),
+    )
+
+
+def memory_item(memory_id: str, record: dict[str, str]) -> Item:
+    return Item(
+        kind="memory",
+        id=memory_id,
+        text=record.get("text", ""),
+        tags=load_tags(record.get("tags")),
+        session_id=record.get("session_id") or None,
+        version=record.get("created_at", ""),
+    )
+
+
+def item_from_record(kind: str, item_id: str, record: dict[str, str]) -> Item:
+    return fact_item(item_id, record) if kind == "fact" else memory_item(item_id, record)
+
+
+def vector_bytes(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def vector_from_bytes(raw: bytes | None, dim: int | None = None) -> np.ndarray | None:
+    if not raw or len(raw) % 4:
+        return None
+    vec = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if dim is not None and vec.shape[0] != dim:
+        return None
+    return vec

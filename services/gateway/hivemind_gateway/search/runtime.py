@@ -1,0 +1,40 @@
+"""Start and stop the search index with the gateway (entered on the lifespan's exit stack)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from hivemind_common.redis_client import connect_redis
+from hivemind_gateway.search.embedder import EmbeddingClient
+from hivemind_gateway.search.sync import SearchIndex
+
+
+@asynccontextmanager
+async def search_runtime(state: Any, settings: Any) -> AsyncIterator[SearchIndex]:
+    """Build ``state.search`` (needs ``state.redis`` and ``state.embedding_http``)."""
+    redis_bytes = connect_redis(settings.redis_url, decode_responses=False)
+    holder: dict[str, SearchIndex] = {}
+
+    async def on_model(model: str) -> None:
+        if "index" in holder:
+            await holder["index"].on_model(model)
+
+    embedder = EmbeddingClient(
+        state.embedding_http,
+        timeout_s=settings.embedding_timeout_s,
+        retry_after_s=settings.embedding_retry_after_s,
+        on_model=on_model,
+    )
+    index = SearchIndex(
+        state.redis, redis_bytes, embedder, ann_threshold=settings.search_ann_threshold
+    )
+    holder["index"] = index
+    state.search = index
+    try:
+        await index.start()
+        yield index
+    finally:
+        await index.close()
+        await redis_bytes.aclose()

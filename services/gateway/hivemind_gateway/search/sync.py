@@ -1,0 +1,309 @@
+"""The in-memory index of every tenant, loaded from Redis and kept current from change streams.
+
+Redis is the source of truth. Each write appends ``{op, kind, id, v}`` to the tenant's change
+stream; every gateway process tails those streams and re-reads the item named (so applying a
+change twice, or out of order, still ends at Redis' current state). The process that made a
+write also applies it at once, so a caller reads its own writes. Items stored while the
+embedding service was down, or made by another model, are (re-)embedded by a backfill task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import numpy as np
+
+from hivemind_common import keys
+from hivemind_common.errors import Unavailable
+from hivemind_gateway.search.embedder import EmbeddingClient
+from hivemind_gateway.search.index import Item, TenantIndex
+from hivemind_gateway.search.records import (
+    embed_text,
+    item_from_record,
+    vector_bytes,
+    vector_from_bytes,
+)
+
+log = logging.getLogger(__name__)
+
+LOAD_CHUNK = 500
+TAIL_BLOCK_MS = 400
+DISCOVER_EVERY_S = 5.0
+BACKFILL_EVERY_S = 1.0
+BACKFILL_BATCH = 32
+
+
+def _index_key(tenant: str, kind: str) -> str:
+    return keys.facts_index(tenant) if kind == "fact" else keys.memories_index(tenant)
+
+
+def _record_key(tenant: str, kind: str, item_id: str) -> str:
+    return keys.fact(tenant, item_id) if kind == "fact" else keys.memory(tenant, item_id)
+
+
+class SearchIndex:
+    """Every tenant's :class:`TenantIndex`, with the tasks that keep them current."""
+
+    def __init__(
+        self, redis: Any, redis_bytes: Any, embedder: EmbeddingClient, *, ann_threshold: int
+    ) -> None:
+        self.redis = redis
+        self.redis_bytes = redis_bytes
+        self.embedder = embedder
+        self.ann_threshold = ann_threshold
+        self.tenants: dict[str, TenantIndex] = {}
+        self._cursors: dict[str, str] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ann_jobs: set[asyncio.Task[None]] = set()
+        self.changes_applied = 0
+
+    # --- life cycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.embedder.probe()
+        for name, coro in (
+            ("tail", self._tail_forever()),
+            ("discover", self._discover_forever()),
+            ("backfill", self._backfill_forever()),
+        ):
+            task = asyncio.create_task(coro, name=f"search-{name}")
+            self._tasks.add(task)
+
+    async def close(self) -> None:
+        for task in [*self._tasks, *self._ann_jobs]:
+            task.cancel()
+        for task in [*self._tasks, *self._ann_jobs]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+
+    # --- loading --------------------------------------------------------------------------------
+    async def tenant(self, name: str) -> TenantIndex:
+        """The tenant's index, loading it from Redis on first use."""
+        index = self.tenants.get(name)
+        if index is not None:
+            return index
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            index = self.tenants.get(name)
+            if index is None:
+                index = await self._load(name)
+                self.tenants[name] = index
+        return index
+
+    async def _last_change_id(self, tenant: str) -> str:
+        last = await self.redis.xrevrange(keys.changes(tenant), count=1)
+        return str(last[0][0]) if last else "0-0"
+
+    async def _load(self, tenant: str) -> TenantIndex:
+        cursor = await self._last_change_id(tenant)
+        index = TenantIndex(tenant, ann_threshold=self.ann_threshold)
+        for kind in ("fact", "memory"):
+            ids = await self.redis.zrange(_index_key(tenant, kind), 0, -1)
+            for start in range(0, len(ids), LOAD_CHUNK):
+                chunk = ids[start : start + LOAD_CHUNK]
+                for item, vec in await self._fetch(tenant, kind, chunk):
+                    index[kind].upsert(item, vec)
+        self._cursors[tenant] = cursor
+        self._schedule_ann(index)
+        log.info("loaded search index of tenant %s: %s", tenant, index.sizes())
+        return index
+
+    async def _fetch(
+        self, tenant: str, kind: str, ids: list[str]
+    ) -> list[tuple[Item, np.ndarray | None]]:
+        """Items (and their vectors in the current model's space) as Redis has them now."""
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item_id in ids:
+                pipe.hgetall(_record_key(tenant, kind, item_id))
+            records = await pipe.execute()
+        model = self.embedder.model_id
+        vectors: list[bytes | None] = [None] * len(ids)
+        if model is not None:
+            async with self.redis_bytes.pipeline(transaction=False) as pipe:
+                for item_id in ids:
+                    pipe.get(keys.vector(tenant, model, kind, item_id))
+                vectors = await pipe.execute()
+        out: list[tuple[Item, np.ndarray | None]] = []
+        for item_id, record, raw in zip(ids, records, vectors, strict=True):
+            if record:
+                vec = vector_from_bytes(raw, self.embedder.dimensions)
+                out.append((item_from_record(kind, item_id, record), vec))
+        return out
+
+    # --- local writes ---------------------------------------------------------------------------
+    async def apply_local(
+        self, tenant: str, kind: str, item: Item | None, item_id: str, vec: np.ndarray | None
+    ) -> None:
+        """Apply this process' own write at once (read-your-writes)."""
+        index = await self.tenant(tenant)
+        if item is None:
+            index[kind].remove(item_id)
+        else:
+            index[kind].upsert(item, vec)
+            self._schedule_ann(index)
+
+    # --- change stream --------------------------------------------------------------------------
+    async def _read_changes(self) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
+        streams = {keys.changes(t): c for t, c in self._cursors.items()}
+        if not streams:
+            await asyncio.sleep(TAIL_BLOCK_MS / 1000)
+            return []
+        if getattr(self.redis, "topology", "standalone") == "cluster":
+            replies = await asyncio.gather(
+                *(self.redis.xread({s: c}, count=500) for s, c in streams.items())
+            )
+            out = [entry for reply in replies for entry in _stream_entries(reply)]
+            if not out:
+                await asyncio.sleep(0.1)
+            return out
+        return _stream_entries(await self.redis.xread(streams, count=500, block=TAIL_BLOCK_MS))
+
+    async def _tail_forever(self) -> None:
+        by_stream: dict[str, str] = {}
+        while True:
+            try:
+                for stream, entries in await self._read_changes():
+                    tenant = by_stream.get(stream) or _tenant_of(stream)
+                    by_stream[stream] = tenant
+                    await self._apply_changes(tenant, entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis away or failing over: keep trying, never die
+                log.warning("change stream read failed; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+
+    async def _apply_changes(self, tenant: str, entries: list[tuple[str, dict[str, str]]]) -> None:
+        index = self.tenants.get(tenant)
+        if index is None:
+            return
+        wanted: dict[tuple[str, str], dict[str, str]] = {}
+        for _, fields in entries:
+            kind, item_id = fields.get("kind", ""), fields.get("id", "")
+            if kind in ("fact", "memory") and item_id:
+                wanted[(kind, item_id)] = fields
+        for kind in ("fact", "memory"):
+            ids = [i for (k, i), f in wanted.items() if k == kind and not _already(index, k, i, f)]
+            found = {item.id: (item, vec) for item, vec in await self._fetch(tenant, kind, ids)}
+            for item_id in ids:
+                if item_id in found:
+                    item, vec = found[item_id]
+                    index[kind].upsert(item, vec)
+                else:
+                    index[kind].remove(item_id)
+        self._cursors[tenant] = entries[-1][0]
+        self.changes_applied += len(entries)
+        self._schedule_ann(index)
+
+    # --- tenants, vectors, ANN -------------------------------------------------------------------
+    async def _discover_forever(self) -> None:
+        while True:
+            try:
+                for tenant in sorted(await self.redis.smembers(keys.tenants_index())):
+                    if tenant not in self.tenants and keys.valid_tenant(tenant):
+                        await self.tenant(tenant)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("tenant discovery failed; retrying", exc_info=True)
+            await asyncio.sleep(DISCOVER_EVERY_S)
+
+    async def on_model(self, model: str) -> None:
+        """The embedding model changed (or became known): reload vectors of that model."""
+        for index in self.tenants.values():
+            for kind in ("fact", "memory"):
+                index[kind].drop_vectors()
+                ids = list(index[kind].items)
+                for start in range(0, len(ids), LOAD_CHUNK):
+                    fetched = await self._fetch(index.tenant, kind, ids[start : start + LOAD_CHUNK])
+                    for item, vec in fetched:
+                        if vec is not None:
+                            index[kind].upsert(item, vec)
+
+    async def _backfill_forever(self) -> None:
+        while True:
+            try:
+                await self.backfill_once()
+            except asyncio.CancelledError:
+                raise
+            except Unavailable:
+                pass
+            except Exception:
+                log.warning("vector backfill failed; retrying", exc_info=True)
+            await asyncio.sleep(BACKFILL_EVERY_S)
+
+    async def backfill_once(self) -> int:
+        """Embed up to a batch of items that have no vector in the current model's space."""
+        if not self.embedder.available:
+            return 0
+        done = 0
+        for index in list(self.tenants.values()):
+            for kind in ("fact", "memory"):
+                todo = index[kind].missing_vectors(BACKFILL_BATCH)
+                if not todo:
+                    continue
+                rows, model = await self.embedder.embed([embed_text(i.text) for i in todo])
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for item, vec in zip(todo, rows, strict=True):
+                        pipe.set(keys.vector(index.tenant, model, kind, item.id), vector_bytes(vec))
+                    await pipe.execute()
+                for item, vec in zip(todo, rows, strict=True):
+                    if index[kind].items.get(item.id) is item:
+                        index[kind].set_vector(item.id, vec)
+                done += len(todo)
+                self._schedule_ann(index)
+        return done
+
+    def _schedule_ann(self, index: TenantIndex) -> None:
+        for kind_index in index.kinds.values():
+            store = kind_index.vectors
+            if store is not None and store.needs_ann_work(kind_index.next_row):
+                upto = kind_index.next_row
+                task = asyncio.create_task(asyncio.to_thread(store.build_ann, upto))
+                self._ann_jobs.add(task)
+                task.add_done_callback(self._ann_jobs.discard)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "tenants": len(self.tenants),
+            "model": self.embedder.model_id,
+            "changes_applied": self.changes_applied,
+        }
+
+
+def _already(index: TenantIndex, kind: str, item_id: str, fields: dict[str, str]) -> bool:
+    """True when the change is one this process has already applied (its own write)."""
+    item = index[kind].items.get(item_id)
+    version = fields.get("v")
+    return bool(
+        fields.get("op") == "upsert"
+        and version
+        and item is not None
+        and item.version == version
+        and (item.has_vector or fields.get("vec") != "1")
+    )
+
+
+def _tenant_of(stream: str) -> str:
+    # hm:{t:<tenant>}:changes
+    return stream.split("{t:", 1)[1].split("}", 1)[0]
+
+
+def _stream_entries(reply: Any) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
+    """XREAD's reply as (stream, [(id, fields)]), for RESP2 (a list) and RESP3 (a dict)."""
+    if not reply:
+        return []
+    out: list[tuple[str, list[tuple[str, dict[str, str]]]]] = []
+    if isinstance(reply, dict):
+        for stream, value in reply.items():
+            entries = value[0] if value and isinstance(value[0], list) else value
+            out.append((str(stream), [(str(i), dict(f)) for i, f in entries]))
+        return out
+    for stream, entries in reply:
+        out.append((str(stream), [(str(i), dict(f)) for i, f in entries]))
+    return out
