@@ -185,3 +185,8 @@ def served_model_version(name: str) -> str:
 
 def models_index() -> str:
     return f"{PREFIX}:{{models}}:names"
+
+
+def model_deploy_lock(name: str) -> str:
+    """String (SET NX PX): held while one deploy / promote / rollback of ``name`` runs."""
+    return f"{PREFIX}:{{models}}:{name}:deploylock"
