@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from exporter_tiny import TinyModel, build_tiny
+from exporter.exporter_tiny import TinyModel, build_tiny
 
 from hivemind_common.models_paths import default_llm_gguf
 

@@ -8,7 +8,7 @@ import gguf
 import numpy as np
 import pytest
 import torch
-from exporter_tiny import TinyModel, make_adapter
+from exporter.exporter_tiny import TinyModel, make_adapter
 
 from hivemind_common.errors import Invalid
 from hivemind_exporter.gguf_layout import ArchParams, rotary_permute

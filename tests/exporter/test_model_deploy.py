@@ -1,0 +1,122 @@
+"""Deploys against a real inference service on the shipped SmolLM2."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from inference.serving import running_inference
+
+from hivemind_common import keys
+from hivemind_common.errors import Conflict, UpstreamError
+from hivemind_common.model_deploy import deploy_version, rollback_model
+from hivemind_common.model_registry import ModelRegistry, ModelVersion
+from hivemind_common.models_paths import default_llm_gguf
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def inference_url(redis_url: str, internal_token: str) -> Iterator[str]:
+    with running_inference(internal_token, redis_url) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(inference_url: str, internal_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {internal_token}"}
+    async with httpx.AsyncClient(base_url=inference_url, headers=headers, timeout=60) as c:
+        yield c
+
+
+async def _served(client: httpx.AsyncClient) -> str:
+    return str((await client.get("/v1/models")).json()["data"][0]["version"])
+
+
+async def _exported(reg: ModelRegistry, version: str, *, corrupt: bool = False) -> None:
+    """A version whose export chose a GGUF of its own folder (a copy of the shipped model)."""
+    directory = reg.version_dir("default", version)
+    directory.mkdir(parents=True)
+    src = default_llm_gguf()
+    target = directory / "model-Q8_0.gguf"
+    if corrupt:
+        target.write_bytes(src.read_bytes()[: src.stat().st_size // 3])
+    else:
+        shutil.copyfile(src, target)
+    reg.write_manifest("default", version, {"serve": {"gguf": str(target), "lora": None}})
+    await reg.register(ModelVersion(name="default", version=version))
+    await reg.record_files("default", version)
+
+
+async def test_deploy_swaps_inference_and_marks_the_version_serving(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    result = await deploy_version(registry=reg, client=client, name="default", version="v1")
+    assert result.version == "v1" and result.swap_ms and result.swap_ms > 0
+    assert await _served(client) == "v1"
+    assert (await reg.get("default", "v1")).status == "serving"
+    assert await redis_client.get(keys.model_deploy_lock("default")) is None
+    again = await deploy_version(registry=reg, client=client, name="default", version="v1")
+    assert again.already_serving
+
+
+async def test_a_failed_swap_marks_the_version_failed_and_keeps_serving(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    await _exported(reg, "v2", corrupt=True)
+    await deploy_version(registry=reg, client=client, name="default", version="v1")
+    with pytest.raises(UpstreamError):
+        await deploy_version(registry=reg, client=client, name="default", version="v2")
+    failed = await reg.get("default", "v2")
+    assert failed.status == "failed" and failed.error
+    assert await reg.pointers("default") == {"serving": "v1"}
+    assert await _served(client) == "v1"
+
+
+async def test_rollback_serves_the_previous_version_again(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    await _exported(reg, "v2")
+    await deploy_version(registry=reg, client=client, name="default", version="v1")
+    await deploy_version(registry=reg, client=client, name="default", version="v2")
+    assert await _served(client) == "v2"
+    result = await rollback_model(registry=reg, client=client, name="default")
+    assert result.version == "v1" and result.previous_version == "v2"
+    assert await _served(client) == "v1"
+    assert await reg.pointers("default") == {"serving": "v1", "previous": "v2"}
+
+
+async def test_a_file_that_changed_since_export_is_not_deployed(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    with (reg.version_dir("default", "v1") / "model-Q8_0.gguf").open("ab") as fh:
+        fh.write(b"tampered")
+    with pytest.raises(Conflict):
+        await deploy_version(registry=reg, client=client, name="default", version="v1")
+    assert await _served(client) == "base"
+
+
+async def test_rejected_versions_and_concurrent_deploys_are_refused(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    await _exported(reg, "v2")
+    await reg.set_status("default", "v2", "rejected")
+    with pytest.raises(Conflict):
+        await deploy_version(registry=reg, client=client, name="default", version="v2")
+    await redis_client.set(keys.model_deploy_lock("default"), "someone-else")
+    with pytest.raises(Conflict):
+        await deploy_version(registry=reg, client=client, name="default", version="v1")
+    assert await _served(client) == "base"
