@@ -23,6 +23,8 @@ rm -f "$ctx"/wheels/hivemind_*.whl
 "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt \
   --find-links "$ctx/wheels" --wheel-dir "$ctx/wheels" "${pkgs[@]}" "${markers[@]}" 2>&1 \
   | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+# setuptools leaves build/ trees in the source folders; they are not ours to keep.
+for pkg in "${pkgs[@]}"; do rm -rf "$pkg/build"; done
 if ls "$ctx"/wheels/nvidia_* >/dev/null 2>&1; then
   echo "wheelhouse for $service pulled CUDA packages; torch must be the CPU build" >&2
   exit 1

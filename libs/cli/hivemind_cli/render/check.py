@@ -102,7 +102,7 @@ def check_units(units: Path, quadlet: Path) -> list[str]:
     if dry.returncode != 0:
         noise = "Loading source unit file"
         detail = [ln for ln in dry.stderr.splitlines() if noise not in ln]
-        return [f"{units}: quadlet -dryrun failed: " + " | ".join(detail[-5:])]
+        return [f"{units}: quadlet -dryrun failed: " + " | ".join(detail[:20])]
     with tempfile.TemporaryDirectory(prefix="quadlet-gen-") as out:
         gen = _run([str(quadlet), "-no-kmsg-log", out], env=env)
         if gen.returncode != 0:
@@ -145,7 +145,7 @@ def exported_metrics(source_roots: list[Path]) -> set[str]:
     names: set[str] = set()
     for root in source_roots:
         for path in root.rglob("*.py"):
-            if ".venv" in path.parts or "tests" in path.parts:
+            if {".venv", "tests", "build"}.intersection(path.parts):
                 continue
             for kind, name in METRIC_DEF.findall(path.read_text(errors="replace")):
                 base = name.removesuffix("_total") if kind == "Counter" else name

@@ -132,4 +132,12 @@ def deploy_layout(registry: Registry, profile_name: str) -> DeployLayout:
     unknown = sorted({n for n in placed if n not in profile.nodes})
     if unknown:
         raise RegistryError(f"profile {profile_name}: unknown node(s) {', '.join(unknown)}")
+    if layout.cluster and len(profile.nodes) > 1:
+        by_name = {n.name: n for n in layout.cluster.nodes}
+        for rnode in layout.cluster.nodes:
+            if rnode.of and by_name[rnode.of].node == rnode.node:
+                raise RegistryError(
+                    f"profile {profile_name}: redis replica {rnode.name} shares node "
+                    f"{rnode.node} with its primary {rnode.of}; losing that node loses both"
+                )
     return layout
