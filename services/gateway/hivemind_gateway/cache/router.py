@@ -1,7 +1,59 @@
-"""Routes of the gateway's cache surface."""
+"""Routes of the tool cache: a tool's output by the hash of its input, per tenant, with a TTL."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import json
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Path
+
+from hivemind_common import keys
+from hivemind_common.auth import ReadPrincipal, WritePrincipal
+from hivemind_common.errors import Invalid, NotFound, TooLarge
+from hivemind_gateway.cache.schemas import CacheEntryCreate, CacheEntryPublic
+from hivemind_gateway.deps import RedisDep, SettingsDep
+from hivemind_gateway.facts.validation import BodyLimit
+
+router = APIRouter(prefix="/v1/cache", tags=["cache"], dependencies=[BodyLimit])
+
+Tool = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+InputHash = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+
+
+@router.put("/{tool}/{input_hash}", response_model=CacheEntryPublic)
+async def put_entry(
+    tool: Tool,
+    input_hash: InputHash,
+    body: CacheEntryCreate,
+    principal: WritePrincipal,
+    redis: RedisDep,
+    settings: SettingsDep,
+) -> CacheEntryPublic:
+    """Store a tool's output (any JSON) for ``ttl_s`` seconds."""
+    try:
+        raw = json.dumps(body.value, ensure_ascii=False, allow_nan=False)
+        raw.encode("utf-8")
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise Invalid("value is not storable JSON", param="value") from exc
+    if len(raw) > settings.max_fact_value_chars * 4:
+        raise TooLarge(f"value is {len(raw)} characters as JSON", param="value")
+    await redis.set(keys.tool_cache(principal.tenant, tool, input_hash), raw, ex=body.ttl_s)
+    return CacheEntryPublic(
+        tool=tool, input_hash=input_hash, value=body.value, expires_in=body.ttl_s
+    )
+
+
+@router.get("/{tool}/{input_hash}", response_model=CacheEntryPublic)
+async def get_entry(
+    tool: Tool, input_hash: InputHash, principal: ReadPrincipal, redis: RedisDep
+) -> CacheEntryPublic:
+    key = keys.tool_cache(principal.tenant, tool, input_hash)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(key)
+        pipe.ttl(key)
+        raw, ttl = await pipe.execute()
+    if raw is None:
+        raise NotFound(f"no cached {tool} output for {input_hash}")
+    return CacheEntryPublic(
+        tool=tool, input_hash=input_hash, value=json.loads(raw), expires_in=max(int(ttl), 0)
+    )

@@ -11,6 +11,8 @@ from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
 from hivemind_gateway.facts.schemas import FactCreate, FactPublic, FactsPublic
 from hivemind_gateway.search.records import (
+    as_dict,
+    change_command,
     embed_text,
     fact_item,
     fact_text,
@@ -54,26 +56,12 @@ async def put_fact(
     elif search.embedder.model_id is not None:
         # an old vector would describe the old value: drop it; the backfill makes a new one
         commands.append(("DEL", keys.vector(tenant, search.embedder.model_id, "fact", key)))
-    commands.append(_change(tenant, "upsert", key, now, vec is not None))
+    commands.append(change_command(tenant, "upsert", "fact", key, now, vec is not None))
     commands.append(("HGETALL", record_key))
     results = await redis.transaction(*commands, durable=True)
-    record = _as_dict(results[-1])
+    record = as_dict(results[-1])
     await search.apply_local(tenant, "fact", fact_item(key, record), key, vec)
     return _public(key, record)
-
-
-def _change(tenant: str, op: str, item_id: str, version: str, has_vec: bool) -> tuple[Any, ...]:
-    return (
-        "XADD", keys.changes(tenant), "MAXLEN", "~", keys.CHANGES_MAXLEN, "*",
-        "op", op, "kind", "fact", "id", item_id, "v", version, "vec", "1" if has_vec else "0",
-    )  # fmt: skip
-
-
-def _as_dict(raw: Any) -> dict[str, str]:
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    it = iter(raw or [])
-    return {str(k): str(v) for k, v in zip(it, it, strict=False)}
 
 
 async def get_fact(*, redis: Any, tenant: str, key: str) -> FactPublic:
@@ -93,7 +81,7 @@ async def delete_fact(*, redis: Any, search: SearchIndex, tenant: str, key: str)
     ]
     if search.embedder.model_id is not None:
         commands.append(("DEL", keys.vector(tenant, search.embedder.model_id, "fact", key)))
-    commands.append(_change(tenant, "delete", key, f"{time.time():.6f}", False))
+    commands.append(change_command(tenant, "delete", "fact", key, f"{time.time():.6f}", False))
     await redis.transaction(*commands, durable=True)
     await search.apply_local(tenant, "fact", None, key, None)
 

@@ -1,7 +1,118 @@
-"""Routes of the gateway's memory surface."""
+"""Routes of sessions and memories; the tenant always comes from the caller's key."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import secrets
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Path, Query
+
+from hivemind_common.auth import ReadPrincipal, WritePrincipal
+from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
+from hivemind_gateway.facts.validation import ID_RE, BodyLimit
+from hivemind_gateway.memory import service, sessions
+from hivemind_gateway.memory.schemas import (
+    MemoriesPublic,
+    MemoryCreate,
+    MemoryHits,
+    MemoryPublic,
+    MemorySearch,
+    SessionContext,
+    SessionCreate,
+    SessionPublic,
+    SessionsPublic,
+)
+from hivemind_gateway.rag.service import gate_config
+
+router = APIRouter(prefix="/v1", tags=["memory"], dependencies=[BodyLimit])
+
+IdPath = Annotated[str, Path(pattern=ID_RE.pattern)]
+Cursor = Annotated[int, Query(ge=0, le=1_000_000)]
+Limit = Annotated[int, Query(ge=1, le=200)]
+
+
+@router.post("/sessions", response_model=SessionPublic, status_code=201)
+async def create_session(
+    body: SessionCreate, principal: WritePrincipal, redis: RedisDep
+) -> SessionPublic:
+    return await sessions.create_session(
+        redis=redis, tenant=principal.tenant, body=body, new_id=secrets.token_hex(8)
+    )
+
+
+@router.get("/sessions", response_model=SessionsPublic)
+async def list_sessions(
+    principal: ReadPrincipal, redis: RedisDep, limit: Limit = 50, cursor: Cursor = 0
+) -> SessionsPublic:
+    """Most recently written sessions first."""
+    return await sessions.list_sessions(
+        redis=redis, tenant=principal.tenant, limit=limit, cursor=cursor
+    )
+
+
+@router.get("/sessions/{session_id}", response_model=SessionPublic)
+async def get_session(
+    session_id: IdPath, principal: ReadPrincipal, redis: RedisDep
+) -> SessionPublic:
+    return await sessions.get_session(redis=redis, tenant=principal.tenant, session_id=session_id)
+
+
+@router.put("/sessions/{session_id}/context", response_model=SessionPublic)
+async def put_context(
+    session_id: IdPath, body: SessionContext, principal: WritePrincipal, redis: RedisDep
+) -> SessionPublic:
+    return await sessions.put_context(
+        redis=redis, tenant=principal.tenant, session_id=session_id, body=body
+    )
+
+
+@router.post("/memories", response_model=MemoryPublic, status_code=201)
+async def store_memory(
+    body: MemoryCreate, principal: WritePrincipal, state: StateDep, settings: SettingsDep
+) -> MemoryPublic:
+    return await service.store_memory(
+        redis=state.redis,
+        search=state.search,
+        tenant=principal.tenant,
+        body=body,
+        max_chars=settings.max_memory_text_chars,
+    )
+
+
+@router.get("/memories", response_model=MemoriesPublic)
+async def list_memories(
+    principal: ReadPrincipal,
+    redis: RedisDep,
+    session_id: Annotated[str | None, Query(pattern=ID_RE.pattern)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = 0,
+) -> MemoriesPublic:
+    """Newest first, of the tenant or of one session."""
+    return await service.list_memories(
+        redis=redis, tenant=principal.tenant, session_id=session_id, limit=limit, cursor=cursor
+    )
+
+
+@router.post("/memories/search", response_model=MemoryHits)
+async def search_memories(
+    body: MemorySearch, principal: ReadPrincipal, state: StateDep
+) -> MemoryHits:
+    return await service.search_memories(
+        redis=state.redis,
+        search=state.search,
+        tenant=principal.tenant,
+        body=body,
+        cfg=gate_config(state),
+    )
+
+
+@router.get("/memories/{memory_id}", response_model=MemoryPublic)
+async def get_memory(memory_id: IdPath, principal: ReadPrincipal, redis: RedisDep) -> MemoryPublic:
+    return await service.get_memory(redis=redis, tenant=principal.tenant, memory_id=memory_id)
+
+
+@router.delete("/memories/{memory_id}", status_code=204)
+async def delete_memory(memory_id: IdPath, principal: WritePrincipal, state: StateDep) -> None:
+    await service.delete_memory(
+        redis=state.redis, search=state.search, tenant=principal.tenant, memory_id=memory_id
+    )

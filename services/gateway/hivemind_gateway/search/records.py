@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from hivemind_common import keys
 from hivemind_gateway.search.index import Item
 
 EMBED_CHARS = 4000  # the encoder truncates long inputs anyway; never exceed its request limit
@@ -76,3 +77,21 @@ def vector_from_bytes(raw: bytes | None, dim: int | None = None) -> np.ndarray |
     if dim is not None and vec.shape[0] != dim:
         return None
     return vec
+
+
+def change_command(
+    tenant: str, op: str, kind: str, item_id: str, version: str, has_vec: bool
+) -> tuple[Any, ...]:
+    """The XADD that tells every gateway an item changed (they re-read it from Redis)."""
+    return (
+        "XADD", keys.changes(tenant), "MAXLEN", "~", keys.CHANGES_MAXLEN, "*",
+        "op", op, "kind", kind, "id", item_id, "v", version, "vec", "1" if has_vec else "0",
+    )  # fmt: skip
+
+
+def as_dict(raw: Any) -> dict[str, str]:
+    """A hash reply (a dict, or a flat list inside MULTI on some clients) as a dict."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    it = iter(raw or [])
+    return {str(k): str(v) for k, v in zip(it, it, strict=False)}

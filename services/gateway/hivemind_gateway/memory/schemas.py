@@ -1,0 +1,113 @@
+"""Bodies of the sessions and memories API."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from hivemind_gateway.facts.validation import Identifier, Query, Tags, clean_text
+
+MAX_METADATA_BYTES = 16_384
+MAX_FILES = 200
+
+Text = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(clean_text)]
+ShortText = Annotated[
+    str, StringConstraints(strict=True, min_length=1, max_length=4096), AfterValidator(clean_text)
+]
+
+
+def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
+    try:
+        json.dumps(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("metadata contains invalid unicode") from exc
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
+Files = Annotated[list[ShortText], Field(max_length=MAX_FILES)]
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Identifier | None = None
+    context: Text | None = None
+    files: Files = Field(default_factory=list)
+    task: ShortText | None = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class SessionContext(BaseModel):
+    """``PUT /v1/sessions/{id}/context``: replaces the working context (creates the session)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    context: Text
+    files: Files | None = None
+    task: ShortText | None = None
+
+
+class SessionPublic(BaseModel):
+    id: str
+    context: str | None
+    files: list[str]
+    task: str | None
+    metadata: dict[str, Any]
+    created_at: float
+    updated_at: float
+    expires_in: int
+    memories: int = 0
+
+
+class SessionsPublic(BaseModel):
+    data: list[SessionPublic]
+    count: int
+    next_cursor: str | None = None
+
+
+class MemoryCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: Text
+    session_id: Identifier | None = None
+    tags: Tags = Field(default_factory=list)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class MemoryPublic(BaseModel):
+    id: str
+    text: str
+    session_id: str | None
+    tags: list[str]
+    metadata: dict[str, Any]
+    created_at: float
+
+
+class MemoriesPublic(BaseModel):
+    data: list[MemoryPublic]
+    count: int
+    next_cursor: str | None = None
+
+
+class MemorySearch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: Query
+    top_k: int = Field(default=5, ge=1, le=100, strict=True)
+    session_id: Identifier | None = None
+    tags: Tags = Field(default_factory=list)
+
+
+class MemoryHit(MemoryPublic):
+    score: float
+
+
+class MemoryHits(BaseModel):
+    data: list[MemoryHit]
+    method: str

@@ -1,0 +1,154 @@
+"""Memories: free text with a session, tags and metadata; embedded and searchable."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from typing import Any
+
+from hivemind_common import keys
+from hivemind_common.errors import NotFound, TooLarge, Unavailable
+from hivemind_gateway.memory.schemas import (
+    MemoriesPublic,
+    MemoryCreate,
+    MemoryHit,
+    MemoryHits,
+    MemoryPublic,
+    MemorySearch,
+)
+from hivemind_gateway.memory.sessions import touch_commands
+from hivemind_gateway.rag.scoring import GateConfig
+from hivemind_gateway.search.records import (
+    as_dict,
+    change_command,
+    embed_text,
+    load_json,
+    load_tags,
+    memory_item,
+    vector_bytes,
+)
+from hivemind_gateway.search.sync import SearchIndex
+
+
+def _public(memory_id: str, record: dict[str, str]) -> MemoryPublic:
+    return MemoryPublic(
+        id=memory_id,
+        text=record.get("text", ""),
+        session_id=record.get("session_id") or None,
+        tags=list(load_tags(record.get("tags"))),
+        metadata=load_json(record.get("metadata"), {}),
+        created_at=float(record.get("created_at") or 0),
+    )
+
+
+async def store_memory(
+    *, redis: Any, search: SearchIndex, tenant: str, body: MemoryCreate, max_chars: int
+) -> MemoryPublic:
+    """Store a memory (touching its session), embedded now or by the backfill."""
+    if len(body.text) > max_chars:
+        raise TooLarge(
+            f"text has {len(body.text)} characters; the limit is {max_chars}", param="text"
+        )
+    memory_id = secrets.token_hex(12)
+    vec = model = None
+    with contextlib.suppress(Unavailable):
+        vec, model = await search.embedder.embed_one(embed_text(body.text))
+    now = time.time()
+    stamp = f"{now:.6f}"
+    record = {
+        "text": body.text,
+        "session_id": body.session_id or "",
+        "tags": json.dumps(body.tags),
+        "metadata": json.dumps(body.metadata),
+        "created_at": stamp,
+    }
+    commands: list[tuple[Any, ...]] = [
+        ("HSET", keys.memory(tenant, memory_id), *[x for kv in record.items() for x in kv]),
+        ("ZADD", keys.memories_index(tenant), now, memory_id),
+    ]
+    if body.session_id:
+        commands.append(("ZADD", keys.session_memories(tenant, body.session_id), now, memory_id))
+        commands += touch_commands(tenant, body.session_id, now)
+    if vec is not None and model is not None:
+        commands.append(("SET", keys.vector(tenant, model, "memory", memory_id), vector_bytes(vec)))
+    commands.append(change_command(tenant, "upsert", "memory", memory_id, stamp, vec is not None))
+    await redis.transaction(*commands, durable=True)
+    await search.apply_local(tenant, "memory", memory_item(memory_id, record), memory_id, vec)
+    return _public(memory_id, record)
+
+
+async def get_memory(*, redis: Any, tenant: str, memory_id: str) -> MemoryPublic:
+    record = await redis.hgetall(keys.memory(tenant, memory_id))
+    if not record:
+        raise NotFound(f"no memory {memory_id!r}")
+    return _public(memory_id, record)
+
+
+async def delete_memory(*, redis: Any, search: SearchIndex, tenant: str, memory_id: str) -> None:
+    record = await redis.hgetall(keys.memory(tenant, memory_id))
+    if not record:
+        raise NotFound(f"no memory {memory_id!r}")
+    commands: list[tuple[Any, ...]] = [
+        ("DEL", keys.memory(tenant, memory_id)),
+        ("ZREM", keys.memories_index(tenant), memory_id),
+    ]
+    if record.get("session_id"):
+        commands.append(("ZREM", keys.session_memories(tenant, record["session_id"]), memory_id))
+    if search.embedder.model_id is not None:
+        commands.append(("DEL", keys.vector(tenant, search.embedder.model_id, "memory", memory_id)))
+    commands.append(
+        change_command(tenant, "delete", "memory", memory_id, f"{time.time():.6f}", False)
+    )
+    await redis.transaction(*commands, durable=True)
+    await search.apply_local(tenant, "memory", None, memory_id, None)
+
+
+async def list_memories(
+    *, redis: Any, tenant: str, session_id: str | None, limit: int, cursor: int
+) -> MemoriesPublic:
+    """Newest first, of the tenant or of one session."""
+    index = keys.session_memories(tenant, session_id) if session_id else keys.memories_index(tenant)
+    ids = await redis.zrevrange(index, cursor, cursor + limit - 1)
+    records = await _records(redis, tenant, ids)
+    data = [_public(i, r) for i, r in zip(ids, records, strict=True) if r]
+    total = int(await redis.zcard(index))
+    more = cursor + limit < total
+    return MemoriesPublic(data=data, count=total, next_cursor=str(cursor + limit) if more else None)
+
+
+async def _records(redis: Any, tenant: str, ids: list[str]) -> list[dict[str, str]]:
+    if not ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for memory_id in ids:
+            pipe.hgetall(keys.memory(tenant, memory_id))
+        return [as_dict(r) for r in await pipe.execute()]
+
+
+async def search_memories(
+    *, redis: Any, search: SearchIndex, tenant: str, body: MemorySearch, cfg: GateConfig
+) -> MemoryHits:
+    """Memories ranked by the fused score, filtered by session and (all) tags."""
+    from hivemind_gateway.rag.service import embed_query, score_kind
+
+    index = await search.tenant(tenant)
+    vec = await embed_query(search, body.query)
+    ranked = score_kind(
+        index,
+        "memory",
+        vec,
+        body.query,
+        k=body.top_k,
+        cfg=cfg,
+        session_id=body.session_id,
+        tags=tuple(body.tags),
+    )[: body.top_k]
+    records = await _records(redis, tenant, [s.hit.item.id for s in ranked])
+    data = [
+        MemoryHit(**_public(s.hit.item.id, r).model_dump(), score=s.score)
+        for s, r in zip(ranked, records, strict=True)
+        if r
+    ]
+    return MemoryHits(data=data, method="hybrid" if vec is not None else "lexical")

@@ -1,0 +1,120 @@
+"""Sessions: a hash each with a TTL refreshed on every write, and a bounded recent index."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from hivemind_common import keys
+from hivemind_common.errors import Conflict, NotFound
+from hivemind_gateway.memory.schemas import (
+    SessionContext,
+    SessionCreate,
+    SessionPublic,
+    SessionsPublic,
+)
+from hivemind_gateway.search.records import as_dict, load_json
+
+
+def touch_commands(tenant: str, session_id: str, now: float) -> list[tuple[Any, ...]]:
+    """Refresh a session's TTL and its place in the recent index (capped)."""
+    return [
+        ("HSET", keys.session(tenant, session_id), "updated_at", f"{now:.6f}"),
+        ("HSETNX", keys.session(tenant, session_id), "created_at", f"{now:.6f}"),
+        ("HSETNX", keys.session(tenant, session_id), "id", session_id),
+        ("EXPIRE", keys.session(tenant, session_id), keys.SESSION_TTL_S),
+        ("EXPIRE", keys.session_memories(tenant, session_id), keys.SESSION_TTL_S),
+        ("ZADD", keys.sessions_recent(tenant), now, session_id),
+        ("ZREMRANGEBYRANK", keys.sessions_recent(tenant), 0, -(keys.SESSIONS_RECENT_MAX + 1)),
+    ]
+
+
+def _public(record: dict[str, str], ttl: int, memories: int) -> SessionPublic:
+    return SessionPublic(
+        id=record["id"],
+        context=record.get("context") or None,
+        files=load_json(record.get("files"), []),
+        task=record.get("task") or None,
+        metadata=load_json(record.get("metadata"), {}),
+        created_at=float(record.get("created_at") or 0),
+        updated_at=float(record.get("updated_at") or 0),
+        expires_in=max(ttl, 0),
+        memories=memories,
+    )
+
+
+async def create_session(
+    *, redis: Any, tenant: str, body: SessionCreate, new_id: str
+) -> SessionPublic:
+    session_id = body.id or new_id
+    key = keys.session(tenant, session_id)
+    if await redis.exists(key):
+        raise Conflict(f"session {session_id!r} already exists")
+    fields: list[Any] = ["files", json.dumps(body.files), "metadata", json.dumps(body.metadata)]
+    if body.context is not None:
+        fields += ["context", body.context]
+    if body.task is not None:
+        fields += ["task", body.task]
+    now = time.time()
+    await redis.transaction(
+        ("HSET", key, *fields), *touch_commands(tenant, session_id, now), durable=True
+    )
+    return await get_session(redis=redis, tenant=tenant, session_id=session_id)
+
+
+async def put_context(
+    *, redis: Any, tenant: str, session_id: str, body: SessionContext
+) -> SessionPublic:
+    """Replace the working context; creates the session if it is new."""
+    fields: list[Any] = ["context", body.context]
+    if body.files is not None:
+        fields += ["files", json.dumps(body.files)]
+    if body.task is not None:
+        fields += ["task", body.task]
+    await redis.transaction(
+        ("HSET", keys.session(tenant, session_id), *fields),
+        *touch_commands(tenant, session_id, time.time()),
+        durable=True,
+    )
+    return await get_session(redis=redis, tenant=tenant, session_id=session_id)
+
+
+async def get_session(*, redis: Any, tenant: str, session_id: str) -> SessionPublic:
+    key = keys.session(tenant, session_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(key)
+        pipe.ttl(key)
+        pipe.zcard(keys.session_memories(tenant, session_id))
+        record, ttl, count = await pipe.execute()
+    record = as_dict(record)
+    if not record:
+        raise NotFound(f"no session {session_id!r} (or it expired)")
+    record.setdefault("id", session_id)
+    return _public(record, int(ttl), int(count))
+
+
+async def list_sessions(*, redis: Any, tenant: str, limit: int, cursor: int) -> SessionsPublic:
+    """Most recently written first; expired sessions are dropped from the index as met."""
+    index = keys.sessions_recent(tenant)
+    ids = await redis.zrevrange(index, cursor, cursor + limit - 1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in ids:
+            pipe.hgetall(keys.session(tenant, session_id))
+            pipe.ttl(keys.session(tenant, session_id))
+            pipe.zcard(keys.session_memories(tenant, session_id))
+        replies = await pipe.execute()
+    data: list[SessionPublic] = []
+    gone: list[str] = []
+    for i, session_id in enumerate(ids):
+        record, ttl, count = as_dict(replies[3 * i]), replies[3 * i + 1], replies[3 * i + 2]
+        if not record:
+            gone.append(session_id)
+            continue
+        record.setdefault("id", session_id)
+        data.append(_public(record, int(ttl), int(count)))
+    if gone:
+        await redis.zrem(index, *gone)
+    total = int(await redis.zcard(index))
+    more = cursor + limit < total + len(gone)
+    return SessionsPublic(data=data, count=total, next_cursor=str(cursor + limit) if more else None)

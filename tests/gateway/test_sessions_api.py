@@ -1,0 +1,92 @@
+"""Sessions: create, context updates refresh the TTL, a bounded recent index, isolation."""
+
+from __future__ import annotations
+
+import redis as redis_sync
+
+from hivemind_common import keys
+from support.gateway import RunningGateway
+
+
+def test_a_session_is_created_read_and_its_context_replaced(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        r = c.post("/v1/sessions", json={"id": "s1", "task": "fix the build", "files": ["a.py"]})
+        assert r.status_code == 201, r.text
+        assert r.json()["expires_in"] > keys.SESSION_TTL_S - 60
+        assert c.post("/v1/sessions", json={"id": "s1"}).status_code == 409
+        r = c.put("/v1/sessions/s1/context", json={"context": "editing Makefile"})
+        body = r.json()
+        assert body["context"] == "editing Makefile" and body["task"] == "fix the build"
+        assert body["files"] == ["a.py"]
+        assert c.get("/v1/sessions/s1").json()["context"] == "editing Makefile"
+        assert c.get("/v1/sessions/nope").status_code == 404
+        made = c.post("/v1/sessions", json={}).json()
+        assert made["id"] and made["context"] is None
+
+
+def test_writes_refresh_the_session_ttl(gateway: RunningGateway) -> None:
+    raw = redis_sync.Redis.from_url(gateway.redis_url, decode_responses=True)
+    with gateway.client() as c:
+        c.post("/v1/sessions", json={"id": "s2"}).raise_for_status()
+        key = keys.session("acme", "s2")
+        raw.expire(key, 100)
+        assert raw.ttl(key) <= 100
+        c.put("/v1/sessions/s2/context", json={"context": "x"}).raise_for_status()
+        assert raw.ttl(key) > keys.SESSION_TTL_S - 60
+        raw.expire(key, 100)
+        c.post("/v1/memories", json={"text": "a memory", "session_id": "s2"}).raise_for_status()
+        assert raw.ttl(key) > keys.SESSION_TTL_S - 60
+        assert c.get("/v1/sessions/s2").json()["memories"] == 1
+
+
+def test_sessions_are_listed_newest_first_in_pages(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        for i in range(7):
+            c.post("/v1/sessions", json={"id": f"p{i}"}).raise_for_status()
+        c.put("/v1/sessions/p0/context", json={"context": "touched last"}).raise_for_status()
+        first = c.get("/v1/sessions", params={"limit": 4}).json()
+        assert first["count"] == 7
+        assert [s["id"] for s in first["data"]][:1] == ["p0"]
+        second = c.get("/v1/sessions", params={"limit": 4, "cursor": first["next_cursor"]}).json()
+        ids = [s["id"] for s in first["data"] + second["data"]]
+        assert sorted(ids) == sorted(f"p{i}" for i in range(7))
+        assert second["next_cursor"] is None
+
+
+def test_the_recent_sessions_index_is_bounded_and_skips_expired_ones(
+    gateway: RunningGateway,
+) -> None:
+    raw = redis_sync.Redis.from_url(gateway.redis_url, decode_responses=True)
+    index = keys.sessions_recent("acme")
+    raw.zadd(index, {f"old{i}": i for i in range(keys.SESSIONS_RECENT_MAX + 5)})
+    with gateway.client() as c:
+        c.post("/v1/sessions", json={"id": "fresh"}).raise_for_status()
+        assert raw.zcard(index) == keys.SESSIONS_RECENT_MAX
+        listed = c.get("/v1/sessions", params={"limit": 10}).json()
+        assert [s["id"] for s in listed["data"]] == ["fresh"]
+
+
+def test_sessions_belong_to_one_tenant(gateway: RunningGateway) -> None:
+    with gateway.client("acme") as a, gateway.client("globex") as b:
+        a.post("/v1/sessions", json={"id": "mine"}).raise_for_status()
+        assert b.get("/v1/sessions/mine").status_code == 404
+        assert b.get("/v1/sessions").json()["data"] == []
+        assert b.post("/v1/sessions", json={"id": "mine"}).status_code == 201
+
+
+def test_bad_session_input_is_refused(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        for body in (
+            {"id": "has space"},
+            {"id": 5},
+            {"context": ""},
+            {"files": "a.py"},
+            {"files": ["x"] * 500},
+            {"metadata": {"blob": "x" * 20_000}},
+            {"bogus": 1},
+        ):
+            r = c.post("/v1/sessions", json=body)
+            assert 400 <= r.status_code < 500, (body, r.text)
+        assert c.put("/v1/sessions/s/context", json={}).status_code == 422
+        assert c.put("/v1/sessions/s/context", json={"context": 3}).status_code == 422
+        assert c.get("/v1/sessions").json()["count"] == 0
