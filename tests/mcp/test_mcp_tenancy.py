@@ -1,0 +1,99 @@
+"""Over HTTP the caller's own key reaches the gateway: tenants stay apart, roles hold."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from mcp_bridge_support import bridge_settings, http_session, running_bridge
+
+from hivemind_common.auth import ApiKeyStore
+from hivemind_common.redis_client import connect_redis
+
+pytestmark = pytest.mark.slow
+
+
+def _text(result: Any) -> str:
+    return " ".join(getattr(c, "text", "") for c in result.content)
+
+
+@pytest.fixture
+def keys(full_gateway: Any) -> dict[str, str]:
+    return {
+        "acme": full_gateway.key("acme", "write"),
+        "globex": full_gateway.key("globex", "write"),
+        "reader": full_gateway.key("acme", "read"),
+    }
+
+
+@pytest.fixture
+def bridge(full_gateway: Any) -> Any:
+    with running_bridge(bridge_settings(full_gateway.url, auth_cache_s=0.0)) as url:
+        yield url
+
+
+async def test_two_tenants_on_one_bridge_never_see_each_others_facts(
+    bridge: str, keys: dict[str, str]
+) -> None:
+    async with (
+        http_session(bridge, keys["acme"]) as acme,
+        http_session(bridge, keys["globex"]) as globex,
+    ):
+        stored = await acme.call_tool("fact_store", {"key": "plan", "value": "acme's secret"})
+        assert not stored.is_error, _text(stored)
+        theirs = await globex.call_tool("fact_get", {"key": "plan"})
+        assert theirs.is_error
+        assert "not found" in _text(theirs)
+        mine = await acme.call_tool("fact_get", {"key": "plan"})
+        assert mine.structured_content["value"] == "acme's secret"
+
+
+async def test_a_read_key_cannot_write_through_the_bridge(
+    bridge: str, keys: dict[str, str]
+) -> None:
+    async with http_session(bridge, keys["reader"]) as reader:
+        result = await reader.call_tool("fact_store", {"key": "k", "value": "v"})
+    assert result.is_error
+    assert "role" in _text(result)
+
+
+def _revoke(redis_url: str, key: str) -> None:
+    async def revoke() -> None:
+        redis = connect_redis(redis_url)
+        try:
+            await ApiKeyStore(redis).revoke(key.split("_")[1])
+        finally:
+            await redis.aclose()
+
+    asyncio.run(revoke())
+
+
+async def test_a_key_revoked_mid_session_gets_a_tool_error_on_its_next_call(
+    full_gateway: Any, keys: dict[str, str], redis_url: str
+) -> None:
+    key = keys["acme"]
+    with running_bridge(bridge_settings(full_gateway.url)) as url:  # keys remembered 30 s
+        async with http_session(url, key) as client:
+            before = await client.call_tool("fact_list", {})
+            assert not before.is_error, _text(before)
+            await asyncio.to_thread(_revoke, redis_url, key)
+            after = await client.call_tool("fact_list", {})
+    assert after.is_error
+    assert "refused" in _text(after)
+
+
+async def test_a_revoked_key_is_turned_away_at_the_door(
+    bridge: str, keys: dict[str, str], redis_url: str
+) -> None:
+    key = keys["acme"]
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json, text/event-stream"}
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    async with httpx.AsyncClient(timeout=10) as http:
+        accepted = await http.post(bridge, json=ping, headers=headers)
+        await asyncio.to_thread(_revoke, redis_url, key)
+        refused = await http.post(bridge, json=ping, headers=headers)
+    assert accepted.status_code != 401
+    assert refused.status_code == 401
+    assert "refused" in refused.json()["error"]["message"]
