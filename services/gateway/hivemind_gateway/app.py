@@ -18,7 +18,9 @@ from hivemind_gateway.learning.router import router as learning_router
 from hivemind_gateway.llm.router import router as llm_router
 from hivemind_gateway.memory.router import router as memory_router
 from hivemind_gateway.models.router import router as models_router
+from hivemind_gateway.openai.router import model_router as openai_model_router
 from hivemind_gateway.openai.router import router as openai_router
+from hivemind_gateway.openai.served import served_models
 from hivemind_gateway.rag.router import router as rag_router
 from hivemind_gateway.search.runtime import search_runtime
 from hivemind_gateway.settings import GatewaySettings
@@ -48,6 +50,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 )
                 stack.push_async_callback(client.aclose)
                 setattr(app.state, f"{name}_http", client)
+            app.state.served_models = served_models(settings, app.state.inference_http)
             await stack.enter_async_context(search_runtime(app.state, settings))
             app.state.ready_checks["redis"] = redis.ping
             mark_started(app)
@@ -66,4 +69,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         models_router,
     ):
         app.include_router(router)
+    app.include_router(openai_model_router)  # after /v1/models/versions
     return app

@@ -30,3 +30,10 @@ class GatewaySettings(ServiceSettings):
 
     # capture of completed chats for learning (off by default)
     capture_default: bool = False
+
+    # OpenAI routes: response cache and `model: "auto"` routing (prompt length, task)
+    response_cache_ttl_s: int = 6 * 3600
+    auto_small_model: str = "default"
+    auto_large_model: str = "default"
+    auto_large_above_chars: int = 6000
+    auto_large_tasks: tuple[str, ...] = ("code-assist",)

@@ -1,0 +1,78 @@
+"""Capture of completed chats onto the learning stream (off unless a tenant or request asks).
+
+Precedence: the request's ``hivemind.capture`` wins, then the tenant's ``capture`` switch
+(``keys.tenant_settings``), then ``HIVEMIND_CAPTURE_DEFAULT``. Only chats that completed are
+captured, and the write is durable (a transaction that waits for a replica where there is one).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from hivemind_common import keys
+from hivemind_common.auth import Principal
+from hivemind_common.errors import Forbidden
+from hivemind_common.jobs import ChatMessage, LearningSample
+
+log = logging.getLogger(__name__)
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+
+
+async def capture_wanted(
+    redis: Any, principal: Principal, requested: bool | None, default: bool
+) -> bool:
+    """Whether this chat is captured; a read-only key may not ask for capture."""
+    if requested is not None:
+        if requested and not principal.allows("write"):
+            raise Forbidden(
+                "capture writes to the learning stream and needs a 'write' key",
+                param="hivemind.capture",
+            )
+        return requested
+    raw = await redis.hget(keys.tenant_settings(principal.tenant), "capture")
+    wanted = default if raw is None else str(raw).lower() in _TRUE
+    # a tenant-wide switch does not turn read-only keys into writers: their chats stay out
+    return wanted and principal.allows("write")
+
+
+async def capture_chat(
+    redis: Any,
+    *,
+    tenant: str,
+    messages: list[dict[str, Any]],
+    answer: dict[str, Any],
+    model_version: str | None,
+    retrieved: list[str],
+    latency_ms: float,
+) -> str | None:
+    """Append one completed chat to the learning stream; returns the sample id (None on error)."""
+    reply = dict(answer)
+    reply.setdefault("role", "assistant")
+    sample = LearningSample(
+        tenant=tenant,
+        source="capture",
+        messages=[ChatMessage.model_validate(m) for m in [*messages, reply]],
+        model_version=model_version,
+        retrieved=retrieved,
+        latency_ms=round(latency_ms, 2),
+    )
+    fields = sample.to_fields()
+    try:
+        await redis.transaction(
+            (
+                "XADD",
+                keys.learning_stream(),
+                "MAXLEN",
+                "~",
+                str(keys.LEARNING_STREAM_MAXLEN),
+                "*",
+                *[x for kv in fields.items() for x in kv],
+            ),
+            durable=True,
+        )
+    except Exception as exc:  # the chat succeeded; losing its capture is logged, not raised
+        log.warning("capture of a chat failed: %s", exc)
+        return None
+    return sample.id

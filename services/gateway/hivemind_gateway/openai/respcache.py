@@ -1,0 +1,90 @@
+"""The response cache: deterministic chats only, keyed on everything that shapes the answer.
+
+A request is cacheable when its temperature is 0 or it carries a ``seed``. The key digests the
+served model's name and *version*, the final messages (after retrieval was injected) and every
+other field of the body. A swap changes the version, so an answer from an older model is never
+served. Cached answers replay as a stream when the request streams.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from hivemind_common import keys
+
+log = logging.getLogger(__name__)
+
+_NOT_IN_KEY = frozenset({"stream", "stream_options", "user", "hivemind", "model"})
+
+
+def is_deterministic(body: dict[str, Any]) -> bool:
+    """Temperature 0 or a seed, and one choice."""
+    if (body.get("n") or 1) != 1:
+        return False
+    return body.get("temperature") == 0 or body.get("seed") is not None
+
+
+def cache_digest(body: dict[str, Any], *, model: str, version: str, kind: str) -> str:
+    """SHA-256 over the model, its version and every field that shapes the answer."""
+    fields = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
+    material = json.dumps(
+        {"kind": kind, "model": model, "version": version, "body": fields},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(material.encode()).hexdigest()
+
+
+async def cache_get(redis: Any, tenant: str, digest: str) -> dict[str, Any] | None:
+    raw = await redis.get(keys.response_cache(tenant, digest))
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def cache_put(
+    redis: Any, tenant: str, digest: str, response: dict[str, Any], *, ttl_s: int
+) -> None:
+    try:
+        await redis.set(keys.response_cache(tenant, digest), json.dumps(response), ex=ttl_s)
+    except Exception as exc:  # a cache that cannot write only costs speed
+        log.warning("response cache write failed: %s", exc)
+
+
+def replay_chunks(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A stored chat completion as the chunks a stream would have sent."""
+    base = {
+        "id": response.get("id"),
+        "object": "chat.completion.chunk",
+        "created": response.get("created"),
+        "model": response.get("model"),
+        "system_fingerprint": response.get("system_fingerprint"),
+    }
+    for choice in response.get("choices", []):
+        message = choice.get("message") or {}
+        delta: dict[str, Any] = {"role": message.get("role", "assistant")}
+        if message.get("content") is not None:
+            delta["content"] = message["content"]
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [
+                {**call, "index": i} for i, call in enumerate(message["tool_calls"])
+            ]
+        index = choice.get("index", 0)
+        yield {**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}
+        done = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
+        yield {**base, "choices": [done]}
+
+
+def replay_text_chunks(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A stored text completion as one chunk per choice."""
+    for choice in response.get("choices", []):
+        yield {**response, "choices": [choice]}

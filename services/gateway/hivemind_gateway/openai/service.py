@@ -1,0 +1,208 @@
+"""The chat and text completion pipelines: route, inject, look up the cache, call, capture."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from hivemind_common.auth import Principal
+from hivemind_gateway.openai import respcache
+from hivemind_gateway.openai.capture import capture_chat, capture_wanted
+from hivemind_gateway.openai.injection import inject_retrieval
+from hivemind_gateway.openai.served import ServedModels, served_version
+from hivemind_gateway.openai.streaming import Gathered, relay, replay
+from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, post_json
+
+CACHE_HEADER = "x-hivemind-cache"
+RAG_HEADER = "x-hivemind-rag-items"
+SSE = "text/event-stream"
+CHARS_PER_TOKEN = 3  # a safe over-estimate of prompt tokens, to size the retrieval budget
+
+
+@dataclass
+class Plan:
+    """What one request will do, decided before the upstream call."""
+
+    payload: dict[str, Any]
+    model: str
+    capture: bool
+    retrieved: list[str]
+    digest: str | None
+    version: str | None
+
+
+def _prompt_chars(messages: list[dict[str, Any]]) -> int:
+    total = 0
+    for m in messages:
+        content = m.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(str(p.get("text", ""))) for p in content if isinstance(p, dict))
+    return total
+
+
+def _headers(version: str | None, cache: str, model: str, rag: int | None = None) -> dict[str, str]:
+    out = {CACHE_HEADER: cache, "x-hivemind-model": model}
+    if version:
+        out[VERSION_HEADER] = version
+    if rag is not None:
+        out[RAG_HEADER] = str(rag)
+    return out
+
+
+async def _cache_lookup(
+    state: Any, tenant: str, payload: dict[str, Any], model: str, kind: str
+) -> tuple[str | None, str | None, dict[str, Any] | None]:
+    """(digest, version, cached answer) for a deterministic request, else Nones."""
+    if not respcache.is_deterministic(payload):
+        return None, None, None
+    version = await served_version(state.redis, state.inference_http, model)
+    if version is None:  # unknown or mid-swap: do not trust any cached answer
+        return None, None, None
+    digest = respcache.cache_digest(payload, model=model, version=version, kind=kind)
+    return digest, version, await respcache.cache_get(state.redis, tenant, digest)
+
+
+async def _after_answer(
+    state: Any,
+    principal: Principal,
+    plan: Plan,
+    answer: dict[str, Any],
+    *,
+    kind: str,
+    version: str | None,
+    started: float,
+) -> None:
+    """Store a deterministic answer under the version that made it; capture the chat."""
+    settings = state.settings
+    if plan.digest is not None and version:
+        digest = plan.digest
+        if version != plan.version:  # a swap happened in between: key on who answered
+            digest = respcache.cache_digest(
+                plan.payload, model=plan.model, version=version, kind=kind
+            )
+        await respcache.cache_put(
+            state.redis, principal.tenant, digest, answer, ttl_s=settings.response_cache_ttl_s
+        )
+    if plan.capture and kind == "chat":
+        choice = (answer.get("choices") or [{}])[0]
+        await capture_chat(
+            state.redis,
+            tenant=principal.tenant,
+            messages=plan.payload["messages"],
+            answer=choice.get("message") or {},
+            model_version=version,
+            retrieved=plan.retrieved,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+async def chat_completion(
+    state: Any, principal: Principal, payload: dict[str, Any]
+) -> JSONResponse | StreamingResponse:
+    """``POST /v1/chat/completions`` through retrieval, the cache and inference."""
+    started = time.perf_counter()
+    settings = state.settings
+    served: ServedModels = state.served_models
+    opts = payload.pop("hivemind", None) or {}
+    chars = _prompt_chars(payload["messages"])
+    card = await served.resolve(payload["model"], prompt_chars=chars, task=opts.get("task"))
+    model = payload["model"] = card["id"]
+    capture = await capture_wanted(
+        state.redis, principal, opts.get("capture"), settings.capture_default
+    )
+    retrieved: list[str] = []
+    rag_on = settings.rag_enabled and opts.get("rag") is not False
+    if rag_on:
+        wanted = payload.get("max_completion_tokens") or payload.get("max_tokens") or 256
+        room = int(card.get("n_ctx", 2048)) - chars // CHARS_PER_TOKEN - int(wanted)
+        injected = await inject_retrieval(
+            state,
+            tenant=principal.tenant,
+            model=model,
+            messages=payload["messages"],
+            budget_tokens=min(settings.rag_budget_tokens, room),
+            session_id=opts.get("session_id"),
+        )
+        payload["messages"], retrieved = injected.messages, injected.item_ids
+    digest, version, hit = await _cache_lookup(state, principal.tenant, payload, model, "chat")
+    rag_count = len(retrieved) if rag_on else None
+    if hit is not None:
+        headers = _headers(version, "hit", model, rag_count)
+        if payload.get("stream"):
+            chunks = respcache.replay_chunks(hit)
+            return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
+        return JSONResponse(hit, headers=headers)
+    plan = Plan(payload, model, capture, retrieved, digest, version)
+    cache_state = "miss" if digest else "bypass"
+    if not payload.get("stream"):
+        data, up_headers = await post_json(
+            state.inference_http, "inference", "/v1/chat/completions", payload
+        )
+        answered_by = up_headers.get(VERSION_HEADER)
+        await _after_answer(
+            state, principal, plan, data, kind="chat", version=answered_by, started=started
+        )
+        return JSONResponse(data, headers=_headers(answered_by, cache_state, model, rag_count))
+    resp = await open_stream(state.inference_http, "inference", "/v1/chat/completions", payload)
+    answered_by = resp.headers.get(VERSION_HEADER)
+    need = digest is not None or capture
+
+    async def finish(g: Gathered) -> None:
+        await _after_answer(
+            state, principal, plan, g.response(), kind="chat", version=answered_by, started=started
+        )
+
+    return StreamingResponse(
+        relay(resp, gathered=Gathered(chat=True) if need else None, on_complete=finish),
+        media_type="text/event-stream",
+        headers=_headers(answered_by, cache_state, model, rag_count),
+    )
+
+
+async def text_completion(
+    state: Any, principal: Principal, payload: dict[str, Any]
+) -> JSONResponse | StreamingResponse:
+    """``POST /v1/completions`` (``suffix`` for fill-in-the-middle) through the cache."""
+    started = time.perf_counter()
+    served: ServedModels = state.served_models
+    opts = payload.pop("hivemind", None) or {}
+    prompt = payload.get("prompt")
+    chars = len(prompt) if isinstance(prompt, str) else 0
+    card = await served.resolve(payload["model"], prompt_chars=chars, task=opts.get("task"))
+    model = payload["model"] = card["id"]
+    digest, version, hit = await _cache_lookup(state, principal.tenant, payload, model, "text")
+    if hit is not None:
+        headers = _headers(version, "hit", model)
+        if payload.get("stream"):
+            chunks = respcache.replay_text_chunks(hit)
+            return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
+        return JSONResponse(hit, headers=headers)
+    plan = Plan(payload, model, False, [], digest, version)
+    cache_state = "miss" if digest else "bypass"
+    if not payload.get("stream"):
+        data, up_headers = await post_json(
+            state.inference_http, "inference", "/v1/completions", payload
+        )
+        answered_by = up_headers.get(VERSION_HEADER)
+        await _after_answer(
+            state, principal, plan, data, kind="text", version=answered_by, started=started
+        )
+        return JSONResponse(data, headers=_headers(answered_by, cache_state, model))
+    resp = await open_stream(state.inference_http, "inference", "/v1/completions", payload)
+    answered_by = resp.headers.get(VERSION_HEADER)
+
+    async def finish(g: Gathered) -> None:
+        await _after_answer(
+            state, principal, plan, g.response(), kind="text", version=answered_by, started=started
+        )
+
+    return StreamingResponse(
+        relay(resp, gathered=Gathered(chat=False) if digest else None, on_complete=finish),
+        media_type="text/event-stream",
+        headers=_headers(answered_by, cache_state, model),
+    )

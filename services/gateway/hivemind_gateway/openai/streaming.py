@@ -1,0 +1,149 @@
+"""SSE relay: pass an upstream stream through, gather what it said, always end with [DONE]."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from hivemind_common.error_handlers import openai_error_body
+from hivemind_common.errors import HivemindError
+from hivemind_gateway.openai.upstream import transport_error
+
+log = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+
+
+def sse(obj: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def error_frame(exc: HivemindError) -> bytes:
+    return sse(openai_error_body(exc.status, exc.message, code=exc.code, param=exc.param))
+
+
+@dataclass
+class Gathered:
+    """A streamed chat (or text) completion put back together."""
+
+    chat: bool
+    head: dict[str, Any] = field(default_factory=dict)
+    choices: dict[int, dict[str, Any]] = field(default_factory=dict)
+    usage: dict[str, Any] | None = None
+    failed: bool = False
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        if "error" in chunk:
+            self.failed = True
+            return
+        if not self.head:
+            self.head = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for ch in chunk.get("choices") or []:
+            slot = self.choices.setdefault(
+                ch.get("index", 0), {"content": "", "tool_calls": {}, "finish_reason": None}
+            )
+            part = ch.get("delta", {}) if self.chat else ch
+            slot["content"] += (part.get("content") if self.chat else part.get("text")) or ""
+            for call in part.get("tool_calls") or []:
+                into = slot["tool_calls"].setdefault(
+                    call.get("index", 0),
+                    {"id": None, "type": "function", "function": {"name": "", "arguments": ""}},
+                )
+                into["id"] = call.get("id") or into["id"]
+                fn = call.get("function") or {}
+                into["function"]["name"] += fn.get("name") or ""
+                into["function"]["arguments"] += fn.get("arguments") or ""
+            if ch.get("finish_reason"):
+                slot["finish_reason"] = ch["finish_reason"]
+
+    @property
+    def complete(self) -> bool:
+        return (
+            not self.failed
+            and bool(self.choices)
+            and all(c["finish_reason"] for c in self.choices.values())
+        )
+
+    def message(self, index: int = 0) -> dict[str, Any]:
+        slot = self.choices.get(index, {"content": "", "tool_calls": {}})
+        msg: dict[str, Any] = {"role": "assistant", "content": slot["content"] or None}
+        if slot["tool_calls"]:
+            msg["tool_calls"] = [slot["tool_calls"][i] for i in sorted(slot["tool_calls"])]
+        return msg
+
+    def response(self) -> dict[str, Any]:
+        """The non-stream shape of what was streamed."""
+        choices = []
+        for index in sorted(self.choices):
+            slot = self.choices[index]
+            if self.chat:
+                choices.append(
+                    {
+                        "index": index,
+                        "message": self.message(index),
+                        "logprobs": None,
+                        "finish_reason": slot["finish_reason"],
+                    }
+                )
+            else:
+                choices.append(
+                    {
+                        "index": index,
+                        "text": slot["content"],
+                        "logprobs": None,
+                        "finish_reason": slot["finish_reason"],
+                    }
+                )
+        obj = "chat.completion" if self.chat else "text_completion"
+        return {**self.head, "object": obj, "choices": choices, "usage": self.usage}
+
+
+async def relay(
+    resp: httpx.Response,
+    *,
+    gathered: Gathered | None,
+    on_complete: Callable[[Gathered], Awaitable[None]] | None = None,
+) -> AsyncIterator[bytes]:
+    """Yield the upstream SSE events; gather them when asked; end with exactly one [DONE]."""
+    try:
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            if gathered is not None:
+                try:
+                    gathered.add(json.loads(data))
+                except ValueError:
+                    gathered.failed = True
+            yield f"data: {data}\n\n".encode()
+        else:
+            if gathered is not None:
+                gathered.failed = True  # the upstream ended without [DONE]
+    except httpx.HTTPError as exc:
+        if gathered is not None:
+            gathered.failed = True
+        yield error_frame(transport_error("inference", exc))
+    finally:
+        await resp.aclose()
+    if gathered is not None and on_complete is not None and gathered.complete:
+        try:
+            await on_complete(gathered)
+        except Exception as exc:
+            log.warning("after-stream work failed: %s", exc)
+    yield DONE
+
+
+async def replay(chunks: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """A cached answer as a stream."""
+    for chunk in chunks:
+        yield sse(chunk)
+    yield DONE
