@@ -39,3 +39,21 @@ def shared_inference_url(internal_token: str, redis_url: str) -> str:
         if key not in _shared:
             _shared[key] = _stack.enter_context(running_inference(internal_token, redis_url))
         return _shared[key]
+
+
+@contextmanager
+def gateway_with_llm(
+    redis_url: str, internal_token: str, data_dir: Any, **overrides: Any
+) -> Iterator[Any]:
+    """A gateway with the shared SmolLM2 inference and MiniLM embedding services behind it."""
+    from support.embedding import shared_embedding_url
+    from support.gateway import running_gateway
+
+    fields: dict[str, Any] = {
+        "inference_url": shared_inference_url(internal_token, redis_url),
+        "embedding_url": shared_embedding_url(internal_token),
+        "trainer_url": "http://127.0.0.1:9",
+    }
+    fields.update(overrides)
+    with running_gateway(redis_url, internal_token, data_dir, **fields) as gw:
+        yield gw
