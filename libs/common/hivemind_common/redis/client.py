@@ -99,9 +99,8 @@ class HivemindRedis:
 
     async def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         command = policy.command_name(name, args)
-        idempotent = policy.is_idempotent(
-            command, args[1:] if name == "execute_command" else args, kwargs
-        )
+        raw = name == "execute_command"
+        idempotent = policy.is_idempotent(command, args[1:] if raw else args, kwargs, raw=raw)
 
         async def attempt() -> Any:
             client = await self._backend.client()
@@ -182,7 +181,7 @@ class HivemindRedis:
         replicas = self.target.wait_replicas if wait_replicas is None else wait_replicas
         timeout_ms = self.target.wait_timeout_ms if wait_timeout_ms is None else wait_timeout_ms
         wait = (replicas, timeout_ms) if durable and replicas > 0 else None
-        idempotent = all(policy.is_idempotent(_name(c), c[1:]) for c in commands)
+        idempotent = all(policy.is_idempotent(_name(c), c[1:], raw=True) for c in commands)
         state = {"attempt": 0}
 
         async def attempt() -> TransactionResult:

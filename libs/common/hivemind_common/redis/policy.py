@@ -166,9 +166,17 @@ def _upper_args(args: Sequence[Any]) -> list[str]:
 
 
 def is_idempotent(
-    name: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    name: str,
+    args: Sequence[Any] = (),
+    kwargs: dict[str, Any] | None = None,
+    *,
+    raw: bool = False,
 ) -> bool:
-    """Whether repeating this command after an unknown outcome leaves the same state."""
+    """Whether repeating this command after an unknown outcome leaves the same state.
+
+    ``args``/``kwargs`` are those of redis-py's method, or with ``raw=True`` the words after the
+    command name in a raw call (``execute_command``, transaction tuples).
+    """
     kwargs = kwargs or {}
     if name in _NOT_IDEMPOTENT:
         return False
@@ -178,13 +186,16 @@ def is_idempotent(
     if name == "ZADD":
         return not (kwargs.get("incr") or "INCR" in words)
     if name == "XADD":
-        stream_id = kwargs.get("id", "*")
-        if "id" not in kwargs and args:  # raw tuple: XADD key [NOMKSTREAM] [MAXLEN …] id field …
+        if raw:
             stream_id = _raw_xadd_id(list(args))
+        else:  # xadd(name, fields, id="*", ...)
+            stream_id = kwargs.get("id", args[2] if len(args) > 2 else "*")
         return stream_id not in ("*", b"*")
     if name == "XREADGROUP":
-        streams = kwargs.get("streams") or {}
-        return all(v not in (">", b">") for v in streams.values()) and ">" not in words
+        if raw:
+            return ">" not in words
+        streams = kwargs.get("streams", args[2] if len(args) > 2 else {}) or {}
+        return all(v not in (">", b">") for v in streams.values())
     return True
 
 

@@ -15,9 +15,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from hivemind_common.redis.url import RedisTarget
 
@@ -38,6 +38,8 @@ class Backend:
     def __init__(self, target: RedisTarget, *, decode_responses: bool) -> None:
         self.target = target
         self.decode_responses = decode_responses
+        # "host:port" -> monotonic time until which that primary is known to lack replicas
+        self.short_of_replicas: dict[str, float] = {}
 
     async def client(self) -> Any:
         """The redis-py client commands go to right now."""
@@ -158,7 +160,7 @@ class SentinelBackend(Backend):
 
     async def on_error(self, exc: BaseException, client: Any) -> None:
         # Only the first failure on a client retires it; later ones see a fresh client.
-        if client is not None and client is self._current:
+        if isinstance(client, aioredis.Redis) and client is self._current:
             self._current = None
             self._retired.append(client)
             # Drop idle sockets to the old primary now; busy ones fail on their own.

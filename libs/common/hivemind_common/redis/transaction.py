@@ -15,6 +15,8 @@ from redis import exceptions as rex
 from hivemind_common.redis import policy
 from hivemind_common.redis.topology import Backend
 
+REPLICA_RECHECK_S = 1.0
+
 
 class TransactionResult(list[Any]):
     """The EXEC replies, in order, plus what the durable wait saw.
@@ -38,7 +40,7 @@ def _name(cmd: tuple[Any, ...]) -> str:
 
 
 def _explicit_xadd(cmd: tuple[Any, ...]) -> bool:
-    return _name(cmd) == "XADD" and policy.is_idempotent("XADD", cmd[1:])
+    return _name(cmd) == "XADD" and policy.is_idempotent("XADD", cmd[1:], raw=True)
 
 
 async def _read(conn: Any, timeout: float | None = None) -> Any:
@@ -70,17 +72,25 @@ async def run_transaction(
 ) -> TransactionResult:
     """One attempt: MULTI, commands, EXEC[, WAIT n ms]; raises redis errors for the retry policy."""
     conn, release = await backend.primary_connection(slot)
+    node = f"{conn.host}:{conn.port}"
+    if wait is not None and backend.short_of_replicas.get(node, 0.0) > time.monotonic():
+        wait_skipped, wait = wait, None  # known to lack replicas: don't pay the bound again
+    else:
+        wait_skipped = None
     packet: list[tuple[Any, ...]] = [("MULTI",), *commands, ("EXEC",)]
     if wait is not None:
         packet.append(("WAIT", wait[0], wait[1]))
     broken = True
+    wait_reply: Any = None
     try:
         await conn.send_packed_command(conn.pack_commands(packet), check_health=False)
-        sent_at = time.perf_counter()
         replies = [await _read(conn) for _ in range(len(commands) + 2)]
-        wait_reply: Any = None
+        exec_done = time.perf_counter()
         if wait is not None:
             wait_reply = await _read(conn, timeout=(conn.socket_timeout or 5.0) + wait[1] / 1000)
+            wait_s = time.perf_counter() - exec_done
+            if isinstance(wait_reply, int) and wait_reply < wait[0]:
+                await _note_replicas(backend, conn, node, wait[0])
         broken = False
     except Exception as exc:
         if policy.is_retryable(exc):
@@ -88,7 +98,6 @@ async def run_transaction(
         raise
     finally:
         await release(broken)
-    wait_ms = (time.perf_counter() - sent_at) * 1000
 
     for reply in replies[:-1]:  # MULTI's OK and each QUEUED, or the reason it was refused
         if isinstance(reply, Exception):
@@ -112,11 +121,26 @@ async def run_transaction(
             raise wait_reply
         result.replicas = int(wait_reply)
         result.wanted_replicas = wait[0]
-        result.wait_ms = wait_ms
-        policy.WAIT_SECONDS.labels(topology).observe(wait_ms / 1000)
-        if result.replicas < wait[0]:
-            policy.WAIT_SHORTFALL.labels(topology).inc()
+        result.wait_ms = wait_s * 1000
+        policy.WAIT_SECONDS.labels(topology).observe(wait_s)
+    elif wait_skipped is not None:
+        result.replicas, result.wanted_replicas = 0, wait_skipped[0]
+    if result.replicas is not None and result.replicas < result.wanted_replicas:
+        policy.WAIT_SHORTFALL.labels(topology).inc()
     return result
+
+
+async def _note_replicas(backend: Backend, conn: Any, node: str, wanted: int) -> None:
+    """After a short WAIT: if the primary has fewer replicas connected than wanted (say, its
+    replica was just promoted away in a failover), skip WAIT there for a second."""
+    await conn.send_command("INFO", "replication", check_health=False)
+    info = await conn.read_response()
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("connected_slaves:"):
+            if int(line.split(":", 1)[1]) < wanted:
+                backend.short_of_replicas[node] = time.monotonic() + REPLICA_RECHECK_S
+            return
 
 
 def cmd_id(cmd: tuple[Any, ...]) -> Any:
