@@ -53,7 +53,7 @@ async def test_a_good_key_is_checked_once_then_remembered(gateway: Any, acme_key
         seen.append(request.url.path)
 
     async with httpx.AsyncClient(base_url=gateway.url, event_hooks={"request": [count]}) as http:
-        checker = KeyChecker(lambda: http, check_path="/v1/facts?limit=1", ttl_s=60)
+        checker = KeyChecker(http, check_path="/v1/facts?limit=1", ttl_s=60)
         assert await checker.refusal(acme_key) is None
         assert await checker.refusal(acme_key) is None
         assert await checker.refusal("hm_000000000000_wrong") is not None
@@ -63,5 +63,5 @@ async def test_a_good_key_is_checked_once_then_remembered(gateway: Any, acme_key
 
 async def test_an_unreachable_gateway_does_not_lock_callers_out() -> None:
     async with httpx.AsyncClient(base_url="http://127.0.0.1:9", timeout=2) as http:
-        checker = KeyChecker(lambda: http, check_path="/v1/facts?limit=1", ttl_s=60)
+        checker = KeyChecker(http, check_path="/v1/facts?limit=1", ttl_s=60)
         assert await checker.refusal("hm_abc_def") is None

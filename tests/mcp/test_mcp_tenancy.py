@@ -70,7 +70,7 @@ def _revoke(redis_url: str, key: str) -> None:
     asyncio.run(revoke())
 
 
-async def test_a_key_revoked_mid_session_gets_a_tool_error_on_its_next_call(
+async def test_a_key_revoked_mid_session_gets_a_tool_error_then_the_door_closes(
     full_gateway: Any, keys: dict[str, str], redis_url: str
 ) -> None:
     key = keys["acme"]
@@ -80,8 +80,13 @@ async def test_a_key_revoked_mid_session_gets_a_tool_error_on_its_next_call(
             assert not before.is_error, _text(before)
             await asyncio.to_thread(_revoke, redis_url, key)
             after = await client.call_tool("fact_list", {})
-    assert after.is_error
-    assert "refused" in _text(after)
+            assert after.is_error
+            assert "refused" in _text(after)
+        # the refusal made the bridge forget the key it had remembered
+        with pytest.raises(BaseException) as raised:
+            async with http_session(url, key) as again:
+                await again.list_tools()
+    assert "refused" in repr(_leaves(raised.value))
 
 
 async def test_a_revoked_key_is_turned_away_at_the_door(
@@ -97,3 +102,9 @@ async def test_a_revoked_key_is_turned_away_at_the_door(
     assert accepted.status_code != 401
     assert refused.status_code == 401
     assert "refused" in refused.json()["error"]["message"]
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]

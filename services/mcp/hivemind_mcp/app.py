@@ -40,7 +40,8 @@ def transport_security(settings: McpSettings) -> TransportSecuritySettings | Non
 
 def create_app(settings: McpSettings) -> FastAPI:
     """Build the bridge's app; the gateway clients and MCP sessions live in its lifespan."""
-    server = build_server(settings)
+    checker = KeyChecker(check_path=settings.auth_check_path, ttl_s=settings.auth_cache_s)
+    server = build_server(settings, on_refused_key=checker.forget)
     # Builds the session manager; we mount its ASGI endpoint ourselves, behind the key gate.
     server.streamable_http_app(
         streamable_http_path=MCP_PATH,
@@ -57,10 +58,8 @@ def create_app(settings: McpSettings) -> FastAPI:
         app.state.mcp_server = server
         timeout = httpx.Timeout(10.0, connect=settings.gateway_connect_timeout_s)
         async with httpx.AsyncClient(base_url=gateway_base_url(settings), timeout=timeout) as http:
-            app.state.gateway_http = http
-            app.state.key_checker = KeyChecker(
-                lambda: http, check_path=settings.auth_check_path, ttl_s=settings.auth_cache_s
-            )
+            app.state.gateway_http = checker.http = http
+            app.state.key_checker = checker
 
             async def gateway_alive() -> None:
                 (await http.get("/healthz", timeout=2.0)).raise_for_status()
@@ -71,6 +70,6 @@ def create_app(settings: McpSettings) -> FastAPI:
                 yield
 
     app = base_app(service="mcp", lifespan=lifespan, version=__version__)
-    endpoint = BearerKeyGate(StreamableHTTPASGIApp(session_manager), lambda: app.state.key_checker)
+    endpoint = BearerKeyGate(StreamableHTTPASGIApp(session_manager), checker)
     app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, methods=["GET", "POST", "DELETE"]))
     return app

@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
 
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -37,13 +36,9 @@ class KeyChecker:
     """Asks the gateway whether a key is good; remembers good keys for ``ttl_s``."""
 
     def __init__(
-        self,
-        http: Callable[[], httpx.AsyncClient],
-        *,
-        check_path: str,
-        ttl_s: float,
+        self, http: httpx.AsyncClient | None = None, *, check_path: str, ttl_s: float
     ) -> None:
-        self._http = http
+        self.http = http  # set by the app's lifespan when built before it
         self.check_path = check_path
         self.ttl_s = ttl_s
         self._good_until: dict[str, float] = {}
@@ -54,8 +49,10 @@ class KeyChecker:
         now = time.monotonic()
         if self._good_until.get(digest, 0.0) > now:
             return None
+        if self.http is None:
+            raise RuntimeError("KeyChecker used before its HTTP client was set")
         try:
-            response = await self._http().get(
+            response = await self.http.get(
                 self.check_path, headers={"Authorization": f"Bearer {key}"}
             )
         except httpx.HTTPError as exc:
@@ -70,14 +67,15 @@ class KeyChecker:
             self._good_until[digest] = now + self.ttl_s
         return None
 
-    def forget(self) -> None:
-        self._good_until.clear()
+    def forget(self, key: str) -> None:
+        """Drop a remembered key (the gateway refused it on a tool call)."""
+        self._good_until.pop(hashlib.sha256(key.encode()).hexdigest(), None)
 
 
 class BearerKeyGate:
     """ASGI wrapper: 401 (JSON-RPC shaped, with WWW-Authenticate) for a missing or refused key."""
 
-    def __init__(self, app: ASGIApp, checker: Callable[[], KeyChecker]) -> None:
+    def __init__(self, app: ASGIApp, checker: KeyChecker) -> None:
         self.app = app
         self.checker = checker
 
@@ -89,7 +87,7 @@ class BearerKeyGate:
         if key is None:
             reason: str | None = "missing API key: send 'Authorization: Bearer <key>'"
         else:
-            reason = await self.checker().refusal(key)
+            reason = await self.checker.refusal(key)
         if reason is None:
             await self.app(scope, receive, send)
             return

@@ -9,6 +9,7 @@ nothing here lets an exception crash the server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -73,8 +74,11 @@ def refusal_message(response: httpx.Response) -> str:
 class GatewayClient:
     """Calls the gateway with the caller's API key; one pooled HTTP client for all callers."""
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, *, on_refused_key: Callable[[str], None] | None = None
+    ) -> None:
         self.http = http
+        self.on_refused_key = on_refused_key
 
     @property
     def base_url(self) -> str:
@@ -107,6 +111,8 @@ class GatewayClient:
                 f"({type(exc).__name__}); is it running?"
             ) from exc
         if response.status_code >= 400:
+            if response.status_code == 401 and self.on_refused_key is not None:
+                self.on_refused_key(api_key)
             raise ToolError(refusal_message(response))
         if not response.content:
             return None

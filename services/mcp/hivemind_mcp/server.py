@@ -8,7 +8,7 @@ settings (``HIVEMIND_API_KEY``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -75,8 +75,13 @@ async def call_gateway(
     return await state.gateway.call(method, path, api_key=caller_key(ctx), json=json, params=params)
 
 
-def build_server(settings: McpSettings) -> MCPServer[BridgeState]:
-    """A fresh MCP server with every Hive-Mind tool; nothing connects until its lifespan runs."""
+def build_server(
+    settings: McpSettings, *, on_refused_key: Callable[[str], None] | None = None
+) -> MCPServer[BridgeState]:
+    """A fresh MCP server with every Hive-Mind tool; nothing connects until its lifespan runs.
+
+    ``on_refused_key`` hears of every key the gateway refused (the HTTP door forgets it).
+    """
     from hivemind_mcp.tools import register_all
 
     @asynccontextmanager
@@ -89,7 +94,8 @@ def build_server(settings: McpSettings) -> MCPServer[BridgeState]:
             base_url=gateway_base_url(settings), timeout=timeout, limits=limits
         ) as http:
             default_key = settings.api_key.get_secret_value() if settings.api_key else None
-            yield BridgeState(gateway=GatewayClient(http), default_key=default_key or None)
+            gateway = GatewayClient(http, on_refused_key=on_refused_key)
+            yield BridgeState(gateway=gateway, default_key=default_key or None)
 
     server: MCPServer[BridgeState] = MCPServer(
         "hivemind",
