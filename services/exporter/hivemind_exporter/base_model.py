@@ -88,7 +88,7 @@ def _cache_from_gguf(gguf: Path, cache_dir: Path) -> Path:
     for attr in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(model.config, attr):
             delattr(model.config, attr)
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     tmp = cache_dir.with_name(f".{cache_dir.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))

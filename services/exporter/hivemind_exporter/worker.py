@@ -1,0 +1,212 @@
+"""The export worker: consume export jobs from a Redis Stream group, export, validate, deploy.
+
+Jobs are acknowledged only after they finish (succeeded or failed for good). A job left pending
+by a worker that died is taken over with XAUTOCLAIM once it has been idle ``reclaim_idle_ms``.
+Every step checks the state first, so a reclaimed job never exports or deploys twice: a version
+that already serves only gets its job marked succeeded; a version already exported (files
+matching their recorded sha256) goes straight to deploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from hivemind_common import keys
+from hivemind_common.errors import HivemindError, NotFound
+from hivemind_common.job_records import get_job, update_job
+from hivemind_common.jobs import ExportJob
+from hivemind_common.model_deploy import deploy_version, serve_files
+from hivemind_common.model_registry import ModelRegistry
+from hivemind_common.redis_client import HivemindRedis
+from hivemind_exporter.recipe import ExportConfig, run_export
+from hivemind_exporter.settings import ExporterSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """How one job ended: ``succeeded``, ``exported`` (no deploy asked), ``skipped``, ``failed``."""
+
+    job_id: str
+    version: str | None
+    result: str
+    detail: str = ""
+
+
+def default_consumer() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ExportWorker:
+    """One consumer of ``keys.export_stream()`` in group ``keys.EXPORTER_GROUP``."""
+
+    def __init__(
+        self,
+        *,
+        redis: HivemindRedis,
+        settings: ExporterSettings,
+        inference: httpx.AsyncClient | None,
+        consumer: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.inference = inference
+        self.registry = ModelRegistry(redis, settings.data_dir)
+        self.consumer = consumer or settings.consumer_name or default_consumer()
+        self._export_lock = asyncio.Lock()  # one export at a time per process: it is heavy
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(
+                keys.export_stream(), keys.EXPORTER_GROUP, id="0", mkstream=True
+            )
+        except Exception as exc:  # BUSYGROUP: it exists already
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def reclaim(self) -> list[tuple[str, dict[str, Any]]]:
+        """Entries another consumer left pending for longer than ``reclaim_idle_ms``."""
+        answer = await self.redis.xautoclaim(
+            keys.export_stream(),
+            keys.EXPORTER_GROUP,
+            self.consumer,
+            min_idle_time=self.settings.reclaim_idle_ms,
+            start_id="0-0",
+            count=10,
+        )
+        return [(entry_id, fields) for entry_id, fields in answer[1] if fields]
+
+    async def read_new(self, block_ms: int | None = None) -> list[tuple[str, dict[str, Any]]]:
+        answer = await self.redis.xreadgroup(
+            keys.EXPORTER_GROUP,
+            self.consumer,
+            {keys.export_stream(): ">"},
+            count=1,
+            block=block_ms if block_ms is not None else self.settings.poll_block_ms,
+        )
+        return [(entry_id, fields) for _, entries in answer or [] for entry_id, fields in entries]
+
+    async def run_once(self, block_ms: int | None = None) -> list[Outcome]:
+        """Reclaim stale entries, read new ones, handle and acknowledge each."""
+        await self.ensure_group()
+        entries = await self.reclaim() + await self.read_new(block_ms)
+        outcomes = []
+        for entry_id, fields in entries:
+            outcomes.append(await self.handle(fields))
+            await self.redis.xack(keys.export_stream(), keys.EXPORTER_GROUP, entry_id)
+        return outcomes
+
+    async def run_forever(self) -> None:
+        """The background loop of the service; errors are logged and the loop goes on."""
+        backoff = 1.0
+        while True:
+            try:
+                await self.run_once()
+                backoff = 1.0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("export worker loop failed; retrying in %.0fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 60.0)
+
+    async def handle(self, fields: dict[str, Any]) -> Outcome:
+        """Run one export job to its end; never raises for a job's own failure."""
+        try:
+            job = ExportJob.from_fields(fields)
+        except (ValidationError, ValueError) as exc:
+            log.error("dropping malformed export job: %s", exc)
+            return Outcome(job_id="?", version=None, result="failed", detail="malformed payload")
+        try:
+            return await self._handle(job)
+        except HivemindError as exc:
+            await self._fail(job, exc.message)
+            return Outcome(job.job_id, job.version, "failed", exc.message)
+        except Exception as exc:  # a bug or a foreign error: the job fails, the worker lives
+            log.exception("export job %s crashed", job.job_id)
+            await self._fail(job, f"{type(exc).__name__}: {exc}")
+            return Outcome(job.job_id, job.version, "failed", str(exc))
+
+    async def _job_update(self, job_id: str, **fields: Any) -> None:
+        try:
+            await update_job(self.redis, job_id, **fields)
+        except NotFound:
+            log.warning("export job %s has no job record", job_id)
+
+    async def _fail(self, job: ExportJob, error: str) -> None:
+        try:
+            pointers = await self.registry.pointers(job.model)
+            if job.version not in pointers.values():
+                await self.registry.set_status(job.model, job.version, "failed", error=error)
+        except HivemindError:
+            log.warning("could not mark %s/%s failed", job.model, job.version)
+        await self._job_update(job.job_id, status="failed", error=error)
+
+    async def _handle(self, job: ExportJob) -> Outcome:
+        try:
+            record = await get_job(self.redis, job.job_id)
+            if record.finished:
+                return Outcome(job.job_id, job.version, "skipped", f"job already {record.status}")
+        except NotFound:
+            pass
+        mv = await self.registry.get(job.model, job.version)
+        if mv.status == "serving":  # a worker died after deploying: finish the record only
+            await self._job_update(job.job_id, status="succeeded", stage="done", version=mv.version)
+            return Outcome(job.job_id, job.version, "skipped", "already serving")
+        if mv.status == "rejected":
+            raise HivemindError(f"{job.model}/{job.version} was rejected by the gate")
+        await self._job_update(job.job_id, status="running", stage="export", version=job.version)
+        if not self._already_exported(job):
+            await self.export(job)
+        if not self.settings.deploy or self.inference is None:
+            await self._job_update(job.job_id, status="succeeded", stage="done")
+            return Outcome(job.job_id, job.version, "exported")
+        await self._job_update(job.job_id, stage="deploy")
+        await deploy_version(
+            registry=self.registry,
+            client=self.inference,
+            name=job.model,
+            version=job.version,
+            timeout=self.settings.swap_timeout_s,
+        )
+        await self._job_update(job.job_id, status="succeeded", stage="done")
+        return Outcome(job.job_id, job.version, "succeeded")
+
+    def _already_exported(self, job: ExportJob) -> bool:
+        try:
+            manifest = self.registry.read_manifest(job.model, job.version)
+            if not (manifest.get("export", {}).get("validation", {}).get("passed")):
+                return False
+            serve_files(self.registry, job.model, job.version)  # present, sha256 matching
+            return True
+        except HivemindError:
+            return False
+
+    async def export(self, job: ExportJob) -> None:
+        """Export one version off the event loop, then record its files' sha256."""
+        config = ExportConfig(
+            name=job.model,
+            version=job.version,
+            quant=job.quant or self.settings.quant,
+            serve=self.settings.serve,
+            min_agreement=self.settings.min_agreement,
+            require_chat_stop=self.settings.require_chat_stop,
+            threads=self.settings.threads,
+        )
+        async with self._export_lock:
+            result = await asyncio.to_thread(run_export, config, self.registry)
+        await self.registry.record_files(job.model, job.version)
+        await self.registry.update(job.model, job.version, export=result.timings)
+        log.info(
+            "exported model version",
+            extra={"model": job.model, "version": job.version, "timings": result.timings},
+        )
