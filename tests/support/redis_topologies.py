@@ -41,6 +41,16 @@ def _info(port: int, section: str) -> dict[str, str]:
     return {k: str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
+def _replicas_online(port: int) -> int:
+    """How many replicas a primary streams to, fully synced (``state=online``)."""
+    info = _cmd(port, "INFO", "replication")
+    return sum(
+        1
+        for key, value in info.items()
+        if key.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    )
+
+
 def _restart(node: RedisProcess) -> RedisProcess:
     """Start a stopped node again on its port, with its directory and arguments."""
     return start_redis(node.directory, *node.extra, port=node.port)
@@ -99,7 +109,7 @@ class RedisClusterSet:
         primaries = self.primaries()
         if len(primaries) != 3:
             return False
-        return all(_info(p.port, "replication").get("connected_slaves") == "1" for p in primaries)
+        return all(_replicas_online(p.port) == 1 for p in primaries)
 
     def flush(self) -> None:
         for p in self.primaries():
@@ -190,7 +200,7 @@ class RedisSentinelSet:
             return False
         primary = self.primary()
         info = _info(primary.port, "replication")
-        if info.get("role") != "master" or info.get("connected_slaves") != "2":
+        if info.get("role") != "master" or _replicas_online(primary.port) != 2:
             return False
         for r in self.replicas():
             if _info(r.port, "replication").get("master_link_status") != "up":

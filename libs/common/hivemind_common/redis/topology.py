@@ -38,8 +38,9 @@ class Backend:
     def __init__(self, target: RedisTarget, *, decode_responses: bool) -> None:
         self.target = target
         self.decode_responses = decode_responses
-        # "host:port" -> monotonic time until which that primary is known to lack replicas
-        self.short_of_replicas: dict[str, float] = {}
+        # "host:port" -> (monotonic time until which it is trusted, replicas connected) for
+        # primaries seen with fewer replicas than a durable write wanted
+        self.short_of_replicas: dict[str, tuple[float, int]] = {}
 
     async def client(self) -> Any:
         """The redis-py client commands go to right now."""

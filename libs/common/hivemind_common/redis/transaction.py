@@ -73,7 +73,8 @@ async def run_transaction(
     """One attempt: MULTI, commands, EXEC[, WAIT n ms]; raises redis errors for the retry policy."""
     conn, release = await backend.primary_connection(slot)
     node = f"{conn.host}:{conn.port}"
-    if wait is not None and backend.short_of_replicas.get(node, 0.0) > time.monotonic():
+    until, connected = backend.short_of_replicas.get(node, (0.0, 0))
+    if wait is not None and until > time.monotonic() and connected < wait[0]:
         wait_skipped, wait = wait, None  # known to lack replicas: don't pay the bound again
     else:
         wait_skipped = None
@@ -138,8 +139,10 @@ async def _note_replicas(backend: Backend, conn: Any, node: str, wanted: int) ->
     text = info.decode() if isinstance(info, bytes) else str(info)
     for line in text.splitlines():
         if line.startswith("connected_slaves:"):
-            if int(line.split(":", 1)[1]) < wanted:
-                backend.short_of_replicas[node] = time.monotonic() + REPLICA_RECHECK_S
+            connected = int(line.split(":", 1)[1])
+            if connected < wanted:
+                until = time.monotonic() + REPLICA_RECHECK_S
+                backend.short_of_replicas[node] = (until, connected)
             return
 
 
