@@ -37,3 +37,10 @@ def smollm2_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     gguf = default_gguf()
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tiny import save_pretrained_tiny
+
+    return save_pretrained_tiny(tmp_path_factory.mktemp("tiny-trained"))

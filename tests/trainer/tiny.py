@@ -100,3 +100,28 @@ def chats(n: int, offset: int = 0) -> list[list[dict[str, str]]]:
             ]
         out.append(conv)
     return out
+
+
+def save_pretrained_tiny(directory: Path, steps: int = 40) -> Path:
+    """A tiny llama first trained (all weights) on the arithmetic chats, so it has something to lose."""
+    import torch
+
+    from hivemind_trainer.recipe.chat_format import encode_chat
+    from hivemind_trainer.recipe.loss import packed_loss_sum
+    from hivemind_trainer.recipe.packing import pack
+
+    tok = tiny_tokenizer()
+    model = tiny_model("llama", len(tok), seed=1)
+    batch = pack([encode_chat(tok, c) for c in chats(12, offset=100)], 512, tok.pad_token_id)
+    batch.labels = torch.where(batch.segment_ids >= 0, batch.input_ids, batch.labels)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(steps):
+        loss_sum, n = packed_loss_sum(model, batch, device="cpu", dtype=None)
+        (loss_sum / n).backward()
+        opt.step()
+        opt.zero_grad()
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return directory

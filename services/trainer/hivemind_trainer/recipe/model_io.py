@@ -48,11 +48,12 @@ def ensure_base_hf(*, gguf: Path | None, hf_dir: Path | None, cache_root: Path) 
             raise NotFound(f"{hf_dir} is not a Hugging Face model directory")
         return hf_dir
     target = cache_root / BASE_CACHE
+    src = gguf or default_gguf()
     if (target / "config.json").is_file():
+        _ensure_tokenizer(target, src)
         return target
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = gguf or default_gguf()
     if not src.is_file():
         raise NotFound(f"base GGUF {src} does not exist")
     log.info("dequantizing %s into %s (once)", src.name, target)
@@ -66,14 +67,29 @@ def ensure_base_hf(*, gguf: Path | None, hf_dir: Path | None, cache_root: Path) 
     except (OSError, ValueError, RuntimeError) as exc:
         raise Unavailable(f"cannot load base model {src.name}: {exc}") from exc
     # a model loaded from GGUF carries a quantization config that save_pretrained refuses
-    if getattr(model.config, "quantization_config", None) is not None:
-        del model.config.quantization_config
+    for attr in ("quantization_config", "_pre_quantization_dtype"):
+        if hasattr(model.config, attr):
+            delattr(model.config, attr)
+    model.hf_quantizer = None
     model.config.base_gguf = str(src)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process (the exporter) cached it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        _ensure_tokenizer(target, src)
     return target
+
+
+def _ensure_tokenizer(hf_dir: Path, gguf: Path) -> None:
+    """A cache written without its tokenizer gets the GGUF's (the exporter caches weights only)."""
+    if (hf_dir / "tokenizer_config.json").is_file() or not gguf.is_file():
+        return
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer.save_pretrained(str(hf_dir))
 
 
 def load_tokenizer(hf_dir: Path) -> Any:

@@ -1,0 +1,338 @@
+"""One learning cycle, in process: collect → freeze data → train → evaluate → register → export job.
+
+``run_cycle(redis, settings)`` is what the worker, ``hivemind learn train-now`` and the end-to-end
+test call. The blocking part (torch) runs in a thread; the job record follows every stage. The
+version directory gets the PEFT adapter (``adapter/``) and ``manifest.json``; a deployable version
+is registered ``ready`` and handed to the exporter, a gate failure is kept, marked ``rejected``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hivemind_common import keys
+from hivemind_common.errors import HivemindError
+from hivemind_common.job_records import create_job, update_job
+from hivemind_common.jobs import ExportJob
+from hivemind_common.model_registry import ModelRegistry, ModelVersion, new_version_id
+from hivemind_trainer.data.collector import Collector
+from hivemind_trainer.data.dataset import Dataset
+from hivemind_trainer.data.sample_filter import SampleFilter
+from hivemind_trainer.gate import GateResult, decide, general_eval_set
+from hivemind_trainer.metrics import CYCLES
+from hivemind_trainer.recipe.config import RecipeConfig
+from hivemind_trainer.recipe.lora_recipe import LoraRecipe, Progress
+from hivemind_trainer.recipe.model_io import default_gguf, ensure_base_hf
+from hivemind_trainer.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+
+ADAPTER_DIR = "adapter"
+
+
+@dataclass
+class CycleResult:
+    job_id: str
+    status: str  # exported (handed to the exporter) | rejected | failed | skipped
+    version: str | None = None
+    dataset_version: str | None = None
+    gate: dict[str, Any] | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def make_collector(redis: Any, settings: TrainerSettings, consumer: str) -> Collector:
+    """The collector the worker and the cycle share (filter limits from settings)."""
+    return Collector(
+        redis,
+        Dataset(settings.datasets_dir, heldout_fraction=settings.heldout_fraction),
+        SampleFilter(
+            min_tokens=settings.min_tokens,
+            max_tokens=settings.max_tokens,
+            min_rating=settings.min_rating,
+        ),
+        consumer=consumer,
+        reclaim_idle_ms=settings.reclaim_idle_ms,
+    )
+
+
+def recipe_config(settings: TrainerSettings, overrides: dict[str, str] | None) -> RecipeConfig:
+    cfg = RecipeConfig.from_mode(
+        settings.mode,
+        seq_len=settings.seq_len,
+        max_steps=settings.max_steps,
+        threads=settings.threads,
+        checkpoint_every=settings.checkpoint_every,
+        seed=settings.seed,
+    )
+    return cfg.with_overrides(overrides or {})
+
+
+def _chats(records: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
+    return [r["messages"] for r in records]
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@dataclass
+class _Trained:
+    gate: GateResult
+    train: dict[str, Any]
+    hardware: dict[str, Any]
+
+
+def train_and_gate(
+    *,
+    cfg: RecipeConfig,
+    base_dir: Path,
+    adapter_dir: Path | None,
+    train: list[list[dict[str, str]]],
+    heldout: list[list[dict[str, str]]],
+    out_dir: Path,
+    checkpoint_dir: Path | None,
+    settings: TrainerSettings,
+    progress: Progress | None = None,
+) -> _Trained:
+    """The blocking part: measure the served model, train, measure again, save the adapter."""
+    recipe = LoraRecipe(cfg, base_dir, adapter_dir=adapter_dir, progress=progress)
+    try:
+        recipe.setup()
+        assert recipe.hardware is not None
+        prepared = recipe.prepare(train)
+        general = general_eval_set()
+        served = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
+        result = recipe.train(prepared, checkpoint_dir=checkpoint_dir)
+        candidate = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
+        gate = decide(
+            served=served,
+            candidate=candidate,
+            heldout_tolerance=settings.heldout_tolerance,
+            general_tolerance=settings.general_tolerance,
+        )
+        recipe.save(out_dir / ADAPTER_DIR)
+        hw = recipe.hardware
+        return _Trained(
+            gate=gate,
+            train={
+                "steps": result.steps,
+                "final_loss": _finite(result.final_loss),
+                "losses": result.losses,
+                "tokens": result.tokens,
+                "trained_tokens": result.trained_tokens,
+                "seconds": round(result.seconds, 3),
+                "tokens_per_s": round(result.tokens_per_s, 1),
+                "batch_size": result.batch_size,
+                "memory_estimate_mib": round(result.memory_estimate_bytes / 2**20, 1),
+                "resumed_from": result.resumed_from,
+                "chats": len(prepared.chats),
+                "dropped_too_long": prepared.dropped,
+                "validation": prepared.report.as_dict(),
+            },
+            hardware={
+                "device": hw.device,
+                "dtype": hw.dtype,
+                "qlora": hw.qlora,
+                "threads": hw.threads,
+                "notes": hw.notes,
+            },
+        )
+    finally:
+        recipe.cleanup()
+
+
+async def run_cycle(
+    redis: Any,
+    settings: TrainerSettings,
+    job_id: str | None = None,
+    *,
+    overrides: dict[str, str] | None = None,
+    progress: Progress | None = None,
+    requested_by: str = "orchestrator",
+    reason: str = "threshold",
+    consumer: str = "cycle",
+) -> CycleResult:
+    """Run one whole cycle for ``settings.model_name``; never raises for a training failure."""
+    job_id = job_id or uuid.uuid4().hex[:16]
+    await create_job(
+        redis, job_id, model=settings.model_name, requested_by=requested_by, reason=reason
+    )
+    result = CycleResult(job_id=job_id, status="failed")
+    state = keys.learning_state()
+    t0 = time.perf_counter()
+    try:
+        await update_job(redis, job_id, status="running", stage="collect")
+        collector = make_collector(redis, settings, consumer)
+        await collector.drain()
+        dataset = collector.dataset
+        trained_seq = int(await redis.hget(state, "trained_seq") or 0)
+        if not any(r["split"] == "train" for r in dataset.records() if r["seq"] > trained_seq):
+            await update_job(
+                redis,
+                job_id,
+                status="failed",
+                stage="done",
+                error="no new accepted samples to train on",
+            )
+            result.status, result.error = "skipped", "no new accepted samples to train on"
+            return result
+        await redis.hset(state, mapping={"last_attempt_at": f"{time.time():.3f}"})
+        frozen = dataset.freeze(
+            after_seq=trained_seq, replay_ratio=settings.replay_ratio, seed=settings.seed
+        )
+        parts = dataset.load_version(frozen["version"])
+        heldout = dataset.all_heldout(up_to_seq=frozen["seq_to"])
+        result.dataset_version = frozen["version"]
+        result.timings["collect_s"] = round(time.perf_counter() - t0, 3)
+
+        await update_job(redis, job_id, stage="train")
+        registry = ModelRegistry(redis, settings.data_dir)
+        name = settings.model_name
+        gguf = settings.base_gguf or (None if settings.base_hf_dir else default_gguf())
+        t1 = time.perf_counter()
+        base_dir = await asyncio.to_thread(
+            ensure_base_hf,
+            gguf=gguf,
+            hf_dir=settings.base_hf_dir,
+            cache_root=registry.model_dir(name),
+        )
+        result.timings["base_s"] = round(time.perf_counter() - t1, 3)
+        served = await registry.serving(name)
+        adapter_dir = None
+        if (
+            served is not None
+            and (Path(served.path) / ADAPTER_DIR / "adapter_config.json").is_file()
+        ):
+            adapter_dir = Path(served.path) / ADAPTER_DIR
+        version = new_version_id()
+        out_dir = registry.version_dir(name, version)
+        cfg = recipe_config(settings, overrides)
+        t2 = time.perf_counter()
+        trained = await asyncio.to_thread(
+            train_and_gate,
+            cfg=cfg,
+            base_dir=base_dir,
+            adapter_dir=adapter_dir,
+            train=_chats(parts["train"] + parts["replay"]),
+            heldout=_chats(heldout),
+            out_dir=out_dir,
+            checkpoint_dir=settings.work_dir / job_id,
+            settings=settings,
+            progress=progress,
+        )
+        result.timings["train_and_evaluate_s"] = round(time.perf_counter() - t2, 3)
+        await update_job(redis, job_id, stage="evaluate", version=version)
+        gate = trained.gate
+        status = "ready" if gate.deployable else "rejected"
+        dataset_lineage = {
+            "version": frozen["version"],
+            "path": str(dataset.version_dir(frozen["version"])),
+            **{
+                k: frozen[k] for k in ("seq_from", "seq_to", "counts", "sources", "filter_versions")
+            },
+            "heldout_samples": len(heldout),
+        }
+        metrics = {
+            "served_heldout_loss": _finite(gate.served["heldout"]),
+            "heldout_loss": _finite(gate.candidate["heldout"]),
+            "served_general_loss": _finite(gate.served["general"]),
+            "general_loss": _finite(gate.candidate["general"]),
+            "train_loss": trained.train["final_loss"],
+            "tokens_per_s": trained.train["tokens_per_s"],
+            "deployable": gate.deployable,
+        }
+        base_info = {"gguf": str(gguf) if gguf else None, "hf_dir": str(base_dir)}
+        registry.write_manifest(
+            name,
+            version,
+            {
+                "name": name,
+                "version": version,
+                "status": status,
+                "created_at": time.time(),
+                "job_id": job_id,
+                "base": base_info,
+                "base_gguf": base_info["gguf"],
+                "base_hf_dir": str(base_dir),
+                "parent_version": served.version if served else None,
+                "adapter_dir": ADAPTER_DIR,
+                "dataset": dataset_lineage,
+                "recipe": cfg.as_dict(),
+                "hardware": trained.hardware,
+                "train": trained.train,
+                "metrics": metrics,
+                "gate": gate.as_dict(),
+            },
+        )
+        await registry.register(
+            ModelVersion(
+                name=name,
+                version=version,
+                status=status,
+                metrics=metrics,
+                base=base_info["gguf"] or str(base_dir),
+                parent_version=served.version if served else None,
+                dataset=dataset_lineage,
+                job_id=job_id,
+                error=None if gate.deployable else "; ".join(gate.reasons),
+            )
+        )
+        await redis.hset(
+            state,
+            mapping={
+                "trained_seq": frozen["seq_to"],
+                "failures": 0,
+                "last_result": status,
+                "last_version": version,
+                "last_success_at": f"{time.time():.3f}",
+            },
+        )
+        shutil.rmtree(settings.work_dir / job_id, ignore_errors=True)
+        result.version, result.gate, result.train = version, gate.as_dict(), trained.train
+        if gate.deployable:
+            await update_job(redis, job_id, stage="export", version=version)
+            await redis.xadd(
+                keys.export_stream(),
+                ExportJob(job_id=job_id, model=name, version=version).to_fields(),
+                maxlen=keys.JOBS_STREAM_MAXLEN,
+                approximate=True,
+            )
+            result.status = "exported"
+        else:
+            await update_job(
+                redis,
+                job_id,
+                status="rejected",
+                stage="done",
+                version=version,
+                error="; ".join(r for r in gate.reasons if "ok" not in r),
+            )
+            result.status = "rejected"
+        CYCLES.labels(result=result.status).inc()
+        return result
+    except (HivemindError, OSError, RuntimeError, ValueError) as exc:
+        message = exc.message if isinstance(exc, HivemindError) else f"{type(exc).__name__}: {exc}"
+        log.exception("learning cycle %s failed", job_id)
+        await redis.hincrby(state, "failures", 1)
+        await redis.hset(
+            state, mapping={"last_result": "failed", "last_failure_at": f"{time.time():.3f}"}
+        )
+        await update_job(redis, job_id, status="failed", error=message)
+        CYCLES.labels(result="failed").inc()
+        result.status, result.error = "failed", message
+        return result
+    finally:
+        result.timings["total_s"] = round(time.perf_counter() - t0, 3)
