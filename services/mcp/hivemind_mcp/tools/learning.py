@@ -18,18 +18,14 @@ if TYPE_CHECKING:
 ToolName = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9_.:-]+$",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="The tool whose result is cached, e.g. 'web_search'.",
     ),
 ]
 InputHash = Annotated[
     str,
     Field(
-        min_length=8,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9_-]+$",
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
         description="A hash of the tool's input (e.g. hex SHA-256 of its JSON arguments).",
     ),
 ]

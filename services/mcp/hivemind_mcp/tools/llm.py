@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from hivemind_mcp.server import BridgeState
 
 MaxTokens = Annotated[
-    int | None, Field(ge=1, le=4096, description="Upper bound on the tokens generated.")
+    int | None, Field(ge=1, le=2048, description="Upper bound on the tokens generated.")
+]
+Language = Annotated[
+    str | None, Field(max_length=40, description="The code's language, e.g. 'python'.")
 ]
 
 
@@ -33,15 +36,12 @@ def register(server: MCPServer[BridgeState]) -> None:
         prompt: Annotated[str, Field(min_length=1, max_length=65536, description="The prompt.")],
         ctx: BridgeContext,
         mode: Annotated[
-            str | None,
-            Field(
-                max_length=32,
-                description="The kind of answer wanted (e.g. 'general', 'code', 'summary').",
-            ),
+            Literal["chat", "concise", "detailed", "creative", "json"] | None,
+            Field(description="The style of answer wanted (default 'chat')."),
         ] = None,
         max_tokens: MaxTokens = None,
     ) -> dict[str, Any]:
-        """Ask the local Hive-Mind model (cheap, private, small) to write a text."""
+        """Ask the local Hive-Mind model (cheap, private, small) to write a text: {text, model}."""
         body: dict[str, Any] = {"prompt": prompt}
         if mode is not None:
             body["mode"] = mode
@@ -51,22 +51,26 @@ def register(server: MCPServer[BridgeState]) -> None:
     @server.tool(annotations=READ_ONLY)
     async def llm_code_assist(
         code: Annotated[str, Field(min_length=1, max_length=65536, description="The code.")],
+        ctx: BridgeContext,
         task: Annotated[
             str,
             Field(
                 min_length=1,
-                max_length=64,
-                description="What to do with it (e.g. 'explain', 'review', 'fix', 'document').",
+                max_length=500,
+                description=(
+                    "What to do: explain, review, fix, refactor, document, test, complete, "
+                    "or an instruction in your own words."
+                ),
             ),
-        ],
-        ctx: BridgeContext,
-        language: Annotated[
-            str, Field(min_length=1, max_length=32, description="The code's language.")
-        ] = "python",
+        ] = "explain",
+        language: Language = None,
         max_tokens: MaxTokens = None,
     ) -> dict[str, Any]:
-        """Have the local model explain, review, fix or document a piece of code."""
-        body = _with_max_tokens({"code": code, "task": task, "language": language}, max_tokens)
+        """Have the local model explain, review, fix, refactor, document or test some code."""
+        body: dict[str, Any] = {"code": code, "task": task}
+        if language:
+            body["language"] = language
+        body = _with_max_tokens(body, max_tokens)
         return as_result(await call_gateway(ctx, "POST", "/v1/llm/code-assist", json=body))
 
     @server.tool(annotations=READ_ONLY)
@@ -78,8 +82,12 @@ def register(server: MCPServer[BridgeState]) -> None:
         suffix: Annotated[
             str, Field(max_length=65536, description="The code after the gap, if any.")
         ] = "",
+        language: Language = None,
         max_tokens: MaxTokens = None,
     ) -> dict[str, Any]:
         """Fill in the middle: the local model writes what goes between prefix and suffix."""
-        body = _with_max_tokens({"prefix": prefix, "suffix": suffix}, max_tokens)
+        body: dict[str, Any] = {"prefix": prefix, "suffix": suffix}
+        if language:
+            body["language"] = language
+        body = _with_max_tokens(body, max_tokens)
         return as_result(await call_gateway(ctx, "POST", "/v1/llm/complete", json=body))

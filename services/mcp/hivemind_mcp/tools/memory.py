@@ -8,7 +8,15 @@ from pydantic import Field
 
 from hivemind_mcp.gateway import path_segment
 from hivemind_mcp.server import BridgeContext, call_gateway
-from hivemind_mcp.tools.shapes import READ_ONLY, WRITES, SessionId, Tags, TopK, as_result
+from hivemind_mcp.tools.shapes import (
+    ID_PATTERN,
+    READ_ONLY,
+    WRITES,
+    SessionId,
+    Tags,
+    TopK,
+    as_result,
+)
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -50,7 +58,7 @@ def register(server: MCPServer[BridgeState]) -> None:
     @server.tool(annotations=READ_ONLY)
     async def memory_recall(
         memory_id: Annotated[
-            str, Field(min_length=1, max_length=128, description="The id memory_store returned.")
+            str, Field(pattern=ID_PATTERN, description="The id memory_store returned.")
         ],
         ctx: BridgeContext,
     ) -> dict[str, Any]:
@@ -80,6 +88,16 @@ def register(server: MCPServer[BridgeState]) -> None:
         return as_result(await call_gateway(ctx, "POST", "/v1/memories/search", json=body))
 
     @server.tool(annotations=READ_ONLY)
-    async def memory_list_sessions(ctx: BridgeContext) -> dict[str, Any]:
-        """List the sessions of this tenant (ids, tasks, when they were last active)."""
-        return as_result(await call_gateway(ctx, "GET", "/v1/sessions"))
+    async def memory_list_sessions(
+        ctx: BridgeContext,
+        limit: Annotated[int, Field(ge=1, le=200, description="Sessions per page.")] = 50,
+        cursor: Annotated[
+            int | None, Field(ge=0, description="The next_cursor of the previous page.")
+        ] = None,
+    ) -> dict[str, Any]:
+        """List this tenant's sessions, most recently written first.
+
+        Each has its id, task, working context, files and how many memories it holds.
+        """
+        params = {"limit": limit, "cursor": cursor}
+        return as_result(await call_gateway(ctx, "GET", "/v1/sessions", params=params))

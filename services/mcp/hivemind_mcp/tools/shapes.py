@@ -19,11 +19,9 @@ Tags = Annotated[
     ),
 ]
 TopK = Annotated[int, Field(ge=1, le=100, description="How many results at most.")]
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 SessionId = Annotated[
-    str,
-    Field(
-        min_length=1, max_length=128, description="The id of a session (see memory_list_sessions)."
-    ),
+    str, Field(pattern=ID_PATTERN, description="The id of a session (see memory_list_sessions).")
 ]
 
 
