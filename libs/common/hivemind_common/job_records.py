@@ -148,6 +148,50 @@ async def list_jobs(redis: Any, *, limit: int = 20) -> list[JobRecord]:
     return out
 
 
+async def learning_status(redis: Any, *, recent: int = 5) -> dict[str, Any]:
+    """What ``GET /v1/learning/status`` and ``hivemind learn status`` show (Redis only)."""
+    state = await redis.hgetall(keys.learning_state())
+    rejections = await redis.hgetall(keys.learning_rejections())
+
+    def num(key: str, default: float = 0) -> float:
+        try:
+            return float(state.get(key) or default)
+        except ValueError:
+            return default
+
+    try:
+        stream_len = int(await redis.xlen(keys.learning_stream()))
+        groups = await redis.xinfo_groups(keys.learning_stream()) if stream_len else []
+    except Exception:  # no stream yet
+        stream_len, groups = 0, []
+    lag = next((g.get("lag") for g in groups if g.get("name") == keys.TRAINER_GROUP), None)
+    leader = await redis.get(keys.leader_lock("trainer"))
+    accepted_seq, trained_seq = int(num("accepted_seq")), int(num("trained_seq"))
+    return {
+        "model": state.get("model", "default"),
+        "samples": {
+            "accepted_total": int(num("accepted_total")),
+            "rejected_total": int(num("rejected_total")),
+            "rejected_by_reason": {k: int(v) for k, v in rejections.items()},
+            "secrets_scrubbed": int(num("secrets_scrubbed")),
+            "new_since_last_train": max(0, accepted_seq - trained_seq),
+            "stream_length": stream_len,
+            "unread": lag if lag is not None else stream_len,
+        },
+        "orchestrator": {
+            "leader": leader,
+            "threshold": int(num("threshold", 100)),
+            "min_interval_s": num("min_interval_s", 3600),
+            "mode": state.get("mode", "fast"),
+            "last_attempt_at": num("last_attempt_at") or None,
+            "last_result": state.get("last_result"),
+            "last_version": state.get("last_version"),
+            "failures": int(num("failures")),
+        },
+        "jobs": [j.public() for j in await list_jobs(redis, limit=recent)],
+    }
+
+
 __all__ = [
     "FINAL_STATUSES",
     "STAGES",
@@ -156,6 +200,7 @@ __all__ = [
     "Stage",
     "create_job",
     "get_job",
+    "learning_status",
     "list_jobs",
     "update_job",
 ]

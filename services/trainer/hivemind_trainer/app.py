@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,9 +13,12 @@ from hivemind_common.redis_client import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_trainer import __version__
 from hivemind_trainer.settings import TrainerSettings
+from hivemind_trainer.worker import TrainerWorker
 
 
 def create_app(settings: TrainerSettings) -> FastAPI:
+    """A trainer app; with ``worker_enabled`` its lifespan runs the worker as a kept task."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
@@ -21,10 +26,22 @@ def create_app(settings: TrainerSettings) -> FastAPI:
         redis = connect_redis(settings.redis_url)
         app.state.redis = redis
         app.state.ready_checks["redis"] = redis.ping
+        stop = asyncio.Event()
+        tasks: set[asyncio.Task[None]] = set()
+        if settings.worker_enabled:
+            worker = TrainerWorker(redis, settings)
+            app.state.worker = worker
+            tasks.add(asyncio.create_task(worker.run(stop), name="trainer-worker"))
         mark_started(app)
         try:
             yield
         finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await redis.aclose()
 
     return base_app(service="trainer", lifespan=lifespan, version=__version__)

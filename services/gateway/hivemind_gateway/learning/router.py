@@ -1,7 +1,57 @@
-"""Routes of the gateway's learning surface."""
+"""Routes of the gateway's learning surface: samples in, status, train jobs and their records."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-router = APIRouter()
+from fastapi import APIRouter, Path
+
+from hivemind_common.auth import AdminPrincipal, ReadPrincipal, WritePrincipal
+from hivemind_common.job_records import get_job, learning_status
+from hivemind_gateway.deps import RedisDep
+from hivemind_gateway.learning import service
+from hivemind_gateway.learning.schemas import (
+    JobPublic,
+    LearningStatus,
+    SampleAccepted,
+    SampleCreate,
+    TrainQueued,
+    TrainRequest,
+)
+
+router = APIRouter(prefix="/v1/learning", tags=["learning"])
+
+JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the job's id")]
+
+
+@router.post("/samples", response_model=SampleAccepted)
+async def add_sample(
+    body: SampleCreate, principal: WritePrincipal, redis: RedisDep
+) -> SampleAccepted:
+    """Queue a chat (with an optional rating or correction) for the trainer's filter."""
+    sample_id = await service.submit_sample(redis=redis, tenant=principal.tenant, body=body)
+    return SampleAccepted(id=sample_id)
+
+
+@router.get("/status", response_model=LearningStatus)
+async def status(principal: ReadPrincipal, redis: RedisDep) -> LearningStatus:
+    """Counters of the filter, the orchestrator's state and the latest jobs."""
+    return LearningStatus.model_validate(await learning_status(redis))
+
+
+@router.post("/train", response_model=TrainQueued)
+async def train(
+    principal: AdminPrincipal, redis: RedisDep, body: TrainRequest | None = None
+) -> TrainQueued:
+    """Queue a learning cycle now (admin); poll ``/v1/learning/jobs/{job_id}``."""
+    job_id = await service.queue_training(
+        redis=redis, requested_by=f"api:{principal.key_id}", body=body or TrainRequest()
+    )
+    return TrainQueued(job_id=job_id)
+
+
+@router.get("/jobs/{job_id}", response_model=JobPublic, response_model_exclude_none=True)
+async def job(job_id: JobId, principal: ReadPrincipal, redis: RedisDep) -> JobPublic:
+    """A learning job's status, stage, version and error."""
+    record = await get_job(redis, job_id)
+    return JobPublic.model_validate(record.public())

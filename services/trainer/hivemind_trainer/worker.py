@@ -1,0 +1,169 @@
+"""The trainer's background work: lead, collect samples, take train jobs, start cycles.
+
+Every trainer runs :meth:`TrainerWorker.run`; only the one holding the leader lock collects and
+trains. Jobs come from ``keys.jobs_stream()`` (consumer group ``keys.TRAINER_GROUP``): a job
+left unacknowledged by a killed worker is claimed after ``reclaim_idle_ms``. A reclaimed job whose
+record shows it already reached export (or finished) is acknowledged and not run again, so a
+crash never causes a second deploy; one that died mid-training runs again from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from typing import Any
+
+from pydantic import ValidationError
+from redis.exceptions import RedisError, ResponseError
+
+from hivemind_common import keys
+from hivemind_common.errors import HivemindError, NotFound
+from hivemind_common.job_records import get_job
+from hivemind_common.jobs import TrainJob
+from hivemind_trainer.cycle import CycleResult, make_collector, run_cycle
+from hivemind_trainer.metrics import IS_LEADER
+from hivemind_trainer.orchestrator import LeaderLock, state_decision
+from hivemind_trainer.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+
+_PAST_TRAINING = frozenset({"export", "deploy", "done"})
+
+
+class TrainerWorker:
+    """Leader election, sample collection, job handling and the threshold rule, in one loop."""
+
+    def __init__(self, redis: Any, settings: TrainerSettings) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.consumer = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"
+        self.lock = LeaderLock(redis, self.consumer)
+        self.collector = make_collector(redis, settings, self.consumer)
+        self.last_result: CycleResult | None = None
+
+    async def ensure_groups(self) -> None:
+        for stream in (keys.jobs_stream(), keys.learning_stream()):
+            try:
+                await self.redis.xgroup_create(stream, keys.TRAINER_GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def publish_config(self) -> None:
+        """Let status readers (gateway, CLI) see the rule this trainer applies."""
+        s = self.settings
+        await self.redis.hset(
+            keys.learning_state(),
+            mapping={
+                "threshold": s.threshold,
+                "min_interval_s": s.min_interval_s,
+                "mode": s.mode,
+                "model": s.model_name,
+            },
+        )
+
+    async def next_job(self) -> tuple[str, TrainJob | None] | None:
+        """A stale job claimed from a dead worker, else our own pending one, else a new one."""
+        stream = keys.jobs_stream()
+        claimed = await self.redis.xautoclaim(
+            stream,
+            keys.TRAINER_GROUP,
+            self.consumer,
+            min_idle_time=self.settings.reclaim_idle_ms,
+            start_id="0-0",
+            count=1,
+        )
+        messages = list(claimed[1])
+        if not messages:
+            for start in ("0", ">"):
+                resp = await self.redis.xreadgroup(
+                    keys.TRAINER_GROUP, self.consumer, {stream: start}, count=1
+                )
+                messages = [m for _s, batch in resp or [] for m in batch]
+                if messages:
+                    break
+        if not messages:
+            return None
+        msg_id, fields = messages[0]
+        try:
+            return msg_id, TrainJob.from_fields(fields) if fields else None
+        except (ValidationError, ValueError):
+            log.warning("train job %s is not a valid payload; dropped", msg_id)
+            return msg_id, None
+
+    async def handle_job(self, msg_id: str, job: TrainJob | None) -> CycleResult | None:
+        """Run a job unless it already got past training; acknowledge it either way."""
+        result = None
+        try:
+            if job is not None:
+                try:
+                    record = await get_job(self.redis, job.job_id)
+                    done = record.finished or record.stage in _PAST_TRAINING
+                except NotFound:
+                    done = False
+                if done:
+                    log.info("train job %s already past training; not run again", job.job_id)
+                else:
+                    result = await run_cycle(
+                        self.redis,
+                        self.settings,
+                        job.job_id,
+                        overrides=job.overrides,
+                        requested_by=job.requested_by,
+                        reason=job.reason,
+                        consumer=self.consumer,
+                    )
+                    self.last_result = result
+        finally:
+            await self.redis.xack(keys.jobs_stream(), keys.TRAINER_GROUP, msg_id)
+        return result
+
+    async def step(self) -> CycleResult | None:
+        """One pass as leader: collect, then a queued job or the threshold rule."""
+        await self.collector.collect_once(block_ms=None)
+        nxt = await self.next_job()
+        if nxt is not None:
+            return await self.handle_job(*nxt)
+        decision = await state_decision(self.redis, self.settings)
+        if decision.train:
+            log.info("starting a learning cycle: %s", decision.reason)
+            job = TrainJob(model=self.settings.model_name, reason="threshold")
+            await self.redis.xadd(
+                keys.jobs_stream(),
+                job.to_fields(),
+                maxlen=keys.JOBS_STREAM_MAXLEN,
+                approximate=True,
+            )
+            nxt = await self.next_job()
+            if nxt is not None:
+                return await self.handle_job(*nxt)
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: try to lead; while leading, step every ``check_interval_s``."""
+        await self.ensure_groups()
+        await self.publish_config()
+        renewer = asyncio.create_task(self.lock.keep_renewed())
+        try:
+            while not stop.is_set():
+                try:
+                    if await self.lock.acquire():
+                        IS_LEADER.set(1)
+                        result = await self.step()
+                        if result is not None:
+                            continue  # look for more queued work at once
+                    else:
+                        IS_LEADER.set(0)
+                except (RedisError, OSError, HivemindError) as exc:
+                    log.warning("trainer worker pass failed: %s", exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.check_interval_s)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self.lock.release()
+            IS_LEADER.set(0)

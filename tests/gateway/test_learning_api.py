@@ -1,0 +1,89 @@
+"""The gateway's learning API: samples onto the stream, train jobs queued, records readable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis as sync_redis
+
+from hivemind_common import keys
+from hivemind_common.jobs import LearningSample, TrainJob
+
+CHAT = [
+    {"role": "user", "content": "How do I list files?"},
+    {"role": "assistant", "content": "Use ls -la."},
+]
+
+
+def stream(gateway: Any, key: str) -> list[tuple[str, dict[str, str]]]:
+    r = sync_redis.Redis.from_url(gateway.redis_url, decode_responses=True)
+    try:
+        return r.xrange(key)
+    finally:
+        r.close()
+
+
+def test_a_sample_lands_on_the_learning_stream_with_the_callers_tenant(gateway: Any) -> None:
+    with gateway.client("acme", "write") as c:
+        resp = c.post(
+            "/v1/learning/samples",
+            json={"messages": CHAT, "rating": 1.0, "correction": "Use ls -la to see hidden files."},
+        )
+    assert resp.status_code == 200, resp.text
+    entries = stream(gateway, keys.learning_stream())
+    assert len(entries) == 1
+    sample = LearningSample.from_fields(entries[0][1])
+    assert sample.id == resp.json()["id"]
+    assert (sample.tenant, sample.source, sample.rating) == ("acme", "api", 1.0)
+    assert sample.messages[1].content == "Use ls -la."
+
+
+def test_bad_samples_get_a_clear_400_family_answer(gateway: Any) -> None:
+    with gateway.client("acme", "write") as c:
+        for body in (
+            {"messages": []},
+            {"messages": [{"role": "robot", "content": "x"}]},
+            {"messages": [{"role": "assistant", "content": "no user turn"}]},
+            {"messages": CHAT, "rating": 7},
+            {"messages": CHAT, "tenant": "someone-else"},
+            {"messages": [{"role": "user", "content": "x" * 40_000}]},
+        ):
+            resp = c.post("/v1/learning/samples", json=body)
+            assert 400 <= resp.status_code < 500, (body, resp.status_code)
+            assert resp.status_code != 500
+    assert stream(gateway, keys.learning_stream()) == []
+
+
+def test_reading_keys_cannot_submit_and_only_admins_can_train(gateway: Any) -> None:
+    with gateway.client("acme", "read") as c:
+        assert c.post("/v1/learning/samples", json={"messages": CHAT}).status_code == 403
+        assert c.get("/v1/learning/status").status_code == 200
+    with gateway.client("acme", "write") as c:
+        assert c.post("/v1/learning/train", json={}).status_code == 403
+
+
+def test_a_train_request_queues_a_job_whose_record_is_readable(gateway: Any) -> None:
+    with gateway.client("acme", "admin") as c:
+        resp = c.post("/v1/learning/train", json={"overrides": {"max_steps": "3"}})
+        assert resp.status_code == 200, resp.text
+        job_id = resp.json()["job_id"]
+        job = c.get(f"/v1/learning/jobs/{job_id}").json()
+        assert job == {
+            "job_id": job_id,
+            "status": "queued",
+            "stage": "queued",
+            "model": "default",
+            "created_at": job["created_at"],
+            "updated_at": job["updated_at"],
+        }
+        assert c.get("/v1/learning/jobs/nope").status_code == 404
+        assert c.get("/v1/learning/jobs/bad$id").status_code in (400, 404, 422)
+        status = c.get("/v1/learning/status").json()
+        assert status["jobs"][0]["job_id"] == job_id
+        assert {"samples", "orchestrator"} <= set(status)
+    queued = TrainJob.from_fields(stream(gateway, keys.jobs_stream())[0][1])
+    assert (queued.job_id, queued.overrides, queued.reason) == (
+        job_id,
+        {"max_steps": "3"},
+        "manual",
+    )
