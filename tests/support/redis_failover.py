@@ -34,7 +34,7 @@ class DrillReport:
     retries: int = 0
     interruption_ms: float = 0.0
     longest_write_gap_ms: float = 0.0
-    recovered_after_ms: float = 0.0
+    recovered_after_ms: float = 0.0  # kill -> first write begun after it is done
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -48,6 +48,7 @@ class _Writer:
     tag: str
     acked: dict[str, str] = field(default_factory=dict)
     done_at: list[float] = field(default_factory=list)
+    started_at: list[float] = field(default_factory=list)
 
 
 async def failover_drill(
@@ -86,6 +87,7 @@ async def failover_drill(
                 seq += 1
             durations.append(time.perf_counter() - started)
             w.done_at.append(time.perf_counter())
+            w.started_at.append(started)
             if result.acknowledged:
                 w.acked[key] = value
             else:
@@ -134,11 +136,10 @@ async def failover_drill(
         await asyncio.gather(*tasks, return_exceptions=True)
 
     after_kill = [t for t in victim.done_at if t > killed_at]
-    report.recovered_after_ms = round((after_kill[0] - killed_at) * 1000, 1)
-    times = [killed_at, *after_kill]
+    fresh = [d for s, d in zip(victim.started_at, victim.done_at, strict=True) if s > killed_at]
+    report.recovered_after_ms = round((min(fresh) - killed_at) * 1000, 1)
     before_kill = [t for t in victim.done_at if t <= killed_at]
-    if before_kill:
-        times[0] = before_kill[-1]
+    times = [before_kill[-1] if before_kill else killed_at, *after_kill]
     report.longest_write_gap_ms = round(max(b - a for a, b in itertools.pairwise(times)) * 1000, 1)
     report.interruption_ms = round(max(durations) * 1000, 1)
     report.retried_operations = r.stats.retried_operations - base_retried

@@ -222,9 +222,12 @@ class RedisSentinelSet:
 
     def heal(self, timeout: float = 60) -> None:
         """Restart dead data nodes (the sentinels turn them into replicas); wait until whole."""
+        primary = self.primary()
         for i, n in enumerate(self.servers):
             if n.process.poll() is not None:
                 self.servers[i] = _restart(n)
+                # What the sentinels would do on their next 10 s INFO round, done now.
+                _cmd(n.port, "REPLICAOF", "127.0.0.1", str(primary.port))
         wait_until(self.healthy, timeout=timeout, interval=0.1, what="redis sentinel set healthy")
 
     def stop(self) -> None:
