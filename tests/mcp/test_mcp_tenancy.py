@@ -108,3 +108,16 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
     return [exc]
+
+
+async def test_an_http_caller_acts_with_its_own_key_not_the_bridges(
+    full_gateway: Any, keys: dict[str, str]
+) -> None:
+    settings = bridge_settings(full_gateway.url, api_key=keys["acme"])  # a stdio key, unused here
+    with running_bridge(settings) as url:
+        async with http_session(url, keys["globex"]) as globex:
+            stored = await globex.call_tool("fact_store", {"key": "owner", "value": "globex"})
+            assert not stored.is_error, _text(stored)
+    headers = {"Authorization": f"Bearer {keys['acme']}"}
+    async with httpx.AsyncClient(base_url=full_gateway.url, headers=headers) as acme:
+        assert (await acme.get("/v1/facts/owner")).status_code == 404
