@@ -1,0 +1,96 @@
+"""A whole cycle on a tiny model through the worker: stream in, version and export job out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tiny import chats
+
+from hivemind_common import keys
+from hivemind_common.job_records import create_job, get_job, update_job
+from hivemind_common.jobs import ExportJob, LearningSample, TrainJob
+from hivemind_common.model_registry import ModelRegistry
+from hivemind_trainer.settings import TrainerSettings
+from hivemind_trainer.worker import TrainerWorker
+
+
+def settings(redis_url: str, data_dir: Path, base: Path, **kw: object) -> TrainerSettings:
+    return TrainerSettings(
+        redis_url=redis_url,
+        data_dir=data_dir,
+        internal_token="t",
+        base_hf_dir=base,
+        worker_enabled=False,
+        seq_len=512,
+        max_steps=4,
+        threshold=20,
+        min_interval_s=0,
+        heldout_fraction=0.2,
+        reclaim_idle_ms=0,
+        consumer_name="alive",
+        general_tolerance=1.0,  # a tiny model's general loss says little; the rule is tested alone
+        **kw,
+    )
+
+
+async def feed(redis, n: int, offset: int = 0) -> None:
+    for conv in chats(n, offset=offset):
+        sample = LearningSample(tenant="acme", messages=conv, rating=1.0)
+        await redis.xadd(keys.learning_stream(), sample.to_fields())
+
+
+async def test_a_killed_workers_job_is_reclaimed_and_deployed_once(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    await feed(redis_client, 30, offset=100)
+    worker = TrainerWorker(redis_client, settings(redis_url, data_dir, trained_tiny_dir))
+    await worker.ensure_groups()
+    job = TrainJob(requested_by="test", reason="manual")
+    await create_job(redis_client, job.job_id, requested_by="test")
+    await redis_client.xadd(keys.jobs_stream(), job.to_fields())
+    # a worker named "dead" takes the job and dies before acknowledging it
+    await redis_client.xreadgroup(keys.TRAINER_GROUP, "dead", {keys.jobs_stream(): ">"}, count=1)
+    await update_job(redis_client, job.job_id, status="running", stage="train")
+
+    result = await worker.step()
+    assert result is not None and result.job_id == job.job_id, result
+    assert result.status == "exported", result
+    record = await get_job(redis_client, job.job_id)
+    assert (record.status, record.stage, record.version) == ("running", "export", result.version)
+
+    exports = await redis_client.xrange(keys.export_stream())
+    assert [ExportJob.from_fields(f).version for _, f in exports] == [result.version]
+    registry = ModelRegistry(redis_client, data_dir)
+    version = await registry.get("default", result.version)
+    assert version.status == "ready" and version.job_id == job.job_id
+    manifest = json.loads((Path(version.path) / "manifest.json").read_text())
+    assert manifest["dataset"]["counts"]["train"] > 0 and manifest["adapter_dir"] == "adapter"
+    assert manifest["gate"]["deployable"] and manifest["train"]["validation"]["problems"] == []
+    assert (Path(version.path) / "adapter" / "adapter_config.json").is_file()
+    assert manifest["metrics"]["heldout_loss"] <= manifest["metrics"]["served_heldout_loss"]
+
+    # the same job delivered again (the worker died after export, before its ack): not re-run
+    await redis_client.xadd(keys.jobs_stream(), job.to_fields())
+    await redis_client.xreadgroup(keys.TRAINER_GROUP, "dead", {keys.jobs_stream(): ">"}, count=1)
+    assert await worker.step() is None
+    assert len(await redis_client.xrange(keys.export_stream())) == 1
+    pending = await redis_client.xpending(keys.jobs_stream(), keys.TRAINER_GROUP)
+    assert pending["pending"] == 0
+
+
+async def test_the_threshold_starts_a_cycle_and_an_attempt_does_not_repeat_at_once(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    s = settings(redis_url, data_dir, trained_tiny_dir).model_copy(update={"min_interval_s": 3600})
+    worker = TrainerWorker(redis_client, s)
+    await worker.ensure_groups()
+    await feed(redis_client, 10)
+    assert await worker.step() is None  # 10 of 20 samples: nothing starts
+    await feed(redis_client, 20, offset=10)
+    first = await worker.step()
+    assert first is not None and first.status in {"exported", "rejected"}
+    await feed(redis_client, 30, offset=200)
+    assert await worker.step() is None  # enough samples, but the last attempt was just now
+    state = await redis_client.hgetall(keys.learning_state())
+    assert int(state["accepted_seq"]) - int(state["trained_seq"]) >= 20
