@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hivemind_common.errors import Invalid
+from hivemind_common.errors import Invalid, Unavailable
 from hivemind_common.redis_client import HivemindRedis, connect_redis
 
 pytestmark = pytest.mark.slow
@@ -110,3 +110,25 @@ async def test_durable_transaction_is_acknowledged_by_a_replica_where_there_is_o
     else:
         assert result.replicas is not None and result.replicas >= 1
         assert result.acknowledged
+
+
+async def test_initialize_finds_the_primary_up_front_so_raw_is_usable(r: HivemindRedis) -> None:
+    assert await r.initialize() is r
+    assert await r.raw.ping()
+
+
+def test_sentinel_raw_before_any_command_asks_to_initialize(redis_sentinel_url: str) -> None:
+    r = connect_redis(redis_sentinel_url)
+    with pytest.raises(Unavailable, match="initialize"):
+        _ = r.raw
+
+
+async def test_helpers_that_are_not_commands_answer_without_await(
+    redis_cluster_url: str,
+) -> None:
+    r = connect_redis(redis_cluster_url)
+    try:
+        await r.initialize()
+        assert r.keyslot("hm:{t:a}:x") == r.keyslot("{t:a}")
+    finally:
+        await r.aclose()

@@ -63,8 +63,29 @@ class HivemindRedis:
         """The redis-py client underneath now (on Sentinel it changes after a failover)."""
         current = self._backend.current()
         if current is None:
-            raise Unavailable("redis sentinel primary not resolved yet; await any command first")
+            raise Unavailable(
+                "redis sentinel primary not resolved yet: await r.initialize() (or any command)"
+            )
         return current
+
+    async def initialize(self) -> HivemindRedis:
+        """Find the primary (Sentinel) or load the slot map (Cluster) now, with retries.
+
+        Optional: the first command does it too. Call it in a lifespan to fail early, and before
+        using ``raw``/``pipeline`` on Sentinel.
+        """
+
+        async def attempt() -> None:
+            client = await self._backend.client()
+            try:
+                await client.ping()
+            except Exception as exc:
+                if policy.is_retryable(exc):
+                    await self._backend.on_error(exc, client)
+                raise
+
+        await self.with_retry(attempt, idempotent=True, what="PING")
+        return self
 
     @property
     def backend(self) -> Backend:
@@ -90,27 +111,44 @@ class HivemindRedis:
         if current is not None and not callable(attr):
             return attr
 
-        def call(*args: Any, **kwargs: Any) -> Awaitable[Any]:
-            return self._call(name, args, kwargs)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            client = self._backend.current()
+            if client is None:
+                return self._call(name, args, kwargs, None)
+            # Call now: redis-py's command methods return a coroutine, helpers (keyslot,
+            # register_script …) a plain value, which goes back as it is.
+            first = getattr(client, name)(*args, **kwargs)
+            if not inspect.isawaitable(first):
+                return first
+            return self._call(name, args, kwargs, (client, first))
 
         call.__name__ = name
         call.__doc__ = getattr(attr, "__doc__", None)
         return call
 
-    async def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    async def _call(
+        self,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        first: tuple[Any, Awaitable[Any]] | None,
+    ) -> Any:
         command = policy.command_name(name, args)
         raw = name == "execute_command"
         idempotent = policy.is_idempotent(command, args[1:] if raw else args, kwargs, raw=raw)
+        pending = [first]
 
         async def attempt() -> Any:
-            client = await self._backend.client()
-            try:
+            ready = pending.pop() if pending else None
+            if ready is not None:
+                client, result = ready
+            else:
+                client = await self._backend.client()
                 result = getattr(client, name)(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result
-            except BaseException as exc:
-                if isinstance(exc, Exception) and policy.is_retryable(exc):
+            try:
+                return await result if inspect.isawaitable(result) else result
+            except Exception as exc:
+                if policy.is_retryable(exc):
                     await self._backend.on_error(exc, client)
                 raise
 
@@ -137,6 +175,11 @@ class HivemindRedis:
                         raise Unavailable(
                             f"redis {self.topology}: {what} still failing after "
                             f"{now - started:.1f}s ({policy.error_kind(exc)})"
+                        ) from exc
+                    if policy.is_retryable(exc):  # cut off mid-flight, not safe to repeat
+                        raise Unavailable(
+                            f"redis {self.topology}: connection lost during {what}; it may or "
+                            f"may not have been applied ({policy.error_kind(exc)})"
                         ) from exc
                     raise
                 if tries == 0:
