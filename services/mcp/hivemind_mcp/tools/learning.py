@@ -35,7 +35,7 @@ class ChatMessage(BaseModel):
     """One turn of the conversation to learn from."""
 
     role: Literal["system", "user", "assistant"]
-    content: Annotated[str, Field(max_length=65536)]
+    content: Annotated[str, Field(max_length=32000)]
 
 
 def _cache_path(tool: str, input_hash: str) -> str:
@@ -74,25 +74,27 @@ def register(server: MCPServer[BridgeState]) -> None:
     async def learning_queue_add(
         messages: Annotated[
             list[ChatMessage],
-            Field(min_length=1, max_length=200, description="The conversation, oldest first."),
+            Field(
+                min_length=1,
+                max_length=64,
+                description="The conversation, oldest first, with at least one user turn.",
+            ),
         ],
         ctx: BridgeContext,
         rating: Annotated[
-            int | None, Field(ge=1, le=5, description="How good the last answer was, 1 to 5.")
+            float | None,
+            Field(ge=-1.0, le=1.0, description="How good the last answer was: -1 bad to 1 good."),
         ] = None,
         correction: Annotated[
             str | None,
-            Field(max_length=65536, description="The answer the assistant should have given."),
+            Field(max_length=32000, description="The answer the assistant should have given."),
         ] = None,
     ) -> dict[str, Any]:
         """Queue a conversation (with a rating or a corrected answer) for the local model to learn.
 
         Returns the sample's id. Use it for answers that were notably good, or wrong and then fixed.
         """
-        body: dict[str, Any] = {
-            "messages": [m.model_dump() for m in messages],
-            "source": "mcp",
-        }
+        body: dict[str, Any] = {"messages": [m.model_dump() for m in messages]}
         if rating is not None:
             body["rating"] = rating
         if correction is not None:
