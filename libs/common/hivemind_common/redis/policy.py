@@ -18,6 +18,7 @@ The rule (one place, used by single commands and by transactions):
 from __future__ import annotations
 
 import random
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -72,6 +73,7 @@ PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
     rex.AuthorizationError,
     rex.AuthenticationWrongNumberOfArgsError,
     rex.NoPermissionError,
+    ssl.SSLCertVerificationError,
 )
 
 _NOT_IDEMPOTENT = frozenset(
@@ -220,19 +222,26 @@ def never_applied(exc: BaseException) -> bool:
     """True when the error proves the server did not run the command (safe to repeat anything)."""
     if isinstance(exc, REJECTED_ERRORS):
         return True
-    seen: set[int] = set()
+    return any(isinstance(c, ConnectionRefusedError) for c in _causes(exc))
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The error and what it was raised from (redis-py wraps socket and TLS errors)."""
+    chain: list[BaseException] = []
     cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:  # redis-py chains the socket error under it
-        if isinstance(cur, ConnectionRefusedError):
-            return True
-        seen.add(id(cur))
+    while cur is not None and all(cur is not c for c in chain):
+        chain.append(cur)
         cur = cur.__cause__ or cur.__context__
-    return False
+    return chain
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """Errors that a failover or a moved slot can cause; anything else goes to the caller."""
-    if isinstance(exc, PERMANENT_ERRORS):
+    """Errors that a failover or a moved slot can cause; anything else goes to the caller.
+
+    Wrong credentials, missing ACL permissions and a TLS certificate that does not verify are
+    configuration errors: no retry heals them.
+    """
+    if any(isinstance(c, PERMANENT_ERRORS) for c in _causes(exc)):
         return False
     return isinstance(exc, REJECTED_ERRORS + TRANSIENT_ERRORS)
 
