@@ -31,7 +31,7 @@ def test_a_few_steps_lower_the_loss_on_assistant_tokens(tiny_dir: Path) -> None:
 
 
 def test_a_fresh_adapter_leaves_the_base_model_unchanged(tiny_llama_dir: Path) -> None:
-    """Before training, the candidate equals the served base: the gate's 'served' numbers are honest."""
+    """Before training the candidate equals the served base, so the gate's baseline is honest."""
     from transformers import AutoModelForCausalLM
 
     recipe = LoraRecipe(config(), tiny_llama_dir)

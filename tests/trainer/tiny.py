@@ -103,7 +103,7 @@ def chats(n: int, offset: int = 0) -> list[list[dict[str, str]]]:
 
 
 def save_pretrained_tiny(directory: Path, steps: int = 40) -> Path:
-    """A tiny llama first trained (all weights) on the arithmetic chats, so it has something to lose."""
+    """A tiny llama first trained (all weights) on arithmetic chats: it has something to lose."""
     import torch
 
     from hivemind_trainer.recipe.chat_format import encode_chat

@@ -1,7 +1,181 @@
-"""``hivemind learn status|collect|train-now|daemon`` (the learning loop)."""
+"""``hivemind learn status|collect|train-now|daemon`` (the learning loop).
+
+``status`` reads Redis only. The other three run the trainer's code in this process (they need
+the ``hivemind-trainer`` package, which brings torch), with the same settings as the service
+(``HIVEMIND_*``); ``train-now`` takes the leader lease first, so it never races a running trainer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import json
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hivemind_common.errors import HivemindError
+from hivemind_common.job_records import learning_status
+from hivemind_common.redis_client import connect_redis
+from hivemind_common.settings import CommonSettings
 
 app = typer.Typer(help="The learning loop: collect, train, evaluate, deploy.", no_args_is_help=True)
+T = TypeVar("T")
+
+
+def _run(action: Callable[[Any], Awaitable[T]], redis_url: str | None = None) -> T:
+    async def main() -> T:
+        redis = connect_redis(redis_url or CommonSettings().redis_url)
+        try:
+            return await action(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(main())
+    except HivemindError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"error: cannot reach Redis: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _trainer_settings(**overrides: Any) -> Any:
+    try:
+        from hivemind_trainer.settings import TrainerSettings
+    except ImportError as exc:
+        typer.echo(
+            "error: this command needs the hivemind-trainer package (make install)", err=True
+        )
+        raise typer.Exit(1) from exc
+    return TrainerSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+@app.command("status")
+def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Samples accepted and rejected, the orchestrator's state and the latest jobs."""
+    data = _run(learning_status)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    s, o = data["samples"], data["orchestrator"]
+    console = Console()
+    console.print(
+        f"[bold]model[/] {data['model']}  [bold]leader[/] {o['leader'] or 'none'}  "
+        f"[bold]mode[/] {o['mode']}"
+    )
+    console.print(
+        f"samples: {s['accepted_total']} accepted, {s['rejected_total']} rejected "
+        f"{s['rejected_by_reason'] or ''}, {s['secrets_scrubbed']} secrets scrubbed, "
+        f"{s['unread']} unread"
+    )
+    console.print(
+        f"next cycle: {s['new_since_last_train']} of {o['threshold']} new samples; last attempt "
+        f"{_when(o['last_attempt_at'])} ({o['last_result'] or '-'}), failures {o['failures']}"
+    )
+    table = Table("job", "status", "stage", "version", "error")
+    for job in data["jobs"]:
+        table.add_row(
+            job["job_id"],
+            job["status"],
+            job["stage"],
+            job.get("version", ""),
+            (job.get("error") or "")[:60],
+        )
+    console.print(table)
+
+
+@app.command("collect")
+def collect() -> None:
+    """Read the learning stream now: filter, scrub and store accepted samples."""
+    settings = _trainer_settings()
+
+    async def action(redis: Any) -> dict[str, Any]:
+        from hivemind_trainer.cycle import make_collector
+
+        stats = await make_collector(redis, settings, "cli").drain()
+        return stats.as_dict()
+
+    typer.echo(json.dumps(_run(action, settings.redis_url)))
+
+
+@app.command("train-now")
+def train_now(
+    mode: str = typer.Option(None, help="fast, balanced or best."),
+    max_steps: int = typer.Option(None, help="Stop after this many optimizer steps."),
+    set_: list[str] = typer.Option([], "--set", help="Recipe override key=value (repeatable)."),
+) -> None:
+    """Run one learning cycle here, now, with a progress bar (takes the leader lease)."""
+    settings = _trainer_settings(mode=mode, max_steps=max_steps)
+    overrides = dict(item.split("=", 1) for item in set_ if "=" in item)
+    console = Console()
+
+    async def action(redis: Any) -> Any:
+        from hivemind_trainer.cycle import run_cycle
+        from hivemind_trainer.orchestrator import LeaderLock
+
+        lock = LeaderLock(redis, f"cli-{id(settings)}")
+        if not await lock.acquire():
+            holder = await lock.holder()
+            raise HivemindError(f"another trainer ({holder}) leads; use POST /v1/learning/train")
+        renewer = asyncio.create_task(lock.keep_renewed())
+        columns = (
+            TextColumn("[bold]training"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+        )
+        try:
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task("train", total=None, loss="-")
+
+                def progress(step: int, total: int, loss: float | None) -> None:
+                    fields = {"loss": f"{loss:.4f}"} if loss is not None else {}
+                    bar.update(task, completed=step, total=total, **fields)
+
+                return await run_cycle(
+                    redis,
+                    settings,
+                    overrides=overrides,
+                    progress=progress,
+                    requested_by="cli",
+                    reason="manual",
+                )
+        finally:
+            renewer.cancel()
+            await lock.release()
+
+    result = _run(action, settings.redis_url)
+    console.print_json(json.dumps(result.as_dict(), default=str))
+    if result.status == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("daemon")
+def daemon() -> None:
+    """Run the trainer's worker in the foreground (lead, collect, train) until Ctrl-C."""
+    settings = _trainer_settings()
+
+    async def action(redis: Any) -> None:
+        from hivemind_trainer.worker import TrainerWorker
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await TrainerWorker(redis, settings).run(stop)
+
+    _run(action, settings.redis_url)
