@@ -18,16 +18,26 @@ ctx=.wheelhouse/$service
 # 3.11.2, below redis-py's `python_full_version < "3.11.3"` line for async-timeout).
 markers=("async-timeout>=4.0.3")
 mkdir -p "$ctx/wheels"
-# Our own packages change often: drop their old wheels so the fresh build is the one installed.
-rm -f "$ctx"/wheels/hivemind_*.whl
+# A fresh wheel dir every time (the old one serves as a local cache), so wheels of versions that
+# are no longer wanted never linger; our own packages are always rebuilt.
+rm -rf "$ctx/wheels.new" && mkdir -p "$ctx/wheels" "$ctx/own"
+rm -f "$ctx"/own/hivemind_*.whl
 "$PY" -m pip wheel -q --disable-pip-version-check -c constraints.txt \
-  --find-links "$ctx/wheels" --wheel-dir "$ctx/wheels" "${pkgs[@]}" "${markers[@]}" 2>&1 \
+  --find-links "$ctx/wheels" --wheel-dir "$ctx/wheels.new" "${pkgs[@]}" "${markers[@]}" 2>&1 \
   | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+rm -rf "$ctx/wheels" && mv "$ctx/wheels.new" "$ctx/wheels"
 # setuptools leaves build/ trees in the source folders; they are not ours to keep.
 for pkg in "${pkgs[@]}"; do rm -rf "$pkg/build"; done
 if ls "$ctx"/wheels/nvidia_* >/dev/null 2>&1; then
   echo "wheelhouse for $service pulled CUDA packages; torch must be the CPU build" >&2
   exit 1
 fi
+# Our wheels go in their own folder and layer; each folder gets a lock file (sha256 of every
+# wheel) that the Containerfile COPYs first, so a changed wheel invalidates exactly its layer
+# (bind mounts alone are not part of the build cache key).
+rm -rf "$ctx/own" && mkdir -p "$ctx/own"
+mv "$ctx"/wheels/hivemind_*.whl "$ctx/own/"
+(cd "$ctx/wheels" && sha256sum -- *.whl) > "$ctx/wheels.lock"
+(cd "$ctx/own" && sha256sum -- *.whl) > "$ctx/own.lock"
 install -m 0755 deploy/images/healthcheck.py "$ctx/hivemind-healthcheck"
-echo "$ctx: $(ls "$ctx/wheels" | wc -l) wheels, $(du -sh "$ctx" | cut -f1)"
+echo "$ctx: $(ls "$ctx/wheels" "$ctx/own" | grep -c whl) wheels, $(du -sh "$ctx" | cut -f1)"
