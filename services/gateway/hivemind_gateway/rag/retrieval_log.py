@@ -10,7 +10,7 @@ from typing import Any
 from hivemind_common import keys
 from hivemind_gateway.rag.schemas import RagContext, Suggestion, Suggestions
 from hivemind_gateway.search.index import TenantIndex
-from hivemind_gateway.search.lexical import tokenize
+from hivemind_gateway.search.lexical import words
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ async def suggestions(
     entries = await redis.xrevrange(keys.rag_log(tenant), count=SUGGEST_SCAN)
     covered = index["fact"].lexical.postings
     per_topic: Counter[str] = Counter()
+    surface: dict[str, Counter[str]] = {}
     examples: dict[str, list[str]] = {}
     scanned = 0
     for _, fields in entries:
@@ -62,15 +63,16 @@ async def suggestions(
             continue
         scanned += 1
         query = fields.get("query", "")
-        for term in dict.fromkeys(tokenize(query)):
+        for term, word in dict(words(query)).items():
             if term in covered or len(term) < 3 or term.isdigit():
                 continue
             per_topic[term] += 1
+            surface.setdefault(term, Counter())[word] += 1
             seen = examples.setdefault(term, [])
             if query not in seen and len(seen) < 3:
                 seen.append(query)
     data = [
-        Suggestion(topic=term, queries=n, examples=examples[term])
+        Suggestion(topic=surface[term].most_common(1)[0][0], queries=n, examples=examples[term])
         for term, n in per_topic.most_common(limit)
     ]
     return Suggestions(data=data, scanned=scanned)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -110,21 +111,34 @@ def assemble(
     return "\n".join([HEADER, *lines]), items
 
 
-async def retrieve_context(
-    state: Any,
-    *,
-    tenant: str,
+@dataclass
+class Selection:
+    """The gate's decision for one query: what passed, what is pinned, how sure it was."""
+
+    ranked: list[Scored]
+    pinned: list[tuple[Hit, float]]
+    chosen: list[Scored]
+    dense_mode: bool
+
+    def quality(self, injected: list[RagItem]) -> Quality:
+        if not self.dense_mode:
+            return "fallback"
+        if any(not i.pinned for i in injected):
+            return "good"
+        if any(s.near for s in self.ranked):
+            return "weak"
+        return "miss"
+
+
+def select(
+    index: TenantIndex,
+    vec: np.ndarray | None,
     query: str,
-    budget_tokens: int,
-    count_tokens: Callable[[str], int] | None = None,
+    *,
+    cfg: GateConfig,
     session_id: str | None = None,
-) -> RagContext:
-    """The block to inject for ``query``, the items in it and the gate's quality label."""
-    search: SearchIndex = state.search
-    cfg = gate_config(state)
-    count = count_tokens or estimate_tokens
-    index = await search.tenant(tenant)
-    vec = await embed_query(search, query)
+) -> Selection:
+    """Score facts and memories, apply the gate (margin across both kinds), add pinned facts."""
     ranked = score_kind(index, "fact", vec, query, k=CANDIDATES, cfg=cfg)
     ranked += score_kind(index, "memory", vec, query, k=CANDIDATES, cfg=cfg, session_id=session_id)
     ranked.sort(key=lambda s: s.score, reverse=True)
@@ -140,20 +154,32 @@ async def retrieve_context(
         if key in facts.items
     ]
     chosen = [s for s in ranked if s.passes and s.hit.item.id not in facts.pinned]
-    chosen = chosen[: cfg.max_items]
-    text, items = assemble(pinned, chosen, budget_tokens, count)
-    quality: Quality
-    if vec is None:
-        quality = "fallback"
-    elif any(not i.pinned for i in items):
-        quality = "good"
-    elif any(s.near for s in ranked):
-        quality = "weak"
-    else:
-        quality = "miss"
-    context = RagContext(
-        text=text, items=items, quality=quality, method="hybrid" if vec is not None else "lexical"
+    return Selection(ranked, pinned, chosen[: cfg.max_items], vec is not None)
+
+
+async def retrieve_context(
+    state: Any,
+    *,
+    tenant: str,
+    query: str,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int] | None = None,
+    session_id: str | None = None,
+) -> RagContext:
+    """The block to inject for ``query``, the items in it and the gate's quality label."""
+    search: SearchIndex = state.search
+    index = await search.tenant(tenant)
+    vec = await embed_query(search, query)
+    chosen = select(index, vec, query, cfg=gate_config(state), session_id=session_id)
+    text, items = assemble(
+        chosen.pinned, chosen.chosen, budget_tokens, count_tokens or estimate_tokens
     )
-    top = ranked[0].score if ranked else 0.0
+    context = RagContext(
+        text=text,
+        items=items,
+        quality=chosen.quality(items),
+        method="hybrid" if vec is not None else "lexical",
+    )
+    top = chosen.ranked[0].score if chosen.ranked else 0.0
     await log_retrieval(state.redis, tenant=tenant, query=query, context=context, top_score=top)
     return context

@@ -13,158 +13,43 @@ from collections import Counter
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
-STOPWORDS = frozenset(
-    [
-        "a",
-        "about",
-        "above",
-        "after",
-        "again",
-        "all",
-        "also",
-        "am",
-        "an",
-        "and",
-        "any",
-        "are",
-        "as",
-        "at",
-        "be",
-        "been",
-        "being",
-        "below",
-        "between",
-        "both",
-        "but",
-        "by",
-        "can",
-        "could",
-        "did",
-        "do",
-        "does",
-        "doing",
-        "done",
-        "for",
-        "from",
-        "further",
-        "get",
-        "got",
-        "had",
-        "has",
-        "have",
-        "having",
-        "he",
-        "her",
-        "here",
-        "hers",
-        "him",
-        "his",
-        "how",
-        "i",
-        "if",
-        "in",
-        "into",
-        "is",
-        "it",
-        "its",
-        "itself",
-        "just",
-        "know",
-        "let",
-        "like",
-        "me",
-        "mine",
-        "more",
-        "most",
-        "my",
-        "myself",
-        "need",
-        "no",
-        "nor",
-        "not",
-        "now",
-        "of",
-        "off",
-        "on",
-        "once",
-        "only",
-        "or",
-        "other",
-        "our",
-        "ours",
-        "out",
-        "over",
-        "own",
-        "please",
-        "same",
-        "she",
-        "should",
-        "so",
-        "some",
-        "such",
-        "tell",
-        "than",
-        "that",
-        "the",
-        "their",
-        "theirs",
-        "them",
-        "then",
-        "there",
-        "these",
-        "they",
-        "this",
-        "those",
-        "through",
-        "to",
-        "too",
-        "under",
-        "until",
-        "up",
-        "us",
-        "use",
-        "used",
-        "uses",
-        "using",
-        "very",
-        "want",
-        "was",
-        "we",
-        "were",
-        "what",
-        "when",
-        "where",
-        "which",
-        "while",
-        "who",
-        "whom",
-        "why",
-        "will",
-        "with",
-        "would",
-        "you",
-        "your",
-        "yours",
-        "yourself",
-    ]
-)
+_STOPWORD_TEXT = """
+    a about above after again all also am an and any are as at be been being below between
+    both but by can could did do does doing done for from further get got had has have
+    having he her here hers him his how i if in into is it its itself just know let like me
+    mine more most my myself need no nor not now of off on once only or other our ours out
+    over own please same she should so some such tell than that the their theirs them then
+    there these they this those through to too under until up us use used uses using very
+    want was we were what when where which while who whom why will with would you your yours
+    yourself
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 K1 = 1.2
 B = 0.75
 
 
+def _undouble(word: str) -> str:
+    doubled = len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiousl"
+    return word[:-1] if doubled else word
+
+
 def _stem(word: str) -> str:
-    """A tiny suffix stripper: enough that 'ports' meets 'port' and 'running' meets 'run'."""
+    """A tiny suffix stripper: enough that 'ports' meets 'port' and 'linter' meets 'linting'."""
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
-    if len(word) > 5 and word.endswith("ing"):
-        word = word[:-3]
-        return word[:-1] if len(word) > 3 and word[-1] == word[-2] else word
-    if len(word) > 4 and word.endswith("ed") and not word.endswith("eed"):
-        return word[:-2]
     if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
+        word = word[:-1]
+    for suffix in ("ing", "ed", "er"):
+        if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("eed"):
+            return _undouble(word[: -len(suffix)])
     return word
+
+
+def words(text: str) -> list[tuple[str, str]]:
+    """(stem, word as written) for each non-stopword, for showing topics to people."""
+    spaced = _CAMEL.sub(" ", text)
+    return [(_stem(w), w) for w in _WORD.findall(spaced.lower()) if w not in STOPWORDS]
 
 
 def tokenize(text: str) -> list[str]:

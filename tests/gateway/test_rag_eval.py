@@ -1,0 +1,46 @@
+"""The retrieval gate on our eval set, with the real MiniLM model, calibration and held-out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hivemind_gateway.rag.evaluation import evaluate, load_eval_set
+
+EVAL_SET = Path(__file__).resolve().parents[1] / "data" / "retrieval_eval.json"
+
+
+@pytest.fixture(scope="module")
+def encode() -> Callable[[list[str]], np.ndarray]:
+    from hivemind_embedding.encoder import DEFAULT_MODEL_ID, SentenceEncoder, default_model_dir
+
+    encoder = SentenceEncoder.load(default_model_dir(), model_id=DEFAULT_MODEL_ID)
+    return encoder.encode
+
+
+def test_the_eval_set_is_big_enough_and_consistent() -> None:
+    data = load_eval_set(EVAL_SET)
+    keys = {f["key"] for f in data["facts"]}
+    assert len(keys) == len(data["facts"]) >= 30
+    assert len(data["queries"]) >= 40 and len(data["unanswerable"]) >= 10
+    assert all(set(q["expected"]) <= keys for q in data["queries"])
+    assert {q["split"] for q in data["queries"]} == {"calibration", "holdout"}
+
+
+@pytest.mark.parametrize("split", ["calibration", "holdout"])
+def test_the_gate_injects_the_right_fact_and_rarely_anything_for_misses(
+    encode: Callable[[list[str]], np.ndarray], split: str
+) -> None:
+    result = evaluate(load_eval_set(EVAL_SET), encode, split=split)
+    assert result["right_fact_injected"] >= 0.95, result["failures"]
+    assert result["unanswerable_injected"] <= 0.10, result["failures"]
+    assert result["top1_accuracy"] >= 0.9
+
+
+def test_the_lexical_fallback_never_injects_for_unanswerable_queries() -> None:
+    result = evaluate(load_eval_set(EVAL_SET), None)
+    assert result["unanswerable_injected"] <= 0.10, result["failures"]
+    assert result["right_fact_injected"] >= 0.5

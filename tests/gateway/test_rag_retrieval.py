@@ -1,0 +1,206 @@
+"""Gated hybrid retrieval end to end: a real gateway, a real Redis, the real MiniLM service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
+
+from hivemind_common import keys
+from support.embedding import running_embedding, shared_embedding_url
+from support.gateway import RunningGateway, running_gateway
+from support.waiting import wait_until
+
+
+@pytest.fixture
+def rag_gateway(redis_url: str, internal_token: str, data_dir: Path) -> Iterator[RunningGateway]:
+    """A gateway whose embedding service is the real shipped model."""
+    with running_gateway(
+        redis_url,
+        internal_token,
+        data_dir,
+        embedding_url=shared_embedding_url(internal_token),
+        inference_url="http://127.0.0.1:9",
+        trainer_url="http://127.0.0.1:9",
+    ) as gw:
+        yield gw
+
+
+FACTS = {
+    "redis.port": "Redis for local development listens on port 6379",
+    "editor": "The developer uses Neovim with the LazyVim distribution",
+    "os": "The workstation runs Debian 12 bookworm",
+    "style.rules": "Always answer in British English",
+}
+
+
+def _seed(c: object, pinned: bool = False) -> None:
+    for key, value in FACTS.items():
+        tags = ["pinned"] if pinned and key == "style.rules" else []
+        r = c.put(f"/v1/facts/{key}", json={"value": value, "tags": tags})  # type: ignore[attr-defined]
+        assert r.status_code == 200, r.text
+
+
+def test_the_answering_fact_is_injected_and_labelled_good(rag_gateway: RunningGateway) -> None:
+    with rag_gateway.client() as c:
+        _seed(c)
+        r = c.post("/v1/rag/context", json={"query": "which port is redis on?"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["quality"] == "good" and body["method"] == "hybrid"
+        assert [i["key"] for i in body["items"]][:1] == ["redis.port"]
+        assert "6379" in body["text"]
+        assert "Neovim" not in body["text"]
+
+
+def test_an_unrelated_query_injects_nothing(rag_gateway: RunningGateway) -> None:
+    with rag_gateway.client() as c:
+        _seed(c)
+        body = c.post("/v1/rag/context", json={"query": "how do I bake sourdough bread"}).json()
+        assert body["items"] == [] and body["text"] == ""
+        assert body["quality"] in ("weak", "miss")
+
+
+def test_pinned_facts_are_always_injected_and_do_not_change_the_label(
+    rag_gateway: RunningGateway,
+) -> None:
+    with rag_gateway.client() as c:
+        _seed(c, pinned=True)
+        body = c.post("/v1/rag/context", json={"query": "what is the capital of Peru"}).json()
+        assert [(i["key"], i["pinned"]) for i in body["items"]] == [("style.rules", True)]
+        assert "British English" in body["text"]
+        assert body["quality"] in ("weak", "miss")
+        good = c.post("/v1/rag/context", json={"query": "what editor do I use"}).json()
+        assert {i["key"] for i in good["items"]} == {"style.rules", "editor"}
+        assert good["quality"] == "good"
+
+
+def test_the_token_budget_bounds_the_block(rag_gateway: RunningGateway) -> None:
+    with rag_gateway.client() as c:
+        c.put("/v1/facts/long", json={"value": "redis tuning notes: " + "maxmemory policy " * 200})
+        body = c.post("/v1/rag/context", json={"query": "redis tuning notes", "budget_tokens": 40})
+        body = body.json()
+        assert body["text"] and len(body["text"]) // 4 <= 41
+
+
+def test_vectors_are_stored_under_the_model_id(rag_gateway: RunningGateway) -> None:
+    raw = redis_sync.Redis.from_url(rag_gateway.redis_url)
+    with rag_gateway.client() as c:
+        c.put("/v1/facts/os", json={"value": "Debian 12"}).raise_for_status()
+        made = c.post("/v1/memories", json={"text": "upgraded the kernel"}).json()
+    assert len(raw.get(keys.vector("acme", "all-MiniLM-L6-v2", "fact", "os")) or b"") == 384 * 4
+    assert raw.exists(keys.vector("acme", "all-MiniLM-L6-v2", "memory", made["id"]))
+
+
+def test_semantic_search_finds_paraphrases(rag_gateway: RunningGateway) -> None:
+    with rag_gateway.client() as c:
+        _seed(c)
+        c.post("/v1/memories", json={"text": "fixed the flaky CI job by pinning pytest"})
+        facts = c.post("/v1/facts/search", json={"query": "which linux distro"}).json()
+        assert facts["method"] == "hybrid" and facts["data"][0]["key"] == "os"
+        mems = c.post("/v1/memories/search", json={"query": "unstable continuous integration"})
+        assert mems.json()["data"][0]["text"].startswith("fixed the flaky CI job")
+
+
+def test_a_second_gateway_sees_a_write_within_a_second(
+    rag_gateway: RunningGateway, internal_token: str, data_dir: Path
+) -> None:
+    with running_gateway(
+        rag_gateway.redis_url,
+        internal_token,
+        data_dir,
+        embedding_url=shared_embedding_url(internal_token),
+    ) as second:
+        key = rag_gateway.key()
+        second.keys[("acme", "write")] = key
+        with rag_gateway.client() as a, second.client() as b:
+            b.post("/v1/facts/search", json={"query": "warm up"}).raise_for_status()
+            a.put("/v1/facts/gpu", json={"value": "RTX 3090 with 24 GB VRAM"}).raise_for_status()
+
+            def seen() -> bool:
+                hits = b.post("/v1/facts/search", json={"query": "graphics card memory"}).json()
+                return any(h["key"] == "gpu" for h in hits["data"])
+
+            wait_until(seen, timeout=1.0, interval=0.02, what="the fact on the second gateway")
+            a.delete("/v1/facts/gpu")
+
+            def gone() -> bool:
+                hits = b.post("/v1/facts/search", json={"query": "graphics card memory"}).json()
+                return all(h["key"] != "gpu" for h in hits["data"])
+
+            wait_until(gone, timeout=1.0, interval=0.02, what="the delete on the second gateway")
+
+
+def test_retrieval_falls_back_to_lexical_when_the_embedding_service_stops(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    embedding = running_embedding(internal_token)
+    emb_url = embedding.__enter__()
+    with (
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=emb_url, embedding_timeout_s=2.0
+        ) as gw,
+        gw.client() as c,
+    ):
+        try:
+            _seed(c)
+        finally:
+            embedding.__exit__(None, None, None)  # the embedding service stops here
+        r = c.post("/v1/rag/context", json={"query": "redis port 6379"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["quality"] == "fallback" and body["method"] == "lexical"
+        assert [i["key"] for i in body["items"]] == ["redis.port"]
+        none = c.post("/v1/rag/context", json={"query": "sourdough bread recipe"}).json()
+        assert none["quality"] == "fallback" and none["items"] == []
+        put = c.put("/v1/facts/new", json={"value": "written while embeddings are down"})
+        assert put.status_code == 200
+        hits = c.post("/v1/facts/search", json={"query": "written while down"}).json()
+        assert hits["method"] == "lexical" and hits["data"][0]["key"] == "new"
+        stats = c.get("/v1/rag/stats").json()
+        assert stats["counters"]["quality:fallback"] == 2
+        assert stats["embedding_available"] is False
+
+
+def test_suggestions_name_topics_that_missed_queries_asked_about(
+    rag_gateway: RunningGateway,
+) -> None:
+    with rag_gateway.client() as c:
+        _seed(c)
+        for q in ("kubernetes namespace for staging", "which kubernetes cluster", "redis port"):
+            c.post("/v1/rag/context", json={"query": q}).raise_for_status()
+        body = c.get("/v1/rag/suggestions").json()
+        topics = {s["topic"]: s for s in body["data"]}
+        assert topics["kubernetes"]["queries"] == 2
+        assert "redis" not in topics and "port" not in topics
+        stats = c.get("/v1/rag/stats").json()
+        assert stats["counters"]["total"] == 3 and stats["logged"] == 3
+        assert stats["index"]["fact"] == len(FACTS)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"query": ""},
+        {"query": ["x"]},
+        {"query": "x", "budget_tokens": 0},
+        {"query": "x", "budget_tokens": "9"},
+        {"query": "x", "unknown": 1},
+    ],
+)
+def test_bad_retrieval_requests_are_refused(
+    rag_gateway: RunningGateway, body: dict[str, object]
+) -> None:
+    with rag_gateway.client() as c:
+        r = c.post("/v1/rag/context", json=body)
+        assert r.status_code == 422, r.text
+
+
+def test_a_query_with_a_lone_surrogate_is_refused(rag_gateway: RunningGateway) -> None:
+    with rag_gateway.client() as c:
+        raw = '{"query": "broken \\ud800 text"}'
+        r = c.post("/v1/rag/context", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
