@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def _service(stack: ExitStack, module: str, work: Path, env: dict[str, str], **e
     port = _free_port()
     proc_env = {**env, "HIVEMIND_PORT": str(port), **extra}
     proc = stack.enter_context(
-        _process([sys.executable, "-m", module], proc_env, work / f"{module}.log")
+        _process([sys.executable, "-m", module], proc_env, work / f"{module}-{port}.log")
     )
     base = f"http://127.0.0.1:{port}"
     _wait_http(base + "/readyz", proc=proc)
@@ -104,30 +104,39 @@ def _summary(samples_s: list[float]) -> dict[str, float]:
     }
 
 
-async def _measure(gateway: str, bridge: str, key: str) -> dict[str, list[float]]:
+async def _measure(gateway: str, bridges: dict[str, str], key: str) -> dict[str, list[float]]:
+    """Interleave the direct call and one call through each bridge, round after round."""
     headers = {"Authorization": f"Bearer {key}"}
-    direct: list[float] = []
-    via_mcp: list[float] = []
-    async with (
-        httpx.AsyncClient(base_url=gateway, headers=headers, timeout=30) as http,
-        httpx2.AsyncClient(headers=headers, timeout=30) as http2,
-        Client(streamable_http_client(bridge + "/mcp", http_client=http2)) as mcp,
-    ):
+    samples: dict[str, list[float]] = {"direct": [], **{name: [] for name in bridges}}
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=gateway, headers=headers, timeout=30)
+        )
+        http2 = await stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=30))
+        clients = {
+            name: await stack.enter_async_context(
+                Client(streamable_http_client(url + "/mcp", http_client=http2))
+            )
+            for name, url in bridges.items()
+        }
         put = await http.put(f"/v1/facts/{FACT_KEY}", json={"value": "make test"})
         put.raise_for_status()
         for i in range(WARMUP + ROUNDS):
             t0 = time.perf_counter()
             response = await http.get(f"/v1/facts/{FACT_KEY}")
-            t1 = time.perf_counter()
-            result = await mcp.call_tool("fact_get", {"key": FACT_KEY})
-            t2 = time.perf_counter()
+            elapsed = time.perf_counter() - t0
             response.raise_for_status()
-            if result.is_error:
-                raise RuntimeError(f"fact_get through MCP failed: {result.content}")
             if i >= WARMUP:
-                direct.append(t1 - t0)
-                via_mcp.append(t2 - t1)
-    return {"direct": direct, "mcp": via_mcp}
+                samples["direct"].append(elapsed)
+            for name, client in clients.items():
+                t0 = time.perf_counter()
+                result = await client.call_tool("fact_get", {"key": FACT_KEY})
+                elapsed = time.perf_counter() - t0
+                if result.is_error:
+                    raise RuntimeError(f"fact_get through MCP failed: {result.content}")
+                if i >= WARMUP:
+                    samples[name].append(elapsed)
+    return samples
 
 
 def main(out_dir: Path) -> dict[str, Any]:
@@ -164,20 +173,37 @@ def main(out_dir: Path) -> dict[str, Any]:
             HIVEMIND_INFERENCE_URL="http://127.0.0.1:9",
             HIVEMIND_TRAINER_URL="http://127.0.0.1:9",
         )
-        bridge = _service(stack, "hivemind_mcp", work, env, HIVEMIND_GATEWAY_URL=gateway)
+        bridges = {
+            # the default configuration (SSE-framed answers, stateful sessions)
+            "mcp_over_http": _service(
+                stack, "hivemind_mcp", work, env, HIVEMIND_GATEWAY_URL=gateway
+            ),
+            # HIVEMIND_JSON_RESPONSE=true: plain JSON answers
+            "mcp_over_http_json": _service(
+                stack,
+                "hivemind_mcp",
+                work,
+                env,
+                HIVEMIND_GATEWAY_URL=gateway,
+                HIVEMIND_JSON_RESPONSE="true",
+            ),
+        }
         key = _make_key(redis_url)
-        samples = asyncio.run(_measure(gateway, bridge, key))
+        samples = asyncio.run(_measure(gateway, bridges, key))
 
-    direct, via_mcp = _summary(samples["direct"]), _summary(samples["mcp"])
+    direct = _summary(samples["direct"])
+    via = {name: _summary(samples[name]) for name in bridges}
     result: dict[str, Any] = {
         "rounds": ROUNDS,
         "warmup": WARMUP,
         "direct_gateway": direct,
-        "mcp_over_http": via_mcp,
-        "added_p50_ms": round(via_mcp["p50_ms"] - direct["p50_ms"], 3),
-        "added_p95_ms": round(via_mcp["p95_ms"] - direct["p95_ms"], 3),
+        **via,
+        "added_p50_ms": round(via["mcp_over_http"]["p50_ms"] - direct["p50_ms"], 3),
+        "added_p95_ms": round(via["mcp_over_http"]["p95_ms"] - direct["p95_ms"], 3),
+        "added_p50_ms_json": round(via["mcp_over_http_json"]["p50_ms"] - direct["p50_ms"], 3),
         "target_added_p50_ms": 10.0,
         "cpu_count": os.cpu_count(),
+        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "note": "client, bridge, gateway and Redis share this machine's cores",
     }
     result["meets_target"] = result["added_p50_ms"] <= result["target_added_p50_ms"]
