@@ -7,6 +7,8 @@ import pytest
 from mcp import Client
 from mcp_bridge_support import assert_all_tools_listed, http_session, stdio_params
 
+from hivemind_mcp.app import transport_security
+from hivemind_mcp.settings import McpSettings
 from hivemind_mcp.tools import TOOL_NAMES
 from support.gateway import RunningGateway
 
@@ -85,3 +87,29 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     if isinstance(exc, BaseExceptionGroup):
         return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
     return [exc, *([exc.__cause__] if exc.__cause__ else [])]
+
+
+def test_a_loopback_bridge_refuses_a_foreign_host_header(bridge_url: str, acme_key: str) -> None:
+    headers = {**_mcp_headers(), "Authorization": f"Bearer {acme_key}", "Host": "evil.example"}
+    response = httpx.post(bridge_url, json=_initialize(), headers=headers, timeout=10)
+    assert response.status_code == 421
+
+
+@pytest.mark.parametrize(
+    ("host", "allowed", "protected"),
+    [
+        ("127.0.0.1", [], None),  # the SDK's loopback-only default
+        ("0.0.0.0", [], False),  # exposed: the key is the guard
+        ("0.0.0.0", ["r720xd:8091"], True),
+    ],
+)
+def test_dns_rebinding_protection_follows_where_the_bridge_listens(
+    host: str, allowed: list[str], protected: bool | None
+) -> None:
+    settings = McpSettings(gateway_url="http://127.0.0.1:9", host=host, allowed_hosts=allowed)
+    security = transport_security(settings)
+    if protected is None:
+        assert security is None
+    else:
+        assert security is not None
+        assert security.enable_dns_rebinding_protection is protected
