@@ -80,3 +80,17 @@ def test_near_duplicates_are_caught_but_different_chats_are_not() -> None:
     )
     assert isinstance(near, Accepted) and f.near_duplicate(near)
     assert isinstance(other, Accepted) and not f.near_duplicate(other)
+
+
+def test_a_hundred_synthetic_chats_all_pass_the_filter_as_distinct_samples() -> None:
+    from hivemind_trainer.data.synthetic import make_chats
+
+    f = SampleFilter()
+    accepted = 0
+    for conv in make_chats(100):
+        result = f.check(LearningSample(tenant="acme", messages=conv, rating=1.0))
+        assert isinstance(result, Accepted), result
+        assert not f.near_duplicate(result)
+        f.remember(result)
+        accepted += 1
+    assert accepted == 100
