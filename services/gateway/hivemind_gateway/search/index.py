@@ -131,7 +131,7 @@ class KindIndex:
         if query_vec is not None and vectors is not None and vectors.dim == query_vec.shape[0]:
             for row, score in vectors.search(query_vec, max(k, 50), self.next_row, allowed):
                 dense[row] = score
-        bm25, cover = self.lexical.score(query_text)
+        bm25, cover = self.lexical.score(query_text, candidates=set(dense))
         lexical_rows = sorted(bm25, key=bm25.__getitem__, reverse=True)[: max(k, 50)]
         hits: list[Hit] = []
         for row in dict.fromkeys([*dense, *lexical_rows]):

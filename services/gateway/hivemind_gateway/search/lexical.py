@@ -98,8 +98,15 @@ class LexicalIndex:
         df = len(self.postings.get(term, ()))
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
-    def score(self, query: str) -> tuple[dict[int, float], dict[int, float]]:
-        """Per row: (normalised BM25 in [0, 1], IDF-weighted share of query terms present)."""
+    def score(
+        self, query: str, *, candidates: set[int] | None = None, common_df: int = 2000
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """Per row: (normalised BM25 in [0, 1], IDF-weighted share of query terms present).
+
+        Rare terms are scored over their whole posting list; a term in more than
+        ``common_df`` rows (low IDF, little evidence) only adds to rows already found by the
+        rarer terms or given as ``candidates``, which bounds the cost on large indexes.
+        """
         terms = list(dict.fromkeys(tokenize(query)))
         if not terms or not self.lengths:
             return {}, {}
@@ -108,14 +115,27 @@ class LexicalIndex:
         total_idf = sum(idfs.values()) or 1.0
         bm25: dict[int, float] = {}
         cover: dict[int, float] = {}
+        lengths = self.lengths
+
+        def add(term: str, rows: dict[int, int], only: set[int] | None) -> None:
+            w = idfs[term] / total_idf
+            pairs = rows.items() if only is None else ((r, rows[r]) for r in only if r in rows)
+            for row, tf in pairs:
+                norm = K1 * (1.0 - B + B * lengths[row] / avg)
+                bm25[row] = bm25.get(row, 0.0) + w * tf / (tf + norm)
+                cover[row] = cover.get(row, 0.0) + w
+
+        common: list[tuple[str, dict[int, int]]] = []
         for term in terms:
             rows = self.postings.get(term)
             if not rows:
                 continue
-            w = idfs[term] / total_idf
-            for row, tf in rows.items():
-                norm = K1 * (1.0 - B + B * self.lengths[row] / avg)
-                sat = tf * (K1 + 1.0) / (tf + norm) / (K1 + 1.0)
-                bm25[row] = bm25.get(row, 0.0) + w * sat
-                cover[row] = cover.get(row, 0.0) + w
+            if len(rows) > common_df:
+                common.append((term, rows))
+            else:
+                add(term, rows, None)
+        if common:
+            only = set(bm25) | (candidates or set())
+            for term, rows in common:
+                add(term, rows, only)
         return bm25, cover

@@ -69,8 +69,11 @@ class VectorStore:
             return False
         return self._ann is None or upto - self._ann_upto >= ANN_EXTEND_EVERY
 
-    def build_ann(self, upto: int) -> None:
-        """Create or extend the graph with rows [_ann_upto, upto); blocking: run in a thread."""
+    def build_ann(self, upto: int, *, threads: int = 1) -> None:
+        """Create or extend the graph with rows [_ann_upto, upto); blocking: run in a thread.
+
+        One thread by default, so a large build leaves the other core to the event loop.
+        """
         import hnswlib
 
         self._building = True
@@ -89,7 +92,7 @@ class VectorStore:
                 if need > index.get_max_elements():
                     index.resize_index(2 * need)
                 if vectors.shape[0]:
-                    index.add_items(vectors, keys[live], num_threads=1)
+                    index.add_items(vectors, keys[live], num_threads=threads)
                 self._ann_upto = upto
             log.info("ANN graph covers %d rows", upto)
         finally:
