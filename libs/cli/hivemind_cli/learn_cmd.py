@@ -143,8 +143,10 @@ def train_now(
                 task = bar.add_task("train", total=None, loss="-")
 
                 def progress(step: int, total: int, loss: float | None) -> None:
-                    fields = {"loss": f"{loss:.4f}"} if loss is not None else {}
-                    bar.update(task, completed=step, total=total, **fields)
+                    if loss is None:
+                        bar.update(task, completed=step, total=total)
+                    else:
+                        bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
 
                 return await run_cycle(
                     redis,

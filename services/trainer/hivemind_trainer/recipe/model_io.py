@@ -70,7 +70,7 @@ def ensure_base_hf(*, gguf: Path | None, hf_dir: Path | None, cache_root: Path) 
     for attr in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(model.config, attr):
             delattr(model.config, attr)
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     model.config.base_gguf = str(src)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
@@ -115,7 +115,7 @@ def load_model(hf_dir: Path, *, device: str, qlora: bool = False) -> Any:
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(str(hf_dir), **kwargs)
     if not qlora:
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
     model.config.use_cache = False
     return model
 
@@ -140,7 +140,7 @@ def attach_lora(
         return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
     config = LoraConfig(
         r=r,
-        lora_alpha=alpha,
+        lora_alpha=alpha,  # type: ignore[arg-type]
         lora_dropout=dropout,
         target_modules=list(targets),
         bias="none",
