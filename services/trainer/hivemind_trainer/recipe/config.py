@@ -120,6 +120,18 @@ def _free_cpu_memory() -> int:
     return 4 << 30
 
 
+def _cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+    except OSError:
+        pass
+    return False
+
+
 def detect_hardware(threads: int | None = None) -> Hardware:
     """CUDA / ROCm when torch sees a GPU (QLoRA when bitsandbytes is there too), else CPU."""
     notes: list[str] = []
@@ -138,11 +150,10 @@ def detect_hardware(threads: int | None = None) -> Hardware:
         return Hardware(device, "cuda", "bfloat16" if bf16 else "float16", qlora, n, free, notes)
     n = threads or (os.cpu_count() or 1)
     torch.set_num_threads(n)
-    # bf16 autocast pays off where the CPU has native bf16 / AVX-512 paths
-    capability = torch.backends.cpu.get_cpu_capability()
-    dtype = "bfloat16" if "AVX512" in capability or "SVE" in capability else "float32"
+    # bf16 autocast pays off only where the CPU computes bf16 natively; emulated, it is slower
+    dtype = "bfloat16" if _cpu_has_bf16() else "float32"
     if dtype == "float32":
-        notes.append(f"CPU capability {capability}: training in float32")
+        notes.append("CPU without native bf16 (avx512_bf16 / amx_bf16 / bf16): float32")
     return Hardware("cpu", "cpu", dtype, False, n, _free_cpu_memory(), notes)
 
 
