@@ -110,3 +110,23 @@ async def test_a_server_that_stays_away_ends_in_unavailable_after_the_deadline(
         assert r.stats.failed_operations == 1
     finally:
         await r.aclose()
+
+
+async def test_a_pipeline_of_reads_cut_off_mid_flight_is_replayed(
+    r: HivemindRedis, redis_url: str
+) -> None:
+    admin = redis.Redis.from_url(redis_url, decode_responses=True)
+    stream = "hm:{t:a}:piped"
+    async with r.pipeline() as pipe:
+        pipe.get("hm:{t:a}:nothing")
+        pipe.xread({stream: "0-0"}, block=3000)
+        pending = asyncio.create_task(pipe.execute())
+        first = await _blocked_in(admin, "xread")
+        admin.client_kill_filter(_id=first)
+        await _blocked_in(admin, "xread", besides=first)
+        entry_id = admin.xadd(stream, {"n": "1"})
+        nothing, got = await asyncio.wait_for(pending, timeout=10)
+    assert nothing is None
+    assert got[0][1][0][0] == entry_id
+    assert r.stats.retried_operations == 1
+    admin.close()

@@ -132,3 +132,22 @@ async def test_helpers_that_are_not_commands_answer_without_await(
         assert r.keyslot("hm:{t:a}:x") == r.keyslot("{t:a}")
     finally:
         await r.aclose()
+
+
+async def test_scan_iter_sees_keys_on_every_primary(r: HivemindRedis) -> None:
+    names = {f"hm:{{t:{i}}}:scan" for i in range(20)}
+    for name in names:
+        await r.set(name, "1")
+    found = {k async for k in r.scan_iter(match="hm:*:scan", count=100)}
+    assert found == names
+
+
+async def test_sentinel_pipeline_works_before_any_other_command(redis_sentinel_url: str) -> None:
+    r = connect_redis(redis_sentinel_url)
+    try:
+        async with r.pipeline() as pipe:
+            pipe.set("hm:{t:a}:p", "1").get("hm:{t:a}:p")
+            assert len(pipe) == 2
+            assert await pipe.execute() == [True, "1"]
+    finally:
+        await r.aclose()

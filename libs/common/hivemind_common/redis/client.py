@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,15 +14,15 @@ from redis.crc import key_slot
 
 from hivemind_common.errors import Invalid, Unavailable
 from hivemind_common.redis import policy
+from hivemind_common.redis.pipeline import RetryingPipeline
 from hivemind_common.redis.topology import Backend, make_backend
 from hivemind_common.redis.transaction import TransactionResult, run_transaction
 from hivemind_common.redis.url import RedisTarget, parse_redis_url
 
 log = logging.getLogger(__name__)
 
-_PASS_THROUGH = frozenset(
-    {"pipeline", "pubsub", "lock", "scan_iter", "hscan_iter", "sscan_iter", "zscan_iter", "monitor"}
-)
+# Methods returning objects bound to one connection or client; they get no retry.
+_PASS_THROUGH = frozenset({"pubsub", "lock", "monitor"})
 
 
 @dataclass
@@ -39,9 +39,10 @@ class HivemindRedis:
     """An asyncio Redis client that behaves alike on standalone, cluster and sentinel.
 
     Attribute access gives redis-py's command methods (``await r.hset(...)``); awaited ones run
-    under the retry policy of :mod:`hivemind_common.redis.policy`. Methods that do not return an
-    awaitable (``pipeline``, ``pubsub``, ``lock``, ``scan_iter``) come from the current client
-    as they are, with no retry: callers batch reads there and retry themselves if they must.
+    under the retry policy of :mod:`hivemind_common.redis.policy`. ``pipeline()`` batches are
+    replayed as a whole under the same policy, and ``transaction()`` adds durable writes.
+    ``pubsub``, ``lock``, ``monitor`` and other helpers that return a plain value come from the
+    current client as they are, with no retry (on Sentinel, ``await r.initialize()`` first).
     """
 
     def __init__(self, url: str, target: RedisTarget, *, decode_responses: bool = True) -> None:
@@ -67,6 +68,20 @@ class HivemindRedis:
                 "redis sentinel primary not resolved yet: await r.initialize() (or any command)"
             )
         return current
+
+    def pipeline(self, transaction: bool = False, shard_hint: Any = None) -> RetryingPipeline:
+        """A batch sent in one round trip, retried as a whole (see :mod:`.pipeline`).
+
+        ``transaction=True`` wraps it in MULTI/EXEC (all keys in one slot on Cluster); use
+        :meth:`transaction` when the write must be durable.
+        """
+        return RetryingPipeline(self, transaction=transaction)
+
+    async def scan_iter(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """``SCAN`` over every key (every primary on Cluster); not retried mid-iteration."""
+        client = await self._backend.client()
+        async for item in client.scan_iter(*args, **kwargs):
+            yield item
 
     async def initialize(self) -> HivemindRedis:
         """Find the primary (Sentinel) or load the slot map (Cluster) now, with retries.
