@@ -113,3 +113,15 @@ def test_dns_rebinding_protection_follows_where_the_bridge_listens(
     else:
         assert security is not None
         assert security.enable_dns_rebinding_protection is protected
+
+
+async def test_tool_calls_and_key_checks_show_in_the_bridges_metrics(
+    bridge_url: str, acme_key: str
+) -> None:
+    async with http_session(bridge_url, acme_key) as client:
+        await client.call_tool("fact_get", {"key": "nothing.here"})
+    async with httpx.AsyncClient(timeout=5) as http:
+        text = (await http.get(bridge_url.removesuffix("/mcp") + "/metrics")).text
+    assert 'hivemind_mcp_tool_calls_total{outcome="error",tool="fact_get"}' in text
+    assert 'hivemind_mcp_gateway_seconds_count{tool="fact_get"}' in text
+    assert 'hivemind_mcp_key_checks_total{result="accepted"}' in text

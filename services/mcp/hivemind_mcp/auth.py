@@ -16,6 +16,8 @@ import time
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hivemind_mcp.metrics import KEY_CHECKS
+
 log = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 4096
@@ -48,6 +50,7 @@ class KeyChecker:
         digest = hashlib.sha256(key.encode()).hexdigest()
         now = time.monotonic()
         if self._good_until.get(digest, 0.0) > now:
+            KEY_CHECKS.labels("remembered").inc()
             return None
         if self.http is None:
             raise RuntimeError("KeyChecker used before its HTTP client was set")
@@ -57,10 +60,13 @@ class KeyChecker:
             )
         except httpx.HTTPError as exc:
             log.warning("cannot check an API key, gateway unreachable: %s", type(exc).__name__)
+            KEY_CHECKS.labels("unchecked").inc()
             return None
         if response.status_code in (401, 403):
             self._good_until.pop(digest, None)
+            KEY_CHECKS.labels("refused").inc()
             return "the API key was refused by the gateway"
+        KEY_CHECKS.labels("accepted" if response.is_success else "unchecked").inc()
         if response.is_success:
             if len(self._good_until) >= MAX_REMEMBERED:
                 self._good_until = {k: t for k, t in self._good_until.items() if t > now}
@@ -85,6 +91,7 @@ class BearerKeyGate:
             return
         key = bearer_from_scope(scope)
         if key is None:
+            KEY_CHECKS.labels("missing").inc()
             reason: str | None = "missing API key: send 'Authorization: Bearer <key>'"
         else:
             reason = await self.checker.refusal(key)

@@ -8,6 +8,7 @@ settings (``HIVEMIND_API_KEY``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from hivemind_common.hosts import service_url
 from hivemind_mcp import __version__
 from hivemind_mcp.gateway import GatewayClient
+from hivemind_mcp.metrics import GATEWAY_SECONDS, TOOL_CALLS
 from hivemind_mcp.settings import McpSettings
 
 INSTRUCTIONS = (
@@ -72,7 +74,19 @@ async def call_gateway(
 ) -> Any:
     """One gateway call on behalf of this tool call's caller."""
     state = ctx.request_context.lifespan_context
-    return await state.gateway.call(method, path, api_key=caller_key(ctx), json=json, params=params)
+    params_of_call = ctx.request_context.params or {}
+    tool = str(params_of_call.get("name", "unknown"))
+    outcome = "error"
+    started = time.perf_counter()
+    try:
+        answer = await state.gateway.call(
+            method, path, api_key=caller_key(ctx), json=json, params=params
+        )
+        outcome = "ok"
+        return answer
+    finally:
+        GATEWAY_SECONDS.labels(tool).observe(time.perf_counter() - started)
+        TOOL_CALLS.labels(tool, outcome).inc()
 
 
 def build_server(
