@@ -93,6 +93,20 @@ def torch_logits(model: Any, tokens: Sequence[int]) -> np.ndarray:
     return out.float().cpu().numpy()
 
 
+class ReferenceLogits:
+    """PyTorch logits of a model, computed once per token list (several exports share them)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self._cache: dict[tuple[int, ...], np.ndarray] = {}
+
+    def __call__(self, tokens: Sequence[int]) -> np.ndarray:
+        key = tuple(tokens)
+        if key not in self._cache:
+            self._cache[key] = torch_logits(self.model, tokens)
+        return self._cache[key]
+
+
 def probe_tokens(
     llm: Any, texts: Sequence[str] = PROBE_TEXTS, max_len: int = 96
 ) -> list[list[int]]:
@@ -106,20 +120,21 @@ def probe_tokens(
 
 
 def top1_agreement(
-    model: Any,
+    model: Any | ReferenceLogits,
     gguf: Path,
     *,
     lora: Path | None = None,
     token_lists: Sequence[Sequence[int]] | None = None,
 ) -> AgreementResult:
     """Share of teacher-forced positions where llama.cpp and PyTorch pick the same next token."""
+    reference = model if isinstance(model, ReferenceLogits) else ReferenceLogits(model)
     with open_llama(gguf, lora=lora) as llm:
         prompts = list(token_lists) if token_lists is not None else probe_tokens(llm)
         agree = total = 0
         max_diff = 0.0
         for tokens in prompts:
             ours = llama_logits(llm, tokens)
-            ref = torch_logits(model, tokens)
+            ref = reference(tokens)
             agree += int((ours.argmax(-1) == ref.argmax(-1)).sum())
             total += len(tokens)
             max_diff = max(max_diff, float(np.abs(ours - ref).max()))
