@@ -125,3 +125,13 @@ async def test_tool_calls_and_key_checks_show_in_the_bridges_metrics(
     assert 'hivemind_mcp_tool_calls_total{outcome="error",tool="fact_get"}' in text
     assert 'hivemind_mcp_gateway_seconds_count{tool="fact_get"}' in text
     assert 'hivemind_mcp_key_checks_total{result="accepted"}' in text
+
+
+def test_a_claude_code_style_initialize_with_a_key_gets_a_session(
+    bridge_url: str, acme_key: str
+) -> None:
+    headers = {**_mcp_headers(), "Authorization": f"Bearer {acme_key}"}
+    response = httpx.post(bridge_url, json=_initialize(), headers=headers, timeout=10)
+    assert response.status_code == 200
+    assert response.headers.get("mcp-session-id")
+    assert '"name":"hivemind"' in response.text.replace(" ", "")
