@@ -21,6 +21,7 @@ def _text(result: Any) -> str:
     [
         ("fact_get", {}, "key"),
         ("fact_get", {"key": ""}, "key"),
+        ("fact_get", {"key": "a/b"}, "key"),
         ("fact_store", {"key": "k", "value": 3}, "value"),
         ("fact_search", {"query": "q", "top_k": 0}, "top_k"),
         ("memory_search", {"query": "q", "tags": "not-a-list"}, "tags"),
