@@ -31,7 +31,7 @@ async def search_facts(body: FactSearch, principal: ReadPrincipal, state: StateD
     index = await state.search.tenant(principal.tenant)
     vec = await embed_query(state.search, body.query)
     ranked = score_kind(index, "fact", vec, body.query, k=body.top_k, cfg=gate_config(state))
-    data = []
+    data: list[FactHit] = []
     for s in ranked:
         if s.score < body.min_score or len(data) >= body.top_k:
             continue

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ class VectorStore:
         self.matrix = np.zeros((capacity, dim), dtype=np.float32)
         self.alive = np.zeros(capacity, dtype=bool)
         self.count = 0  # live rows
-        self._ann = None
+        self._ann: Any = None
         self._ann_upto = 0  # rows [0, _ann_upto) are in the graph
         self._ann_lock = threading.Lock()
         self._building = False

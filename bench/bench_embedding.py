@@ -1,0 +1,164 @@
+"""Embedding throughput with 16 concurrent clients, micro-batching on and off.
+
+Starts the embedding service twice as its own process (``python -m hivemind_embedding``, the
+shipped all-MiniLM-L6-v2), once with ``HIVEMIND_EMBEDDING_BATCHING=true`` and once with
+``false``; 16 asyncio clients each send one short text per request. Reports texts/s and
+latency for both and their ratio. Writes ``embedding.json``.
+
+The process helpers here (``service_process``) are also used by the retrieval and memory API
+benchmarks. All numbers are from a shared 2-core machine: other processes' load makes them
+noisy; the batched/unbatched ratio is the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+CLIENTS = 16
+REQUESTS_PER_CLIENT = 24
+SENTENCES = [
+    "which port does the local redis listen on",
+    "how do I run the unit tests quickly",
+    "the build machine has sixteen cores and 64 GB of memory",
+    "postgres runs in a container on localhost",
+    "where are the application logs written",
+    "rotate the API keys every ninety days",
+    "neovim with lazyvim is the main editor",
+    "backups run every night at two",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_env(data_dir: Path, token: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    env.update(
+        HIVEMIND_DATA_DIR=str(data_dir),
+        HIVEMIND_INTERNAL_TOKEN=token,
+        HIVEMIND_HOSTS_FILE=str(REPO / "hosts.yaml"),
+        HIVEMIND_LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+@contextmanager
+def service_process(
+    module: str, env: dict[str, str], *, ready_path: str = "/readyz", timeout: float = 120
+) -> Iterator[str]:
+    """Run ``python -m <module>`` on a free port until the block ends; yields its URL."""
+    port = free_port()
+    env = {**env, "HIVEMIND_PORT": str(port), "HIVEMIND_HOST": "127.0.0.1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+                raise RuntimeError(f"{module} exited during start-up: {err}")
+            try:
+                if httpx.get(url + ready_path, timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{module} not ready after {timeout}s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def latency_summary(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+    if not ms:
+        return {"n": 0}
+    return {
+        "n": len(ms),
+        "p50_ms": round(ms[len(ms) // 2], 2),
+        "p95_ms": round(ms[min(len(ms) - 1, int(len(ms) * 0.95))], 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
+
+
+async def _load(url: str, token: str) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=CLIENTS + 4)
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as c:
+        for s in SENTENCES:  # warm up
+            (await c.post("/embed", json={"texts": [s]})).raise_for_status()
+        before = (await c.get("/info")).json()
+        latencies: list[float] = []
+
+        async def client(n: int) -> None:
+            for i in range(REQUESTS_PER_CLIENT):
+                text = f"{SENTENCES[(n + i) % len(SENTENCES)]} (client {n}, request {i})"
+                t = time.perf_counter()
+                (await c.post("/embed", json={"texts": [text]})).raise_for_status()
+                latencies.append(time.perf_counter() - t)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(n) for n in range(CLIENTS)))
+        elapsed = time.perf_counter() - started
+        after = (await c.get("/info")).json()
+    texts = CLIENTS * REQUESTS_PER_CLIENT
+    batches = after["batches"] - before["batches"]
+    return {
+        "texts": texts,
+        "seconds": round(elapsed, 2),
+        "texts_per_s": round(texts / elapsed, 1),
+        "encoder_calls": batches,
+        "mean_batch": round(texts / max(batches, 1), 2),
+        "latency": latency_summary(latencies),
+    }
+
+
+def main(out_dir: Path) -> dict[str, Any]:
+    token = secrets.token_hex(16)
+    result: dict[str, Any] = {"clients": CLIENTS, "requests_per_client": REQUESTS_PER_CLIENT}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("batched", "unbatched"):
+            env = base_env(Path(tmp), token)
+            env["HIVEMIND_EMBEDDING_BATCHING"] = "true" if mode == "batched" else "false"
+            with service_process("hivemind_embedding", env) as url:
+                result[mode] = asyncio.run(_load(url, token))
+    result["speedup"] = round(
+        result["batched"]["texts_per_s"] / max(result["unbatched"]["texts_per_s"], 1e-9), 2
+    )
+    result["load_average"] = os.getloadavg()
+    result["note"] = "shared 2-core machine; other engineers' processes add noise"
+    (out_dir / "embedding.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "var" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(main(out), indent=2))
