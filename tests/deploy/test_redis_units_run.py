@@ -70,7 +70,7 @@ def cluster_node(
             )
             return "NOAUTH" in out.stdout or "PONG" in out.stdout
 
-        wait_until(answers, timeout=20, interval=0.05, what="redis-server from the unit")
+        wait_until(answers, timeout=60, interval=0.05, what="redis-server from the unit")
         yield port
     finally:
         proc.terminate()
@@ -115,3 +115,38 @@ def test_the_default_user_is_off(cluster_node: int) -> None:
         anonymous.get("x")
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis(port=cluster_node, password="wrong", retry=no_retry).ping()
+
+
+def test_the_rendered_sentinel_writes_its_config_once_and_watches_the_primary(
+    registry: Registry, secrets_dir: Path, tmp_path: Path
+) -> None:
+    text = render_node(registry, profile="homelab", node="aurora", redis="sentinel")[
+        "hivemind-sentinel-26379.container"
+    ]
+    line = next(ln for ln in text.splitlines() if ln.startswith("Exec="))
+    flag, script = shlex.split(line.removeprefix("Exec="))
+    assert flag == "-c"
+    port = free_port()
+    # What systemd does to the line (%% -> %), then the container paths mapped to this machine.
+    script = (
+        script.replace("%%", "%")
+        .replace("/data/", f"{tmp_path}/")
+        .replace("/run/secrets/sentinel-auth.conf", str(secrets_dir / "sentinel-auth.conf"))
+        .replace("port 26379", f"port {port}")
+        .replace("exec redis-server", f"exec {redis_server_binary()}")
+    )
+    proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        sentinel = redis.Redis(port=port, decode_responses=True)
+        primary = wait_until(
+            lambda: sentinel.sentinel_get_master_addr_by_name("hivemind"),
+            timeout=60, interval=0.05, what="sentinel answering",
+        )  # fmt: skip
+        assert tuple(primary) == ("192.168.1.60", 6379)
+        conf = (tmp_path / "sentinel.conf").read_text()
+        # Sentinel rewrites its file (quoting values) once it runs; the settings stay.
+        assert 'sentinel announce-ip "192.168.1.50"' in conf
+        assert "sentinel auth-user hivemind sentinel" in conf
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
