@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -87,3 +88,25 @@ async def test_sentinel_primary_killed_under_load_loses_no_acknowledged_write(
     _record(report)
     _assert_nothing_lost(report)
     assert redis_sentinel.primary().port != victim.port
+
+
+async def test_a_sentinel_switchover_is_followed_without_an_error(
+    redis_sentinel: RedisSentinelSet, sentinel_client: HivemindRedis
+) -> None:
+    r = sentinel_client
+    await r.set("hm:{t:a}:switch", "0")
+    old = redis_sentinel.primary()
+    with redis_sentinel.sentinels[0].client() as sentinel:
+        assert sentinel.execute_command("SENTINEL", "FAILOVER", redis_sentinel.service)
+    deadline = time.monotonic() + 30
+    writes = 0
+    address = getattr(r.backend, "address", None)
+    while address is None or address[1] == old.port:  # every call must succeed meanwhile
+        assert time.monotonic() < deadline, "the client never followed the switchover"
+        writes += 1
+        await r.set("hm:{t:a}:switch", str(writes))
+        await r.get("hm:{t:a}:switch")
+        address = getattr(r.backend, "address", None)
+    assert address[1] == redis_sentinel.primary().port
+    await r.set("hm:{t:a}:switch", "after")
+    assert await r.get("hm:{t:a}:switch") == "after"

@@ -225,8 +225,10 @@ class RedisSentinelSet:
         primary = self.primary()
         for i, n in enumerate(self.servers):
             if n.process.poll() is not None:
-                self.servers[i] = _restart(n)
-                # What the sentinels would do on their next 10 s INFO round, done now.
+                self.servers[i] = n = _restart(n)
+            if n is not primary and _info(n.port, "replication").get("role") == "master":
+                # What the sentinels do within seconds (a restarted or demoted primary becomes
+                # a replica of the new one), done now so the next test need not wait.
                 _cmd(n.port, "REPLICAOF", "127.0.0.1", str(primary.port))
         wait_until(self.healthy, timeout=timeout, interval=0.1, what="redis sentinel set healthy")
 

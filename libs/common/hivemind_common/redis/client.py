@@ -127,7 +127,7 @@ class HivemindRedis:
             return attr
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            client = self._backend.current()
+            client = self._backend.fresh()
             if client is None:
                 return self._call(name, args, kwargs, None)
             # Call now: redis-py's command methods return a coroutine, helpers (keyslot,

@@ -3,20 +3,23 @@
 Every backend turns off redis-py's own retries (``Retry(NoBackoff(), 0)``) so that one policy,
 :mod:`hivemind_common.redis.policy`, decides what is repeated. Sentinel does not use
 ``Sentinel.master_for``: its connection pool keeps reconnecting to a dead primary (an open
-redis-py bug), so the backend resolves the primary itself and re-resolves after an error.
+redis-py bug), so the backend asks the Sentinels itself, after an error and every second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis import exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 
 from hivemind_common.redis.url import RedisTarget
@@ -24,6 +27,8 @@ from hivemind_common.redis.url import RedisTarget
 log = logging.getLogger(__name__)
 
 Release = Callable[[bool], Awaitable[None]]
+
+REFRESH_S = 1.0  # how often Sentinel is asked again whether the primary is still the same
 
 
 def _no_retry() -> Retry:
@@ -49,6 +54,10 @@ class Backend:
     def current(self) -> Any:
         """The client as it is now, without I/O (may be a client not yet connected)."""
         raise NotImplementedError
+
+    def fresh(self) -> Any:
+        """The current client if it may be used without asking anyone first, else None."""
+        return self.current()
 
     async def primary_connection(self, slot: int) -> tuple[Any, Release]:
         """A connected connection to the primary owning ``slot``, and how to give it back."""
@@ -116,34 +125,83 @@ class SentinelBackend(Backend):
         if target.sentinel_password:
             sentinel_kwargs["username"] = target.sentinel_username
             sentinel_kwargs["password"] = target.sentinel_password
-        self._sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
+        self._sentinels = [
+            aioredis.Redis(host=h, port=p, **sentinel_kwargs) for h, p in target.nodes
+        ]
         self._service = target.service or ""
         self._current: aioredis.Redis | None = None
         self._address: tuple[str, int] | None = None
+        self._resolved_at = 0.0
         self._retired: list[aioredis.Redis] = []
         self._lock = asyncio.Lock()
 
     async def client(self) -> Any:
+        # Re-asking the Sentinels every REFRESH_S also catches a switchover that produced no
+        # error here (the old primary, now a replica, would go on answering reads).
         current = self._current
-        if current is not None:
+        if current is not None and time.monotonic() - self._resolved_at < REFRESH_S:
             return current
         async with self._lock:
-            if self._current is None:
-                host, port = await self._sentinel.discover_master(self._service)
-                if self._address != (host, int(port)):
-                    log.info("redis sentinel %s: primary is %s:%s", self._service, host, port)
-                self._address = (host, int(port))
-                self._current = aioredis.Redis(
-                    host=host,
-                    port=int(port),
-                    db=self.target.db,
-                    decode_responses=self.decode_responses,
-                    retry=_no_retry(),
-                    **self.target.connection_kwargs(),
-                )
+            if self._current is None or time.monotonic() - self._resolved_at >= REFRESH_S:
+                await self._resolve()
+            assert self._current is not None
             return self._current
 
+    async def _ask(self, sentinel: aioredis.Redis) -> tuple[str, int] | None:
+        try:
+            reply = await sentinel.execute_command(
+                "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._service
+            )
+        except (rex.ConnectionError, rex.TimeoutError, OSError):
+            return None
+        if not reply or len(reply) != 2:
+            return None
+        host, port = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
+        return host, int(port)
+
+    async def discover(self) -> tuple[str, int]:
+        """The primary most Sentinels name now.
+
+        ``GET-MASTER-ADDR-BY-NAME`` names the promoted replica as soon as it is promoted;
+        redis-py's ``discover_master`` reads ``SENTINEL MASTERS``, which keeps the old primary
+        until the whole failover is over (seconds later).
+        """
+        answers = await asyncio.gather(*(self._ask(s) for s in self._sentinels))
+        votes = Counter(a for a in answers if a is not None)
+        if not votes:
+            raise MasterNotFoundError(f"no Sentinel names a primary for {self._service!r}")
+        return votes.most_common(1)[0][0]
+
+    async def _resolve(self) -> None:
+        try:
+            host, port = await self.discover()
+        except MasterNotFoundError:
+            if self._current is None:
+                raise
+            self._resolved_at = time.monotonic()  # mid-failover: keep going, errors will tell
+            return
+        address = (host, int(port))
+        if self._current is not None and address != self._address:
+            await self.on_error(MasterNotFoundError("primary moved"), self._current)
+        if self._current is None:
+            log.info("redis sentinel %s: primary is %s:%s", self._service, host, port)
+            self._current = aioredis.Redis(
+                host=host,
+                port=int(port),
+                db=self.target.db,
+                decode_responses=self.decode_responses,
+                retry=_no_retry(),
+                **self.target.connection_kwargs(),
+            )
+        self._address = address
+        self._resolved_at = time.monotonic()
+
     def current(self) -> Any:
+        return self._current
+
+    def fresh(self) -> Any:
+        if time.monotonic() - self._resolved_at >= REFRESH_S:
+            return None  # due for a check with the Sentinels: take the async path
         return self._current
 
     @property
@@ -172,7 +230,7 @@ class SentinelBackend(Backend):
         self._current = None
         for c in clients:
             await c.aclose()
-        for s in self._sentinel.sentinels:
+        for s in self._sentinels:
             await s.aclose()
 
 
