@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tiny import save_tiny, tiny_tokenizer
+from trainer_tiny import save_tiny, tiny_tokenizer
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +41,6 @@ def smollm2_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="session")
 def trained_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tiny import save_pretrained_tiny
+    from trainer_tiny import save_pretrained_tiny
 
     return save_pretrained_tiny(tmp_path_factory.mktemp("tiny-trained"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tiny import chats
+import pytest
+from trainer_tiny import chats
 
 from hivemind_common import keys
 from hivemind_common.job_records import create_job, get_job, update_job
@@ -13,6 +14,8 @@ from hivemind_common.jobs import ExportJob, LearningSample, TrainJob
 from hivemind_common.model_registry import ModelRegistry
 from hivemind_trainer.settings import TrainerSettings
 from hivemind_trainer.worker import TrainerWorker
+
+pytestmark = pytest.mark.slow
 
 
 def settings(redis_url: str, data_dir: Path, base: Path, **kw: object) -> TrainerSettings:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from tiny import chats
+from trainer_tiny import chats
 
 from hivemind_trainer.recipe.chat_format import IGNORE, encode_chat
 from hivemind_trainer.recipe.packing import block_mask, pack

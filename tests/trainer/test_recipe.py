@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
-from tiny import chats
+from trainer_tiny import chats
 
 from hivemind_trainer.gate import decide
 from hivemind_trainer.recipe.config import RecipeConfig, detect_hardware
 from hivemind_trainer.recipe.lora_recipe import LoraRecipe
+
+pytestmark = pytest.mark.slow
 
 
 def config(**kw: object) -> RecipeConfig:
