@@ -26,6 +26,7 @@ from hivemind_common.jobs import ExportJob
 from hivemind_common.model_deploy import deploy_version, serve_files
 from hivemind_common.model_registry import ModelRegistry
 from hivemind_common.redis_client import HivemindRedis
+from hivemind_exporter.metrics import DEPLOYS, EXPORT_AGREEMENT, EXPORT_JOBS, EXPORT_STAGE_SECONDS
 from hivemind_exporter.recipe import ExportConfig, run_export
 from hivemind_exporter.settings import ExporterSettings
 
@@ -101,7 +102,9 @@ class ExportWorker:
         entries = await self.reclaim() + await self.read_new(block_ms)
         outcomes = []
         for entry_id, fields in entries:
-            outcomes.append(await self.handle(fields))
+            outcome = await self.handle(fields)
+            EXPORT_JOBS.labels(result=outcome.result).inc()
+            outcomes.append(outcome)
             await self.redis.xack(keys.export_stream(), keys.EXPORTER_GROUP, entry_id)
         return outcomes
 
@@ -171,13 +174,18 @@ class ExportWorker:
             await self._job_update(job.job_id, status="succeeded", stage="done")
             return Outcome(job.job_id, job.version, "exported")
         await self._job_update(job.job_id, stage="deploy")
-        await deploy_version(
-            registry=self.registry,
-            client=self.inference,
-            name=job.model,
-            version=job.version,
-            timeout=self.settings.swap_timeout_s,
-        )
+        try:
+            await deploy_version(
+                registry=self.registry,
+                client=self.inference,
+                name=job.model,
+                version=job.version,
+                timeout=self.settings.swap_timeout_s,
+            )
+        except HivemindError:
+            DEPLOYS.labels(result="failed").inc()
+            raise
+        DEPLOYS.labels(result="succeeded").inc()
         await self._job_update(job.job_id, status="succeeded", stage="done")
         return Outcome(job.job_id, job.version, "succeeded")
 
@@ -204,6 +212,10 @@ class ExportWorker:
         )
         async with self._export_lock:
             result = await asyncio.to_thread(run_export, config, self.registry)
+        for stage, seconds in result.timings.items():
+            EXPORT_STAGE_SECONDS.labels(stage=stage).observe(seconds)
+        for file in ("adapter", "f16"):
+            EXPORT_AGREEMENT.labels(file=file).set(result.validation[file]["top1_agreement"])
         await self.registry.record_files(job.model, job.version)
         await self.registry.update(job.model, job.version, export=result.timings)
         log.info(
