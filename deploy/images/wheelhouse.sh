@@ -9,8 +9,7 @@ cd "$(dirname "$0")/../.."
 service=${1:?usage: wheelhouse.sh <service>}
 PY=${PY:-.venv/bin/python}
 case "$service" in
-  gateway) pkgs=(libs/common libs/cli services/gateway) ;;
-  mcp|embedding|inference|trainer|exporter) pkgs=(libs/common "services/$service") ;;
+  gateway|mcp|embedding|inference|trainer|exporter) pkgs=(libs/common "services/$service") ;;
   *) echo "unknown service: $service" >&2; exit 2 ;;
 esac
 ctx=.wheelhouse/$service
