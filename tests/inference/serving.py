@@ -25,7 +25,8 @@ def running_inference(internal_token: str, redis_url: str, **overrides: Any) -> 
     from hivemind_inference.app import create_app
     from hivemind_inference.settings import InferenceSettings
 
-    fields: dict[str, Any] = {"n_ctx": 1024, "threads": 2, "max_queue": 32}
+    # one thread: llama.cpp threads spin on barriers and crawl when the host is oversubscribed
+    fields: dict[str, Any] = {"n_ctx": 1024, "threads": 1, "max_queue": 32}
     fields.update(overrides)
     settings = InferenceSettings(internal_token=internal_token, redis_url=redis_url, **fields)
     with serve_app(create_app(settings), ready_path="/readyz") as url:
