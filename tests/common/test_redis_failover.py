@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
 from hivemind_common.redis_client import HivemindRedis, connect_redis
 from support.redis_failover import DrillReport, failover_drill
+from support.redis_servers import RedisProcess
 from support.redis_topologies import RedisClusterSet, RedisSentinelSet, kill_process
+from support.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +112,44 @@ async def test_a_sentinel_switchover_is_followed_without_an_error(
     assert address[1] == redis_sentinel.primary().port
     await r.set("hm:{t:a}:switch", "after")
     assert await r.get("hm:{t:a}:switch") == "after"
+
+
+async def test_a_transaction_follows_its_slot_after_a_manual_cluster_failover(
+    redis_cluster: RedisClusterSet, cluster_client: HivemindRedis
+) -> None:
+    r = cluster_client
+    key = "hm:{t:moved}:x"
+    await r.transaction(("SET", key, "before"), durable=True)  # slot map cached
+    old = redis_cluster.primary_for(key)
+    replica = next(
+        n
+        for n in redis_cluster.nodes
+        if n is not old and _role_of(n) == "slave" and _replica_of(n) == old.port
+    )
+    with replica.client() as admin:
+        assert admin.execute_command("CLUSTER", "FAILOVER")
+    await await_until(
+        _async(lambda: redis_cluster.primary_for(key).port == replica.port),
+        timeout=30,
+        what="the replica to take over",
+    )
+    result = await r.transaction(("SET", key, "after"), ("EXPIRE", key, 60), durable=True)
+    assert list(result) == [True, True]
+    assert await r.get(key) == "after"
+
+
+def _role_of(node: RedisProcess) -> str:
+    with node.client() as c:
+        return str(c.execute_command("ROLE")[0])
+
+
+def _replica_of(node: RedisProcess) -> int:
+    with node.client() as c:
+        return int(c.execute_command("ROLE")[2])
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run

@@ -275,6 +275,14 @@ class ClusterBackend(Backend):
 
         return conn, release
 
+    async def on_error(self, exc: BaseException, client: Any) -> None:
+        # Commands: RedisCluster already reacted. Transactions run on our own connection, so a
+        # MOVED there patches the slot map, and anything else makes the next call reload it.
+        if isinstance(exc, rex.MovedError):
+            await self._client.nodes_manager.move_slot(exc)
+        else:
+            self._client._initialize = True
+
     async def _forget_node(self, node: ClusterNode) -> None:
         # The same steps RedisCluster takes after a connection error on a command, so the next
         # call re-reads the slot map from another node.
