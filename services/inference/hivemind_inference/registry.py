@@ -65,6 +65,16 @@ class ModelSlot:
             copy.release()
             self.pending -= 1
 
+    @asynccontextmanager
+    async def pin(self) -> AsyncIterator[ModelCopy]:
+        """Pin the serving copy without queueing (tokenizer-only work, off the model thread)."""
+        copy = self.current
+        copy.acquire()
+        try:
+            yield copy
+        finally:
+            copy.release()
+
     def describe(self) -> dict[str, Any]:
         c = self.current
         return {

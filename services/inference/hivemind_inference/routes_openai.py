@@ -166,7 +166,8 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
     if (body.content is None) == (body.messages is None):
         raise Invalid("send exactly one of 'content' or 'messages'")
     slot = _registry(request).resolve(body.model)
-    async with slot.admit() as copy:
+    # the vocabulary is read-only: tokenizing never waits behind a generation
+    async with slot.pin() as copy:
 
         def work() -> dict[str, Any]:
             if body.messages is not None:
@@ -179,7 +180,7 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
             )
             return {"tokens": tokens, "count": len(tokens)}
 
-        out = await copy.run(work)
+        out = await asyncio.to_thread(work)
         out.update(model=copy.name, version=copy.version, n_ctx=copy.n_ctx)
         return out
 
@@ -187,11 +188,11 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
 @router.post("/detokenize")
 async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
     slot = _registry(request).resolve(body.model)
-    async with slot.admit() as copy:
-        vocab = await copy.run(copy.llama.n_vocab)
+    async with slot.pin() as copy:
+        vocab = copy.llama.n_vocab()
         if any(t < 0 or t >= vocab for t in body.tokens):
             raise Invalid(f"token ids must be in [0, {vocab})", param="tokens")
-        raw = await copy.run(copy.llama.detokenize, body.tokens)
+        raw = await asyncio.to_thread(copy.llama.detokenize, body.tokens)
         return {"content": raw.decode("utf-8", errors="replace"), "model": copy.name}
 
 
