@@ -31,7 +31,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 CLIENTS = 16
-REQUESTS_PER_CLIENT = 24
+REQUESTS_PER_CLIENT = 12
 SENTENCES = [
     "which port does the local redis listen on",
     "how do I run the unit tests quickly",

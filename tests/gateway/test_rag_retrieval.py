@@ -204,3 +204,33 @@ def test_a_query_with_a_lone_surrogate_is_refused(rag_gateway: RunningGateway) -
         raw = '{"query": "broken \\ud800 text"}'
         r = c.post("/v1/rag/context", content=raw, headers={"content-type": "application/json"})
         assert r.status_code == 422, r.text
+
+
+def test_facts_written_while_embeddings_were_down_are_embedded_when_they_return(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    from support.waiting import free_port
+
+    port = free_port()
+    raw = redis_sync.Redis.from_url(redis_url)
+    vector_key = keys.vector("acme", "all-MiniLM-L6-v2", "fact", "redis.port")
+    with (
+        running_gateway(
+            redis_url,
+            internal_token,
+            data_dir,
+            embedding_url=f"http://127.0.0.1:{port}",
+            embedding_retry_after_s=0.2,
+        ) as gw,
+        gw.client() as c,
+    ):
+        _seed(c)
+        assert c.post("/v1/rag/context", json={"query": "x"}).json()["quality"] == "fallback"
+        with running_embedding(internal_token, port=port):
+            wait_until(lambda: raw.exists(vector_key), timeout=30, what="the backfilled vector")
+
+            def hybrid_good() -> bool:
+                body = c.post("/v1/rag/context", json={"query": "which port is redis on"}).json()
+                return body["quality"] == "good" and body["items"][0]["key"] == "redis.port"
+
+            wait_until(hybrid_good, timeout=30, what="hybrid retrieval after the backfill")

@@ -20,13 +20,15 @@ _stack = ExitStack()
 
 
 @contextmanager
-def running_embedding(internal_token: str, **overrides: Any) -> Iterator[str]:
+def running_embedding(
+    internal_token: str, *, port: int | None = None, **overrides: Any
+) -> Iterator[str]:
     """Serve an embedding app (overrides are EmbeddingSettings fields); yields its URL."""
     from hivemind_embedding.app import create_app
     from hivemind_embedding.settings import EmbeddingSettings
 
     settings = EmbeddingSettings(internal_token=internal_token, **overrides)
-    with serve_app(create_app(settings), ready_path="/readyz") as url:
+    with serve_app(create_app(settings), port=port, ready_path="/readyz") as url:
         yield url
 
 
