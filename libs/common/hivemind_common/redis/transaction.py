@@ -7,6 +7,7 @@ EXEC and WAIT in one packet costs one round trip plus the replication wait.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -15,7 +16,9 @@ from redis import exceptions as rex
 from hivemind_common.redis import policy
 from hivemind_common.redis.topology import Backend
 
-REPLICA_RECHECK_S = 1.0
+log = logging.getLogger(__name__)
+
+REPLICA_RECHECK_S = 5.0  # how long a primary short of replicas is trusted to stay so
 
 
 class TransactionResult(list[Any]):
@@ -133,7 +136,7 @@ async def run_transaction(
 
 async def _note_replicas(backend: Backend, conn: Any, node: str, wanted: int) -> None:
     """After a short WAIT: if the primary has fewer replicas connected than wanted (say, its
-    replica was just promoted away in a failover), skip WAIT there for a second."""
+    replica was just promoted away in a failover), skip WAIT there for a while."""
     await conn.send_command("INFO", "replication", check_health=False)
     info = await conn.read_response()
     text = info.decode() if isinstance(info, bytes) else str(info)
@@ -143,6 +146,14 @@ async def _note_replicas(backend: Backend, conn: Any, node: str, wanted: int) ->
             if connected < wanted:
                 until = time.monotonic() + REPLICA_RECHECK_S
                 backend.short_of_replicas[node] = (until, connected)
+                log.warning(
+                    "redis primary %s has %d replica(s), durable writes want %d: not waiting "
+                    "for replicas there for %.0fs",
+                    node,
+                    connected,
+                    wanted,
+                    REPLICA_RECHECK_S,
+                )
             return
 
 
