@@ -154,3 +154,30 @@ async def test_a_wrong_password_is_refused_at_once_without_retries(
         assert r.stats.retried_operations == 0
     finally:
         await r.aclose()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+async def test_acl_user_in_a_cluster_or_sentinel_url_is_used_on_every_data_node(
+    topology: str, request: pytest.FixtureRequest
+) -> None:
+    group = request.getfixturevalue(f"redis_{topology}")
+    request.getfixturevalue(f"redis_{topology}_url")  # flushed
+    data_nodes = group.nodes if topology == "cluster" else group.servers
+    for node in data_nodes:  # per node and not persisted: made here, removed below
+        with node.client() as admin:
+            admin.execute_command("ACL", "SETUSER", "app", "on", ">s3cret-pw", "~hm:*", "+@all")
+    scheme, rest = group.url.split("://", 1)
+    r = connect_redis(f"{scheme}://app:s3cret-pw@{rest}")
+    try:
+        for i in range(10):  # spread over every cluster primary
+            await r.set(f"hm:{{t:{i}}}:acl", str(i))
+        assert await r.acl_whoami() == "app"
+        assert (await r.transaction(("SET", "hm:{t:a}:acl", "x"), durable=True)).acknowledged
+        with pytest.raises(rex.NoPermissionError):
+            await r.set("outside:the:prefix", "1")
+    finally:
+        await r.aclose()
+        for node in data_nodes:
+            with node.client() as admin:
+                admin.execute_command("ACL", "DELUSER", "app")
