@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +152,24 @@ async def test_a_malformed_payload_is_acknowledged_and_the_worker_goes_on(
     outcomes = await worker.run_once(block_ms=50)
     assert [o.result for o in outcomes] == ["failed"]
     assert await _pending(redis_client) == 0
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+async def test_a_job_being_worked_on_is_not_reclaimed_by_another_worker(
+    redis_client, redis_url: str, data_dir: Path, tiny: TinyModel
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    write_version(reg, tiny, "v1")
+    await reg.register(ModelVersion(name="default", version="v1"))
+    await _queue(redis_client, "v1", "job1")
+    settings = _settings(redis_url, data_dir, reclaim_idle_ms=3_000)
+    busy = ExportWorker(redis=redis_client, settings=settings, inference=None, consumer="busy")
+    other = ExportWorker(redis=redis_client, settings=settings, inference=None, consumer="other")
+    await other.ensure_group()
+    task = asyncio.create_task(busy.run_once(block_ms=50))
+    taken: list[object] = []
+    while not task.done():  # poll for the whole export, far longer than the idle limit
+        taken += await other.reclaim()
+        await asyncio.wait({task}, timeout=0.5)
+    assert [o.result for o in task.result()] == ["exported"]
+    assert taken == []

@@ -10,6 +10,7 @@ matching their recorded sha256) goes straight to deploy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -102,11 +103,31 @@ class ExportWorker:
         entries = await self.reclaim() + await self.read_new(block_ms)
         outcomes = []
         for entry_id, fields in entries:
-            outcome = await self.handle(fields)
+            heartbeat = asyncio.create_task(self._keep_claimed(entry_id))
+            try:
+                outcome = await self.handle(fields)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await heartbeat  # a failed heartbeat only risks a reclaim: never fatal
             EXPORT_JOBS.labels(result=outcome.result).inc()
             outcomes.append(outcome)
             await self.redis.xack(keys.export_stream(), keys.EXPORTER_GROUP, entry_id)
         return outcomes
+
+    async def _keep_claimed(self, entry_id: str) -> None:
+        """Reset the entry's idle time while we work on it, so no other worker reclaims it."""
+        interval = max(self.settings.reclaim_idle_ms / 3000, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            await self.redis.xclaim(
+                keys.export_stream(),
+                keys.EXPORTER_GROUP,
+                self.consumer,
+                min_idle_time=0,
+                message_ids=[entry_id],
+                justid=True,
+            )
 
     async def run_forever(self) -> None:
         """The background loop of the service; errors are logged and the loop goes on."""
