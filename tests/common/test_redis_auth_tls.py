@@ -181,3 +181,18 @@ async def test_acl_user_in_a_cluster_or_sentinel_url_is_used_on_every_data_node(
         for node in data_nodes:
             with node.client() as admin:
                 admin.execute_command("ACL", "DELUSER", "app")
+
+
+@pytest.mark.slow
+async def test_wrong_sentinel_credentials_fail_at_once_without_retries(
+    redis_sentinel_url: str,
+) -> None:
+    r = connect_redis(f"{redis_sentinel_url}?sentinel_username=nobody&sentinel_password=nope")
+    try:
+        started = time.monotonic()
+        with pytest.raises(rex.AuthenticationError):
+            await r.get("hm:{t:a}:x")
+        assert time.monotonic() - started < 5
+        assert r.stats.retried_operations == 0
+    finally:
+        await r.aclose()

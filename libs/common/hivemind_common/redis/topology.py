@@ -152,8 +152,10 @@ class SentinelBackend(Backend):
             reply = await sentinel.execute_command(
                 "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self._service
             )
+        except (rex.AuthenticationError, rex.AuthorizationError):
+            raise  # wrong sentinel credentials: no retry will help
         except (rex.ConnectionError, rex.TimeoutError, OSError):
-            return None
+            return None  # that Sentinel is away; the others may answer
         if not reply or len(reply) != 2:
             return None
         host, port = (x.decode() if isinstance(x, bytes) else str(x) for x in reply)
@@ -182,7 +184,10 @@ class SentinelBackend(Backend):
             return
         address = (host, int(port))
         if self._current is not None and address != self._address:
-            await self.on_error(MasterNotFoundError("primary moved"), self._current)
+            # A new primary: in-flight calls on the old client finish or fail on their own.
+            self._retired.append(self._current)
+            await self._current.connection_pool.disconnect(inuse_connections=False)
+            self._current = None
         if self._current is None:
             log.info("redis sentinel %s: primary is %s:%s", self._service, host, port)
             self._current = aioredis.Redis(
@@ -218,11 +223,10 @@ class SentinelBackend(Backend):
             raise
 
     async def on_error(self, exc: BaseException, client: Any) -> None:
-        # Only the first failure on a client retires it; later ones see a fresh client.
-        if isinstance(client, aioredis.Redis) and client is self._current:
-            self._current = None
-            self._retired.append(client)
-            # Drop idle sockets to the old primary now; busy ones fail on their own.
+        # Ask the Sentinels again before the next call; the client is replaced only if they
+        # name another primary. Idle sockets to this one go now (they may be dead).
+        self._resolved_at = 0.0
+        if isinstance(client, aioredis.Redis):
             await client.connection_pool.disconnect(inuse_connections=False)
 
     async def aclose(self) -> None:
