@@ -13,6 +13,12 @@ The rule (one place, used by single commands and by transactions):
   every read are. A retried idempotent write may report a different count (``HSET`` → 0).
 - Retries back off exponentially (20 ms doubling to 500 ms, with jitter) until the target's
   ``retry_deadline`` (30 s by default, long enough for a Sentinel or Cluster failover).
+- What the caller then sees: :class:`~hivemind_common.errors.Unavailable` (503) when the
+  deadline passed or a non-idempotent command was cut off mid-flight (it may have run);
+  redis-py's own error for everything else (WRONGTYPE, NOPERM, wrong password, a TLS
+  certificate that does not verify), never retried.
+- Blocking reads (``XREAD``/``XREADGROUP`` ``block=``, ``BLPOP``) must block for less than the
+  socket timeout (5 s, ``?socket_timeout=``), or the read times out and counts as a failure.
 """
 
 from __future__ import annotations
