@@ -49,3 +49,19 @@ def test_a_full_queue_answers_429_and_a_disconnect_frees_it(tiny_queue: httpx.Cl
         json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2},
     )
     assert ok.status_code == 200
+
+
+def test_a_whole_response_client_that_gives_up_stops_its_generation(
+    tiny_queue: httpx.Client,
+) -> None:
+    body = {
+        "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
+        "max_tokens": 900,
+        "temperature": 0.8,
+    }
+    impatient = httpx.Client(
+        base_url=tiny_queue.base_url, headers=tiny_queue.headers, timeout=httpx.Timeout(1.5)
+    )
+    with impatient, pytest.raises(httpx.ReadTimeout):
+        impatient.post("/v1/chat/completions", json=body)
+    wait_until(lambda: _depth(tiny_queue) == 0, timeout=8, what="generation to stop")

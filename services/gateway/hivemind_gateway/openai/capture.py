@@ -20,16 +20,21 @@ log = logging.getLogger(__name__)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 
 
+def check_capture_allowed(principal: Principal, requested: bool | None) -> None:
+    """A read-only key may not ask for capture (checked before any work)."""
+    if requested and not principal.allows("write"):
+        raise Forbidden(
+            "capture writes to the learning stream and needs a 'write' key",
+            param="hivemind.capture",
+        )
+
+
 async def capture_wanted(
     redis: Any, principal: Principal, requested: bool | None, default: bool
 ) -> bool:
-    """Whether this chat is captured; a read-only key may not ask for capture."""
+    """Whether this chat is captured (request, then tenant switch, then the default)."""
     if requested is not None:
-        if requested and not principal.allows("write"):
-            raise Forbidden(
-                "capture writes to the learning stream and needs a 'write' key",
-                param="hivemind.capture",
-            )
+        check_capture_allowed(principal, requested)
         return requested
     raw = await redis.hget(keys.tenant_settings(principal.tenant), "capture")
     wanted = default if raw is None else str(raw).lower() in _TRUE

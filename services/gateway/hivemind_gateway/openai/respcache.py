@@ -40,15 +40,10 @@ def cache_digest(body: dict[str, Any], *, model: str, version: str, kind: str) -
     return hashlib.sha256(material.encode()).hexdigest()
 
 
-async def cache_get(redis: Any, tenant: str, digest: str) -> dict[str, Any] | None:
+async def cache_get(redis: Any, tenant: str, digest: str) -> str | None:
+    """The stored answer as JSON text (served as it is, without a parse), or None."""
     raw = await redis.get(keys.response_cache(tenant, digest))
-    if not raw:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+    return str(raw) if raw else None
 
 
 async def cache_put(

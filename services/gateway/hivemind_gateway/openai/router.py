@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import Response
 
 from hivemind_common.auth import ReadPrincipal
 from hivemind_gateway.deps import StateDep
@@ -30,17 +30,13 @@ def _public_card(card: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(
-    body: ChatBody, principal: ReadPrincipal, state: StateDep
-) -> JSONResponse | StreamingResponse:
+async def chat_completions(body: ChatBody, principal: ReadPrincipal, state: StateDep) -> Response:
     payload = body.model_dump(exclude_unset=True)
     return await service.chat_completion(state, principal, payload)
 
 
 @router.post("/v1/completions", response_model=None)
-async def completions(
-    body: CompletionBody, principal: ReadPrincipal, state: StateDep
-) -> JSONResponse | StreamingResponse:
+async def completions(body: CompletionBody, principal: ReadPrincipal, state: StateDep) -> Response:
     payload = body.model_dump(exclude_unset=True)
     return await service.text_completion(state, principal, payload)
 

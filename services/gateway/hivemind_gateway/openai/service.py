@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from hivemind_common.auth import Principal
 from hivemind_gateway.openai import respcache
-from hivemind_gateway.openai.capture import capture_chat, capture_wanted
+from hivemind_gateway.openai.capture import (
+    capture_chat,
+    capture_wanted,
+    check_capture_allowed,
+)
 from hivemind_gateway.openai.injection import inject_retrieval
 from hivemind_gateway.openai.served import ServedModels, served_version
 from hivemind_gateway.openai.streaming import Gathered, relay, replay
@@ -56,7 +61,7 @@ def _headers(version: str | None, cache: str, model: str, rag: int | None = None
 
 async def _cache_lookup(
     state: Any, tenant: str, payload: dict[str, Any], model: str, kind: str
-) -> tuple[str | None, str | None, dict[str, Any] | None]:
+) -> tuple[str | None, str | None, str | None]:
     """(digest, version, cached answer) for a deterministic request, else Nones."""
     if not respcache.is_deterministic(payload):
         return None, None, None
@@ -101,9 +106,7 @@ async def _after_answer(
         )
 
 
-async def chat_completion(
-    state: Any, principal: Principal, payload: dict[str, Any]
-) -> JSONResponse | StreamingResponse:
+async def chat_completion(state: Any, principal: Principal, payload: dict[str, Any]) -> Response:
     """``POST /v1/chat/completions`` through retrieval, the cache and inference."""
     started = time.perf_counter()
     settings = state.settings
@@ -112,9 +115,7 @@ async def chat_completion(
     chars = _prompt_chars(payload["messages"])
     card = await served.resolve(payload["model"], prompt_chars=chars, task=opts.get("task"))
     model = payload["model"] = card["id"]
-    capture = await capture_wanted(
-        state.redis, principal, opts.get("capture"), settings.capture_default
-    )
+    check_capture_allowed(principal, opts.get("capture"))
     retrieved: list[str] = []
     rag_on = settings.rag_enabled and opts.get("rag") is not False
     if rag_on:
@@ -134,9 +135,13 @@ async def chat_completion(
     if hit is not None:
         headers = _headers(version, "hit", model, rag_count)
         if payload.get("stream"):
-            chunks = respcache.replay_chunks(hit)
+            chunks = respcache.replay_chunks(json.loads(hit))
             return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
-        return JSONResponse(hit, headers=headers)
+        return Response(hit, media_type="application/json", headers=headers)
+    # decided after the cache: an answer from the cache is not a new sample
+    capture = await capture_wanted(
+        state.redis, principal, opts.get("capture"), settings.capture_default
+    )
     plan = Plan(payload, model, capture, retrieved, digest, version)
     cache_state = "miss" if digest else "bypass"
     if not payload.get("stream"):
@@ -164,9 +169,7 @@ async def chat_completion(
     )
 
 
-async def text_completion(
-    state: Any, principal: Principal, payload: dict[str, Any]
-) -> JSONResponse | StreamingResponse:
+async def text_completion(state: Any, principal: Principal, payload: dict[str, Any]) -> Response:
     """``POST /v1/completions`` (``suffix`` for fill-in-the-middle) through the cache."""
     started = time.perf_counter()
     served: ServedModels = state.served_models
@@ -179,9 +182,9 @@ async def text_completion(
     if hit is not None:
         headers = _headers(version, "hit", model)
         if payload.get("stream"):
-            chunks = respcache.replay_text_chunks(hit)
+            chunks = respcache.replay_text_chunks(json.loads(hit))
             return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
-        return JSONResponse(hit, headers=headers)
+        return Response(hit, media_type="application/json", headers=headers)
     plan = Plan(payload, model, False, [], digest, version)
     cache_state = "miss" if digest else "bypass"
     if not payload.get("stream"):
