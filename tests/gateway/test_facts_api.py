@@ -126,6 +126,14 @@ def test_bad_keys_are_refused(gateway: RunningGateway, key: str) -> None:
         assert c.get("/v1/facts").json()["count"] == 0
 
 
+def test_keys_with_slashes_and_dots_work_when_quoted(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        assert c.put("/v1/facts/project%2Fdb.url", json={"value": "pg://x"}).status_code == 200
+        assert c.get("/v1/facts/project/db.url").json()["key"] == "project/db.url"
+        assert c.get("/v1/facts", params={"prefix": "project/"}).json()["count"] == 1
+        assert c.delete("/v1/facts/project%2Fdb.url").status_code == 204
+
+
 def test_odd_but_valid_unicode_is_stored_exactly(gateway: RunningGateway) -> None:
     value = "naïve café 🚀 日本語 \u200b zero-width, RTL \u202e text\nand a newline"
     with gateway.client() as c:

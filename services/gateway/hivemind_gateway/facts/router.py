@@ -41,7 +41,7 @@ async def search_facts(body: FactSearch, principal: ReadPrincipal, state: StateD
     return FactHits(data=data, method="hybrid" if vec is not None else "lexical")
 
 
-@router.put("/{key}", response_model=FactPublic)
+@router.put("/{key:path}", response_model=FactPublic)
 async def put_fact(
     key: FactKey,
     body: FactCreate,
@@ -60,12 +60,12 @@ async def put_fact(
     )
 
 
-@router.get("/{key}", response_model=FactPublic)
+@router.get("/{key:path}", response_model=FactPublic)
 async def get_fact(key: FactKey, principal: ReadPrincipal, redis: RedisDep) -> FactPublic:
     return await service.get_fact(redis=redis, tenant=principal.tenant, key=key)
 
 
-@router.delete("/{key}", status_code=204)
+@router.delete("/{key:path}", status_code=204)
 async def delete_fact(key: FactKey, principal: WritePrincipal, state: StateDep) -> None:
     await service.delete_fact(
         redis=state.redis, search=state.search, tenant=principal.tenant, key=key

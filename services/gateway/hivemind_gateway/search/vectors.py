@@ -117,7 +117,10 @@ class VectorStore:
             rows = np.flatnonzero(mask)
             if rows.size == 0:
                 return []
-            return _top(rows, self.matrix[rows] @ query, k)
+            if rows.size * 4 < upto:  # a small filtered subset: gather only those rows
+                return _top(rows, self.matrix[rows] @ query, k)
+            # scan the contiguous block (a view, no copy), then keep the live rows
+            return _top(rows, (self.matrix[:upto] @ query)[rows], k)
         try:
             assert self._ann is not None
             want = min(max(4 * k, 32), self._ann.get_current_count())
