@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 
 import pytest
+import redis
 from prometheus_client import REGISTRY
 
+from hivemind_common.errors import Unavailable
 from hivemind_common.redis_client import HivemindRedis, connect_redis
 from support.redis_topologies import RedisClusterSet, RedisSentinelSet
+from support.waiting import await_until
 
 pytestmark = pytest.mark.slow
 
@@ -98,3 +103,63 @@ async def test_a_primary_short_of_replicas_is_not_waited_on_again_right_away(
 async def test_plain_transactions_do_not_wait(cluster: HivemindRedis) -> None:
     result = await cluster.transaction(("SET", "hm:{t:a}:plain", "1"))
     assert result.replicas is None and result.acknowledged
+
+
+async def _blocked_in_wait(admin: redis.Redis) -> int:
+    async def waiting() -> int:
+        return next((int(c["id"]) for c in admin.client_list() if c.get("cmd") == "wait"), 0)
+
+    return await await_until(waiting, timeout=10, what="a connection blocked in WAIT")
+
+
+@contextmanager
+def _replicas_stopped(group: RedisSentinelSet) -> Iterator[None]:
+    replicas = group.replicas()
+    for r in replicas:
+        os.kill(r.process.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for r in replicas:
+            os.kill(r.process.pid, signal.SIGCONT)
+
+
+async def test_an_idempotent_transaction_cut_off_after_it_ran_is_retried_to_the_same_state(
+    sentinel: HivemindRedis, redis_sentinel: RedisSentinelSet
+) -> None:
+    await sentinel.initialize()
+    stream, key = "hm:{t:a}:changes", "hm:{t:a}:fact:cut"
+    with redis_sentinel.primary().client() as admin:
+        with _replicas_stopped(redis_sentinel):
+            pending = asyncio.create_task(
+                sentinel.transaction(
+                    ("XADD", stream, "5-1", "op", "put"),
+                    ("SET", key, "v"),
+                    durable=True,
+                    wait_timeout_ms=3000,
+                )
+            )
+            admin.client_kill_filter(_id=await _blocked_in_wait(admin))  # EXEC ran, WAIT cut
+        result = await asyncio.wait_for(pending, timeout=15)
+        assert list(result) == ["5-1", True]  # the repeated XADD found its entry in place
+        assert admin.xlen(stream) == 1
+    assert sentinel.stats.retried_operations == 1
+    redis_sentinel.heal()
+
+
+async def test_a_counting_transaction_cut_off_after_it_ran_is_not_repeated(
+    sentinel: HivemindRedis, redis_sentinel: RedisSentinelSet
+) -> None:
+    await sentinel.initialize()
+    key = "hm:{t:a}:count"
+    with redis_sentinel.primary().client() as admin:
+        with _replicas_stopped(redis_sentinel):
+            pending = asyncio.create_task(
+                sentinel.transaction(("INCR", key), durable=True, wait_timeout_ms=3000)
+            )
+            admin.client_kill_filter(_id=await _blocked_in_wait(admin))
+            with pytest.raises(Unavailable, match="may or may not have been applied"):
+                await asyncio.wait_for(pending, timeout=15)
+        assert admin.get(key) == "1"  # ran once, not twice
+    assert sentinel.stats.retried_operations == 0
+    redis_sentinel.heal()
