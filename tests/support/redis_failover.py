@@ -29,7 +29,8 @@ class DrillReport:
     reads: int = 0
     wrong_reads: int = 0
     failed_operations: list[str] = field(default_factory=list)
-    missing_writes: list[str] = field(default_factory=list)
+    missing_writes: list[str] = field(default_factory=list)  # acknowledged by a replica, gone
+    missing_unacknowledged: int = 0  # returned without a replica's ack (no replica left), gone
     retried_operations: int = 0
     retries: int = 0
     interruption_ms: float = 0.0
@@ -47,6 +48,7 @@ class DrillReport:
 class _Writer:
     tag: str
     acked: dict[str, str] = field(default_factory=dict)
+    unacked: dict[str, str] = field(default_factory=dict)
     done_at: list[float] = field(default_factory=list)
     started_at: list[float] = field(default_factory=list)
 
@@ -91,6 +93,7 @@ async def failover_drill(
             if result.acknowledged:
                 w.acked[key] = value
             else:
+                w.unacked[key] = value
                 report.writes_without_replica_ack += 1
 
     async def read_loop() -> None:
@@ -145,12 +148,18 @@ async def failover_drill(
     report.retried_operations = r.stats.retried_operations - base_retried
     report.retries = r.stats.retries - base_retries
     for w in writers:
-        keys = list(w.acked)
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            values = await r.mget(chunk)
-            report.missing_writes += [
-                k for k, v in zip(chunk, values, strict=True) if v != w.acked[k]
-            ]
-        report.writes_acknowledged += len(keys)
+        report.missing_writes += await _missing(r, w.acked)
+        report.missing_unacknowledged += len(await _missing(r, w.unacked))
+        report.writes_acknowledged += len(w.acked)
     return report
+
+
+async def _missing(r: HivemindRedis, expected: dict[str, str]) -> list[str]:
+    """Keys whose value is not what the write that returned had put there."""
+    keys = list(expected)
+    missing: list[str] = []
+    for i in range(0, len(keys), 500):  # one writer's keys share a hash tag: one slot
+        chunk = keys[i : i + 500]
+        values = await r.mget(chunk)
+        missing += [k for k, v in zip(chunk, values, strict=True) if v != expected[k]]
+    return missing
