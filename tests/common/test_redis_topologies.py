@@ -126,12 +126,9 @@ def test_sentinel_raw_before_any_command_asks_to_initialize(redis_sentinel_url: 
 async def test_helpers_that_are_not_commands_answer_without_await(
     redis_cluster_url: str,
 ) -> None:
-    r = connect_redis(redis_cluster_url)
-    try:
+    async with connect_redis(redis_cluster_url) as r:
         await r.initialize()
         assert r.keyslot("hm:{t:a}:x") == r.keyslot("{t:a}")
-    finally:
-        await r.aclose()
 
 
 async def test_scan_iter_sees_keys_on_every_primary(r: HivemindRedis) -> None:

@@ -255,6 +255,12 @@ class HivemindRedis:
 
         return await self.with_retry(attempt, idempotent=idempotent, what="MULTI/EXEC")
 
+    async def __aenter__(self) -> HivemindRedis:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
         """Close every connection (the binary twin's too)."""
         if self._twin is not None:
