@@ -16,12 +16,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from prometheus_client import Histogram
 
 from hivemind_common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 EncodeFn = Callable[[list[str]], np.ndarray]
+
+BATCH_TEXTS = Histogram(
+    "hivemind_embedding_batch_texts",
+    "Texts per encoder call.",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+ENCODE_SECONDS = Histogram(
+    "hivemind_embedding_encode_seconds",
+    "Time of one encoder call.",
+    buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 
 
 @dataclass
@@ -51,6 +63,12 @@ class MicroBatcher:
         self.batches = 0
         self.texts = 0
 
+    def _timed(self, texts: list[str]) -> np.ndarray:
+        """Encode on the worker thread, observing batch size and time."""
+        BATCH_TEXTS.observe(len(texts))
+        with ENCODE_SECONDS.time():
+            return self._encode(texts)
+
     async def start(self) -> None:
         if self.enabled and self._worker is None:
             self._worker = asyncio.create_task(self._run(), name="embedding-batcher")
@@ -73,7 +91,7 @@ class MicroBatcher:
         if not self.enabled:
             self.batches += 1
             self.texts += len(texts)
-            return await loop.run_in_executor(self._executor, self._encode, texts)
+            return await loop.run_in_executor(self._executor, self._timed, texts)
         if self._worker is None:
             raise Unavailable("embedding batcher is not running")
         job = _Job(texts, loop.create_future())
@@ -109,7 +127,7 @@ class MicroBatcher:
                 continue
             flat = [t for j in live for t in j.texts]
             try:
-                rows = await loop.run_in_executor(self._executor, self._encode, flat)
+                rows = await loop.run_in_executor(self._executor, self._timed, flat)
             except Exception as exc:  # hand the failure to every waiting request
                 log.exception("encoder failed on a batch of %d texts", len(flat))
                 for j in live:

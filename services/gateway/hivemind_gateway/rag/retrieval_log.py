@@ -7,12 +7,20 @@ import time
 from collections import Counter
 from typing import Any
 
+from prometheus_client import Counter as PromCounter
+
 from hivemind_common import keys
 from hivemind_gateway.rag.schemas import RagContext, Suggestion, Suggestions
 from hivemind_gateway.search.index import TenantIndex
 from hivemind_gateway.search.lexical import words
 
 log = logging.getLogger(__name__)
+
+RETRIEVALS = PromCounter(
+    "hivemind_rag_retrievals_total",
+    "Retrievals for prompts, by gate quality and scoring method.",
+    ["quality", "method"],
+)
 
 SUGGEST_SCAN = 2000
 LOGGED_QUERY_CHARS = 500
@@ -22,6 +30,7 @@ async def log_retrieval(
     redis: Any, *, tenant: str, query: str, context: RagContext, top_score: float
 ) -> None:
     """Append to the tenant's capped log and bump counters; a logging failure is only logged."""
+    RETRIEVALS.labels(context.quality, context.method).inc()
     entry = {
         "ts": f"{time.time():.3f}",
         "query": query[:LOGGED_QUERY_CHARS],

@@ -31,7 +31,7 @@ class RagQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     query: Query
-    budget_tokens: int = Field(default=512, ge=16, le=32_768, strict=True)
+    budget_tokens: int = Field(default=512, ge=1, le=32_768, strict=True)
     session_id: Identifier | None = None
 
 
