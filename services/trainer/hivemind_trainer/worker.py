@@ -107,9 +107,10 @@ class TrainerWorker:
                 if done:
                     log.info("train job %s already past training; not run again", job.job_id)
                 else:
+                    settings = self.settings.model_copy(update={"model_name": job.model})
                     result = await run_cycle(
                         self.redis,
-                        self.settings,
+                        settings,
                         job.job_id,
                         overrides=job.overrides,
                         requested_by=job.requested_by,
