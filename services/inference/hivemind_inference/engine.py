@@ -181,13 +181,20 @@ class ModelCopy:
                 await asyncio.shield(future)
 
 
-def cancel_processor(cancel: threading.Event) -> Any:
-    """A llama.cpp logits processor that aborts sampling once ``cancel`` is set."""
+def cancel_processor(cancel: threading.Event, eos_id: int) -> Any:
+    """A llama.cpp logits processor that ends the generation once ``cancel`` is set.
+
+    llama.cpp calls processors from a C callback, where an exception would only be printed, so
+    the processor stops the generation the model's own way: only the end-of-sequence token is
+    left to sample.
+    """
+    import numpy as np
     from llama_cpp import LogitsProcessorList
 
     def check(input_ids: Any, scores: Any) -> Any:
         if cancel.is_set():
-            raise GenerationCancelled()
+            scores[:] = -np.inf
+            scores[eos_id] = 0.0
         return scores
 
     return LogitsProcessorList([check])

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hivemind_common.errors import Invalid
-from hivemind_inference.engine import ModelCopy, cancel_processor
+from hivemind_inference.engine import GenerationCancelled, ModelCopy, cancel_processor
 from hivemind_inference.schemas import ChatRequest, CompletionRequest, SamplingFields
 
 _TEXT_PART_TYPES = frozenset({"text", "input_text"})
@@ -128,12 +128,14 @@ def chat_once(
     """A whole chat completion (``n`` choices), stopping early if ``cancel`` is set."""
     kw = _chat_kwargs(copy, req, default_max)
     kw.pop("_prompt_tokens")
-    kw["logits_processor"] = cancel_processor(cancel)
+    kw["logits_processor"] = cancel_processor(cancel, copy.llama.token_eos())
     result: dict[str, Any] | None = None
     for i in range(req.n):
         if req.seed is not None:
             kw["seed"] = req.seed + i
         one = _call(copy.llama.create_chat_completion, **kw)
+        if cancel.is_set():
+            raise GenerationCancelled()
         if result is None:
             result = one
             continue
@@ -245,12 +247,14 @@ def complete_once(
     copy: ModelCopy, req: CompletionRequest, cancel: threading.Event, default_max: int
 ) -> dict[str, Any]:
     kw = _completion_kwargs(copy, req, default_max)
-    kw["logits_processor"] = cancel_processor(cancel)
+    kw["logits_processor"] = cancel_processor(cancel, copy.llama.token_eos())
     result: dict[str, Any] | None = None
     for i in range(req.n):
         if req.seed is not None:
             kw["seed"] = req.seed + i
         one = _call(copy.llama.create_completion, **kw)
+        if cancel.is_set():
+            raise GenerationCancelled()
         if result is None:
             result = one
             continue
