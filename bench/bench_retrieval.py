@@ -55,6 +55,7 @@ def quality() -> dict[str, Any]:
     out["calibration"] = evaluate(data, encoder.encode, split="calibration")
     out["holdout"] = evaluate(data, encoder.encode, split="holdout")
     out["lexical_fallback"] = evaluate(data, None)
+    out["second_domain"] = evaluate(data["second_domain"], encoder.encode)
     return out
 
 

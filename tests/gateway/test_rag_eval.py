@@ -40,6 +40,14 @@ def test_the_gate_injects_the_right_fact_and_rarely_anything_for_misses(
     assert result["top1_accuracy"] >= 0.9
 
 
+def test_the_gate_holds_on_a_second_domain_it_was_not_tuned_on(
+    encode: Callable[[list[str]], np.ndarray],
+) -> None:
+    result = evaluate(load_eval_set(EVAL_SET)["second_domain"], encode)
+    assert result["right_fact_injected"] >= 0.9, result["failures"]
+    assert result["unanswerable_injected"] <= 0.10, result["failures"]
+
+
 def test_the_lexical_fallback_never_injects_for_unanswerable_queries() -> None:
     result = evaluate(load_eval_set(EVAL_SET), None)
     assert result["unanswerable_injected"] <= 0.10, result["failures"]
