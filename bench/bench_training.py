@@ -1,7 +1,7 @@
 """Training throughput: our LoRA loop against a plain transformers Trainer + PEFT baseline.
 
 Both start from the same base (SmolLM2 by default, dequantized once and cached), train the same
-LoRA (same rank, targets, learning rate, warm-up, AdamW, steps) on the same synthetic chats with
+LoRA (same rank, targets, AdamW, learning-rate schedule, steps) on the same synthetic chats with
 the same assistant-only labels, and see the same chats in the same number of optimizer steps
 (one epoch). Ours packs chats into rows with a block-diagonal mask, autocasts to bf16 where the
 CPU supports it and computes logits only on labelled tokens; the baseline pads each batch to its
@@ -84,6 +84,8 @@ def _baseline(
     )
 
     from hivemind_trainer.recipe.chat_format import encode_chat
+    from hivemind_trainer.recipe.config import RecipeConfig
+    from hivemind_trainer.recipe.lora_recipe import lr_schedule
     from hivemind_trainer.recipe.loss import mean_loss
 
     torch.manual_seed(cfg["seed"])
@@ -121,7 +123,18 @@ def _baseline(
         disable_tqdm=True,
     )
     collator = DataCollatorForSeq2Seq(tokenizer, padding="longest", label_pad_token_id=-100)
-    trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collator)
+    # the same AdamW and learning-rate schedule as ours, so only the loop differs
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    recipe_cfg = RecipeConfig(**{**cfg, "targets": tuple(cfg["targets"])})
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(recipe_cfg, steps))
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=rows,
+        data_collator=collator,
+        optimizers=(optimizer, scheduler),
+    )
     began = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - began

@@ -65,6 +65,18 @@ class TrainResult:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
 
 
+def lr_schedule(cfg: RecipeConfig, total: int) -> Callable[[int], float]:
+    """Learning-rate factor per step: linear warm-up, then cosine down to 10%."""
+
+    def factor(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        span = max(1, total - cfg.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / span))
+
+    return factor
+
+
 class LoraRecipe:
     """Train a LoRA adapter on chats, starting from the served adapter when there is one."""
 
@@ -187,13 +199,7 @@ class LoraRecipe:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-        def lr_at(step: int) -> float:
-            if step < cfg.warmup_steps:
-                return (step + 1) / cfg.warmup_steps
-            span = max(1, total - cfg.warmup_steps)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / span))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg, total))
         start = self._resume(checkpoint_dir, optimizer, scheduler)
         schedule = self._schedule(prepared, total)
         self.model.train()
