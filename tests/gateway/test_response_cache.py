@@ -35,6 +35,8 @@ def test_temperature_zero_is_answered_from_the_cache_the_second_time(gw: Running
     assert first.headers[CACHE] == "miss" and second.headers[CACHE] == "hit"
     assert first.json() == second.json()
     assert second.headers[VERSION] == "base"
+    exposed = httpx.get(gw.url + "/metrics", timeout=10).text
+    assert 'hivemind_gateway_response_cache_total{kind="chat",result="hit"}' in exposed
 
 
 def test_a_seed_makes_a_request_cacheable_and_sampled_ones_never_are(gw: RunningGateway) -> None:

@@ -49,6 +49,8 @@ def test_a_good_swap_switches_version_everywhere(
     assert admin["gguf"] == str(gguf_copies["good"]) and admin["queue_depth"] == 0
     served = redis.Redis.from_url(redis_url, decode_responses=True)
     assert served.get(keys.served_model_version("default")) == "v2"
+    exposed = own_inference.get("/metrics").text
+    assert 'hivemind_inference_swaps_total{model="default",outcome="ok"}' in exposed
 
 
 def test_a_corrupt_gguf_fails_with_a_reason_and_keeps_serving(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from hivemind_common.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from hivemind_inference import metrics
 from hivemind_inference.engine import ModelCopy
 from hivemind_inference.settings import InferenceSettings, ModelSpec
 
@@ -51,6 +52,7 @@ class ModelSlot:
     async def admit(self) -> AsyncIterator[ModelCopy]:
         """Pin the serving copy for one request; 429 with Retry-After when the queue is full."""
         if self.pending >= self.max_queue:
+            metrics.REJECTED.labels(self.spec.name).inc()
             raise TooManyRequests(
                 f"model {self.spec.name!r} has {self.pending} requests queued (max "
                 f"{self.max_queue}); retry shortly",
@@ -58,12 +60,14 @@ class ModelSlot:
             )
         copy = self.current
         self.pending += 1
+        metrics.QUEUE_DEPTH.labels(self.spec.name).set(self.pending)
         copy.acquire()
         try:
             yield copy
         finally:
             copy.release()
             self.pending -= 1
+            metrics.QUEUE_DEPTH.labels(self.spec.name).set(self.pending)
 
     @asynccontextmanager
     async def pin(self) -> AsyncIterator[ModelCopy]:
@@ -167,6 +171,7 @@ class ModelRegistry:
             load_ms = (time.perf_counter() - started) * 1000
             smoke = await fresh.run(self._smoke_test, fresh)
         except BaseException:
+            metrics.SWAPS.labels(slot.spec.name, "failed").inc()
             await asyncio.to_thread(fresh.close)
             raise
         old = slot.current
@@ -174,6 +179,8 @@ class ModelRegistry:
             await self.on_swap(slot.spec.name, None)  # caches stop trusting the old version
         slot.current = fresh  # the switch: new requests pin the fresh copy from here on
         swap_ms = (time.perf_counter() - started) * 1000
+        metrics.SWAPS.labels(slot.spec.name, "ok").inc()
+        metrics.SWAP_SECONDS.labels(slot.spec.name).observe(swap_ms / 1000)
         log.info("model %s: %s -> %s in %.0f ms", slot.spec.name, old.version, version, swap_ms)
         if self.on_swap is not None:
             await self.on_swap(slot.spec.name, version)

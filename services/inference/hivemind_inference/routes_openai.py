@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hivemind_common.auth import InternalCaller
 from hivemind_common.error_handlers import openai_error_body
 from hivemind_common.errors import HivemindError, Invalid
-from hivemind_inference import generate
+from hivemind_inference import generate, metrics
 from hivemind_inference.engine import GenerationCancelled, ModelCopy
 from hivemind_inference.registry import ModelRegistry, ModelSlot
 from hivemind_inference.schemas import (
@@ -90,6 +90,9 @@ async def _run_whole(
         finally:
             cancel.set()
             watcher.cancel()
+    usage = result.get("usage") or {}
+    metrics.TOKENS.labels(copy.name, "prompt").inc(usage.get("prompt_tokens", 0))
+    metrics.TOKENS.labels(copy.name, "completion").inc(usage.get("completion_tokens", 0))
     return JSONResponse(result, headers=_headers(copy))
 
 
@@ -119,6 +122,8 @@ async def _run_stream(
             if first is not None:
                 yield _sse(first)
             async for chunk in chunks:
+                if chunk.get("choices"):
+                    metrics.TOKENS.labels(copy.name, "completion").inc()
                 yield _sse(chunk)
         except HivemindError as exc:
             yield _sse(openai_error_body(exc.status, exc.message, code=exc.code))

@@ -14,6 +14,7 @@ from hivemind_common import keys
 from hivemind_common.auth import Principal
 from hivemind_common.errors import Forbidden
 from hivemind_common.jobs import ChatMessage, LearningSample
+from hivemind_gateway.openai.metrics import CAPTURED
 
 log = logging.getLogger(__name__)
 
@@ -79,5 +80,7 @@ async def capture_chat(
         )
     except Exception as exc:  # the chat succeeded; losing its capture is logged, not raised
         log.warning("capture of a chat failed: %s", exc)
+        CAPTURED.labels("failed").inc()
         return None
+    CAPTURED.labels("ok").inc()
     return sample.id

@@ -17,6 +17,7 @@ from hivemind_gateway.openai.capture import (
     check_capture_allowed,
 )
 from hivemind_gateway.openai.injection import inject_retrieval
+from hivemind_gateway.openai.metrics import RESPONSE_CACHE, RETRIEVAL_SECONDS
 from hivemind_gateway.openai.served import ServedModels, served_version
 from hivemind_gateway.openai.streaming import Gathered, relay, replay
 from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, post_json
@@ -121,16 +122,18 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
     if rag_on:
         wanted = payload.get("max_completion_tokens") or payload.get("max_tokens") or 256
         room = int(card.get("n_ctx", 2048)) - chars // CHARS_PER_TOKEN - int(wanted)
-        injected = await inject_retrieval(
-            state,
-            tenant=principal.tenant,
-            model=model,
-            messages=payload["messages"],
-            budget_tokens=min(settings.rag_budget_tokens, room),
-            session_id=opts.get("session_id"),
-        )
+        with RETRIEVAL_SECONDS.time():
+            injected = await inject_retrieval(
+                state,
+                tenant=principal.tenant,
+                model=model,
+                messages=payload["messages"],
+                budget_tokens=min(settings.rag_budget_tokens, room),
+                session_id=opts.get("session_id"),
+            )
         payload["messages"], retrieved = injected.messages, injected.item_ids
     digest, version, hit = await _cache_lookup(state, principal.tenant, payload, model, "chat")
+    RESPONSE_CACHE.labels("chat", "hit" if hit else "miss" if digest else "bypass").inc()
     rag_count = len(retrieved) if rag_on else None
     if hit is not None:
         headers = _headers(version, "hit", model, rag_count)
@@ -179,6 +182,7 @@ async def text_completion(state: Any, principal: Principal, payload: dict[str, A
     card = await served.resolve(payload["model"], prompt_chars=chars, task=opts.get("task"))
     model = payload["model"] = card["id"]
     digest, version, hit = await _cache_lookup(state, principal.tenant, payload, model, "text")
+    RESPONSE_CACHE.labels("text", "hit" if hit else "miss" if digest else "bypass").inc()
     if hit is not None:
         headers = _headers(version, "hit", model)
         if payload.get("stream"):

@@ -1,0 +1,28 @@
+"""Prometheus objects of the inference service (module-level, low-cardinality labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+QUEUE_DEPTH = Gauge(
+    "hivemind_inference_queue_depth", "Requests admitted to a model and not yet done.", ["model"]
+)
+REJECTED = Counter(
+    "hivemind_inference_rejected_total",
+    "Requests refused because a model's queue was full.",
+    ["model"],
+)
+TOKENS = Counter(
+    "hivemind_inference_tokens_total",
+    "Tokens processed, by kind (prompt or completion).",
+    ["model", "kind"],
+)
+SWAPS = Counter(
+    "hivemind_inference_swaps_total", "Hot-swaps by outcome (ok or failed).", ["model", "outcome"]
+)
+SWAP_SECONDS = Histogram(
+    "hivemind_inference_swap_seconds",
+    "Load, smoke test and switch of a new model copy (drain not included).",
+    ["model"],
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
