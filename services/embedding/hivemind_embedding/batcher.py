@@ -1,7 +1,8 @@
 """Micro-batching: concurrent requests share one encoder call.
 
-Requests queue up; one worker takes the first, then gathers whatever else arrives within a short
-window (or until ``max_batch`` texts), encodes them in one call on a single worker thread and
+Requests queue up; one worker takes the first, then gathers whatever else is queued and, when
+callers have been arriving together, whatever arrives within a short window (or until
+``max_batch`` texts; a lone caller does not wait for the window), encodes them in one call on a single worker thread and
 hands each request its rows. With batching off, every request is its own call on the same thread,
 so the two modes differ only in batching.
 """
@@ -62,6 +63,7 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
         self.texts = 0
+        self._company = False  # did the last batch gather more than one request?
 
     def _timed(self, texts: list[str]) -> np.ndarray:
         """Encode on the worker thread, observing batch size and time."""
@@ -99,10 +101,13 @@ class MicroBatcher:
         return await job.future
 
     async def _gather(self, first: _Job) -> list[_Job]:
+        """The first job, whatever is queued, and (only when callers have been arriving
+        together) whatever comes within the window: a lone caller never waits for company."""
         jobs = [first]
         size = len(first.texts)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.window_s
+        window = self.window_s if self._company else 0.0
+        deadline = loop.time() + window
         while size < self.max_batch:
             try:
                 job = self._queue.get_nowait()
@@ -116,6 +121,7 @@ class MicroBatcher:
                     break
             jobs.append(job)
             size += len(job.texts)
+        self._company = len(jobs) > 1
         return jobs
 
     async def _run(self) -> None:
