@@ -1,10 +1,10 @@
 """Micro-batching: concurrent requests share one encoder call.
 
 Requests queue up; one worker takes the first, then gathers whatever else is queued and, when
-callers have been arriving together, whatever arrives within a short window (or until
-``max_batch`` texts; a lone caller does not wait for the window), encodes them in one call on a single worker thread and
-hands each request its rows. With batching off, every request is its own call on the same thread,
-so the two modes differ only in batching.
+callers have been arriving together, whatever arrives within a short window (up to
+``max_batch`` texts; a lone caller does not wait for the window). It encodes them in one call
+on a single worker thread and hands each request its rows. With batching off, every request is
+its own call on the same thread, so the two modes differ only in batching.
 """
 
 from __future__ import annotations
