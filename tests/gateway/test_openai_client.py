@@ -203,3 +203,31 @@ def test_no_key_is_a_401_error_object(llm_gateway: RunningGateway) -> None:
     client = openai.OpenAI(base_url=llm_gateway.url + "/v1", api_key="nope", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.models.list()
+
+
+def test_a_client_leaving_a_gateway_stream_stops_the_generation_upstream(
+    llm_gateway: RunningGateway, redis_url: str, internal_token: str
+) -> None:
+    from support.waiting import wait_until
+
+    inference = httpx.Client(
+        base_url=shared_inference_url(internal_token, redis_url),
+        headers={"Authorization": f"Bearer {internal_token}"},
+        timeout=30,
+    )
+    body = {
+        "model": "default",
+        "messages": [{"role": "user", "content": "Write a very long story about the sea."}],
+        "max_tokens": 900,
+        "stream": True,
+        "hivemind": {"rag": False},
+    }
+    with llm_gateway.client(role="read") as gw, inference:
+        with gw.stream("POST", "/v1/chat/completions", json=body) as r:
+            assert r.status_code == 200
+            next(line for line in r.iter_lines() if line.startswith("data: {"))
+
+        def idle() -> bool:
+            return inference.get("/admin/models").json()["data"][0]["queue_depth"] == 0
+
+        wait_until(idle, timeout=8, what="inference to stop generating")

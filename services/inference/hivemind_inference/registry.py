@@ -184,7 +184,7 @@ class ModelRegistry:
         log.info("model %s: %s -> %s in %.0f ms", slot.spec.name, old.version, version, swap_ms)
         if self.on_swap is not None:
             await self.on_swap(slot.spec.name, version)
-        await old.drained()
+        await self._drain(old)
         await asyncio.to_thread(old.close)
         return SwapResult(
             name=slot.spec.name,
@@ -194,6 +194,21 @@ class ModelRegistry:
             load_ms=round(load_ms, 1),
             smoke_text=smoke,
         )
+
+    async def _drain(self, old: ModelCopy) -> None:
+        """Wait for the old copy's requests; past the deadline, for its thread to be idle."""
+        try:
+            await asyncio.wait_for(old.drained(), self.settings.drain_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "model %s version %s still has %d requests after %.0fs; freeing it once its "
+                "thread is idle",
+                old.name,
+                old.version,
+                old.active,
+                self.settings.drain_timeout_s,
+            )
+            await old.run(lambda: None)  # the copy's one thread has finished its current job
 
     def _smoke_test(self, copy: ModelCopy) -> str:
         """A short greedy generation must end on a stop token and say something (blocking)."""

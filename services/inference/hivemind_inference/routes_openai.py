@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -96,6 +96,20 @@ async def _run_whole(
     return JSONResponse(result, headers=_headers(copy))
 
 
+class ClosingStream(StreamingResponse):
+    """A stream that runs ``on_close`` however it ends, even if its body never started."""
+
+    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]], **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
 def _sse(obj: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
@@ -117,6 +131,11 @@ async def _run_stream(
         await stack.aclose()
         raise
 
+    async def close() -> None:
+        cancel.set()
+        await chunks.aclose()
+        await stack.aclose()
+
     async def body() -> AsyncIterator[bytes]:
         try:
             if first is not None:
@@ -131,12 +150,12 @@ async def _run_stream(
             log.exception("stream failed on %s", copy.name)
             yield _sse(openai_error_body(500, "generation failed", code="internal_error"))
         finally:
-            cancel.set()
-            await chunks.aclose()
-            await stack.aclose()
+            await close()
         yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=_headers(copy))
+    return ClosingStream(
+        body(), media_type="text/event-stream", headers=_headers(copy), on_close=close
+    )
 
 
 @router.post("/v1/chat/completions", response_model=None)

@@ -19,7 +19,7 @@ from hivemind_gateway.openai.capture import (
 from hivemind_gateway.openai.injection import inject_retrieval
 from hivemind_gateway.openai.metrics import RESPONSE_CACHE, RETRIEVAL_SECONDS
 from hivemind_gateway.openai.served import ServedModels, served_version
-from hivemind_gateway.openai.streaming import Gathered, relay, replay
+from hivemind_gateway.openai.streaming import ClosingStream, Gathered, relay, replay
 from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, post_json
 
 CACHE_HEADER = "x-hivemind-cache"
@@ -165,10 +165,11 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
             state, principal, plan, g.response(), kind="chat", version=answered_by, started=started
         )
 
-    return StreamingResponse(
+    return ClosingStream(
         relay(resp, gathered=Gathered(chat=True) if need else None, on_complete=finish),
         media_type="text/event-stream",
         headers=_headers(answered_by, cache_state, model, rag_count),
+        on_close=resp.aclose,
     )
 
 
@@ -208,8 +209,9 @@ async def text_completion(state: Any, principal: Principal, payload: dict[str, A
             state, principal, plan, g.response(), kind="text", version=answered_by, started=started
         )
 
-    return StreamingResponse(
+    return ClosingStream(
         relay(resp, gathered=Gathered(chat=False) if digest else None, on_complete=finish),
         media_type="text/event-stream",
         headers=_headers(answered_by, cache_state, model),
+        on_close=resp.aclose,
     )
