@@ -106,3 +106,17 @@ def test_quant_choice_defaults_to_q5_k_m_and_to_q8_0_over_a_quantized_base() -> 
 def test_rotary_permutation_interleaves_the_two_halves_of_each_head() -> None:
     rows = np.arange(8).reshape(8, 1)  # 2 heads of 4 rows: halves (0,1)(2,3) and (4,5)(6,7)
     assert rotary_permute(rows, 2).ravel().tolist() == [0, 2, 1, 3, 4, 6, 5, 7]
+
+
+def test_direct_lora_merge_equals_peft_merge(tiny: TinyModel, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from hivemind_exporter.base_model import load_adapter, merge_lora
+
+    peft_model = make_adapter(tiny, tmp_path / "adapter", rank=4)
+    expected = peft_model.merge_and_unload().state_dict()
+    config, lora_state = load_adapter(tmp_path / "adapter")
+    model = AutoModelForCausalLM.from_pretrained(str(tiny.hf_dir), dtype="float32")
+    assert merge_lora(model, config, lora_state) == 2 * 7  # 2 layers x 7 projections
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name], rtol=1e-5, atol=1e-5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,42 @@ def load_adapter(adapter_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
             return config, dict(torch.load(str(path), map_location="cpu", weights_only=True))
     raise NotFound(f"no adapter weights in {adapter_dir}")
+
+
+_LORA_KEY = re.compile(r"^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$")
+
+
+def peft_scale(config: dict[str, Any]) -> float:
+    """PEFT's multiplier of ``B @ A``: alpha / r (alpha / sqrt(r) with rsLoRA)."""
+    rank = float(config["r"])
+    alpha = float(config.get("lora_alpha", rank))
+    return alpha / (rank**0.5 if config.get("use_rslora") else rank)
+
+
+def merge_lora(model: Any, config: dict[str, Any], lora_state: dict[str, Any]) -> int:
+    """Add ``scale * B @ A`` to each targeted weight of ``model`` in place; returns the count.
+
+    The same arithmetic as PEFT's merge, without wrapping the model first.
+    """
+    import torch
+
+    pairs: dict[str, dict[str, Any]] = {}
+    for key, tensor in lora_state.items():
+        match = _LORA_KEY.match(key)
+        if not match:
+            raise Unprocessable(f"unexpected adapter tensor {key!r}")
+        pairs.setdefault(match.group(1), {})[match.group(2)] = tensor
+    scale = peft_scale(config)
+    with torch.no_grad():
+        for module, pair in pairs.items():
+            if set(pair) != {"A", "B"}:
+                raise Unprocessable(f"adapter tensor pair of {module} is incomplete")
+            weight = model.get_parameter(f"{module}.weight")
+            delta = pair["B"].to(torch.float32) @ pair["A"].to(torch.float32)
+            if config.get("fan_in_fan_out"):
+                delta = delta.T
+            weight.add_(delta.to(weight.dtype), alpha=scale)
+    return len(pairs)
 
 
 def gguf_alpha(config: dict[str, Any]) -> float:

@@ -23,6 +23,7 @@ from hivemind_exporter.base_model import (
     gguf_alpha,
     load_adapter,
     load_base_model,
+    merge_lora,
     resolve_base,
 )
 from hivemind_exporter.gguf_layout import ArchParams
@@ -115,12 +116,8 @@ class ExportRecipe:
         )
         self._timed("adapter", started)
 
-        from peft import PeftModel
-
         started = time.perf_counter()
-        peft_model = PeftModel.from_pretrained(self.model, str(self.adapter_dir))
-        self.model = peft_model.merge_and_unload()  # changes the base weights in place
-        self.model.eval()
+        merge_lora(self.model, self.adapter_config, self.lora_state)  # base weights in place
         self._timed("merge", started)
 
         started = time.perf_counter()
