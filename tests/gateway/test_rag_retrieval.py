@@ -199,6 +199,13 @@ def test_bad_retrieval_requests_are_refused(
         assert r.status_code == 422, r.text
 
 
+def test_a_ten_megabyte_query_is_refused_before_any_work(rag_gateway: RunningGateway) -> None:
+    with rag_gateway.client() as c:
+        r = c.post("/v1/rag/context", json={"query": "x" * 10_000_000})
+        assert r.status_code == 413
+        assert c.get("/v1/rag/stats").json()["logged"] == 0
+
+
 def test_a_query_with_a_lone_surrogate_is_refused(rag_gateway: RunningGateway) -> None:
     with rag_gateway.client() as c:
         raw = '{"query": "broken \\ud800 text"}'

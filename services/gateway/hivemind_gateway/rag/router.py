@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query
 
 from hivemind_common.auth import ReadPrincipal
 from hivemind_gateway.deps import StateDep
+from hivemind_gateway.facts.validation import BodyLimit
 from hivemind_gateway.rag.retrieval_log import read_counters, suggestions
 from hivemind_gateway.rag.schemas import RagContext, RagQuery, RagStats, Suggestions
 from hivemind_gateway.rag.service import retrieve_context
 
-router = APIRouter(prefix="/v1/rag", tags=["retrieval"])
+router = APIRouter(prefix="/v1/rag", tags=["retrieval"], dependencies=[BodyLimit])
 
 
 @router.post("/context", response_model=RagContext)
