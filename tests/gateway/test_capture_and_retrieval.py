@@ -126,3 +126,27 @@ def test_retrieved_facts_reach_the_system_prompt_and_the_capture(
     system = sample.messages[0]
     assert system.role == "system" and "kestrel" in json.dumps(system.content)
     assert any("atlas-deploy" in item for item in sample.retrieved)
+
+
+def test_retrieval_that_does_not_fit_the_token_budget_is_left_out(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    fact = "The deploy target of project atlas is the staging cluster named kestrel."
+    question = [{"role": "user", "content": "What is the deploy target of atlas?"}]
+    with (
+        gateway_with_llm(redis_url, internal_token, data_dir, rag_budget_tokens=6) as small,
+        small.client(role="write") as c,
+    ):
+        c.put("/v1/facts/atlas-deploy", json={"value": fact}).raise_for_status()
+
+        def indexed() -> bool:
+            hit = c.post("/v1/rag/context", json={"query": "deploy target of atlas"})
+            return "kestrel" in hit.json().get("text", "")
+
+        wait_until(indexed, timeout=30, what="the fact to be searchable")
+        body = {"model": "default", "messages": question, "max_tokens": 2}
+        r = c.post("/v1/chat/completions", json={**body, "hivemind": {"capture": True}})
+    assert r.status_code == 200
+    assert r.headers["x-hivemind-rag-items"] == "0"
+    [sample] = _samples(redis_url)
+    assert "kestrel" not in json.dumps([m.content for m in sample.messages])

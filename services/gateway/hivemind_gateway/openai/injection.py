@@ -1,7 +1,10 @@
 """Retrieval injected into a chat's system prompt, under a token budget.
 
-Retrieval is the memory area's ``retrieve_context``; tokens are counted with the served model's
-own tokenizer (inference ``/tokenize``). A retrieval failure never fails the chat.
+Retrieval is the memory area's ``retrieve_context``. Tokens are counted for the served model: a
+characters-per-token ratio is calibrated once per model against its own tokenizer (inference
+``/tokenize``) and padded by 15%; a block estimated above 60% of the budget is then counted
+exactly by that tokenizer and left out if it does not fit. A retrieval failure never fails the
+chat.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ _CALIBRATION_TEXT = (
     "def retry(fn, attempts=3):\n    for i in range(attempts):\n        return fn()\n"
 )
 _SAFETY = 1.15  # count a little high: the block must fit the budget, not merely come close
+VERIFY_ABOVE = 0.6  # blocks estimated above this share of the budget are counted exactly
 
 
 async def served_token_count(client: httpx.AsyncClient, model: str, text: str) -> int:
@@ -104,16 +108,17 @@ async def inject_retrieval(
     if not query.strip() or budget_tokens <= 0:
         return Injected(messages)
     try:
+        count = await token_counter(state, model)
         ctx = await retrieve_context(
             state,
             tenant=tenant,
             query=query,
             budget_tokens=budget_tokens,
-            count_tokens=await token_counter(state, model),
+            count_tokens=count,
             session_id=session_id,
         )
-        if ctx.text.strip():
-            # the calibrated count is an estimate: check the block with the real tokenizer
+        if ctx.text.strip() and count(ctx.text) > VERIFY_ABOVE * budget_tokens:
+            # near the budget the calibrated estimate is not enough: ask the real tokenizer
             real = await served_token_count(state.inference_http, model, ctx.text)
             if real > budget_tokens:
                 log.info("retrieved block is %d tokens > budget %d: left out", real, budget_tokens)

@@ -55,7 +55,9 @@ async def cache_put(
         log.warning("response cache write failed: %s", exc)
 
 
-def replay_chunks(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def replay_chunks(
+    response: dict[str, Any], *, include_usage: bool = False
+) -> Iterator[dict[str, Any]]:
     """A stored chat completion as the chunks a stream would have sent."""
     base = {
         "id": response.get("id"),
@@ -77,6 +79,8 @@ def replay_chunks(response: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield {**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}
         done = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
         yield {**base, "choices": [done]}
+    if include_usage and response.get("usage"):
+        yield {**base, "choices": [], "usage": response["usage"]}
 
 
 def replay_text_chunks(response: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -138,7 +138,8 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
     if hit is not None:
         headers = _headers(version, "hit", model, rag_count)
         if payload.get("stream"):
-            chunks = respcache.replay_chunks(json.loads(hit))
+            usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+            chunks = respcache.replay_chunks(json.loads(hit), include_usage=usage)
             return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
         return Response(hit, media_type="application/json", headers=headers)
     # decided after the cache: an answer from the cache is not a new sample
