@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ def test_a_fresh_adapter_leaves_the_base_model_unchanged(tiny_llama_dir: Path) -
     """Before training the candidate equals the served base, so the gate's baseline is honest."""
     from transformers import AutoModelForCausalLM
 
-    recipe = LoraRecipe(config(), tiny_llama_dir)
+    hw = dataclasses.replace(detect_hardware(), dtype="float32")  # exact comparison
+    recipe = LoraRecipe(config(), tiny_llama_dir, hardware=hw)
     recipe.setup()
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     ids = torch.tensor([[1, 5, 9, 20, 33]])

@@ -116,6 +116,12 @@ class LoraRecipe:
             targets=cfg.targets,
             qlora=hw.qlora,
         )
+        if hw.autocast_dtype is torch.bfloat16 and not hw.qlora:
+            # frozen weights kept in bf16: autocast would cast them on every step anyway,
+            # and half the bytes is what a memory-bound CPU step is short of
+            for param in self.model.parameters():
+                if not param.requires_grad:
+                    param.data = param.data.to(torch.bfloat16)
         total, trainable = model_io.count_params(self.model)
         mc = self.model.get_base_model().config
         estimate = estimate_memory(
