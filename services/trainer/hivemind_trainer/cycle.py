@@ -323,7 +323,7 @@ async def run_cycle(
             result.status = "rejected"
         CYCLES.labels(result=result.status).inc()
         return result
-    except (HivemindError, OSError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # a job boundary: every failure is recorded on the job, not lost
         message = exc.message if isinstance(exc, HivemindError) else f"{type(exc).__name__}: {exc}"
         log.exception("learning cycle %s failed", job_id)
         await redis.hincrby(state, "failures", 1)
