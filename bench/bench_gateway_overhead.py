@@ -89,7 +89,13 @@ def _overhead(stack: Stack, *, rag: bool) -> dict[str, float]:
                 through.append((t1 - t0) * 1000)
                 straight.append((t3 - t2) * 1000)
                 diffs.append((t1 - t0 - (t3 - t2)) * 1000)
+        rag_only: list[float] = []
+        for _ in range(20 if rag else 0):  # the retrieval call alone, for comparison
+            t0 = time.perf_counter()
+            gw.post("/v1/rag/context", json={"query": prompt, "budget_tokens": 512})
+            rag_only.append((time.perf_counter() - t0) * 1000)
     return {
+        "rag_context_call_p50_ms": round(percentile(rag_only, 50), 2) if rag_only else None,
         "gateway_p50_ms": round(percentile(through, 50), 2),
         "direct_p50_ms": round(percentile(straight, 50), 2),
         "overhead_p50_ms": round(percentile(diffs, 50), 2),
