@@ -66,3 +66,17 @@ def test_unknown_route_is_problem_json(redis_url: str, internal_token: str, data
         assert resp.status_code == 404
         assert resp.headers["content-type"].startswith("application/problem+json")
         assert resp.json()["status"] == 404
+
+
+def test_gateway_root_names_the_suite_and_reports_every_service(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    app = _build("gateway", redis_url, internal_token, data_dir)
+    with serve_app(app) as base:
+        body = httpx.get(f"{base}/").json()
+        assert body["name"] == "hive-mind"
+        assert body["version"]
+        assert set(body["services"]) == set(SERVICES)
+        assert body["services"]["gateway"]["status"] == "ready"
+        # nothing else runs in this test, so the suite is degraded, not failing
+        assert body["status"] == "degraded"

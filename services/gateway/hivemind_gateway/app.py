@@ -21,6 +21,7 @@ from hivemind_gateway.models.router import router as models_router
 from hivemind_gateway.openai.router import model_router as openai_model_router
 from hivemind_gateway.openai.router import router as openai_router
 from hivemind_gateway.openai.served import served_models
+from hivemind_gateway.overview.router import router as overview_router
 from hivemind_gateway.rag.router import router as rag_router
 from hivemind_gateway.search.runtime import search_runtime
 from hivemind_gateway.settings import GatewaySettings
@@ -58,6 +59,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     app = base_app(service="gateway", lifespan=lifespan, version=__version__)
     for router in (
+        overview_router,
         stats_router,
         facts_router,
         memory_router,
