@@ -105,3 +105,21 @@ def test_the_check_command_exits_nonzero_on_a_broken_unit(
     assert "FAIL" in result.stderr and "NoSuchOption" in result.stderr
     good = run_check_cli(repo, "--units", str(repo / "quadlet/r720xd"))
     assert good.returncode == 0, good.stderr
+
+
+def test_metrics_made_through_an_imported_alias_count_as_exported(tmp_path: Path) -> None:
+    src = tmp_path / "src" / "svc"
+    src.mkdir(parents=True)
+    (src / "metrics.py").write_text(
+        "from prometheus_client import Counter as PromCounter, Gauge\n"
+        'HITS = PromCounter(\n    "hivemind_widget_hits_total", "Hits.", ["result"]\n)\n'
+        'DEPTH = Gauge("hivemind_widget_depth", "Depth.")\n'
+    )
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    (boards / "b.json").write_text(json.dumps({"panels": [{"title": "t", "targets": [
+        {"expr": "sum(rate(hivemind_widget_hits_total[1m])) / hivemind_widget_depth"},
+        {"expr": "hivemind_widget_hits"},
+    ]}]}))  # fmt: skip
+    problems = check_dashboards(boards, [tmp_path / "src"])
+    assert problems == ["b.json: panel 't' queries hivemind_widget_hits, which no service exports"]

@@ -31,7 +31,7 @@ PROFILE = "homelab"
 TIMEOUT_S = 120
 QUADLET_REL = ".tools/podman-trixie/usr/libexec/podman/quadlet"
 METRIC_DEF = re.compile(
-    r"\b(Counter|Gauge|Histogram|Summary|Info|Enum)\(\s*(?:name\s*=\s*)?[\"']([a-zA-Z_:][\w:]*)[\"']"
+    r"\b\w*?(Counter|Gauge|Histogram|Summary|Info|Enum)\(\s*(?:name\s*=\s*)?[\"']([a-zA-Z_:][\w:]*)[\"']"
 )
 METRIC_USE = re.compile(r"\b(hivemind_[a-z0-9_]+)")
 SUFFIXES = {
