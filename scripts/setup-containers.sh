@@ -58,6 +58,11 @@ fi
 # 3. The quadlet generator from trixie's podman package, unpacked, never installed.
 if [ ! -x "$QUADLET" ]; then
   log "fetching podman from Debian trixie for its quadlet binary"
+  # trixie is signed with keys that only newer bookworm keyrings carry (a bookworm update).
+  if [ ! -f /usr/share/keyrings/debian-archive-trixie-automatic.gpg ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq debian-archive-keyring >/dev/null
+  fi
   APT="$TOOLS/apt"
   mkdir -p "$APT/empty.d" "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/debs"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
