@@ -241,3 +241,40 @@ def test_facts_written_while_embeddings_were_down_are_embedded_when_they_return(
                 return body["quality"] == "good" and body["items"][0]["key"] == "redis.port"
 
             wait_until(hybrid_good, timeout=30, what="hybrid retrieval after the backfill")
+
+
+def test_changing_the_embedding_model_never_mixes_vector_spaces(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    from support.waiting import free_port
+
+    port = free_port()
+    raw = redis_sync.Redis.from_url(redis_url)
+    with (
+        running_gateway(
+            redis_url,
+            internal_token,
+            data_dir,
+            embedding_url=f"http://127.0.0.1:{port}",
+            embedding_retry_after_s=0.2,
+        ) as gw,
+        gw.client() as c,
+    ):
+        with running_embedding(internal_token, port=port, embedding_model_id="model-a"):
+            _seed(c)
+            assert raw.exists(keys.vector("acme", "model-a", "fact", "redis.port"))
+            assert c.get("/v1/rag/stats").json()["embedding_model"] == "model-a"
+        # the same gateway now meets another model behind the same URL
+        with running_embedding(internal_token, port=port, embedding_model_id="model-b"):
+            new_key = keys.vector("acme", "model-b", "fact", "redis.port")
+
+            def switched() -> bool:
+                c.post("/v1/rag/context", json={"query": "which port is redis on"})
+                return bool(raw.exists(new_key))
+
+            wait_until(switched, timeout=30, what="model-b vectors")
+            body = c.post("/v1/rag/context", json={"query": "which port is redis on"}).json()
+            assert body["quality"] == "good" and body["items"][0]["key"] == "redis.port"
+            assert c.get("/v1/rag/stats").json()["embedding_model"] == "model-b"
+    # the old model's vectors stay under their own id; nothing was overwritten
+    assert raw.exists(keys.vector("acme", "model-a", "fact", "redis.port"))
