@@ -33,7 +33,7 @@ def test_f16_export_keeps_architecture_f32_norms_and_qwen2_biases(tiny: TinyMode
     assert "output.weight" not in types  # tied to the embedding
     if tiny.arch == "qwen2":
         assert types["blk.1.attn_k.bias"] == gguf.GGMLQuantizationType.F32
-    assert len(reader.fields["tokenizer.ggml.tokens"].contents()) == 49152
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == 49152
 
 
 def test_damaged_export_is_caught_by_the_agreement_check(

@@ -29,6 +29,7 @@ from hivemind_exporter.base_model import (
 from hivemind_exporter.gguf_layout import ArchParams
 from hivemind_exporter.gguf_write import (
     is_quantized_gguf,
+    tokenizer_fields,
     write_adapter_gguf,
     write_model_gguf,
 )
@@ -99,6 +100,8 @@ class ExportRecipe:
         self.model = load_base_model(self.base, cache)
         self.params = ArchParams.from_config(self.model.config)
         self.base_quantized = bool(self.base.gguf and is_quantized_gguf(self.base.gguf))
+        if self.base.gguf is not None:
+            tokenizer_fields(self.base.gguf)  # parse the base's tokenizer once, here (cached)
         self.quant = choose_quant(self.config.quant, base_quantized=self.base_quantized)
         self._timed("load", started)
 
