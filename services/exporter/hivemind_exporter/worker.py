@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -195,8 +196,9 @@ class ExportWorker:
             await self._job_update(job.job_id, status="succeeded", stage="done")
             return Outcome(job.job_id, job.version, "exported")
         await self._job_update(job.job_id, stage="deploy")
+        started = time.perf_counter()
         try:
-            await deploy_version(
+            deployed = await deploy_version(
                 registry=self.registry,
                 client=self.inference,
                 name=job.model,
@@ -207,6 +209,10 @@ class ExportWorker:
             DEPLOYS.labels(result="failed").inc()
             raise
         DEPLOYS.labels(result="succeeded").inc()
+        deploy_s = round(time.perf_counter() - started, 3)
+        await self.registry.update(
+            job.model, job.version, deploy={"swap_ms": deployed.swap_ms, "seconds": deploy_s}
+        )
         await self._job_update(job.job_id, status="succeeded", stage="done")
         return Outcome(job.job_id, job.version, "succeeded")
 

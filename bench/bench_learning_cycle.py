@@ -1,0 +1,136 @@
+"""The whole learning cycle on SmolLM2, timed by stage: 100 samples in → serving a new version.
+
+In one process, as the end-to-end test runs it: a real redis-server, the inference service on
+the shipped SmolLM2 (uvicorn in a thread), the trainer's ``run_cycle`` (collect, base load, train,
+evaluate, register) and the exporter's worker (export, validate, deploy by hot-swap). Samples go
+straight onto the learning stream (the gateway's ``POST /v1/learning/samples`` only adds one
+XADD each). The base's dequantized cache is cold on the first run in a fresh data directory and
+warm afterwards; the run says which.
+
+Target (issue): 100 samples → deployed in ≤ 5 minutes on this machine (CPU). The machine is
+shared; the 1-minute load average is recorded with the figures. Writes ``learning_cycle.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "tests") not in sys.path:  # reuse the fixtures' server starters
+    sys.path.insert(0, str(REPO / "tests"))
+
+TOKEN = "bench-internal-token"
+SAMPLES = 100
+
+
+async def _cycle(redis_url: str, data_dir: Path, inference_url: str) -> dict[str, Any]:
+    import httpx
+
+    from hivemind_common import keys
+    from hivemind_common.jobs import LearningSample
+    from hivemind_common.model_registry import ModelRegistry
+    from hivemind_common.redis_client import connect_redis
+    from hivemind_exporter.settings import ExporterSettings
+    from hivemind_exporter.worker import ExportWorker
+    from hivemind_trainer.cycle import run_cycle
+    from hivemind_trainer.data.synthetic import make_chats
+    from hivemind_trainer.settings import TrainerSettings
+
+    redis = connect_redis(redis_url)
+    stages: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        for chat in make_chats(SAMPLES, seed=11):
+            sample = LearningSample(tenant="bench", source="api", messages=chat, rating=1.0)
+            await redis.xadd(keys.learning_stream(), sample.to_fields())
+        stages["ingest_s"] = time.perf_counter() - t0
+
+        trainer = TrainerSettings(
+            redis_url=redis_url,
+            data_dir=data_dir,
+            internal_token=TOKEN,
+            worker_enabled=False,
+            mode="fast",
+            seq_len=256,
+        )
+        t1 = time.perf_counter()
+        cycle = await run_cycle(redis, trainer, requested_by="bench", reason="manual")
+        stages["cycle_s"] = time.perf_counter() - t1
+        if cycle.status != "exported" or cycle.version is None:
+            raise RuntimeError(f"the cycle did not produce a deployable version: {cycle.as_dict()}")
+        for key, value in cycle.timings.items():
+            stages[f"trainer_{key}"] = value
+
+        exporter = ExporterSettings(
+            redis_url=redis_url, data_dir=data_dir, internal_token=TOKEN, worker_enabled=False
+        )
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(base_url=inference_url, headers=headers, timeout=300) as inf:
+            worker = ExportWorker(redis=redis, settings=exporter, inference=inf)
+            t2 = time.perf_counter()
+            outcomes = await worker.run_once(block_ms=1_000)
+            stages["export_and_deploy_s"] = time.perf_counter() - t2
+            served = (await inf.get("/v1/models")).json()["data"][0]["version"]
+        if [o.result for o in outcomes] != ["succeeded"] or served != cycle.version:
+            raise RuntimeError(f"export/deploy did not finish: {outcomes}, serving {served}")
+        stages["total_s"] = time.perf_counter() - t0
+
+        registry = ModelRegistry(redis, data_dir)
+        manifest = registry.read_manifest("default", cycle.version)
+        for key, value in manifest["export"]["timings_s"].items():
+            stages[f"export_{key}_s"] = value
+        deploy = (await registry.get("default", cycle.version)).model_dump().get("deploy") or {}
+        stages["deploy_s"] = deploy.get("seconds", float("nan"))
+        stages["deploy_swap_ms"] = deploy.get("swap_ms") or float("nan")
+        return {
+            "version": cycle.version,
+            "stages_s": {k: round(v, 3) for k, v in stages.items()},
+            "train": {k: cycle.train.get(k) for k in ("steps", "tokens", "tokens_per_s")},
+            "gate": cycle.gate,
+            "validation": manifest["export"]["validation"],
+            "serve": manifest["serve"],
+        }
+    finally:
+        await redis.aclose()
+
+
+def main(out_dir: Path) -> dict[str, Any]:
+    from hivemind_inference.app import create_app
+    from hivemind_inference.settings import InferenceSettings
+    from support.redis_servers import standalone_redis
+    from support.servers import serve_app
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shared = Path(os.environ.get("HIVEMIND_DATA_DIR", "var")) / "models" / "default" / "base-hf"
+    with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp:
+        data_dir = Path(tmp) / "var"
+        cache_warm = (shared / "config.json").is_file()
+        if cache_warm:  # reuse the dequantized base other benchmarks cached
+            (data_dir / "models" / "default").mkdir(parents=True)
+            os.symlink(shared.resolve(), data_dir / "models" / "default" / "base-hf")
+        with standalone_redis(Path(tmp) / "redis") as server:
+            settings = InferenceSettings(
+                internal_token=TOKEN, redis_url=server.url, n_ctx=1024, threads=2
+            )
+            with serve_app(create_app(settings), ready_path="/readyz") as inference_url:
+                result = asyncio.run(_cycle(server.url, data_dir, inference_url))
+    result.update(
+        samples=SAMPLES,
+        base_cache="warm" if cache_warm else "cold",
+        target_total_s=300,
+        load_average_1m_at_end=round(os.getloadavg()[0], 2),
+        cpus=os.cpu_count(),
+    )
+    (out_dir / "learning_cycle.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1] if len(sys.argv) > 1 else "var/bench")), indent=2))
