@@ -116,12 +116,6 @@ class LoraRecipe:
             targets=cfg.targets,
             qlora=hw.qlora,
         )
-        if hw.autocast_dtype is torch.bfloat16 and not hw.qlora:
-            # frozen weights kept in bf16: autocast would cast them on every step anyway,
-            # and half the bytes is what a memory-bound CPU step is short of
-            for param in self.model.parameters():
-                if not param.requires_grad:
-                    param.data = param.data.to(torch.bfloat16)
         total, trainable = model_io.count_params(self.model)
         mc = self.model.get_base_model().config
         estimate = estimate_memory(
@@ -208,6 +202,7 @@ class LoraRecipe:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg, total))
         start = self._resume(checkpoint_dir, optimizer, scheduler)
         schedule = self._schedule(prepared, total)
+        low_precision = self._frozen_to_bf16()
         self.model.train()
         device, dtype = hw.torch_device, hw.autocast_dtype
         running = torch.zeros((), device=device)
@@ -244,6 +239,8 @@ class LoraRecipe:
             if checkpoint_dir is not None and done % cfg.checkpoint_every == 0 and done < total:
                 self._checkpoint(checkpoint_dir, optimizer, scheduler, done)
         seconds = time.perf_counter() - began
+        if low_precision:
+            model_io.restore_frozen_weights(self.model, self.base_dir)
         return TrainResult(
             steps=total,
             final_loss=last,
@@ -255,6 +252,21 @@ class LoraRecipe:
             memory_estimate_bytes=self.memory_estimate,
             batch_size=self.batch_size,
         )
+
+    def _frozen_to_bf16(self) -> bool:
+        """Keep frozen weights in bf16 while training under bf16 autocast.
+
+        Autocast would cast them on every step anyway, and half the bytes is what a
+        memory-bound CPU step is short of. Evaluation wants the exact weights back, so
+        :meth:`train` reloads them from the base checkpoint when it ends.
+        """
+        hw = self.hardware
+        if hw is None or hw.autocast_dtype is not torch.bfloat16 or hw.qlora:
+            return False
+        for param in self.model.parameters():
+            if not param.requires_grad:
+                param.data = param.data.to(torch.bfloat16)
+        return True
 
     def _schedule(self, prepared: Prepared, total: int) -> list[PackedBatch]:
         """The batch of every step: rows reshuffled each epoch with a fixed seed."""
