@@ -146,7 +146,7 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
     manifest = registry.read_manifest("default", cycle.version)
     validation = manifest["export"]["validation"]
     assert validation["passed"] and validation["chat"]["stopped"]
-    assert validation["adapter"]["top1_agreement"] >= 0.98
+    assert validation["adapter"]["top1_agreement_ties_ok"] >= 0.98
     assert validation["f16"]["top1_agreement"] >= 0.98
     assert manifest["export"]["quant"] == "Q8_0"  # SmolLM2's base is itself quantized (Q4_1)
     assert manifest["serve"]["lora"].endswith("adapter.gguf")

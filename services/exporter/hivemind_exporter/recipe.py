@@ -178,9 +178,10 @@ class ExportRecipe:
         report["chat"] = chat
         self._timed("validate", started)
         failures = [
-            f"{what} top-1 agreement {res.agreement:.3f} < {self.config.min_agreement}"
+            f"{what} top-1 agreement {res.tie_aware:.3f} < {self.config.min_agreement} "
+            f"(raw {res.agreement:.3f})"
             for what, res in (("adapter", adapter), ("f16", f16))
-            if res.agreement < self.config.min_agreement
+            if res.tie_aware < self.config.min_agreement
         ]
         if self.config.require_chat_stop and not chat["stopped"]:
             failures.append(f"a greedy chat did not end with its stop token ({chat})")

@@ -22,6 +22,10 @@ from hivemind_common.errors import UpstreamError
 log = logging.getLogger(__name__)
 
 MIN_AGREEMENT = 0.98
+# A position where PyTorch's own top two logits are this close is a tie: a quantized base GGUF's
+# arithmetic (Q4_1 weights, 8-bit activations) moves logits by up to ~1.6 against PyTorch even
+# with no adapter, so llama.cpp picking either of two tied tokens is not an export error.
+TIE_TOLERANCE = 0.25
 
 # Fixed prompts: code, prose and chat-shaped text, so every export is checked on the same input.
 PROBE_TEXTS: tuple[str, ...] = (
@@ -33,20 +37,27 @@ PROBE_TEXTS: tuple[str, ...] = (
     "<|im_start|>assistant\nA LoRA adapter is a small",
     "import json\n\nwith open('config.json') as fh:\n"
     "    config = json.load(fh)\nprint(config['name'])",
+    "<|im_start|>user\nHow do I reverse a list in Python?<|im_end|>\n<|im_start|>assistant\n"
+    "Use slicing: `items[::-1]` returns a reversed copy, and `items.reverse()` reverses "
+    "the list in place.<|im_end|>\n",
+    "SELECT name, COUNT(*) AS n FROM orders WHERE created_at > '2024-01-01' "
+    "GROUP BY name ORDER BY n DESC LIMIT 10;",
 )
 
 
 @dataclass
 class AgreementResult:
-    """How often llama.cpp's next-token argmax matched PyTorch's."""
+    """How often llama.cpp's next-token argmax matched PyTorch's (raw, and counting ties)."""
 
     agreement: float
     positions: int
     max_abs_logit_diff: float
+    tie_aware: float = 0.0
 
     def as_dict(self) -> dict[str, float | int]:
         return {
             "top1_agreement": round(self.agreement, 4),
+            "top1_agreement_ties_ok": round(self.tie_aware, 4),
             "positions": self.positions,
             "max_abs_logit_diff": round(self.max_abs_logit_diff, 4),
         }
@@ -130,15 +141,20 @@ def top1_agreement(
     reference = model if isinstance(model, ReferenceLogits) else ReferenceLogits(model)
     with open_llama(gguf, lora=lora) as llm:
         prompts = list(token_lists) if token_lists is not None else probe_tokens(llm)
-        agree = total = 0
+        agree = tied = total = 0
         max_diff = 0.0
         for tokens in prompts:
             ours = llama_logits(llm, tokens)
             ref = reference(tokens)
-            agree += int((ours.argmax(-1) == ref.argmax(-1)).sum())
+            picks = ours.argmax(-1)
+            agree += int((picks == ref.argmax(-1)).sum())
+            # PyTorch's logit of llama.cpp's pick, against PyTorch's best
+            gap = ref.max(-1) - ref[np.arange(len(tokens)), picks]
+            tied += int((gap <= TIE_TOLERANCE).sum())
             total += len(tokens)
             max_diff = max(max_diff, float(np.abs(ours - ref).max()))
-    result = AgreementResult(agree / max(total, 1), total, max_diff)
+    n = max(total, 1)
+    result = AgreementResult(agree / n, total, max_diff, tie_aware=tied / n)
     log.info("export agreement", extra={"gguf": gguf.name, **result.as_dict()})
     return result
 
