@@ -18,7 +18,8 @@ test: install quadlet-check
 lint: install
 	$(VENV)/bin/ruff check libs services tests bench
 	$(VENV)/bin/ruff format --check libs services tests bench
-	$(VENV)/bin/mypy libs/common/hivemind_common libs/cli/hivemind_cli services/*/hivemind_*
+	$(VENV)/bin/mypy libs/common/hivemind_common libs/cli/hivemind_cli \
+	  $(filter-out %.egg-info,$(wildcard services/*/hivemind_*))
 
 bench: install
 	$(PY) -m bench.run_all --out var/bench

@@ -24,7 +24,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="run only these modules (e.g. bench_redis)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    names = sorted(m.name for m in pkgutil.iter_modules(bench.__path__) if m.name.startswith("bench_"))
+    modules = pkgutil.iter_modules(bench.__path__)
+    names = sorted(m.name for m in modules if m.name.startswith("bench_"))
     if args.only:
         names = [n for n in names if n in args.only]
     failures: list[str] = []

@@ -51,12 +51,18 @@ def start_redis(directory: Path, *args: str, port: int | None = None) -> RedisPr
     directory.mkdir(parents=True, exist_ok=True)
     cmd = [
         redis_server_binary(),
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--dir", str(directory),
-        "--save", "",
-        "--appendonly", "no",
-        "--protected-mode", "yes",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "yes",
         *args,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -20,8 +20,8 @@ from hivemind_common.errors import (
     TooManyRequests,
     Unauthorized,
     Unavailable,
-    UpstreamError,
     Unprocessable,
+    UpstreamError,
 )
 from hivemind_common.hosts import Registry, load_registry, service_url
 from hivemind_common.redis_client import HivemindRedis, connect_redis

@@ -158,9 +158,7 @@ async def require_internal(request: Request) -> None:
     expected: str | None = getattr(request.app.state, "internal_token", None)
     token = bearer_token(request)
     if not expected or token is None or not hmac.compare_digest(token, expected):
-        raise Unauthorized(
-            "internal token required", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise Unauthorized("internal token required", headers={"WWW-Authenticate": "Bearer"})
 
 
 ReadPrincipal = Annotated[Principal, Depends(require_role("read"))]

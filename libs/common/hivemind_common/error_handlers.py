@@ -92,9 +92,7 @@ def error_response(
             headers=headers,
         )
     return JSONResponse(
-        problem_body(
-            status, title, message, code=code, instance=request.url.path, **(extra or {})
-        ),
+        problem_body(status, title, message, code=code, instance=request.url.path, **(extra or {})),
         status_code=status,
         headers=headers,
         media_type=PROBLEM_JSON,
@@ -116,9 +114,7 @@ def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, list[d
     return msg, (".".join(first["loc"]) or None), cleaned
 
 
-def install_error_handlers(
-    app: FastAPI, *, openai: Callable[[str], bool] = is_openai_path
-) -> None:
+def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_openai_path) -> None:
     """Register handlers so that no input ever produces a bare 500 or a foreign format."""
 
     async def on_hivemind(request: Request, exc: Exception) -> JSONResponse:

@@ -113,11 +113,11 @@ __all__ = [
     "HivemindError",
     "Invalid",
     "NotFound",
+    "Timeout",
     "TooLarge",
     "TooManyRequests",
-    "Timeout",
     "Unauthorized",
     "Unavailable",
-    "UpstreamError",
     "Unprocessable",
+    "UpstreamError",
 ]
