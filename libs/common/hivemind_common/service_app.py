@@ -92,3 +92,20 @@ def base_app(
 def mark_started(app: FastAPI) -> None:
     """Call at the end of a lifespan's start-up: /readyz now runs the checks."""
     app.state.starting = False
+
+
+def serve(create_app: Callable[[Any], FastAPI], settings: Any) -> None:
+    """Run a service in the foreground: logging from settings, then uvicorn on its port."""
+    import uvicorn
+
+    from hivemind_common.observability import configure_logging
+
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.resolved_port(),
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

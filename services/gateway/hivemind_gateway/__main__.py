@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
-
-from hivemind_common.observability import configure_logging
+from hivemind_common.service_app import serve
 from hivemind_gateway.app import create_app
 from hivemind_gateway.settings import GatewaySettings
 
 
 def main() -> None:
-    settings = GatewaySettings()
-    configure_logging(settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.resolved_port(),
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve(create_app, GatewaySettings())
 
 
 if __name__ == "__main__":
