@@ -25,6 +25,7 @@ from hivemind_trainer.cycle import run_cycle
 from hivemind_trainer.data.synthetic import make_chats
 from hivemind_trainer.settings import TrainerSettings
 from support.gateway import RunningGateway, running_gateway
+from support.waiting import await_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
 VERSION_HEADER = "x-hivemind-model-version"
@@ -124,6 +125,12 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
         thread.start()
         try:
             outcomes = await worker.run_once(block_ms=1_000)
+
+            async def new_version_answered() -> bool:
+                return traffic.versions.count(str(cycle.version)) >= 3
+
+            # keep the traffic going until it has been answered by the new version too
+            await await_until(new_version_answered, timeout=60, what="answers of the new version")
         finally:
             traffic.stop.set()
             thread.join(timeout=60)
@@ -154,6 +161,7 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
     listed = reader.get("/v1/models/versions").json()["data"]
     assert [(d["version"], d["status"]) for d in listed] == [(cycle.version, "serving")]
     seen = sorted(set(traffic.versions))
+    assert seen == sorted({"base", str(cycle.version)}), seen  # the swap happened under load
     print(  # the stage times, for the test log
         f"e2e: train {t_train - t0:.1f}s, export+deploy {t_done - t_train:.1f}s, "
         f"requests during swap {len(traffic.statuses)}, versions seen {seen}"
