@@ -16,13 +16,15 @@ from hivemind_common.model_registry import ModelRegistry, ModelVersion
 HIVEMIND = str(Path(sys.executable).with_name("hivemind"))
 
 
-def _run(*args: str, redis_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+def _run(
+    *args: str, redis_url: str, data_dir: Path, inference: str = "http://127.0.0.1:9"
+) -> subprocess.CompletedProcess[str]:
     env = dict(
         os.environ,
         HIVEMIND_REDIS_URL=redis_url,
         HIVEMIND_DATA_DIR=str(data_dir),
-        HIVEMIND_INTERNAL_TOKEN="t",
-        HIVEMIND_INFERENCE_URL="http://127.0.0.1:9",
+        HIVEMIND_INTERNAL_TOKEN="test-internal-token-not-secret",
+        HIVEMIND_INFERENCE_URL=inference,
     )
     return subprocess.run(
         [HIVEMIND, *args], env=env, capture_output=True, text=True, timeout=300, check=False
@@ -64,3 +66,35 @@ async def test_export_command_writes_and_validates_the_gguf_files(
     assert set((await reg.get("default", "v1")).files) >= {"adapter.gguf", "model-Q8_0.gguf"}
     missing = _run("export", "v9", redis_url=redis_url, data_dir=data_dir)
     assert missing.returncode == 1 and "not found" in missing.stderr
+
+
+@pytest.mark.slow
+async def test_models_promote_hot_swaps_a_version_into_inference(
+    redis_client, redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    import shutil
+
+    import httpx
+    from inference.serving import running_inference
+
+    from hivemind_common.models_paths import default_llm_gguf
+
+    reg = ModelRegistry(redis_client, data_dir)
+    directory = reg.version_dir("default", "v1")
+    directory.mkdir(parents=True)
+    shutil.copyfile(default_llm_gguf(), directory / "model-Q8_0.gguf")
+    serve = {"gguf": str(directory / "model-Q8_0.gguf"), "lora": None}
+    reg.write_manifest("default", "v1", {"serve": serve})
+    await reg.register(ModelVersion(name="default", version="v1"))
+    await reg.record_files("default", "v1")
+    with running_inference(internal_token, redis_url) as url:
+        done = _run(
+            "models", "promote", "v1", redis_url=redis_url, data_dir=data_dir, inference=url
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout)["version"] == "v1"
+        headers = {"Authorization": f"Bearer {internal_token}"}
+        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=10) as client:
+            models = (await client.get("/v1/models")).json()
+        assert models["data"][0]["version"] == "v1"
+    assert await reg.pointers("default") == {"serving": "v1"}
