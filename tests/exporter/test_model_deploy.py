@@ -120,3 +120,18 @@ async def test_rejected_versions_and_concurrent_deploys_are_refused(
     with pytest.raises(Conflict):
         await deploy_version(registry=reg, client=client, name="default", version="v1")
     assert await _served(client) == "base"
+
+
+async def test_a_swap_done_before_a_crash_is_recorded_without_swapping_again(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    files = {"gguf": str(reg.version_dir("default", "v1") / "model-Q8_0.gguf"), "lora": None}
+    swapped = await client.post("/admin/models/default/load", json={**files, "version": "v1"})
+    assert swapped.status_code == 200  # ...and the deploying worker died before the registry
+    loaded_at = (await client.get("/admin/models")).json()["data"][0]["loaded_at"]
+    result = await deploy_version(registry=reg, client=client, name="default", version="v1")
+    assert result.already_serving and result.swap_ms is None
+    assert (await reg.get("default", "v1")).status == "serving"
+    assert (await client.get("/admin/models")).json()["data"][0]["loaded_at"] == loaded_at

@@ -109,6 +109,19 @@ async def swap_in(
     return data
 
 
+async def served_version(client: httpx.AsyncClient, name: str) -> str | None:
+    """The version inference serves as ``name`` now (None when it cannot say)."""
+    try:
+        response = await client.get("/admin/models", timeout=10.0)
+        response.raise_for_status()
+        for model in response.json().get("data", []):
+            if model.get("name") == name:
+                return str(model.get("version"))
+    except (httpx.HTTPError, ValueError, AttributeError):
+        log.warning("could not read the served version of %s from inference", name)
+    return None
+
+
 async def deploy_version(
     *,
     registry: ModelRegistry,
@@ -129,6 +142,10 @@ async def deploy_version(
     token = await _acquire(registry, name)
     try:
         started = time.perf_counter()
+        if await served_version(client, name) == version:
+            # swapped in by a deploy that died before it could update the registry
+            switched = await registry.mark_serving(name, version)
+            return DeployResult(name, version, switched.get("previous"), None, True)
         try:
             answer = await swap_in(client, name, version, files, timeout)
         except HivemindError as exc:
@@ -171,4 +188,11 @@ async def rollback_model(
     )
 
 
-__all__ = ["DeployResult", "deploy_version", "rollback_model", "serve_files", "swap_in"]
+__all__ = [
+    "DeployResult",
+    "deploy_version",
+    "rollback_model",
+    "serve_files",
+    "served_version",
+    "swap_in",
+]
