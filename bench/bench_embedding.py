@@ -51,7 +51,12 @@ def free_port() -> int:
 
 
 def base_env(data_dir: Path, token: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HIVEMIND_")}
+    # the caller's HIVEMIND_EMBEDDING_* settings (threads, window, batch size) pass through
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HIVEMIND_") or k.startswith("HIVEMIND_EMBEDDING_")
+    }
     env.update(
         HIVEMIND_DATA_DIR=str(data_dir),
         HIVEMIND_INTERNAL_TOKEN=token,
