@@ -27,6 +27,8 @@ def running_embedding(
     from hivemind_embedding.app import create_app
     from hivemind_embedding.settings import EmbeddingSettings
 
+    # one torch thread in tests: the suite shares the machine's cores with other servers
+    overrides.setdefault("embedding_threads", 1)
     settings = EmbeddingSettings(internal_token=internal_token, **overrides)
     with serve_app(create_app(settings), port=port, ready_path="/readyz") as url:
         yield url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,7 @@ class SentenceEncoder:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if threads:
-            torch.set_num_threads(threads)
+        torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
         model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         model.eval()
         log.info("loaded embedding model %s from %s", model_id, model_dir)

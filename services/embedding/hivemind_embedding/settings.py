@@ -17,10 +17,11 @@ class EmbeddingSettings(ServiceSettings):
     # the id every vector is stored under; None = derived from the directory name
     embedding_model_id: str | None = None
     embedding_device: str = "cpu"
-    # torch intra-op threads. 1 by default: on a shared 2-core box (gateway, Redis, inference
-    # beside it) two spinning OpenMP threads made one encode ~6x slower (199 ms vs 32 ms p50
-    # under load) and batching recovers the throughput. 0 leaves torch's default (all cores).
-    embedding_threads: int = Field(default=1, ge=0)
+    # torch intra-op threads; 0 = auto (the machine's cores, at most 4). On a quiet 2-core box
+    # two threads cut a query's encode from ~13 to ~9 ms and raise batched throughput ~35%;
+    # on a host where other busy processes share the cores, spinning OpenMP threads can make
+    # an encode several times slower (199 ms vs 32 ms p50 measured at load average ~10): set 1.
+    embedding_threads: int = Field(default=0, ge=0)
 
     # request limits
     embedding_max_texts: int = Field(default=256, ge=1)
