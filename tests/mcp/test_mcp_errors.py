@@ -21,7 +21,7 @@ def _text(result: Any) -> str:
     [
         ("fact_get", {}, "key"),
         ("fact_get", {"key": ""}, "key"),
-        ("fact_get", {"key": "a/b"}, "key"),
+        ("fact_get", {"key": "a b"}, "key"),
         ("fact_store", {"key": "k", "value": 3}, "value"),
         ("fact_search", {"query": "q", "top_k": 0}, "top_k"),
         ("memory_search", {"query": "q", "tags": "not-a-list"}, "tags"),
@@ -92,3 +92,14 @@ async def test_a_stopped_gateway_is_a_tool_error_over_stdio(stopping_gateway: An
         assert result.is_error
         assert "unreachable" in _text(result)
         assert len((await client.list_tools()).tools) == 19
+
+
+async def test_a_fact_key_with_a_slash_round_trips(in_memory_server: Any) -> None:
+    async with Client(in_memory_server) as client:
+        stored = await client.call_tool(
+            "fact_store", {"key": "hosts/aurora", "value": "the GPU box, RTX 4090"}
+        )
+        assert not stored.is_error, _text(stored)
+        got = await client.call_tool("fact_get", {"key": "hosts/aurora"})
+        assert not got.is_error, _text(got)
+        assert "RTX 4090" in _text(got)

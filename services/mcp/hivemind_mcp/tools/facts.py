@@ -18,10 +18,11 @@ if TYPE_CHECKING:
 FactKey = Annotated[
     str,
     Field(
-        # the gateway's rule less '/': its /v1/facts/{key} route cannot take a slash
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,199}$",
+        # the gateway's own rule for fact keys (its route takes a key with '/' as a path)
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,199}$",
         description=(
-            "The fact's name, e.g. 'project.test_command': letters, digits and _ . : @ + -"
+            "The fact's name, e.g. 'project.test_command' or 'hosts/aurora': letters, digits "
+            "and _ . : @ + / -"
         ),
     ),
 ]
