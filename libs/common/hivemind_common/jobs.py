@@ -46,7 +46,7 @@ class LearningSample(Payload):
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     tenant: str
-    source: Literal["capture", "api", "import"] = "api"
+    source: Literal["capture", "api", "import", "mcp"] = "api"
     messages: list[ChatMessage]
     rating: float | None = None
     correction: str | None = None

@@ -25,7 +25,7 @@ class SampleCreate(BaseModel):
     messages: list[LearningMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     rating: float | None = Field(default=None, ge=-1.0, le=1.0)
     correction: str | None = Field(default=None, max_length=MAX_CONTENT_CHARS)
-    source: Literal["api", "import"] = "api"
+    source: Literal["api", "import", "mcp"] = "api"
 
     @field_validator("messages")
     @classmethod

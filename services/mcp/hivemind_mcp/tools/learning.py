@@ -94,7 +94,7 @@ def register(server: MCPServer[BridgeState]) -> None:
 
         Returns the sample's id. Use it for answers that were notably good, or wrong and then fixed.
         """
-        body: dict[str, Any] = {"messages": [m.model_dump() for m in messages]}
+        body: dict[str, Any] = {"messages": [m.model_dump() for m in messages], "source": "mcp"}
         if rating is not None:
             body["rating"] = rating
         if correction is not None:
