@@ -51,6 +51,8 @@ def test_a_good_swap_switches_version_everywhere(
     assert served.get(keys.served_model_version("default")) == "v2"
     exposed = own_inference.get("/metrics").text
     assert 'hivemind_inference_swaps_total{model="default",outcome="ok"}' in exposed
+    assert 'hivemind_inference_served_version_info{model="default",version="v2"} 1.0' in exposed
+    assert 'hivemind_inference_served_version_info{model="default",version="base"}' not in exposed
 
 
 def test_a_corrupt_gguf_fails_with_a_reason_and_keeps_serving(

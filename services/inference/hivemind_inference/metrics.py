@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 QUEUE_DEPTH = Gauge(
@@ -26,3 +28,17 @@ SWAP_SECONDS = Histogram(
     ["model"],
     buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+
+SERVED_VERSION = Gauge(
+    "hivemind_inference_served_version_info",
+    "1 for the version each model serves now (the label carries the version).",
+    ["model", "version"],
+)
+
+
+def mark_served(model: str, version: str, previous: str | None = None) -> None:
+    """Point the served-version gauge at ``version`` (and drop the previous one's series)."""
+    if previous is not None and previous != version:
+        with contextlib.suppress(KeyError):
+            SERVED_VERSION.remove(model, previous)
+    SERVED_VERSION.labels(model, version).set(1)

@@ -127,6 +127,7 @@ class ModelRegistry:
             for alias in spec.aliases:
                 self.aliases[alias] = spec.name
             log.info("serving %s version %s from %s", spec.name, spec.version, spec.gguf)
+            metrics.mark_served(spec.name, spec.version)
             if self.on_swap is not None:
                 await self.on_swap(spec.name, spec.version)
 
@@ -181,6 +182,7 @@ class ModelRegistry:
         swap_ms = (time.perf_counter() - started) * 1000
         metrics.SWAPS.labels(slot.spec.name, "ok").inc()
         metrics.SWAP_SECONDS.labels(slot.spec.name).observe(swap_ms / 1000)
+        metrics.mark_served(slot.spec.name, version, previous=old.version)
         log.info("model %s: %s -> %s in %.0f ms", slot.spec.name, old.version, version, swap_ms)
         if self.on_swap is not None:
             await self.on_swap(slot.spec.name, version)
