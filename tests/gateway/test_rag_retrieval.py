@@ -262,7 +262,9 @@ def test_changing_the_embedding_model_never_mixes_vector_spaces(
     ):
         with running_embedding(internal_token, port=port, embedding_model_id="model-a"):
             _seed(c)
-            assert raw.exists(keys.vector("acme", "model-a", "fact", "redis.port"))
+            # stored at once, or backfilled if the gateway still held the service for down
+            old_key = keys.vector("acme", "model-a", "fact", "redis.port")
+            wait_until(lambda: raw.exists(old_key), timeout=30, what="model-a vectors")
             assert c.get("/v1/rag/stats").json()["embedding_model"] == "model-a"
         # the same gateway now meets another model behind the same URL
         with running_embedding(internal_token, port=port, embedding_model_id="model-b"):
