@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,8 +36,8 @@ def _no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
-class Backend:
-    """Where commands run for one topology; subclasses fill in the three hooks."""
+class Backend(ABC):
+    """Where commands run for one topology; subclasses fill in the abstract hooks."""
 
     topology = "standalone"
 
@@ -47,27 +48,31 @@ class Backend:
         # primaries seen with fewer replicas than a durable write wanted
         self.short_of_replicas: dict[str, tuple[float, int]] = {}
 
+    @abstractmethod
     async def client(self) -> Any:
         """The redis-py client commands go to right now."""
-        raise NotImplementedError
 
+    @abstractmethod
     def current(self) -> Any:
         """The client as it is now, without I/O (may be a client not yet connected)."""
-        raise NotImplementedError
 
     def fresh(self) -> Any:
         """The current client if it may be used without asking anyone first, else None."""
         return self.current()
 
+    @abstractmethod
     async def primary_connection(self, slot: int) -> tuple[Any, Release]:
         """A connected connection to the primary owning ``slot``, and how to give it back."""
-        raise NotImplementedError
 
-    async def on_error(self, exc: BaseException, client: Any) -> None:
-        """Forget what a failure showed to be stale (a dead primary, an old slot map)."""
+    async def on_error(self, exc: BaseException, client: Any) -> None:  # noqa: B027
+        """Forget what a failure showed to be stale (a dead primary, an old slot map).
 
+        Nothing to forget by default (standalone); subclasses that cache topology override it.
+        """
+
+    @abstractmethod
     async def aclose(self) -> None:
-        raise NotImplementedError
+        """Close every connection of this backend."""
 
 
 async def _pool_connection(client: aioredis.Redis) -> tuple[Any, Release]:
@@ -301,5 +306,9 @@ class ClusterBackend(Backend):
 
 def make_backend(target: RedisTarget, *, decode_responses: bool) -> Backend:
     """The backend for ``target.topology``; no I/O."""
-    cls = {"standalone": StandaloneBackend, "sentinel": SentinelBackend, "cluster": ClusterBackend}
-    return cls[target.topology](target, decode_responses=decode_responses)
+    backends: dict[str, Callable[..., Backend]] = {
+        "standalone": StandaloneBackend,
+        "sentinel": SentinelBackend,
+        "cluster": ClusterBackend,
+    }
+    return backends[target.topology](target, decode_responses=decode_responses)
