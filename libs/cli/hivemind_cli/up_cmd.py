@@ -239,7 +239,7 @@ def _print_ready(urls: dict[str, str], key_path: Path, made: bool, logs: Path) -
     state = "created" if made else "kept"
     console.print(f"admin API key ({state}): {key_path}")
     console.print(f"logs: {logs}/<service>.log · Ctrl-C stops everything")
-    print("hivemind: all services ready", flush=True)
+    typer.echo("hivemind: all services ready")
 
 
 def status(

@@ -209,13 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     repo = args.repo.resolve()
     quadlet = args.quadlet or repo / QUADLET_REL
     if not quadlet.is_file():
-        print(f"quadlet not found at {quadlet}: run scripts/setup-containers.sh", file=sys.stderr)
+        sys.stderr.write(f"quadlet not found at {quadlet}: run scripts/setup-containers.sh\n")
         return 2
     problems = run_checks(repo, args.units, args.compose or repo / "compose.yaml", quadlet)
     for problem in problems:
-        print(f"FAIL {problem}", file=sys.stderr)
+        sys.stderr.write(f"FAIL {problem}\n")
     if not problems:
-        print("quadlet-check: units, compose.yaml and dashboards are valid")
+        sys.stdout.write("quadlet-check: units, compose.yaml and dashboards are valid\n")
     return 1 if problems else 0
 
 
