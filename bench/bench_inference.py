@@ -93,7 +93,8 @@ class Stack:
         return {"Authorization": f"Bearer {self.api_key}"}
 
 
-def _make_key(redis_url: str) -> str:
+def make_key(redis_url: str) -> str:
+    """A write key for tenant 'bench', made straight in Redis."""
     from hivemind_common.auth import ApiKeyStore
     from hivemind_common.redis_client import connect_redis
 
@@ -185,7 +186,7 @@ def llm_stack(*, embedding: bool = True, max_queue: int = 64) -> Iterator[Stack]
                 redis_url=base["HIVEMIND_REDIS_URL"],
                 inference_url=urls["inference"],
                 gateway_url=urls["gateway"],
-                api_key=_make_key(base["HIVEMIND_REDIS_URL"]),
+                api_key=make_key(base["HIVEMIND_REDIS_URL"]),
                 folder=folder,
                 procs={"redis": redis_proc},
             )

@@ -14,12 +14,10 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import AsyncExitStack, ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,71 +26,23 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from bench.bench_inference import free_port, make_key, process, wait_http
+
 WARMUP = 30
 ROUNDS = 400
 TOKEN = "bench-internal-token"
 FACT_KEY = "bench.test_command"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_http(url: str, *, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
-
-
-@contextmanager
-def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def _service(stack: ExitStack, module: str, work: Path, env: dict[str, str], **extra: str) -> str:
-    port = _free_port()
+    port = free_port()
     proc_env = {**env, "HIVEMIND_PORT": str(port), **extra}
     proc = stack.enter_context(
-        _process([sys.executable, "-m", module], proc_env, work / f"{module}-{port}.log")
+        process([sys.executable, "-m", module], proc_env, work / f"{module}-{port}.log")
     )
     base = f"http://127.0.0.1:{port}"
-    _wait_http(base + "/readyz", proc=proc)
+    wait_http(base + "/readyz", proc=proc)
     return base
-
-
-def _make_key(redis_url: str) -> str:
-    from hivemind_common.auth import ApiKeyStore
-    from hivemind_common.redis_client import connect_redis
-
-    async def make() -> str:
-        redis = connect_redis(redis_url)
-        try:
-            _, key = await ApiKeyStore(redis).create(tenant="bench", role="write")
-            return key
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(make())
 
 
 def _summary(samples_s: list[float]) -> dict[str, float]:
@@ -145,10 +95,10 @@ def main(out_dir: Path) -> dict[str, Any]:
     redis_bin = shutil.which("redis-server") or "/usr/bin/redis-server"
     with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        redis_port = _free_port()
+        redis_port = free_port()
         redis_cmd = [redis_bin, "--port", str(redis_port), "--bind", "127.0.0.1"]
         redis_cmd += ["--save", "", "--appendonly", "no", "--dir", tmp]
-        redis = stack.enter_context(_process(redis_cmd, dict(os.environ), work / "redis.log"))
+        redis = stack.enter_context(process(redis_cmd, dict(os.environ), work / "redis.log"))
         redis_url = f"redis://127.0.0.1:{redis_port}/0"
         env = {
             **os.environ,
@@ -188,7 +138,7 @@ def main(out_dir: Path) -> dict[str, Any]:
                 HIVEMIND_JSON_RESPONSE="true",
             ),
         }
-        key = _make_key(redis_url)
+        key = make_key(redis_url)
         samples = asyncio.run(_measure(gateway, bridges, key))
 
     direct = _summary(samples["direct"])
