@@ -81,3 +81,4 @@ def test_openai_paths_are_told_apart_from_native_ones() -> None:
     assert not is_openai_path("/v1/models/versions")
     assert not is_openai_path("/v1/models/default/promote")
     assert not is_openai_path("/v1/facts/x")
+    assert not is_openai_path("/embed")  # the embedding service's native route

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 _OPENAI_EXACT = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/embed"}
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"}
 )
 _NATIVE_UNDER_MODELS = ("/v1/models/versions",)
 

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 import numpy as np
+import orjson
 
 from hivemind_common.errors import Unavailable
 
@@ -65,7 +66,7 @@ class EmbeddingClient:
         if resp.status_code != 200:
             raise Unavailable(f"embedding service refused the texts ({resp.status_code})")
         try:
-            body = resp.json()
+            body = orjson.loads(resp.content)
             rows = np.asarray(body["embeddings"], dtype=np.float32)
             model = str(body["model"])
         except (ValueError, KeyError, TypeError) as exc:
