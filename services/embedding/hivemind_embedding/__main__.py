@@ -11,9 +11,9 @@ import os
 # to get the spinning back on a host the encoder has to itself.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from hivemind_common.service_app import serve  # noqa: E402
-from hivemind_embedding.app import create_app  # noqa: E402
-from hivemind_embedding.settings import EmbeddingSettings  # noqa: E402
+from hivemind_common.service_app import serve
+from hivemind_embedding.app import create_app
+from hivemind_embedding.settings import EmbeddingSettings
 
 
 def main() -> None:
