@@ -30,7 +30,7 @@ _FIM_SPELLINGS = (
 
 
 class GenerationCancelled(Exception):
-    """Raised inside llama.cpp's sampling loop when the client has gone."""
+    """Raised from the token hook (:mod:`hivemind_inference.logprobs`) when the client has gone."""
 
 
 class ModelCopy:
@@ -64,14 +64,15 @@ class ModelCopy:
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:
         """Load the GGUF (blocking; call through :meth:`run`). Raises Invalid / Unprocessable."""
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from hivemind_inference.tracing import TracingLlama
 
         for label, path in (("gguf", self.gguf), ("lora", self.lora)):
             if path is not None and not path.is_file():
                 raise Invalid(f"{label} file not found: {path}", param=label)
         try:
-            self.llama = Llama(
+            self.llama = TracingLlama(
                 model_path=str(self.gguf),
                 lora_path=str(self.lora) if self.lora else None,
                 n_ctx=self.n_ctx,
@@ -179,22 +180,3 @@ class ModelCopy:
             if not future.done():
                 # the thread finishes its current token, sees the flag and stops
                 await asyncio.shield(future)
-
-
-def cancel_processor(cancel: threading.Event, eos_id: int) -> Any:
-    """A llama.cpp logits processor that ends the generation once ``cancel`` is set.
-
-    llama.cpp calls processors from a C callback, where an exception would only be printed, so
-    the processor stops the generation the model's own way: only the end-of-sequence token is
-    left to sample.
-    """
-    import numpy as np
-    from llama_cpp import LogitsProcessorList
-
-    def check(input_ids: Any, scores: Any) -> Any:
-        if cancel.is_set():
-            scores[:] = -np.inf
-            scores[eos_id] = 0.0
-        return scores
-
-    return LogitsProcessorList([check])

@@ -8,13 +8,13 @@ clear 400 before any token is generated.
 from __future__ import annotations
 
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 from hivemind_common.errors import Invalid
-from hivemind_inference.engine import GenerationCancelled, ModelCopy, cancel_processor
+from hivemind_inference.choices import ChoiceRun, run_whole, start_stream
+from hivemind_inference.engine import ModelCopy
+from hivemind_inference.logprobs import chat_top
 from hivemind_inference.schemas import ChatRequest, CompletionRequest, SamplingFields
 
 _TEXT_PART_TYPES = frozenset({"text", "input_text"})
@@ -90,23 +90,15 @@ def _sampling(req: SamplingFields) -> dict[str, Any]:
     return kw
 
 
-def _stamp(obj: dict[str, Any], copy: ModelCopy) -> dict[str, Any]:
-    obj["model"] = copy.name
-    obj["system_fingerprint"] = copy.version
-    return obj
-
-
-def _call(fn: Any, **kw: Any) -> Any:
-    try:
-        return fn(**kw)
-    except ValueError as exc:  # llama.cpp's way of refusing an input (grammar, logprobs, ...)
-        raise Invalid(f"the model refused this request: {exc}") from exc
+def _include_usage(req: SamplingFields) -> bool:
+    return req.stream_options is not None and req.stream_options.include_usage
 
 
 # --- chat ---------------------------------------------------------------------------------------
-def _chat_kwargs(copy: ModelCopy, req: ChatRequest, default_max: int) -> dict[str, Any]:
+def _chat_run(copy: ModelCopy, req: ChatRequest, default_max: int) -> ChoiceRun:
     messages = normalise_messages(req)
     prompt_tokens = count_chat_tokens(copy, messages, req.tools)
+    top = chat_top(req.logprobs, req.top_logprobs)
     wanted = req.max_completion_tokens or req.max_tokens
     kw = _sampling(req)
     kw.update(
@@ -115,106 +107,58 @@ def _chat_kwargs(copy: ModelCopy, req: ChatRequest, default_max: int) -> dict[st
         tools=req.tools,
         tool_choice=req.tool_choice,
         response_format=req.response_format,
-        logprobs=req.logprobs,
-        top_logprobs=req.top_logprobs,
     )
-    kw["_prompt_tokens"] = prompt_tokens
-    return kw
+    return ChoiceRun(
+        copy=copy,
+        call=copy.llama.create_chat_completion,
+        kw=kw,
+        chat=True,
+        n=req.n,
+        seed=req.seed,
+        top=top,
+        prompt_tokens=prompt_tokens,
+        include_usage=_include_usage(req),
+    )
 
 
 def chat_once(
     copy: ModelCopy, req: ChatRequest, cancel: threading.Event, default_max: int
 ) -> dict[str, Any]:
     """A whole chat completion (``n`` choices), stopping early if ``cancel`` is set."""
-    kw = _chat_kwargs(copy, req, default_max)
-    kw.pop("_prompt_tokens")
-    kw["logits_processor"] = cancel_processor(cancel, copy.llama.token_eos())
-    result: dict[str, Any] | None = None
-    for i in range(req.n):
-        if req.seed is not None:
-            kw["seed"] = req.seed + i
-        one = _call(copy.llama.create_chat_completion, **kw)
-        if cancel.is_set():
-            raise GenerationCancelled()
-        if result is None:
-            result = one
-            continue
-        for choice in one["choices"]:
-            choice["index"] = len(result["choices"])
-            result["choices"].append(choice)
-        for field in ("completion_tokens", "total_tokens"):
-            result["usage"][field] += one["usage"][field]
-    assert result is not None
-    return _stamp(result, copy)
+    return run_whole(_chat_run(copy, req, default_max), cancel)
 
 
 def chat_chunks(copy: ModelCopy, req: ChatRequest, default_max: int) -> Iterator[dict[str, Any]]:
-    """Stream chunks of one chat completion; validation errors raise before the first chunk."""
-    if req.n != 1:
-        raise Invalid("n > 1 is not supported with stream=true", param="n")
-    kw = _chat_kwargs(copy, req, default_max)
-    prompt_tokens = kw.pop("_prompt_tokens")
-    chunks = _call(copy.llama.create_chat_completion, stream=True, **kw)
-    return _stream_stamped(copy, chunks, prompt_tokens, req, chat=True)
-
-
-def _stream_stamped(
-    copy: ModelCopy, chunks: Iterator[dict[str, Any]], prompt_tokens: int, req: Any, *, chat: bool
-) -> Iterator[dict[str, Any]]:
-    produced = 0
-    last: dict[str, Any] | None = None
-    try:
-        for chunk in _relay_errors(chunks):
-            choice = chunk["choices"][0] if chunk.get("choices") else {}
-            delta = choice.get("delta", {}) if chat else choice
-            if delta.get("content") or delta.get("text") or delta.get("tool_calls"):
-                produced += 1
-            last = chunk
-            yield _stamp(chunk, copy)
-    finally:
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
-    include_usage = req.stream_options is not None and req.stream_options.include_usage
-    if include_usage and last is not None:
-        yield _stamp(
-            {
-                "id": last.get("id"),
-                "object": last.get("object"),
-                "created": last.get("created", int(time.time())),
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": produced,
-                    "total_tokens": prompt_tokens + produced,
-                },
-            },
-            copy,
-        )
-
-
-def _relay_errors(chunks: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    try:
-        yield from chunks
-    except ValueError as exc:
-        raise Invalid(f"the model refused this request: {exc}") from exc
+    """Stream the chunks of ``n`` chat choices; validation errors raise before the first one."""
+    return start_stream(_chat_run(copy, req, default_max))
 
 
 # --- text completions ---------------------------------------------------------------------
-def completion_tokens(copy: ModelCopy, req: CompletionRequest) -> list[int]:
-    """The prompt as tokens; with ``suffix``, a fill-in-the-middle prompt or a clear 400."""
+def _prompt_text(req: CompletionRequest) -> str:
+    """The prompt as one string ('' for token ids); several prompts are a 400."""
     prompt = req.prompt
     if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
         if len(prompt) != 1:
             raise Invalid("send one prompt per request", param="prompt")
         prompt = prompt[0]
-    if isinstance(prompt, list):
-        tokens = [int(t) for t in prompt]
+    return prompt if isinstance(prompt, str) else ""
+
+
+def completion_tokens(copy: ModelCopy, req: CompletionRequest) -> list[int]:
+    """The prompt as tokens; with ``suffix``, a fill-in-the-middle prompt or a clear 400.
+
+    The FIM prompt is built here, prefix-suffix-middle, from the model's own FIM tokens:
+    llama-cpp-python's ``suffix`` handling uses placeholder token ids.
+    """
+    prompt = req.prompt
+    if isinstance(prompt, list) and prompt and not all(isinstance(p, str) for p in prompt):
+        tokens = [int(t) for t in prompt]  # type: ignore[arg-type]
         vocab = copy.llama.n_vocab()
         if any(t < 0 or t >= vocab for t in tokens):
             raise Invalid(f"token ids must be in [0, {vocab})", param="prompt")
     else:
-        tokens = copy.llama.tokenize(str(prompt).encode(), add_bos=False, special=False)
+        text = _prompt_text(req)
+        tokens = copy.llama.tokenize(text.encode(), add_bos=False, special=False)
     if req.suffix is None:
         return tokens
     if copy.fim is None:
@@ -229,7 +173,14 @@ def completion_tokens(copy: ModelCopy, req: CompletionRequest) -> list[int]:
     return [pre, *tokens, suf, *tail, mid]
 
 
-def _completion_kwargs(copy: ModelCopy, req: CompletionRequest, default_max: int) -> dict[str, Any]:
+def _text_run(copy: ModelCopy, req: CompletionRequest, default_max: int) -> ChoiceRun:
+    if req.echo and req.logprobs is not None:
+        raise Invalid(
+            "echo with logprobs is not supported: the prompt's logprobs would need the logits "
+            "of every prompt position",
+            param="logprobs",
+            code="unsupported_parameter",
+        )
     tokens = completion_tokens(copy, req)
     if not tokens:
         tokens = [copy.llama.token_bos()]
@@ -238,44 +189,30 @@ def _completion_kwargs(copy: ModelCopy, req: CompletionRequest, default_max: int
         prompt=tokens,
         max_tokens=_budget(copy, len(tokens), req.max_tokens, default_max),
         echo=req.echo,
-        logprobs=req.logprobs,
     )
-    return kw
+    return ChoiceRun(
+        copy=copy,
+        call=copy.llama.create_completion,
+        kw=kw,
+        chat=False,
+        n=req.n,
+        seed=req.seed,
+        top=req.logprobs,
+        prompt_tokens=len(tokens),
+        text_offset=len(_prompt_text(req)),
+        include_usage=_include_usage(req),
+    )
 
 
 def complete_once(
     copy: ModelCopy, req: CompletionRequest, cancel: threading.Event, default_max: int
 ) -> dict[str, Any]:
-    kw = _completion_kwargs(copy, req, default_max)
-    kw["logits_processor"] = cancel_processor(cancel, copy.llama.token_eos())
-    result: dict[str, Any] | None = None
-    for i in range(req.n):
-        if req.seed is not None:
-            kw["seed"] = req.seed + i
-        one = _call(copy.llama.create_completion, **kw)
-        if cancel.is_set():
-            raise GenerationCancelled()
-        if result is None:
-            result = one
-            continue
-        for choice in one["choices"]:
-            choice["index"] = len(result["choices"])
-            result["choices"].append(choice)
-        for field in ("completion_tokens", "total_tokens"):
-            result["usage"][field] += one["usage"][field]
-    assert result is not None
-    return _stamp(result, copy)
+    """A whole text completion (``n`` choices), stopping early if ``cancel`` is set."""
+    return run_whole(_text_run(copy, req, default_max), cancel)
 
 
 def completion_chunks(
     copy: ModelCopy, req: CompletionRequest, default_max: int
 ) -> Iterator[dict[str, Any]]:
-    if req.n != 1:
-        raise Invalid("n > 1 is not supported with stream=true", param="n")
-    kw = _completion_kwargs(copy, req, default_max)
-    chunks = _call(copy.llama.create_completion, stream=True, **kw)
-    return _stream_stamped(copy, chunks, len(kw["prompt"]), req, chat=False)
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+    """Stream the chunks of ``n`` text choices; validation errors raise before the first one."""
+    return start_stream(_text_run(copy, req, default_max))

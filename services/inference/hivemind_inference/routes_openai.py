@@ -158,10 +158,20 @@ async def _run_stream(
     )
 
 
+def _check_choices(reg: ModelRegistry, n: int) -> None:
+    if n > reg.settings.max_choices:
+        raise Invalid(
+            f"n is at most {reg.settings.max_choices} here (choices are generated one by one)",
+            param="n",
+            code="invalid_value",
+        )
+
+
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
     reg = _registry(request)
     slot = reg.resolve(body.model)
+    _check_choices(reg, body.n)
     default_max = reg.settings.max_tokens_default
     if body.stream:
         return await _run_stream(slot, lambda c: generate.chat_chunks(c, body, default_max))
@@ -176,6 +186,7 @@ async def completions(
 ) -> JSONResponse | StreamingResponse:
     reg = _registry(request)
     slot = reg.resolve(body.model)
+    _check_choices(reg, body.n)
     default_max = reg.settings.max_tokens_default
     if body.stream:
         return await _run_stream(slot, lambda c: generate.completion_chunks(c, body, default_max))

@@ -42,6 +42,9 @@ class InferenceSettings(ServiceSettings):
     threads: int | None = Field(default=None, ge=1)
     max_queue: int = Field(default=64, ge=1, description="Admitted requests per model, at most.")
     max_tokens_default: int = Field(default=256, ge=1)
+    max_choices: int = Field(
+        default=8, ge=1, le=128, description="Largest n: choices are generated one by one."
+    )
     drain_timeout_s: float = Field(default=600.0, gt=0, description="Wait for the old copy.")
     smoke_prompt: str = "Say hello."
     smoke_max_tokens: int = Field(default=48, ge=1)
