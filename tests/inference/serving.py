@@ -7,9 +7,11 @@ swap models use their own server (:func:`running_inference`).
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 from support.servers import serve_app
@@ -39,6 +41,33 @@ def shared_inference_url(internal_token: str, redis_url: str) -> str:
         key = (internal_token, redis_url)
         if key not in _shared:
             _shared[key] = _stack.enter_context(running_inference(internal_token, redis_url))
+        return _shared[key]
+
+
+def shared_fim_inference_url(internal_token: str) -> str:
+    """One inference service per session serving ``default`` (SmolLM2, no FIM tokens) and
+    ``coder`` (a tiny random model whose vocabulary has FIM tokens); Redis is not used."""
+    from inference.tiny_fim import write_fim_gguf
+
+    from hivemind_common.models_paths import default_llm_gguf
+
+    with _lock:
+        key = (internal_token, "fim")
+        if key not in _shared:
+            folder = Path(_stack.enter_context(tempfile.TemporaryDirectory(prefix="hm-fim-")))
+            coder = write_fim_gguf(folder / "tiny-fim.gguf", tokenizer_from=default_llm_gguf())
+            models = [
+                {"name": "default", "gguf": str(default_llm_gguf()), "n_ctx": 512},
+                {"name": "coder", "gguf": str(coder), "n_ctx": 512, "version": "fim1"},
+            ]
+            _shared[key] = _stack.enter_context(
+                running_inference(
+                    internal_token,
+                    "redis://127.0.0.1:9/0",
+                    models=models,
+                    publish_served_version=False,
+                )
+            )
         return _shared[key]
 
 
