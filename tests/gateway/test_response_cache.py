@@ -91,6 +91,47 @@ def test_a_cached_answer_replays_as_a_stream(gw: RunningGateway) -> None:
     assert whole.parse().choices[0].message.content == text
 
 
+def test_logprobs_are_part_of_the_key_and_replay_from_the_cache(gw: RunningGateway) -> None:
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key(role="read"), max_retries=0)
+    kwargs = {
+        "model": "default",
+        "messages": ASK["messages"],
+        "max_tokens": 8,
+        "temperature": 0,
+        "extra_body": {"hivemind": {"rag": False}},
+    }
+    plain = client.chat.completions.with_raw_response.create(**kwargs)
+    assert plain.headers[CACHE] == "miss"
+    # streamed first: the answer is gathered from the chunks, logprobs included, then cached
+    with_lp = {**kwargs, "logprobs": True, "top_logprobs": 2}
+    streamed = client.chat.completions.with_raw_response.create(stream=True, **with_lp)
+    assert streamed.headers[CACHE] == "miss"  # not the plain answer, which has no logprobs
+    tokens = [
+        e.token
+        for c in streamed.parse()
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content or []
+    ]
+    whole = client.chat.completions.with_raw_response.create(**with_lp)
+    assert whole.headers[CACHE] == "hit"
+    choice = whole.parse().choices[0]
+    assert choice.logprobs is not None and choice.logprobs.content
+    assert [e.token for e in choice.logprobs.content] == tokens
+    assert "".join(tokens) == choice.message.content
+    assert all(len(e.top_logprobs) == 2 for e in choice.logprobs.content)
+    replay = client.chat.completions.with_raw_response.create(stream=True, **with_lp)
+    assert replay.headers[CACHE] == "hit"
+    replayed = [
+        e.token
+        for c in replay.parse()
+        if c.choices and c.choices[0].logprobs
+        for e in c.choices[0].logprobs.content or []
+    ]
+    assert replayed == tokens
+    other_top = client.chat.completions.with_raw_response.create(**{**with_lp, "top_logprobs": 3})
+    assert other_top.headers[CACHE] == "miss"
+
+
 @pytest.mark.slow
 def test_a_swap_changes_the_key_so_nothing_stale_is_served(
     redis_url: str, internal_token: str, data_dir: Path, tmp_path: Path

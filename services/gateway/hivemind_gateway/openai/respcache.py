@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from hivemind_common import keys
+from hivemind_gateway.openai.upstream import dumps
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,12 @@ async def cache_get(redis: Any, tenant: str, digest: str) -> str | None:
 
 
 async def cache_put(
-    redis: Any, tenant: str, digest: str, response: dict[str, Any], *, ttl_s: int
+    redis: Any, tenant: str, digest: str, response: dict[str, Any] | bytes, *, ttl_s: int
 ) -> None:
+    """Store an answer (a dict, or the JSON bytes it arrived as) for ``ttl_s`` seconds."""
+    value = response if isinstance(response, bytes) else dumps(response)
     try:
-        await redis.set(keys.response_cache(tenant, digest), json.dumps(response), ex=ttl_s)
+        await redis.set(keys.response_cache(tenant, digest), value, ex=ttl_s)
     except Exception as exc:  # a cache that cannot write only costs speed
         log.warning("response cache write failed: %s", exc)
 
@@ -76,7 +79,8 @@ def replay_chunks(
                 {**call, "index": i} for i, call in enumerate(message["tool_calls"])
             ]
         index = choice.get("index", 0)
-        yield {**base, "choices": [{"index": index, "delta": delta, "finish_reason": None}]}
+        first = {"index": index, "delta": delta, "logprobs": choice.get("logprobs")}
+        yield {**base, "choices": [{**first, "finish_reason": None}]}
         done = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
         yield {**base, "choices": [done]}
     if include_usage and response.get("usage"):

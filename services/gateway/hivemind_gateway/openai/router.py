@@ -17,7 +17,7 @@ from hivemind_gateway.deps import StateDep
 from hivemind_gateway.openai import service
 from hivemind_gateway.openai.schemas import ChatBody, CompletionBody, EmbeddingBody
 from hivemind_gateway.openai.served import ServedModels
-from hivemind_gateway.openai.upstream import post_json
+from hivemind_gateway.openai.upstream import post_raw
 
 router = APIRouter(tags=["openai"])
 # registered after the native /v1/models/versions routes, so it never shadows them
@@ -65,11 +65,10 @@ async def get_model(model_id: str, principal: ReadPrincipal, state: StateDep) ->
     return _public_card(await served.resolve(model_id))
 
 
-@router.post("/v1/embeddings")
-async def embeddings(
-    body: EmbeddingBody, principal: ReadPrincipal, state: StateDep
-) -> dict[str, Any]:
-    data, _ = await post_json(
+@router.post("/v1/embeddings", response_model=None)
+async def embeddings(body: EmbeddingBody, principal: ReadPrincipal, state: StateDep) -> Response:
+    # passed on as it came: re-encoding hundreds of floats a row costs more than the call
+    raw, _ = await post_raw(
         state.embedding_http, "embedding", "/v1/embeddings", body.model_dump(exclude_unset=True)
     )
-    return data
+    return Response(raw, media_type="application/json")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+MAX_CHOICES = 128  # OpenAI's bound; inference has its own, lower cap (a setting)
 
 
 class HivemindOptions(BaseModel):
@@ -37,10 +39,19 @@ class ChatBody(BaseModel):
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
-    n: int | None = Field(default=None, ge=1, le=8)
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     hivemind: HivemindOptions | None = None
+
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value is not None and not info.data.get("logprobs"):
+            raise ValueError("top_logprobs needs logprobs set to true")
+        return value
 
 
 class CompletionBody(BaseModel):
@@ -52,7 +63,9 @@ class CompletionBody(BaseModel):
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
+    n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     max_tokens: int | None = Field(default=None, ge=1)
+    logprobs: int | None = Field(default=None, ge=0, le=5)
     hivemind: HivemindOptions | None = None
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+import orjson
+from fastapi.responses import Response, StreamingResponse
 
 from hivemind_common.auth import Principal
 from hivemind_gateway.openai import respcache
@@ -16,16 +18,18 @@ from hivemind_gateway.openai.capture import (
     capture_wanted,
     check_capture_allowed,
 )
-from hivemind_gateway.openai.injection import inject_retrieval
+from hivemind_gateway.openai.injection import Injected, inject_retrieval
 from hivemind_gateway.openai.metrics import RESPONSE_CACHE, RETRIEVAL_SECONDS
 from hivemind_gateway.openai.served import ServedModels, served_version
 from hivemind_gateway.openai.streaming import ClosingStream, Gathered, relay, replay
-from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, post_json
+from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, parse_json, post_raw
 
 CACHE_HEADER = "x-hivemind-cache"
 RAG_HEADER = "x-hivemind-rag-items"
 SSE = "text/event-stream"
+JSON = "application/json"
 CHARS_PER_TOKEN = 3  # a safe over-estimate of prompt tokens, to size the retrieval budget
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,17 +64,32 @@ def _headers(version: str | None, cache: str, model: str, rag: int | None = None
     return out
 
 
-async def _cache_lookup(
-    state: Any, tenant: str, payload: dict[str, Any], model: str, kind: str
-) -> tuple[str | None, str | None, str | None]:
-    """(digest, version, cached answer) for a deterministic request, else Nones."""
+async def _alongside(main: Awaitable[T], *side: Awaitable[Any]) -> tuple[T, list[Any]]:
+    """Await ``main`` while the ``side`` calls run; a failure cancels whatever is left."""
+    tasks = [asyncio.ensure_future(s) for s in side]
+    try:
+        result = await main
+        return result, [await t for t in tasks]
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for the finished ones
+
+
+async def _version_for_cache(state: Any, payload: dict[str, Any], model: str) -> str | None:
+    """The served version a deterministic request is cached under (None: do not cache)."""
     if not respcache.is_deterministic(payload):
-        return None, None, None
-    version = await served_version(state.redis, state.inference_http, model)
-    if version is None:  # unknown or mid-swap: do not trust any cached answer
-        return None, None, None
+        return None
+    return await served_version(state.redis, state.inference_http, model)
+
+
+async def _cache_lookup(
+    state: Any, tenant: str, payload: dict[str, Any], model: str, kind: str, version: str | None
+) -> tuple[str | None, str | None]:
+    """(digest, cached answer) under ``version``; Nones when the request is not cached."""
+    if version is None:  # not deterministic, or unknown or mid-swap: trust no cached answer
+        return None, None
     digest = respcache.cache_digest(payload, model=model, version=version, kind=kind)
-    return digest, version, await respcache.cache_get(state.redis, tenant, digest)
+    return digest, await respcache.cache_get(state.redis, tenant, digest)
 
 
 async def _after_answer(
@@ -82,6 +101,7 @@ async def _after_answer(
     kind: str,
     version: str | None,
     started: float,
+    raw: bytes | None = None,
 ) -> None:
     """Store a deterministic answer under the version that made it; capture the chat."""
     settings = state.settings
@@ -92,7 +112,11 @@ async def _after_answer(
                 plan.payload, model=plan.model, version=version, kind=kind
             )
         await respcache.cache_put(
-            state.redis, principal.tenant, digest, answer, ttl_s=settings.response_cache_ttl_s
+            state.redis,
+            principal.tenant,
+            digest,
+            raw if raw is not None else answer,
+            ttl_s=settings.response_cache_ttl_s,
         )
     if plan.capture and kind == "chat":
         choice = (answer.get("choices") or [{}])[0]
@@ -107,6 +131,20 @@ async def _after_answer(
         )
 
 
+async def _answer_whole(
+    state: Any, principal: Principal, plan: Plan, *, path: str, kind: str, started: float
+) -> tuple[bytes, str | None]:
+    """Call inference; the answer goes back as the bytes it came in (parsed only if needed)."""
+    raw, up_headers = await post_raw(state.inference_http, "inference", path, plan.payload)
+    answered_by = up_headers.get(VERSION_HEADER)
+    if plan.digest is not None or plan.capture:
+        answer = parse_json("inference", raw)
+        await _after_answer(
+            state, principal, plan, answer, kind=kind, version=answered_by, started=started, raw=raw
+        )
+    return raw, answered_by
+
+
 async def chat_completion(state: Any, principal: Principal, payload: dict[str, Any]) -> Response:
     """``POST /v1/chat/completions`` through retrieval, the cache and inference."""
     started = time.perf_counter()
@@ -117,46 +155,47 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
     card = await served.resolve(payload["model"], prompt_chars=chars, task=opts.get("task"))
     model = payload["model"] = card["id"]
     check_capture_allowed(principal, opts.get("capture"))
-    retrieved: list[str] = []
+
+    def wants_capture() -> Awaitable[bool]:
+        return capture_wanted(state.redis, principal, opts.get("capture"), settings.capture_default)
+
     rag_on = settings.rag_enabled and opts.get("rag") is not False
+    retrieved: list[str] = []
+    capture: bool | None = None
     if rag_on:
         wanted = payload.get("max_completion_tokens") or payload.get("max_tokens") or 256
         room = int(card.get("n_ctx", 2048)) - chars // CHARS_PER_TOKEN - int(wanted)
+        budget = min(settings.rag_budget_tokens, room)
+        # the served version and the tenant's capture switch are read while retrieval runs
         with RETRIEVAL_SECONDS.time():
-            injected = await inject_retrieval(
-                state,
-                tenant=principal.tenant,
-                model=model,
-                messages=payload["messages"],
-                budget_tokens=min(settings.rag_budget_tokens, room),
-                session_id=opts.get("session_id"),
+            injected, (version, capture) = await _alongside(
+                _retrieve(state, principal, payload, model, budget, opts),
+                _version_for_cache(state, payload, model),
+                wants_capture(),
             )
         payload["messages"], retrieved = injected.messages, injected.item_ids
-    digest, version, hit = await _cache_lookup(state, principal.tenant, payload, model, "chat")
+    else:
+        version = await _version_for_cache(state, payload, model)
+    digest, hit = await _cache_lookup(state, principal.tenant, payload, model, "chat", version)
     RESPONSE_CACHE.labels("chat", "hit" if hit else "miss" if digest else "bypass").inc()
     rag_count = len(retrieved) if rag_on else None
-    if hit is not None:
+    if hit is not None:  # an answer from the cache is not a new sample: no capture
         headers = _headers(version, "hit", model, rag_count)
         if payload.get("stream"):
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-            chunks = respcache.replay_chunks(json.loads(hit), include_usage=usage)
+            chunks = respcache.replay_chunks(orjson.loads(hit), include_usage=usage)
             return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
-        return Response(hit, media_type="application/json", headers=headers)
-    # decided after the cache: an answer from the cache is not a new sample
-    capture = await capture_wanted(
-        state.redis, principal, opts.get("capture"), settings.capture_default
-    )
+        return Response(hit, media_type=JSON, headers=headers)
+    if capture is None:
+        capture = await wants_capture()
     plan = Plan(payload, model, capture, retrieved, digest, version)
     cache_state = "miss" if digest else "bypass"
     if not payload.get("stream"):
-        data, up_headers = await post_json(
-            state.inference_http, "inference", "/v1/chat/completions", payload
+        raw, answered_by = await _answer_whole(
+            state, principal, plan, path="/v1/chat/completions", kind="chat", started=started
         )
-        answered_by = up_headers.get(VERSION_HEADER)
-        await _after_answer(
-            state, principal, plan, data, kind="chat", version=answered_by, started=started
-        )
-        return JSONResponse(data, headers=_headers(answered_by, cache_state, model, rag_count))
+        headers = _headers(answered_by, cache_state, model, rag_count)
+        return Response(raw, media_type=JSON, headers=headers)
     resp = await open_stream(state.inference_http, "inference", "/v1/chat/completions", payload)
     answered_by = resp.headers.get(VERSION_HEADER)
     need = digest is not None or capture
@@ -174,6 +213,24 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
     )
 
 
+async def _retrieve(
+    state: Any,
+    principal: Principal,
+    payload: dict[str, Any],
+    model: str,
+    budget_tokens: int,
+    opts: dict[str, Any],
+) -> Injected:
+    return await inject_retrieval(
+        state,
+        tenant=principal.tenant,
+        model=model,
+        messages=payload["messages"],
+        budget_tokens=budget_tokens,
+        session_id=opts.get("session_id"),
+    )
+
+
 async def text_completion(state: Any, principal: Principal, payload: dict[str, Any]) -> Response:
     """``POST /v1/completions`` (``suffix`` for fill-in-the-middle) through the cache."""
     started = time.perf_counter()
@@ -183,25 +240,22 @@ async def text_completion(state: Any, principal: Principal, payload: dict[str, A
     chars = len(prompt) if isinstance(prompt, str) else 0
     card = await served.resolve(payload["model"], prompt_chars=chars, task=opts.get("task"))
     model = payload["model"] = card["id"]
-    digest, version, hit = await _cache_lookup(state, principal.tenant, payload, model, "text")
+    version = await _version_for_cache(state, payload, model)
+    digest, hit = await _cache_lookup(state, principal.tenant, payload, model, "text", version)
     RESPONSE_CACHE.labels("text", "hit" if hit else "miss" if digest else "bypass").inc()
     if hit is not None:
         headers = _headers(version, "hit", model)
         if payload.get("stream"):
-            chunks = respcache.replay_text_chunks(json.loads(hit))
+            chunks = respcache.replay_text_chunks(orjson.loads(hit))
             return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
-        return Response(hit, media_type="application/json", headers=headers)
+        return Response(hit, media_type=JSON, headers=headers)
     plan = Plan(payload, model, False, [], digest, version)
     cache_state = "miss" if digest else "bypass"
     if not payload.get("stream"):
-        data, up_headers = await post_json(
-            state.inference_http, "inference", "/v1/completions", payload
+        raw, answered_by = await _answer_whole(
+            state, principal, plan, path="/v1/completions", kind="text", started=started
         )
-        answered_by = up_headers.get(VERSION_HEADER)
-        await _after_answer(
-            state, principal, plan, data, kind="text", version=answered_by, started=started
-        )
-        return JSONResponse(data, headers=_headers(answered_by, cache_state, model))
+        return Response(raw, media_type=JSON, headers=_headers(answered_by, cache_state, model))
     resp = await open_stream(state.inference_http, "inference", "/v1/completions", payload)
     answered_by = resp.headers.get(VERSION_HEADER)
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import orjson
 from fastapi.responses import StreamingResponse
 
 from hivemind_common.error_handlers import openai_error_body
 from hivemind_common.errors import HivemindError
-from hivemind_gateway.openai.upstream import transport_error
+from hivemind_gateway.openai.upstream import dumps, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ DONE = b"data: [DONE]\n\n"
 
 
 def sse(obj: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(obj) + b"\n\n"
 
 
 def error_frame(exc: HivemindError) -> bytes:
@@ -48,7 +48,8 @@ class Gathered:
             self.usage = chunk["usage"]
         for ch in chunk.get("choices") or []:
             slot = self.choices.setdefault(
-                ch.get("index", 0), {"content": "", "tool_calls": {}, "finish_reason": None}
+                ch.get("index", 0),
+                {"content": "", "tool_calls": {}, "finish_reason": None, "logprobs": None},
             )
             part = ch.get("delta", {}) if self.chat else ch
             slot["content"] += (part.get("content") if self.chat else part.get("text")) or ""
@@ -61,6 +62,8 @@ class Gathered:
                 fn = call.get("function") or {}
                 into["function"]["name"] += fn.get("name") or ""
                 into["function"]["arguments"] += fn.get("arguments") or ""
+            if ch.get("logprobs"):
+                slot["logprobs"] = _merge_logprobs(slot["logprobs"], ch["logprobs"])
             if ch.get("finish_reason"):
                 slot["finish_reason"] = ch["finish_reason"]
 
@@ -89,7 +92,7 @@ class Gathered:
                     {
                         "index": index,
                         "message": self.message(index),
-                        "logprobs": None,
+                        "logprobs": slot.get("logprobs"),
                         "finish_reason": slot["finish_reason"],
                     }
                 )
@@ -98,12 +101,35 @@ class Gathered:
                     {
                         "index": index,
                         "text": slot["content"],
-                        "logprobs": None,
+                        "logprobs": slot.get("logprobs"),
                         "finish_reason": slot["finish_reason"],
                     }
                 )
         obj = "chat.completion" if self.chat else "text_completion"
         return {**self.head, "object": obj, "choices": choices, "usage": self.usage}
+
+
+def _merge_logprobs(into: dict[str, Any] | None, part: dict[str, Any]) -> dict[str, Any]:
+    """Append one chunk's logprobs (chat ``content`` list, or the legacy parallel lists)."""
+    if into is None:
+        into = {}
+    for key, value in part.items():
+        if isinstance(value, list):
+            into[key] = [*(into.get(key) or []), *value]
+        else:
+            into.setdefault(key, value)
+    return into
+
+
+async def _data_lines(resp: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of an SSE body, as bytes (no decode and re-encode per token)."""
+    buffer = b""
+    async for piece in resp.aiter_bytes():
+        buffer += piece
+        while (cut := buffer.find(b"\n")) >= 0:
+            line, buffer = buffer[:cut], buffer[cut + 1 :]
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
 
 
 async def relay(
@@ -114,18 +140,15 @@ async def relay(
 ) -> AsyncIterator[bytes]:
     """Yield the upstream SSE events; gather them when asked; end with exactly one [DONE]."""
     try:
-        async for line in resp.aiter_lines():
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
+        async for data in _data_lines(resp):
+            if data == b"[DONE]":
                 break
             if gathered is not None:
                 try:
-                    gathered.add(json.loads(data))
-                except ValueError:
+                    gathered.add(orjson.loads(data))
+                except orjson.JSONDecodeError:
                     gathered.failed = True
-            yield f"data: {data}\n\n".encode()
+            yield b"data: " + data + b"\n\n"
         else:
             if gathered is not None:
                 gathered.failed = True  # the upstream ended without [DONE]

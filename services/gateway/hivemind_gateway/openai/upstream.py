@@ -10,11 +10,21 @@ import json
 from typing import Any
 
 import httpx
+import orjson
 
 from hivemind_common.errors import HivemindError, Timeout, Unavailable, UpstreamError
 
 VERSION_HEADER = "x-hivemind-model-version"
 _PASSED_HEADERS = ("retry-after",)
+_JSON = {"content-type": "application/json"}
+
+
+def dumps(body: Any) -> bytes:
+    """Compact JSON by orjson; the standard library for what orjson refuses (ints over 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class UpstreamRefused(HivemindError):
@@ -53,21 +63,39 @@ def _transport_error(service: str, exc: httpx.HTTPError) -> HivemindError:
     return Unavailable(f"{service} cannot be reached ({type(exc).__name__})")
 
 
-async def post_json(
+async def post_raw(
     client: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]
-) -> tuple[dict[str, Any], httpx.Headers]:
-    """POST JSON, return (JSON body, headers); raise ours on any failure."""
+) -> tuple[bytes, httpx.Headers]:
+    """POST JSON, return (the JSON answer as it came, headers); raise ours on any failure.
+
+    The answer is not parsed: a caller that only passes it on sends these bytes as they are.
+    """
     try:
-        resp = await client.post(path, json=body)
+        resp = await client.post(path, content=dumps(body), headers=_JSON)
     except httpx.HTTPError as exc:
         raise _transport_error(service, exc) from exc
     if resp.status_code >= 400:
         raise error_from_response(service, resp.status_code, resp.headers, resp.content)
+    return resp.content, resp.headers
+
+
+def parse_json(service: str, raw: bytes) -> dict[str, Any]:
+    """An upstream answer parsed, or our 502."""
     try:
-        data = resp.json()
-    except ValueError as exc:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise UpstreamError(f"{service} answered something that is not JSON") from exc
-    return data, resp.headers
+    if not isinstance(data, dict):
+        raise UpstreamError(f"{service} answered JSON that is not an object")
+    return data
+
+
+async def post_json(
+    client: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]
+) -> tuple[dict[str, Any], httpx.Headers]:
+    """POST JSON, return (JSON body, headers); raise ours on any failure."""
+    raw, headers = await post_raw(client, service, path, body)
+    return parse_json(service, raw), headers
 
 
 async def get_json(client: httpx.AsyncClient, service: str, path: str) -> dict[str, Any]:
@@ -84,7 +112,7 @@ async def open_stream(
     client: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]
 ) -> httpx.Response:
     """Start a streamed POST; errors before the first byte raise ours. The caller closes it."""
-    request = client.build_request("POST", path, json=body)
+    request = client.build_request("POST", path, content=dumps(body), headers=_JSON)
     try:
         resp = await client.send(request, stream=True)
     except httpx.HTTPError as exc:
