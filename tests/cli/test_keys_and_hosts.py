@@ -47,3 +47,21 @@ def test_hosts_show_prints_the_placement() -> None:
     shown = _run("hosts", "show", "--profile", "homelab", redis_url="redis://unused:1/0")
     assert shown.returncode == 0, shown.stderr
     assert "aurora" in shown.stdout and "r720xd" in shown.stdout
+
+
+def test_a_dead_redis_fails_fast_with_a_hint_and_no_password() -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://app:sekrit-pass@127.0.0.1:{port}/0"
+    for args in (("keys", "list"), ("learn", "status"), ("models", "list")):
+        started = time.monotonic()
+        done = _run(*args, redis_url=url)
+        took = time.monotonic() - started
+        assert done.returncode == 1, (args, done.stdout, done.stderr)
+        assert "cannot reach Redis" in done.stderr, done.stderr
+        assert "sekrit-pass" not in done.stderr + done.stdout
+        assert took < 20, f"{args} took {took:.1f}s to give up"  # not the services' 30 s

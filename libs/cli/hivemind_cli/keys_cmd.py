@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from hivemind_cli.redis_cli import run_with_redis
 from hivemind_common.auth import ROLES, ApiKeyStore
-from hivemind_common.errors import HivemindError
-from hivemind_common.redis_client import connect_redis
-from hivemind_common.settings import CommonSettings
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
 
-async def _with_store(action):  # type: ignore[no-untyped-def]
-    settings = CommonSettings()
-    redis = connect_redis(settings.redis_url)
-    try:
-        return await action(ApiKeyStore(redis))
-    finally:
-        await redis.aclose()
-
-
 def _run(action):  # type: ignore[no-untyped-def]
-    try:
-        return asyncio.run(_with_store(action))
-    except HivemindError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    except OSError as exc:
-        typer.echo(f"error: cannot reach Redis: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    return run_with_redis(lambda redis: action(ApiKeyStore(redis)))
 
 
 @app.command("create")

@@ -19,31 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from hivemind_cli.redis_cli import run_with_redis
 from hivemind_common.errors import HivemindError
 from hivemind_common.job_records import learning_status
-from hivemind_common.redis_client import connect_redis
-from hivemind_common.settings import CommonSettings
 
 app = typer.Typer(help="The learning loop: collect, train, evaluate, deploy.", no_args_is_help=True)
 T = TypeVar("T")
 
 
 def _run(action: Callable[[Any], Awaitable[T]], redis_url: str | None = None) -> T:
-    async def main() -> T:
-        redis = connect_redis(redis_url or CommonSettings().redis_url)
-        try:
-            return await action(redis)
-        finally:
-            await redis.aclose()
-
-    try:
-        return asyncio.run(main())
-    except HivemindError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    except OSError as exc:
-        typer.echo(f"error: cannot reach Redis: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    return run_with_redis(action, redis_url)
 
 
 def _trainer_settings(**overrides: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from hivemind_common.redis import (
     HivemindRedis,
     RedisTarget,
+    RedisUnavailable,
     RetryStats,
     TransactionResult,
     connect_redis,
@@ -14,6 +15,7 @@ from hivemind_common.redis import (
 __all__ = [
     "HivemindRedis",
     "RedisTarget",
+    "RedisUnavailable",
     "RetryStats",
     "TransactionResult",
     "connect_redis",

@@ -10,13 +10,14 @@ for a replica to acknowledge them.
 
 from __future__ import annotations
 
-from hivemind_common.redis.client import HivemindRedis, RetryStats, connect_redis
+from hivemind_common.redis.client import HivemindRedis, RedisUnavailable, RetryStats, connect_redis
 from hivemind_common.redis.transaction import TransactionResult
 from hivemind_common.redis.url import RedisTarget, parse_redis_url
 
 __all__ = [
     "HivemindRedis",
     "RedisTarget",
+    "RedisUnavailable",
     "RetryStats",
     "TransactionResult",
     "connect_redis",

@@ -7,7 +7,7 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.crc import key_slot
@@ -33,6 +33,10 @@ class RetryStats:
     retries: int = 0
     failed_operations: int = 0
     longest_retry_s: float = 0.0
+
+
+class RedisUnavailable(Unavailable):
+    """Redis could not be reached (or stayed unreachable past the retry deadline)."""
 
 
 class HivemindRedis:
@@ -64,7 +68,7 @@ class HivemindRedis:
         """The redis-py client underneath now (on Sentinel it changes after a failover)."""
         current = self._backend.current()
         if current is None:
-            raise Unavailable(
+            raise RedisUnavailable(
                 "redis sentinel primary not resolved yet: await r.initialize() (or any command)"
             )
         return current
@@ -187,12 +191,12 @@ class HivemindRedis:
                         self.stats.failed_operations += 1
                         policy.FAILED_OPERATIONS.labels(self.topology).inc()
                     if retry_ok:
-                        raise Unavailable(
+                        raise RedisUnavailable(
                             f"redis {self.topology}: {what} still failing after "
                             f"{now - started:.1f}s ({policy.error_kind(exc)})"
                         ) from exc
                     if policy.is_retryable(exc):  # cut off mid-flight, not safe to repeat
-                        raise Unavailable(
+                        raise RedisUnavailable(
                             f"redis {self.topology}: connection lost during {what}; it may or "
                             f"may not have been applied ({policy.error_kind(exc)})"
                         ) from exc
@@ -288,6 +292,15 @@ def _common_slot(commands: tuple[tuple[Any, ...], ...]) -> int:
     return slots.pop() if slots else 0
 
 
-def connect_redis(url: str, *, decode_responses: bool = True) -> HivemindRedis:
-    """Build the client for ``url`` (any of the four forms in SPEC.md); nothing is sent yet."""
-    return HivemindRedis(url, parse_redis_url(url), decode_responses=decode_responses)
+def connect_redis(
+    url: str, *, decode_responses: bool = True, retry_deadline: float | None = None
+) -> HivemindRedis:
+    """Build the client for ``url`` (any of the four forms in SPEC.md); nothing is sent yet.
+
+    ``retry_deadline`` replaces the default deadline (30 s, sized for a failover) unless the
+    URL sets its own ``?retry_deadline=``: a command-line tool gives up sooner than a service.
+    """
+    target = parse_redis_url(url)
+    if retry_deadline is not None and "retry_deadline=" not in url.partition("?")[2]:
+        target = replace(target, retry_deadline=retry_deadline)
+    return HivemindRedis(url, target, decode_responses=decode_responses)

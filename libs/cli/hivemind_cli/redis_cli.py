@@ -1,0 +1,62 @@
+"""Redis for the command line: give up after a few seconds and say what to do about it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+
+from hivemind_common.errors import HivemindError
+from hivemind_common.redis_client import HivemindRedis, RedisUnavailable, connect_redis
+from hivemind_common.settings import CommonSettings
+
+T = TypeVar("T")
+
+# A service rides out a failover (30 s); a person at a prompt wants an answer sooner.
+CLI_RETRY_DEADLINE_S = 5.0
+
+
+def shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = f"{parts.username}:***@" if parts.username else "***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def cli_redis(url: str | None = None) -> HivemindRedis:
+    """A client for ``url`` (default: ``HIVEMIND_REDIS_URL``) with the command line's deadline."""
+    return connect_redis(url or CommonSettings().redis_url, retry_deadline=CLI_RETRY_DEADLINE_S)
+
+
+def run_with_redis(action: Callable[[HivemindRedis], Awaitable[T]], url: str | None = None) -> T:
+    """Run ``action`` on a fresh client; a failure becomes one line on stderr and exit code 1."""
+    url = url or CommonSettings().redis_url
+
+    async def main() -> T:
+        redis = cli_redis(url)
+        try:
+            return await action(redis)
+        finally:
+            await redis.aclose()
+
+    try:
+        return asyncio.run(main())
+    except RedisUnavailable as exc:
+        typer.echo(
+            f"error: cannot reach Redis at {shown_url(url)}: {exc.message}\n"
+            "  is `hivemind up` running? HIVEMIND_REDIS_URL names another server.",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    except HivemindError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except OSError as exc:
+        typer.echo(f"error: cannot reach Redis at {shown_url(url)}: {exc}", err=True)
+        raise typer.Exit(1) from exc
