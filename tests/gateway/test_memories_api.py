@@ -44,6 +44,34 @@ def test_memories_are_listed_newest_first_per_session(gateway: RunningGateway) -
         assert c.get("/v1/memories").json()["count"] == 6
 
 
+def test_paging_neither_repeats_nor_skips_while_memories_are_added(
+    gateway: RunningGateway,
+) -> None:
+    with gateway.client() as c:
+        made = [c.post("/v1/memories", json={"text": f"old {i}"}).json()["id"] for i in range(7)]
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, object] = {"limit": 3}
+            if cursor:
+                params["cursor"] = cursor
+            page = c.get("/v1/memories", params=params).json()
+            seen += [m["id"] for m in page["data"]]
+            # a newer memory lands on top between pages: an offset would repeat one
+            c.post("/v1/memories", json={"text": "newer"}).raise_for_status()
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == made[::-1]
+
+
+@pytest.mark.parametrize("cursor", ["12", "abc", "1.5:", "1.5:../x", "x" * 300])
+def test_a_cursor_the_api_did_not_give_out_is_refused(gateway: RunningGateway, cursor: str) -> None:
+    with gateway.client() as c:
+        assert c.get("/v1/memories", params={"cursor": cursor}).status_code == 422
+        assert c.get("/v1/sessions", params={"cursor": cursor}).status_code == 422
+
+
 def test_memory_search_filters_by_session_and_every_tag(gateway: RunningGateway) -> None:
     with gateway.client() as c:
         c.post(

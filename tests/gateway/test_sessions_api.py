@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis as redis_sync
 
 from hivemind_common import keys
@@ -51,6 +53,21 @@ def test_sessions_are_listed_newest_first_in_pages(gateway: RunningGateway) -> N
         ids = [s["id"] for s in first["data"] + second["data"]]
         assert sorted(ids) == sorted(f"p{i}" for i in range(7))
         assert second["next_cursor"] is None
+
+
+def test_an_expired_session_dropped_from_a_page_does_not_shift_the_next(
+    gateway: RunningGateway,
+) -> None:
+    raw = redis_sync.Redis.from_url(gateway.redis_url, decode_responses=True)
+    with gateway.client() as c:
+        for i in range(6):
+            c.post("/v1/sessions", json={"id": f"e{i}"}).raise_for_status()
+            time.sleep(0.002)  # distinct scores
+        raw.delete(keys.session("acme", "e4"))  # expired: listed once, then dropped
+        first = c.get("/v1/sessions", params={"limit": 3}).json()
+        second = c.get("/v1/sessions", params={"limit": 3, "cursor": first["next_cursor"]}).json()
+        ids = [s["id"] for s in first["data"] + second["data"]]
+        assert ids == ["e5", "e3", "e2", "e1", "e0"]
 
 
 def test_the_recent_sessions_index_is_bounded_and_skips_expired_ones(

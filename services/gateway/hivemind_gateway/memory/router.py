@@ -11,6 +11,7 @@ from hivemind_common.auth import ReadPrincipal, WritePrincipal
 from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
 from hivemind_gateway.facts.validation import ID_RE, BodyLimit
 from hivemind_gateway.memory import service, sessions
+from hivemind_gateway.memory.paging import CURSOR_RE
 from hivemind_gateway.memory.schemas import (
     MemoriesPublic,
     MemoryCreate,
@@ -27,7 +28,7 @@ from hivemind_gateway.rag.service import gate_config
 router = APIRouter(prefix="/v1", tags=["memory"], dependencies=[BodyLimit])
 
 IdPath = Annotated[str, Path(pattern=ID_RE.pattern)]
-Cursor = Annotated[int, Query(ge=0, le=1_000_000)]
+Cursor = Annotated[str | None, Query(pattern=CURSOR_RE.pattern, max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=200)]
 
 
@@ -42,7 +43,7 @@ async def create_session(
 
 @router.get("/sessions", response_model=SessionsPublic)
 async def list_sessions(
-    principal: ReadPrincipal, redis: RedisDep, limit: Limit = 50, cursor: Cursor = 0
+    principal: ReadPrincipal, redis: RedisDep, limit: Limit = 50, cursor: Cursor = None
 ) -> SessionsPublic:
     """Most recently written sessions first."""
     return await sessions.list_sessions(
@@ -85,7 +86,7 @@ async def list_memories(
     redis: RedisDep,
     session_id: Annotated[str | None, Query(pattern=ID_RE.pattern)] = None,
     limit: Limit = 50,
-    cursor: Cursor = 0,
+    cursor: Cursor = None,
 ) -> MemoriesPublic:
     """Newest first, of the tenant or of one session."""
     return await service.list_memories(

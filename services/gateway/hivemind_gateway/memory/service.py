@@ -10,6 +10,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
+from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
     MemoriesPublic,
     MemoryCreate,
@@ -106,16 +107,15 @@ async def delete_memory(*, redis: Any, search: SearchIndex, tenant: str, memory_
 
 
 async def list_memories(
-    *, redis: Any, tenant: str, session_id: str | None, limit: int, cursor: int
+    *, redis: Any, tenant: str, session_id: str | None, limit: int, cursor: str | None
 ) -> MemoriesPublic:
     """Newest first, of the tenant or of one session."""
     index = keys.session_memories(tenant, session_id) if session_id else keys.memories_index(tenant)
-    ids = await redis.zrevrange(index, cursor, cursor + limit - 1)
+    ids, next_cursor = await recency_page(redis, index, limit=limit, cursor=cursor)
     records = await _records(redis, tenant, ids)
     data = [_public(i, r) for i, r in zip(ids, records, strict=True) if r]
     total = int(await redis.zcard(index))
-    more = cursor + limit < total
-    return MemoriesPublic(data=data, count=total, next_cursor=str(cursor + limit) if more else None)
+    return MemoriesPublic(data=data, count=total, next_cursor=next_cursor)
 
 
 async def _records(redis: Any, tenant: str, ids: list[str]) -> list[dict[str, str]]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, NotFound
+from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
     SessionContext,
     SessionCreate,
@@ -94,10 +95,12 @@ async def get_session(*, redis: Any, tenant: str, session_id: str) -> SessionPub
     return _public(record, int(ttl), int(count))
 
 
-async def list_sessions(*, redis: Any, tenant: str, limit: int, cursor: int) -> SessionsPublic:
+async def list_sessions(
+    *, redis: Any, tenant: str, limit: int, cursor: str | None
+) -> SessionsPublic:
     """Most recently written first; expired sessions are dropped from the index as met."""
     index = keys.sessions_recent(tenant)
-    ids = await redis.zrevrange(index, cursor, cursor + limit - 1)
+    ids, next_cursor = await recency_page(redis, index, limit=limit, cursor=cursor)
     async with redis.pipeline(transaction=False) as pipe:
         for session_id in ids:
             pipe.hgetall(keys.session(tenant, session_id))
@@ -116,5 +119,4 @@ async def list_sessions(*, redis: Any, tenant: str, limit: int, cursor: int) -> 
     if gone:
         await redis.zrem(index, *gone)
     total = int(await redis.zcard(index))
-    more = cursor + limit < total + len(gone)
-    return SessionsPublic(data=data, count=total, next_cursor=str(cursor + limit) if more else None)
+    return SessionsPublic(data=data, count=total, next_cursor=next_cursor)

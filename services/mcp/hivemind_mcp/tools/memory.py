@@ -92,7 +92,7 @@ def register(server: MCPServer[BridgeState]) -> None:
         ctx: BridgeContext,
         limit: Annotated[int, Field(ge=1, le=200, description="Sessions per page.")] = 50,
         cursor: Annotated[
-            int | None, Field(ge=0, description="The next_cursor of the previous page.")
+            str | None, Field(max_length=200, description="The next_cursor of the previous page.")
         ] = None,
     ) -> dict[str, Any]:
         """List this tenant's sessions, most recently written first.
