@@ -55,7 +55,8 @@ def quality() -> dict[str, Any]:
     out["calibration"] = evaluate(data, encoder.encode, split="calibration")
     out["holdout"] = evaluate(data, encoder.encode, split="holdout")
     out["lexical_fallback"] = evaluate(data, None)
-    out["second_domain"] = evaluate(data["second_domain"], encoder.encode)
+    for domain in ("second_domain", "chat_domain", "homelab_domain"):
+        out[domain] = evaluate(data[domain], encoder.encode)
     return out
 
 

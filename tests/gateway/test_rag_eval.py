@@ -48,6 +48,17 @@ def test_the_gate_holds_on_a_second_domain_it_was_not_tuned_on(
     assert result["unanswerable_injected"] <= 0.10, result["failures"]
 
 
+@pytest.mark.parametrize(("domain", "floor"), [("chat_domain", 0.9), ("homelab_domain", 0.75)])
+def test_the_gate_holds_on_chat_turns_and_on_a_domain_written_after_it(
+    encode: Callable[[list[str]], np.ndarray], domain: str, floor: float
+) -> None:
+    # homelab_domain was written after the gate was last changed: its figure (0.81) is the
+    # honest estimate for unseen facts; the floor only guards against a regression
+    result = evaluate(load_eval_set(EVAL_SET)[domain], encode)
+    assert result["right_fact_injected"] >= floor, result["failures"]
+    assert result["unanswerable_injected"] <= 0.10, result["failures"]
+
+
 def test_the_lexical_fallback_never_injects_for_unanswerable_queries() -> None:
     result = evaluate(load_eval_set(EVAL_SET), None)
     assert result["unanswerable_injected"] <= 0.10, result["failures"]

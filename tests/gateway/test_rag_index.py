@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from hivemind_gateway.search.index import Item, KindIndex
+from hivemind_gateway.rag.scoring import GateConfig
+from hivemind_gateway.rag.service import select
+from hivemind_gateway.search.index import Item, KindIndex, TenantIndex
 from hivemind_gateway.search.lexical import LexicalIndex, tokenize
 from hivemind_gateway.search.vectors import VectorStore
 
@@ -83,3 +86,44 @@ def test_common_terms_only_score_rows_found_otherwise() -> None:
     assert set(bm25) == {50}
     bm25, _ = lex.score("common", common_df=10, candidates={3})
     assert set(bm25) == {3}
+
+
+def test_a_hyphenated_word_also_matches_its_joined_spelling() -> None:
+    assert "pihole" in tokenize("DNS is served by Pi-hole")
+    assert {"wi", "fi", "wifi"} <= set(tokenize("the wi-fi password"))
+    index = LexicalIndex()
+    index.add(0, "dns: Local DNS is served by Pi-hole on 10.0.0.53")
+    index.add(1, "router: the router is at 10.0.0.1")
+    bm25, _ = index.score("is the pihole down")
+    assert bm25.get(0, 0.0) > 0 and bm25.get(1, 0.0) == 0
+
+
+def _query_with_cosines(cosines: list[float]) -> tuple[TenantIndex, np.ndarray]:
+    """A tenant whose facts sit at the given cosines from the returned query vector."""
+    dim = len(cosines) + 1
+    index = TenantIndex("t")
+    q = np.zeros(dim, dtype=np.float32)
+    q[0] = 1.0
+    for i, c in enumerate(cosines):
+        v = np.zeros(dim, dtype=np.float32)
+        v[0], v[i + 1] = c, float(np.sqrt(1 - c * c))
+        index["fact"].upsert(Item(kind="fact", id=f"f{i}", text=f"zz{i}: qq{i}"), v)
+    return index, q
+
+
+@pytest.mark.parametrize(
+    ("cosines", "injected"),
+    [
+        ([0.33, 0.12, 0.05], ["f0"]),  # near, and far ahead of the runner-up
+        ([0.33, 0.25, 0.05], []),  # near, but the runner-up is as close: no evidence
+        ([0.33], []),  # alone: no runner-up to stand apart from
+        ([0.22, 0.02], []),  # ahead, but not even near
+        ([0.55, 0.50], ["f0", "f1"]),  # the absolute threshold, as before
+    ],
+)
+def test_a_near_best_item_is_injected_only_when_it_stands_apart(
+    cosines: list[float], injected: list[str]
+) -> None:
+    index, q = _query_with_cosines(cosines)
+    sel = select(index, q, "no shared words here", cfg=GateConfig())
+    assert [s.hit.item.id for s in sel.chosen] == injected

@@ -9,8 +9,14 @@ The fused score is ``dense + w_lex * lexical``. An item is injected when all hol
     clears ``min_dense`` (words alone never carry a semantic match);
   * it is within ``margin`` of the best item (relative evidence: a query that is equally close
     to everything is close to nothing);
-Items that clear only ``near_threshold`` make the answer ``weak``: logged, suggested, never
-injected. Without a query vector (embedding outage) the gate reads lexical evidence only and
+The best item (of facts and memories together) is also injected when it clears
+``near_threshold`` and ``distinct_min_dense`` and leads the runner-up by ``distinct_gap``: a
+chat message ("I added a column, how do I apply the migration?") sits further from a short
+fact than a terse query does, but its answer still stands apart from everything else, while a
+question no fact answers is about as close to its best candidate as to its second. Alone, or
+beside a near-duplicate, an item has no such evidence and needs the absolute threshold.
+Other items that clear only ``near_threshold`` make the answer ``weak``: logged, suggested,
+never injected. Without a query vector (embedding outage) the gate reads lexical evidence only and
 asks for more of it (``fallback_coverage`` of the query's wording and ``fallback_bm25``).
 Calibration (tests/data/retrieval_eval.json, MiniLM): the best answering fact scores dense
 0.31-0.80 (median ~0.61), while the best fact for a query no fact answers scores 0.14-0.33; the
@@ -39,6 +45,9 @@ class GateConfig:
     min_dense: float = 0.30
     near_threshold: float = 0.30
     margin: float = 0.15
+    # a near item that stands clearly apart from every other candidate is an answer too
+    distinct_gap: float = 0.12
+    distinct_min_dense: float = 0.25
     fallback_coverage: float = 0.6
     fallback_bm25: float = 0.2
     max_items: int = 8

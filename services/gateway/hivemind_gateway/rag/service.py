@@ -146,6 +146,14 @@ def select(
         best = ranked[0].score
         for s in ranked:
             s.passes = s.passes and s.score >= best - cfg.margin
+        if vec is not None and len(ranked) >= 2:
+            top = ranked[0]
+            if (
+                top.near
+                and (top.hit.dense or 0.0) >= cfg.distinct_min_dense
+                and top.score - ranked[1].score >= cfg.distinct_gap
+            ):
+                top.passes = True
     facts = index["fact"]
     scores = {(s.hit.item.kind, s.hit.item.id): s.score for s in ranked}
     pinned = [

@@ -12,6 +12,7 @@ from collections import Counter
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_COMPOUND = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+")
 
 _STOPWORD_TEXT = """
     a about above after again all also am an and any are as at be been being below between
@@ -53,9 +54,12 @@ def words(text: str) -> list[tuple[str, str]]:
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased, stemmed words without stopwords; camelCase and snake_case are split."""
-    spaced = _CAMEL.sub(" ", text)
-    return [_stem(w) for w in _WORD.findall(spaced.lower()) if w not in STOPWORDS]
+    """Lower-cased, stemmed words without stopwords; camelCase and snake_case are split, and a
+    hyphenated word also counts joined ("Pi-hole" meets "pihole", "wi-fi" meets "wifi")."""
+    spaced = _CAMEL.sub(" ", text).lower()
+    out = [_stem(w) for w in _WORD.findall(spaced) if w not in STOPWORDS]
+    out += [_stem(c.replace("-", "")) for c in _COMPOUND.findall(spaced)]
+    return out
 
 
 class LexicalIndex:
