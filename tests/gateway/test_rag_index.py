@@ -127,3 +127,55 @@ def test_a_near_best_item_is_injected_only_when_it_stands_apart(
     index, q = _query_with_cosines(cosines)
     sel = select(index, q, "no shared words here", cfg=GateConfig())
     assert [s.hit.item.id for s in sel.chosen] == injected
+
+
+def test_dead_vectors_are_compacted_away_and_search_is_unchanged() -> None:
+    rng = np.random.default_rng(3)
+    data = _unit(rng, 4000)
+    store = VectorStore(32, ann_threshold=10**9, compact_min=500)
+    for row, vec in enumerate(data):
+        store.put(row, vec)
+    for row in range(0, 4000, 4):
+        store.kill(row)
+    for row in range(1, 4000, 4):
+        store.kill(row)  # now half are dead: the store compacts
+    assert store.compactions >= 1 and store.slots == store.count == 2000
+    live = np.array([r for r in range(4000) if r % 4 >= 2])
+    for q in data[:20]:
+        want = live[np.argsort(-(data[live] @ q))[:5]]
+        assert [r for r, _ in store.search(q, 5, 4000)] == list(want)
+        assert store.vector(int(live[0])) is not None and store.vector(0) is None
+    store.put(4000, data[0])  # rows keep growing after a compaction
+    assert store.search(data[0], 1, 4001)[0][0] == 4000
+    allowed = np.zeros(4001, dtype=bool)
+    allowed[[2, 3, 4000]] = True
+    assert {r for r, _ in store.search(data[0], 5, 4001, allowed)} == {2, 3, 4000}
+
+
+def test_updating_the_same_items_all_day_keeps_memory_bounded() -> None:
+    index = KindIndex(ann_threshold=10**9)
+    rng = np.random.default_rng(5)
+    vecs = _unit(rng, 10)
+    for i in range(12_000):
+        index.upsert(Item(kind="fact", id=f"k{i % 10}", text=f"k{i % 10}: v{i}"), vecs[i % 10])
+    store = index.vectors
+    assert store is not None and store.count == 10
+    assert store.matrix.shape[0] < 12_000 and store.slots <= 4096 + 11
+    assert [h.item.id for h in index.search(vecs[3], "", k=1)][:1] == ["k3"]
+
+
+def test_a_graph_full_of_dead_rows_is_rebuilt_and_search_stays_right() -> None:
+    rng = np.random.default_rng(9)
+    data = _unit(rng, 3000)
+    store = VectorStore(32, ann_threshold=500, compact_min=500)
+    for row, vec in enumerate(data):
+        store.put(row, vec)
+    store.build_ann(3000)
+    for row in range(2000):
+        store.kill(row)
+    assert store._ann is None  # dropped: it held twice as many dead rows as live ones
+    assert store.search(data[2500], 1, 3000)[0][0] == 2500
+    assert store.needs_ann_work(3000)
+    store.build_ann(3000)
+    assert store.search(data[2500], 1, 3000)[0][0] == 2500
+    assert store.search(data[10], 3, 3000)[0][0] >= 2000

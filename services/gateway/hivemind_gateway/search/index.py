@@ -140,7 +140,8 @@ class KindIndex:
                 continue
             d = dense.get(row)
             if d is None and query_vec is not None and item.has_vector and vectors is not None:
-                d = float(vectors.matrix[row] @ query_vec)
+                vec = vectors.vector(row)
+                d = float(vec @ query_vec) if vec is not None else None
             hits.append(Hit(item, d, bm25.get(row, 0.0), cover.get(row, 0.0)))
         return hits
 
