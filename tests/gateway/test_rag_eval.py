@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,3 +64,24 @@ def test_the_lexical_fallback_never_injects_for_unanswerable_queries() -> None:
     result = evaluate(load_eval_set(EVAL_SET), None)
     assert result["unanswerable_injected"] <= 0.10, result["failures"]
     assert result["right_fact_injected"] >= 0.5
+
+
+def test_the_command_line_evaluator_measures_a_users_set_through_the_service(
+    internal_token: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from hivemind_gateway.rag.evaluation import main
+    from support.embedding import shared_embedding_url
+
+    own = tmp_path / "mine.json"
+    own.write_text(json.dumps(load_eval_set(EVAL_SET)["homelab_domain"]))
+    monkeypatch.setenv("HIVEMIND_EMBEDDING_URL", shared_embedding_url(internal_token))
+    monkeypatch.setenv("HIVEMIND_INTERNAL_TOKEN", internal_token)
+    monkeypatch.setenv("HIVEMIND_RAG_INJECT_THRESHOLD", "0.5")
+    assert main([str(own)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads(printed[: printed.index("\ninject_threshold")])
+    assert report["gate"]["inject_threshold"] == 0.5 and report["answerable"] == 16
+    assert len(printed.split("inject_threshold")[-1].strip().splitlines()) == 1 + 21

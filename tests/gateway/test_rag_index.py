@@ -179,3 +179,17 @@ def test_a_graph_full_of_dead_rows_is_rebuilt_and_search_stays_right() -> None:
     store.build_ann(3000)
     assert store.search(data[2500], 1, 3000)[0][0] == 2500
     assert store.search(data[10], 3, 3000)[0][0] >= 2000
+
+
+def test_the_gate_takes_overrides_from_settings_and_keeps_the_rest() -> None:
+    from types import SimpleNamespace
+
+    from hivemind_gateway.rag.service import gate_config
+    from hivemind_gateway.settings import GatewaySettings
+
+    state = SimpleNamespace(settings=GatewaySettings(rag_inject_threshold=0.55, rag_max_items=3))
+    cfg = gate_config(state)
+    assert (cfg.inject_threshold, cfg.max_items) == (0.55, 3)
+    assert cfg.margin == GateConfig().margin and gate_config(state) is cfg
+    with pytest.raises(ValueError):
+        GatewaySettings(rag_margin=-1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from hivemind_common.settings import ServiceSettings
 
 
@@ -22,6 +24,15 @@ class GatewaySettings(ServiceSettings):
     # retrieval injected into chats
     rag_enabled: bool = True
     rag_budget_tokens: int = 512
+    # the gate (see hivemind_gateway/rag/scoring.py); None keeps the default, which is calibrated
+    # for all-MiniLM-L6-v2: another embedding model has its own cosine scale and needs its own
+    # (docs/retrieval.md says how to measure it)
+    rag_inject_threshold: float | None = Field(default=None, ge=-1, le=2)
+    rag_min_dense: float | None = Field(default=None, ge=-1, le=1)
+    rag_near_threshold: float | None = Field(default=None, ge=-1, le=2)
+    rag_margin: float | None = Field(default=None, ge=0, le=2)
+    rag_distinct_gap: float | None = Field(default=None, ge=0, le=2)
+    rag_max_items: int | None = Field(default=None, ge=1, le=100)
 
     # search index and the embedding client (memory and retrieval)
     embedding_timeout_s: float = 3.0

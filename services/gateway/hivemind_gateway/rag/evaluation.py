@@ -8,6 +8,7 @@ what a chat would get, without HTTP in the way.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,69 @@ def evaluate(
         "unanswerable_injected": round(wrongly / m, 4),
         "failures": failures,
     }
+
+
+def _service_encoder(settings: Any) -> Encode:
+    """Embed through the running embedding service (the model the gateway really uses)."""
+    import httpx
+
+    from hivemind_common.hosts import service_url
+
+    url = settings.embedding_url or service_url("embedding", profile=settings.profile)
+    headers = {"Authorization": f"Bearer {settings.require_internal_token()}"}
+
+    def encode(texts: list[str]) -> np.ndarray:
+        rows: list[np.ndarray] = []
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+            for i in range(0, len(texts), 64):
+                r = client.post("/embed", json={"texts": texts[i : i + 64]})
+                r.raise_for_status()
+                rows.append(np.asarray(r.json()["embeddings"], dtype=np.float32))
+        return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+    return encode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hivemind_gateway.rag.evaluation SET.json``: the gate on your own facts.
+
+    The set is ``{"facts": [{key, value, tags?}], "queries": [{query, expected: [key]}],
+    "unanswerable": [{query}]}``. Prints the figures for the gate as configured (the
+    ``HIVEMIND_RAG_*`` settings) and how they move with the inject threshold, so a new embedding
+    model can be calibrated on data like yours.
+    """
+    import argparse
+    import dataclasses
+
+    from hivemind_gateway.rag.service import gate_config
+    from hivemind_gateway.settings import GatewaySettings
+
+    parser = argparse.ArgumentParser(prog="python -m hivemind_gateway.rag.evaluation")
+    parser.add_argument("eval_set", type=Path)
+    args = parser.parse_args(argv)
+    settings = GatewaySettings()
+    data = load_eval_set(args.eval_set)
+    encode = _service_encoder(settings)
+    vectors: dict[str, np.ndarray] = {}
+
+    def cached(texts: list[str]) -> np.ndarray:  # the sweep re-encodes the same texts
+        todo = [t for t in dict.fromkeys(texts) if t not in vectors]
+        if todo:
+            vectors.update(zip(todo, encode(todo), strict=True))
+        return np.stack([vectors[t] for t in texts])
+
+    cfg = gate_config(type("State", (), {"settings": settings})())
+    result = evaluate(data, cached, cfg=cfg)
+    out = sys.stdout.write
+    out(json.dumps({"gate": dataclasses.asdict(cfg), **result}, indent=2) + "\n")
+    out("\ninject_threshold  right_fact_injected  unanswerable_injected\n")
+    for step in range(20, 62, 2):
+        t = step / 100
+        swept = evaluate(data, cached, cfg=dataclasses.replace(cfg, inject_threshold=t))
+        right, wrong = swept["right_fact_injected"], swept["unanswerable_injected"]
+        out(f"{t:16.2f}  {right:19.3f}  {wrong:21.3f}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -34,9 +34,31 @@ def estimate_tokens(text: str) -> int:
     return max(len(text) // 4, len(text.split())) + 1
 
 
+_GATE_SETTINGS = {
+    "inject_threshold": "rag_inject_threshold",
+    "min_dense": "rag_min_dense",
+    "near_threshold": "rag_near_threshold",
+    "margin": "rag_margin",
+    "distinct_gap": "rag_distinct_gap",
+    "max_items": "rag_max_items",
+}
+
+
 def gate_config(state: Any) -> GateConfig:
+    """The gate: the calibrated defaults, with whatever the settings override (made once)."""
     cfg = getattr(state, "rag_gate", None)
-    return cfg if isinstance(cfg, GateConfig) else GateConfig()
+    if isinstance(cfg, GateConfig):
+        return cfg
+    settings = getattr(state, "settings", None)
+    overrides = {
+        field: getattr(settings, name)
+        for field, name in _GATE_SETTINGS.items()
+        if getattr(settings, name, None) is not None
+    }
+    cfg = GateConfig(**overrides)
+    if settings is not None:
+        state.rag_gate = cfg
+    return cfg
 
 
 async def embed_query(search: SearchIndex, query: str) -> np.ndarray | None:
