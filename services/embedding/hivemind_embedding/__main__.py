@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads libgomp: idle OpenMP workers sleep instead of spinning. On a host whose
-# cores are shared with other busy processes (the gateway, llama.cpp, a training run), spinning
-# workers and the barrier that waits for a descheduled one made a one-text encode take
-# 270-490 ms instead of 14-16 ms at load average ~3.5 on 2 cores. Set OMP_WAIT_POLICY=ACTIVE
-# to get the spinning back on a host the encoder has to itself.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Before torch loads libgomp: an idle OpenMP worker spins ~1000 rounds, then sleeps. libgomp's
+# default spin (300,000 rounds) wins ~0 ms on a quiet box but, when the cores are shared with
+# other busy processes (the gateway, llama.cpp, a training run), spinning workers and the
+# barrier waiting for a descheduled one made a one-text encode take 270-720 ms instead of
+# ~20 ms (2 cores, load ~4). Never spinning (OMP_WAIT_POLICY=PASSIVE) is the most robust
+# under load (19 ms) but pays a wake-up per parallel region on a quiet box (15.5 vs 11.4 ms
+# per one-text encode); 1000 rounds keeps the quiet figure and gives 25-29 ms under load.
+# Set GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself to choose otherwise.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")
 
 from hivemind_common.service_app import serve
 from hivemind_embedding.app import create_app

@@ -18,9 +18,9 @@ class EmbeddingSettings(ServiceSettings):
     embedding_model_id: str | None = None
     embedding_device: str = "cpu"
     # torch intra-op threads; 0 = auto (the machine's cores, at most 4). On a quiet 2-core box
-    # two threads cut a query's encode from ~13 to ~9 ms and raise batched throughput ~35%;
-    # on a host where other busy processes share the cores, spinning OpenMP threads can make
-    # an encode several times slower (199 ms vs 32 ms p50 measured at load average ~10): set 1.
+    # two threads cut a one-text encode from ~13 to ~11 ms and give batches ~1.8x the texts/s
+    # of one thread. How idle OpenMP workers wait when the cores are shared is set in
+    # __main__.py (GOMP_SPINCOUNT): libgomp's default made encodes 20-40x slower under load.
     embedding_threads: int = Field(default=0, ge=0)
 
     # request limits
