@@ -148,3 +148,20 @@ def test_concurrent_requests_are_encoded_in_shared_batches(internal_token: str) 
             after = client.get("/info").json()
     assert after["texts"] - before["texts"] == 32
     assert after["batches"] - before["batches"] < 32
+
+
+def test_bfloat16_vectors_match_float32_ones() -> None:
+    from hivemind_embedding.encoder import (
+        SentenceEncoder,
+        default_model_dir,
+        resolve_precision,
+    )
+
+    assert resolve_precision("float32", "cpu") == "float32"
+    assert resolve_precision("auto", "cuda") == "float32"
+    assert resolve_precision("auto", "cpu") in ("float32", "bfloat16")
+    texts = ["redis listens on port 6379", "which editor do I use", "naïve café 日本語"]
+    full = SentenceEncoder.load(default_model_dir(), model_id="m", threads=1, precision="float32")
+    half = SentenceEncoder(full._model, "m", precision="bfloat16")  # forced, even if emulated
+    cos = np.sum(full.encode(texts) * half.encode(texts), axis=1)
+    assert half.precision == "bfloat16" and cos.min() > 0.9999, cos

@@ -31,6 +31,7 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             model_id=model_id,
             device=settings.embedding_device,
             threads=settings.embedding_threads,
+            precision=settings.embedding_precision,
         )
         batcher = MicroBatcher(
             encoder.encode,

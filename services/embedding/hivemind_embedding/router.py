@@ -121,6 +121,7 @@ async def info(request: Request) -> ModelInfo:
         model=encoder.model_id,
         dimensions=encoder.dimensions,
         batching=request.app.state.batcher.enabled,
+        precision=encoder.precision,
         max_texts=settings.embedding_max_texts,
         max_chars=settings.embedding_max_chars,
         batches=request.app.state.batcher.batches,

@@ -54,6 +54,7 @@ class ModelInfo(BaseModel):
     model: str
     dimensions: int
     batching: bool
+    precision: str = "float32"
     max_texts: int
     max_chars: int
     batches: int = 0

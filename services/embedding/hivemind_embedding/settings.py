@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,6 +23,9 @@ class EmbeddingSettings(ServiceSettings):
     # of one thread. How idle OpenMP workers wait when the cores are shared is set in
     # __main__.py (GOMP_SPINCOUNT): libgomp's default made encodes 20-40x slower under load.
     embedding_threads: int = Field(default=0, ge=0)
+    # matmul precision: auto = bfloat16 where the CPU has it natively (vectors within cosine
+    # 0.99998 of float32's, ~25-40% faster here), float32 elsewhere
+    embedding_precision: Literal["auto", "float32", "bfloat16"] = "auto"
 
     # request limits
     embedding_max_texts: int = Field(default=256, ge=1)
