@@ -116,6 +116,7 @@ async def inject_retrieval(
             budget_tokens=budget_tokens,
             count_tokens=count,
             session_id=session_id,
+            log_later=True,
         )
         if ctx.text.strip() and count(ctx.text) > VERIFY_ABOVE * budget_tokens:
             # near the budget the calibrated estimate is not enough: ask the real tokenizer

@@ -9,6 +9,7 @@ an embedding outage.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ def estimate_tokens(text: str) -> int:
     """A cheap token estimate (about four characters a token, at least one a word)."""
     return max(len(text) // 4, len(text.split())) + 1
 
+
+_LOGGING: set[asyncio.Task[None]] = set()  # log writes in flight (held so they finish)
 
 _GATE_SETTINGS = {
     "inject_threshold": "rag_inject_threshold",
@@ -195,8 +198,13 @@ async def retrieve_context(
     budget_tokens: int,
     count_tokens: Callable[[str], int] | None = None,
     session_id: str | None = None,
+    log_later: bool = False,
 ) -> RagContext:
-    """The block to inject for ``query``, the items in it and the gate's quality label."""
+    """The block to inject for ``query``, the items in it and the gate's quality label.
+
+    ``log_later`` writes the retrieval log after returning (a chat should not wait ~1 ms for
+    its log line); the ``/v1/rag/context`` route logs before it answers.
+    """
     search: SearchIndex = state.search
     index = await search.tenant(tenant)
     vec = await embed_query(search, query)
@@ -211,5 +219,11 @@ async def retrieve_context(
         method="hybrid" if vec is not None else "lexical",
     )
     top = chosen.ranked[0].score if chosen.ranked else 0.0
-    await log_retrieval(state.redis, tenant=tenant, query=query, context=context, top_score=top)
+    logged = log_retrieval(state.redis, tenant=tenant, query=query, context=context, top_score=top)
+    if log_later:
+        task = asyncio.create_task(logged)
+        _LOGGING.add(task)
+        task.add_done_callback(_LOGGING.discard)
+    else:
+        await logged
     return context
