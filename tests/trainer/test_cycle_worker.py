@@ -97,3 +97,23 @@ async def test_the_threshold_starts_a_cycle_and_an_attempt_does_not_repeat_at_on
     assert await worker.step() is None  # enough samples, but the last attempt was just now
     state = await redis_client.hgetall(keys.learning_state())
     assert int(state["accepted_seq"]) - int(state["trained_seq"]) >= 20
+
+
+async def test_the_backlog_gauges_follow_the_stream(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    from hivemind_trainer.metrics import (
+        LEARNING_STREAM_LENGTH,
+        LEARNING_STREAM_PENDING,
+        NEW_SAMPLES,
+    )
+
+    worker = TrainerWorker(redis_client, settings(redis_url, data_dir, trained_tiny_dir))
+    await worker.ensure_groups()
+    await feed(redis_client, 10, offset=300)
+    assert await worker.step() is None  # under the threshold: collected, not trained
+    state = await redis_client.hgetall(keys.learning_state())
+    assert LEARNING_STREAM_LENGTH._value.get() == 10
+    assert LEARNING_STREAM_PENDING._value.get() == 0  # every entry was acknowledged
+    assert NEW_SAMPLES._value.get() == int(state["accepted_seq"]) - int(state.get("trained_seq", 0))
+    assert NEW_SAMPLES._value.get() > 0

@@ -16,3 +16,14 @@ TRAIN_TOKENS_PER_S = Gauge(
 TRAIN_STEP = Gauge("hivemind_trainer_step", "Optimizer step of the running job.")
 CYCLES = Counter("hivemind_trainer_cycles_total", "Learning cycles, by result.", ["result"])
 IS_LEADER = Gauge("hivemind_trainer_is_leader", "1 while this trainer holds the leader lock.")
+LEARNING_STREAM_LENGTH = Gauge(
+    "hivemind_trainer_stream_length", "Entries in the learning stream (capped)."
+)
+LEARNING_STREAM_PENDING = Gauge(
+    "hivemind_trainer_stream_pending",
+    "Learning-stream entries delivered to the trainer group and not yet acknowledged.",
+)
+NEW_SAMPLES = Gauge(
+    "hivemind_trainer_new_samples",
+    "Accepted samples not yet trained on (a cycle starts at the threshold).",
+)

@@ -24,7 +24,12 @@ from hivemind_common.errors import HivemindError, NotFound
 from hivemind_common.job_records import get_job
 from hivemind_common.jobs import TrainJob
 from hivemind_trainer.cycle import CycleResult, make_collector, run_cycle
-from hivemind_trainer.metrics import IS_LEADER
+from hivemind_trainer.metrics import (
+    IS_LEADER,
+    LEARNING_STREAM_LENGTH,
+    LEARNING_STREAM_PENDING,
+    NEW_SAMPLES,
+)
 from hivemind_trainer.orchestrator import LeaderLock, state_decision
 from hivemind_trainer.settings import TrainerSettings
 
@@ -122,9 +127,21 @@ class TrainerWorker:
             await self.redis.xack(keys.jobs_stream(), keys.TRAINER_GROUP, msg_id)
         return result
 
+    async def observe_backlog(self) -> None:
+        """Set the backlog gauges: stream length, unacknowledged entries, untrained samples."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(keys.learning_stream())
+            pipe.xpending(keys.learning_stream(), keys.TRAINER_GROUP)
+            pipe.hmget(keys.learning_state(), ["accepted_seq", "trained_seq"])
+            length, pending, (accepted, trained) = await pipe.execute()
+        LEARNING_STREAM_LENGTH.set(int(length))
+        LEARNING_STREAM_PENDING.set(int(pending.get("pending", 0) if pending else 0))
+        NEW_SAMPLES.set(max(0, int(float(accepted or 0)) - int(float(trained or 0))))
+
     async def step(self) -> CycleResult | None:
         """One pass as leader: collect, then a queued job or the threshold rule."""
         await self.collector.collect_once(block_ms=None)
+        await self.observe_backlog()
         nxt = await self.next_job()
         if nxt is not None:
             return await self.handle_job(*nxt)
