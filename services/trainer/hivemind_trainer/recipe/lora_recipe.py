@@ -1,8 +1,11 @@
 """The LoRA recipe: ``setup / prepare / train / evaluate / save / cleanup``, one explicit loop.
 
-Read ``train`` top to bottom: rows of packed chats in a seeded order, autocast forward, loss on
-assistant tokens, backward, clip, AdamW step, warmup-then-cosine learning rate. The loss is kept
-on the device and read back only every ``log_every`` steps, so the loop never waits on the host.
+Read ``train`` top to bottom: the chats in a seeded order, cut into steps that fill the batch's
+rows (:meth:`LoraRecipe.plan`), packed, autocast forward (bf16 for the frozen weights' matmuls,
+float32 for LoRA, attention and the LM head: :mod:`.precision`), loss on assistant tokens averaged
+over the step's labelled tokens, backward, clip, AdamW step (float32 LoRA weights and moments),
+warmup-then-cosine learning rate. The loss is kept on the device and read back only every
+``log_every`` steps, so the loop never waits on the host.
 Checkpoints (adapter, optimizer, step) every ``checkpoint_every`` steps let a killed run resume.
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 
 import torch
 
+from hivemind_common.errors import Unprocessable
 from hivemind_trainer.metrics import TRAIN_LOSS, TRAIN_STEP, TRAIN_TOKENS_PER_S
 from hivemind_trainer.recipe import model_io
 from hivemind_trainer.recipe.chat_format import EncodedChat, encode_chat, end_of_turn
@@ -30,7 +34,7 @@ from hivemind_trainer.recipe.config import (
     pick_batch_size,
 )
 from hivemind_trainer.recipe.loss import mean_loss, packed_loss_sum
-from hivemind_trainer.recipe.packing import PackedBatch, build_batch, pack_rows
+from hivemind_trainer.recipe.packing import PackedBatch, build_batch, fill_steps, pack_rows
 from hivemind_trainer.recipe.validators import ValidationReport, validate
 
 log = logging.getLogger(__name__)
@@ -192,17 +196,15 @@ class LoraRecipe:
     def train(self, prepared: Prepared, *, checkpoint_dir: Path | None = None) -> TrainResult:
         cfg, hw = self.config, self.hardware
         assert hw is not None and self.model is not None, "call setup() first"
-        per_epoch = math.ceil(len(prepared.rows) / max(1, self.batch_size))
-        total = max(1, math.ceil(per_epoch * cfg.epochs))
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
+        plan = self.plan(prepared)
+        if not plan:
+            raise Unprocessable("no chat fits the recipe's sequence length: nothing to train on")
+        total = len(plan)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg, total))
         start = self._resume(checkpoint_dir, optimizer, scheduler)
-        schedule = self._schedule(prepared, total)
-        low_precision = self._frozen_to_bf16()
         self.model.train()
         device, dtype = hw.torch_device, hw.autocast_dtype
         running = torch.zeros((), device=device)
@@ -211,7 +213,7 @@ class LoraRecipe:
         began = time.perf_counter()
         last = float("nan")
         for step in range(start, total):
-            batch = schedule[step]
+            batch = self._step_batch(prepared, plan[step])  # packed here, inside the timing
             loss_sum, n = packed_loss_sum(self.model, batch, device=device, dtype=dtype)
             loss = loss_sum / max(1, n)
             loss.backward()
@@ -224,7 +226,7 @@ class LoraRecipe:
             trained += n
             done = step + 1
             if done % cfg.log_every == 0 or done == total:
-                k = (done - start) % cfg.log_every or cfg.log_every
+                k = min(done - start, done % cfg.log_every or cfg.log_every)  # steps in the window
                 last = float(running) / k  # the one host read every log_every steps
                 running.zero_()
                 losses.append((done, last))
@@ -239,8 +241,6 @@ class LoraRecipe:
             if checkpoint_dir is not None and done % cfg.checkpoint_every == 0 and done < total:
                 self._checkpoint(checkpoint_dir, optimizer, scheduler, done)
         seconds = time.perf_counter() - began
-        if low_precision:
-            model_io.restore_frozen_weights(self.model, self.base_dir)
         return TrainResult(
             steps=total,
             final_loss=last,
@@ -253,30 +253,37 @@ class LoraRecipe:
             batch_size=self.batch_size,
         )
 
-    def _frozen_to_bf16(self) -> bool:
-        """Keep frozen weights in bf16 while training under bf16 autocast.
+    def plan(self, prepared: Prepared) -> list[list[int]]:
+        """The chats (indices into ``prepared.chats``) of every optimizer step.
 
-        Autocast would cast them on every step anyway, and half the bytes is what a
-        memory-bound CPU step is short of. Evaluation wants the exact weights back, so
-        :meth:`train` reloads them from the base checkpoint when it ends.
+        Each epoch shuffles the chats with the recipe's seed and cuts that order into steps
+        whose chats pack into ``batch_size`` rows; ``epochs`` (a fraction allowed) and
+        ``max_steps`` bound the count. A benchmark can feed a padded loop the very same steps.
         """
-        hw = self.hardware
-        if hw is None or hw.autocast_dtype is not torch.bfloat16 or hw.qlora:
-            return False
-        for param in self.model.parameters():
-            if not param.requires_grad:
-                param.data = param.data.to(torch.bfloat16)
-        return True
-
-    def _schedule(self, prepared: Prepared, total: int) -> list[PackedBatch]:
-        """The batch of every step: rows reshuffled each epoch with a fixed seed."""
-        rng = random.Random(self.config.seed)
-        out: list[PackedBatch] = []
-        while len(out) < total:
-            order = list(range(len(prepared.rows)))
+        cfg = self.config
+        if not prepared.chats:
+            return []
+        rng = random.Random(cfg.seed)
+        steps: list[list[int]] = []
+        total: int | None = None
+        while total is None or len(steps) < total:
+            order = list(range(len(prepared.chats)))
             rng.shuffle(order)
-            out.extend(self.batches(prepared, order))
-        return out[:total]
+            epoch = fill_steps(prepared.chats, order, cfg.seq_len, max(1, self.batch_size))
+            if not epoch:
+                return []
+            if total is None:
+                total = max(1, math.ceil(len(epoch) * cfg.epochs))
+                if cfg.max_steps is not None:
+                    total = min(total, cfg.max_steps)
+            steps.extend(epoch)
+        return steps[:total]
+
+    def _step_batch(self, prepared: Prepared, chats: list[int]) -> PackedBatch:
+        members = [prepared.chats[i] for i in chats]
+        rows = pack_rows(members, self.config.seq_len)
+        pad = int(self.tokenizer.pad_token_id)
+        return build_batch(members, rows, self.config.seq_len, pad)
 
     def _checkpoint(self, directory: Path, optimizer: Any, scheduler: Any, step: int) -> None:
         directory.mkdir(parents=True, exist_ok=True)

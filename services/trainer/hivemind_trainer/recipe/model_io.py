@@ -149,28 +149,6 @@ def attach_lora(
     return get_peft_model(model, config)
 
 
-def restore_frozen_weights(model: Any, hf_dir: Path) -> int:
-    """Reload every frozen weight in float32 from the base checkpoint; returns how many."""
-    from safetensors import safe_open
-
-    frozen: dict[str, Any] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            key = name.removeprefix("base_model.model.").replace(".base_layer.", ".")
-            frozen[key] = param
-    restored = 0
-    for path in sorted(hf_dir.glob("*.safetensors")):
-        with safe_open(str(path), framework="pt") as fh:
-            for key in fh.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                param = frozen.pop(key, None)
-                if param is not None:
-                    param.data = fh.get_tensor(key).to(param.device, torch.float32)
-                    restored += 1
-    for param in frozen.values():  # not in the checkpoint (tied, or made at load): widen
-        param.data = param.data.to(torch.float32)
-    return restored
-
-
 def count_params(model: Any) -> tuple[int, int]:
     """(all parameters, trainable parameters)."""
     total = sum(p.numel() for p in model.parameters())

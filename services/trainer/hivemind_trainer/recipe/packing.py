@@ -1,7 +1,9 @@
 """Pack encoded chats into fixed-length rows without letting them attend to each other.
 
-Chats go into rows first-fit by decreasing length. Every chat's position ids start again at 0,
-and :func:`block_mask` gives the model an explicit 4-D block-diagonal causal mask (boolean, for
+Chats go into rows first-fit by decreasing length; :func:`fill_steps` cuts a chat order into
+optimizer steps whose chats fit a number of rows, so a step's loss is the per-token mean over the
+same chats a padded batch of them would hold. Every chat's position ids start again at 0, and
+:func:`block_mask` gives the model an explicit 4-D block-diagonal causal mask (boolean, for
 SDPA), so a token sees only its own chat. (Position-id resets alone are not enough: the
 transformers release we use does not infer the blocks from them for SDPA, and the tests show
 the chats then mix.) The tail of a row is padding: its own block, no labels.
@@ -53,6 +55,28 @@ def pack_rows(chats: list[EncodedChat], seq_len: int) -> list[list[int]]:
             rows.append([i])
             room.append(seq_len - n)
     return rows
+
+
+def fill_steps(
+    chats: list[EncodedChat], order: list[int], seq_len: int, rows: int
+) -> list[list[int]]:
+    """Cut ``order`` (chat indices) into consecutive steps whose chats pack into ``rows`` rows.
+
+    A step takes chats in the given order until the next one would need another row; chats
+    longer than ``seq_len`` are left out (as :func:`pack_rows` leaves them out).
+    """
+    steps: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if len(chats[i].input_ids) > seq_len:
+            continue
+        if current and len(pack_rows([chats[j] for j in (*current, i)], seq_len)) > rows:
+            steps.append(current)
+            current = []
+        current.append(i)
+    if current:
+        steps.append(current)
+    return steps
 
 
 def build_batch(
