@@ -2,7 +2,9 @@
 
 A LoRA of the trainer's ``fast`` shape (r 8, alpha 16, attention projections) with small random
 weights stands in for a trained adapter; the export recipe then runs exactly as the exporter
-service runs it (adapter → merge → f16 → quantize → validate against PyTorch). The quant is the
+service runs it (adapter → merge → f16 → quantize → validate against PyTorch). The adapter is
+gated on an f16 GGUF of the same base weights (written once per base, timed apart as
+``base_f16_s``); its agreement on the served Q4_1 base is reported beside it. The quant is the
 recipe's choice for this base (Q8_0, because SmolLM2 ships as Q4_1); Q5_K_M is timed beside it.
 
 Targets (issue): adapter ≤ 1 s, f16 + quantized ≤ 15 s. The machine is shared; the 1-minute
@@ -88,6 +90,7 @@ def main(out_dir: Path) -> dict[str, Any]:
         "f16_plus_quant_with_merge_s": round(t["merge"] + t["f16"] + t["quantize"], 3),
         "q5_k_m_quantize_s": round(q5_s, 3),
         "load_s": t["load"],
+        "base_f16_s": t["base_f16"],  # once per base (cached by sha256); here a fresh registry
         "validate_s": t["validate"],
         "recipe_total_s": round(total, 3),
         "base_prepare_s": round(base_s, 3),

@@ -153,7 +153,11 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
     manifest = registry.read_manifest("default", cycle.version)
     validation = manifest["export"]["validation"]
     assert validation["passed"] and validation["chat"]["stopped"]
-    assert validation["adapter"]["top1_agreement_ties_ok"] >= 0.98
+    # the adapter is gated raw on an f16 copy of the base; on the served Q4_1 base it is reported
+    assert validation["adapter"]["top1_agreement"] >= 0.98
+    assert validation["adapter"]["positions"] >= 400
+    assert validation["adapter"]["base"] != Path(manifest["serve"]["gguf"]).name
+    assert "top1_agreement" in validation["adapter_on_served_base"]
     assert validation["f16"]["top1_agreement"] >= 0.98
     assert manifest["export"]["quant"] == "Q8_0"  # SmolLM2's base is itself quantized (Q4_1)
     assert manifest["serve"]["lora"].endswith("adapter.gguf")

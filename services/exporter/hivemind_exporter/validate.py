@@ -22,12 +22,14 @@ from hivemind_common.errors import UpstreamError
 log = logging.getLogger(__name__)
 
 MIN_AGREEMENT = 0.98
-# A position where PyTorch's own top two logits are this close is a tie: a quantized base GGUF's
-# arithmetic (Q4_1 weights, 8-bit activations) moves logits by up to ~1.6 against PyTorch even
-# with no adapter, so llama.cpp picking either of two tied tokens is not an export error.
+# A position where PyTorch's own top two logits are this close is a near-tie. The gate counts raw
+# agreement; the share with near-ties counted as agreeing is recorded beside it, because a
+# quantized GGUF's arithmetic (Q4_1 weights, 8-bit activations) moves logits by up to ~1.6
+# against PyTorch with no adapter at all, which is the base's rounding, not an export error.
 TIE_TOLERANCE = 0.25
 
-# Fixed prompts: code, prose and chat-shaped text, so every export is checked on the same input.
+# Fixed prompts: code, prose and chat-shaped text, so every export is checked on the same input
+# (about 400 teacher-forced positions with SmolLM2's tokenizer: one miss is a quarter percent).
 PROBE_TEXTS: tuple[str, ...] = (
     "def fibonacci(n):\n    if n < 2:\n        return n\n"
     "    return fibonacci(n - 1) + fibonacci(n - 2)\n",
@@ -42,6 +44,21 @@ PROBE_TEXTS: tuple[str, ...] = (
     "the list in place.<|im_end|>\n",
     "SELECT name, COUNT(*) AS n FROM orders WHERE created_at > '2024-01-01' "
     "GROUP BY name ORDER BY n DESC LIMIT 10;",
+    "<|im_start|>system\nYou are a concise coding assistant.<|im_end|>\n<|im_start|>user\n"
+    "Why does my Rust code say the value was moved?<|im_end|>\n<|im_start|>assistant\n"
+    "Because ownership passed to the function you called. Borrow it with `&value` instead, "
+    "or clone it if the function must own a copy.<|im_end|>\n",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n"
+    "    def push(self, item):\n        self.items.append(item)\n\n"
+    "    def pop(self):\n        return self.items.pop()\n",
+    "To install the package, create a virtual environment first, activate it, and then run "
+    "pip install with the name of the package. Upgrading later works the same way.",
+    "fn main() {\n    let numbers = vec![3, 1, 4, 1, 5, 9];\n"
+    '    let total: i32 = numbers.iter().sum();\n    println!("{}", total);\n}\n',
+    '{"name": "hivemind", "version": "1.2.0", "dependencies": {"redis": "^5.0", '
+    '"fastapi": "^0.110"}, "scripts": {"test": "pytest -q"}}',
+    "#!/bin/bash\nset -euo pipefail\nfor file in *.log; do\n"
+    '    gzip -9 "$file"\ndone\necho "compressed $(ls *.gz | wc -l) files"\n',
 )
 
 

@@ -241,8 +241,9 @@ class ExportWorker:
             result = await asyncio.to_thread(run_export, config, self.registry)
         for stage, seconds in result.timings.items():
             EXPORT_STAGE_SECONDS.labels(stage=stage).observe(seconds)
-        for file in ("adapter", "f16"):
-            EXPORT_AGREEMENT.labels(file=file).set(result.validation[file]["top1_agreement"])
+        for file in ("adapter", "f16", "adapter_on_served_base"):  # the last: reported only
+            if file in result.validation:
+                EXPORT_AGREEMENT.labels(file=file).set(result.validation[file]["top1_agreement"])
         await self.registry.record_files(job.model, job.version)
         await self.registry.update(job.model, job.version, export=result.timings)
         log.info(
