@@ -7,6 +7,7 @@ CPU, bf16 where it is supported, and a batch size from free memory with the esti
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -139,12 +140,8 @@ def detect_hardware(threads: int | None = None) -> Hardware:
         device = "rocm" if getattr(torch.version, "hip", None) else "cuda"
         free, _total = torch.cuda.mem_get_info()
         bf16 = torch.cuda.is_bf16_supported()
-        try:
-            import bitsandbytes  # noqa: F401
-
-            qlora = device == "cuda"
-        except ImportError:
-            qlora = False
+        qlora = device == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
+        if device == "cuda" and not qlora:
             notes.append("bitsandbytes not installed: LoRA in 16-bit, no QLoRA")
         n = threads or max(1, min(8, os.cpu_count() or 1))
         return Hardware(device, "cuda", "bfloat16" if bf16 else "float16", qlora, n, free, notes)
