@@ -14,8 +14,8 @@ from hivemind_trainer.recipe.chat_format import IGNORE, encode_chat
 from hivemind_trainer.recipe.config import RecipeConfig
 from hivemind_trainer.recipe.lora_recipe import LoraRecipe
 from hivemind_trainer.recipe.loss import packed_loss_sum
-from hivemind_trainer.recipe.packing import fill_steps, pack, pack_rows
-from hivemind_trainer.recipe.precision import FLOAT32_SDPA, lora_float32
+from hivemind_trainer.recipe.packing import block_mask, fill_steps, pack, pack_rows
+from hivemind_trainer.recipe.precision import PACKED, PACKED_FLOAT32, recipe_forward, segments_of
 
 TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -105,7 +105,7 @@ def test_under_bf16_a_small_lora_update_is_added_in_float32(tiny_llama_dir: Path
         with torch.autocast("cpu", dtype=torch.bfloat16):
             frozen = layer.base_layer(x).float()
             plain = layer(x).float()
-            with lora_float32(model, torch.bfloat16):
+            with recipe_forward(model, torch.bfloat16):
                 kept = layer(x)
     assert kept.dtype == torch.float32
     torch.testing.assert_close(kept - frozen, update, rtol=1e-4, atol=1e-6)
@@ -123,8 +123,8 @@ def test_float32_lora_and_attention_only_inside_the_block(tiny_llama_dir: Path) 
     )
     ids = torch.tensor([[1, 5, 9, 20, 33]])
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        with lora_float32(model, torch.bfloat16):
-            assert base.config._attn_implementation == FLOAT32_SDPA
+        with recipe_forward(model, torch.bfloat16):
+            assert base.config._attn_implementation == PACKED_FLOAT32
             model(input_ids=ids)
         model(input_ids=ids)
     hook.remove()
@@ -132,8 +132,29 @@ def test_float32_lora_and_attention_only_inside_the_block(tiny_llama_dir: Path) 
     assert not any("forward" in vars(m) for m in base.modules())  # PEFT's forward is back
     # o_proj's output: float32 (LoRA sum) inside, bf16 outside
     assert seen == [torch.float32, torch.bfloat16]
-    with lora_float32(model, None):  # float32 training: nothing to switch
-        assert base.config._attn_implementation == "sdpa"
+    with recipe_forward(model, None):  # float32: attention per chat, PEFT's own LoRA forward
+        assert base.config._attn_implementation == PACKED
+        assert not any("forward" in vars(m) for m in base.modules())
+
+
+def test_attention_chat_by_chat_equals_the_block_masked_row(tokenizer: Any, tiny_dir: Path) -> None:
+    model = lora_model(tiny_dir).eval()
+    encoded = [encode_chat(tokenizer, c) for c in chats(9)]
+    batch = pack(encoded, 160, tokenizer.pad_token_id)
+    segments = segments_of(batch.segment_ids)
+    assert batch.input_ids.shape[0] >= 2 and all(len(b) > 3 for b in segments)
+    decoder = model.get_base_model().get_decoder()
+    args = dict(
+        input_ids=batch.input_ids,
+        position_ids=batch.position_ids,
+        attention_mask=block_mask(batch.segment_ids),
+    )
+    with torch.no_grad():
+        masked = decoder(**args).last_hidden_state  # SDPA over whole rows, under the mask
+        with recipe_forward(model, None):
+            by_chat = decoder(**args, segments=segments).last_hidden_state
+    real = batch.segment_ids >= 0
+    torch.testing.assert_close(by_chat[real], masked[real], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -1,10 +1,11 @@
 """The loss: cross-entropy on labelled (assistant) tokens only, logits computed only there.
 
-The decoder runs on packed rows with reset position ids and a block-diagonal mask, under
-autocast with the LoRA branches and attention in float32 (:mod:`precision`); the LM head, the
-widest matmul of a small model, runs in float32 and only on hidden states whose next token is
-labelled, which skips most of its work on prompts. Divided by its count, one packed batch's loss
-is the per-token mean a padded batch of the same chats gives (``tests/trainer``).
+The decoder runs on packed rows with reset position ids and a block-diagonal mask, attention
+computed chat by chat, under autocast with the LoRA branches and attention in float32
+(:mod:`precision`); the LM head, the widest matmul of a small model, runs in float32 and only on
+hidden states whose next token is labelled, which skips most of its work on prompts. Divided by
+its count, one packed batch's loss is the per-token mean a padded batch of the same chats gives
+(``tests/trainer``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 
 from hivemind_trainer.recipe.chat_format import IGNORE
 from hivemind_trainer.recipe.packing import PackedBatch, block_mask
-from hivemind_trainer.recipe.precision import lora_float32
+from hivemind_trainer.recipe.precision import recipe_forward, segments_of
 
 
 def causal_parts(model: Any) -> tuple[Any, Any]:
@@ -43,9 +44,13 @@ def packed_loss_sum(
     targets = batch.labels[:, 1:]
     keep = targets != IGNORE
     count = int(keep.sum())
-    with autocast_for(device, dtype), lora_float32(model, dtype):
+    with autocast_for(device, dtype), recipe_forward(model, dtype):
         hidden = decoder(
-            input_ids=ids, position_ids=positions, attention_mask=mask, use_cache=False
+            input_ids=ids,
+            position_ids=positions,
+            attention_mask=mask,
+            use_cache=False,
+            segments=segments_of(batch.segment_ids),
         ).last_hidden_state
     picked = hidden[:, :-1][keep.to(device)].float()
     bias = None if head.bias is None else head.bias.float()
