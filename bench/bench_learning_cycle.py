@@ -115,6 +115,10 @@ def main(out_dir: Path) -> dict[str, Any]:
         if cache_warm:  # reuse the dequantized base other benchmarks cached
             (data_dir / "models" / "default").mkdir(parents=True)
             os.symlink(shared.resolve(), data_dir / "models" / "default" / "base-hf")
+            # and the f16 copy the adapter is validated on (made by the first run, then kept)
+            base_f16 = shared.parent / "base-f16"
+            base_f16.mkdir(exist_ok=True)
+            os.symlink(base_f16.resolve(), data_dir / "models" / "default" / "base-f16")
         with standalone_redis(Path(tmp) / "redis") as server:
             settings = InferenceSettings(
                 internal_token=TOKEN, redis_url=server.url, n_ctx=1024, threads=2
