@@ -32,6 +32,7 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             device=settings.embedding_device,
             threads=settings.embedding_threads,
             precision=settings.embedding_precision,
+            fast_path=settings.embedding_fast_path,
         )
         batcher = MicroBatcher(
             encoder.encode,

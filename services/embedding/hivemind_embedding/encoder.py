@@ -74,10 +74,15 @@ def resolve_precision(precision: Precision, device: str) -> str:
 class SentenceEncoder:
     """Wraps a ``SentenceTransformer``; ``encode`` is blocking and must run off the event loop."""
 
-    def __init__(self, model: Any, model_id: str, *, precision: str = "float32") -> None:
+    FAST_PATH_MAX_TEXTS = 2
+
+    def __init__(
+        self, model: Any, model_id: str, *, precision: str = "float32", fast_path: Any = None
+    ) -> None:
         self._model = model
         self.model_id = model_id
         self.precision = precision
+        self._fast = fast_path  # a FastPath for requests of one or two texts, or None
         dim_fn = (
             getattr(model, "get_embedding_dimension", None)
             or model.get_sentence_embedding_dimension
@@ -94,6 +99,7 @@ class SentenceEncoder:
         device: str = "cpu",
         threads: int = 0,
         precision: Precision = "auto",
+        fast_path: bool = True,
     ) -> SentenceEncoder:
         """Load a local directory (never a hub download)."""
         if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
@@ -105,12 +111,24 @@ class SentenceEncoder:
         model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         model.eval()
         chosen = resolve_precision(precision, device)
+        fast = None
+        if fast_path and device == "cpu":
+            from hivemind_embedding.fast_path import FastPath
+
+            fast = FastPath.build(model)
         log.info("loaded embedding model %s from %s (%s)", model_id, model_dir, chosen)
-        return cls(model, model_id, precision=chosen)
+        return cls(model, model_id, precision=chosen, fast_path=fast)
+
+    @property
+    def fast_path(self) -> bool:
+        return self._fast is not None
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         import torch
+
+        if self._fast is not None and len(texts) <= self.FAST_PATH_MAX_TEXTS:
+            return self._fast.encode(texts)
 
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16)

@@ -122,6 +122,7 @@ async def info(request: Request) -> ModelInfo:
         dimensions=encoder.dimensions,
         batching=request.app.state.batcher.enabled,
         precision=encoder.precision,
+        fast_path=encoder.fast_path,
         max_texts=settings.embedding_max_texts,
         max_chars=settings.embedding_max_chars,
         batches=request.app.state.batcher.batches,

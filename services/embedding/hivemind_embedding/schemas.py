@@ -55,6 +55,7 @@ class ModelInfo(BaseModel):
     dimensions: int
     batching: bool
     precision: str = "float32"
+    fast_path: bool = False
     max_texts: int
     max_chars: int
     batches: int = 0

@@ -26,6 +26,9 @@ class EmbeddingSettings(ServiceSettings):
     # matmul precision: auto = bfloat16 where the CPU has it natively (vectors within cosine
     # 0.99998 of float32's, ~25-40% faster here), float32 elsewhere
     embedding_precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    # a frozen TorchScript copy for one- and two-text requests (a retrieval query's latency);
+    # off by itself for models it cannot trace exactly
+    embedding_fast_path: bool = True
 
     # request limits
     embedding_max_texts: int = Field(default=256, ge=1)
