@@ -51,6 +51,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate, then kill if it has not gone within 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def base_env(data_dir: Path, token: str) -> dict[str, str]:
     # the caller's HIVEMIND_EMBEDDING_* settings (threads, window, batch size) pass through
     env = {
@@ -94,12 +104,7 @@ def service_process(
             time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def latency_summary(samples_s: list[float]) -> dict[str, float]:
@@ -163,24 +168,22 @@ def _text(n: int, i: int) -> str:
 async def _load(url: str, token: str, *, client_kind: str = "raw") -> dict[str, Any]:
     """16 clients, each sending one text per request, one request at a time."""
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60) as c:
+    limits = httpx.Limits(max_connections=CLIENTS + 4)
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as c:
         for s in SENTENCES:  # warm up
             (await c.post("/embed", json={"texts": [s]})).raise_for_status()
         before = (await c.get("/info")).json()
-    latencies: list[float] = []
 
-    async def raw_client(n: int) -> None:
-        conn = await _Conn.open(url, token)
-        try:
-            for i in range(REQUESTS_PER_CLIENT):
-                t = time.perf_counter()
-                await conn.post("/embed", {"texts": [_text(n, i)]})
-                latencies.append(time.perf_counter() - t)
-        finally:
-            conn.close()
-
-    limits = httpx.Limits(max_connections=CLIENTS + 4)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as c:
+        async def raw_client(n: int) -> None:
+            conn = await _Conn.open(url, token)
+            try:
+                for i in range(REQUESTS_PER_CLIENT):
+                    t = time.perf_counter()
+                    await conn.post("/embed", {"texts": [_text(n, i)]})
+                    latencies.append(time.perf_counter() - t)
+            finally:
+                conn.close()
 
         async def httpx_client(n: int) -> None:
             for i in range(REQUESTS_PER_CLIENT):

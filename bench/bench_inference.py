@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from bench.bench_embedding import free_port, stop_process
+
 TOKEN = "bench-internal-token"
 THREADS = int(os.environ.get("HIVEMIND_BENCH_THREADS", "1"))  # 1 thread: robust on a busy host
 N_CTX = 2048
@@ -39,12 +41,6 @@ PROMPTS = [
 ]
 MAX_TOKENS = 64
 ROUNDS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(url: str, *, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
@@ -68,12 +64,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
         try:
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 @dataclass

@@ -28,22 +28,12 @@ if str(REPO / "tests") not in sys.path:  # reuse the fixtures' redis-server star
     sys.path.insert(0, str(REPO / "tests"))
 
 from bench.bench_embedding import base_env, latency_summary, service_process  # noqa: E402
-from hivemind_common.auth import ApiKeyStore  # noqa: E402
-from hivemind_common.redis_client import connect_redis  # noqa: E402
+from bench.bench_inference import make_key  # noqa: E402
 from support.redis_servers import start_redis  # noqa: E402
 
 CLIENTS = 16
 REQUESTS = 320
 TOPICS = ["redis", "postgres", "neovim", "docker", "pytest", "kubernetes", "ssh", "backup"]
-
-
-async def _api_key(redis_url: str) -> str:
-    redis = connect_redis(redis_url)
-    try:
-        _, key = await ApiKeyStore(redis).create(tenant="bench", role="write")
-        return key
-    finally:
-        await redis.aclose()
 
 
 async def _drive(
@@ -137,7 +127,7 @@ def main(out_dir: Path) -> dict[str, Any]:
                     "HIVEMIND_TRAINER_URL": "http://127.0.0.1:9",
                 }
                 with service_process("hivemind_gateway", gw_env) as gw_url:
-                    key = asyncio.run(_api_key(redis.url))
+                    key = make_key(redis.url)
                     result: dict[str, Any] = asyncio.run(_run(gw_url, key))
         finally:
             redis.stop()

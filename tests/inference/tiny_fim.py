@@ -21,16 +21,11 @@ N_EMBD, N_FF, N_LAYER, N_HEAD, N_HEAD_KV = 64, 128, 2, 4, 2
 
 
 def _tokenizer_fields(source: Path) -> list[tuple[str, object, object, object]]:
-    import gguf
+    """The source GGUF's tokenizer keys (as the exporter copies them), FIM tokens renamed."""
+    from hivemind_exporter.gguf_write import gguf_summary
 
-    reader = gguf.GGUFReader(str(source))
     fields = []
-    for key, field in reader.fields.items():
-        if not key.startswith("tokenizer."):
-            continue
-        vtype = field.types[0]
-        sub = field.types[1] if vtype == gguf.GGUFValueType.ARRAY and len(field.types) > 1 else None
-        value = field.contents()
+    for key, value, vtype, sub in gguf_summary(source).tokenizer:
         if key == "tokenizer.ggml.tokens":
             value = list(value)
             for index, text in FIM_TOKENS.items():

@@ -17,12 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hivemind_cli.redis_cli import cli_redis
-from hivemind_common.errors import HivemindError
+from hivemind_cli.redis_cli import cli_redis, exit_on_failure
 from hivemind_common.internal_http import internal_client
 from hivemind_common.model_deploy import deploy_version, rollback_model
 from hivemind_common.model_registry import ModelRegistry
-from hivemind_common.redis_client import RedisUnavailable
 from hivemind_common.settings import ServiceSettings
 
 app = typer.Typer(help="Model versions: list, promote, roll back.", no_args_is_help=True)
@@ -52,17 +50,12 @@ async def _with_inference(action: Callable[[ModelRegistry, httpx.AsyncClient], A
 
 
 def _run(coro: Awaitable[T]) -> T:
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except RedisUnavailable as exc:
-        typer.echo(f"error: cannot reach Redis: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    except HivemindError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    except (OSError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    with exit_on_failure(ServiceSettings().redis_url):
+        try:
+            return asyncio.run(coro)  # type: ignore[arg-type]
+        except (OSError, RuntimeError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
 
 
 def _when(ts: float) -> str:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -34,6 +35,23 @@ def cli_redis(url: str | None = None) -> HivemindRedis:
     return connect_redis(url or CommonSettings().redis_url, retry_deadline=CLI_RETRY_DEADLINE_S)
 
 
+@contextmanager
+def exit_on_failure(url: str) -> Iterator[None]:
+    """Turn an unreachable Redis or any Hive-Mind error into one line on stderr and exit 1."""
+    try:
+        yield
+    except RedisUnavailable as exc:
+        typer.echo(
+            f"error: cannot reach Redis at {shown_url(url)}: {exc.message}\n"
+            "  is `hivemind up` running? HIVEMIND_REDIS_URL names another server.",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    except HivemindError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
 def run_with_redis(action: Callable[[HivemindRedis], Awaitable[T]], url: str | None = None) -> T:
     """Run ``action`` on a fresh client; a failure becomes one line on stderr and exit code 1."""
     url = url or CommonSettings().redis_url
@@ -45,18 +63,9 @@ def run_with_redis(action: Callable[[HivemindRedis], Awaitable[T]], url: str | N
         finally:
             await redis.aclose()
 
-    try:
-        return asyncio.run(main())
-    except RedisUnavailable as exc:
-        typer.echo(
-            f"error: cannot reach Redis at {shown_url(url)}: {exc.message}\n"
-            "  is `hivemind up` running? HIVEMIND_REDIS_URL names another server.",
-            err=True,
-        )
-        raise typer.Exit(1) from exc
-    except HivemindError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(1) from exc
-    except OSError as exc:
-        typer.echo(f"error: cannot reach Redis at {shown_url(url)}: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    with exit_on_failure(url):
+        try:
+            return asyncio.run(main())
+        except OSError as exc:
+            typer.echo(f"error: cannot reach Redis at {shown_url(url)}: {exc}", err=True)
+            raise typer.Exit(1) from exc

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hivemind_common.auth import InternalCaller
 from hivemind_common.error_handlers import openai_error_body
 from hivemind_common.errors import HivemindError, Invalid
+from hivemind_common.streams import ClosingStream
 from hivemind_inference import generate, metrics
 from hivemind_inference.engine import GenerationCancelled, ModelCopy
 from hivemind_inference.registry import ModelRegistry, ModelSlot
@@ -94,20 +95,6 @@ async def _run_whole(
     metrics.TOKENS.labels(copy.name, "prompt").inc(usage.get("prompt_tokens", 0))
     metrics.TOKENS.labels(copy.name, "completion").inc(usage.get("completion_tokens", 0))
     return JSONResponse(result, headers=_headers(copy))
-
-
-class ClosingStream(StreamingResponse):
-    """A stream that runs ``on_close`` however it ends, even if its body never started."""
-
-    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]], **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._on_close()
 
 
 def _sse(obj: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ import orjson
 from fastapi.responses import Response, StreamingResponse
 
 from hivemind_common.auth import Principal
+from hivemind_common.streams import ClosingStream
 from hivemind_gateway.openai import respcache
 from hivemind_gateway.openai.capture import (
     capture_chat,
@@ -21,7 +22,7 @@ from hivemind_gateway.openai.capture import (
 from hivemind_gateway.openai.injection import Injected, inject_retrieval
 from hivemind_gateway.openai.metrics import RESPONSE_CACHE, RETRIEVAL_SECONDS
 from hivemind_gateway.openai.served import ServedModels, served_version
-from hivemind_gateway.openai.streaming import ClosingStream, Gathered, relay, replay
+from hivemind_gateway.openai.streaming import Gathered, relay, replay
 from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, parse_json, post_raw
 
 CACHE_HEADER = "x-hivemind-cache"

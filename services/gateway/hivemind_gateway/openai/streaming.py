@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import orjson
-from fastapi.responses import StreamingResponse
 
 from hivemind_common.error_handlers import openai_error_body
 from hivemind_common.errors import HivemindError
@@ -164,21 +163,6 @@ async def relay(
         except Exception as exc:
             log.warning("after-stream work failed: %s", exc)
     yield DONE
-
-
-class ClosingStream(StreamingResponse):
-    """A stream that runs ``on_close`` however it ends, even if its body never started
-    (so an upstream response is always closed and inference sees the client go)."""
-
-    def __init__(self, *args: Any, on_close: Callable[[], Awaitable[None]], **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self._on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            await self._on_close()
 
 
 async def replay(chunks: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:

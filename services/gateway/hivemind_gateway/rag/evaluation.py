@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import dataclasses
+    from types import SimpleNamespace
 
     from hivemind_gateway.rag.service import gate_config
     from hivemind_gateway.settings import GatewaySettings
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             vectors.update(zip(todo, encode(todo), strict=True))
         return np.stack([vectors[t] for t in texts])
 
-    cfg = gate_config(type("State", (), {"settings": settings})())
+    cfg = gate_config(SimpleNamespace(settings=settings))
     result = evaluate(data, cached, cfg=cfg)
     out = sys.stdout.write
     out(json.dumps({"gate": dataclasses.asdict(cfg), **result}, indent=2) + "\n")
