@@ -130,3 +130,24 @@ def test_internal_routes_need_the_internal_token(redis_url: str, internal_token:
         # health and metrics stay open
         assert httpx.get(base + "/healthz").status_code == 200
         assert httpx.get(base + "/metrics").status_code == 200
+
+
+async def test_operator_outranks_admin_and_owns_its_tenants_training_consent(redis_client) -> None:  # type: ignore[no-untyped-def]
+    from hivemind_common.auth import Principal
+    from hivemind_common.keys import tenant_settings
+
+    store = ApiKeyStore(redis_client)
+    _, op_key = await store.create(tenant="owner", role="operator", rpm=90)
+    op = await store.verify(op_key)
+    assert (op.role, op.rpm, op.is_operator) == ("operator", 90, True)
+    assert op.allows("admin") and op.may_see_tenant("acme")
+    admin = Principal(key_id="x", tenant="acme", role="admin")
+    assert not admin.allows("operator") and not admin.may_see_tenant("owner")
+    assert await redis_client.hget(tenant_settings("owner"), "share_training") == "1"
+    _, admin_key = await store.create(tenant="acme", role="admin")
+    assert await redis_client.hget(tenant_settings("acme"), "share_training") is None
+    admin_id = (await store.verify(admin_key)).key_id
+    with pytest.raises(NotFound):  # an admin's revoke is scoped to its tenant
+        await store.revoke(admin_id, tenant="owner")
+    with pytest.raises(Invalid):
+        await store.create(tenant="acme", role="read", rpm=0)

@@ -70,10 +70,10 @@ def test_versions_are_listed_promoted_and_rolled_back(
     assert pairs == [("v1", "ready"), ("v2", "ready")]
     assert listed["data"][0]["metrics"] == {"heldout_loss": 1.5}
 
-    admin = stack.client(role="admin")
-    first = admin.post("/v1/models/default/promote", json={"version": "v1"})
+    operator = stack.client(role="operator")
+    first = operator.post("/v1/models/default/promote", json={"version": "v1"})
     assert first.status_code == 200, first.text
-    second = admin.post("/v1/models/default/promote", json={"version": "v2"})
+    second = operator.post("/v1/models/default/promote", json={"version": "v2"})
     assert second.json()["previous_version"] == "v1"
     chat = reader.post(
         "/v1/chat/completions",
@@ -82,23 +82,24 @@ def test_versions_are_listed_promoted_and_rolled_back(
     assert chat.status_code == 200, chat.text
     assert chat.headers.get("x-hivemind-model-version") == "v2"
 
-    back = admin.post("/v1/models/default/rollback")
+    back = operator.post("/v1/models/default/rollback")
     assert back.status_code == 200, back.text
     assert back.json()["version"] == "v1"
     statuses = {d["version"]: d["status"] for d in reader.get("/v1/models/versions").json()["data"]}
     assert statuses == {"v1": "serving", "v2": "previous"}
 
 
-def test_promote_and_rollback_need_an_admin_key_and_answer_problem_json(
+def test_promote_and_rollback_need_an_operator_key_and_answer_problem_json(
     stack: RunningGateway, redis_url: str, data_dir: Path
 ) -> None:
     _register(redis_url, data_dir, "v1", 1.0)
-    writer = stack.client(role="write")
-    refused = writer.post("/v1/models/default/promote", json={"version": "v1"})
-    assert refused.status_code == 403
-    assert refused.headers["content-type"].startswith("application/problem+json")
+    for role in ("write", "admin"):  # a tenant's admin does not steer the shared model
+        refused = stack.client(role=role).post("/v1/models/default/promote", json={"version": "v1"})
+        assert refused.status_code == 403, role
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert stack.client(role=role).post("/v1/models/default/rollback").status_code == 403
 
-    admin = stack.client(role="admin")
+    admin = stack.client(role="operator")
     missing = admin.post("/v1/models/default/promote", json={"version": "v9"})
     assert missing.status_code == 404
     assert missing.headers["content-type"].startswith("application/problem+json")

@@ -54,16 +54,41 @@ def test_bad_samples_get_a_clear_400_family_answer(gateway: Any) -> None:
     assert stream(gateway, keys.learning_stream()) == []
 
 
-def test_reading_keys_cannot_submit_and_only_admins_can_train(gateway: Any) -> None:
+def test_reading_keys_cannot_submit_and_only_operators_can_train(gateway: Any) -> None:
     with gateway.client("acme", "read") as c:
         assert c.post("/v1/learning/samples", json={"messages": CHAT}).status_code == 403
         assert c.get("/v1/learning/status").status_code == 200
-    with gateway.client("acme", "write") as c:
-        assert c.post("/v1/learning/train", json={}).status_code == 403
+    for role in ("write", "admin"):
+        with gateway.client("acme", role) as c:
+            assert c.post("/v1/learning/train", json={}).status_code == 403, role
+    assert stream(gateway, keys.jobs_stream()) == []
+
+
+def test_a_tenants_admin_sees_neither_the_suite_nor_other_tenants_jobs(gateway: Any) -> None:
+    with gateway.client("default", "operator") as op:
+        job_id = op.post("/v1/learning/train", json={}).json()["job_id"]
+        suite = op.get("/v1/learning/status").json()
+        assert suite["jobs"][0]["job_id"] == job_id
+        assert "leader" in suite["orchestrator"]
+    for tenant, role in (("acme", "admin"), ("acme", "read")):
+        with gateway.client(tenant, role) as c:
+            assert c.get(f"/v1/learning/jobs/{job_id}").status_code == 404
+            assert c.get("/v1/learning/jobs/nope").status_code == 404
+            status = c.get("/v1/learning/status")
+            assert status.status_code == 200
+            body = status.json()
+            assert body["jobs"] == []
+            assert "leader" not in body["orchestrator"]
+            assert job_id not in status.text and "api:" not in status.text
+    # the operator's own tenant's admin sees the operator's job (same tenant), never its key id
+    with gateway.client("default", "admin") as c:
+        assert c.get(f"/v1/learning/jobs/{job_id}").status_code == 200
+        assert [j["job_id"] for j in c.get("/v1/learning/status").json()["jobs"]] == [job_id]
+        assert "api:" not in c.get("/v1/learning/status").text
 
 
 def test_a_train_request_queues_a_job_whose_record_is_readable(gateway: Any) -> None:
-    with gateway.client("acme", "admin") as c:
+    with gateway.client("acme", "operator") as c:
         resp = c.post("/v1/learning/train", json={"overrides": {"max_steps": "3"}})
         assert resp.status_code == 200, resp.text
         job_id = resp.json()["job_id"]

@@ -23,9 +23,14 @@ def create(
     tenant: str = typer.Option(..., help="The tenant (namespace) the key acts for."),
     role: str = typer.Option("write", help=f"One of: {', '.join(ROLES)}."),
     name: str = typer.Option("", help="A label to recognise the key by."),
+    rpm: int = typer.Option(
+        None, help="Requests per minute for this key (default: the gateway's)."
+    ),
 ) -> None:
     """Create a key and print it (shown once; only its hash is stored)."""
-    key_id, plaintext = _run(lambda s: s.create(tenant=tenant, role=role, name=name))  # type: ignore[arg-type]
+    key_id, plaintext = _run(
+        lambda s: s.create(tenant=tenant, role=role, name=name, rpm=rpm)  # type: ignore[arg-type]
+    )
     typer.echo(plaintext)
     typer.echo(f"key id {key_id}: tenant {tenant}, role {role}", err=True)
 
@@ -34,10 +39,12 @@ def create(
 def list_keys(tenant: str = typer.Option(None, help="Only this tenant's keys.")) -> None:
     """List keys (ids, tenants, roles; never the keys themselves)."""
     rows = _run(lambda s: s.list(tenant=tenant))
-    table = Table("key id", "tenant", "role", "name", "created", "revoked")
+    table = Table("key id", "tenant", "role", "name", "rpm", "created", "revoked")
     for k in rows:
         created = dt.datetime.fromtimestamp(k.created_at, dt.UTC).strftime("%Y-%m-%d %H:%M")
-        table.add_row(k.key_id, k.tenant, k.role, k.name, created, "yes" if k.revoked else "")
+        rpm = str(k.rpm) if k.rpm else "default"
+        revoked = "yes" if k.revoked else ""
+        table.add_row(k.key_id, k.tenant, k.role, k.name, rpm, created, revoked)
     Console().print(table)
 
 

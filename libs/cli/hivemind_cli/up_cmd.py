@@ -51,19 +51,22 @@ def ensure_internal_token(secrets_dir: Path) -> str:
 
 
 async def ensure_admin_key(redis_url: str, secrets_dir: Path) -> tuple[Path, bool]:
-    """Create an admin key on first start; (its file, whether it was made now)."""
+    """Create the suite owner's (operator) key on first start; (its file, whether made now)."""
     path = secrets_dir / "admin.key"
     redis = connect_redis(redis_url)
     try:
         store = ApiKeyStore(redis)
         if path.is_file():
             try:
-                await store.verify(path.read_text().strip())
-                return path, False
+                principal = await store.verify(path.read_text().strip())
             except Exception:  # the key is gone (fresh Redis data): make a new one
-                pass
+                principal = None
+            if principal is not None and principal.is_operator:
+                return path, False
+            if principal is not None:  # an admin key from before the operator role: replace it
+                await store.revoke(principal.key_id)
         _, plaintext = await store.create(
-            tenant="default", role="admin", name="admin (hivemind up)"
+            tenant="default", role="operator", name="operator (hivemind up)"
         )
         _write_secret(path, plaintext)
         return path, True
@@ -237,7 +240,7 @@ def _print_ready(urls: dict[str, str], key_path: Path, made: bool, logs: Path) -
         table.add_row(name, url + ("/mcp" if name == "mcp" else ""))
     console.print(table)
     state = "created" if made else "kept"
-    console.print(f"admin API key ({state}): {key_path}")
+    console.print(f"operator API key ({state}): {key_path}")
     console.print(f"logs: {logs}/<service>.log · Ctrl-C stops everything")
     typer.echo("hivemind: all services ready")
 

@@ -3,6 +3,7 @@
 from hivemind_common.auth import (
     AdminPrincipal,
     ApiKeyStore,
+    OperatorPrincipal,
     Principal,
     ReadPrincipal,
     WritePrincipal,
@@ -40,6 +41,7 @@ __all__ = [
     "HivemindRedis",
     "Invalid",
     "NotFound",
+    "OperatorPrincipal",
     "Principal",
     "ReadPrincipal",
     "Registry",

@@ -21,21 +21,33 @@ from pydantic import BaseModel
 from hivemind_common import keys
 from hivemind_common.errors import Forbidden, Invalid, NotFound, Unauthorized
 
-Role = Literal["read", "write", "admin"]
-ROLES: tuple[Role, ...] = ("read", "write", "admin")
+Role = Literal["read", "write", "admin", "operator"]
+# ``admin`` manages its own tenant's keys and data; ``operator`` is the suite owner (training,
+# promote, rollback, cleanup, suite-wide status, every tenant's keys)
+ROLES: tuple[Role, ...] = ("read", "write", "admin", "operator")
 _RANK = {role: i for i, role in enumerate(ROLES)}
+MAX_KEY_RPM = 1_000_000
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id, its tenant and its role."""
+    """Who is calling: the key's id, its tenant, its role and its own request rate (if set)."""
 
     key_id: str
     tenant: str
     role: Role
+    rpm: int | None = None
 
     def allows(self, needed: Role) -> bool:
         return _RANK[self.role] >= _RANK[needed]
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == "operator"
+
+    def may_see_tenant(self, tenant: str | None) -> bool:
+        """Operators see every tenant's records; everyone else only their own."""
+        return self.is_operator or tenant == self.tenant
 
 
 class ApiKeyPublic(BaseModel):
@@ -45,6 +57,7 @@ class ApiKeyPublic(BaseModel):
     name: str = ""
     created_at: float
     revoked: bool = False
+    rpm: int | None = None
 
 
 def hash_secret(plaintext: str) -> str:
@@ -64,12 +77,19 @@ class ApiKeyStore:
     def __init__(self, redis: Any) -> None:
         self.redis = redis
 
-    async def create(self, *, tenant: str, role: Role, name: str = "") -> tuple[str, str]:
-        """Make a key; returns (key id, the plaintext key, shown once)."""
+    async def create(
+        self, *, tenant: str, role: Role, name: str = "", rpm: int | None = None
+    ) -> tuple[str, str]:
+        """Make a key; returns (key id, the plaintext key, shown once).
+
+        ``rpm`` is the key's own request rate per minute (None: the gateway's default).
+        """
         if not keys.valid_tenant(tenant):
             raise Invalid("tenant must be 1-64 letters, digits, '.', '_' or '-'", param="tenant")
         if role not in ROLES:
             raise Invalid(f"role must be one of {', '.join(ROLES)}", param="role")
+        if rpm is not None and not 1 <= rpm <= MAX_KEY_RPM:
+            raise Invalid(f"rpm must be from 1 to {MAX_KEY_RPM}", param="rpm")
         key_id = secrets.token_hex(6)
         plaintext = f"hm_{key_id}_{secrets.token_urlsafe(24).replace('_', 'x')}"
         record = {
@@ -80,12 +100,17 @@ class ApiKeyStore:
             "created_at": f"{time.time():.3f}",
             "revoked": "0",
         }
+        if rpm is not None:
+            record["rpm"] = str(rpm)
         await self.redis.transaction(
             ("HSET", keys.api_key(key_id), *[x for kv in record.items() for x in kv]),
             ("SADD", keys.api_keys_index(), key_id),
             ("SADD", keys.tenants_index(), tenant),
             durable=True,
         )
+        if role == "operator":
+            # the suite owner's own chats train the shared model unless they said otherwise
+            await self.redis.hsetnx(keys.tenant_settings(tenant), "share_training", "1")
         return key_id, plaintext
 
     async def list(self, *, tenant: str | None = None) -> list[ApiKeyPublic]:
@@ -103,12 +128,15 @@ class ApiKeyStore:
                     name=rec.get("name", ""),
                     created_at=float(rec.get("created_at", 0)),
                     revoked=rec.get("revoked") == "1",
+                    rpm=_rpm(rec),
                 )
             )
         return out
 
-    async def revoke(self, key_id: str) -> None:
-        if not await self.redis.exists(keys.api_key(key_id)):
+    async def revoke(self, key_id: str, *, tenant: str | None = None) -> None:
+        """Revoke a key; with ``tenant``, only a key of that tenant (others are NotFound)."""
+        owner = await self.redis.hget(keys.api_key(key_id), "tenant")
+        if owner is None or (tenant is not None and owner != tenant):
             raise NotFound(f"no API key with id {key_id!r}")
         await self.redis.transaction(("HSET", keys.api_key(key_id), "revoked", "1"), durable=True)
 
@@ -122,7 +150,12 @@ class ApiKeyStore:
             raise Unauthorized("unknown API key")
         if rec.get("revoked") == "1":
             raise Unauthorized("API key revoked")
-        return Principal(key_id=key_id, tenant=rec["tenant"], role=rec["role"])
+        return Principal(key_id=key_id, tenant=rec["tenant"], role=rec["role"], rpm=_rpm(rec))
+
+
+def _rpm(rec: dict[str, str]) -> int | None:
+    raw = rec.get("rpm")
+    return int(raw) if raw and raw.isdigit() else None
 
 
 def bearer_token(request: Request) -> str | None:
@@ -145,6 +178,9 @@ def require_role(role: Role) -> Callable[[Request], Awaitable[Principal]]:
             )
         store: ApiKeyStore = request.app.state.api_keys
         principal = await store.verify(token)
+        limiter = getattr(request.app.state, "rate_limiter", None)
+        if limiter is not None:  # a shared per-key (and per-tenant) request rate
+            await limiter.check(principal)
         if not principal.allows(role):
             raise Forbidden(f"this key's role is {principal.role!r}; {role!r} is needed")
         request.state.principal = principal
@@ -164,4 +200,5 @@ async def require_internal(request: Request) -> None:
 ReadPrincipal = Annotated[Principal, Depends(require_role("read"))]
 WritePrincipal = Annotated[Principal, Depends(require_role("write"))]
 AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
+OperatorPrincipal = Annotated[Principal, Depends(require_role("operator"))]
 InternalCaller = Depends(require_internal)

@@ -31,6 +31,7 @@ class JobRecord(BaseModel):
     status: JobStatus
     stage: Stage
     model: str = "default"
+    tenant: str = ""  # the tenant of the key that asked; "" for the orchestrator's own jobs
     requested_by: str = ""
     reason: str = ""
     version: str | None = None
@@ -53,6 +54,7 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
         status=raw.get("status", "queued"),  # type: ignore[arg-type]
         stage=raw.get("stage", "queued"),  # type: ignore[arg-type]
         model=raw.get("model", "default"),
+        tenant=raw.get("tenant", ""),
         requested_by=raw.get("requested_by", ""),
         reason=raw.get("reason", ""),
         version=raw.get("version") or None,
@@ -69,6 +71,7 @@ async def create_job(
     model: str = "default",
     requested_by: str = "orchestrator",
     reason: str = "",
+    tenant: str = "",
 ) -> JobRecord:
     """Write a new ``queued`` record (idempotent: an existing record is returned unchanged)."""
     existing = await redis.hgetall(keys.job(job_id))
@@ -79,6 +82,7 @@ async def create_job(
         "status": "queued",
         "stage": "queued",
         "model": model,
+        "tenant": tenant,
         "requested_by": requested_by,
         "reason": reason,
         "created_at": f"{now:.3f}",
@@ -137,19 +141,41 @@ async def update_job(
     return await get_job(redis, job_id)
 
 
-async def list_jobs(redis: Any, *, limit: int = 20) -> list[JobRecord]:
-    """The most recent jobs, newest first."""
-    ids = await redis.zrevrange(keys.jobs_index(), 0, max(0, limit - 1))
+async def list_jobs(redis: Any, *, limit: int = 20, tenant: str | None = None) -> list[JobRecord]:
+    """The most recent jobs, newest first; with ``tenant``, only jobs that tenant asked for."""
+    scan = limit if tenant is None else JOBS_INDEX_MAX
+    ids = await redis.zrevrange(keys.jobs_index(), 0, max(0, scan - 1))
     out: list[JobRecord] = []
     for job_id in ids:
         raw = await redis.hgetall(keys.job(job_id))
-        if raw:
+        if raw and (tenant is None or raw.get("tenant") == tenant):
             out.append(_record(job_id, raw))
+            if len(out) >= limit:
+                break
     return out
 
 
+async def tenant_learning_status(redis: Any, tenant: str, *, recent: int = 5) -> dict[str, Any]:
+    """The learning status one tenant may see: its own samples and jobs, nothing suite-wide."""
+    counts = await redis.hgetall(keys.tenant_learning_counts(tenant))
+    share = await redis.hget(keys.tenant_settings(tenant), "share_training")
+    state_version = await redis.hget(keys.learning_state(), "last_version")
+    jobs = await list_jobs(redis, limit=recent, tenant=tenant)
+    return {
+        "model": "default",
+        "samples": {
+            "share_training": share == "1",
+            "accepted_total": int(counts.get("accepted", 0)),
+            "rejected_total": int(counts.get("rejected", 0)),
+            "not_shared_total": int(counts.get("not_shared", 0)),
+        },
+        "orchestrator": {"last_version": state_version},
+        "jobs": [j.model_dump(exclude_none=True, exclude={"requested_by"}) for j in jobs],
+    }
+
+
 async def learning_status(redis: Any, *, recent: int = 5) -> dict[str, Any]:
-    """What ``GET /v1/learning/status`` and ``hivemind learn status`` show (Redis only)."""
+    """What the operator sees (``GET /v1/learning/status``, ``hivemind learn status``)."""
     state = await redis.hgetall(keys.learning_state())
     rejections = await redis.hgetall(keys.learning_rejections())
 
@@ -202,5 +228,6 @@ __all__ = [
     "get_job",
     "learning_status",
     "list_jobs",
+    "tenant_learning_status",
     "update_job",
 ]

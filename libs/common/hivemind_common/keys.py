@@ -122,8 +122,13 @@ def rag_counters(tenant: str) -> str:
 
 
 def tenant_settings(tenant: str) -> str:
-    """Hash of per-tenant switches (for example ``capture``)."""
+    """Hash of per-tenant switches and limits (``capture``, ``share_training``, quotas, ``rpm``)."""
     return f"{_t(tenant)}:settings"
+
+
+def tenant_learning_counts(tenant: str) -> str:
+    """Hash: what the trainer did with this tenant's samples (accepted, rejected, not_shared)."""
+    return f"{_t(tenant)}:learncounts"
 
 
 # --- learning (global) --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from hivemind_common.service_app import base_app, mark_started
 from hivemind_gateway import __version__
 from hivemind_gateway.cache.router import router as cache_router
 from hivemind_gateway.facts.router import router as facts_router
+from hivemind_gateway.keys.router import router as keys_router
 from hivemind_gateway.learning.router import router as learning_router
 from hivemind_gateway.llm.router import router as llm_router
 from hivemind_gateway.memory.router import router as memory_router
@@ -73,3 +74,4 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.include_router(router)
     app.include_router(openai_model_router)  # after /v1/models/versions
     return app
+        keys_router,

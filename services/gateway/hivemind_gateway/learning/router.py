@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from hivemind_common.auth import AdminPrincipal, ReadPrincipal, WritePrincipal
-from hivemind_common.job_records import get_job, learning_status
+from hivemind_common.auth import OperatorPrincipal, ReadPrincipal, WritePrincipal
+from hivemind_common.errors import NotFound
+from hivemind_common.job_records import get_job, learning_status, tenant_learning_status
 from hivemind_gateway.deps import RedisDep
 from hivemind_gateway.learning import service
 from hivemind_gateway.learning.schemas import (
@@ -35,23 +36,30 @@ async def add_sample(
 
 @router.get("/status", response_model=LearningStatus)
 async def status(principal: ReadPrincipal, redis: RedisDep) -> LearningStatus:
-    """Counters of the filter, the orchestrator's state and the latest jobs."""
-    return LearningStatus.model_validate(await learning_status(redis))
+    """The operator sees the whole suite; any other key its own tenant's samples and jobs."""
+    if principal.is_operator:
+        return LearningStatus.model_validate(await learning_status(redis))
+    return LearningStatus.model_validate(await tenant_learning_status(redis, principal.tenant))
 
 
 @router.post("/train", response_model=TrainQueued)
 async def train(
-    principal: AdminPrincipal, redis: RedisDep, body: TrainRequest | None = None
+    principal: OperatorPrincipal, redis: RedisDep, body: TrainRequest | None = None
 ) -> TrainQueued:
-    """Queue a learning cycle now (admin); poll ``/v1/learning/jobs/{job_id}``."""
+    """Queue a learning cycle now (operator); poll ``/v1/learning/jobs/{job_id}``."""
     job_id = await service.queue_training(
-        redis=redis, requested_by=f"api:{principal.key_id}", body=body or TrainRequest()
+        redis=redis,
+        requested_by=f"api:{principal.key_id}",
+        tenant=principal.tenant,
+        body=body or TrainRequest(),
     )
     return TrainQueued(job_id=job_id)
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, response_model_exclude_none=True)
 async def job(job_id: JobId, principal: ReadPrincipal, redis: RedisDep) -> JobPublic:
-    """A learning job's status, stage, version and error."""
+    """A learning job's status, stage, version and error; another tenant's job is 404."""
     record = await get_job(redis, job_id)
+    if not principal.may_see_tenant(record.tenant):
+        raise NotFound(f"no learning job with id {job_id!r}")
     return JobPublic.model_validate(record.public())

@@ -28,12 +28,21 @@ async def submit_sample(*, redis: Any, tenant: str, body: SampleCreate) -> str:
     return sample.id
 
 
-async def queue_training(*, redis: Any, requested_by: str, body: TrainRequest) -> str:
+async def queue_training(
+    *, redis: Any, requested_by: str, body: TrainRequest, tenant: str = ""
+) -> str:
     """Record a queued job and put it on the jobs stream; returns its id."""
     job = TrainJob(
         model=body.model, requested_by=requested_by, reason="manual", overrides=body.overrides
     )
-    await create_job(redis, job.job_id, model=job.model, requested_by=requested_by, reason="manual")
+    await create_job(
+        redis,
+        job.job_id,
+        model=job.model,
+        requested_by=requested_by,
+        reason="manual",
+        tenant=tenant,
+    )
     await redis.xadd(
         keys.jobs_stream(), job.to_fields(), maxlen=keys.JOBS_STREAM_MAXLEN, approximate=True
     )

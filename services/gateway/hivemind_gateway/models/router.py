@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from hivemind_common.auth import AdminPrincipal, ReadPrincipal
+from hivemind_common.auth import OperatorPrincipal, ReadPrincipal
 from hivemind_gateway.deps import InferenceHttpDep, RedisDep, SettingsDep
 from hivemind_gateway.models import service
 from hivemind_gateway.models.schemas import (
@@ -43,12 +43,12 @@ async def list_model_versions(
 async def promote_model_version(
     name: ModelName,
     body: PromoteRequest,
-    principal: AdminPrincipal,
+    principal: OperatorPrincipal,
     redis: RedisDep,
     settings: SettingsDep,
     inference: InferenceHttpDep,
 ) -> DeployPublic:
-    """Hot-swap a registered version in; the serving one becomes previous."""
+    """Hot-swap a registered version in; the serving one becomes previous (operator)."""
     result = await service.promote(
         redis, settings.data_dir, inference, name=name, version=body.version
     )
@@ -58,11 +58,11 @@ async def promote_model_version(
 @router.post("/{name}/rollback")
 async def rollback_model_version(
     name: ModelName,
-    principal: AdminPrincipal,
+    principal: OperatorPrincipal,
     redis: RedisDep,
     settings: SettingsDep,
     inference: InferenceHttpDep,
 ) -> DeployPublic:
-    """Serve the previous version again."""
+    """Serve the previous version again (operator)."""
     result = await service.rollback(redis, settings.data_dir, inference, name=name)
     return DeployPublic.model_validate(result.public())

@@ -1,0 +1,54 @@
+"""API keys over HTTP: an ``admin`` manages its own tenant's keys, an ``operator`` every tenant's.
+
+A key of another tenant is answered 404 to an admin, exactly like a key that does not exist, so
+an admin learns nothing about other tenants.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from hivemind_common.auth import AdminPrincipal
+from hivemind_common.errors import Forbidden
+from hivemind_gateway.deps import ApiKeysDep
+from hivemind_gateway.keys.schemas import KeyCreate, KeyCreated, KeysPublic
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+KeyId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$", description="the key's id")]
+
+
+@router.get("", response_model=KeysPublic)
+async def list_keys(
+    principal: AdminPrincipal,
+    store: ApiKeysDep,
+    tenant: Annotated[str | None, Query(max_length=64)] = None,
+) -> KeysPublic:
+    """Keys of the caller's tenant (an operator: every tenant, or ``?tenant=``)."""
+    scope = tenant if principal.is_operator else principal.tenant
+    data = await store.list(tenant=scope)
+    return KeysPublic(data=data, count=len(data))
+
+
+@router.post("", response_model=KeyCreated, status_code=201)
+async def create_key(body: KeyCreate, principal: AdminPrincipal, store: ApiKeysDep) -> KeyCreated:
+    """Make a key; an admin only for its own tenant and never an operator key."""
+    tenant = body.tenant or principal.tenant
+    if not principal.is_operator:
+        if tenant != principal.tenant:
+            raise Forbidden("an admin key manages only its own tenant's keys", param="tenant")
+        if body.role == "operator":
+            raise Forbidden("only an operator key can make operator keys", param="role")
+    key_id, plaintext = await store.create(
+        tenant=tenant, role=body.role, name=body.name, rpm=body.rpm
+    )
+    return KeyCreated(key=plaintext, key_id=key_id, tenant=tenant, role=body.role)
+
+
+@router.delete("/{key_id}", status_code=204)
+async def revoke_key(key_id: KeyId, principal: AdminPrincipal, store: ApiKeysDep) -> Response:
+    """Revoke a key of the caller's tenant (an operator: any key)."""
+    await store.revoke(key_id, tenant=None if principal.is_operator else principal.tenant)
+    return Response(status_code=204)

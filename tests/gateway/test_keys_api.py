@@ -1,0 +1,89 @@
+"""Who manages which keys: an admin its own tenant's, the operator every tenant's."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from hivemind_common.auth import ApiKeyStore
+from hivemind_common.redis_client import connect_redis
+
+
+def test_an_admin_lists_creates_and_revokes_only_its_own_tenants_keys(gateway: Any) -> None:
+    gateway.key("globex", "write")
+    with gateway.client("acme", "admin") as admin:
+        listed = admin.get("/v1/keys").json()
+        assert {k["tenant"] for k in listed["data"]} == {"acme"}
+        # ?tenant= does not widen an admin's view
+        assert {k["tenant"] for k in admin.get("/v1/keys?tenant=globex").json()["data"]} == {"acme"}
+        made = admin.post("/v1/keys", json={"role": "read", "name": "ci", "rpm": 30})
+        assert made.status_code == 201, made.text
+        new = made.json()
+        assert (new["tenant"], new["role"]) == ("acme", "read")
+        with httpx.Client(base_url=gateway.url) as raw:
+            auth = {"Authorization": f"Bearer {new['key']}"}
+            assert raw.get("/v1/facts", headers=auth).status_code == 200
+        assert admin.post("/v1/keys", json={"tenant": "globex"}).status_code == 403
+        assert admin.post("/v1/keys", json={"role": "operator"}).status_code == 403
+        globex_ids = [k.key_id for k in _all_keys(gateway) if k.tenant == "globex"]
+        assert admin.delete(f"/v1/keys/{globex_ids[0]}").status_code == 404
+        assert admin.delete(f"/v1/keys/{new['key_id']}").status_code == 204
+        with httpx.Client(base_url=gateway.url) as raw:
+            assert raw.get("/v1/facts", headers=auth).status_code == 401
+    assert all(not k.revoked for k in _all_keys(gateway) if k.tenant == "globex")
+    with gateway.client("acme", "write") as writer:
+        assert writer.get("/v1/keys").status_code == 403
+
+
+def test_the_operator_manages_every_tenants_keys(gateway: Any) -> None:
+    gateway.key("globex", "write")
+    with gateway.client("default", "operator") as op:
+        tenants = {k["tenant"] for k in op.get("/v1/keys").json()["data"]}
+        assert {"globex", "default"} <= tenants
+        made = op.post("/v1/keys", json={"tenant": "globex", "role": "admin"})
+        assert made.status_code == 201, made.text
+        assert op.delete(f"/v1/keys/{made.json()['key_id']}").status_code == 204
+
+
+def test_hivemind_up_writes_an_operator_key_and_replaces_an_old_admin_key(
+    redis_url: str, tmp_path: Path
+) -> None:
+    from hivemind_cli.up_cmd import ensure_admin_key
+
+    async def role_of(plaintext: str) -> str:
+        redis = connect_redis(redis_url)
+        try:
+            return (await ApiKeyStore(redis).verify(plaintext)).role
+        finally:
+            await redis.aclose()
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    old = asyncio.run(_make_key(redis_url, "admin"))
+    (secrets / "admin.key").write_text(old + "\n")
+    path, made = asyncio.run(ensure_admin_key(redis_url, secrets))
+    assert made and asyncio.run(role_of(path.read_text().strip())) == "operator"
+    assert path.read_text().strip() != old
+    assert asyncio.run(ensure_admin_key(redis_url, secrets)) == (path, False)
+
+
+async def _make_key(redis_url: str, role: str) -> str:
+    redis = connect_redis(redis_url)
+    try:
+        return (await ApiKeyStore(redis).create(tenant="default", role=role))[1]  # type: ignore[arg-type]
+    finally:
+        await redis.aclose()
+
+
+def _all_keys(gateway: Any) -> list[Any]:
+    async def run() -> list[Any]:
+        redis = connect_redis(gateway.redis_url)
+        try:
+            return await ApiKeyStore(redis).list()
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(run())
