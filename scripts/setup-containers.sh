@@ -5,7 +5,10 @@
 #   - the `quadlet` generator from Debian trixie's podman package (bookworm's podman 4.3 has none),
 #     fetched with a private apt state under .tools/apt and unpacked into .tools/podman-trixie;
 #     the system's podman is never upgraded and the host's apt lists are not touched;
-#   - /etc/containers/containers.conf: runtime = "runc" and the ulimits podman needs here.
+#   - /etc/containers/containers.conf: runtime = "runc" and the ulimits podman needs here;
+#   - name resolution on podman networks: aardvark-dns on the netavark backend, the dnsname
+#     plugin on CNI (bookworm's podman 4.3 default), then a probe that two containers on one
+#     network resolve each other by name (scripts/probe-container-dns.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,7 +58,30 @@ PY
   rm -f "$tmp"
 fi
 
-# 3. The quadlet generator from trixie's podman package, unpacked, never installed.
+# 3. Container names must resolve on podman networks (the services find each other by name).
+#    netavark resolves through aardvark-dns; CNI only through the dnsname plugin, which
+#    `--no-install-recommends` leaves out. Networks made before the plugin keep resolving nothing:
+#    they must be recreated (docs/deploy.md, "Prerequisites").
+backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null || echo unknown)
+dns_pkgs=()
+case "$backend" in
+  netavark) [ -x /usr/lib/podman/aardvark-dns ] || [ -x /usr/libexec/podman/aardvark-dns ] \
+              || dns_pkgs+=(aardvark-dns) ;;
+  cni)      [ -x /usr/lib/cni/dnsname ] || [ -x /opt/cni/bin/dnsname ] \
+              || dns_pkgs+=(golang-github-containernetworking-plugin-dnsname) ;;
+  *)        echo "podman reports network backend '$backend'; expected netavark or cni" >&2 ;;
+esac
+# The probe's image is a static busybox (no registry, no base image needed).
+{ ldd /bin/busybox 2>&1 || true; } | grep -q 'not a dynamic executable' || dns_pkgs+=(busybox-static)
+if [ ${#dns_pkgs[@]} -gt 0 ]; then
+  log "apt-get install ${dns_pkgs[*]} (name resolution on the $backend network backend)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${dns_pkgs[@]}" >/dev/null
+fi
+bash scripts/probe-container-dns.sh
+
+# 4. The quadlet generator from trixie's podman package, unpacked, never installed.
 if [ ! -x "$QUADLET" ]; then
   log "fetching podman from Debian trixie for its quadlet binary"
   # trixie is signed with keys that only newer bookworm keyrings carry (a bookworm update).
@@ -65,7 +91,12 @@ if [ ! -x "$QUADLET" ]; then
   fi
   APT="$TOOLS/apt"
   mkdir -p "$APT/empty.d" "$APT/lists/partial" "$APT/cache/archives/partial" "$APT/debs"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" \
+  # The same Debian mirror the system's own apt sources name (not the security archive).
+  mirror=$(grep -hoE '(URIs:|^deb( \[[^]]*\])?) +[a-z]+://[^ ]+' /etc/apt/sources.list \
+             /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
+           | grep -oE '[a-z]+://[^ ]+' | grep -v -- '-security' | head -1 || true)
+  [ -n "$mirror" ] || { echo "no Debian mirror found in /etc/apt/sources.list*" >&2; exit 1; }
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${mirror%/} trixie main" \
     > "$APT/sources.list"
   opts=(-o "Dir::Etc::sourcelist=$APT/sources.list" -o "Dir::Etc::sourceparts=$APT/empty.d"
         -o "Dir::State::Lists=$APT/lists" -o "Dir::Cache=$APT/cache"

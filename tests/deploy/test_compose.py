@@ -62,3 +62,24 @@ def test_compose_redis_never_evicts_and_keeps_an_aof(compose: dict[str, Any]) ->
     assert flags["--maxmemory-policy"] == "noeviction"
     assert flags["--appendonly"] == "yes"
     assert flags["--protected-mode"] == "yes"
+
+
+def test_every_name_a_service_dials_is_an_alias_on_the_shared_network(
+    compose: dict[str, Any],
+) -> None:
+    """Names resolve through the network's DNS under either podman backend (aardvark-dns or the
+    CNI dnsname plugin) and Docker only as explicit aliases on one network, not by luck."""
+    services = compose["services"]
+    aliases = {
+        name: set((svc.get("networks") or {}).get("hivemind", {}).get("aliases") or [])
+        for name, svc in services.items()
+    }
+    for name, svc in services.items():
+        assert list(svc.get("networks") or {}) == ["hivemind"], name
+        assert name in aliases[name], f"{name} has no alias {name!r} on the hivemind network"
+    dialled = {"redis", "prometheus"}  # the Redis URL (compose.env) and Grafana's datasource
+    for name in SERVICES:
+        for peer in SERVICES:
+            host = services[name]["environment"][f"HIVEMIND_{peer.upper()}_URL"].split("//")[1]
+            dialled.add(host.split(":")[0])
+    assert dialled <= {a for names in aliases.values() for a in names}

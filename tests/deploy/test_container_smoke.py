@@ -166,3 +166,14 @@ def test_containers_become_ready_and_a_fact_round_trips_through_the_gateway(suit
     assert client.is_closed
     no_key = httpx.get(f"{suite.gateway_url}/v1/facts/deploy.smoke", timeout=10)
     assert no_key.status_code == 401
+
+
+def test_two_containers_on_one_network_resolve_each_other_by_name(repo: Path) -> None:
+    """The probe setup-containers.sh runs: without the backend's DNS (the CNI dnsname plugin or
+    aardvark-dns) the services cannot find Redis or each other by name."""
+    result = subprocess.run(
+        ["bash", "scripts/probe-container-dns.sh"],
+        cwd=repo, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "container name resolution works" in result.stdout

@@ -53,6 +53,17 @@ def test_homelab_puts_embedding_on_r720xd_and_model_work_on_aurora(registry: Reg
         assert "hivemind-data.volume" in files
 
 
+def test_the_network_unit_keeps_dns_on_and_says_what_the_node_needs_for_it(
+    registry: Registry,
+) -> None:
+    for node in ("aurora", "r720xd"):
+        text = render_node(registry, profile=PROFILE, node=node)["hivemind.network"]
+        assert values(text, "Network", "DisableDNS") == ["false"]
+        comment = " ".join(line for line in text.splitlines() if line.startswith("#"))
+        for needed in ("aardvark-dns", "golang-github-containernetworking-plugin-dnsname"):
+            assert needed in comment, needed
+
+
 def test_every_service_url_points_at_the_node_that_runs_the_service(registry: Registry) -> None:
     checked = 0
     for node in ("aurora", "r720xd"):

@@ -37,10 +37,23 @@ def peer_url(registry: Registry, profile: str, node: str, service: str) -> str:
     return registry.url(service, profile)
 
 
+# The services reach each other by container name, so the network's DNS must work on the node.
+NETWORK_DNS_NOTE = [
+    "",
+    "Containers find each other by name on this network, so the node's podman must resolve",
+    "names: the netavark backend (podman 4+ default) needs aardvark-dns; the CNI backend",
+    "(Debian 12's podman 4.3) needs the dnsname plugin, Debian package",
+    "golang-github-containernetworking-plugin-dnsname. `podman info --format",
+    "'{{.Host.NetworkBackend}}'` names the backend; scripts/probe-container-dns.sh checks it.",
+    "A network created before its DNS was installed resolves nothing: remove and recreate it.",
+]
+
+
 def network_unit(profile: str, node: str) -> Unit:
-    unit = Unit(f"{NETWORK}.network", header(profile, node))
+    unit = Unit(f"{NETWORK}.network", header(profile, node) + NETWORK_DNS_NOTE)
     unit.add("Unit", "Description", "Hive-Mind container network")
     unit.add("Network", "NetworkName", NETWORK)
+    unit.add("Network", "DisableDNS", "false")
     unit.add("Network", "Label", f"app=hivemind profile={profile}")
     return unit
 
