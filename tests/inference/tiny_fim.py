@@ -34,11 +34,16 @@ def _tokenizer_fields(source: Path) -> list[tuple[str, object, object, object]]:
     return fields
 
 
-def write_fim_gguf(out: Path, *, tokenizer_from: Path, seed: int = 0) -> Path:
-    """Write the tiny FIM model to ``out``."""
+def write_fim_gguf(
+    out: Path, *, tokenizer_from: Path, seed: int = 0, chat_template: str | None = None
+) -> Path:
+    """Write the tiny FIM model to ``out`` (with ``chat_template`` in place of SmolLM2's)."""
     import gguf
 
     fields = _tokenizer_fields(tokenizer_from)
+    if chat_template is not None:
+        fields = [f for f in fields if f[0] != "tokenizer.chat_template"]
+        fields.append(("tokenizer.chat_template", chat_template, gguf.GGUFValueType.STRING, None))
     n_vocab = next(len(v) for k, v, _, _ in fields if k == "tokenizer.ggml.tokens")  # type: ignore[arg-type]
     rng = np.random.default_rng(seed)
 

@@ -55,6 +55,8 @@ class ModelCopy:
         self.loaded_at = 0.0
         self.llama: Any = None
         self.formatter: Any = None
+        self.template: str | None = None  # the GGUF's chat template (tool-call family, ...)
+        self.eos_text = ""
         self.fim: tuple[int, int, int] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
         self.active = 0
@@ -90,9 +92,11 @@ class ModelCopy:
         template = self.llama.metadata.get("tokenizer.chat_template")
         if template:
             vocab = self.llama._model
+            self.template = template
+            self.eos_text = vocab.token_get_text(self.llama.token_eos())
             self.formatter = Jinja2ChatFormatter(
                 template=template,
-                eos_token=vocab.token_get_text(self.llama.token_eos()),
+                eos_token=self.eos_text,
                 bos_token=vocab.token_get_text(self.llama.token_bos()),
             )
         self.fim = self._find_fim_tokens()

@@ -7,11 +7,14 @@ clear 400 before any token is generated.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 from hivemind_common.errors import Invalid
+from hivemind_inference import chat
 from hivemind_inference.choices import ChoiceRun, run_whole, start_stream
 from hivemind_inference.engine import ModelCopy
 from hivemind_inference.logprobs import chat_top
@@ -42,16 +45,30 @@ def normalise_messages(req: ChatRequest) -> list[dict[str, Any]]:
         item["content"] = content or ""
         if item["role"] == "developer":
             item["role"] = "system"
+        if "reasoning" in item and "reasoning_content" not in item:
+            item["reasoning_content"] = item.pop("reasoning")  # either name comes back
+        if item.get("tool_calls"):
+            item["tool_calls"] = [_call_for_template(c) for c in item["tool_calls"]]
+        elif "tool_calls" in item:
+            del item["tool_calls"]  # an empty list: templates test for the key
         out.append(item)
     return out
 
 
+def _call_for_template(call: Any) -> Any:
+    """Templates render a call's arguments with ``tojson``: give them the object, not a string."""
+    if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+        return call
+    fn = dict(call["function"])
+    if isinstance(fn.get("arguments"), str):
+        with contextlib.suppress(ValueError):  # not JSON: the template gets the text as it came
+            fn["arguments"] = json.loads(fn["arguments"])
+    return {**call, "function": fn}
+
+
 def count_chat_tokens(copy: ModelCopy, messages: list[dict[str, Any]], tools: Any = None) -> int:
     """Prompt tokens of a chat, rendered with the model's own template."""
-    if copy.formatter is None:
-        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
-    else:
-        text = copy.formatter(messages=messages, tools=tools).prompt
+    text = chat.render(copy, messages, tools)
     return len(copy.llama.tokenize(text.encode(), add_bos=False, special=True))
 
 
@@ -95,22 +112,28 @@ def _include_usage(req: SamplingFields) -> bool:
 
 
 # --- chat ---------------------------------------------------------------------------------------
-def _chat_run(copy: ModelCopy, req: ChatRequest, default_max: int) -> ChoiceRun:
+def _chat_run(
+    copy: ModelCopy, req: ChatRequest, default_max: int, tool_format: str | None = None
+) -> ChoiceRun:
     messages = normalise_messages(req)
-    prompt_tokens = count_chat_tokens(copy, messages, req.tools)
-    top = chat_top(req.logprobs, req.top_logprobs)
-    wanted = req.max_completion_tokens or req.max_tokens
-    kw = _sampling(req)
-    kw.update(
-        messages=messages,
-        max_tokens=_budget(copy, prompt_tokens, wanted, default_max),
+    plan = chat.plan_chat(
+        copy,
+        messages,
         tools=req.tools,
         tool_choice=req.tool_choice,
         response_format=req.response_format,
+        parallel_tool_calls=req.parallel_tool_calls,
+        tool_format=tool_format,
     )
+    prompt = copy.llama.tokenize(plan.prompt.encode(), add_bos=False, special=True)
+    prompt_tokens = len(prompt)
+    top = chat_top(req.logprobs, req.top_logprobs)
+    wanted = req.max_completion_tokens or req.max_tokens
+    kw = _sampling(req)
+    kw.update(prompt=prompt, max_tokens=_budget(copy, prompt_tokens, wanted, default_max))
     return ChoiceRun(
         copy=copy,
-        call=copy.llama.create_chat_completion,
+        call=chat.chat_caller(copy, plan),
         kw=kw,
         chat=True,
         n=req.n,
@@ -122,15 +145,21 @@ def _chat_run(copy: ModelCopy, req: ChatRequest, default_max: int) -> ChoiceRun:
 
 
 def chat_once(
-    copy: ModelCopy, req: ChatRequest, cancel: threading.Event, default_max: int
+    copy: ModelCopy,
+    req: ChatRequest,
+    cancel: threading.Event,
+    default_max: int,
+    tool_format: str | None = None,
 ) -> dict[str, Any]:
     """A whole chat completion (``n`` choices), stopping early if ``cancel`` is set."""
-    return run_whole(_chat_run(copy, req, default_max), cancel)
+    return run_whole(_chat_run(copy, req, default_max, tool_format), cancel)
 
 
-def chat_chunks(copy: ModelCopy, req: ChatRequest, default_max: int) -> Iterator[dict[str, Any]]:
+def chat_chunks(
+    copy: ModelCopy, req: ChatRequest, default_max: int, tool_format: str | None = None
+) -> Iterator[dict[str, Any]]:
     """Stream the chunks of ``n`` chat choices; validation errors raise before the first one."""
-    return start_stream(_chat_run(copy, req, default_max))
+    return start_stream(_chat_run(copy, req, default_max, tool_format))
 
 
 # --- text completions ---------------------------------------------------------------------

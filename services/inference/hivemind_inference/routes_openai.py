@@ -160,10 +160,11 @@ async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse 
     slot = reg.resolve(body.model)
     _check_choices(reg, body.n)
     default_max = reg.settings.max_tokens_default
+    tools = slot.spec.tool_format or reg.settings.tool_format
     if body.stream:
-        return await _run_stream(slot, lambda c: generate.chat_chunks(c, body, default_max))
+        return await _run_stream(slot, lambda c: generate.chat_chunks(c, body, default_max, tools))
     return await _run_whole(
-        request, slot, lambda c, cancel: generate.chat_once(c, body, cancel, default_max)
+        request, slot, lambda c, cancel: generate.chat_once(c, body, cancel, default_max, tools)
     )
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hivemind_common.models_paths import DEFAULT_LLM_ID, default_llm_gguf
 from hivemind_common.settings import ServiceSettings
 
+ToolFormat = Literal["auto", "hermes", "llama3", "mistral", "none"]
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 
 
@@ -30,6 +32,7 @@ class ModelSpec(BaseModel):
     n_ctx: int = Field(default=2048, ge=128, le=131072)
     threads: int | None = Field(default=None, ge=1, le=256)
     aliases: list[str] = Field(default_factory=list)
+    tool_format: ToolFormat | None = None  # unset: the service-wide setting
 
 
 class InferenceSettings(ServiceSettings):
@@ -48,6 +51,10 @@ class InferenceSettings(ServiceSettings):
     drain_timeout_s: float = Field(default=600.0, gt=0, description="Wait for the old copy.")
     smoke_prompt: str = "Say hello."
     smoke_max_tokens: int = Field(default=48, ge=1)
+    tool_format: ToolFormat = Field(
+        default="auto",
+        description="How tool calls are written: 'auto' reads the GGUF's chat template.",
+    )
     publish_served_version: bool = True  # write the served version to Redis for caches
 
     @field_validator("models", mode="before")

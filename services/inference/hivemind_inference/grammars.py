@@ -1,0 +1,188 @@
+"""Grammars that force a chat's answer: a tool call, or JSON matching a response schema.
+
+llama.cpp samples only tokens its grammar allows, so a forced answer is valid by construction,
+whatever the model's size. Grammars are GBNF built by llama-cpp-python's JSON-schema converter.
+Keywords the converter cannot enforce are refused with a 400 that names them (for a
+``response_format`` schema); in tool parameters they are left to the model (agents' tool schemas
+carry bounds such as ``minimum`` that a grammar cannot express, and refusing them would refuse
+the agent).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hivemind_common.errors import Invalid
+
+# JSON-schema keywords the GBNF converter does not enforce
+UNSUPPORTED_KEYWORDS = frozenset(
+    {
+        "not",
+        "if",
+        "then",
+        "else",
+        "patternProperties",
+        "dependentRequired",
+        "dependentSchemas",
+        "dependencies",
+        "uniqueItems",
+        "multipleOf",
+        "minProperties",
+        "maxProperties",
+        "contains",
+        "minContains",
+        "maxContains",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "propertyNames",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+    }
+)
+SUPPORTED_FORMATS = frozenset(
+    {"date", "time", "date-time", "uuid", "uuid1", "uuid2", "uuid3", "uuid4", "uuid5"}
+)
+_SCHEMA_MAPS = ("properties", "$defs", "definitions")
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_ONES = ("items", "additionalProperties")
+
+
+def unsupported_features(schema: Any, path: str = "#") -> list[str]:
+    """Where ``schema`` uses what the grammar cannot enforce (``'minimum' at #/properties/n'``)."""
+    found: list[str] = []
+    if not isinstance(schema, dict):
+        return found
+    for key in sorted(UNSUPPORTED_KEYWORDS & schema.keys()):
+        found.append(f"'{key}' at {path}")
+    fmt = schema.get("format")
+    if isinstance(fmt, str) and fmt not in SUPPORTED_FORMATS:
+        found.append(f"'format: {fmt}' at {path}")
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and not ref.startswith("#"):
+        found.append(f"a remote '$ref' ({ref}) at {path}")
+    for key in _SCHEMA_MAPS:
+        sub = schema.get(key)
+        if isinstance(sub, dict):
+            for name, value in sub.items():
+                found += unsupported_features(value, f"{path}/{key}/{name}")
+    for key in _SCHEMA_LISTS:
+        sub = schema.get(key)
+        if isinstance(sub, list):
+            for i, value in enumerate(sub):
+                found += unsupported_features(value, f"{path}/{key}/{i}")
+    for key in _SCHEMA_ONES:
+        found += unsupported_features(schema.get(key), f"{path}/{key}")
+    return found
+
+
+def schema_to_gbnf(schema: dict[str, Any], *, param: str) -> str:
+    """GBNF text for a JSON schema; a schema the converter refuses is a 400 on ``param``."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise Invalid(
+            f"this JSON schema cannot be turned into a grammar: {exc}",
+            param=param,
+            code="unsupported_schema",
+        ) from exc
+
+
+def response_schema(response_format: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
+    """(schema to enforce, strict) for a ``response_format``; (None, False) for plain text."""
+    if not response_format:
+        return None, False
+    kind = response_format.get("type")
+    if kind in (None, "text"):
+        return None, False
+    if kind == "json_object":
+        return {"type": "object"}, False
+    if kind != "json_schema":
+        raise Invalid(
+            f"response_format type {kind!r} is not supported (text, json_object, json_schema)",
+            param="response_format.type",
+            code="invalid_value",
+        )
+    spec = response_format.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+        raise Invalid(
+            "response_format json_schema needs a 'schema' object",
+            param="response_format.json_schema.schema",
+        )
+    schema = spec["schema"]
+    problems = unsupported_features(schema)
+    if problems:
+        raise Invalid(
+            "response_format.json_schema uses what a grammar cannot enforce: "
+            + ", ".join(problems),
+            param="response_format.json_schema.schema",
+            code="unsupported_schema",
+        )
+    return schema, bool(spec.get("strict"))
+
+
+def tool_parameters(tool: dict[str, Any]) -> dict[str, Any]:
+    params = (tool.get("function") or {}).get("parameters")
+    return params if isinstance(params, dict) and params else {"type": "object"}
+
+
+def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The schema of one call ``{"name": ..., "arguments": ...}`` to any of ``tools``.
+
+    ``$defs`` of every tool are hoisted to the root, where their local ``$ref`` s point.
+    """
+    defs: dict[str, Any] = {}
+    options = []
+    for tool in tools:
+        params = dict(tool_parameters(tool))
+        for key in ("$defs", "definitions"):
+            if isinstance(params.get(key), dict):
+                defs.setdefault(key, {}).update(params.pop(key))
+        params.pop("$schema", None)
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": tool["function"]["name"]}, "arguments": params},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**schema, **defs}
+
+
+def tool_call_gbnf(tools: list[dict[str, Any]]) -> str:
+    """GBNF for exactly one call to one of ``tools`` (keys in the order name, arguments)."""
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    schema = tool_call_schema(tools)
+    try:
+        return json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"])
+    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise Invalid(
+            f"the parameters of a tool cannot be turned into a grammar: {exc}",
+            param="tools",
+            code="unsupported_schema",
+        ) from exc
+
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+def check_tool_names(tools: list[dict[str, Any]]) -> None:
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if tool.get("type", "function") == "function" else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise Invalid(
+                "each tool needs type 'function' and a function name", param=f"tools[{i}]"
+            )
+        if not _NAME.match(fn["name"]):
+            raise Invalid(
+                "a function name is 1-128 letters, digits, '_', '.', ':' or '-'",
+                param=f"tools[{i}].function.name",
+            )
