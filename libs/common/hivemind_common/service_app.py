@@ -17,7 +17,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from hivemind_common.error_handlers import install_error_handlers
+from hivemind_common.body_limit import BodyLimitMiddleware, BodyLimits
+from hivemind_common.error_handlers import install_error_handlers, is_openai_path
 from hivemind_common.observability import RequestContextMiddleware
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,10 @@ def base_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     version: str = __version__,
     openai_paths: Callable[[str], bool] | None = None,
+    body_limits: BodyLimits | None = None,
 ) -> FastAPI:
-    """A FastAPI app with /healthz, /readyz, /metrics, error handlers and request metrics."""
+    """A FastAPI app with /healthz, /readyz, /metrics, error handlers, request metrics and body
+    caps (``body_limits``, else :data:`~hivemind_common.body_limit.DEFAULT_MAX_BODY_BYTES`)."""
     app = FastAPI(title=f"hivemind-{service}", version=version, lifespan=lifespan)
     app.state.service = service
     app.state.ready_checks = {}
@@ -60,6 +63,10 @@ def base_app(
         install_error_handlers(app)
     else:
         install_error_handlers(app, openai=openai_paths)
+    # body caps inside the request context, so a 413 has a request id and is counted
+    app.add_middleware(
+        BodyLimitMiddleware, limits=body_limits, openai=openai_paths or is_openai_path
+    )
     app.add_middleware(RequestContextMiddleware, service=service)
 
     @app.get("/healthz", include_in_schema=False)

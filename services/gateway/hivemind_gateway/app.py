@@ -58,7 +58,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             mark_started(app)
             yield
 
-    app = base_app(service="gateway", lifespan=lifespan, version=__version__)
+    app = base_app(
+        service="gateway",
+        lifespan=lifespan,
+        version=__version__,
+        body_limits=settings.body_limits(),
+    )
     for router in (
         overview_router,
         stats_router,
@@ -70,8 +75,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         llm_router,
         learning_router,
         models_router,
+        keys_router,
     ):
         app.include_router(router)
     app.include_router(openai_model_router)  # after /v1/models/versions
     return app
-        keys_router,

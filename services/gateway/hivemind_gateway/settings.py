@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from hivemind_common.body_limit import BodyLimits
 from hivemind_common.settings import ServiceSettings
+
+MIB = 1024 * 1024
 
 
 class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
 
-    # limits on what callers send
-    max_body_bytes: int = 4 * 1024 * 1024
+    # limits on what callers send: body caps per route family (bytes, checked before parsing;
+    # see hivemind_common.body_limit), max_body_bytes for every other route
+    max_body_bytes: int = Field(default=4 * MIB, ge=1024)
+    max_body_bytes_chat: int = Field(default=8 * MIB, ge=1024)  # chat, messages, responses
+    max_body_bytes_completions: int = Field(default=8 * MIB, ge=1024)
+    max_body_bytes_embeddings: int = Field(default=8 * MIB, ge=1024)
+    max_body_bytes_facts: int = Field(default=1 * MIB, ge=1024)
+    max_body_bytes_memories: int = Field(default=8 * MIB, ge=1024)  # memories and sessions
+    max_body_bytes_learning: int = Field(default=8 * MIB, ge=1024)
     max_fact_value_chars: int = 64 * 1024
     max_memory_text_chars: int = 64 * 1024
 
@@ -48,3 +58,21 @@ class GatewaySettings(ServiceSettings):
     auto_large_model: str = "default"
     auto_large_above_chars: int = 6000
     auto_large_tasks: tuple[str, ...] = ("code-assist",)
+
+    def body_limits(self) -> BodyLimits:
+        """The body cap of every route family, for the body-limit layer."""
+        chat = self.max_body_bytes_chat
+        return BodyLimits.of(
+            self.max_body_bytes,
+            [
+                ("/v1/chat/completions", chat),
+                ("/v1/messages", chat),
+                ("/v1/responses", chat),
+                ("/v1/completions", self.max_body_bytes_completions),
+                ("/v1/embeddings", self.max_body_bytes_embeddings),
+                ("/v1/facts", self.max_body_bytes_facts),
+                ("/v1/memories", self.max_body_bytes_memories),
+                ("/v1/sessions", self.max_body_bytes_memories),
+                ("/v1/learning", self.max_body_bytes_learning),
+            ],
+        )
