@@ -47,6 +47,7 @@ async def _cycle(redis_url: str, data_dir: Path, inference_url: str) -> dict[str
     stages: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
+        await redis.hset(keys.tenant_settings("bench"), "share_training", "1")  # opted in
         for chat in make_chats(SAMPLES, seed=11):
             sample = LearningSample(tenant="bench", source="api", messages=chat, rating=1.0)
             await redis.xadd(keys.learning_stream(), sample.to_fields())

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from inference.serving import running_inference
 
+from hivemind_common import keys
 from hivemind_common.job_records import get_job
 from hivemind_common.model_registry import ModelRegistry
 from hivemind_exporter.settings import ExporterSettings
@@ -89,6 +90,7 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
     gw, inference_url = stack
     t0 = time.perf_counter()
     writer = gw.client(role="write")
+    await redis_client.hset(keys.tenant_settings("acme"), "share_training", "1")  # acme opted in
     for chat in make_chats(100, seed=11):
         r = writer.post("/v1/learning/samples", json={"messages": chat, "rating": 1.0})
         assert r.status_code in (200, 201, 202), r.text

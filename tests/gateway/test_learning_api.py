@@ -38,6 +38,17 @@ def test_a_sample_lands_on_the_learning_stream_with_the_callers_tenant(gateway: 
     assert sample.messages[1].content == "Use ls -la."
 
 
+def test_a_sample_may_carry_any_short_source_label(gateway: Any) -> None:
+    with gateway.client("acme", "write") as c:
+        ok = c.post("/v1/learning/samples", json={"messages": CHAT, "source": "claude-code"})
+        assert ok.status_code == 200, ok.text
+        for bad in ("", "has space", "x" * 33, "-lead"):
+            resp = c.post("/v1/learning/samples", json={"messages": CHAT, "source": bad})
+            assert 400 <= resp.status_code < 500, bad
+    [(_, fields)] = stream(gateway, keys.learning_stream())
+    assert LearningSample.from_fields(fields).source == "claude-code"
+
+
 def test_bad_samples_get_a_clear_400_family_answer(gateway: Any) -> None:
     with gateway.client("acme", "write") as c:
         for body in (

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from hivemind_common import keys
 from hivemind_common.jobs import LearningSample
 from hivemind_trainer.data.collector import Collector
@@ -27,6 +29,11 @@ def sample(i: int, **kw: object) -> LearningSample:
 
 async def add(redis, s: LearningSample) -> None:
     await redis.xadd(keys.learning_stream(), s.to_fields())
+
+
+@pytest.fixture(autouse=True)
+async def acme_shares_training(redis_client) -> None:
+    await redis_client.hset(keys.tenant_settings("acme"), "share_training", "1")
 
 
 def collector(redis, data_dir: Path, name: str = "c1", idle_ms: int = 60_000) -> Collector:
@@ -125,3 +132,26 @@ def test_the_split_is_stable_and_versions_freeze_new_data_with_replay(tmp_path: 
     parts = ds.load_version(second["version"])
     assert len(parts["replay"]) == round(0.5 * len(parts["train"]))
     assert all(r["seq"] <= 100 and r["split"] == "train" for r in parts["replay"])
+
+
+async def test_samples_of_a_tenant_that_did_not_opt_in_are_skipped_and_counted(
+    redis_client, data_dir: Path
+) -> None:
+    from hivemind_trainer.metrics import SAMPLES
+
+    before = SAMPLES.labels(outcome="not_shared")._value.get()
+    await add(redis_client, sample(1))
+    for i in range(2):
+        await add(redis_client, sample(10 + i).model_copy(update={"tenant": "globex"}))
+    await redis_client.hset(keys.tenant_settings("initech"), "share_training", "0")
+    await add(redis_client, sample(20).model_copy(update={"tenant": "initech"}))
+    stats = await collector(redis_client, data_dir).drain()
+    assert (stats.accepted, stats.rejected) == (1, {"not_shared": 3})
+    records = list(Dataset(data_dir / "datasets").records())
+    assert len(records) == 1 and "question number 1 " in records[0]["messages"][0]["content"]
+    assert SAMPLES.labels(outcome="not_shared")._value.get() - before == 3
+    assert await redis_client.hgetall(keys.tenant_learning_counts("globex")) == {"not_shared": "2"}
+    assert await redis_client.hgetall(keys.tenant_learning_counts("acme")) == {"accepted": "1"}
+    # every skipped sample is acknowledged: nothing stays pending for a later pass
+    pending = await redis_client.xpending(keys.learning_stream(), keys.TRAINER_GROUP)
+    assert pending["pending"] == 0

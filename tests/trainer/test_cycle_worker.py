@@ -38,6 +38,7 @@ def settings(redis_url: str, data_dir: Path, base: Path, **kw: object) -> Traine
 
 
 async def feed(redis, n: int, offset: int = 0) -> None:
+    await redis.hset(keys.tenant_settings("acme"), "share_training", "1")  # acme opted in
     for conv in chats(n, offset=offset):
         sample = LearningSample(tenant="acme", messages=conv, rating=1.0)
         await redis.xadd(keys.learning_stream(), sample.to_fields())

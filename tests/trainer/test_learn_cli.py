@@ -19,6 +19,7 @@ def test_collect_then_status_show_accepted_and_rejected_samples(
     redis_url: str, data_dir: Path
 ) -> None:
     r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    r.hset(keys.tenant_settings("acme"), "share_training", "1")  # acme opted in
     good = [
         {"role": "user", "content": "How do I list files?"},
         {"role": "assistant", "content": "Run ls -la in the folder."},
@@ -52,6 +53,7 @@ def test_train_now_runs_a_cycle_under_the_lease_and_refuses_when_another_leads(
     redis_url: str, data_dir: Path, trained_tiny_dir: Path
 ) -> None:
     r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    r.hset(keys.tenant_settings("acme"), "share_training", "1")  # acme opted in
     for conv in chats(12, offset=300):
         sample = LearningSample(tenant="acme", messages=conv, rating=1.0)
         r.xadd(keys.learning_stream(), sample.to_fields())

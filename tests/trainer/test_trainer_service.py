@@ -31,6 +31,7 @@ def test_the_running_service_leads_collects_and_exposes_metrics(
         {"role": "user", "content": "What does git stash do?"},
         {"role": "assistant", "content": "It shelves uncommitted changes so you can reapply them."},
     ]
+    r.hset(keys.tenant_settings("acme"), "share_training", "1")  # acme opted in
     r.xadd(keys.learning_stream(), LearningSample(tenant="acme", messages=chat).to_fields())
     with serve_app(create_app(settings)) as url:
         wait_until(lambda: r.get(keys.leader_lock("trainer")) == "svc", what="leadership")

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from hivemind_cli import hosts_cmd, keys_cmd, learn_cmd, mcp_cmd, models_cmd, up_cmd
+from hivemind_cli import (
+    hosts_cmd,
+    keys_cmd,
+    learn_cmd,
+    mcp_cmd,
+    models_cmd,
+    tenants_cmd,
+    up_cmd,
+)
 
 app = typer.Typer(
     name="hivemind",
@@ -18,6 +26,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(hosts_cmd.app, name="hosts")
 app.add_typer(learn_cmd.app, name="learn")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(tenants_cmd.app, name="tenants")
 app.command("export")(models_cmd.export)
 app.command("mcp")(mcp_cmd.mcp)
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "rejected"]
+
+# Where a sample came from: any short label a tool chooses ("capture", "api", "claude-code", ...)
+SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+SourceLabel = Annotated[str, Field(pattern=SOURCE_PATTERN, max_length=32)]
 
 
 class Payload(BaseModel):
@@ -45,8 +49,8 @@ class LearningSample(Payload):
     """One captured chat or submitted sample on the learning stream."""
 
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    tenant: str
-    source: Literal["capture", "api", "import", "mcp"] = "api"
+    tenant: str  # whose chat this is: its consent decides whether it trains the shared model
+    source: SourceLabel = "api"
     messages: list[ChatMessage]
     rating: float | None = None
     correction: str | None = None

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hivemind_common.jobs import SourceLabel
+
 MAX_MESSAGES = 64
 MAX_CONTENT_CHARS = 32_000
 
@@ -25,7 +27,7 @@ class SampleCreate(BaseModel):
     messages: list[LearningMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     rating: float | None = Field(default=None, ge=-1.0, le=1.0)
     correction: str | None = Field(default=None, max_length=MAX_CONTENT_CHARS)
-    source: Literal["api", "import", "mcp"] = "api"
+    source: SourceLabel = Field(default="api", description="A short label, e.g. 'claude-code'.")
 
     @field_validator("messages")
     @classmethod

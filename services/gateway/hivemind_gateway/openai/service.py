@@ -43,6 +43,8 @@ class Plan:
     retrieved: list[str]
     digest: str | None
     version: str | None
+    # the caller's own messages, before retrieval injected anything: what capture may keep
+    own_messages: list[dict[str, Any]] | None = None
 
 
 def _prompt_chars(messages: list[dict[str, Any]]) -> int:
@@ -124,7 +126,7 @@ async def _after_answer(
         await capture_chat(
             state.redis,
             tenant=principal.tenant,
-            messages=plan.payload["messages"],
+            messages=plan.own_messages or plan.payload["messages"],
             answer=choice.get("message") or {},
             model_version=version,
             retrieved=plan.retrieved,
@@ -161,6 +163,7 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
         return capture_wanted(state.redis, principal, opts.get("capture"), settings.capture_default)
 
     rag_on = settings.rag_enabled and opts.get("rag") is not False
+    own_messages = payload["messages"]  # injection copies; this list is never changed
     retrieved: list[str] = []
     capture: bool | None = None
     if rag_on:
@@ -189,7 +192,7 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
         return Response(hit, media_type=JSON, headers=headers)
     if capture is None:
         capture = await wants_capture()
-    plan = Plan(payload, model, capture, retrieved, digest, version)
+    plan = Plan(payload, model, capture, retrieved, digest, version, own_messages)
     cache_state = "miss" if digest else "bypass"
     if not payload.get("stream"):
         raw, answered_by = await _answer_whole(

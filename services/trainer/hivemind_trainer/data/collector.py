@@ -4,6 +4,11 @@ Each message is acknowledged only after its outcome is recorded (accepted sample
 dataset, or rejection counted), so a crashed trainer's pending messages are claimed again by the
 next one (``XAUTOCLAIM`` after ``reclaim_idle_ms``). Re-processing is harmless: the dataset reads
 a sample id once, and the exact-duplicate set is written after the sample is on disk.
+
+Consent: a sample trains the shared model only when its tenant opted in (``share_training`` in
+the tenant's settings, ``hivemind tenants set <t> --share-training``). The others are acknowledged
+and counted as ``not_shared`` (the samples metric, the rejection counters and the tenant's own
+counts), never stored.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from hivemind_trainer.data.sample_filter import Accepted, SampleFilter
 from hivemind_trainer.metrics import SAMPLES
 
 log = logging.getLogger(__name__)
+
+NOT_SHARED = "not_shared"  # the tenant did not opt in to training the shared model
 
 
 @dataclass
@@ -61,6 +68,7 @@ class Collector:
         self.consumer = consumer
         self.reclaim_idle_ms = reclaim_idle_ms
         self._loaded = False
+        self._consent: dict[str, bool] = {}  # per pass: a tenant's switch is read once a pass
 
     async def ensure_group(self) -> None:
         try:
@@ -82,6 +90,7 @@ class Collector:
         """Reclaim stale pending messages, then read new ones; process and acknowledge each."""
         await self.ensure_group()
         self.load()
+        self._consent.clear()
         stats = CollectStats()
         claimed = await self.redis.xautoclaim(
             keys.learning_stream(),
@@ -119,13 +128,27 @@ class Collector:
             if stats.read == 0:
                 return total
 
-    async def _reject(self, msg_id: str, reason: str, stats: CollectStats) -> None:
+    async def shares_training(self, tenant: str) -> bool:
+        """Whether ``tenant`` opted in to training the shared model (read once a pass)."""
+        if tenant not in self._consent:
+            raw = await self.redis.hget(keys.tenant_settings(tenant), "share_training")
+            self._consent[tenant] = raw == "1"
+        return self._consent[tenant]
+
+    async def _count_for_tenant(self, tenant: str | None, outcome: str) -> None:
+        if tenant is not None:  # the tenant's own view of what happened to its samples
+            await self.redis.hincrby(keys.tenant_learning_counts(tenant), outcome, 1)
+
+    async def _reject(
+        self, msg_id: str, reason: str, stats: CollectStats, tenant: str | None = None
+    ) -> None:
         stats.rejected[reason] += 1
         SAMPLES.labels(outcome=reason).inc()
         await self.redis.transaction(
             ("HINCRBY", keys.learning_rejections(), reason, 1),
             ("HINCRBY", keys.learning_state(), "rejected_total", 1),
         )
+        await self._count_for_tenant(tenant, "not_shared" if reason == NOT_SHARED else "rejected")
         await self.redis.xack(keys.learning_stream(), keys.TRAINER_GROUP, msg_id)
 
     async def _process(self, msg_id: str, fields: dict[str, Any], stats: CollectStats) -> None:
@@ -139,15 +162,22 @@ class Collector:
         if sample.schema_version != 1:
             await self._reject(msg_id, "unsupported_schema", stats)
             return
+        if not keys.valid_tenant(sample.tenant):
+            await self._reject(msg_id, "malformed", stats)
+            return
+        tenant = sample.tenant
+        if not await self.shares_training(tenant):
+            await self._reject(msg_id, NOT_SHARED, stats, tenant)
+            return
         outcome = self.filter.check(sample)
         if not isinstance(outcome, Accepted):
-            await self._reject(msg_id, outcome.reason, stats)
+            await self._reject(msg_id, outcome.reason, stats, tenant)
             return
         if await self.redis.sismember(keys.learning_seen(), outcome.content_hash):
-            await self._reject(msg_id, "duplicate", stats)
+            await self._reject(msg_id, "duplicate", stats, tenant)
             return
         if self.filter.near_duplicate(outcome):
-            await self._reject(msg_id, "near_duplicate", stats)
+            await self._reject(msg_id, "near_duplicate", stats, tenant)
             return
         seq = int(await self.redis.hincrby(keys.learning_state(), "accepted_seq", 1))
         self.dataset.append(outcome, seq=seq)
@@ -157,6 +187,7 @@ class Collector:
             ("HINCRBY", keys.learning_state(), "accepted_total", 1),
             ("HINCRBY", keys.learning_state(), "secrets_scrubbed", outcome.secrets_scrubbed),
         )
+        await self._count_for_tenant(tenant, "accepted")
         await self.redis.xack(keys.learning_stream(), keys.TRAINER_GROUP, msg_id)
         stats.accepted += 1
         SAMPLES.labels(outcome="accepted").inc()
