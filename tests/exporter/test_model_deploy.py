@@ -65,6 +65,22 @@ async def test_deploy_swaps_inference_and_marks_the_version_serving(
     assert again.already_serving
 
 
+async def test_a_deploy_whose_answer_is_lost_is_confirmed_with_inference_not_marked_failed(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    # the load call gives up long before inference has loaded and smoke-tested the copy
+    result = await deploy_version(
+        registry=reg, client=client, name="default", version="v1", timeout=0.01
+    )
+    assert result.version == "v1"
+    assert (await reg.get("default", "v1")).status == "serving"
+    assert await _served(client) == "v1"
+    again = await deploy_version(registry=reg, client=client, name="default", version="v1")
+    assert again.already_serving
+
+
 async def test_a_failed_swap_marks_the_version_failed_and_keeps_serving(
     redis_client, data_dir: Path, client: httpx.AsyncClient
 ) -> None:

@@ -66,6 +66,7 @@ def shared_fim_inference_url(internal_token: str) -> str:
                     "redis://127.0.0.1:9/0",
                     models=models,
                     publish_served_version=False,
+                    follow_registry=False,
                 )
             )
         return _shared[key]

@@ -124,3 +124,34 @@ async def test_no_request_fails_while_swapping_and_in_flight_ones_finish_on_the_
     assert stream_version == "base" and finish in ("stop", "length")
     assert after.headers[VERSION] == "v2"
     assert versions <= {"base", "v2"}
+
+
+async def test_a_swap_answers_once_the_new_copy_serves_while_the_old_one_still_drains(
+    gguf_copies: dict[str, Path], internal_token: str
+) -> None:
+    from hivemind_inference.registry import ModelRegistry
+    from hivemind_inference.settings import InferenceSettings
+
+    settings = InferenceSettings(
+        internal_token=internal_token,
+        n_ctx=512,
+        threads=1,
+        publish_served_version=False,
+        follow_registry=False,
+    )
+    models = ModelRegistry(settings)
+    await models.load_all()
+    try:
+        old = models.slots["default"].current
+        old.acquire()  # a request still running on the old copy
+        result = await asyncio.wait_for(
+            models.swap("default", gguf=gguf_copies["good"], lora=None, version="v2"), 120
+        )
+        assert result.version == "v2" and result.draining == 1
+        assert models.slots["default"].current.version == "v2"
+        assert old.llama is not None and models.draining  # kept until its request ends
+        old.release()
+        await asyncio.wait_for(asyncio.gather(*models.draining), 60)
+        assert old.llama is None and not models.draining
+    finally:
+        await models.close()

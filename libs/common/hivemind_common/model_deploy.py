@@ -8,9 +8,13 @@ that already serves is a no-op, which makes a retried or reclaimed deploy job ha
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ from hivemind_common.model_registry import ModelRegistry, sha256_file
 
 log = logging.getLogger(__name__)
 
-DEPLOY_LOCK_MS = 300_000
+DEPLOY_LOCK_MS = 60_000  # renewed while held: a dead deployer frees it within a minute
 
 
 @dataclass
@@ -76,18 +80,56 @@ def serve_files(registry: ModelRegistry, name: str, version: str) -> dict[str, s
     return {"gguf": str(serve["gguf"]), "lora": serve.get("lora") or None}
 
 
-async def _acquire(registry: ModelRegistry, name: str) -> str:
-    token = os.urandom(8).hex()
-    ok = await registry.redis.set(keys.model_deploy_lock(name), token, nx=True, px=DEPLOY_LOCK_MS)
-    if not ok:
-        raise Conflict(f"another deploy of model {name} is running", code="deploy_in_progress")
-    return token
+async def _try_acquire(registry: ModelRegistry, name: str, token: str, ttl_ms: int) -> bool:
+    lock = keys.model_deploy_lock(name)
+    return bool(await registry.redis.set(lock, token, nx=True, px=ttl_ms))
 
 
 async def _release(registry: ModelRegistry, name: str, token: str) -> None:
     lock = keys.model_deploy_lock(name)
     if await registry.redis.get(lock) == token:  # only our own lock; it may have expired
         await registry.redis.delete(lock)
+
+
+@asynccontextmanager
+async def deploy_lock(
+    registry: ModelRegistry, name: str, *, wait_s: float = 0.0, ttl_ms: int = DEPLOY_LOCK_MS
+) -> AsyncIterator[str]:
+    """Hold the model's deploy lock (waiting up to ``wait_s`` for it); Conflict when busy."""
+    token = os.urandom(8).hex()
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    while not await _try_acquire(registry, name, token, ttl_ms):
+        if time.monotonic() >= deadline:
+            raise Conflict(f"another deploy of model {name} is running", code="deploy_in_progress")
+        await asyncio.sleep(delay)  # bounded: the lock holder finishes or its lease expires
+        delay = min(delay * 2, 1.0)
+    renewer = asyncio.create_task(_keep_lock(registry, name, token, ttl_ms))
+    try:
+        yield token
+    finally:
+        renewer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await renewer
+        await _release(registry, name, token)
+
+
+async def _keep_lock(registry: ModelRegistry, name: str, token: str, ttl_ms: int) -> None:
+    """Extend our lock every third of its TTL, so a long deploy keeps it and a dead one frees it."""
+    lock = keys.model_deploy_lock(name)
+    while True:
+        await asyncio.sleep(ttl_ms / 3000)
+        try:
+            if await registry.redis.get(lock) != token:
+                return
+            await registry.redis.pexpire(lock, ttl_ms)
+        except Exception as exc:  # a missed renewal only shortens the lease
+            log.warning("could not renew the deploy lock of %s: %s", name, exc)
+
+
+async def deploy_in_progress(registry: ModelRegistry, name: str) -> bool:
+    """Whether some deploy / promote / rollback of ``name`` holds the lock now."""
+    return bool(await registry.redis.exists(keys.model_deploy_lock(name)))
 
 
 async def swap_in(
@@ -101,6 +143,10 @@ async def swap_in(
         raise Timeout(f"inference did not finish swapping in {name}/{version}") from exc
     except httpx.HTTPError as exc:
         raise Unavailable(f"inference unreachable while deploying {name}/{version}") from exc
+    if response.status_code == 409:
+        code = _problem_code(response)
+        if code in ("swap_busy", "version_in_use"):
+            raise Conflict(f"inference: {response.text[:300]}", code=code)
     if response.status_code != 200:
         raise UpstreamError(
             f"inference refused {name}/{version} ({response.status_code}): {response.text[:500]}"
@@ -109,17 +155,83 @@ async def swap_in(
     return data
 
 
-async def served_version(client: httpx.AsyncClient, name: str) -> str | None:
-    """The version inference serves as ``name`` now (None when it cannot say)."""
+def _problem_code(response: httpx.Response) -> str | None:
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    code = body.get("code") if isinstance(body, dict) else None
+    return str(code) if code else None
+
+
+async def model_state(client: httpx.AsyncClient, name: str) -> dict[str, Any] | None:
+    """Inference's description of model ``name`` (version, swapping_to, ...); None if unknown."""
     try:
         response = await client.get("/admin/models", timeout=10.0)
         response.raise_for_status()
         for model in response.json().get("data", []):
-            if model.get("name") == name:
-                return str(model.get("version"))
+            if model.get("name") == name or name in (model.get("aliases") or []):
+                return dict(model)
     except (httpx.HTTPError, ValueError, AttributeError):
         log.warning("could not read the served version of %s from inference", name)
     return None
+
+
+async def served_version(client: httpx.AsyncClient, name: str) -> str | None:
+    """The version inference serves as ``name`` now (None when it cannot say)."""
+    state = await model_state(client, name)
+    return str(state["version"]) if state and state.get("version") else None
+
+
+async def _settle(
+    client: httpx.AsyncClient, name: str, version: str, deadline: float
+) -> str | None:
+    """Wait until inference can say what it serves and is not swapping to ``version``.
+
+    Returns the version it serves then, or None when it did not answer before ``deadline``.
+    """
+    delay = 0.1
+    while True:
+        state = await model_state(client, name)
+        if state is not None and state.get("swapping_to") != version:
+            return str(state.get("version"))
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 2.0)
+
+
+async def _swap_until_served(
+    client: httpx.AsyncClient,
+    name: str,
+    version: str,
+    files: dict[str, str | None],
+    *,
+    timeout: float,
+    settle_s: float,
+) -> dict[str, Any]:
+    """Ask inference to serve ``version``; when the answer is lost, ask what it serves.
+
+    Raises only when inference refused the version (UpstreamError) or did not serve it by the
+    deadline; a load whose answer timed out but which went through counts as served.
+    """
+    deadline = time.monotonic() + settle_s
+    while True:
+        try:
+            return await swap_in(client, name, version, files, timeout)
+        except Conflict as exc:
+            if exc.code == "version_in_use":
+                return {"version": version, "swap_ms": None, "confirmed": "already serving"}
+            lost: HivemindError = exc  # another swap runs: wait for it, then try again
+        except (Timeout, Unavailable) as exc:
+            lost = exc
+        serving = await _settle(client, name, version, deadline)
+        if serving == version:
+            log.info("inference serves %s/%s although its answer was lost", name, version)
+            return {"version": version, "swap_ms": None, "confirmed": "after a lost answer"}
+        if time.monotonic() >= deadline:
+            raise lost
+        log.warning("inference does not serve %s/%s yet (%s); trying again", name, version, lost)
 
 
 async def deploy_version(
@@ -129,25 +241,37 @@ async def deploy_version(
     name: str,
     version: str,
     timeout: float = 180.0,
+    settle_s: float = 300.0,
+    lock_wait_s: float = 0.0,
     mark_failed: bool = True,
 ) -> DeployResult:
-    """Hot-swap ``version`` into inference and make it the registry's serving version."""
+    """Hot-swap ``version`` into inference and make it the registry's serving version.
+
+    Every step checks first, so a retried deploy converges: a version inference already serves
+    is only recorded; one whose load answer was lost (``timeout``) is confirmed by asking
+    inference for up to ``settle_s``. The version is marked ``failed`` only when inference
+    refused it or still does not serve it at the deadline.
+    """
     mv = await registry.get(name, version)
     if mv.status == "rejected":
         raise Conflict(f"{name}/{version} was rejected by the evaluation gate")
     pointers = await registry.pointers(name)
-    if pointers.get("serving") == version:
+    if pointers.get("serving") == version and await served_version(client, name) in (
+        version,
+        None,
+    ):
         return DeployResult(name, version, pointers.get("previous"), None, already_serving=True)
     files = serve_files(registry, name, version)
-    token = await _acquire(registry, name)
-    try:
+    async with deploy_lock(registry, name, wait_s=lock_wait_s):
         started = time.perf_counter()
         if await served_version(client, name) == version:
             # swapped in by a deploy that died before it could update the registry
             switched = await registry.mark_serving(name, version)
             return DeployResult(name, version, switched.get("previous"), None, True)
         try:
-            answer = await swap_in(client, name, version, files, timeout)
+            answer = await _swap_until_served(
+                client, name, version, files, timeout=timeout, settle_s=settle_s
+            )
         except HivemindError as exc:
             log.warning(
                 "deploy failed", extra={"model": name, "version": version, "error": str(exc)}
@@ -156,8 +280,6 @@ async def deploy_version(
                 await registry.set_status(name, version, "failed", error=exc.message)
             raise
         switched = await registry.mark_serving(name, version)
-    finally:
-        await _release(registry, name, token)
     swap_ms = answer.get("swap_ms")
     log.info(
         "deployed model version",
@@ -190,7 +312,10 @@ async def rollback_model(
 
 __all__ = [
     "DeployResult",
+    "deploy_in_progress",
+    "deploy_lock",
     "deploy_version",
+    "model_state",
     "rollback_model",
     "serve_files",
     "served_version",

@@ -30,4 +30,5 @@ class ExporterSettings(ServiceSettings):
     # deploy
     deploy: bool = True
     inference_url: str | None = None  # default: from the hosts registry
-    swap_timeout_s: float = 180.0
+    swap_timeout_s: float = 180.0  # one load call on inference
+    deploy_settle_s: float = 300.0  # after a lost answer: how long to ask what inference serves

@@ -204,6 +204,8 @@ class ExportWorker:
                 name=job.model,
                 version=job.version,
                 timeout=self.settings.swap_timeout_s,
+                settle_s=self.settings.deploy_settle_s,
+                lock_wait_s=self.settings.swap_timeout_s,  # a promote or a repair may hold it
             )
         except HivemindError:
             DEPLOYS.labels(result="failed").inc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -10,11 +12,18 @@ from fastapi import FastAPI
 from hivemind_common.redis_client import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_inference import __version__
+from hivemind_inference.follow_registry import RegistryFollower
 from hivemind_inference.registry import ModelRegistry
 from hivemind_inference.routes_admin import router as admin_router
 from hivemind_inference.routes_openai import router as openai_router
 from hivemind_inference.served import ServedVersionPublisher
 from hivemind_inference.settings import InferenceSettings
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(settings: InferenceSettings) -> FastAPI:
@@ -26,13 +35,29 @@ def create_app(settings: InferenceSettings) -> FastAPI:
             app.state.settings = settings
             app.state.internal_token = settings.require_internal_token()
             redis = None
-            if settings.publish_served_version:
+            if settings.publish_served_version or settings.follow_registry:
                 redis = connect_redis(settings.redis_url)
                 stack.push_async_callback(redis.aclose)
-            registry = ModelRegistry(settings, on_swap=ServedVersionPublisher(redis))
+            publisher = ServedVersionPublisher(redis if settings.publish_served_version else None)
+            registry = ModelRegistry(settings, on_swap=publisher)
             app.state.registry = registry
             stack.push_async_callback(registry.close)
-            await registry.load_all()
+            follower = None
+            if settings.follow_registry and redis is not None:
+                follower = RegistryFollower(
+                    models=registry,
+                    redis=redis,
+                    data_dir=settings.data_dir,
+                    timeout_s=settings.registry_timeout_s,
+                )
+            names = [spec.name for spec in settings.model_specs()]
+            await registry.load_all(await follower.startup_placements(names) if follower else None)
+            app.state.follower = follower
+            if follower is not None:
+                task = asyncio.create_task(
+                    follower.run(settings.reconcile_interval_s), name="registry-follower"
+                )
+                stack.push_async_callback(_cancel, task)
 
             async def models_loaded() -> None:
                 if not registry.slots:

@@ -42,3 +42,16 @@ def mark_served(model: str, version: str, previous: str | None = None) -> None:
         with contextlib.suppress(KeyError):
             SERVED_VERSION.remove(model, previous)
     SERVED_VERSION.labels(model, version).set(1)
+
+
+RECONCILES = Counter(
+    "hivemind_inference_reconcile_total",
+    "Comparisons with the model registry that found something: repaired, busy (a deploy runs), "
+    "failed, unreadable (at start-up) or backing_off.",
+    ["model", "outcome"],
+)
+REGISTRY_AGREES = Gauge(
+    "hivemind_inference_registry_agrees",
+    "1 when the served version is the model registry's serving version (or it names none).",
+    ["model"],
+)

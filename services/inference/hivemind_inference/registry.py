@@ -3,7 +3,8 @@
 A request is *admitted* to a model (or refused with 429 when the model's queue is full), pinned
 to the copy serving at that moment, and released when its work is done. A swap loads the new copy
 beside the serving one, smoke-tests it, switches the pointer (atomic: one assignment on the event
-loop), waits until the old copy has no request left, then frees it.
+loop) and returns: the old copy drains in a kept background task and is freed once it has no
+request left, so the caller learns that the new copy serves as soon as it does.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hivemind_common.errors import Conflict, NotFound, TooManyRequests, Unprocessable
+from hivemind_common.errors import (
+    Conflict,
+    HivemindError,
+    NotFound,
+    TooManyRequests,
+    Unprocessable,
+)
 from hivemind_inference import metrics
 from hivemind_inference.engine import ModelCopy
 from hivemind_inference.settings import InferenceSettings, ModelSpec
@@ -25,6 +32,15 @@ from hivemind_inference.settings import InferenceSettings, ModelSpec
 log = logging.getLogger(__name__)
 
 OnSwap = Callable[[str, str | None], Awaitable[None]]  # version None: switching now
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a model should serve: a GGUF, an optional LoRA and the version they are."""
+
+    gguf: Path
+    lora: Path | None
+    version: str
 
 
 @dataclass
@@ -35,6 +51,7 @@ class SwapResult:
     swap_ms: float
     load_ms: float
     smoke_text: str
+    draining: int = 0  # requests still running on the old copy when the swap answered
 
 
 class ModelSlot:
@@ -105,6 +122,7 @@ class ModelRegistry:
         self.slots: dict[str, ModelSlot] = {}
         self.aliases: dict[str, str] = {}
         self.on_swap = on_swap
+        self.draining: set[asyncio.Task[None]] = set()  # old copies being drained, then freed
 
     def _new_copy(
         self, spec: ModelSpec, *, gguf: Path, lora: Path | None, version: str
@@ -118,18 +136,39 @@ class ModelRegistry:
             threads=self.settings.threads_for(spec),
         )
 
-    async def load_all(self) -> None:
-        """Load every configured model (start-up)."""
+    async def load_all(self, chosen: dict[str, Placement] | None = None) -> None:
+        """Load every configured model (start-up).
+
+        ``chosen`` names what a model should serve instead of its configured GGUF (the model
+        registry's serving version); when that cannot be loaded the configured one serves and
+        the caller's reconciler tries again later.
+        """
         for spec in self.settings.model_specs():
-            copy = self._new_copy(spec, gguf=spec.gguf, lora=spec.lora, version=spec.version)
-            await copy.run(copy.load)
+            configured = Placement(spec.gguf, spec.lora, spec.version)
+            wanted = (chosen or {}).get(spec.name, configured)
+            copy = self._new_copy(spec, gguf=wanted.gguf, lora=wanted.lora, version=wanted.version)
+            try:
+                await copy.run(copy.load)
+            except HivemindError as exc:
+                if wanted == configured:
+                    raise
+                log.error(
+                    "model %s: could not load version %s (%s); serving %s until it can be",
+                    spec.name,
+                    wanted.version,
+                    exc.message,
+                    configured.version,
+                )
+                await asyncio.to_thread(copy.close)
+                copy = self._new_copy(spec, gguf=spec.gguf, lora=spec.lora, version=spec.version)
+                await copy.run(copy.load)
             self.slots[spec.name] = ModelSlot(spec, copy, max_queue=self.settings.max_queue)
             for alias in spec.aliases:
                 self.aliases[alias] = spec.name
-            log.info("serving %s version %s from %s", spec.name, spec.version, spec.gguf)
-            metrics.mark_served(spec.name, spec.version)
+            log.info("serving %s version %s from %s", spec.name, copy.version, copy.gguf)
+            metrics.mark_served(spec.name, copy.version)
             if self.on_swap is not None:
-                await self.on_swap(spec.name, spec.version)
+                await self.on_swap(spec.name, copy.version)
 
     def resolve(self, model: str | None) -> ModelSlot:
         """The slot for a model name or alias; ``None`` or ``"default"`` is the first model."""
@@ -147,11 +186,18 @@ class ModelRegistry:
         return slot
 
     async def close(self) -> None:
+        for task in list(self.draining):
+            task.cancel()
+        if self.draining:
+            await asyncio.gather(*self.draining, return_exceptions=True)
         for slot in self.slots.values():
             await asyncio.to_thread(slot.current.close)
 
     async def swap(self, name: str, *, gguf: Path, lora: Path | None, version: str) -> SwapResult:
-        """Load, smoke-test, switch, drain, free. On any failure the serving copy stays."""
+        """Load, smoke-test, switch; the old copy drains and is freed in the background.
+
+        On any failure the serving copy stays.
+        """
         slot = self.resolve(name)
         if slot.swap_lock.locked():
             raise Conflict(f"model {slot.spec.name!r} is already being swapped", code="swap_busy")
@@ -186,8 +232,9 @@ class ModelRegistry:
         log.info("model %s: %s -> %s in %.0f ms", slot.spec.name, old.version, version, swap_ms)
         if self.on_swap is not None:
             await self.on_swap(slot.spec.name, version)
-        await self._drain(old)
-        await asyncio.to_thread(old.close)
+        task = asyncio.create_task(self._retire(old), name=f"drain-{old.name}-{old.version}")
+        self.draining.add(task)
+        task.add_done_callback(self.draining.discard)
         return SwapResult(
             name=slot.spec.name,
             version=version,
@@ -195,7 +242,17 @@ class ModelRegistry:
             swap_ms=round(swap_ms, 1),
             load_ms=round(load_ms, 1),
             smoke_text=smoke,
+            draining=old.active,
         )
+
+    async def _retire(self, old: ModelCopy) -> None:
+        """Drain the old copy, then free it (a kept task; on shutdown, freed at once)."""
+        try:
+            await self._drain(old)
+        finally:
+            # on the copy's own thread: a generation still running there finishes first
+            await old.run(old.close)
+            log.info("model %s: freed version %s", old.name, old.version)
 
     async def _drain(self, old: ModelCopy) -> None:
         """Wait for the old copy's requests; past the deadline, for its thread to be idle."""

@@ -27,7 +27,11 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.post("/models/{name}/load")
 async def load_model(name: str, body: LoadRequest, request: Request) -> dict[str, Any]:
-    """Load beside the serving copy, smoke-test, switch, drain the old copy, free it."""
+    """Load beside the serving copy, smoke-test, switch; answers once the new copy serves.
+
+    The old copy drains (and is then freed) in the background; ``draining`` says how many of
+    its requests were still running when this answered.
+    """
     reg = _registry(request)
     slot = reg.resolve(name)
     if body.version == slot.current.version:
@@ -50,4 +54,5 @@ async def load_model(name: str, body: LoadRequest, request: Request) -> dict[str
         "swap_ms": result.swap_ms,
         "load_ms": result.load_ms,
         "smoke_text": result.smoke_text,
+        "draining": result.draining,
     }

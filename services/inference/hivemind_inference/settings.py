@@ -56,6 +56,12 @@ class InferenceSettings(ServiceSettings):
         description="How tool calls are written: 'auto' reads the GGUF's chat template.",
     )
     publish_served_version: bool = True  # write the served version to Redis for caches
+    follow_registry: bool = Field(
+        default=True,
+        description="Load the model registry's serving version at start-up and repair drift.",
+    )
+    reconcile_interval_s: float = Field(default=15.0, gt=0)
+    registry_timeout_s: float = Field(default=5.0, gt=0, description="Start-up registry read.")
 
     @field_validator("models", mode="before")
     @classmethod
