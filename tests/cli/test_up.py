@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+import redis as sync_redis
+from redis import exceptions as redis_exceptions
 
 from hivemind_common.hosts import SERVICES
 from support.waiting import free_port, wait_until
@@ -41,6 +44,7 @@ class Up:
         self.proc = proc
         self.ports = ports
         self.data = data
+        self.redis_port = 0
         self.output: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -77,6 +81,7 @@ def hivemind_up(tmp_path: Path) -> Iterator[Up]:
         start_new_session=True,
     )
     up = Up(proc, ports, data)
+    up.redis_port = redis_port
     try:
         yield up
     finally:
@@ -103,6 +108,24 @@ def test_up_starts_everything_and_ctrl_c_leaves_no_process(hivemind_up: Up) -> N
     assert key_file.stat().st_mode & 0o777 == 0o600
     assert (hivemind_up.data / "secrets" / "internal.token").stat().st_mode & 0o777 == 0o600
     assert key_file.read_text().strip() not in hivemind_up.text()
+    # the embedded Redis has a generated password (0600) that every service uses
+    password_file = hivemind_up.data / "secrets" / "redis.password"
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(redis_exceptions.AuthenticationError):
+        sync_redis.Redis(port=hivemind_up.redis_port, socket_timeout=5).ping()
+    if shutil.which("redis-cli"):
+        ping = ["redis-cli", "-p", str(hivemind_up.redis_port), "ping"]
+        answer = subprocess.run(ping, capture_output=True, text=True, timeout=10, check=False)
+        assert "NOAUTH" in answer.stdout + answer.stderr
+    secrets = [
+        password_file.read_text().strip(),
+        key_file.read_text().strip(),
+        (hivemind_up.data / "secrets" / "internal.token").read_text().strip(),
+    ]
+    shown = hivemind_up.text() + "".join(
+        p.read_text(errors="replace") for p in (hivemind_up.data / "logs").glob("*.log")
+    )
+    assert not [s for s in secrets if s in shown]
 
     children = psutil.Process(hivemind_up.proc.pid).children(recursive=True)
     assert len(children) >= 7  # redis + six services

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from hivemind_common.jobs import LearningSample
+from hivemind_common.redaction import ScrubReport, scrub_text
 from hivemind_trainer.data.sample_filter import Accepted, Rejected, SampleFilter
-from hivemind_trainer.scrub import ScrubReport, scrub_text
 
 
 def chat(user: str, reply: str, **kw: object) -> LearningSample:

@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 
 from hivemind_common.errors import HivemindError
+from hivemind_common.redaction import mask_url
 from hivemind_common.redis_client import HivemindRedis, RedisUnavailable, connect_redis
 from hivemind_common.settings import CommonSettings
 
@@ -21,13 +21,8 @@ CLI_RETRY_DEADLINE_S = 5.0
 
 
 def shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit(parts._replace(netloc=user + host))
+    """The URL without its password or secret options, for messages."""
+    return mask_url(url)
 
 
 def cli_redis(url: str | None = None) -> HivemindRedis:

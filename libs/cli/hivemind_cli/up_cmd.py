@@ -23,8 +23,9 @@ from hivemind_cli.supervisor import Child, Supervisor
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.errors import Unavailable
 from hivemind_common.hosts import SERVICES, RegistryError, load_registry, service_url
+from hivemind_common.redaction import mask_url, url_password
 from hivemind_common.redis_client import connect_redis
-from hivemind_common.settings import CommonSettings
+from hivemind_common.settings import REDIS_PASSWORD_FILE, CommonSettings
 
 console = Console(stderr=True, soft_wrap=True)
 READY_TIMEOUT_S = 300.0
@@ -48,6 +49,23 @@ def ensure_internal_token(secrets_dir: Path) -> str:
     token = secrets.token_urlsafe(32)
     _write_secret(path, token)
     return token
+
+
+def ensure_redis_password(secrets_dir: Path) -> str:
+    """The embedded Redis' password, created on first start (mode 0600)."""
+    path = secrets_dir / REDIS_PASSWORD_FILE
+    if path.is_file() and path.read_text().strip():
+        return path.read_text().strip()
+    password = secrets.token_urlsafe(32)
+    _write_secret(path, password)
+    return password
+
+
+def _redis_config(secrets_dir: Path, password: str) -> Path:
+    """A config file (0600) holding ``requirepass``: the password never shows in ``ps``."""
+    path = secrets_dir / "redis.conf"
+    _write_secret(path, f"requirepass {password}")
+    return path
 
 
 async def ensure_admin_key(redis_url: str, secrets_dir: Path) -> tuple[Path, bool]:
@@ -82,7 +100,7 @@ def _embedded_redis_port(redis_url: str) -> int | None:
     return parts.port or 6379
 
 
-def _redis_child(port: int, data_dir: Path, logs: Path) -> Child:
+def _redis_child(port: int, data_dir: Path, logs: Path, config: Path) -> Child:
     binary = shutil.which("redis-server")
     if binary is None:
         raise typer.BadParameter("redis-server is not installed: run `make install` first")
@@ -90,6 +108,7 @@ def _redis_child(port: int, data_dir: Path, logs: Path) -> Child:
     redis_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         binary,
+        str(config),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--dir", str(redis_dir),
@@ -150,10 +169,19 @@ def up(
             raise typer.Exit(1)
 
     ensure_internal_token(secrets_dir)
+    # the URL as given (no password from the secrets file): children read that file themselves
+    given_url = os.environ.get("HIVEMIND_REDIS_URL") or str(
+        CommonSettings.model_fields["redis_url"].default
+    )
+    port = _embedded_redis_port(given_url)
+    redis_config: Path | None = None
+    if port is not None and url_password(given_url) is None:
+        redis_config = _redis_config(secrets_dir, ensure_redis_password(secrets_dir))
+        settings = CommonSettings(data_dir=data_dir)  # now with the embedded Redis' password
     env = dict(os.environ)
     env.update(
         HIVEMIND_DATA_DIR=str(data_dir),
-        HIVEMIND_REDIS_URL=settings.redis_url,
+        HIVEMIND_REDIS_URL=given_url,
         HIVEMIND_PROFILE=prof,
     )
     if settings.hosts_file:
@@ -168,7 +196,6 @@ def up(
     redis_sup = Supervisor([])
     services = Supervisor([_service_child(n, env, logs) for n in wanted])
     try:
-        port = _embedded_redis_port(settings.redis_url)
         if port is not None:
             if _port_in_use(port):
                 console.print(
@@ -176,7 +203,9 @@ def up(
                     "HIVEMIND_REDIS_URL at another port (an embedded Redis starts there)"
                 )
                 raise typer.Exit(1)
-            redis_sup = Supervisor([_redis_child(port, data_dir, logs)])
+            if redis_config is None:  # the URL carries its own password: use it for the server
+                redis_config = _redis_config(secrets_dir, url_password(given_url) or "")
+            redis_sup = Supervisor([_redis_child(port, data_dir, logs, redis_config)])
             redis_sup.start_all()
             console.print(f"redis      embedded on 127.0.0.1:{port} (data: {data_dir / 'redis'})")
         key_path, made = _wait_for_redis_and_key(settings.redis_url, secrets_dir)
@@ -209,7 +238,9 @@ def _wait_for_redis_and_key(redis_url: str, secrets_dir: Path) -> tuple[Path, bo
             return asyncio.run(ensure_admin_key(redis_url, secrets_dir))
         except (OSError, RedisError, Unavailable) as exc:
             if time.monotonic() > deadline:
-                console.print(f"[red]error:[/] Redis at {redis_url} does not answer: {exc}")
+                console.print(
+                    f"[red]error:[/] Redis at {mask_url(redis_url)} does not answer: {exc}"
+                )
                 raise typer.Exit(1) from exc
             time.sleep(0.2)
 

@@ -2,15 +2,23 @@
 
 Secrets have no defaults. The internal token may come from ``HIVEMIND_INTERNAL_TOKEN`` or, when
 that is unset, from ``$HIVEMIND_DATA_DIR/secrets/internal.token`` (written by ``hivemind up``).
+Likewise the Redis password: from the URL itself, else ``HIVEMIND_REDIS_PASSWORD``, else
+``$HIVEMIND_DATA_DIR/secrets/redis.password`` (the embedded Redis' password, written by
+``hivemind up``); it is put into ``redis_url``, which is therefore never shown unmasked.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from hivemind_common.redaction import MASK, mask_url, url_password
+
+REDIS_PASSWORD_FILE = "redis.password"
 
 
 class CommonSettings(BaseSettings):
@@ -29,10 +37,50 @@ class CommonSettings(BaseSettings):
     )
     log_level: str = "INFO"
     log_json: bool = False
+    redis_password: SecretStr | None = None
 
     @property
     def secrets_dir(self) -> Path:
         return self.data_dir / "secrets"
+
+    @model_validator(mode="after")
+    def _load_redis_password(self) -> CommonSettings:
+        if url_password(self.redis_url) is not None:
+            return self
+        if self.redis_password is None:
+            path = self.secrets_dir / REDIS_PASSWORD_FILE
+            if path.is_file() and path.read_text().strip():
+                self.redis_password = SecretStr(path.read_text().strip())
+        if self.redis_password is not None:
+            self.redis_url = with_redis_password(
+                self.redis_url, self.redis_password.get_secret_value()
+            )
+        return self
+
+    def __repr_args__(self) -> Any:
+        # repr() and str() of settings end up in logs: URLs are shown masked there too
+        for name, value in super().__repr_args__():
+            yield name, mask_url(value) if isinstance(value, str) and "://" in value else value
+
+    def public(self) -> dict[str, Any]:
+        """Settings safe to show: secrets masked, passwords in URLs masked."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump(mode="json").items():
+            if isinstance(getattr(self, name), SecretStr):
+                out[name] = MASK if value else None
+            elif isinstance(value, str) and "://" in value:
+                out[name] = mask_url(value)
+            else:
+                out[name] = value
+        return out
+
+
+def with_redis_password(url: str, password: str) -> str:
+    """``url`` carrying ``password`` (no user: Redis' default user), for a URL that has none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or url_password(url) is not None:
+        return url
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 class ServiceSettings(CommonSettings):
@@ -68,7 +116,3 @@ class ServiceSettings(CommonSettings):
 
         registry = load_registry(self.hosts_file)
         return registry.placement(self.service_name, self.profile).port
-
-    def public(self) -> dict[str, Any]:
-        """Settings safe to show: secrets masked."""
-        return self.model_dump(mode="json", exclude={"internal_token"})

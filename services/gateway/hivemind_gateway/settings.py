@@ -52,6 +52,9 @@ class GatewaySettings(ServiceSettings):
     # capture of completed chats for learning (off by default)
     capture_default: bool = False
 
+    # the retrieval log (suggestions quote it): older entries are trimmed on write, never read
+    rag_log_retention_days: float = Field(default=30.0, gt=0, le=3650)
+
     # OpenAI routes: response cache and `model: "auto"` routing (prompt length, task)
     response_cache_ttl_s: int = 6 * 3600
     auto_small_model: str = "default"

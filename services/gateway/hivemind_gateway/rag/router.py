@@ -36,7 +36,10 @@ async def rag_suggestions(
 ) -> Suggestions:
     """Topics that weak and missed queries asked about and no fact covers."""
     index = await state.search.tenant(principal.tenant)
-    return await suggestions(state.redis, index, tenant=principal.tenant, limit=limit)
+    retention_s = state.settings.rag_log_retention_days * 86400
+    return await suggestions(
+        state.redis, index, tenant=principal.tenant, limit=limit, retention_s=retention_s
+    )
 
 
 @router.get("/stats", response_model=RagStats)

@@ -219,7 +219,14 @@ async def retrieve_context(
         method="hybrid" if vec is not None else "lexical",
     )
     top = chosen.ranked[0].score if chosen.ranked else 0.0
-    logged = log_retrieval(state.redis, tenant=tenant, query=query, context=context, top_score=top)
+    logged = log_retrieval(
+        state.redis,
+        tenant=tenant,
+        query=query,
+        context=context,
+        top_score=top,
+        retention_s=state.settings.rag_log_retention_days * 86400,
+    )
     if log_later:
         task = asyncio.create_task(logged)
         _LOGGING.add(task)

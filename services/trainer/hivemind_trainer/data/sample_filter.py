@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hivemind_common.jobs import LearningSample
-from hivemind_trainer.scrub import ScrubReport, scrub_text
+from hivemind_common.redaction import ScrubReport, scrub_text
 
 FILTER_VERSION = "f1"
 ROLES = frozenset({"system", "user", "assistant"})

@@ -1,7 +1,10 @@
-"""Secret scrubbing: API keys, tokens, private keys and passwords in URLs never reach the dataset.
+"""Secrets out of everything we keep or show: one scrubber for text, one mask for URLs.
 
-Each pattern replaces the secret with a ``[REDACTED:<kind>]`` marker and counts what it found, so
-the filter can keep (scrubbed) samples and report how many secrets it removed.
+``scrub_text`` replaces each secret it recognises (API keys, tokens, private keys, passwords in
+URLs) with a ``[REDACTED:<kind>]`` marker and counts what it found; the trainer's sample filter
+and the gateway's retrieval log both use it. ``mask_url`` hides the password of a connection URL
+in every form we accept (``redis://secret@h``, ``redis://user:pw@h``, ``?sentinel_password=``)
+for messages and settings dumps.
 """
 
 from __future__ import annotations
@@ -9,6 +12,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, quote
+
+MASK = "***"
+# query options whose value is a secret (``sentinel_password``, ``password``, ``token``, ...)
+_SECRET_OPTION = re.compile(r"(?i)(pass|secret|token|key$|auth)")
 
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     (
@@ -62,3 +70,36 @@ def scrub_text(text: str, report: ScrubReport | None = None) -> str:
 
         text = pattern.sub(replace, text)
     return text
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password and every secret query option replaced by ``***``."""
+    if "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    rest, qmark, query = rest.partition("?")
+    userinfo, at, hosts = rest.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        # "redis://secret@host" carries a password alone; "user:pw@" a user and a password
+        rest = f"{user}:{MASK}@{hosts}" if colon else f"{MASK}@{hosts}"
+    if qmark:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{quote(k)}={MASK if _SECRET_OPTION.search(k) and v else quote(v, safe='')}"
+            for k, v in pairs
+        )
+    return f"{scheme}://{rest}{qmark}{query}"
+
+
+def url_password(url: str) -> str | None:
+    """The password a connection URL carries in its user part, if any."""
+    rest = url.split("://", 1)[-1].partition("?")[0]
+    userinfo, at, _ = rest.rpartition("@")
+    if not at:
+        return None
+    user, colon, password = userinfo.partition(":")
+    return password if colon else user
+
+
+__all__ = ["MASK", "ScrubReport", "mask_url", "scrub_text", "url_password"]
