@@ -166,14 +166,22 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def require_role(role: Role) -> Callable[[Request], Awaitable[Principal]]:
-    """A FastAPI dependency: the caller's principal, at least ``role``."""
+def require_role(
+    role: Role, *, x_api_key: bool = False
+) -> Callable[[Request], Awaitable[Principal]]:
+    """A FastAPI dependency: the caller's principal, at least ``role``.
+
+    ``x_api_key``: the key may also come in an ``x-api-key`` header (the Anthropic-style routes).
+    """
 
     async def dependency(request: Request) -> Principal:
         token = bearer_token(request)
+        if token is None and x_api_key:
+            token = request.headers.get("x-api-key", "").strip() or None
         if token is None:
+            how = "'x-api-key: <key>' or " if x_api_key else ""
             raise Unauthorized(
-                "missing API key: send 'Authorization: Bearer <key>'",
+                f"missing API key: send {how}'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
         store: ApiKeyStore = request.app.state.api_keys
@@ -201,4 +209,6 @@ ReadPrincipal = Annotated[Principal, Depends(require_role("read"))]
 WritePrincipal = Annotated[Principal, Depends(require_role("write"))]
 AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
 OperatorPrincipal = Annotated[Principal, Depends(require_role("operator"))]
+# the Anthropic-style routes: a read key, by Bearer or x-api-key
+KeyHeaderPrincipal = Annotated[Principal, Depends(require_role("read", x_api_key=True))]
 InternalCaller = Depends(require_internal)

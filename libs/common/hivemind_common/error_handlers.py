@@ -22,8 +22,20 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 _OPENAI_EXACT = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models"}
+    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses"}
 )
+# Anthropic's Messages API answers errors in Anthropic's own envelope
+_ANTHROPIC_EXACT = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
 _NATIVE_UNDER_MODELS = ("/v1/models/versions",)
 
 _OPENAI_TYPES = {
@@ -46,6 +58,17 @@ def is_openai_path(path: str) -> bool:
         tail = path.removeprefix("/v1/models/")
         return not path.startswith(_NATIVE_UNDER_MODELS) and "/" not in tail
     return False
+
+
+def is_anthropic_path(path: str) -> bool:
+    """True for the routes that speak Anthropic's error envelope."""
+    return path in _ANTHROPIC_EXACT
+
+
+def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
+    """The body Anthropic's clients parse into an ``APIStatusError``."""
+    kind = _ANTHROPIC_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    return {"type": "error", "error": {"type": kind, "message": message}}
 
 
 def openai_error_body(
@@ -85,6 +108,10 @@ def error_response(
     openai: Callable[[str], bool] = is_openai_path,
 ) -> JSONResponse:
     """Shape one error for the route the request went to."""
+    if is_anthropic_path(request.url.path):
+        return JSONResponse(
+            anthropic_error_body(status, message), status_code=status, headers=headers
+        )
     if openai(request.url.path):
         return JSONResponse(
             openai_error_body(status, message, code=code, param=param),
@@ -136,7 +163,8 @@ def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_o
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message, param, cleaned = _describe_validation(exc.errors())
-        status = 400 if openai(request.url.path) else 422
+        path = request.url.path
+        status = 400 if openai(path) or is_anthropic_path(path) else 422
         return error_response(
             request,
             status,

@@ -12,6 +12,7 @@ from hivemind_common.internal_http import internal_client
 from hivemind_common.redis_client import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_gateway import __version__
+from hivemind_gateway.anthropic.router import router as anthropic_router
 from hivemind_gateway.cache.router import router as cache_router
 from hivemind_gateway.facts.router import router as facts_router
 from hivemind_gateway.keys.router import router as keys_router
@@ -24,6 +25,7 @@ from hivemind_gateway.openai.router import router as openai_router
 from hivemind_gateway.openai.served import served_models
 from hivemind_gateway.overview.router import router as overview_router
 from hivemind_gateway.rag.router import router as rag_router
+from hivemind_gateway.responses.router import router as responses_router
 from hivemind_gateway.search.runtime import search_runtime
 from hivemind_gateway.settings import GatewaySettings
 from hivemind_gateway.stats.router import router as stats_router
@@ -72,6 +74,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         cache_router,
         rag_router,
         openai_router,
+        anthropic_router,
+        responses_router,
         llm_router,
         learning_router,
         models_router,

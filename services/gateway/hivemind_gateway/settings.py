@@ -61,6 +61,8 @@ class GatewaySettings(ServiceSettings):
     auto_large_model: str = "default"
     auto_large_above_chars: int = 6000
     auto_large_tasks: tuple[str, ...] = ("code-assist",)
+    # Anthropic Messages API: the local model that `claude-*` model names are served by
+    claude_model: str = "auto"
 
     def body_limits(self) -> BodyLimits:
         """The body cap of every route family, for the body-limit layer."""

@@ -195,7 +195,8 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
         def work() -> dict[str, Any]:
             if body.messages is not None:
                 req = ChatRequest(messages=body.messages)
-                count = generate.count_chat_tokens(copy, generate.normalise_messages(req))
+                messages = generate.normalise_messages(req)
+                count = generate.count_chat_tokens(copy, messages, body.tools)
                 return {"count": count}
             assert body.content is not None
             tokens = copy.llama.tokenize(

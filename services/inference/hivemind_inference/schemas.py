@@ -72,6 +72,7 @@ class TokenizeRequest(BaseModel):
     model: str | None = None
     content: str | None = None
     messages: list[ChatMessageIn] | None = None
+    tools: list[dict[str, Any]] | None = None  # rendered with the messages, as a chat would
     add_special: bool = False
 
 

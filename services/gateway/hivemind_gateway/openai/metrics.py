@@ -19,3 +19,8 @@ RETRIEVAL_SECONDS = Histogram(
     "Time spent retrieving and fitting context for one chat.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+CHAT_REQUESTS = Counter(
+    "hivemind_gateway_chat_requests_total",
+    "Chats through the one chat pipeline, by wire format (chat, messages, responses).",
+    ["api", "mode"],
+)

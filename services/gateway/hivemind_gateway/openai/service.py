@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,9 +20,16 @@ from hivemind_gateway.openai.capture import (
     check_capture_allowed,
 )
 from hivemind_gateway.openai.injection import Injected, inject_retrieval
-from hivemind_gateway.openai.metrics import RESPONSE_CACHE, RETRIEVAL_SECONDS
+from hivemind_gateway.openai.metrics import CHAT_REQUESTS, RESPONSE_CACHE, RETRIEVAL_SECONDS
 from hivemind_gateway.openai.served import ServedModels, served_version
-from hivemind_gateway.openai.streaming import Gathered, relay, replay
+from hivemind_gateway.openai.streaming import (
+    Gathered,
+    relay,
+    relay_data,
+    replay,
+    replay_data,
+    sse_frames,
+)
 from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, parse_json, post_raw
 
 CACHE_HEADER = "x-hivemind-cache"
@@ -148,8 +155,45 @@ async def _answer_whole(
     return raw, answered_by
 
 
+@dataclass
+class ChatOutcome:
+    """What the chat pipeline answered: a whole chat completion, or a stream of its chunks.
+
+    ``raw`` is the whole answer as inference sent it (bytes, parsed only by who needs to);
+    ``stream`` yields each chunk's JSON (an ``{"error": ...}`` object when the stream failed)
+    and no ``[DONE]``: every wire format frames and ends its stream its own way.
+    """
+
+    headers: dict[str, str]
+    model: str
+    raw: bytes | None = None
+    stream: AsyncIterator[bytes] | None = None
+    close: Callable[[], Awaitable[None]] | None = None
+
+    def answer(self) -> dict[str, Any]:
+        assert self.raw is not None
+        return parse_json("inference", self.raw)
+
+
 async def chat_completion(state: Any, principal: Principal, payload: dict[str, Any]) -> Response:
-    """``POST /v1/chat/completions`` through retrieval, the cache and inference."""
+    """``POST /v1/chat/completions``: the chat pipeline, in OpenAI's wire format."""
+    out = await run_chat(state, principal, payload, api="chat")
+    if out.stream is None:
+        return Response(out.raw, media_type=JSON, headers=out.headers)
+    return ClosingStream(
+        sse_frames(out.stream), media_type=SSE, headers=out.headers, on_close=out.close
+    )
+
+
+async def run_chat(
+    state: Any, principal: Principal, payload: dict[str, Any], *, api: str
+) -> ChatOutcome:
+    """The one chat pipeline behind every wire format: route, inject, cache, call, capture.
+
+    ``payload`` is a chat completions body (the internal request); ``api`` names the wire
+    format it came in (for metrics).
+    """
+    CHAT_REQUESTS.labels(api, "stream" if payload.get("stream") else "whole").inc()
     started = time.perf_counter()
     settings = state.settings
     served: ServedModels = state.served_models
@@ -188,8 +232,8 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
         if payload.get("stream"):
             usage = bool((payload.get("stream_options") or {}).get("include_usage"))
             chunks = respcache.replay_chunks(orjson.loads(hit), include_usage=usage)
-            return StreamingResponse(replay(chunks), media_type=SSE, headers=headers)
-        return Response(hit, media_type=JSON, headers=headers)
+            return ChatOutcome(headers, model, stream=replay_data(chunks))
+        return ChatOutcome(headers, model, raw=hit.encode() if isinstance(hit, str) else hit)
     if capture is None:
         capture = await wants_capture()
     plan = Plan(payload, model, capture, retrieved, digest, version, own_messages)
@@ -198,8 +242,7 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
         raw, answered_by = await _answer_whole(
             state, principal, plan, path="/v1/chat/completions", kind="chat", started=started
         )
-        headers = _headers(answered_by, cache_state, model, rag_count)
-        return Response(raw, media_type=JSON, headers=headers)
+        return ChatOutcome(_headers(answered_by, cache_state, model, rag_count), model, raw=raw)
     resp = await open_stream(state.inference_http, "inference", "/v1/chat/completions", payload)
     answered_by = resp.headers.get(VERSION_HEADER)
     need = digest is not None or capture
@@ -209,11 +252,11 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
             state, principal, plan, g.response(), kind="chat", version=answered_by, started=started
         )
 
-    return ClosingStream(
-        relay(resp, gathered=Gathered(chat=True) if need else None, on_complete=finish),
-        media_type="text/event-stream",
-        headers=_headers(answered_by, cache_state, model, rag_count),
-        on_close=resp.aclose,
+    return ChatOutcome(
+        _headers(answered_by, cache_state, model, rag_count),
+        model,
+        stream=relay_data(resp, gathered=Gathered(chat=True) if need else None, on_complete=finish),
+        close=resp.aclose,
     )
 
 

@@ -131,13 +131,14 @@ async def _data_lines(resp: httpx.Response) -> AsyncIterator[bytes]:
                 yield line[5:].strip()
 
 
-async def relay(
+async def relay_data(
     resp: httpx.Response,
     *,
     gathered: Gathered | None,
     on_complete: Callable[[Gathered], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield the upstream SSE events; gather them when asked; end with exactly one [DONE]."""
+    """The upstream's SSE ``data`` payloads (JSON bytes, an error object on failure), gathered
+    when asked; ``[DONE]`` is not passed on: each wire format ends its stream its own way."""
     try:
         async for data in _data_lines(resp):
             if data == b"[DONE]":
@@ -147,14 +148,15 @@ async def relay(
                     gathered.add(orjson.loads(data))
                 except orjson.JSONDecodeError:
                     gathered.failed = True
-            yield b"data: " + data + b"\n\n"
+            yield data
         else:
             if gathered is not None:
                 gathered.failed = True  # the upstream ended without [DONE]
     except httpx.HTTPError as exc:
         if gathered is not None:
             gathered.failed = True
-        yield error_frame(transport_error("inference", exc))
+        err = transport_error("inference", exc)
+        yield dumps(openai_error_body(err.status, err.message, code=err.code, param=err.param))
     finally:
         await resp.aclose()
     if gathered is not None and on_complete is not None and gathered.complete:
@@ -162,7 +164,29 @@ async def relay(
             await on_complete(gathered)
         except Exception as exc:
             log.warning("after-stream work failed: %s", exc)
+
+
+async def sse_frames(payloads: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """OpenAI's framing: ``data: <json>`` events and exactly one ``[DONE]`` at the end."""
+    async for data in payloads:
+        yield b"data: " + data + b"\n\n"
     yield DONE
+
+
+def relay(
+    resp: httpx.Response,
+    *,
+    gathered: Gathered | None,
+    on_complete: Callable[[Gathered], Awaitable[None]] | None = None,
+) -> AsyncIterator[bytes]:
+    """Yield the upstream SSE events; gather them when asked; end with exactly one [DONE]."""
+    return sse_frames(relay_data(resp, gathered=gathered, on_complete=on_complete))
+
+
+async def replay_data(chunks: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:
+    """A cached answer's chunks as stream payloads."""
+    for chunk in chunks:
+        yield dumps(chunk)
 
 
 async def replay(chunks: Iterable[dict[str, Any]]) -> AsyncIterator[bytes]:

@@ -1,0 +1,218 @@
+"""Anthropic Messages requests to the chat pipeline's internal request, and answers back.
+
+The internal request is a chat completions body: ``system`` becomes the first system message,
+``tool_use`` blocks become an assistant's ``tool_calls``, ``tool_result`` blocks become ``tool``
+messages, ``tools`` with ``input_schema`` become functions, ``tool_choice`` ``any`` becomes
+``required``. The answer's events (:mod:`hivemind_gateway.openai.events`) become content blocks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from typing import Any
+
+from hivemind_common.errors import Invalid
+from hivemind_gateway.openai.events import (
+    Event,
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolArgs,
+    ToolStart,
+)
+
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+# Claude Code opens its system prompt with a per-request attribution line; it would defeat
+# prompt reuse (and means nothing to a local model), so it is dropped
+_ATTRIBUTION = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?")
+
+
+def new_message_id() -> str:
+    return "msg_" + secrets.token_hex(12)
+
+
+def _text_of(content: Any, where: str) -> str:
+    """The text of a string or of a list of text blocks (other blocks are a 400)."""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for i, block in enumerate(content or []):
+        if block.get("type") != "text":
+            raise Invalid(
+                f"a {block.get('type')!r} block is not supported here by a text-only model",
+                param=f"{where}[{i}]",
+            )
+        texts.append(str(block.get("text", "")))
+    return "\n".join(texts)
+
+
+def system_text(system: Any) -> str:
+    text = _text_of(system, "system") if system else ""
+    return _ATTRIBUTION.sub("", text, count=1)
+
+
+def _user_messages(content: Any, i: int) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"role": "user", "content": content}]
+    out: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for j, block in enumerate(content):
+        kind = block.get("type")
+        if kind == "tool_result":
+            result = block.get("content")
+            text = "" if result is None else _text_of(result, f"messages[{i}].content[{j}]")
+            if block.get("is_error"):
+                text = f"Error: {text}"
+            out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
+        elif kind == "text":
+            texts.append(str(block.get("text", "")))
+        else:
+            raise Invalid(
+                f"a {kind!r} block is not supported by a text-only model",
+                param=f"messages[{i}].content[{j}]",
+            )
+    if texts:
+        out.append({"role": "user", "content": "\n".join(texts)})
+    return out
+
+
+def _assistant_message(content: Any, i: int) -> dict[str, Any]:
+    if isinstance(content, str):
+        return {"role": "assistant", "content": content}
+    texts: list[str] = []
+    thinking: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for j, block in enumerate(content):
+        kind = block.get("type")
+        if kind == "text":
+            texts.append(str(block.get("text", "")))
+        elif kind == "thinking":
+            thinking.append(str(block.get("thinking", "")))
+        elif kind == "redacted_thinking":
+            continue
+        elif kind == "tool_use":
+            arguments = json.dumps(block.get("input") or {})
+            fn = {"name": block.get("name"), "arguments": arguments}
+            calls.append({"id": block.get("id"), "type": "function", "function": fn})
+        else:
+            raise Invalid(
+                f"a {kind!r} block is not supported in an assistant turn",
+                param=f"messages[{i}].content[{j}]",
+            )
+    message: dict[str, Any] = {"role": "assistant", "content": "\n".join(texts) or None}
+    if thinking:
+        message["reasoning_content"] = "\n".join(thinking)
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    out = []
+    for tool in tools or []:
+        if "input_schema" not in tool:
+            continue  # Anthropic's server tools (web search, ...) are not ours to run
+        fn = {"name": tool.get("name"), "parameters": tool["input_schema"]}
+        if tool.get("description"):
+            fn["description"] = tool["description"]
+        out.append({"type": "function", "function": fn})
+    return out or None
+
+
+def _tool_choice(choice: dict[str, Any] | None) -> tuple[Any, bool | None]:
+    """(chat tool_choice, parallel_tool_calls) for Anthropic's ``tool_choice``."""
+    if not choice:
+        return None, None
+    parallel = False if choice.get("disable_parallel_tool_use") else None
+    kind = choice.get("type")
+    if kind == "any":
+        return "required", parallel
+    if kind == "tool":
+        return {"type": "function", "function": {"name": choice.get("name")}}, parallel
+    if kind in ("auto", "none"):
+        return kind, parallel
+    raise Invalid("tool_choice type is auto, any, tool or none", param="tool_choice.type")
+
+
+def chat_payload(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """The chat completions body for a Messages body (``model`` is the local one)."""
+    messages: list[dict[str, Any]] = []
+    system = system_text(body.get("system"))
+    if system:
+        messages.append({"role": "system", "content": system})
+    for i, msg in enumerate(body.get("messages") or []):
+        if msg["role"] == "user":
+            messages += _user_messages(msg.get("content"), i)
+        else:
+            messages.append(_assistant_message(msg.get("content"), i))
+    if not messages:
+        raise Invalid("messages: at least one message is required", param="messages")
+    payload: dict[str, Any] = {"model": model, "messages": messages}
+    if "max_tokens" in body:
+        payload["max_tokens"] = body["max_tokens"]
+    for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
+        if body.get(theirs) is not None:
+            payload[ours] = body[theirs]
+    if body.get("stop_sequences"):
+        payload["stop"] = body["stop_sequences"]
+    tools = _tools(body.get("tools"))
+    choice, parallel = _tool_choice(body.get("tool_choice"))
+    if tools:
+        payload["tools"] = tools
+        if choice is not None:
+            payload["tool_choice"] = choice
+        if parallel is not None:
+            payload["parallel_tool_calls"] = parallel
+    if body.get("stream"):
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+    if body.get("hivemind"):
+        payload["hivemind"] = body["hivemind"]
+    return payload
+
+
+def _input(arguments: str) -> Any:
+    try:
+        return json.loads(arguments) if arguments.strip() else {}
+    except ValueError:
+        return {"_raw": arguments}  # never drop what the model wrote
+
+
+def message_from_events(events: list[Event], *, model: str) -> dict[str, Any]:
+    """A whole Messages answer from the pipeline's events."""
+    blocks: list[dict[str, Any]] = []
+    calls: dict[int, dict[str, Any]] = {}
+    args: dict[int, str] = {}
+    finished = Finished(None)
+    for event in events:
+        if isinstance(event, ReasoningDelta):
+            blocks.append({"type": "thinking", "thinking": event.text, "signature": ""})
+        elif isinstance(event, TextDelta):
+            if blocks and blocks[-1]["type"] == "text":
+                blocks[-1]["text"] += event.text
+            else:
+                blocks.append({"type": "text", "text": event.text})
+        elif isinstance(event, ToolStart):
+            calls[event.index] = {"type": "tool_use", "id": event.id, "name": event.name}
+            blocks.append(calls[event.index])
+        elif isinstance(event, ToolArgs):
+            args[event.index] = args.get(event.index, "") + event.piece
+        elif isinstance(event, Finished):
+            finished = event
+    for index, block in calls.items():
+        block["input"] = _input(args.get(index, ""))
+    return {
+        "id": new_message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": blocks,
+        "stop_reason": STOP_REASONS.get(finished.reason or "stop", "end_turn"),
+        "stop_sequence": None,
+        "usage": {
+            "input_tokens": finished.prompt_tokens,
+            "output_tokens": finished.completion_tokens,
+        },
+    }

@@ -1,0 +1,96 @@
+"""The pipeline's events as Anthropic's streaming event sequence.
+
+``message_start``, ``ping``, then for each content block ``content_block_start``, its
+``content_block_delta`` s (``text_delta``, ``thinking_delta``, ``input_json_delta``) and
+``content_block_stop``; then ``message_delta`` (stop reason, usage) and ``message_stop``. A
+failure mid-stream is an ``error`` event in Anthropic's envelope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from hivemind_common.error_handlers import anthropic_error_body
+from hivemind_gateway.anthropic.convert import STOP_REASONS, new_message_id
+from hivemind_gateway.openai.events import (
+    Event,
+    Failed,
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolArgs,
+    ToolStart,
+)
+
+
+def sse_event(kind: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+
+async def message_events(events: AsyncIterator[Event], *, model: str) -> AsyncIterator[bytes]:
+    """Anthropic's SSE events for one streamed answer."""
+    start = {
+        "id": new_message_id(),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 0, "output_tokens": 0},
+    }
+    yield sse_event("message_start", {"message": start})
+    yield sse_event("ping", {})
+    index = -1
+    open_kind: str | None = None  # text | thinking | tool:<n>
+
+    def close() -> bytes:
+        return sse_event("content_block_stop", {"index": index})
+
+    async for event in events:
+        if isinstance(event, Failed):
+            if open_kind is not None:
+                yield close()
+            body = anthropic_error_body(event.status, event.message)
+            yield sse_event("error", {"error": body["error"]})
+            return
+        if isinstance(event, Finished):
+            if open_kind is not None:
+                yield close()
+            delta = {
+                "stop_reason": STOP_REASONS.get(event.reason or "stop", "end_turn"),
+                "stop_sequence": None,
+            }
+            usage = {"input_tokens": event.prompt_tokens, "output_tokens": event.completion_tokens}
+            yield sse_event("message_delta", {"delta": delta, "usage": usage})
+            yield sse_event("message_stop", {})
+            return
+        kind, block, delta_body = _parts(event)
+        if kind != open_kind and block is not None:
+            if open_kind is not None:
+                yield close()
+            index += 1
+            open_kind = kind
+            yield sse_event("content_block_start", {"index": index, "content_block": block})
+        elif kind != open_kind:
+            continue  # arguments of a call that was never started
+        if delta_body is not None:
+            yield sse_event("content_block_delta", {"index": index, "delta": delta_body})
+
+
+def _parts(event: Event) -> tuple[str, dict[str, Any] | None, dict[str, Any] | None]:
+    """(block kind, the block that starts it or None, the delta) for one event."""
+    if isinstance(event, TextDelta):
+        return "text", {"type": "text", "text": ""}, {"type": "text_delta", "text": event.text}
+    if isinstance(event, ReasoningDelta):
+        block: dict[str, Any] = {"type": "thinking", "thinking": "", "signature": ""}
+        return "thinking", block, {"type": "thinking_delta", "thinking": event.text}
+    if isinstance(event, ToolStart):
+        tool: dict[str, Any] = {"type": "tool_use", "id": event.id, "name": event.name}
+        tool["input"] = {}
+        return f"tool:{event.index}", tool, None
+    assert isinstance(event, ToolArgs)
+    return f"tool:{event.index}", None, {"type": "input_json_delta", "partial_json": event.piece}

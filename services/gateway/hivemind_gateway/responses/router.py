@@ -1,0 +1,57 @@
+"""OpenAI's Responses API (``POST /v1/responses``), stateless, on the chat pipeline."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from hivemind_common.auth import ReadPrincipal
+from hivemind_common.streams import ClosingStream
+from hivemind_gateway.deps import StateDep
+from hivemind_gateway.openai import service
+from hivemind_gateway.openai.events import answer_events, chat_events
+from hivemind_gateway.openai.schemas import HivemindOptions
+from hivemind_gateway.responses.convert import chat_payload, response_from_events
+from hivemind_gateway.responses.stream import response_events
+
+router = APIRouter(tags=["openai"])
+
+
+class ResponseBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=128)
+    input: str | list[dict[str, Any]]
+    instructions: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stream: bool = False
+    store: bool | None = None
+    previous_response_id: str | None = None
+    text: dict[str, Any] | None = None
+    hivemind: HivemindOptions | None = None
+
+
+@router.post("/v1/responses", response_model=None)
+async def create_response(
+    body: ResponseBody, principal: ReadPrincipal, state: StateDep
+) -> Response:
+    raw = body.model_dump(exclude_unset=True)
+    out = await service.run_chat(state, principal, chat_payload(raw), api="responses")
+    if out.stream is None:
+        return JSONResponse(
+            response_from_events(raw, answer_events(out.answer())), headers=out.headers
+        )
+    return ClosingStream(
+        response_events(chat_events(out.stream), raw),
+        media_type="text/event-stream",
+        headers=out.headers,
+        on_close=out.close,
+    )
