@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +52,7 @@ async def test_a_killed_workers_job_is_reclaimed_and_deployed_once(
     await feed(redis_client, 30, offset=100)
     worker = TrainerWorker(redis_client, settings(redis_url, data_dir, trained_tiny_dir))
     await worker.ensure_groups()
+    assert await worker.lock.acquire()  # a worker steps only as the leader
     job = TrainJob(requested_by="test", reason="manual")
     await create_job(redis_client, job.job_id, requested_by="test")
     await redis_client.xadd(keys.jobs_stream(), job.to_fields())
@@ -89,6 +92,7 @@ async def test_the_threshold_starts_a_cycle_and_an_attempt_does_not_repeat_at_on
     s = settings(redis_url, data_dir, trained_tiny_dir).model_copy(update={"min_interval_s": 3600})
     worker = TrainerWorker(redis_client, s)
     await worker.ensure_groups()
+    assert await worker.lock.acquire()
     await feed(redis_client, 10)
     assert await worker.step() is None  # 10 of 20 samples: nothing starts
     await feed(redis_client, 20, offset=10)
@@ -111,6 +115,7 @@ async def test_the_backlog_gauges_follow_the_stream(
 
     worker = TrainerWorker(redis_client, settings(redis_url, data_dir, trained_tiny_dir))
     await worker.ensure_groups()
+    assert await worker.lock.acquire()  # a worker steps only as the leader
     await feed(redis_client, 10, offset=300)
     assert await worker.step() is None  # under the threshold: collected, not trained
     state = await redis_client.hgetall(keys.learning_state())
@@ -118,3 +123,63 @@ async def test_the_backlog_gauges_follow_the_stream(
     assert LEARNING_STREAM_PENDING._value.get() == 0  # every entry was acknowledged
     assert NEW_SAMPLES._value.get() == int(state["accepted_seq"]) - int(state.get("trained_seq", 0))
     assert NEW_SAMPLES._value.get() > 0
+
+
+async def test_a_trainer_whose_fencing_token_went_stale_registers_and_queues_nothing(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    from hivemind_trainer.cycle import run_cycle
+    from hivemind_trainer.orchestrator import LeaderLock, LeadershipLost
+
+    await feed(redis_client, 30, offset=400)
+    s = settings(redis_url, data_dir, trained_tiny_dir)
+    lease = LeaderLock(redis_client, "old-leader")
+    assert await lease.acquire()
+    stolen = {"done": False}
+
+    def progress(step: int, total: int, loss: float | None) -> None:
+        stolen["done"] = True  # training runs; the lease changes hands meanwhile
+
+    await redis_client.delete(keys.leader_lock("trainer"))  # it expired (a long pause, say)
+    assert await LeaderLock(redis_client, "new-leader").acquire()
+    job = TrainJob(requested_by="test", reason="manual")
+    with pytest.raises(LeadershipLost):
+        await run_cycle(redis_client, s, job.job_id, progress=progress, lease=lease)
+    assert stolen["done"]
+    assert await ModelRegistry(redis_client, data_dir).list("default") == []
+    assert await redis_client.xlen(keys.export_stream()) == 0
+    assert not list((data_dir / "models" / "default").glob("v*"))  # no orphan version folder
+    record = await get_job(redis_client, job.job_id)
+    assert record.status != "failed"  # the new leader runs it; nothing to overturn
+
+
+async def test_a_running_job_is_kept_claimed_so_no_other_trainer_reclaims_it(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    await feed(redis_client, 30, offset=500)
+    s = settings(redis_url, data_dir, trained_tiny_dir)
+    s = s.model_copy(update={"reclaim_idle_ms": 1500, "max_steps": 300})
+    busy = TrainerWorker(redis_client, s.model_copy(update={"consumer_name": "busy"}))
+    other = TrainerWorker(redis_client, s.model_copy(update={"consumer_name": "other"}))
+    await busy.ensure_groups()
+    assert await busy.lock.acquire()
+    # many small steps: the run lasts several reclaim idle limits
+    job = TrainJob(
+        requested_by="test", reason="manual", overrides={"epochs": "100", "batch_size": "1"}
+    )
+    await create_job(redis_client, job.job_id, requested_by="test")
+    await redis_client.xadd(keys.jobs_stream(), job.to_fields())
+    nxt = await busy.next_job()
+    assert nxt is not None
+    task = asyncio.create_task(busy.handle_job(*nxt))
+    taken = []
+    started = time.monotonic()
+    while not task.done():  # poll the whole run, far longer than the idle limit
+        got = await other.next_job()
+        if got is not None:
+            taken.append(got[0])
+        await asyncio.wait({task}, timeout=0.5)
+    result = task.result()
+    assert result is not None and result.status in {"exported", "rejected"}, result
+    assert time.monotonic() - started > 3 * 1.5  # several reclaim idle limits
+    assert taken == []

@@ -140,6 +140,7 @@ def train_now(
                     progress=progress,
                     requested_by="cli",
                     reason="manual",
+                    lease=lock,
                 )
         finally:
             renewer.cancel()

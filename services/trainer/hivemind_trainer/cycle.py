@@ -28,6 +28,7 @@ from hivemind_trainer.data.dataset import Dataset
 from hivemind_trainer.data.sample_filter import SampleFilter
 from hivemind_trainer.gate import GateResult, decide, general_eval_set
 from hivemind_trainer.metrics import CYCLES
+from hivemind_trainer.orchestrator import LeaderLock, LeadershipLost
 from hivemind_trainer.recipe.config import RecipeConfig
 from hivemind_trainer.recipe.lora_recipe import LoraRecipe, Progress
 from hivemind_trainer.recipe.model_io import default_gguf, ensure_base_hf
@@ -154,6 +155,50 @@ def train_and_gate(
         recipe.cleanup()
 
 
+def _fenced(progress: Progress | None, lease: LeaderLock) -> Progress:
+    """A progress hook that stops training (by raising) once the lease has lapsed."""
+
+    def hook(step: int, total: int, loss: float | None) -> None:
+        lease.raise_if_lapsed()
+        if progress is not None:
+            progress(step, total, loss)
+
+    return hook
+
+
+async def _registered_for_job(
+    redis: Any, settings: TrainerSettings, job_id: str
+) -> ModelVersion | None:
+    """A deployable version this job already registered (its export may not be queued)."""
+    registry = ModelRegistry(redis, settings.data_dir)
+    for mv in await registry.list(settings.model_name):
+        if mv.job_id == job_id and mv.status == "ready":
+            return mv
+    return None
+
+
+async def _is_registered(redis: Any, settings: TrainerSettings, version: str) -> bool:
+    raw = await redis.hget(keys.model_versions(settings.model_name), version)
+    return raw is not None
+
+
+async def _queue_export(
+    redis: Any, result: CycleResult, mv: ModelVersion, *, lease: LeaderLock | None
+) -> CycleResult:
+    """Hand a registered version to the exporter (after the fencing check)."""
+    if lease is not None:
+        await lease.check(f"queue the export of {mv.name}/{mv.version}")
+    await update_job(redis, result.job_id, stage="export", version=mv.version)
+    await redis.xadd(
+        keys.export_stream(),
+        ExportJob(job_id=result.job_id, model=mv.name, version=mv.version).to_fields(),
+        maxlen=keys.JOBS_STREAM_MAXLEN,
+        approximate=True,
+    )
+    result.status, result.version = "exported", mv.version
+    return result
+
+
 async def run_cycle(
     redis: Any,
     settings: TrainerSettings,
@@ -164,8 +209,14 @@ async def run_cycle(
     requested_by: str = "orchestrator",
     reason: str = "threshold",
     consumer: str = "cycle",
+    lease: LeaderLock | None = None,
 ) -> CycleResult:
-    """Run one whole cycle for ``settings.model_name``; never raises for a training failure."""
+    """Run one whole cycle for ``settings.model_name``; never raises for a training failure.
+
+    With a ``lease``, training stops at the next step once the lease has lapsed, and the version
+    is registered and its export queued only after the lease and its fencing token are checked
+    in Redis; a lost lease raises :class:`LeadershipLost` and leaves the job to the new leader.
+    """
     job_id = job_id or uuid.uuid4().hex[:16]
     await create_job(
         redis, job_id, model=settings.model_name, requested_by=requested_by, reason=reason
@@ -173,7 +224,13 @@ async def run_cycle(
     result = CycleResult(job_id=job_id, status="failed")
     state = keys.learning_state()
     t0 = time.perf_counter()
+    out_dir: Path | None = None
+    if lease is not None:
+        progress = _fenced(progress, lease)
     try:
+        earlier = await _registered_for_job(redis, settings, job_id)
+        if earlier is not None:  # a leader died between registering and queueing the export
+            return await _queue_export(redis, result, earlier, lease=lease)
         await update_job(redis, job_id, status="running", stage="collect")
         collector = make_collector(redis, settings, consumer)
         await collector.drain()
@@ -219,6 +276,8 @@ async def run_cycle(
             adapter_dir = Path(served.path) / ADAPTER_DIR
         version = new_version_id()
         out_dir = registry.version_dir(name, version)
+        if lease is not None:
+            lease.raise_if_lapsed()
         cfg = recipe_config(settings, overrides)
         t2 = time.perf_counter()
         trained = await asyncio.to_thread(
@@ -255,6 +314,8 @@ async def run_cycle(
             "deployable": gate.deployable,
         }
         base_info = {"gguf": str(gguf) if gguf else None, "hf_dir": str(base_dir)}
+        if lease is not None:
+            await lease.check(f"register {name}/{version}")
         registry.write_manifest(
             name,
             version,
@@ -303,14 +364,9 @@ async def run_cycle(
         shutil.rmtree(settings.work_dir / job_id, ignore_errors=True)
         result.version, result.gate, result.train = version, gate.as_dict(), trained.train
         if gate.deployable:
-            await update_job(redis, job_id, stage="export", version=version)
-            await redis.xadd(
-                keys.export_stream(),
-                ExportJob(job_id=job_id, model=name, version=version).to_fields(),
-                maxlen=keys.JOBS_STREAM_MAXLEN,
-                approximate=True,
+            await _queue_export(
+                redis, result, ModelVersion(name=name, version=version), lease=lease
             )
-            result.status = "exported"
         else:
             await update_job(
                 redis,
@@ -323,6 +379,13 @@ async def run_cycle(
             result.status = "rejected"
         CYCLES.labels(result=result.status).inc()
         return result
+    except LeadershipLost:
+        # another trainer leads now and will run this job: record nothing, leave no version
+        log.warning("learning cycle %s stopped: leadership lost", job_id)
+        if out_dir is not None and not await _is_registered(redis, settings, out_dir.name):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        CYCLES.labels(result="abandoned").inc()
+        raise
     except Exception as exc:  # a job boundary: every failure is recorded on the job, not lost
         message = exc.message if isinstance(exc, HivemindError) else f"{type(exc).__name__}: {exc}"
         log.exception("learning cycle %s failed", job_id)

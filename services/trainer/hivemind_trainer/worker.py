@@ -30,7 +30,7 @@ from hivemind_trainer.metrics import (
     LEARNING_STREAM_PENDING,
     NEW_SAMPLES,
 )
-from hivemind_trainer.orchestrator import LeaderLock, state_decision
+from hivemind_trainer.orchestrator import LeaderLock, LeadershipLost, state_decision
 from hivemind_trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
@@ -100,8 +100,11 @@ class TrainerWorker:
             return msg_id, None
 
     async def handle_job(self, msg_id: str, job: TrainJob | None) -> CycleResult | None:
-        """Run a job unless it already got past training; acknowledge it either way."""
+        """Run a job unless it already got past training; acknowledge it unless leadership
+        was lost (then the new leader takes it over). The entry is kept claimed meanwhile."""
         result = None
+        heartbeat = asyncio.create_task(self._keep_claimed(msg_id))
+        ack = True
         try:
             if job is not None:
                 try:
@@ -121,11 +124,39 @@ class TrainerWorker:
                         requested_by=job.requested_by,
                         reason=job.reason,
                         consumer=self.consumer,
+                        lease=self.lock,
                     )
                     self.last_result = result
+        except LeadershipLost:
+            ack = False
+            raise
         finally:
-            await self.redis.xack(keys.jobs_stream(), keys.TRAINER_GROUP, msg_id)
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await heartbeat  # a missed heartbeat only risks a reclaim, never fatal
+            if ack:
+                await self.redis.xack(keys.jobs_stream(), keys.TRAINER_GROUP, msg_id)
         return result
+
+    async def _keep_claimed(self, msg_id: str) -> None:
+        """Reset the entry's idle time while the job runs, so no other trainer reclaims it.
+
+        XCLAIM with JUSTID does not count as a delivery.
+        """
+        interval = max(self.settings.reclaim_idle_ms / 3000, 0.5)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.redis.xclaim(
+                    keys.jobs_stream(),
+                    keys.TRAINER_GROUP,
+                    self.consumer,
+                    min_idle_time=0,
+                    message_ids=[msg_id],
+                    justid=True,
+                )
+            except (RedisError, OSError) as exc:
+                log.warning("could not refresh the claim on train job %s: %s", msg_id, exc)
 
     async def observe_backlog(self) -> None:
         """Set the backlog gauges: stream length, unacknowledged entries, untrained samples."""
