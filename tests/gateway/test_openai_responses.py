@@ -127,6 +127,12 @@ def test_stored_responses_are_a_clear_400(client: openai.OpenAI) -> None:
     assert err.value.param == "previous_response_id"
 
 
+def test_a_prompt_over_the_context_is_a_context_length_error(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        client.responses.create(model="default", input="word " * 3000, max_output_tokens=8)
+    assert err.value.code == "context_length_exceeded"
+
+
 def test_base64_embeddings_equal_the_float_ones(client: openai.OpenAI) -> None:
     texts = ["the deploy target is kestrel", "numpy is pinned below 2"]
     floats = client.embeddings.create(model="default", input=texts, encoding_format="float")

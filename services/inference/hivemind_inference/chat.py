@@ -53,6 +53,7 @@ class ChatPlan:
     schema: dict[str, Any] | None = None  # validate the answer against it
     thinking: bool = False  # the prompt opened a <think> block
     tool_names: frozenset[str] = field(default_factory=frozenset)
+    refusal: Invalid | None = None  # raised once the prompt is known to fit the context
 
 
 def copy_family(copy: ModelCopy, setting: str | None) -> Family | None:
@@ -127,6 +128,7 @@ def plan_chat(
     family = copy_family(copy, tool_format)
     forced: list[dict[str, Any]] | None = None
     grammar: str | None = None
+    refusal: Invalid | None = None
     if tools:
         grammars.check_tool_names(tools)
         forced = _forced_tools(tools, tool_choice)
@@ -137,7 +139,7 @@ def plan_chat(
                 code="unsupported_parameter",
             )
         if family is None and forced is None:
-            raise Invalid(
+            refusal = Invalid(
                 f"the chat template of model {copy.name!r} cannot render tools, so its tool "
                 "calls could not be read back; serve a tool-capable model (Qwen2.5, Llama 3.1+, "
                 "Mistral), set its tool_format, or force a call with tool_choice",
@@ -163,6 +165,7 @@ def plan_chat(
         schema=schema,
         thinking=prompt.rstrip().endswith("<think>") and grammar is None,
         tool_names=frozenset(t["function"]["name"] for t in tools or []),
+        refusal=refusal,
     )
 
 

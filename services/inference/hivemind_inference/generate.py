@@ -75,9 +75,10 @@ def count_chat_tokens(copy: ModelCopy, messages: list[dict[str, Any]], tools: An
 def _budget(copy: ModelCopy, prompt_tokens: int, wanted: int | None, default: int) -> int:
     room = copy.n_ctx - prompt_tokens
     if room < 1:
+        # worded as agents recognise an overflow ("prompt is too long": compact and retry)
         raise Invalid(
-            f"this prompt is {prompt_tokens} tokens; model {copy.name!r} has a context of "
-            f"{copy.n_ctx} tokens",
+            f"prompt is too long: {prompt_tokens} tokens > {copy.n_ctx - 1} maximum "
+            f"(the context of model {copy.name!r})",
             code="context_length_exceeded",
             param="messages",
         )
@@ -131,6 +132,8 @@ def _chat_run(
     wanted = req.max_completion_tokens or req.max_tokens
     kw = _sampling(req)
     kw.update(prompt=prompt, max_tokens=_budget(copy, prompt_tokens, wanted, default_max))
+    if plan.refusal is not None:  # after the length check: an overflow is the error to fix first
+        raise plan.refusal
     return ChoiceRun(
         copy=copy,
         call=chat.chat_caller(copy, plan),
