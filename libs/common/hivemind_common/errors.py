@@ -53,6 +53,13 @@ class Forbidden(HivemindError):
     title = "Not allowed for this key"
 
 
+class QuotaExceeded(Forbidden):
+    """A tenant's quota (facts, memories, cache bytes) would be exceeded by a new item."""
+
+    code = "quota_exceeded"
+    title = "Tenant quota exceeded"
+
+
 class NotFound(HivemindError):
     status = 404
     code = "not_found"
@@ -113,6 +120,7 @@ __all__ = [
     "HivemindError",
     "Invalid",
     "NotFound",
+    "QuotaExceeded",
     "Timeout",
     "TooLarge",
     "TooManyRequests",

@@ -22,6 +22,7 @@ LEADER_LOCK_TTL_MS = 30_000
 SESSIONS_RECENT_MAX = 1_000  # recent-sessions index per tenant
 CHANGES_MAXLEN = 100_000  # change stream per tenant (approximate trim)
 RAG_LOG_MAXLEN = 10_000  # retrieval log per tenant
+RATE_WINDOW_S = 60  # request rates are counted per key and per tenant in windows this long
 LEARNING_STREAM_MAXLEN = 200_000
 JOBS_STREAM_MAXLEN = 10_000
 
@@ -124,6 +125,31 @@ def rag_counters(tenant: str) -> str:
 def tenant_settings(tenant: str) -> str:
     """Hash of per-tenant switches and limits (``capture``, ``share_training``, quotas, ``rpm``)."""
     return f"{_t(tenant)}:settings"
+
+
+def request_window(tenant: str, window: int) -> str:
+    """Counter: requests of all the tenant's keys in one rate window."""
+    return f"{_t(tenant)}:rate:{window}"
+
+
+def key_request_window(key_id: str, window: int) -> str:
+    """Counter: requests of one API key in one rate window (its own slot: keys spread out)."""
+    return f"{PREFIX}:{{rate:{key_id}}}:{window}"
+
+
+def tool_cache_sizes(tenant: str) -> str:
+    """Hash: ``<tool>:<input hash>`` -> bytes of that tool-cache entry (the cache quota)."""
+    return f"{_t(tenant)}:toolcache-sizes"
+
+
+def tool_cache_expiry(tenant: str) -> str:
+    """Sorted set: ``<tool>:<input hash>`` -> when that entry expires (unix ms)."""
+    return f"{_t(tenant)}:toolcache-expiry"
+
+
+def tool_cache_bytes(tenant: str) -> str:
+    """String: bytes held by the tenant's live tool-cache entries."""
+    return f"{_t(tenant)}:toolcache-bytes"
 
 
 def tenant_learning_counts(tenant: str) -> str:

@@ -13,6 +13,7 @@ from hivemind_common.errors import Invalid, NotFound, TooLarge
 from hivemind_gateway.cache.schemas import CacheEntryCreate, CacheEntryPublic
 from hivemind_gateway.deps import RedisDep, SettingsDep
 from hivemind_gateway.facts.validation import BodyLimit
+from hivemind_gateway.quotas import put_cache_entry
 
 router = APIRouter(prefix="/v1/cache", tags=["cache"], dependencies=[BodyLimit])
 
@@ -37,7 +38,14 @@ async def put_entry(
         raise Invalid("value is not storable JSON", param="value") from exc
     if len(raw) > settings.max_fact_value_chars * 4:
         raise TooLarge(f"value is {len(raw)} characters as JSON", param="value")
-    await redis.set(keys.tool_cache(principal.tenant, tool, input_hash), raw, ex=body.ttl_s)
+    await put_cache_entry(
+        redis,
+        tenant=principal.tenant,
+        tool=tool,
+        input_hash=input_hash,
+        raw=raw,
+        ttl_s=body.ttl_s,
+    )
     return CacheEntryPublic(
         tool=tool, input_hash=input_hash, value=body.value, expires_in=body.ttl_s
     )

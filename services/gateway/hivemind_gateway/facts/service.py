@@ -10,6 +10,7 @@ from typing import Any
 from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
 from hivemind_gateway.facts.schemas import FactCreate, FactPublic, FactsPublic
+from hivemind_gateway.quotas import check_item_quota
 from hivemind_gateway.search.records import (
     as_dict,
     change_command,
@@ -40,6 +41,9 @@ async def put_fact(
         raise TooLarge(
             f"value has {len(body.value)} characters; the limit is {max_chars}", param="value"
         )
+    await check_item_quota(
+        redis, tenant=tenant, kind="facts", index_key=keys.facts_index(tenant), member=key
+    )
     vec = None
     model = None
     with contextlib.suppress(Unavailable):

@@ -20,6 +20,7 @@ from hivemind_gateway.memory.schemas import (
     MemorySearch,
 )
 from hivemind_gateway.memory.sessions import touch_commands
+from hivemind_gateway.quotas import check_item_quota
 from hivemind_gateway.rag.scoring import GateConfig
 from hivemind_gateway.search.records import (
     as_dict,
@@ -52,6 +53,9 @@ async def store_memory(
         raise TooLarge(
             f"text has {len(body.text)} characters; the limit is {max_chars}", param="text"
         )
+    await check_item_quota(
+        redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant), member=None
+    )
     memory_id = secrets.token_hex(12)
     vec = model = None
     with contextlib.suppress(Unavailable):

@@ -1,0 +1,79 @@
+"""Per-tenant quotas: facts, memories and tool-cache bytes; updates within quota still work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis as sync_redis
+
+from hivemind_common import keys
+
+
+def _limit(gateway: Any, tenant: str, **limits: int) -> None:
+    r = sync_redis.Redis.from_url(gateway.redis_url, decode_responses=True)
+    try:
+        r.hset(keys.tenant_settings(tenant), mapping={k: str(v) for k, v in limits.items()})
+    finally:
+        r.close()
+
+
+def _is_quota_refusal(resp: Any) -> bool:
+    body = resp.json()
+    code = body.get("code") or (body.get("error") or {}).get("code")
+    return resp.status_code == 403 and code == "quota_exceeded"
+
+
+def test_a_new_fact_past_the_quota_is_refused_and_an_update_still_works(gateway: Any) -> None:
+    _limit(gateway, "acme", max_facts=2)
+    with gateway.client("acme", "write") as c:
+        assert c.put("/v1/facts/one", json={"value": "1"}).status_code in (200, 201)
+        assert c.put("/v1/facts/two", json={"value": "2"}).status_code in (200, 201)
+        third = c.put("/v1/facts/three", json={"value": "3"})
+        assert _is_quota_refusal(third), third.text
+        assert third.headers["content-type"].startswith("application/problem+json")
+        assert c.put("/v1/facts/two", json={"value": "2b"}).status_code in (200, 201)
+        assert c.get("/v1/facts/two").json()["value"] == "2b"
+        assert c.get("/v1/facts/three").status_code == 404
+        assert c.delete("/v1/facts/one").status_code in (200, 204)
+        assert c.put("/v1/facts/three", json={"value": "3"}).status_code in (200, 201)
+    with gateway.client("globex", "write") as other:  # one tenant's quota is its own
+        for i in range(3):
+            assert other.put(f"/v1/facts/f{i}", json={"value": "x"}).status_code in (200, 201)
+
+
+def test_memories_past_the_quota_are_refused(gateway: Any) -> None:
+    _limit(gateway, "acme", max_memories=1)
+    with gateway.client("acme", "write") as c:
+        assert c.post("/v1/memories", json={"text": "first"}).status_code == 201
+        second = c.post("/v1/memories", json={"text": "second"})
+        assert _is_quota_refusal(second), second.text
+        assert c.get("/v1/memories").json()["count"] == 1
+
+
+def test_tool_cache_bytes_past_the_quota_are_refused_and_rewrites_fit(gateway: Any) -> None:
+    _limit(gateway, "acme", max_cache_bytes=300)
+    blob = "x" * 100
+    with gateway.client("acme", "write") as c:
+        assert c.put("/v1/cache/grep/aaa", json={"value": blob}).status_code == 200
+        assert c.put("/v1/cache/grep/bbb", json={"value": blob}).status_code == 200
+        third = c.put("/v1/cache/grep/ccc", json={"value": blob})
+        assert _is_quota_refusal(third), third.text
+        assert c.get("/v1/cache/grep/ccc").status_code == 404
+        # rewriting an entry at its own size (or smaller) always fits
+        assert c.put("/v1/cache/grep/bbb", json={"value": "y" * 100}).status_code == 200
+        assert c.get("/v1/cache/grep/bbb").json()["value"] == "y" * 100
+        assert c.put("/v1/cache/grep/aaa", json={"value": "small"}).status_code == 200
+        assert c.put("/v1/cache/grep/ccc", json={"value": "z" * 50}).status_code == 200
+
+
+def test_expired_cache_entries_stop_counting_against_the_quota(gateway: Any) -> None:
+    _limit(gateway, "acme", max_cache_bytes=300)
+    with gateway.client("acme", "write") as c:
+        for name in ("aaa", "bbb"):
+            assert c.put(f"/v1/cache/grep/{name}", json={"value": "x" * 120}).status_code == 200
+        assert _is_quota_refusal(c.put("/v1/cache/grep/ccc", json={"value": "x" * 120}))
+        r = sync_redis.Redis.from_url(gateway.redis_url, decode_responses=True)
+        # as if both entries' TTLs had run out (their keys expire by Redis' own TTL)
+        r.zadd(keys.tool_cache_expiry("acme"), {"grep:aaa": 1, "grep:bbb": 1})
+        r.close()
+        assert c.put("/v1/cache/grep/ccc", json={"value": "x" * 250}).status_code == 200
