@@ -187,8 +187,8 @@ def require_role(
         store: ApiKeyStore = request.app.state.api_keys
         principal = await store.verify(token)
         limiter = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:  # a shared per-key (and per-tenant) request rate
-            await limiter.check(principal)
+        if limiter is not None:  # per-key and per-tenant rates, concurrent inference
+            await limiter.check(principal, request)
         if not principal.allows(role):
             raise Forbidden(f"this key's role is {principal.role!r}; {role!r} is needed")
         request.state.principal = principal

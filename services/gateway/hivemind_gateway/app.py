@@ -17,6 +17,7 @@ from hivemind_gateway.cache.router import router as cache_router
 from hivemind_gateway.facts.router import router as facts_router
 from hivemind_gateway.keys.router import router as keys_router
 from hivemind_gateway.learning.router import router as learning_router
+from hivemind_gateway.limits import InferenceSlots, RequestLimiter
 from hivemind_gateway.llm.router import router as llm_router
 from hivemind_gateway.memory.router import router as memory_router
 from hivemind_gateway.models.router import router as models_router
@@ -43,6 +44,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             app.state.settings = settings
             app.state.redis = redis
             app.state.api_keys = ApiKeyStore(redis)
+            app.state.rate_limiter = RequestLimiter(
+                redis,
+                default_key_rpm=settings.default_key_rpm,
+                max_inference_per_tenant=settings.max_inference_per_tenant,
+            )
             timeout = settings.upstream_timeout_s
             for name, url in (
                 ("embedding", settings.embedding_url),
@@ -66,6 +72,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version=__version__,
         body_limits=settings.body_limits(),
     )
+    app.add_middleware(InferenceSlots)  # gives back inference slots when a response ends
     for router in (
         overview_router,
         stats_router,

@@ -55,6 +55,12 @@ class GatewaySettings(ServiceSettings):
     # the retrieval log (suggestions quote it): older entries are trimmed on write, never read
     rag_log_retention_days: float = Field(default=30.0, gt=0, le=3650)
 
+    # request rates (hivemind_gateway/limits.py): a key without its own rpm gets this (0: none);
+    # tenants' own rpm and quotas are set with `hivemind tenants set`
+    default_key_rpm: int = Field(default=1200, ge=0)
+    # chats and completions one tenant may run at once on one gateway (0: no cap)
+    max_inference_per_tenant: int = Field(default=8, ge=0)
+
     # OpenAI routes: response cache and `model: "auto"` routing (prompt length, task)
     response_cache_ttl_s: int = 6 * 3600
     auto_small_model: str = "default"

@@ -1,0 +1,152 @@
+"""Request rates (per key, per tenant, shared by every gateway) and concurrent inference."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis as sync_redis
+from fastapi import FastAPI
+
+from hivemind_common import keys
+from hivemind_common.auth import ApiKeyStore
+from hivemind_common.redis_client import connect_redis
+from support.gateway import running_gateway
+from support.servers import serve_app
+from support.waiting import wait_until
+
+CLOSED = {
+    "embedding_url": "http://127.0.0.1:9",
+    "inference_url": "http://127.0.0.1:9",
+    "trainer_url": "http://127.0.0.1:9",
+}
+
+
+def _key(redis_url: str, tenant: str = "acme", rpm: int | None = None) -> tuple[str, str]:
+    async def make() -> tuple[str, str]:
+        redis = connect_redis(redis_url)
+        try:
+            return await ApiKeyStore(redis).create(tenant=tenant, role="write", rpm=rpm)
+        finally:
+            await redis.aclose()
+
+    return asyncio.run(make())
+
+
+def _already_sent(redis_url: str, counter: Any, count: int) -> None:
+    """As if ``count`` requests were made in this window and the next (no flake at a boundary)."""
+    r = sync_redis.Redis.from_url(redis_url)
+    window = int(time.time() // keys.RATE_WINDOW_S)
+    for w in (window, window + 1):
+        r.set(counter(w), count, px=keys.RATE_WINDOW_S * 2000)
+    r.close()
+
+
+def _get(base: str, key: str) -> httpx.Response:
+    return httpx.get(base + "/v1/facts", headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def test_a_keys_own_rate_is_shared_by_every_gateway_and_answered_429_with_retry_after(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    key_id, key = _key(redis_url, rpm=4)
+    _already_sent(redis_url, lambda w: keys.key_request_window(key_id, w), 2)
+    with (
+        running_gateway(redis_url, internal_token, data_dir, **CLOSED) as a,
+        running_gateway(redis_url, internal_token, data_dir, **CLOSED) as b,
+    ):
+        assert _get(a.url, key).status_code == 200
+        assert _get(b.url, key).status_code == 200
+        refused = _get(a.url, key)
+        assert refused.status_code == 429, refused.text
+        assert 1 <= int(refused.headers["retry-after"]) <= keys.RATE_WINDOW_S
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert _get(b.url, key).status_code == 429
+        _, other = _key(redis_url, rpm=4)  # another key of the same tenant has its own rate
+        assert _get(b.url, other).status_code == 200
+
+
+def test_the_default_rate_from_settings_and_a_tenants_rate_both_apply(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    key_id, key = _key(redis_url)
+    _already_sent(redis_url, lambda w: keys.key_request_window(key_id, w), 5)
+    with running_gateway(redis_url, internal_token, data_dir, default_key_rpm=6, **CLOSED) as gw:
+        assert _get(gw.url, key).status_code == 200
+        assert _get(gw.url, key).status_code == 429
+        sync_redis.Redis.from_url(redis_url).hset(keys.tenant_settings("globex"), "rpm", "3")
+        _already_sent(redis_url, lambda w: keys.request_window("globex", w), 2)
+        _, first = _key(redis_url, tenant="globex")
+        _, second = _key(redis_url, tenant="globex")
+        assert _get(gw.url, first).status_code == 200
+        refused = _get(gw.url, second)  # the tenant's rate counts all its keys together
+        assert refused.status_code == 429 and "globex" in refused.text
+
+
+@pytest.fixture
+def slow_inference() -> Iterator[tuple[str, threading.Event, list[int]]]:
+    """A stand-in inference that answers chats only once the test lets it."""
+    release = threading.Event()
+    waiting: list[int] = []
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "default", "object": "model", "n_ctx": 2048}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat() -> dict[str, Any]:
+        waiting.append(1)
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        message = {"role": "assistant", "content": "ok"}
+        return {
+            "id": "c1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "default",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        }
+
+    with serve_app(app) as url:
+        yield url, release, waiting
+    release.set()
+
+
+def test_a_tenant_runs_at_most_its_cap_of_inference_requests_at_once(
+    redis_url: str, internal_token: str, data_dir: Path, slow_inference: Any
+) -> None:
+    url, release, waiting = slow_inference
+    settings = {**CLOSED, "inference_url": url, "max_inference_per_tenant": 1, "rag_enabled": False}
+    body = {"model": "default", "messages": [{"role": "user", "content": "hi"}], "temperature": 1}
+    with running_gateway(redis_url, internal_token, data_dir, **settings) as gw:
+        acme, globex = gw.client("acme", "write"), gw.client("globex", "write")
+        results: list[httpx.Response] = []
+        first = threading.Thread(
+            target=lambda: results.append(acme.post("/v1/chat/completions", json=body))
+        )
+        first.start()
+        wait_until(lambda: len(waiting) == 1, timeout=30, what="the first chat to reach inference")
+        second = acme.post("/v1/chat/completions", json=body)
+        assert second.status_code == 429, second.text
+        assert second.json()["error"]["type"] in ("rate_limit_error", "rate_limit_exceeded")
+        assert second.headers["retry-after"] == "1"
+        assert acme.get("/v1/facts").status_code == 200  # only inference is capped
+        other = threading.Thread(target=lambda: globex.post("/v1/chat/completions", json=body))
+        other.start()
+        wait_until(lambda: len(waiting) == 2, timeout=30, what="another tenant's chat to run")
+        release.set()
+        first.join(timeout=30)
+        other.join(timeout=30)
+        assert results[0].status_code == 200, results[0].text
+        assert acme.post("/v1/chat/completions", json=body).status_code == 200  # slot given back
