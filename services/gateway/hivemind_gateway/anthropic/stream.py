@@ -32,7 +32,7 @@ def sse_event(kind: str, data: dict[str, Any]) -> bytes:
 
 async def message_events(events: AsyncIterator[Event], *, model: str) -> AsyncIterator[bytes]:
     """Anthropic's SSE events for one streamed answer."""
-    start = {
+    start: dict[str, Any] = {
         "id": new_message_id(),
         "type": "message",
         "role": "assistant",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import orjson
@@ -155,6 +155,10 @@ async def _answer_whole(
     return raw, answered_by
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass
 class ChatOutcome:
     """What the chat pipeline answered: a whole chat completion, or a stream of its chunks.
@@ -168,7 +172,7 @@ class ChatOutcome:
     model: str
     raw: bytes | None = None
     stream: AsyncIterator[bytes] | None = None
-    close: Callable[[], Awaitable[None]] | None = None
+    close: Callable[[], Awaitable[None]] = field(default=lambda: _nothing())
 
     def answer(self) -> dict[str, Any]:
         assert self.raw is not None
