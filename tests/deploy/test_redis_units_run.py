@@ -54,7 +54,7 @@ def cluster_node(
     """The c1 unit's redis-server on a loopback port (its announce address kept as rendered)."""
     port = free_port()
     args = override(
-        rendered_args(registry, "hivemind-redis-c1.container", "aurora"),
+        rendered_args(registry, "hivemind-redis-c1.container", "r720xd"),
         port=str(port), bind="127.0.0.1", cluster_announce_port=str(port),
     )  # fmt: skip
     data = tmp_path_factory.mktemp("redis-c1")
@@ -89,7 +89,7 @@ def test_the_rendered_cluster_node_keeps_data_and_announces_its_node(
     assert admin.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
     assert admin.config_get("appendonly") == {"appendonly": "yes"}
     assert admin.config_get("protected-mode") == {"protected-mode": "yes"}
-    assert admin.config_get("cluster-announce-ip") == {"cluster-announce-ip": "192.168.1.50"}
+    assert admin.config_get("cluster-announce-ip") == {"cluster-announce-ip": "192.168.1.60"}
     assert admin.info("cluster")["cluster_enabled"] == 1
     assert int(admin.config_get("maxmemory")["maxmemory"]) == 2 * 1024**3
 

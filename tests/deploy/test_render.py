@@ -10,6 +10,7 @@ import pytest
 
 from hivemind_cli.render import render_node, write_node
 from hivemind_cli.render.check import check_in_sync
+from hivemind_cli.render.failure_domains import single_points
 from hivemind_cli.render.model import deploy_layout
 from hivemind_common.hosts import SERVICES, Registry, RegistryError, parse_registry
 
@@ -124,7 +125,7 @@ def test_no_secret_appears_in_any_rendered_unit(
         "hivemind-redis-url,type=env,target=HIVEMIND_REDIS_URL",
     ]
     url = (secrets_dir / "redis.url").read_text().strip()
-    assert url.startswith("redis+cluster://hivemind:") and "192.168.1.50:7001" in url
+    assert url.startswith("redis+cluster://hivemind:") and "192.168.1.60:7001" in url
 
 
 def test_redis_cluster_spreads_replicas_away_from_their_primaries(registry: Registry) -> None:
@@ -167,11 +168,11 @@ def test_redis_cluster_spreads_replicas_away_from_their_primaries(registry: Regi
 def test_a_replica_on_its_primarys_node_is_refused(registry: Registry, repo: Path) -> None:
     text = (repo / "hosts.yaml").read_text()
     broken = text.replace(
-        "{name: c4, node: r720xd, port: 7004, role: replica, of: c1}",
         "{name: c4, node: aurora, port: 7004, role: replica, of: c1}",
+        "{name: c4, node: r720xd, port: 7004, role: replica, of: c1}",
     )
     assert broken != text
-    with pytest.raises(RegistryError, match="c4 shares node aurora with its primary c1"):
+    with pytest.raises(RegistryError, match="c4 shares node r720xd with its primary c1"):
         deploy_layout(parse_registry(broken), PROFILE)
 
 
@@ -232,8 +233,11 @@ def test_render_command_writes_units_and_drops_stale_ones(repo: Path, tmp_path: 
     out.mkdir()
     (out / "hivemind-old.container").write_text("[Container]\nImage=x\n")
     (out / "notes.txt").write_text("kept")
-    result = hivemind(repo, "hosts", "render", "--node", "aurora", "--out", str(out))
+    result = hivemind(
+        repo, "hosts", "render", "--node", "aurora", "--out", str(out), "--allow-single-point"
+    )
     assert result.returncode == 0, result.stderr
+    assert "warning: losing r720xd stops Redis (cluster)" in result.stderr
     assert (out / "hivemind-inference.container").is_file()
     assert not (out / "hivemind-old.container").exists()
     assert (out / "notes.txt").read_text() == "kept"
@@ -253,3 +257,79 @@ def test_write_node_leaves_unchanged_files_untouched(registry: Registry, tmp_pat
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     write_node(files, tmp_path)
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
+
+
+# --- failure domains: what losing one node does to Redis -----------------------------------------
+
+OLD_CLUSTER = """          - {name: c1, node: aurora, port: 7001, role: primary}
+          - {name: c2, node: r720xd, port: 7002, role: primary}
+          - {name: c3, node: aurora, port: 7003, role: primary}
+          - {name: c4, node: r720xd, port: 7004, role: replica, of: c1}
+          - {name: c5, node: aurora, port: 7005, role: replica, of: c2}
+          - {name: c6, node: r720xd, port: 7006, role: replica, of: c3}"""
+
+PI_NODE = """      pi:
+        address: 192.168.1.70
+        labels: [arbiter]
+"""
+
+
+def three_node_registry(text: str) -> Registry:
+    """The shipped homelab plus a small third node holding c3 and one Sentinel."""
+    text = text.replace(
+        "    placement:\n      gateway: r720xd",
+        PI_NODE + "    placement:\n      gateway: r720xd",
+        1,
+    )
+    text = text.replace("{name: c3, node: r720xd, port: 7003", "{name: c3, node: pi, port: 7003")
+    text = text.replace("- {node: r720xd, port: 26380}", "- {node: pi, port: 26379}")
+    return parse_registry(text)
+
+
+def test_the_old_two_node_layout_is_a_single_point_on_the_gpu_box(repo: Path) -> None:
+    """The layout shipped before put 2 of 3 Cluster primaries on aurora: losing the GPU box
+    stopped writes. The check names it."""
+    text = (repo / "hosts.yaml").read_text()
+    current = "\n".join(
+        line for line in text.splitlines() if "{name: c" in line and "role:" in line
+    )
+    old = parse_registry(text.replace(current, OLD_CLUSTER))
+    points = single_points(deploy_layout(old, PROFILE), ["aurora", "r720xd"], "cluster")
+    assert [(p.node, p.topology) for p in points] == [("aurora", "cluster")]
+    assert "1 of 3 primaries left" in points[0].reason
+
+
+def test_the_shipped_homelab_survives_losing_the_gpu_box_and_says_what_it_cannot(
+    registry: Registry,
+) -> None:
+    layout = deploy_layout(registry, PROFILE)
+    points = single_points(layout, ["aurora", "r720xd"])
+    assert {(p.node, p.topology) for p in points} == {("r720xd", "cluster"), ("r720xd", "sentinel")}
+
+
+def test_a_third_small_node_leaves_no_single_point(repo: Path) -> None:
+    registry = three_node_registry((repo / "hosts.yaml").read_text())
+    layout = deploy_layout(registry, PROFILE)
+    assert single_points(layout, list(registry.profile(PROFILE).nodes)) == []
+
+
+def test_a_lost_primary_without_a_replica_elsewhere_is_named(repo: Path) -> None:
+    registry = three_node_registry((repo / "hosts.yaml").read_text())
+    layout = deploy_layout(registry, PROFILE)
+    assert layout.cluster is not None
+    c6 = next(n for n in layout.cluster.nodes if n.name == "c6")
+    c6.node = "pi"  # c3's only replica now shares the pi with it
+    points = single_points(layout, list(registry.profile(PROFILE).nodes), "cluster")
+    assert [p.node for p in points] == ["pi"]
+    assert "primary c3 has no replica on another node" in points[0].reason
+
+
+def test_render_refuses_a_single_point_unless_allowed(repo: Path, tmp_path: Path) -> None:
+    result = hivemind(repo, "hosts", "render", "--node", "r720xd", "--out", str(tmp_path))
+    assert result.returncode == 1
+    assert "error: losing r720xd stops Redis (cluster): 1 of 3 primaries left" in result.stderr
+    assert "--allow-single-point" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    shown = hivemind(repo, "hosts", "show", "--profile", PROFILE)
+    assert shown.returncode == 0, shown.stderr
+    assert "losing r720xd stops Redis" in " ".join(shown.stdout.split())

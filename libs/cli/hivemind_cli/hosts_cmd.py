@@ -8,8 +8,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hivemind_cli.render import render_node, scrape_config_text, write_node
-from hivemind_common.hosts import RegistryError, load_registry
+from hivemind_cli.render import RedisMode, redis_mode, render_node, scrape_config_text, write_node
+from hivemind_cli.render.failure_domains import single_points
+from hivemind_cli.render.model import deploy_layout
+from hivemind_common.hosts import Registry, RegistryError, load_registry
 
 app = typer.Typer(help="The hosts registry (hosts.yaml).", no_args_is_help=True)
 
@@ -36,6 +38,23 @@ def show(
                 service, where.node, node.address, str(where.port), registry.url(service, name)
             )
         console.print(table)
+        _print_failure_domains(console, registry, name)
+
+
+def _print_failure_domains(console: Console, registry: Registry, profile: str) -> None:
+    """What losing one node does to each Redis topology the profile describes."""
+    nodes = list(registry.profile(profile).nodes)
+    if len(nodes) < 2:
+        return
+    layout = deploy_layout(registry, profile)
+    for topology in ("cluster", "sentinel"):
+        if getattr(layout, topology) is None:
+            continue
+        points = single_points(layout, nodes, topology)  # type: ignore[arg-type]
+        if not points:
+            console.print(f"redis {topology}: survives the loss of any one node")
+        for point in points:
+            console.print(f"redis {topology}: [yellow]{point}[/yellow]")
 
 
 @app.command("render")
@@ -47,6 +66,11 @@ def render(
         None, help="Redis topology: cluster, sentinel or none (default: the profile's)."
     ),
     hosts_file: str = typer.Option(None, "--file", help="Path of hosts.yaml."),
+    allow_single_point: bool = typer.Option(
+        False,
+        "--allow-single-point",
+        help="Render even when losing one node stops Redis (two-node homelabs; docs/deploy.md).",
+    ),
 ) -> None:
     """Write a node's Quadlet units: network, volumes, services, Redis and monitoring."""
     if redis not in (None, "cluster", "sentinel", "none"):
@@ -54,10 +78,27 @@ def render(
         raise typer.Exit(2)
     try:
         registry = load_registry(hosts_file)
-        files = render_node(registry, profile=profile, node=node, redis=redis)  # type: ignore[arg-type]
+        mode: RedisMode = redis or redis_mode(registry, profile)  # type: ignore[assignment]
+        files = render_node(registry, profile=profile, node=node, redis=mode)
+        points = (
+            single_points(
+                deploy_layout(registry, profile), list(registry.profile(profile).nodes), mode
+            )
+            if mode != "none"
+            else []
+        )
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    for point in points:
+        typer.echo(f"{'warning' if allow_single_point else 'error'}: {point}", err=True)
+    if points and not allow_single_point:
+        typer.echo(
+            "refusing to render a layout that one node's loss stops; add a node (docs/deploy.md, "
+            "'Redis: Cluster or Sentinel') or pass --allow-single-point",
+            err=True,
+        )
+        raise typer.Exit(1)
     for path in write_node(files, out):
         typer.echo(str(path))
 

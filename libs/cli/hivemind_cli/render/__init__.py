@@ -21,6 +21,7 @@ __all__ = [
     "DeployLayout",
     "RedisMode",
     "deploy_layout",
+    "redis_mode",
     "render_node",
     "scrape_config",
     "scrape_config_text",
@@ -29,6 +30,12 @@ __all__ = [
 
 RedisMode = Literal["cluster", "sentinel", "none"]
 UNIT_SUFFIXES = (".container", ".network", ".volume", ".pod", ".kube", ".image")
+
+
+def redis_mode(registry: Registry, profile: str) -> RedisMode:
+    """The Redis topology a profile runs by default."""
+    mode = registry.profile(profile).redis.mode
+    return mode if mode in ("cluster", "sentinel") else "none"  # type: ignore[return-value]
 
 
 def render_units(
@@ -41,13 +48,7 @@ def render_units(
             f"node {node!r} not in profile {profile!r} (have: {', '.join(prof.nodes)})"
         )
     layout = deploy_layout(registry, profile)
-    mode = redis or (
-        "cluster"
-        if prof.redis.mode == "cluster"
-        else "sentinel"
-        if prof.redis.mode == "sentinel"
-        else "none"
-    )
+    mode = redis or redis_mode(registry, profile)
     redis_units: list[Unit] = []
     if mode == "cluster":
         if layout.cluster is None:
