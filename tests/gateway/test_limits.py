@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 import redis as sync_redis
-from fastapi import FastAPI
 
 from hivemind_common import keys
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.redis_client import connect_redis
 from support.gateway import running_gateway
-from support.servers import serve_app
+from support.stub_inference import stub_inference
 from support.waiting import wait_until
 
 CLOSED = {
@@ -89,47 +86,22 @@ def test_the_default_rate_from_settings_and_a_tenants_rate_both_apply(
         assert refused.status_code == 429 and "globex" in refused.text
 
 
-@pytest.fixture
-def slow_inference() -> Iterator[tuple[str, threading.Event, list[int]]]:
-    """A stand-in inference that answers chats only once the test lets it."""
-    release = threading.Event()
-    waiting: list[int] = []
-    app = FastAPI()
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, bool]:
-        return {"ok": True}
-
-    @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": "default", "object": "model", "n_ctx": 2048}]}
-
-    @app.post("/v1/chat/completions")
-    async def chat() -> dict[str, Any]:
-        waiting.append(1)
-        while not release.is_set():
-            await asyncio.sleep(0.01)
-        message = {"role": "assistant", "content": "ok"}
-        return {
-            "id": "c1",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "default",
-            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-        }
-
-    with serve_app(app) as url:
-        yield url, release, waiting
-    release.set()
-
-
 def test_a_tenant_runs_at_most_its_cap_of_inference_requests_at_once(
-    redis_url: str, internal_token: str, data_dir: Path, slow_inference: Any
+    redis_url: str, internal_token: str, data_dir: Path
 ) -> None:
-    url, release, waiting = slow_inference
-    settings = {**CLOSED, "inference_url": url, "max_inference_per_tenant": 1, "rag_enabled": False}
     body = {"model": "default", "messages": [{"role": "user", "content": "hi"}], "temperature": 1}
-    with running_gateway(redis_url, internal_token, data_dir, **settings) as gw:
+    with (
+        stub_inference(held=True) as stub,
+        running_gateway(
+            redis_url,
+            internal_token,
+            data_dir,
+            **{**CLOSED, "inference_url": stub.url},
+            max_inference_per_tenant=1,
+            rag_enabled=False,
+        ) as gw,
+    ):
+        release, waiting = stub.release, stub.chats
         acme, globex = gw.client("acme", "write"), gw.client("globex", "write")
         results: list[httpx.Response] = []
         first = threading.Thread(
