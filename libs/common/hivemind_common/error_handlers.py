@@ -13,9 +13,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hivemind_common.errors import HivemindError
+from hivemind_common.errors import Conflict, HivemindError, Timeout, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, list[d
     cleaned: list[dict[str, Any]] = []
     for err in errors:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        if err.get("type") == "invalid_text":  # found by a walk over the whole input
+            field = str((err.get("ctx") or {}).get("field", ""))
+            loc += [p for p in field.split(".") if p]
+            err = {**err, "msg": str((err.get("ctx") or {}).get("problem", err.get("msg", "")))}
         cleaned.append({"loc": loc, "msg": str(err.get("msg", "")), "type": err.get("type")})
     if not cleaned:
         return "Invalid request body", None, cleaned
@@ -139,6 +144,32 @@ def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, list[d
     if len(cleaned) > 1:
         msg += f" (and {len(cleaned) - 1} more)"
     return msg, (".".join(first["loc"]) or None), cleaned
+
+
+def from_redis_error(exc: redis_errors.RedisError) -> HivemindError:
+    """Ours for a Redis error that reached a request's boundary (never a bare 500).
+
+    A store that is away, busy, full or failing over is a 503 (504 on a timeout); any other
+    error reply (``WRONGTYPE``, a refused script, a write conflict) means the stored data cannot
+    take this request: a 409. Decided by the error's class, never by its message.
+    """
+    if isinstance(exc, redis_errors.TimeoutError):
+        return Timeout("the data store did not answer in time", code="store_timeout")
+    if isinstance(exc, redis_errors.OutOfMemoryError):
+        return Unavailable("the data store is full", code="store_full")
+    unavailable = (
+        redis_errors.ConnectionError,
+        redis_errors.ReadOnlyError,
+        redis_errors.ClusterDownError,
+        redis_errors.TryAgainError,
+    )
+    refused = (redis_errors.ResponseError, redis_errors.WatchError)
+    if isinstance(exc, unavailable) or not isinstance(exc, refused):
+        return Unavailable("the data store is not available", code="store_unavailable")
+    return Conflict(
+        "the stored data cannot take this operation (the data store refused it)",
+        code="store_conflict",
+    )
 
 
 def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_openai_path) -> None:
@@ -190,6 +221,11 @@ def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_o
             openai=openai,
         )
 
+    async def on_redis(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, redis_errors.RedisError)
+        log.warning("redis error on %s: %s", request.url.path, type(exc).__name__)
+        return await on_hivemind(request, from_redis_error(exc))
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s", request.url.path, exc_info=exc)
         return error_response(
@@ -204,4 +240,5 @@ def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_o
     app.add_exception_handler(HivemindError, on_hivemind)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(redis_errors.RedisError, on_redis)
     app.add_exception_handler(Exception, on_unexpected)

@@ -13,10 +13,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hivemind_common.ids import LABEL_PATTERN
+
 JobStatus = Literal["queued", "running", "succeeded", "failed", "rejected"]
 
 # Where a sample came from: any short label a tool chooses ("capture", "api", "claude-code", ...)
-SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+SOURCE_PATTERN = LABEL_PATTERN
 SourceLabel = Annotated[str, Field(pattern=SOURCE_PATTERN, max_length=32)]
 
 

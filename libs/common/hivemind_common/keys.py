@@ -3,11 +3,20 @@
 Keys that belong to one tenant carry the hash tag ``{t:<tenant>}`` so that a tenant's multi-key
 work (a transaction, a pipeline, a WAIT after it) stays in one cluster slot. Global families
 carry their own tag (``{auth}``, ``{learn}``, ``{models}``). No other module formats a key.
+
+No two keys can collide: every family has a prefix of its own (no family's prefix begins
+another's), a caller's free-form id (a fact key, a session or memory id, which may hold ``:``)
+only ever comes last, and every other part is a name that cannot hold ``:`` or braces (checked
+here). So session ``x:memories`` is ``...:session:x:memories`` while session ``x``'s memory set
+is ``...:sessmem:x``.
 """
 
 from __future__ import annotations
 
 import re
+
+from hivemind_common import ids
+from hivemind_common.errors import Invalid
 
 PREFIX = "hm"
 
@@ -30,18 +39,21 @@ JOBS_STREAM_MAXLEN = 10_000
 TRAINER_GROUP = "trainer"
 EXPORTER_GROUP = "exporter"
 
-_TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def valid_tenant(tenant: str) -> bool:
-    """Tenants are short names with no braces or colons, so they can't break a hash tag."""
-    return bool(_TENANT_RE.match(tenant))
+valid_tenant = ids.valid_tenant
+_NOT_IN_PART = re.compile(r"[:{}\s]")
 
 
 def _t(tenant: str) -> str:
     if not valid_tenant(tenant):
         raise ValueError(f"invalid tenant name: {tenant!r}")
     return f"{PREFIX}:{{t:{tenant}}}"
+
+
+def _part(value: str, what: str) -> str:
+    """A part of a key that is not its last: no ':', braces or spaces (else ``Invalid``)."""
+    if not value or _NOT_IN_PART.search(value):
+        raise Invalid(f"invalid {what}: {value!r}", param=what)
+    return value
 
 
 # --- auth (global) ----------------------------------------------------------------------------
@@ -90,13 +102,14 @@ def memories_index(tenant: str) -> str:
 
 
 def session_memories(tenant: str, session_id: str) -> str:
-    return f"{_t(tenant)}:session:{session_id}:memories"
+    """Sorted set: the ids of one session's memories (a family of its own, see above)."""
+    return f"{_t(tenant)}:sessmem:{session_id}"
 
 
 # --- vectors and change stream --------------------------------------------------------------------
 def vector(tenant: str, model_id: str, kind: str, item_id: str) -> str:
     """Raw float32 vector of one fact or memory, made by ``model_id``."""
-    return f"{_t(tenant)}:vec:{model_id}:{kind}:{item_id}"
+    return f"{_t(tenant)}:vec:{_part(model_id, 'model_id')}:{_part(kind, 'kind')}:{item_id}"
 
 
 def changes(tenant: str) -> str:
@@ -106,7 +119,7 @@ def changes(tenant: str) -> str:
 
 # --- caches ---------------------------------------------------------------------------------------
 def tool_cache(tenant: str, tool: str, input_hash: str) -> str:
-    return f"{_t(tenant)}:toolcache:{tool}:{input_hash}"
+    return f"{_t(tenant)}:toolcache:{_part(tool, 'tool')}:{input_hash}"
 
 
 def response_cache(tenant: str, digest: str) -> str:
@@ -181,7 +194,7 @@ def jobs_index() -> str:
 
 
 def leader_lock(role: str = "trainer") -> str:
-    return f"{PREFIX}:{{learn}}:leader:{role}"
+    return f"{PREFIX}:{{learn}}:leader:{_part(role, 'role')}"
 
 
 def export_stream() -> str:
@@ -201,17 +214,17 @@ def learning_rejections() -> str:
 # --- model registry (global) --------------------------------------------------------------------
 def model_versions(name: str) -> str:
     """Hash: version -> JSON record."""
-    return f"{PREFIX}:{{models}}:{name}:versions"
+    return f"{PREFIX}:{{models}}:{_part(name, 'model')}:versions"
 
 
 def model_serving(name: str) -> str:
     """Hash: serving, previous."""
-    return f"{PREFIX}:{{models}}:{name}:serving"
+    return f"{PREFIX}:{{models}}:{_part(name, 'model')}:serving"
 
 
 def served_model_version(name: str) -> str:
     """String: the version the inference service is answering with right now (set on swap)."""
-    return f"{PREFIX}:{{models}}:{name}:served"
+    return f"{PREFIX}:{{models}}:{_part(name, 'model')}:served"
 
 
 def models_index() -> str:
@@ -220,4 +233,4 @@ def models_index() -> str:
 
 def model_deploy_lock(name: str) -> str:
     """String (SET NX PX): held while one deploy / promote / rollback of ``name`` runs."""
-    return f"{PREFIX}:{{models}}:{name}:deploylock"
+    return f"{PREFIX}:{{models}}:{_part(name, 'model')}:deploylock"

@@ -15,7 +15,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hivemind_common import keys
+from hivemind_common import ids, keys
 from hivemind_common.errors import Conflict, Invalid, NotFound
 from hivemind_common.redis_client import HivemindRedis
 
@@ -33,12 +32,10 @@ VersionStatus = Literal["serving", "previous", "ready", "rejected", "failed"]
 VERSION_STATUSES: tuple[str, ...] = ("serving", "previous", "ready", "rejected", "failed")
 MANIFEST = "manifest.json"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
 
 def valid_name(value: str) -> bool:
-    """Model names and versions are short path-safe words (no slashes, no dots alone)."""
-    return bool(_NAME_RE.match(value)) and value not in {".", ".."}
+    """Model names and versions are short path-safe words (the one name rule of ids)."""
+    return ids.valid_name(value)
 
 
 def check_name(value: str, what: str = "name") -> str:

@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hivemind_common.ids import NAME_PATTERN
 from hivemind_inference.logprobs import MAX_TOP_LOGPROBS
 
-_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$"
+_VERSION_PATTERN = NAME_PATTERN  # the registry's versions follow the one name rule
 
 
 class ChatMessageIn(BaseModel):

@@ -13,11 +13,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.models_paths import DEFAULT_LLM_ID, default_llm_gguf
 from hivemind_common.settings import ServiceSettings
 
 ToolFormat = Literal["auto", "hermes", "llama3", "mistral", "none"]
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+_NAME_PATTERN = NAME_PATTERN
 
 
 class ModelSpec(BaseModel):

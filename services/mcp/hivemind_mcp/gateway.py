@@ -16,13 +16,16 @@ from urllib.parse import quote
 import httpx
 from mcp.server.mcpserver.exceptions import ToolError
 
+from hivemind_common.json_codec import dumps
+from hivemind_common.text import find_bad_string
+
 log = logging.getLogger(__name__)
 
 # What the model is told for each refusal; the gateway's own detail follows it.
 _STATUS_HINTS = {
     400: "invalid input",
     401: "the API key was refused",
-    403: "this API key's role does not allow that",
+    403: "this API key's role (or its tenant's quota) does not allow that",
     404: "not found",
     409: "conflict",
     413: "input too large",
@@ -96,9 +99,18 @@ class GatewayClient:
         """One gateway request; the decoded JSON body (None for an empty one), or ToolError."""
         headers = {"Authorization": f"Bearer {api_key}"}
         clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        # every tool's text is checked here, on its one way out, so a new tool cannot forget
+        bad = find_bad_string(json) or find_bad_string(clean_params)
+        if bad is not None:
+            where, problem = bad
+            raise ToolError(f"invalid input: {where or 'value'}: {problem}")
+        content = None
+        if json is not None:
+            content = dumps(json)
+            headers["Content-Type"] = "application/json"
         try:
             response = await self.http.request(
-                method, path, json=json, params=clean_params or None, headers=headers
+                method, path, content=content, params=clean_params or None, headers=headers
             )
         except httpx.TimeoutException as exc:
             raise ToolError(

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Path
 
 from hivemind_common import keys
 from hivemind_common.auth import ReadPrincipal, WritePrincipal
-from hivemind_common.errors import Invalid, NotFound, TooLarge
+from hivemind_common.errors import NotFound, TooLarge
+from hivemind_common.ids import NAME_PATTERN, TOKEN_PATTERN
+from hivemind_common.json_codec import dumps_str, loads
 from hivemind_gateway.cache.schemas import CacheEntryCreate, CacheEntryPublic
 from hivemind_gateway.deps import RedisDep, SettingsDep
-from hivemind_gateway.facts.validation import BodyLimit
 from hivemind_gateway.quotas import put_cache_entry
 
-router = APIRouter(prefix="/v1/cache", tags=["cache"], dependencies=[BodyLimit])
+router = APIRouter(prefix="/v1/cache", tags=["cache"])
 
-Tool = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
-InputHash = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+Tool = Annotated[str, Path(pattern=NAME_PATTERN)]
+InputHash = Annotated[str, Path(pattern=TOKEN_PATTERN)]
 
 
 @router.put("/{tool}/{input_hash}", response_model=CacheEntryPublic)
@@ -31,11 +31,7 @@ async def put_entry(
     settings: SettingsDep,
 ) -> CacheEntryPublic:
     """Store a tool's output (any JSON) for ``ttl_s`` seconds."""
-    try:
-        raw = json.dumps(body.value, ensure_ascii=False, allow_nan=False)
-        raw.encode("utf-8")
-    except (ValueError, UnicodeEncodeError) as exc:
-        raise Invalid("value is not storable JSON", param="value") from exc
+    raw = dumps_str(body.value)  # its strings were checked as text when the body was read
     if len(raw) > settings.max_fact_value_chars * 4:
         raise TooLarge(f"value is {len(raw)} characters as JSON", param="value")
     await put_cache_entry(
@@ -63,5 +59,5 @@ async def get_entry(
     if raw is None:
         raise NotFound(f"no cached {tool} output for {input_hash}")
     return CacheEntryPublic(
-        tool=tool, input_hash=input_hash, value=json.loads(raw), expires_in=max(int(ttl), 0)
+        tool=tool, input_hash=input_hash, value=loads(raw), expires_in=max(int(ttl), 0)
     )

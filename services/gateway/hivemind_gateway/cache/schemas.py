@@ -7,14 +7,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hivemind_common import keys
+from hivemind_common.text import InputModel, JsonValue
 
 
-class CacheEntryCreate(BaseModel):
+class CacheEntryCreate(InputModel):
     """``PUT /v1/cache/{tool}/{input_hash}``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    value: Any = Field(description="any JSON value")
+    value: JsonValue = Field(description="any JSON value")
     ttl_s: int = Field(default=keys.TOOL_CACHE_TTL_S, ge=1, le=30 * 24 * 3600, strict=True)
 
 

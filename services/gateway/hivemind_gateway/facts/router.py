@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from hivemind_common.auth import ReadPrincipal, WritePrincipal
+from hivemind_common.ids import FACT_KEY_PATTERN, FACT_PREFIX_PATTERN
 from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
 from hivemind_gateway.facts import service
 from hivemind_gateway.facts.schemas import (
@@ -17,12 +18,11 @@ from hivemind_gateway.facts.schemas import (
     FactSearch,
     FactsPublic,
 )
-from hivemind_gateway.facts.validation import KEY_RE, BodyLimit
 from hivemind_gateway.rag.service import embed_query, gate_config, score_kind
 
-router = APIRouter(prefix="/v1/facts", tags=["facts"], dependencies=[BodyLimit])
+router = APIRouter(prefix="/v1/facts", tags=["facts"])
 
-FactKey = Annotated[str, Path(pattern=KEY_RE.pattern, description="the fact's key")]
+FactKey = Annotated[str, Path(pattern=FACT_KEY_PATTERN, description="the fact's key")]
 
 
 @router.post("/search", response_model=FactHits)
@@ -77,8 +77,8 @@ async def list_facts(
     principal: ReadPrincipal,
     redis: RedisDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(pattern=KEY_RE.pattern)] = None,
-    prefix: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@+/-]{1,200}$")] = None,
+    cursor: Annotated[str | None, Query(pattern=FACT_KEY_PATTERN)] = None,
+    prefix: Annotated[str | None, Query(pattern=FACT_PREFIX_PATTERN)] = None,
 ) -> FactsPublic:
     """A page of facts in key order; pass ``next_cursor`` back as ``cursor`` for the next."""
     return await service.list_facts(

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import BaseModel, ConfigDict, Field
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-
-from hivemind_gateway.facts.validation import Query, Tags, clean_text
-
-# the per-deployment limit (settings.max_fact_value_chars) is checked in the service
-FactValue = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(clean_text)]
+from hivemind_common.ids import Tags
+from hivemind_common.text import InputModel, SearchQuery, Text
 
 
-class FactCreate(BaseModel):
+class FactCreate(InputModel):
     """``PUT /v1/facts/{key}``: the value and optional tags (``pinned`` is always injected)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    value: FactValue
+    value: Text  # the per-deployment limit (settings.max_fact_value_chars) is checked later
     tags: Tags = Field(default_factory=list)
 
 
@@ -35,10 +31,10 @@ class FactsPublic(BaseModel):
     next_cursor: str | None = None
 
 
-class FactSearch(BaseModel):
+class FactSearch(InputModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: Query
+    query: SearchQuery
     top_k: int = Field(default=5, ge=1, le=100, strict=True)
     min_score: float = Field(default=0.0, ge=-1.0, le=2.0)
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 
 from hivemind_common.auth import OperatorPrincipal, ReadPrincipal, WritePrincipal
 from hivemind_common.errors import NotFound
+from hivemind_common.ids import TOKEN_PATTERN
 from hivemind_common.job_records import get_job, learning_status, tenant_learning_status
 from hivemind_gateway.deps import RedisDep
 from hivemind_gateway.learning import service
@@ -22,7 +23,7 @@ from hivemind_gateway.learning.schemas import (
 
 router = APIRouter(prefix="/v1/learning", tags=["learning"])
 
-JobId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="the job's id")]
+JobId = Annotated[str, Path(pattern=TOKEN_PATTERN, description="the job's id")]
 
 
 @router.post("/samples", response_model=SampleAccepted)

@@ -6,7 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hivemind_common.ids import Name
 from hivemind_common.jobs import SourceLabel
+from hivemind_common.text import InputModel
 
 MAX_MESSAGES = 64
 MAX_CONTENT_CHARS = 32_000
@@ -19,7 +21,7 @@ class LearningMessage(BaseModel):
     content: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
-class SampleCreate(BaseModel):
+class SampleCreate(InputModel):
     """``POST /v1/learning/samples``: a chat plus an optional rating or corrected answer."""
 
     model_config = ConfigDict(extra="forbid")
@@ -41,12 +43,12 @@ class SampleAccepted(BaseModel):
     id: str
 
 
-class TrainRequest(BaseModel):
+class TrainRequest(InputModel):
     """``POST /v1/learning/train``: optional model name and recipe overrides."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    model: Name = "default"
     overrides: dict[str, str] = Field(default_factory=dict, max_length=32)
 
 

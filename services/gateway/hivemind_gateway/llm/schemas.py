@@ -6,11 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hivemind_common.ids import Identifier
+from hivemind_common.text import InputModel
+
 Mode = Literal["chat", "concise", "detailed", "creative", "json"]
 Task = Literal["explain", "review", "fix", "refactor", "document", "test", "complete"]
 
 
-class HelperOptions(BaseModel):
+class HelperOptions(InputModel):
     """Fields every helper accepts besides its own."""
 
     model_config = ConfigDict(extra="forbid")
@@ -19,7 +22,7 @@ class HelperOptions(BaseModel):
     max_tokens: int = Field(default=256, ge=1, le=8192)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     rag: bool = True
-    session_id: str | None = Field(default=None, max_length=128)
+    session_id: Identifier | None = None
 
 
 class GenerateRequest(HelperOptions):

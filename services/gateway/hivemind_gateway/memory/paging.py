@@ -12,8 +12,10 @@ import re
 from typing import Any
 
 from hivemind_common.errors import Invalid
+from hivemind_common.ids import ID_PATTERN
 
-CURSOR_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?:[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+# "<score>:<memory id>", the id by the one id rule
+CURSOR_RE = re.compile(r"^-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?:" + ID_PATTERN.removeprefix("^"))
 
 
 def _parse(cursor: str) -> tuple[float, str]:

@@ -9,10 +9,12 @@ from fastapi import APIRouter, Path, Query
 
 from hivemind_common.auth import ReadPrincipal, WritePrincipal
 from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
-from hivemind_gateway.facts.validation import ID_RE, BodyLimit
-from hivemind_gateway.memory import service, sessions
+from hivemind_gateway.facts.validation import ID_RE
+from hivemind_gateway.memory import batch, service, sessions
 from hivemind_gateway.memory.paging import CURSOR_RE
 from hivemind_gateway.memory.schemas import (
+    MemoriesBatch,
+    MemoriesBatchResult,
     MemoriesPublic,
     MemoryCreate,
     MemoryHits,
@@ -25,7 +27,7 @@ from hivemind_gateway.memory.schemas import (
 )
 from hivemind_gateway.rag.service import gate_config
 
-router = APIRouter(prefix="/v1", tags=["memory"], dependencies=[BodyLimit])
+router = APIRouter(prefix="/v1", tags=["memory"])
 
 IdPath = Annotated[str, Path(pattern=ID_RE.pattern)]
 Cursor = Annotated[str | None, Query(pattern=CURSOR_RE.pattern, max_length=200)]
@@ -76,6 +78,20 @@ async def store_memory(
         search=state.search,
         tenant=principal.tenant,
         body=body,
+        max_chars=settings.max_memory_text_chars,
+    )
+
+
+@router.post("/memories/batch", response_model=MemoriesBatchResult)
+async def store_memories(
+    body: MemoriesBatch, principal: WritePrincipal, state: StateDep, settings: SettingsDep
+) -> MemoriesBatchResult:
+    """Up to 500 memories in one call; each item succeeds or fails on its own."""
+    return await batch.store_batch(
+        redis=state.redis,
+        search=state.search,
+        tenant=principal.tenant,
+        items=body.memories,
         max_chars=settings.max_memory_text_chars,
     )
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from hivemind_common.text import InputModel, check_json_text
 from hivemind_gateway.facts.validation import Identifier, Query, Tags, clean_text
 
 MAX_METADATA_BYTES = 16_384
@@ -19,13 +20,10 @@ ShortText = Annotated[
 
 
 def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    check_json_text(value)  # every string in it, keys too
+    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
     if size > MAX_METADATA_BYTES:
         raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
-    try:
-        json.dumps(value).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError("metadata contains invalid unicode") from exc
     return value
 
 
@@ -33,7 +31,7 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
 Files = Annotated[list[ShortText], Field(max_length=MAX_FILES)]
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Identifier | None = None
@@ -43,7 +41,7 @@ class SessionCreate(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
 
 
-class SessionContext(BaseModel):
+class SessionContext(InputModel):
     """``PUT /v1/sessions/{id}/context``: replaces the working context (creates the session)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +69,7 @@ class SessionsPublic(BaseModel):
     next_cursor: str | None = None
 
 
-class MemoryCreate(BaseModel):
+class MemoryCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     text: Text
@@ -95,7 +93,7 @@ class MemoriesPublic(BaseModel):
     next_cursor: str | None = None
 
 
-class MemorySearch(BaseModel):
+class MemorySearch(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     query: Query
@@ -111,3 +109,28 @@ class MemoryHit(MemoryPublic):
 class MemoryHits(BaseModel):
     data: list[MemoryHit]
     method: str
+
+
+MAX_BATCH_ITEMS = 500
+
+
+class MemoriesBatch(BaseModel):
+    """``POST /v1/memories/batch``: each item is a ``POST /v1/memories`` body, checked alone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    memories: list[Any] = Field(max_length=MAX_BATCH_ITEMS)
+
+
+class BatchItemResult(BaseModel):
+    """One item's outcome, in the order sent: its new id, or the problem that refused it."""
+
+    index: int
+    id: str | None = None
+    error: dict[str, Any] | None = None
+
+
+class MemoriesBatchResult(BaseModel):
+    results: list[BatchItemResult]
+    stored: int
+    failed: int

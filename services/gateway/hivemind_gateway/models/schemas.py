@@ -6,9 +6,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.model_registry import VersionStatus
+from hivemind_common.text import InputModel
 
-VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+VERSION_PATTERN = NAME_PATTERN  # model names and versions follow the one name rule
 
 
 class ModelVersionPublic(BaseModel):
@@ -24,7 +26,7 @@ class ModelVersionsPublic(BaseModel):
     count: int
 
 
-class PromoteRequest(BaseModel):
+class PromoteRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     version: str = Field(pattern=VERSION_PATTERN, description="A registered version to serve.")

@@ -9,13 +9,12 @@ served. Cached answers replay as a stream when the request streams.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 from hivemind_common import keys
-from hivemind_gateway.openai.upstream import dumps
+from hivemind_common.json_codec import dumps
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +31,10 @@ def is_deterministic(body: dict[str, Any]) -> bool:
 def cache_digest(body: dict[str, Any], *, model: str, version: str, kind: str) -> str:
     """SHA-256 over the model, its version and every field that shapes the answer."""
     fields = {k: v for k, v in body.items() if k not in _NOT_IN_KEY}
-    material = json.dumps(
-        {"kind": kind, "model": model, "version": version, "body": fields},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
+    material = dumps(
+        {"kind": kind, "model": model, "version": version, "body": fields}, sort_keys=True
     )
-    return hashlib.sha256(material.encode()).hexdigest()
+    return hashlib.sha256(material).hexdigest()
 
 
 async def cache_get(redis: Any, tenant: str, digest: str) -> str | None:

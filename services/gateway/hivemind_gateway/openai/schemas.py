@@ -6,36 +6,61 @@ Every OpenAI field we do not name is kept (``extra="allow"``) and forwarded unch
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+
+from hivemind_common.ids import Identifier
+from hivemind_common.text import MAX_CHAT_MESSAGES, MAX_MESSAGE_CHARS, InputModel
 
 MAX_CHOICES = 128  # OpenAI's bound; inference has its own, lower cap (a setting)
+MAX_EMBEDDING_INPUTS = 2048  # OpenAI's bound
 
 
-class HivemindOptions(BaseModel):
+def _check_content_length(value: str | list[dict[str, Any]] | None) -> Any:
+    """A message's text (a string, or the text of its parts) is at most MAX_MESSAGE_CHARS."""
+    if isinstance(value, str):
+        size = len(value)
+    elif isinstance(value, list):
+        size = sum(len(p["text"]) for p in value if isinstance(p.get("text"), str))
+    else:
+        return value
+    if size > MAX_MESSAGE_CHARS:
+        raise ValueError(f"has {size} characters; a message may have {MAX_MESSAGE_CHARS}")
+    return value
+
+
+_PROMPTS = Field(max_length=MAX_CHOICES)
+_INPUTS = Field(max_length=MAX_EMBEDDING_INPUTS)
+
+
+class HivemindOptions(InputModel):
     """``hivemind: {rag, session_id, capture, task}`` steering retrieval, capture and routing."""
 
     model_config = ConfigDict(extra="forbid")
 
     rag: bool | None = None
-    session_id: str | None = Field(default=None, max_length=128)
+    session_id: Identifier | None = None
     capture: bool | None = None
     task: str | None = Field(default=None, max_length=64)
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(InputModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
+    _content_length = field_validator("content")(_check_content_length)
 
-class ChatBody(BaseModel):
+
+class ChatBody(InputModel):
+    """Every string in it (passed-through fields too) is checked as text; see InputModel."""
+
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=128)
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
@@ -54,12 +79,16 @@ class ChatBody(BaseModel):
         return value
 
 
-class CompletionBody(BaseModel):
+class CompletionBody(InputModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=128)
-    prompt: str | list[str] | list[int]
-    suffix: str | None = None
+    prompt: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]], _PROMPTS]
+        | Annotated[list[int], Field(max_length=MAX_MESSAGE_CHARS)]
+    )
+    suffix: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
@@ -69,8 +98,13 @@ class CompletionBody(BaseModel):
     hivemind: HivemindOptions | None = None
 
 
-class EmbeddingBody(BaseModel):
+class EmbeddingBody(InputModel):
     model_config = ConfigDict(extra="allow")
 
-    input: str | list[str] | list[int] | list[list[int]]
+    input: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]], _INPUTS]
+        | Annotated[list[int], Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[list[int]], _INPUTS]
+    )
     model: str | None = None

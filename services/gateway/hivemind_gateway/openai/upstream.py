@@ -13,18 +13,13 @@ import httpx
 import orjson
 
 from hivemind_common.errors import HivemindError, Timeout, Unavailable, UpstreamError
+from hivemind_common.json_codec import dumps
 
 VERSION_HEADER = "x-hivemind-model-version"
 _PASSED_HEADERS = ("retry-after",)
 _JSON = {"content-type": "application/json"}
 
-
-def dumps(body: Any) -> bytes:
-    """Compact JSON by orjson; the standard library for what orjson refuses (ints over 64 bits)."""
-    try:
-        return orjson.dumps(body)
-    except TypeError:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+__all__ = ["VERSION_HEADER", "UpstreamRefused", "dumps", "post_json", "post_raw"]
 
 
 class UpstreamRefused(HivemindError):

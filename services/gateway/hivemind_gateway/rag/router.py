@@ -8,12 +8,11 @@ from fastapi import APIRouter, Query
 
 from hivemind_common.auth import ReadPrincipal
 from hivemind_gateway.deps import StateDep
-from hivemind_gateway.facts.validation import BodyLimit
 from hivemind_gateway.rag.retrieval_log import read_counters, suggestions
 from hivemind_gateway.rag.schemas import RagContext, RagQuery, RagStats, Suggestions
 from hivemind_gateway.rag.service import retrieve_context
 
-router = APIRouter(prefix="/v1/rag", tags=["retrieval"], dependencies=[BodyLimit])
+router = APIRouter(prefix="/v1/rag", tags=["retrieval"])
 
 
 @router.post("/context", response_model=RagContext)
@@ -53,4 +52,5 @@ async def rag_stats(principal: ReadPrincipal, state: StateDep) -> RagStats:
         index=index.sizes(),
         embedding_model=state.search.embedder.model_id,
         embedding_available=state.search.embedder.available,
+        pending_vectors=state.search.pending_vectors(principal.tenant),
     )

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hivemind_common.text import InputModel
 from hivemind_gateway.facts.validation import Identifier, Query
 
 Quality = Literal["good", "weak", "fallback", "miss"]
@@ -27,7 +28,7 @@ class RagContext(BaseModel):
     method: Literal["hybrid", "lexical"] = "hybrid"
 
 
-class RagQuery(BaseModel):
+class RagQuery(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     query: Query
@@ -52,3 +53,4 @@ class RagStats(BaseModel):
     index: dict[str, int]
     embedding_model: str | None
     embedding_available: bool
+    pending_vectors: int = 0  # items searchable by their words only, until the worker embeds them

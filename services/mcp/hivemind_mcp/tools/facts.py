@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from hivemind_common.ids import FACT_KEY_PATTERN
 from hivemind_mcp.gateway import path_segment
 from hivemind_mcp.server import BridgeContext, call_gateway
 from hivemind_mcp.tools.shapes import DELETES, READ_ONLY, WRITES, Tags, TopK, as_result
@@ -19,7 +20,7 @@ FactKey = Annotated[
     str,
     Field(
         # the gateway's own rule for fact keys (its route takes a key with '/' as a path)
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+/-]{0,199}$",
+        pattern=FACT_KEY_PATTERN,
         description=(
             "The fact's name, e.g. 'project.test_command' or 'hosts/aurora': letters, digits "
             "and _ . : @ + / -"

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from hivemind_common.ids import NAME_PATTERN, TOKEN_PATTERN
 from hivemind_mcp.gateway import path_segment
 from hivemind_mcp.server import BridgeContext, call_gateway
 from hivemind_mcp.tools.shapes import READ_ONLY, WRITES, as_result
@@ -18,14 +19,14 @@ if TYPE_CHECKING:
 ToolName = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        pattern=NAME_PATTERN,
         description="The tool whose result is cached, e.g. 'web_search'.",
     ),
 ]
 InputHash = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        pattern=TOKEN_PATTERN,
         description="A hash of the tool's input (e.g. hex SHA-256 of its JSON arguments).",
     ),
 ]

@@ -1,0 +1,146 @@
+"""Text that callers send: one rule for what a string may hold, and the field types that apply it.
+
+A string may hold any Unicode scalar value except lone surrogates (they cannot be encoded as
+UTF-8, so Redis, JSON and a prompt all choke on them) and control characters other than tab,
+newline and carriage return (NUL truncates C strings; the rest are never meant as text).
+
+Request bodies derive from :class:`InputModel`, which checks every string in the body it is
+given, declared fields and passed-through extras alike, so a new route cannot forget; single
+fields (MCP tool arguments, query parameters) use :data:`SafeText` or :data:`Text`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
+
+# C0 controls except \t \n \r, DEL and the C1 controls, and every surrogate code point
+_BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+MAX_DEPTH = 64  # nesting of a JSON body walked for strings
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` is not acceptable text, or None when it is."""
+    found = _BAD_CHAR.search(value)
+    if found is None:
+        return None
+    code = ord(found.group())
+    what = "a lone surrogate" if 0xD800 <= code <= 0xDFFF else "the control character"
+    return f"contains {what} U+{code:04X} at position {found.start()}"
+
+
+def check_text(value: str) -> str:
+    """``value`` itself, or ``ValueError`` saying which character is refused and where."""
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(f"text {problem}")
+    return value
+
+
+def check_not_blank(value: str) -> str:
+    """Acceptable text that is not only whitespace."""
+    check_text(value)
+    if not value.strip():
+        raise ValueError("text must not be empty or only whitespace")
+    return value
+
+
+def find_bad_string(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:
+    """The first string (keys included) in a JSON-like value that is not acceptable text.
+
+    Answers ``(dotted path, problem)`` or None; a body nested deeper than ``MAX_DEPTH`` is
+    refused as a whole rather than walked.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return _dotted(where), f"text {problem}"
+        elif isinstance(item, dict | list):
+            if len(where) > MAX_DEPTH:
+                return _dotted(where), f"nested deeper than {MAX_DEPTH} levels"
+            if isinstance(item, dict):
+                for key in item:
+                    if isinstance(key, str) and (problem := text_problem(key)) is not None:
+                        return _dotted((*where, key)), f"the name of this field {problem}"
+                children = [(sub, (*where, key)) for key, sub in item.items()]
+            else:
+                children = [(sub, (*where, i)) for i, sub in enumerate(item)]
+            stack.extend(reversed(children))  # so the first bad string in order is found first
+    return None
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    """The path as text that is itself safe to send back (a bad name is shown escaped)."""
+    parts = (str(p) for p in path)
+    return ".".join(p if text_problem(p) is None else ascii(p)[1:-1] for p in parts)
+
+
+def check_json_text(value: Any) -> Any:
+    """A JSON-like value whose every string is acceptable text; else the first bad one named."""
+    bad = find_bad_string(value)
+    if bad is not None:
+        where, problem = bad
+        raise PydanticCustomError(
+            "invalid_text", "{field}: {problem}", {"field": where, "problem": problem}
+        )
+    return value
+
+
+class InputModel(BaseModel):
+    """Base of request bodies: every string in the input is checked before the fields are.
+
+    The error names the field by its dotted path (``messages.0.content``); the error handlers
+    read it from the error's ``field`` context, so the answer's ``param`` names it too.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strings_are_text(cls, data: Any) -> Any:
+        return check_json_text(data)
+
+
+SafeText = Annotated[str, StringConstraints(strict=True), AfterValidator(check_text)]
+"""Any acceptable text, empty included."""
+
+Text = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(check_not_blank)]
+"""Acceptable text with something besides whitespace in it."""
+
+JsonValue = Annotated[Any, AfterValidator(check_json_text)]
+"""Any JSON value whose strings (keys too) are acceptable text."""
+
+MAX_CHAT_MESSAGES = 2048
+"""Most messages one chat request may carry (every chat wire format)."""
+
+MAX_MESSAGE_CHARS = 1_000_000
+"""Most characters in one message's text (a prompt, a completion prompt, an input to embed)."""
+
+MAX_QUERY_CHARS = 4000
+"""Longest search query; lexical scoring also reads no more of a chat's text than this."""
+
+SearchQuery = Annotated[
+    str,
+    StringConstraints(strict=True, min_length=1, max_length=MAX_QUERY_CHARS),
+    AfterValidator(check_not_blank),
+]
+
+__all__ = [
+    "MAX_CHAT_MESSAGES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_QUERY_CHARS",
+    "InputModel",
+    "JsonValue",
+    "SafeText",
+    "SearchQuery",
+    "Text",
+    "check_json_text",
+    "check_not_blank",
+    "check_text",
+    "find_bad_string",
+    "text_problem",
+]
