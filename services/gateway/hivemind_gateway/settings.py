@@ -43,6 +43,13 @@ class GatewaySettings(ServiceSettings):
     rag_margin: float | None = Field(default=None, ge=0, le=2)
     rag_distinct_gap: float | None = Field(default=None, ge=0, le=2)
     rag_max_items: int | None = Field(default=None, ge=1, le=100)
+    # ranking (hivemind_gateway/rag/scoring.py, docs/retrieval.md): weights of the z-normalised
+    # dense and lexical scores, of the best score of an item's session, and of the boost for
+    # items that say when something happened when the query asks when
+    rag_rank_dense: float | None = Field(default=None, ge=0, le=10)
+    rag_rank_lexical: float | None = Field(default=None, ge=0, le=10)
+    rag_session_weight: float | None = Field(default=None, ge=0, le=10)
+    rag_time_boost: float | None = Field(default=None, ge=0, le=10)
 
     # search index and the embedding client (memory and retrieval)
     embedding_timeout_s: float = 3.0

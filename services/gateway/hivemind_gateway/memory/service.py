@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import time
 from typing import Any
 
 from hivemind_common import keys
-from hivemind_common.errors import NotFound, TooLarge, Unavailable
+from hivemind_common.errors import NotFound, TooLarge
 from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
     MemoriesPublic,
@@ -25,7 +24,6 @@ from hivemind_gateway.rag.scoring import GateConfig
 from hivemind_gateway.search.records import (
     as_dict,
     change_command,
-    embed_text,
     load_json,
     load_tags,
     memory_item,
@@ -48,7 +46,7 @@ def _public(memory_id: str, record: dict[str, str]) -> MemoryPublic:
 async def store_memory(
     *, redis: Any, search: SearchIndex, tenant: str, body: MemoryCreate, max_chars: int
 ) -> MemoryPublic:
-    """Store a memory (touching its session), embedded now or by the backfill."""
+    """Store a memory (touching its session); the search index's worker embeds it."""
     if len(body.text) > max_chars:
         raise TooLarge(
             f"text has {len(body.text)} characters; the limit is {max_chars}", param="text"
@@ -57,9 +55,8 @@ async def store_memory(
         redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant), member=None
     )
     memory_id = secrets.token_hex(12)
+    # the search index's worker adds the vector (within a second); until then, words find it
     vec = model = None
-    with contextlib.suppress(Unavailable):
-        vec, model = await search.embedder.embed_one(embed_text(body.text))
     now = time.time()
     stamp = f"{now:.6f}"
     record = {

@@ -44,6 +44,10 @@ _GATE_SETTINGS = {
     "margin": "rag_margin",
     "distinct_gap": "rag_distinct_gap",
     "max_items": "rag_max_items",
+    "rank_dense": "rag_rank_dense",
+    "rank_lexical": "rag_rank_lexical",
+    "session_weight": "rag_session_weight",
+    "time_boost": "rag_time_boost",
 }
 
 
@@ -86,7 +90,7 @@ def score_kind(
 ) -> list[Scored]:
     """Ranked candidates of one kind with the gate's verdicts."""
     hits = index[kind].search(vec, query, k=k, session_id=session_id, tags=tags)
-    return rank(hits, dense_mode=vec is not None, cfg=cfg)
+    return rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
 
 
 def _line(hit: Hit) -> str:

@@ -49,12 +49,18 @@ class EmbeddingClient:
     def mark_down(self) -> None:
         self._down_until = time.monotonic() + self.retry_after_s
 
-    async def embed(self, texts: list[str]) -> tuple[np.ndarray, str]:
-        """(rows, model id) for ``texts``; Unavailable when the service cannot answer."""
+    async def embed(
+        self, texts: list[str], *, timeout_s: float | None = None
+    ) -> tuple[np.ndarray, str]:
+        """(rows, model id) for ``texts``; Unavailable when the service cannot answer.
+
+        ``timeout_s`` overrides the client's (short, query-sized) timeout for a large batch.
+        """
         if not self.available:
             raise Unavailable("embedding service unavailable (recent failure)")
+        timeout = self.timeout_s if timeout_s is None else timeout_s
         try:
-            resp = await self._http.post("/embed", json={"texts": texts}, timeout=self.timeout_s)
+            resp = await self._http.post("/embed", json={"texts": texts}, timeout=timeout)
         except httpx.HTTPError as exc:
             self.failures += 1
             self.mark_down()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +13,28 @@ from hivemind_gateway.search.vectors import VectorStore
 
 KINDS = ("fact", "memory")
 PINNED_TAG = "pinned"
+EMBED_CHARS = 4000  # the encoder truncates long inputs anyway; never exceed its request limit
+
+# Field weights of the lexical index (chosen on the LoCoMo development split, docs/retrieval.md):
+# a fact's key counts twice (it is in "key: value" once more); a memory's speaker and tags
+# count as its own words (a fact's tags are not searched); each neighbouring turn of the same
+# session counts half.
+KEY_WEIGHT = 1.0
+SPEAKER_WEIGHT = 1.0
+TAGS_WEIGHT = 1.0
+NEIGHBOUR_WEIGHT = 0.5
+
+_TIME_WORDS = re.compile(
+    r"\b(yesterday|today|tonight|tomorrow|ago|last|next|weekend|week|month|year|recently|soon|"
+    r"earlier|later|(mon|tues|wednes|thurs|fri|satur|sun)day|january|february|march|april|may|"
+    r"june|july|august|september|october|november|december|(19|20)\d\d)\b",
+    re.IGNORECASE,
+)
+
+
+def mentions_time(text: str) -> bool:
+    """Whether ``text`` says when something happened (an English time expression)."""
+    return _TIME_WORDS.search(text) is not None
 
 
 @dataclass
@@ -25,6 +49,15 @@ class Item:
     version: str = ""
     row: int = -1
     has_vector: bool = False
+    key: str = ""  # a fact's key (weighted above its value)
+    speaker: str = ""  # who said a memory (metadata.speaker)
+    when: float | None = None  # the time a memory describes (metadata.date / occurred_at)
+    temporal: bool = False  # its text says when something happened ("last week", "in May")
+
+    def embed_input(self) -> str:
+        """What is embedded: a memory with a speaker is embedded as said by them."""
+        text = f"{self.speaker}: {self.text}" if self.speaker else self.text
+        return text[:EMBED_CHARS]
 
 
 @dataclass
@@ -37,7 +70,12 @@ class Hit:
 
 @dataclass
 class KindIndex:
-    """Items of one kind: rows shared by the vector store and the lexical index."""
+    """Items of one kind: rows shared by the vector store and the lexical index.
+
+    Memories of a session are kept in order (by creation stamp), so that each one's lexical
+    entry can carry its neighbouring turns. Items without a vector wait in ``pending`` (in
+    arrival order) for the search index's worker.
+    """
 
     ann_threshold: int = 20_000
     items: dict[str, Item] = field(default_factory=dict)
@@ -46,13 +84,18 @@ class KindIndex:
     vectors: VectorStore | None = None
     lexical: LexicalIndex = field(default_factory=LexicalIndex)
     pinned: set[str] = field(default_factory=set)
+    pending: dict[str, None] = field(default_factory=dict)
+    sessions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (version, id)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def upsert(self, item: Item, vector: np.ndarray | None) -> None:
         """Add or replace an item; a replaced item gets a fresh row."""
-        self.remove(item.id)
+        old = self.items.get(item.id)
+        self.remove(
+            item.id, reindex_neighbours=old is not None and old.session_id != item.session_id
+        )
         item.row = self.next_row
         self.next_row += 1
         item.has_vector = vector is not None
@@ -61,12 +104,17 @@ class KindIndex:
                 self.vectors = VectorStore(vector.shape[0], ann_threshold=self.ann_threshold)
                 for other in self.items.values():
                     other.has_vector = False
+                    self.pending[other.id] = None
             self.vectors.put(item.row, vector)
+            self.pending.pop(item.id, None)
+        else:
+            self.pending[item.id] = None
         self.items[item.id] = item
         self.by_row[item.row] = item
         if PINNED_TAG in item.tags:
             self.pinned.add(item.id)
-        self.lexical.add(item.row, item.text)
+        for other in self._place(item):
+            self._index_lexical(other)
 
     def set_vector(self, item_id: str, vector: np.ndarray) -> None:
         """Give an item (loaded without one) its vector."""
@@ -74,27 +122,82 @@ class KindIndex:
         if item is not None:
             self.upsert(item, vector)
 
-    def remove(self, item_id: str) -> Item | None:
+    def remove(self, item_id: str, *, reindex_neighbours: bool = True) -> Item | None:
         item = self.items.pop(item_id, None)
         if item is None:
             return None
         self.by_row.pop(item.row, None)
         self.pinned.discard(item_id)
+        self.pending.pop(item_id, None)
         self.lexical.remove(item.row)
         if self.vectors is not None:
             self.vectors.kill(item.row)
+        neighbours = self._unplace(item)
+        if reindex_neighbours:
+            for other in neighbours:
+                self._index_lexical(other)
         return item
+
+    # --- sessions and the lexical fields -------------------------------------------------------
+    def _place(self, item: Item) -> list[Item]:
+        """Put a memory in its session's order; the items whose lexical entry must change."""
+        if item.session_id is None:
+            return [item]
+        order = self.sessions.setdefault(item.session_id, [])
+        at = bisect.bisect_left(order, (item.version, item.id))
+        order.insert(at, (item.version, item.id))
+        return [item, *self._around(order, at)]
+
+    def _unplace(self, item: Item) -> list[Item]:
+        if item.session_id is None or item.session_id not in self.sessions:
+            return []
+        order = self.sessions[item.session_id]
+        at = bisect.bisect_left(order, (item.version, item.id))
+        if at < len(order) and order[at] == (item.version, item.id):
+            del order[at]
+        if not order:
+            del self.sessions[item.session_id]
+            return []
+        return self._around(order, at, removed=True)
+
+    def _around(self, order: list[tuple[str, str]], at: int, removed: bool = False) -> list[Item]:
+        """The items just before and after position ``at`` of a session's order."""
+        picks = (at - 1, at) if removed else (at - 1, at + 1)
+        found = [self.items.get(order[i][1]) for i in picks if 0 <= i < len(order)]
+        return [i for i in found if i is not None]
+
+    def neighbours(self, item: Item) -> list[Item]:
+        """The turns just before and after a memory in its session."""
+        order = self.sessions.get(item.session_id or "")
+        if not order:
+            return []
+        at = bisect.bisect_left(order, (item.version, item.id))
+        return self._around(order, at)
+
+    def _index_lexical(self, item: Item) -> None:
+        fields: list[tuple[str, float]] = [(item.text, 1.0)]
+        if item.key:
+            fields.append((item.key, KEY_WEIGHT))
+        if item.speaker:
+            fields.append((item.speaker, SPEAKER_WEIGHT))
+        if item.tags and item.kind == "memory":
+            fields.append((" ".join(item.tags), TAGS_WEIGHT))
+        fields += [(n.text, NEIGHBOUR_WEIGHT) for n in self.neighbours(item)]
+        self.lexical.add(item.row, fields)
 
     def drop_vectors(self) -> None:
         """Forget every vector (the embedding model changed)."""
         self.vectors = None
         for item in self.items.values():
             item.has_vector = False
+            self.pending[item.id] = None
 
     def missing_vectors(self, limit: int) -> list[Item]:
+        """Up to ``limit`` items without a vector, oldest wait first."""
         out = []
-        for item in self.items.values():
-            if not item.has_vector:
+        for item_id in self.pending:
+            item = self.items.get(item_id)
+            if item is not None:
                 out.append(item)
                 if len(out) >= limit:
                     break

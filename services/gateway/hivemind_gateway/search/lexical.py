@@ -1,4 +1,13 @@
-"""Word-level lexical scoring: a tokenizer and an incremental BM25 index over key and value.
+"""Word-level lexical scoring: an analyzer and an incremental, field-weighted BM25 index.
+
+The analyzer lower-cases, splits camelCase and snake_case, drops stop words (English function
+words, question words and the small talk of conversations, which say nothing about what an item
+is about) and stems with the Snowball English stemmer (PyStemmer), so "painting" meets
+"paints" and "recommended" meets "recommends". A hyphenated word also counts joined.
+
+An item is indexed as weighted fields (a fact's key and value; a memory's text, tags, speaker,
+neighbouring turn): a term's frequency is the weighted count over fields, so a word in the key
+outweighs the same word in the value, and a word only in context weighs little.
 
 Scores are normalised to [0, 1] by the query's total IDF, so a score says how much of the
 query's (IDF-weighted) wording an item covers: the gate can read it as evidence, not just rank.
@@ -8,76 +17,97 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
-_WORD = re.compile(r"[a-z0-9]+")
+import Stemmer
+
+_WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_COMPOUND = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+")
+_COMPOUND = re.compile(r"[^\W_]+(?:-[^\W_]+)+")
 
-_STOPWORD_TEXT = """
-    a about above after again all also am an and any are as at be been being below between
-    both but by can could did do does doing done for from further get got had has have
-    having he her here hers him his how i if in into is it its itself just know let like me
-    mine more most my myself need no nor not now of off on once only or other our ours out
-    over own please same she should so some such tell than that the their theirs them then
-    there these they this those through to too under until up us use used uses using very
-    want was we were what when where which while who whom why will with would you your yours
-    yourself
+_FUNCTION_WORDS = """
+    a about above after again against all also am an and any are aren as at be because been
+    before being below between both but by can cannot could couldn did didn do does doesn doing
+    don done down during each either else even ever every few for from further get gets getting
+    got gotten had hadn has hasn have haven having he her here hers herself him himself his i
+    if in into is isn it its itself just let lets ll me mine more most much must my myself neither
+    no nor not now of off on once one only onto or other others our ours ourselves out over own
+    per please re s same shall she should shouldn so some such t than that the their theirs them
+    themselves then there these they this those though through thus to too under until up upon
+    us use used uses using ve very via was wasn we were weren what whatever when whenever where
+    whereas wherever whether which while who whoever whom whose why will with within without
+    won would wouldn you your yours yourself yourselves
 """
-STOPWORDS = frozenset(_STOPWORD_TEXT.split())
+# question words and what people say to each other rather than about things
+_QUESTION_WORDS = "anything describe explain kind kinds something tell type types way ways"
+_SMALL_TALK = """
+    absolutely actually ah aw awesome cool definitely guess hey hi hmm know lol oh ok okay
+    pretty really right sure thank thanks totally wow yeah yes yep
+"""
+STOPWORDS = frozenset((_FUNCTION_WORDS + _QUESTION_WORDS + _SMALL_TALK).split())
 
 K1 = 1.2
-B = 0.75
+B = 0.5  # long items (a turn with its neighbours) are penalised less (LoCoMo dev sweep)
+
+_stemmer = Stemmer.Stemmer("english")
 
 
-def _undouble(word: str) -> str:
-    doubled = len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiousl"
-    return word[:-1] if doubled else word
+@lru_cache(maxsize=65_536)
+def stem(word: str) -> str:
+    """The Snowball English stem of a lower-cased word (numbers and ids stay as they are)."""
+    return word if word.isdigit() else str(_stemmer.stemWord(word))
 
 
-def _stem(word: str) -> str:
-    """A tiny suffix stripper: enough that 'ports' meets 'port' and 'linter' meets 'linting'."""
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        word = word[:-1]
-    for suffix in ("ing", "ed", "er"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("eed"):
-            return _undouble(word[: -len(suffix)])
-    return word
+def _lowered_words(text: str) -> tuple[str, list[str]]:
+    spaced = _CAMEL.sub(" ", text).lower()
+    return spaced, _WORD.findall(spaced)
 
 
 def words(text: str) -> list[tuple[str, str]]:
     """(stem, word as written) for each non-stopword, for showing topics to people."""
-    spaced = _CAMEL.sub(" ", text)
-    return [(_stem(w), w) for w in _WORD.findall(spaced.lower()) if w not in STOPWORDS]
+    _, found = _lowered_words(text)
+    return [(stem(w), w) for w in found if w not in STOPWORDS]
 
 
 def tokenize(text: str) -> list[str]:
-    """Lower-cased, stemmed words without stopwords; camelCase and snake_case are split, and a
-    hyphenated word also counts joined ("Pi-hole" meets "pihole", "wi-fi" meets "wifi")."""
-    spaced = _CAMEL.sub(" ", text).lower()
-    out = [_stem(w) for w in _WORD.findall(spaced) if w not in STOPWORDS]
-    out += [_stem(c.replace("-", "")) for c in _COMPOUND.findall(spaced)]
+    """Lower-cased, stemmed words without stop words; camelCase and snake_case are split, and
+    a hyphenated word also counts joined ("Pi-hole" meets "pihole", "wi-fi" meets "wifi")."""
+    spaced, found = _lowered_words(text)
+    out = [stem(w) for w in found if w not in STOPWORDS]
+    out += [stem(c.replace("-", "")) for c in _COMPOUND.findall(spaced)]
     return out
+
+
+Fields = Sequence[tuple[str, float]]
+
+
+def _weighted_counts(fields: Iterable[tuple[str, float]]) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for text, weight in fields:
+        if weight <= 0 or not text:
+            continue
+        for term in tokenize(text):
+            counts[term] = counts.get(term, 0.0) + weight
+    return counts
 
 
 class LexicalIndex:
     """Incremental BM25 postings over rows; rows are ints owned by the caller."""
 
     def __init__(self) -> None:
-        self.postings: dict[str, dict[int, int]] = {}
-        self.lengths: dict[int, int] = {}
+        self.postings: dict[str, dict[int, float]] = {}
+        self.lengths: dict[int, float] = {}
         self._row_terms: dict[int, tuple[str, ...]] = {}
-        self._total_len = 0
+        self._total_len = 0.0
 
     def __len__(self) -> int:
         return len(self.lengths)
 
-    def add(self, row: int, text: str) -> None:
-        """Index ``text`` under ``row`` (replacing what the row had)."""
+    def add(self, row: int, text: str | Fields) -> None:
+        """Index ``text`` (or weighted ``(text, weight)`` fields) under ``row``, replacing it."""
         self.remove(row)
-        counts = Counter(tokenize(text))
+        counts = _weighted_counts([(text, 1.0)] if isinstance(text, str) else text)
         for term, tf in counts.items():
             self.postings.setdefault(term, {})[row] = tf
         length = sum(counts.values())
@@ -109,7 +139,8 @@ class LexicalIndex:
 
         Rare terms are scored over their whole posting list; a term in more than
         ``common_df`` rows (low IDF, little evidence) only adds to rows already found by the
-        rarer terms or given as ``candidates``, which bounds the cost on large indexes.
+        rarer terms or given as ``candidates``, which bounds the cost on large indexes. A term
+        present only in a light field (weight below 1) counts that fraction towards coverage.
         """
         terms = list(dict.fromkeys(tokenize(query)))
         if not terms or not self.lengths:
@@ -120,16 +151,16 @@ class LexicalIndex:
         bm25: dict[int, float] = {}
         cover: dict[int, float] = {}
         lengths = self.lengths
+        base, slope = K1 * (1.0 - B), K1 * B / avg
 
-        def add(term: str, rows: dict[int, int], only: set[int] | None) -> None:
+        def add(term: str, rows: dict[int, float], only: set[int] | None) -> None:
             w = idfs[term] / total_idf
             pairs = rows.items() if only is None else ((r, rows[r]) for r in only if r in rows)
             for row, tf in pairs:
-                norm = K1 * (1.0 - B + B * lengths[row] / avg)
-                bm25[row] = bm25.get(row, 0.0) + w * tf / (tf + norm)
-                cover[row] = cover.get(row, 0.0) + w
+                bm25[row] = bm25.get(row, 0.0) + w * tf / (tf + base + slope * lengths[row])
+                cover[row] = cover.get(row, 0.0) + w * min(tf, 1.0)
 
-        common: list[tuple[str, dict[int, int]]] = []
+        common: list[tuple[str, dict[int, float]]] = []
         for term in terms:
             rows = self.postings.get(term)
             if not rows:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from hivemind_common import keys
-from hivemind_gateway.search.index import Item
-
-EMBED_CHARS = 4000  # the encoder truncates long inputs anyway; never exceed its request limit
+from hivemind_gateway.search.index import EMBED_CHARS, Item, mentions_time
 
 
 def fact_text(key: str, value: str) -> str:
@@ -48,17 +48,48 @@ def fact_item(key: str, record: dict[str, str]) -> Item:
         text=fact_text(key, record.get("value", "")),
         tags=load_tags(record.get("tags")),
         version=record.get("updated_at", ""),
+        key=key,
     )
 
 
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch from an ISO 8601 date(-time) or a number; None when unreadable.
+
+    A date without a zone is read as UTC: what matters is the order of memories, not the hour.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
 def memory_item(memory_id: str, record: dict[str, str]) -> Item:
+    """The index's view of a stored memory: its speaker and time come from its metadata."""
+    text = record.get("text", "")
+    metadata = load_json(record.get("metadata"), {})
+    if not isinstance(metadata, dict):
+        metadata = {}
+    speaker = metadata.get("speaker")
+    when = metadata.get("occurred_at", metadata.get("date"))
     return Item(
         kind="memory",
         id=memory_id,
-        text=record.get("text", ""),
+        text=text,
         tags=load_tags(record.get("tags")),
         session_id=record.get("session_id") or None,
         version=record.get("created_at", ""),
+        speaker=speaker.strip()[:200] if isinstance(speaker, str) else "",
+        when=parse_time(when),
+        temporal=mentions_time(text),
     )
 
 

@@ -21,7 +21,7 @@ from hivemind_common.errors import Unavailable
 from hivemind_gateway.search.embedder import EmbeddingClient
 from hivemind_gateway.search.index import Item, TenantIndex
 from hivemind_gateway.search.records import (
-    embed_text,
+    change_command,
     item_from_record,
     vector_bytes,
     vector_from_bytes,
@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 LOAD_CHUNK = 500
 TAIL_BLOCK_MS = 400
 DISCOVER_EVERY_S = 5.0
-BACKFILL_EVERY_S = 1.0
-BACKFILL_BATCH = 32
+BACKFILL_EVERY_S = 1.0  # when idle; a write without a vector wakes the worker at once
+BACKFILL_BATCH = 64
+BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
 def _index_key(tenant: str, kind: str) -> str:
@@ -59,6 +60,7 @@ class SearchIndex:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ann_jobs: set[asyncio.Task[None]] = set()
+        self._vectors_wanted = asyncio.Event()
         self.changes_applied = 0
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -146,7 +148,22 @@ class SearchIndex:
             index[kind].remove(item_id)
         else:
             index[kind].upsert(item, vec)
+            if vec is None:
+                self._vectors_wanted.set()
             self._schedule_ann(index)
+
+    async def apply_local_many(self, tenant: str, kind: str, items: list[Item]) -> None:
+        """Apply this process' own batch of new items (without vectors: the worker adds them)."""
+        index = await self.tenant(tenant)
+        for item in items:
+            index[kind].upsert(item, None)
+        if items:
+            self._vectors_wanted.set()
+
+    def pending_vectors(self, tenant: str) -> int:
+        """How many of the tenant's items wait for their vector."""
+        index = self.tenants.get(tenant)
+        return sum(len(ix.pending) for ix in index.kinds.values()) if index is not None else 0
 
     # --- change stream --------------------------------------------------------------------------
     async def _read_changes(self) -> list[tuple[str, list[tuple[str, dict[str, str]]]]]:
@@ -227,15 +244,20 @@ class SearchIndex:
 
     async def _backfill_forever(self) -> None:
         while True:
+            done = 0
             try:
-                await self.backfill_once()
+                done = await self.backfill_once()
             except asyncio.CancelledError:
                 raise
             except Unavailable:
                 pass
             except Exception:
                 log.warning("vector backfill failed; retrying", exc_info=True)
-            await asyncio.sleep(BACKFILL_EVERY_S)
+            if done:
+                continue  # more may wait: the embedding service batches them together
+            self._vectors_wanted.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._vectors_wanted.wait(), BACKFILL_EVERY_S)
 
     async def backfill_once(self) -> int:
         """Embed up to a batch of items that have no vector in the current model's space."""
@@ -247,10 +269,18 @@ class SearchIndex:
                 todo = index[kind].missing_vectors(BACKFILL_BATCH)
                 if not todo:
                     continue
-                rows, model = await self.embedder.embed([embed_text(i.text) for i in todo])
+                rows, model = await self.embedder.embed(
+                    [i.embed_input() for i in todo], timeout_s=BACKFILL_TIMEOUT_S
+                )
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for item, vec in zip(todo, rows, strict=True):
                         pipe.set(keys.vector(index.tenant, model, kind, item.id), vector_bytes(vec))
+                        # other gateways then read the vector instead of embedding it again
+                        pipe.execute_command(
+                            *change_command(
+                                index.tenant, "upsert", kind, item.id, item.version, True
+                            )
+                        )
                     await pipe.execute()
                 for item, vec in zip(todo, rows, strict=True):
                     if index[kind].items.get(item.id) is item:

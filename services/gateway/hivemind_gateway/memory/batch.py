@@ -1,0 +1,132 @@
+"""``POST /v1/memories/batch``: many memories in one call, reported item by item.
+
+Each item is validated on its own (a bad item fails alone, with the same problem a single
+``POST /v1/memories`` would get); the valid ones are written in chunks, one MULTI/EXEC per
+chunk, so a chunk is stored whole or not at all. Nothing waits for an embedding: items are
+searchable lexically at once, and the search index's worker adds their vectors.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from typing import Any
+
+from pydantic import ValidationError
+
+from hivemind_common import keys
+from hivemind_common.errors import HivemindError, TooLarge
+from hivemind_gateway.memory.schemas import (
+    BatchItemResult,
+    MemoriesBatchResult,
+    MemoryCreate,
+)
+from hivemind_gateway.memory.sessions import touch_commands
+from hivemind_gateway.quotas import check_item_quota
+from hivemind_gateway.search.records import change_command, memory_item
+from hivemind_gateway.search.sync import SearchIndex
+
+# items per MULTI/EXEC: enough to amortise the round trip, few enough not to stall Redis
+CHUNK = 100
+
+
+def _validation_problem(exc: ValidationError) -> dict[str, Any]:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid"}
+    param = ".".join(str(p) for p in first.get("loc", ())) or None
+    return {"status": 422, "code": "invalid_request", "detail": first["msg"], "param": param}
+
+
+def _problem(exc: HivemindError) -> dict[str, Any]:
+    return {"status": exc.status, "code": exc.code, "detail": exc.message, "param": exc.param}
+
+
+def _parse(raw: Any, max_chars: int) -> MemoryCreate | dict[str, Any]:
+    """The item as a MemoryCreate, or the problem that refuses it."""
+    try:
+        body = MemoryCreate.model_validate(raw)
+    except ValidationError as exc:
+        return _validation_problem(exc)
+    if len(body.text) > max_chars:
+        return _problem(
+            TooLarge(
+                f"text has {len(body.text)} characters; the limit is {max_chars}", param="text"
+            )
+        )
+    return body
+
+
+def _commands(
+    tenant: str, memory_id: str, record: dict[str, str], now: float
+) -> list[tuple[Any, ...]]:
+    commands: list[tuple[Any, ...]] = [
+        ("HSET", keys.memory(tenant, memory_id), *[x for kv in record.items() for x in kv]),
+        ("ZADD", keys.memories_index(tenant), now, memory_id),
+    ]
+    if record["session_id"]:
+        commands.append(
+            ("ZADD", keys.session_memories(tenant, record["session_id"]), now, memory_id)
+        )
+    commands.append(
+        change_command(tenant, "upsert", "memory", memory_id, record["created_at"], False)
+    )
+    return commands
+
+
+async def store_batch(
+    *, redis: Any, search: SearchIndex, tenant: str, items: list[Any], max_chars: int
+) -> MemoriesBatchResult:
+    """Store every valid item; the result says, per item in order, its id or its problem."""
+    results: list[BatchItemResult] = []
+    valid: list[tuple[int, MemoryCreate]] = []
+    for i, raw in enumerate(items):
+        parsed = _parse(raw, max_chars)
+        if isinstance(parsed, MemoryCreate):
+            valid.append((i, parsed))
+        results.append(
+            BatchItemResult(index=i, error=None if isinstance(parsed, MemoryCreate) else parsed)
+        )
+    for start in range(0, len(valid), CHUNK):
+        chunk = valid[start : start + CHUNK]
+        now = time.time()
+        written: list[tuple[int, str, dict[str, str]]] = []
+        commands: list[tuple[Any, ...]] = []
+        sessions: set[str] = set()
+        for offset, (i, body) in enumerate(chunk):
+            memory_id = secrets.token_hex(12)
+            # distinct created_at stamps keep the items' order (and their change versions)
+            stamp = now + offset * 1e-6
+            record = {
+                "text": body.text,
+                "session_id": body.session_id or "",
+                "tags": json.dumps(body.tags),
+                "metadata": json.dumps(body.metadata),
+                "created_at": f"{stamp:.6f}",
+            }
+            commands += _commands(tenant, memory_id, record, stamp)
+            if body.session_id:
+                sessions.add(body.session_id)
+            written.append((i, memory_id, record))
+        for session_id in sorted(sessions):
+            commands += touch_commands(tenant, session_id, now)
+        try:
+            await check_item_quota(
+                redis,
+                tenant=tenant,
+                kind="memories",
+                index_key=keys.memories_index(tenant),
+                member=None,
+                adding=len(written),
+            )
+            await redis.transaction(*commands, durable=True)
+        except HivemindError as exc:
+            for i, _, _ in written:
+                results[i] = BatchItemResult(index=i, error=_problem(exc))
+            continue
+        for i, memory_id, _ in written:
+            results[i] = BatchItemResult(index=i, id=memory_id)
+        await search.apply_local_many(
+            tenant, "memory", [memory_item(memory_id, record) for _, memory_id, record in written]
+        )
+    stored = sum(1 for r in results if r.error is None)
+    return MemoriesBatchResult(results=results, stored=stored, failed=len(results) - stored)

@@ -1,0 +1,102 @@
+"""Fast ingest: the batch route, and vectors added by the index's worker (also after a restart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis as redis_sync
+
+from hivemind_common import keys
+from hivemind_gateway.memory.schemas import MAX_BATCH_ITEMS
+from support.embedding import shared_embedding_url
+from support.gateway import RunningGateway, running_gateway
+from support.waiting import wait_until
+
+MODEL = "all-MiniLM-L6-v2"
+
+
+def test_a_batch_stores_the_good_items_and_reports_each_bad_one(gateway: RunningGateway) -> None:
+    items = [
+        {"text": "deployed the billing service", "session_id": "s1", "tags": ["ops"]},
+        {"text": ""},  # empty
+        {"text": "rotated the TLS certificates", "session_id": "bad id!"},
+        {"text": "ok", "colour": "blue"},  # an unknown field
+        "not an object",
+        {"text": "x" * 70_000},  # over max_memory_text_chars
+        {"text": "moved backups to the new NAS", "metadata": {"speaker": "Ana"}},
+    ]
+    with gateway.client() as c:
+        r = c.post("/v1/memories/batch", json={"memories": items})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["stored"], body["failed"]) == (2, 5)
+        results = body["results"]
+        assert [i["index"] for i in results] == list(range(len(items)))
+        ok = [i for i in results if i["error"] is None]
+        assert [i["index"] for i in ok] == [0, 6] and all(i["id"] for i in ok)
+        assert results[5]["error"]["status"] == 413 and results[5]["error"]["param"] == "text"
+        assert all(results[i]["error"]["status"] == 422 for i in (1, 2, 3, 4))
+        assert results[2]["error"]["param"] == "session_id"
+        stored = c.get(f"/v1/memories/{ok[0]['id']}").json()
+        assert stored["session_id"] == "s1" and stored["tags"] == ["ops"]
+        assert c.get("/v1/memories", params={"session_id": "s1"}).json()["count"] == 1
+        assert c.get("/v1/memories").json()["count"] == 2
+
+
+def test_a_batch_over_the_limit_is_refused_whole(gateway: RunningGateway) -> None:
+    items = [{"text": f"note {i}"} for i in range(MAX_BATCH_ITEMS + 1)]
+    with gateway.client() as c:
+        r = c.post("/v1/memories/batch", json={"memories": items})
+        assert r.status_code == 422, r.text
+        assert c.get("/v1/memories").json()["count"] == 0
+        ok = c.post("/v1/memories/batch", json={"memories": items[:MAX_BATCH_ITEMS]})
+        assert ok.status_code == 200 and ok.json()["stored"] == MAX_BATCH_ITEMS
+        assert c.post("/v1/memories/batch", json={"items": []}).status_code == 422
+
+
+def test_a_batch_needs_a_write_key(gateway: RunningGateway) -> None:
+    with gateway.client(role="read") as c:
+        r = c.post("/v1/memories/batch", json={"memories": [{"text": "hello"}]})
+        assert r.status_code == 403
+
+
+def test_stored_memories_are_searchable_by_their_words_before_any_vector(
+    gateway: RunningGateway,
+) -> None:
+    # this gateway's embedding service is unreachable: only the lexical side can answer
+    with gateway.client() as c:
+        items = [{"text": f"ticket {i}: the {w} job failed"} for i, w in enumerate(["cron", "etl"])]
+        c.post("/v1/memories/batch", json={"memories": items}).raise_for_status()
+        hits = c.post("/v1/memories/search", json={"query": "etl job"}).json()
+        assert hits["method"] == "lexical"
+        assert hits["data"][0]["text"] == "ticket 1: the etl job failed"
+        assert c.get("/v1/rag/stats").json()["pending_vectors"] == 2
+
+
+def test_the_worker_fills_missing_vectors_after_a_restart(
+    gateway: RunningGateway, internal_token: str, data_dir: Path
+) -> None:
+    # stored while no embedding service answered: Redis holds the memories without vectors
+    with gateway.client() as c:
+        items = [{"text": f"meeting notes {i}", "session_id": "weekly"} for i in range(40)]
+        body = c.post("/v1/memories/batch", json={"memories": items}).json()
+    ids = [i["id"] for i in body["results"]]
+    raw = redis_sync.Redis.from_url(gateway.redis_url)
+    assert not any(raw.exists(keys.vector("acme", MODEL, "memory", i)) for i in ids)
+    # a gateway started now (with the embedding service up) loads them and embeds them
+    with running_gateway(
+        gateway.redis_url,
+        internal_token,
+        data_dir,
+        embedding_url=shared_embedding_url(internal_token),
+    ) as restarted:
+        restarted.keys[("acme", "write")] = gateway.key()
+        with restarted.client() as c:
+
+            def all_embedded() -> bool:
+                return bool(c.get("/v1/rag/stats").json()["pending_vectors"] == 0)
+
+            wait_until(all_embedded, timeout=60, what="every memory embedded")
+            hits = c.post("/v1/memories/search", json={"query": "notes from the meeting"})
+            assert hits.json()["method"] == "hybrid"
+    assert all(raw.exists(keys.vector("acme", MODEL, "memory", i)) for i in ids)
