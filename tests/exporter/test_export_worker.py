@@ -173,3 +173,29 @@ async def test_a_job_being_worked_on_is_not_reclaimed_by_another_worker(
         await asyncio.wait({task}, timeout=0.5)
     assert [o.result for o in task.result()] == ["exported"]
     assert taken == []
+
+
+async def test_an_export_that_killed_its_worker_three_times_is_buried_not_run_again(
+    redis_client, redis_url: str, data_dir: Path
+) -> None:
+    from hivemind_common.dead_letters import count_start
+    from hivemind_common.job_records import recent_dead_letters
+
+    reg = ModelRegistry(redis_client, data_dir)
+    await reg.register(ModelVersion(name="default", version="v1"))
+    await _queue(redis_client, "v1", "job-poison")
+    worker = _worker(redis_client, _settings(redis_url, data_dir))
+    await _die_holding_the_job(redis_client, worker)
+    for _ in range(3):  # three exporters started it and were killed
+        await count_start(redis_client, "job-poison", "export")
+
+    outcomes = await worker.run_once(block_ms=50)
+    assert [o.result for o in outcomes] == ["failed"]
+    assert "dead-letter" in outcomes[0].detail
+    assert (await get_job(redis_client, "job-poison")).status == "failed"
+    assert (await reg.get("default", "v1")).status == "failed"
+    assert await _pending(redis_client) == 0
+    letters = await recent_dead_letters(redis_client)
+    assert [(d["job_id"], d["kind"], d["attempts"]) for d in letters] == [
+        ("job-poison", "export", 3)
+    ]

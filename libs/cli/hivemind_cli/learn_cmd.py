@@ -80,6 +80,18 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             (job.get("error") or "")[:60],
         )
     console.print(table)
+    letters = data.get("dead_letters") or []
+    if letters:
+        dead = Table("dead letter", "kind", "starts", "stage", "reason", title="given up on")
+        for letter in letters:
+            dead.add_row(
+                letter["job_id"],
+                letter["kind"],
+                str(letter["attempts"]),
+                letter.get("stage") or "",
+                letter["reason"][:80],
+            )
+        console.print(dead)
 
 
 @app.command("collect")

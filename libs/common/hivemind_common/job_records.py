@@ -8,6 +8,7 @@ a status a caller has already been told.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Literal
 
@@ -174,6 +175,12 @@ async def tenant_learning_status(redis: Any, tenant: str, *, recent: int = 5) ->
     }
 
 
+async def recent_dead_letters(redis: Any, *, limit: int = 20) -> list[dict[str, Any]]:
+    """Jobs given up on (see :mod:`hivemind_common.dead_letters`), newest first."""
+    raw = await redis.lrange(keys.dead_letters(), 0, max(0, limit - 1))
+    return [json.loads(item) for item in raw]
+
+
 async def learning_status(redis: Any, *, recent: int = 5) -> dict[str, Any]:
     """What the operator sees (``GET /v1/learning/status``, ``hivemind learn status``)."""
     state = await redis.hgetall(keys.learning_state())
@@ -215,6 +222,7 @@ async def learning_status(redis: Any, *, recent: int = 5) -> dict[str, Any]:
             "failures": int(num("failures")),
         },
         "jobs": [j.public() for j in await list_jobs(redis, limit=recent)],
+        "dead_letters": await recent_dead_letters(redis, limit=recent),
     }
 
 
@@ -228,6 +236,7 @@ __all__ = [
     "get_job",
     "learning_status",
     "list_jobs",
+    "recent_dead_letters",
     "tenant_learning_status",
     "update_job",
 ]

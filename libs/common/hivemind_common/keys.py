@@ -206,6 +206,11 @@ def learning_seen() -> str:
     return f"{PREFIX}:{{learn}}:seen"
 
 
+def dead_letters() -> str:
+    """List (newest first, capped): JSON of train / export jobs given up on, with the reason."""
+    return f"{PREFIX}:{{learn}}:deadletters"
+
+
 def learning_rejections() -> str:
     """Hash: rejection reason -> count."""
     return f"{PREFIX}:{{learn}}:rejections"

@@ -19,6 +19,7 @@ class ExporterSettings(ServiceSettings):
     consumer_name: str | None = None  # default: host-pid
     poll_block_ms: int = 2_000
     reclaim_idle_ms: int = 120_000  # an export unacknowledged this long is taken over
+    max_attempts: int = 3  # starts of one export job before it goes to the dead-letter list
 
     # export
     quant: str | None = None  # default: Q8_0 for a quantized base, else Q5_K_M

@@ -22,6 +22,7 @@ import httpx
 from pydantic import ValidationError
 
 from hivemind_common import keys
+from hivemind_common.dead_letters import bury, count_start, poison_reason
 from hivemind_common.errors import HivemindError, NotFound
 from hivemind_common.job_records import get_job, update_job
 from hivemind_common.jobs import ExportJob
@@ -106,7 +107,7 @@ class ExportWorker:
         for entry_id, fields in entries:
             heartbeat = asyncio.create_task(self._keep_claimed(entry_id))
             try:
-                outcome = await self.handle(fields)
+                outcome = await self.handle(fields, entry_id)
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -144,7 +145,7 @@ class ExportWorker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 60.0)
 
-    async def handle(self, fields: dict[str, Any]) -> Outcome:
+    async def handle(self, fields: dict[str, Any], entry_id: str = "") -> Outcome:
         """Run one export job to its end; never raises for a job's own failure."""
         try:
             job = ExportJob.from_fields(fields)
@@ -152,7 +153,7 @@ class ExportWorker:
             log.error("dropping malformed export job: %s", exc)
             return Outcome(job_id="?", version=None, result="failed", detail="malformed payload")
         try:
-            return await self._handle(job)
+            return await self._handle(job, entry_id)
         except HivemindError as exc:
             await self._fail(job, exc.message)
             return Outcome(job.job_id, job.version, "failed", exc.message)
@@ -176,13 +177,27 @@ class ExportWorker:
             log.warning("could not mark %s/%s failed", job.model, job.version)
         await self._job_update(job.job_id, status="failed", error=error)
 
-    async def _handle(self, job: ExportJob) -> Outcome:
+    async def _handle(self, job: ExportJob, entry_id: str) -> Outcome:
         try:
             record = await get_job(self.redis, job.job_id)
             if record.finished:
                 return Outcome(job.job_id, job.version, "skipped", f"job already {record.status}")
         except NotFound:
             pass
+        attempts = await count_start(self.redis, job.job_id, "export")
+        if attempts > self.settings.max_attempts:
+            letter = await bury(
+                self.redis,
+                job_id=job.job_id,
+                kind="export",
+                attempts=attempts - 1,
+                reason=poison_reason("export", attempts - 1, "export"),
+                stream=keys.export_stream(),
+                group=keys.EXPORTER_GROUP,
+                entry_id=entry_id,
+            )
+            await self._fail(job, letter["reason"])
+            return Outcome(job.job_id, job.version, "failed", letter["reason"])
         mv = await self.registry.get(job.model, job.version)
         if mv.status == "serving":  # a worker died after deploying: finish the record only
             await self._job_update(job.job_id, status="succeeded", stage="done", version=mv.version)

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from hivemind_common import keys
 from hivemind_common.errors import HivemindError
 from hivemind_common.job_records import create_job, update_job
@@ -89,6 +91,20 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+class TrainingOutOfMemory(HivemindError):
+    """Training ran out of memory at ``batch_size`` (the cycle retries once at half of it)."""
+
+    status = 507
+    code = "out_of_memory"
+
+    def __init__(self, batch_size: int) -> None:
+        super().__init__(
+            f"training ran out of memory at batch size {batch_size}; "
+            "lower batch_size or seq_len (hivemind learn train-now --set batch_size=N)"
+        )
+        self.batch_size = batch_size
+
+
 @dataclass
 class _Trained:
     gate: GateResult
@@ -116,7 +132,10 @@ def train_and_gate(
         prepared = recipe.prepare(train)
         general = general_eval_set()
         served = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
-        result = recipe.train(prepared, checkpoint_dir=checkpoint_dir)
+        try:
+            result = recipe.train(prepared, checkpoint_dir=checkpoint_dir)
+        except (torch.OutOfMemoryError, MemoryError) as exc:
+            raise TrainingOutOfMemory(recipe.batch_size) from exc
         candidate = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
         gate = decide(
             served=served,
@@ -280,18 +299,32 @@ async def run_cycle(
             lease.raise_if_lapsed()
         cfg = recipe_config(settings, overrides)
         t2 = time.perf_counter()
-        trained = await asyncio.to_thread(
-            train_and_gate,
-            cfg=cfg,
-            base_dir=base_dir,
-            adapter_dir=adapter_dir,
-            train=_chats(parts["train"] + parts["replay"]),
-            heldout=_chats(heldout),
-            out_dir=out_dir,
-            checkpoint_dir=settings.work_dir / job_id,
-            settings=settings,
-            progress=progress,
-        )
+        train_kwargs: dict[str, Any] = {
+            "base_dir": base_dir,
+            "adapter_dir": adapter_dir,
+            "train": _chats(parts["train"] + parts["replay"]),
+            "heldout": _chats(heldout),
+            "out_dir": out_dir,
+            "checkpoint_dir": settings.work_dir / job_id,
+            "settings": settings,
+            "progress": progress,
+        }
+        try:
+            trained = await asyncio.to_thread(train_and_gate, cfg=cfg, **train_kwargs)
+        except TrainingOutOfMemory as oom:
+            if oom.batch_size <= 1:
+                raise
+            smaller = max(1, oom.batch_size // 2)
+            log.warning(
+                "learning cycle %s ran out of memory at batch size %d; retrying once at %d",
+                job_id,
+                oom.batch_size,
+                smaller,
+            )
+            shutil.rmtree(settings.work_dir / job_id, ignore_errors=True)  # its plan changes
+            cfg = cfg.with_overrides({"batch_size": str(smaller)})
+            trained = await asyncio.to_thread(train_and_gate, cfg=cfg, **train_kwargs)
+            trained.train["oom_retry"] = {"from_batch_size": oom.batch_size, "batch_size": smaller}
         result.timings["train_and_evaluate_s"] = round(time.perf_counter() - t2, 3)
         await update_job(redis, job_id, stage="evaluate", version=version)
         gate = trained.gate

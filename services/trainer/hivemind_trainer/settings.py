@@ -20,6 +20,7 @@ class TrainerSettings(ServiceSettings):
     consumer_name: str | None = None  # default: host-pid
     poll_block_ms: int = 2_000
     reclaim_idle_ms: int = 60_000  # a job unacknowledged this long is taken over
+    max_attempts: int = 3  # starts of one train job before it goes to the dead-letter list
 
     # orchestrator
     threshold: int = 100  # new accepted samples that trigger a cycle

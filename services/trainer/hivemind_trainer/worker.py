@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from hivemind_common import keys
+from hivemind_common.dead_letters import bury, count_start, poison_reason
 from hivemind_common.errors import HivemindError, NotFound
 from hivemind_common.job_records import get_job
 from hivemind_common.jobs import TrainJob
@@ -114,6 +115,8 @@ class TrainerWorker:
                     done = False
                 if done:
                     log.info("train job %s already past training; not run again", job.job_id)
+                elif await self._poisoned(msg_id, job):
+                    pass  # failed, listed as a dead letter and acknowledged
                 else:
                     settings = self.settings.model_copy(update={"model_name": job.model})
                     result = await run_cycle(
@@ -137,6 +140,27 @@ class TrainerWorker:
             if ack:
                 await self.redis.xack(keys.jobs_stream(), keys.TRAINER_GROUP, msg_id)
         return result
+
+    async def _poisoned(self, msg_id: str, job: TrainJob) -> bool:
+        """Count this start; past ``max_attempts`` bury the job instead of running it again."""
+        attempts = await count_start(self.redis, job.job_id, "train")
+        if attempts <= self.settings.max_attempts:
+            return False
+        stage = None
+        with contextlib.suppress(NotFound):
+            stage = (await get_job(self.redis, job.job_id)).stage
+        letter = await bury(
+            self.redis,
+            job_id=job.job_id,
+            kind="train",
+            attempts=attempts - 1,
+            reason=poison_reason("train", attempts - 1, stage),
+            stream=keys.jobs_stream(),
+            group=keys.TRAINER_GROUP,
+            entry_id=msg_id,
+        )
+        log.error("train job %s moved to the dead-letter list: %s", job.job_id, letter["reason"])
+        return True
 
     async def _keep_claimed(self, msg_id: str) -> None:
         """Reset the entry's idle time while the job runs, so no other trainer reclaims it.
