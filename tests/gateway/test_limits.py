@@ -37,7 +37,13 @@ def _key(redis_url: str, tenant: str = "acme", rpm: int | None = None) -> tuple[
 
 
 def _already_sent(redis_url: str, counter: Any, count: int) -> None:
-    """As if ``count`` requests were made in this window and the next (no flake at a boundary)."""
+    """As if ``count`` requests were made in this window; first waits until the window has at
+    least 10 s left, so the requests that follow all land in it."""
+    wait_until(
+        lambda: time.time() % keys.RATE_WINDOW_S < keys.RATE_WINDOW_S - 10,
+        timeout=keys.RATE_WINDOW_S,
+        what="a rate window with time to spare",
+    )
     r = sync_redis.Redis.from_url(redis_url)
     window = int(time.time() // keys.RATE_WINDOW_S)
     for w in (window, window + 1):
@@ -53,11 +59,11 @@ def test_a_keys_own_rate_is_shared_by_every_gateway_and_answered_429_with_retry_
     redis_url: str, internal_token: str, data_dir: Path
 ) -> None:
     key_id, key = _key(redis_url, rpm=4)
-    _already_sent(redis_url, lambda w: keys.key_request_window(key_id, w), 2)
     with (
         running_gateway(redis_url, internal_token, data_dir, **CLOSED) as a,
         running_gateway(redis_url, internal_token, data_dir, **CLOSED) as b,
     ):
+        _already_sent(redis_url, lambda w: keys.key_request_window(key_id, w), 2)
         assert _get(a.url, key).status_code == 200
         assert _get(b.url, key).status_code == 200
         refused = _get(a.url, key)
@@ -73,8 +79,8 @@ def test_the_default_rate_from_settings_and_a_tenants_rate_both_apply(
     redis_url: str, internal_token: str, data_dir: Path
 ) -> None:
     key_id, key = _key(redis_url)
-    _already_sent(redis_url, lambda w: keys.key_request_window(key_id, w), 5)
     with running_gateway(redis_url, internal_token, data_dir, default_key_rpm=6, **CLOSED) as gw:
+        _already_sent(redis_url, lambda w: keys.key_request_window(key_id, w), 5)
         assert _get(gw.url, key).status_code == 200
         assert _get(gw.url, key).status_code == 429
         sync_redis.Redis.from_url(redis_url).hset(keys.tenant_settings("globex"), "rpm", "3")
