@@ -83,7 +83,15 @@ def service_process(
 ) -> Iterator[str]:
     """Run ``python -m <module>`` on a free port until the block ends; yields its URL."""
     port = free_port()
-    env = {**env, "HIVEMIND_PORT": str(port), "HIVEMIND_HOST": "127.0.0.1"}
+    # a benchmark measures what the code can do: the gateway's request rate and inference cap
+    # (which protect a shared suite) are off unless a benchmark sets them
+    env = {
+        "HIVEMIND_DEFAULT_KEY_RPM": "0",
+        "HIVEMIND_MAX_INFERENCE_PER_TENANT": "0",
+        **env,
+        "HIVEMIND_PORT": str(port),
+        "HIVEMIND_HOST": "127.0.0.1",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-m", module], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

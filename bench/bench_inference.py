@@ -114,6 +114,9 @@ def llm_stack(*, embedding: bool = True, max_queue: int = 64) -> Iterator[Stack]
         "HIVEMIND_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}/0",
         "HIVEMIND_DATA_DIR": str(folder / "var"),
         "HIVEMIND_LOG_LEVEL": "WARNING",
+        # measure the code, not the gateway's protective request rate and inference cap
+        "HIVEMIND_DEFAULT_KEY_RPM": "0",
+        "HIVEMIND_MAX_INFERENCE_PER_TENANT": "0",
     }
     py = sys.executable
     try:

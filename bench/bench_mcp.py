@@ -106,6 +106,8 @@ def main(out_dir: Path) -> dict[str, Any]:
             "HIVEMIND_INTERNAL_TOKEN": TOKEN,
             "HIVEMIND_DATA_DIR": str(work / "var"),
             "HIVEMIND_LOG_LEVEL": "WARNING",
+            # measure the bridge, not the gateway's protective request rate
+            "HIVEMIND_DEFAULT_KEY_RPM": "0",
         }
         deadline = time.monotonic() + 10
         while redis.poll() is None and time.monotonic() < deadline:
