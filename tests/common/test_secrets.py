@@ -63,6 +63,11 @@ def test_the_redis_password_file_is_used_and_never_shown(tmp_path: Path) -> None
         with pytest.raises(Exception, match=r"(?i)auth"):
             asyncio.run(ping(ServiceSettings(redis_url=url, data_dir=data).redis_url))
         (data / "secrets" / "redis.password").write_text(PW + "\n")
+        # the password belongs to the embedded Redis named in redis.conf: another port's URL
+        # (a test server, a deployment) never gets it
+        (data / "secrets" / "redis.conf").write_text(f"port {server.port + 1}\nrequirepass x\n")
+        assert ServiceSettings(redis_url=url, data_dir=data).redis_url == url
+        (data / "secrets" / "redis.conf").write_text(f"port {server.port}\nrequirepass x\n")
         settings = ServiceSettings(redis_url=url, data_dir=data)
         assert asyncio.run(ping(settings.redis_url)) is True
         assert PW not in json.dumps(settings.public())

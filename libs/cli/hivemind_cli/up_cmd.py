@@ -25,7 +25,7 @@ from hivemind_common.errors import Unavailable
 from hivemind_common.hosts import SERVICES, RegistryError, load_registry, service_url
 from hivemind_common.redaction import mask_url, url_password
 from hivemind_common.redis_client import connect_redis
-from hivemind_common.settings import REDIS_PASSWORD_FILE, CommonSettings
+from hivemind_common.settings import REDIS_CONF_FILE, REDIS_PASSWORD_FILE, CommonSettings
 
 console = Console(stderr=True, soft_wrap=True)
 READY_TIMEOUT_S = 300.0
@@ -61,10 +61,13 @@ def ensure_redis_password(secrets_dir: Path) -> str:
     return password
 
 
-def _redis_config(secrets_dir: Path, password: str) -> Path:
-    """A config file (0600) holding ``requirepass``: the password never shows in ``ps``."""
-    path = secrets_dir / "redis.conf"
-    _write_secret(path, f"requirepass {password}")
+def _redis_config(secrets_dir: Path, password: str, port: int) -> Path:
+    """A config file (0600) holding ``requirepass``: the password never shows in ``ps``.
+
+    Its ``port`` tells the settings of every process which Redis the password belongs to.
+    """
+    path = secrets_dir / REDIS_CONF_FILE
+    _write_secret(path, f"port {port}\nrequirepass {password}")
     return path
 
 
@@ -176,7 +179,7 @@ def up(
     port = _embedded_redis_port(given_url)
     redis_config: Path | None = None
     if port is not None and url_password(given_url) is None:
-        redis_config = _redis_config(secrets_dir, ensure_redis_password(secrets_dir))
+        redis_config = _redis_config(secrets_dir, ensure_redis_password(secrets_dir), port)
         settings = CommonSettings(data_dir=data_dir)  # now with the embedded Redis' password
     env = dict(os.environ)
     env.update(
@@ -204,7 +207,7 @@ def up(
                 )
                 raise typer.Exit(1)
             if redis_config is None:  # the URL carries its own password: use it for the server
-                redis_config = _redis_config(secrets_dir, url_password(given_url) or "")
+                redis_config = _redis_config(secrets_dir, url_password(given_url) or "", port)
             redis_sup = Supervisor([_redis_child(port, data_dir, logs, redis_config)])
             redis_sup.start_all()
             console.print(f"redis      embedded on 127.0.0.1:{port} (data: {data_dir / 'redis'})")

@@ -2,16 +2,17 @@
 
 Secrets have no defaults. The internal token may come from ``HIVEMIND_INTERNAL_TOKEN`` or, when
 that is unset, from ``$HIVEMIND_DATA_DIR/secrets/internal.token`` (written by ``hivemind up``).
-Likewise the Redis password: from the URL itself, else ``HIVEMIND_REDIS_PASSWORD``, else
-``$HIVEMIND_DATA_DIR/secrets/redis.password`` (the embedded Redis' password, written by
-``hivemind up``); it is put into ``redis_url``, which is therefore never shown unmasked.
+Likewise the Redis password: from the URL itself, else ``HIVEMIND_REDIS_PASSWORD``, else, when
+the URL names the embedded Redis of ``hivemind up`` (this machine, its port),
+``$HIVEMIND_DATA_DIR/secrets/redis.password``; it is put into ``redis_url``, which is therefore
+never shown unmasked.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hivemind_common.redaction import MASK, mask_url, url_password
 
 REDIS_PASSWORD_FILE = "redis.password"
+REDIS_CONF_FILE = "redis.conf"  # the embedded server's config: its port and requirepass
 
 
 class CommonSettings(BaseSettings):
@@ -48,9 +50,9 @@ class CommonSettings(BaseSettings):
         if url_password(self.redis_url) is not None:
             return self
         if self.redis_password is None:
-            path = self.secrets_dir / REDIS_PASSWORD_FILE
-            if path.is_file() and path.read_text().strip():
-                self.redis_password = SecretStr(path.read_text().strip())
+            embedded = embedded_redis_password(self.secrets_dir, self.redis_url)
+            if embedded is not None:
+                self.redis_password = SecretStr(embedded)
         if self.redis_password is not None:
             self.redis_url = with_redis_password(
                 self.redis_url, self.redis_password.get_secret_value()
@@ -73,6 +75,29 @@ class CommonSettings(BaseSettings):
             else:
                 out[name] = value
         return out
+
+
+def embedded_redis_password(secrets_dir: Path, url: str) -> str | None:
+    """The embedded Redis' password, for a URL that names that Redis (this machine, its port).
+
+    ``hivemind up`` writes ``redis.password`` and ``redis.conf`` (with the server's ``port``);
+    a URL of another server (a test's, a deployment's) never gets the embedded password.
+    """
+    password_file, conf = secrets_dir / REDIS_PASSWORD_FILE, secrets_dir / REDIS_CONF_FILE
+    if not password_file.is_file() or not conf.is_file():
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 6379
+    except ValueError:
+        return None
+    if parts.scheme != "redis" or parts.hostname not in ("127.0.0.1", "localhost"):
+        return None
+    for line in conf.read_text().splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name == "port" and value.strip() == str(port):
+            return password_file.read_text().strip() or None
+    return None
 
 
 def with_redis_password(url: str, password: str) -> str:
