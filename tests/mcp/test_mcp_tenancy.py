@@ -121,3 +121,34 @@ async def test_an_http_caller_acts_with_its_own_key_not_the_bridges(
     headers = {"Authorization": f"Bearer {keys['acme']}"}
     async with httpx.AsyncClient(base_url=full_gateway.url, headers=headers) as acme:
         assert (await acme.get("/v1/facts/owner")).status_code == 404
+
+
+async def test_the_bridge_shows_only_the_callers_learning_status_and_passes_quota_refusals(
+    bridge: str, keys: dict[str, str], full_gateway: Any, redis_url: str
+) -> None:
+    import json
+
+    import redis as sync_redis
+
+    from hivemind_common import keys as redis_keys
+
+    redis = connect_redis(redis_url)
+    try:
+        _, operator = await ApiKeyStore(redis).create(tenant="default", role="operator")
+    finally:
+        await redis.aclose()
+    async with httpx.AsyncClient(base_url=full_gateway.url) as http:
+        auth = {"Authorization": f"Bearer {operator}"}
+        job_id = (await http.post("/v1/learning/train", json={}, headers=auth)).json()["job_id"]
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    r.hset(redis_keys.tenant_settings("globex"), "max_facts", "1")
+    r.close()
+    async with http_session(bridge, keys["globex"]) as globex:
+        status = await globex.call_tool("learning_status", {})
+        assert not status.is_error, _text(status)
+        shown = json.dumps(status.structured_content)
+        assert job_id not in shown and "leader" not in shown
+        first = await globex.call_tool("fact_store", {"key": "one", "value": "1"})
+        assert not first.is_error, _text(first)
+        second = await globex.call_tool("fact_store", {"key": "two", "value": "2"})
+        assert second.is_error and "quota" in _text(second)
