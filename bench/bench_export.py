@@ -25,14 +25,13 @@ LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 def _base_dir() -> tuple[Path, Path, float]:
+    from hivemind_common.base_cache import ensure_base_hf
     from hivemind_common.models_paths import default_llm_gguf
-    from hivemind_exporter.base_model import BaseSpec, load_base_model
 
     gguf = default_llm_gguf()
-    cache = Path(os.environ.get("HIVEMIND_DATA_DIR", "var")) / "models" / "default" / "base-hf"
-    cache.parent.mkdir(parents=True, exist_ok=True)
+    model_dir = Path(os.environ.get("HIVEMIND_DATA_DIR", "var")) / "models" / "default"
     started = time.perf_counter()
-    load_base_model(BaseSpec(gguf=gguf, hf_dir=None), cache)  # dequantizes once, then cached
+    cache = ensure_base_hf(gguf, model_dir, tokenizer=False)  # dequantizes once, then cached
     return gguf, cache, time.perf_counter() - started
 
 

@@ -2,20 +2,19 @@
 
 A version's ``manifest.json`` names its base as a GGUF path, a Hugging Face directory, or a dict
 with ``gguf`` and/or ``hf_dir``. A GGUF base is dequantized by transformers (``gguf_file=``) once
-and cached as a Hugging Face checkpoint in ``$DATA_DIR/models/<name>/base-hf/``.
+and cached as a Hugging Face checkpoint in ``$DATA_DIR/models/<name>/base-hf/<sha256>/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hivemind_common.base_cache import ensure_base_hf
 from hivemind_common.errors import NotFound, Unprocessable
 from hivemind_common.models_paths import default_llm_gguf
 
@@ -61,44 +60,22 @@ def resolve_base(manifest: dict[str, Any]) -> BaseSpec:
     return BaseSpec(gguf=gguf, hf_dir=hf_dir)
 
 
-def load_base_model(spec: BaseSpec, cache_dir: Path) -> Any:
-    """The base as a float32 transformers model (GGUF bases dequantized once, then cached)."""
+def load_base_model(spec: BaseSpec, model_dir: Path) -> Any:
+    """The base as a float32 transformers model (a GGUF base dequantized once, then cached).
+
+    ``model_dir`` is the model's folder; the cache is keyed by the GGUF's sha256
+    (:mod:`hivemind_common.base_cache`, shared with the trainer).
+    """
     from transformers import AutoModelForCausalLM
 
     if spec.hf_dir is not None:
         source = spec.hf_dir
-    elif (cache_dir / "config.json").is_file():
-        source = cache_dir
     else:
         assert spec.gguf is not None
-        source = _cache_from_gguf(spec.gguf, cache_dir)
+        source = ensure_base_hf(spec.gguf, model_dir, tokenizer=False)
     model = AutoModelForCausalLM.from_pretrained(str(source), dtype="float32")
     model.eval()
     return model
-
-
-def _cache_from_gguf(gguf: Path, cache_dir: Path) -> Path:
-    """Dequantize ``gguf`` with transformers and save it as a HF checkpoint (atomic rename)."""
-    from transformers import AutoModelForCausalLM
-
-    log.info("dequantizing base gguf", extra={"gguf": str(gguf)})
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype="float32"
-    )
-    # a GGUF-loaded model carries a quantization config that save_pretrained refuses
-    for attr in ("quantization_config", "_pre_quantization_dtype"):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
-    model.hf_quantizer = None  # type: ignore[assignment]
-    tmp = cache_dir.with_name(f".{cache_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    (tmp / "source.json").write_text(json.dumps({"gguf": str(gguf)}))
-    try:
-        os.replace(tmp, cache_dir)
-    except OSError:  # another process cached it first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return cache_dir
 
 
 def find_adapter_dir(version_dir: Path, manifest: dict[str, Any]) -> Path:

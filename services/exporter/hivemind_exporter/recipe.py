@@ -106,8 +106,7 @@ class ExportRecipe:
         self.base = resolve_base(self.manifest)
         self.adapter_dir = find_adapter_dir(self.version_dir, self.manifest)
         self.adapter_config, self.lora_state = load_adapter(self.adapter_dir)
-        cache = self.registry.model_dir(self.config.name) / "base-hf"
-        self.model = load_base_model(self.base, cache)
+        self.model = load_base_model(self.base, self.registry.model_dir(self.config.name))
         self.params = ArchParams.from_config(self.model.config)
         self.base_quantized = bool(self.base.gguf and is_quantized_gguf(self.base.gguf))
         if self.base.gguf is not None:

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from hivemind_common import keys
-from hivemind_common.errors import HivemindError
+from hivemind_common.base_cache import tokenizer_fingerprint, tokenizer_mismatch
+from hivemind_common.errors import Conflict, HivemindError, NotFound
 from hivemind_common.job_records import create_job, update_job
 from hivemind_common.jobs import ExportJob
 from hivemind_common.model_registry import ModelRegistry, ModelVersion, new_version_id
@@ -174,6 +175,26 @@ def train_and_gate(
         recipe.cleanup()
 
 
+def _check_same_tokenizer(
+    registry: ModelRegistry, served: ModelVersion, now: dict[str, str | None]
+) -> None:
+    """Refuse to continue an adapter on a base whose tokenizer or chat template changed."""
+    try:
+        made_on = registry.read_manifest(served.name, served.version).get("base") or {}
+    except NotFound:
+        return
+    differs = tokenizer_mismatch(
+        made_on.get("tokenizer") or {} if isinstance(made_on, dict) else {}, now
+    )
+    if differs:
+        raise Conflict(
+            f"the base differs from the one adapter {served.name}/{served.version} was made on "
+            f"({'; '.join(differs)}): the same token ids would mean other text. Point the "
+            "trainer back at that base, or deploy a version made on the new one first",
+            code="base_mismatch",
+        )
+
+
 def _fenced(progress: Progress | None, lease: LeaderLock) -> Progress:
     """A progress hook that stops training (by raising) once the lease has lapsed."""
 
@@ -293,6 +314,9 @@ async def run_cycle(
             and (Path(served.path) / ADAPTER_DIR / "adapter_config.json").is_file()
         ):
             adapter_dir = Path(served.path) / ADAPTER_DIR
+        fingerprint = await asyncio.to_thread(tokenizer_fingerprint, base_dir)
+        if adapter_dir is not None and served is not None:
+            _check_same_tokenizer(registry, served, fingerprint)
         version = new_version_id()
         out_dir = registry.version_dir(name, version)
         if lease is not None:
@@ -346,7 +370,11 @@ async def run_cycle(
             "tokens_per_s": trained.train["tokens_per_s"],
             "deployable": gate.deployable,
         }
-        base_info = {"gguf": str(gguf) if gguf else None, "hf_dir": str(base_dir)}
+        base_info = {
+            "gguf": str(gguf) if gguf else None,
+            "hf_dir": str(base_dir),
+            "tokenizer": fingerprint,
+        }
         if lease is not None:
             await lease.check(f"register {name}/{version}")
         registry.write_manifest(

@@ -2,25 +2,25 @@
 
 The default base is the shipped SmolLM2 GGUF. transformers dequantizes a GGUF on load (~17 s for
 135M here), so the result is cached once as a Hugging Face directory beside the model's versions
-(``$HIVEMIND_DATA_DIR/models/<name>/base-hf/``) and later cycles load that.
+(``$HIVEMIND_DATA_DIR/models/<name>/base-hf/<sha256>/``, see :mod:`hivemind_common.base_cache`)
+and later cycles load that.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from hivemind_common.errors import NotFound, Unavailable
+from hivemind_common import base_cache
+from hivemind_common.errors import NotFound
 
 log = logging.getLogger(__name__)
 
-BASE_CACHE = "base-hf"
+BASE_CACHE = base_cache.BASE_CACHE
 
 
 def default_gguf() -> Path:
@@ -42,54 +42,16 @@ def default_gguf() -> Path:
 
 
 def ensure_base_hf(*, gguf: Path | None, hf_dir: Path | None, cache_root: Path) -> Path:
-    """A Hugging Face directory of the base: ``hf_dir`` as given, or the GGUF dequantized once."""
+    """A Hugging Face directory of the base: ``hf_dir`` as given, or the GGUF's cached copy.
+
+    ``cache_root`` is the model's folder; the copy is keyed by the GGUF's sha256
+    (:mod:`hivemind_common.base_cache`, shared with the exporter).
+    """
     if hf_dir is not None:
         if not (hf_dir / "config.json").is_file():
             raise NotFound(f"{hf_dir} is not a Hugging Face model directory")
         return hf_dir
-    target = cache_root / BASE_CACHE
-    src = gguf or default_gguf()
-    if (target / "config.json").is_file():
-        _ensure_tokenizer(target, src)
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if not src.is_file():
-        raise NotFound(f"base GGUF {src} does not exist")
-    log.info("dequantizing %s into %s (once)", src.name, target)
-    tmp = cache_root / f".{BASE_CACHE}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(src.parent), gguf_file=src.name, dtype=torch.float32
-        )
-        tokenizer = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=src.name)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise Unavailable(f"cannot load base model {src.name}: {exc}") from exc
-    # a model loaded from GGUF carries a quantization config that save_pretrained refuses
-    for attr in ("quantization_config", "_pre_quantization_dtype"):
-        if hasattr(model.config, attr):
-            delattr(model.config, attr)
-    model.hf_quantizer = None  # type: ignore[assignment]
-    model.config.base_gguf = str(src)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process (the exporter) cached it first
-        shutil.rmtree(tmp, ignore_errors=True)
-        _ensure_tokenizer(target, src)
-    return target
-
-
-def _ensure_tokenizer(hf_dir: Path, gguf: Path) -> None:
-    """A cache written without its tokenizer gets the GGUF's (the exporter caches weights only)."""
-    if (hf_dir / "tokenizer_config.json").is_file() or not gguf.is_file():
-        return
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tokenizer.save_pretrained(str(hf_dir))
+    return base_cache.ensure_base_hf(gguf or default_gguf(), cache_root)
 
 
 def load_tokenizer(hf_dir: Path) -> Any:
