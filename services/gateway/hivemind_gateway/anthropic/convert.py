@@ -49,8 +49,15 @@ def _text_of(content: Any, where: str) -> str:
 
 
 def system_text(system: Any) -> str:
+    """The system prompt as one text, without Claude Code's per-request attribution line."""
+    if isinstance(system, list):
+        system = [
+            b
+            for b in system
+            if not _ATTRIBUTION.match(str(b.get("text", ""))) or b.get("type") != "text"
+        ]
     text = _text_of(system, "system") if system else ""
-    return _ATTRIBUTION.sub("", text, count=1)
+    return _ATTRIBUTION.sub("", text, count=1).lstrip("\n")
 
 
 def _user_messages(content: Any, i: int) -> list[dict[str, Any]]:

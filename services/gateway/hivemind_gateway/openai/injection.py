@@ -48,15 +48,19 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
 
 
 def with_system_text(messages: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
-    """Prepend ``text`` to the first system message, or add one at the front."""
+    """Append ``text`` to the first system message, or add one at the front.
+
+    Appended, not prepended: the caller's own system prompt (an agent's is thousands of tokens)
+    stays the head of the prompt from turn to turn, so the model server can reuse its KV state.
+    """
     out = [dict(m) for m in messages]
     for msg in out:
         if msg.get("role") in ("system", "developer"):
             content = msg.get("content")
             if isinstance(content, list):
-                msg["content"] = [{"type": "text", "text": text}, *content]
+                msg["content"] = [*content, {"type": "text", "text": text}]
             else:
-                msg["content"] = f"{text}\n\n{content or ''}".rstrip()
+                msg["content"] = f"{content or ''}\n\n{text}".lstrip()
             return out
     return [{"role": "system", "content": text}, *out]
 
