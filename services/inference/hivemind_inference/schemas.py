@@ -1,31 +1,36 @@
-"""Request bodies of the inference API. OpenAI fields we do not use are accepted and ignored."""
+"""Request bodies of the inference API. OpenAI fields we do not use are accepted and ignored.
+
+Every body is an InputModel: any string in it holding a lone surrogate or a control character is
+a 400 naming the field, here as at the gateway.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from hivemind_common.ids import NAME_PATTERN
+from hivemind_common.text import InputModel
 from hivemind_inference.logprobs import MAX_TOP_LOGPROBS
 
 _VERSION_PATTERN = NAME_PATTERN  # the registry's versions follow the one name rule
 
 
-class ChatMessageIn(BaseModel):
+class ChatMessageIn(InputModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(InputModel):
     model_config = ConfigDict(extra="allow")
 
     include_usage: bool = False
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(InputModel):
     """Sampling fields shared by chat and text completions."""
 
     model_config = ConfigDict(extra="allow")
@@ -67,7 +72,7 @@ class CompletionRequest(SamplingFields):
     max_tokens: int | None = Field(default=16, ge=1)
 
 
-class TokenizeRequest(BaseModel):
+class TokenizeRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
@@ -77,14 +82,14 @@ class TokenizeRequest(BaseModel):
     add_special: bool = False
 
 
-class DetokenizeRequest(BaseModel):
+class DetokenizeRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
     tokens: list[int]
 
 
-class LoadRequest(BaseModel):
+class LoadRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     gguf: str = Field(min_length=1)

@@ -4,23 +4,28 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
-from hivemind_gateway.openai.schemas import HivemindOptions
+from hivemind_common.text import MAX_CHAT_MESSAGES, InputModel
+from hivemind_gateway.openai.schemas import HivemindOptions, check_message_length
 
 
-class MessageIn(BaseModel):
+class MessageIn(InputModel):
     model_config = ConfigDict(extra="allow")
 
     role: Literal["user", "assistant"]
     content: str | list[dict[str, Any]]
 
+    _content_length = field_validator("content")(check_message_length)
 
-class CountTokensBody(BaseModel):
+
+class CountTokensBody(InputModel):
+    """Every string in it (passed-through fields too) is checked as text; see InputModel."""
+
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=128)
-    messages: list[MessageIn] = Field(min_length=1)
+    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
     system: str | list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None

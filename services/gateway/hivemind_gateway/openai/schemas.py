@@ -17,7 +17,7 @@ MAX_CHOICES = 128  # OpenAI's bound; inference has its own, lower cap (a setting
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's bound
 
 
-def _check_content_length(value: str | list[dict[str, Any]] | None) -> Any:
+def check_message_length(value: str | list[dict[str, Any]] | None) -> Any:
     """A message's text (a string, or the text of its parts) is at most MAX_MESSAGE_CHARS."""
     if isinstance(value, str):
         size = len(value)
@@ -51,7 +51,7 @@ class ChatMessage(InputModel):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
 
-    _content_length = field_validator("content")(_check_content_length)
+    _content_length = field_validator("content")(check_message_length)
 
 
 class ChatBody(InputModel):

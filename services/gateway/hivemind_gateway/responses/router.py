@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from hivemind_common.auth import ReadPrincipal
 from hivemind_common.streams import ClosingStream
+from hivemind_common.text import MAX_CHAT_MESSAGES, MAX_MESSAGE_CHARS, InputModel
 from hivemind_gateway.deps import StateDep
 from hivemind_gateway.openai import service
 from hivemind_gateway.openai.events import answer_events, chat_events
@@ -20,12 +21,17 @@ from hivemind_gateway.responses.stream import response_events
 router = APIRouter(tags=["openai"])
 
 
-class ResponseBody(BaseModel):
+class ResponseBody(InputModel):
+    """Every string in it (passed-through fields too) is checked as text; see InputModel."""
+
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=128)
-    input: str | list[dict[str, Any]]
-    instructions: str | None = None
+    input: (
+        Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)]
+        | Annotated[list[dict[str, Any]], Field(max_length=MAX_CHAT_MESSAGES)]
+    )
+    instructions: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
