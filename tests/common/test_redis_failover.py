@@ -54,6 +54,7 @@ async def cluster_client(redis_cluster: RedisClusterSet) -> AsyncIterator[Hivemi
 
 @pytest.fixture
 async def sentinel_client(redis_sentinel: RedisSentinelSet) -> AsyncIterator[HivemindRedis]:
+    redis_sentinel.ensure_whole()
     redis_sentinel.flush()
     client = connect_redis(redis_sentinel.url)
     try:

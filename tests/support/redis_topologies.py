@@ -175,6 +175,8 @@ class RedisSentinelSet:
     sentinels: list[RedisProcess]
     service: str = SENTINEL_SERVICE
     sentinel_dirs: list[Path] = field(default_factory=list)
+    directory: Path | None = None  # where a rebuild puts its fresh processes
+    rebuilds: int = 0
 
     @property
     def url(self) -> str:
@@ -221,16 +223,43 @@ class RedisSentinelSet:
         _cmd(self.primary().port, "FLUSHALL")
 
     def heal(self, timeout: float = 60) -> None:
-        """Restart dead data nodes (the sentinels turn them into replicas); wait until whole."""
-        primary = self.primary()
-        for i, n in enumerate(self.servers):
-            if n.process.poll() is not None:
-                self.servers[i] = n = _restart(n)
-            if n is not primary and _info(n.port, "replication").get("role") == "master":
-                # What the sentinels do within seconds (a restarted or demoted primary becomes
-                # a replica of the new one), done now so the next test need not wait.
-                _cmd(n.port, "REPLICAOF", "127.0.0.1", str(primary.port))
-        wait_until(self.healthy, timeout=timeout, interval=0.1, what="redis sentinel set healthy")
+        """Restart dead data nodes (the sentinels turn them into replicas); wait until whole.
+        A set that does not come back whole (sentinels still electing on a loaded machine) is
+        replaced by a fresh one, so one slow failover cannot fail every later test."""
+        try:
+            primary = self.primary()
+            for i, n in enumerate(self.servers):
+                if n.process.poll() is not None:
+                    self.servers[i] = n = _restart(n)
+                if n is not primary and _info(n.port, "replication").get("role") == "master":
+                    # What the sentinels do within seconds (a restarted or demoted primary
+                    # becomes a replica of the new one), done now so the next test need not wait.
+                    _cmd(n.port, "REPLICAOF", "127.0.0.1", str(primary.port))
+            wait_until(
+                self.healthy, timeout=timeout, interval=0.1, what="redis sentinel set healthy"
+            )
+        except (TimeoutError, LookupError, redis.RedisError):
+            if self.directory is None:
+                raise
+            self.rebuild()
+
+    def ensure_whole(self) -> None:
+        """Heal the set when an earlier test left it broken; a no-op when it is whole."""
+        try:
+            whole = self.healthy()
+        except (LookupError, redis.RedisError):
+            whole = False
+        if not whole:
+            self.heal()
+
+    def rebuild(self) -> None:
+        """Stop every process and start a fresh set in place (new ports: read ``url`` again)."""
+        assert self.directory is not None
+        self.stop()
+        self.rebuilds += 1
+        fresh = start_sentinel_set(self.directory / f"rebuild-{self.rebuilds}", self.service)
+        self.servers[:] = fresh.servers
+        self.sentinels[:] = fresh.sentinels
 
     def stop(self) -> None:
         for p in [*self.sentinels, *self.servers]:
@@ -271,7 +300,9 @@ def start_sentinel_set(directory: Path, service: str = SENTINEL_SERVICE) -> Redi
             )
         for i in range(3):
             sentinels.append(_start_sentinel(directory / f"sentinel-{i}", primary.port, service))
-        group = RedisSentinelSet(servers=servers, sentinels=sentinels, service=service)
+        group = RedisSentinelSet(
+            servers=servers, sentinels=sentinels, service=service, directory=directory
+        )
         wait_until(group.healthy, timeout=60, interval=0.1, what="redis sentinel set healthy")
         return group
     except BaseException:
@@ -314,6 +345,7 @@ def redis_cluster_url(redis_cluster: RedisClusterSet) -> str:
 
 @pytest.fixture
 def redis_sentinel_url(redis_sentinel: RedisSentinelSet) -> str:
-    """The sentinel set's URL, the primary flushed first."""
+    """The sentinel set's URL, the primary flushed first (the set healed if a drill broke it)."""
+    redis_sentinel.ensure_whole()
     redis_sentinel.flush()
     return redis_sentinel.url
