@@ -22,6 +22,8 @@ from functools import lru_cache
 
 import Stemmer
 
+from hivemind_common.text import MAX_QUERY_CHARS
+
 _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _COMPOUND = re.compile(r"[^\W_]+(?:-[^\W_]+)+")
@@ -80,6 +82,18 @@ def tokenize(text: str) -> list[str]:
 
 
 Fields = Sequence[tuple[str, float]]
+
+
+def bounded_query(text: str, limit: int = MAX_QUERY_CHARS) -> str:
+    """At most ``limit`` characters of a query: its head and its tail when it is longer.
+
+    A chat's last message can be megabytes of pasted output; scoring all of it would stall the
+    event loop, and the question is usually at its start or its end.
+    """
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} {text[-half:]}"
 
 
 def _weighted_counts(fields: Iterable[tuple[str, float]]) -> dict[str, float]:
@@ -142,7 +156,7 @@ class LexicalIndex:
         rarer terms or given as ``candidates``, which bounds the cost on large indexes. A term
         present only in a light field (weight below 1) counts that fraction towards coverage.
         """
-        terms = list(dict.fromkeys(tokenize(query)))
+        terms = list(dict.fromkeys(tokenize(bounded_query(query))))
         if not terms or not self.lengths:
             return {}, {}
         avg = self._total_len / len(self.lengths) or 1.0
