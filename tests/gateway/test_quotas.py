@@ -77,3 +77,40 @@ def test_expired_cache_entries_stop_counting_against_the_quota(gateway: Any) -> 
         r.zadd(keys.tool_cache_expiry("acme"), {"grep:aaa": 1, "grep:bbb": 1})
         r.close()
         assert c.put("/v1/cache/grep/ccc", json={"value": "x" * 250}).status_code == 200
+
+
+def test_racing_writers_never_pass_the_quota(gateway: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    _limit(gateway, "acme", max_facts=5, max_memories=3)
+    with gateway.client("acme", "write") as c:
+
+        def put(i: int) -> int:
+            return c.put(f"/v1/facts/race-{i}", json={"value": str(i)}).status_code
+
+        def post(i: int) -> int:
+            return c.post("/v1/memories", json={"text": f"memory {i}"}).status_code
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            facts = list(pool.map(put, range(24)))
+            memories = list(pool.map(post, range(12)))
+        assert sum(s in (200, 201) for s in facts) == 5 and facts.count(403) == 19
+        assert sum(s == 201 for s in memories) == 3 and memories.count(403) == 9
+        assert c.get("/v1/facts").json()["count"] == 5
+        assert c.get("/v1/memories").json()["count"] == 3
+        # nothing stays reserved once the writes are done
+        r = sync_redis.Redis.from_url(gateway.redis_url)
+        assert r.zcard(keys.quota_reservations("acme", "facts")) == 0
+        r.close()
+
+
+def test_a_batch_that_would_pass_the_memory_quota_is_refused_item_by_item(gateway: Any) -> None:
+    _limit(gateway, "acme", max_memories=2)
+    with gateway.client("acme", "write") as c:
+        three = [{"text": f"batch memory {i}"} for i in range(3)]
+        refused = c.post("/v1/memories/batch", json={"memories": three}).json()
+        assert (refused["stored"], refused["failed"]) == (0, 3)
+        assert {r["error"]["code"] for r in refused["results"]} == {"quota_exceeded"}
+        stored = c.post("/v1/memories/batch", json={"memories": three[:2]}).json()
+        assert (stored["stored"], stored["failed"]) == (2, 0)
+        assert c.get("/v1/memories").json()["count"] == 2

@@ -165,6 +165,11 @@ def tool_cache_bytes(tenant: str) -> str:
     return f"{_t(tenant)}:toolcache-bytes"
 
 
+def quota_reservations(tenant: str, kind: str) -> str:
+    """Sorted set: places held for ``kind`` items by writes in flight, scored by when they lapse."""
+    return f"{_t(tenant)}:reserved:{kind}"
+
+
 def tenant_learning_counts(tenant: str) -> str:
     """Hash: what the trainer did with this tenant's samples (accepted, rejected, not_shared)."""
     return f"{_t(tenant)}:learncounts"

@@ -5,14 +5,15 @@ limit. Counts are checked inside the write, against the index the write adds to,
 an existing item always goes through and only a new item past the limit is refused
 (``quota_exceeded``, 403: waiting does not help, unlike a rate limit).
 
-Facts and memories: one pipelined round trip (the limit, the index size and whether the item
-exists) right before the write's transaction. Two writers racing for the last free place can
-both pass, so a tenant can go over by at most the number of writes in flight at that moment.
-The tool cache is exact: one Lua script checks, writes the entry and accounts its bytes.
+Facts and memories: one Lua script checks the limit against the index and the places reserved
+by writes in flight, and reserves a place; the write's own MULTI/EXEC adds the item and drops the
+reservation together, so racing writers never pass the limit. The tool cache: one Lua script
+checks, writes the entry and accounts its bytes.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any, Literal
 
@@ -22,34 +23,58 @@ from hivemind_common.errors import QuotaExceeded
 ItemKind = Literal["facts", "memories"]
 
 
-def _limit(raw: Any) -> int | None:
-    value = int(raw) if raw is not None and str(raw).isdigit() else 0
-    return value or None
+# KEYS: settings, index, reservations; ARGV: limit field, member ("" none), adding, now, token
+# A reservation is a member "<token>:<n>" of the reservations set, scored by when it lapses.
+_RESERVE = """
+local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if limit <= 0 then return {1, 0} end
+if ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2]) then return {1, 0} end
+local now = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local used = redis.call('ZCARD', KEYS[2])
+for _, held in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+  used = used + tonumber(string.match(held, ':(%d+)$'))
+end
+if used + tonumber(ARGV[3]) > limit then return {0, used, limit} end
+redis.call('ZADD', KEYS[3], now + RESERVATION_MS, ARGV[5] .. ':' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[3], RESERVATION_MS)
+return {2, used}
+""".replace("RESERVATION_MS", "30000")
 
 
-async def check_item_quota(
+async def reserve_items(
     redis: Any, *, tenant: str, kind: ItemKind, index_key: str, member: str | None, adding: int = 1
-) -> None:
-    """Refuse ``adding`` new items when the tenant's ``max_<kind>`` would be passed.
+) -> list[tuple[Any, ...]]:
+    """Room for ``adding`` new items under the tenant's ``max_<kind>``, or QuotaExceeded.
 
-    ``member`` is the id of the item being written when it may already exist (a fact's key): an
-    existing member is an update and always allowed.
+    Check and reservation are one atomic script; the commands returned go into the write's own
+    transaction, which turns the reservation into the items (a write that never happens frees
+    its place after 30 s). ``member`` is the id of an item that may already exist (a fact's key):
+    rewriting it is an update and always allowed.
     """
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hget(keys.tenant_settings(tenant), f"max_{kind}")
-        pipe.zcard(index_key)
-        if member is not None:
-            pipe.zscore(index_key, member)
-        replies = await pipe.execute()
-    limit = _limit(replies[0])
-    if limit is None or (member is not None and replies[2] is not None):
-        return
-    if int(replies[1]) + adding > limit:
+    token = secrets.token_hex(8)
+    reservations = keys.quota_reservations(tenant, kind)
+    script_keys = (keys.tenant_settings(tenant), index_key, reservations)
+    reply = await redis.eval(
+        _RESERVE,
+        len(script_keys),
+        *script_keys,
+        f"max_{kind}",
+        member or "",
+        adding,
+        int(time.time() * 1000),
+        token,
+    )
+    if int(reply[0]) == 0:
+        used, limit = int(reply[1]), int(reply[2])
         raise QuotaExceeded(
-            f"tenant {tenant!r} holds {replies[1]} {kind}; its quota is {limit} "
+            f"tenant {tenant!r} holds {used} {kind}; its quota is {limit} "
             "(`hivemind tenants set` changes it)",
-            extra={"limit": limit, "used": int(replies[1])},
+            extra={"limit": limit, "used": used},
         )
+    if int(reply[0]) == 1:  # no limit, or an update: nothing reserved
+        return []
+    return [("ZREM", reservations, f"{token}:{adding}")]
 
 
 # KEYS: settings, sizes (entry -> bytes), expiry (entry -> ms), total bytes, the entry itself

@@ -10,7 +10,7 @@ from typing import Any
 from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
 from hivemind_gateway.facts.schemas import FactCreate, FactPublic, FactsPublic
-from hivemind_gateway.quotas import check_item_quota
+from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.records import (
     as_dict,
     change_command,
@@ -41,7 +41,7 @@ async def put_fact(
         raise TooLarge(
             f"value has {len(body.value)} characters; the limit is {max_chars}", param="value"
         )
-    await check_item_quota(
+    reserved = await reserve_items(
         redis, tenant=tenant, kind="facts", index_key=keys.facts_index(tenant), member=key
     )
     vec = None
@@ -54,6 +54,7 @@ async def put_fact(
         ("HSET", record_key, "value", body.value, "tags", json.dumps(body.tags), "updated_at", now),
         ("HSETNX", record_key, "created_at", now),
         ("ZADD", keys.facts_index(tenant), 0, key),
+        *reserved,
     ]
     if vec is not None and model is not None:
         commands.append(("SET", keys.vector(tenant, model, "fact", key), vector_bytes(vec)))

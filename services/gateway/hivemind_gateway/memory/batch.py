@@ -23,7 +23,7 @@ from hivemind_gateway.memory.schemas import (
     MemoryCreate,
 )
 from hivemind_gateway.memory.sessions import touch_commands
-from hivemind_gateway.quotas import check_item_quota
+from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.records import change_command, memory_item
 from hivemind_gateway.search.sync import SearchIndex
 
@@ -110,7 +110,7 @@ async def store_batch(
         for session_id in sorted(sessions):
             commands += touch_commands(tenant, session_id, now)
         try:
-            await check_item_quota(
+            reserved = await reserve_items(
                 redis,
                 tenant=tenant,
                 kind="memories",
@@ -118,7 +118,7 @@ async def store_batch(
                 member=None,
                 adding=len(written),
             )
-            await redis.transaction(*commands, durable=True)
+            await redis.transaction(*commands, *reserved, durable=True)
         except HivemindError as exc:
             for i, _, _ in written:
                 results[i] = BatchItemResult(index=i, error=_problem(exc))

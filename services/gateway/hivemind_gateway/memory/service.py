@@ -19,7 +19,7 @@ from hivemind_gateway.memory.schemas import (
     MemorySearch,
 )
 from hivemind_gateway.memory.sessions import touch_commands
-from hivemind_gateway.quotas import check_item_quota
+from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.rag.scoring import GateConfig
 from hivemind_gateway.search.records import (
     as_dict,
@@ -51,7 +51,7 @@ async def store_memory(
         raise TooLarge(
             f"text has {len(body.text)} characters; the limit is {max_chars}", param="text"
         )
-    await check_item_quota(
+    reserved = await reserve_items(
         redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant), member=None
     )
     memory_id = secrets.token_hex(12)
@@ -69,6 +69,7 @@ async def store_memory(
     commands: list[tuple[Any, ...]] = [
         ("HSET", keys.memory(tenant, memory_id), *[x for kv in record.items() for x in kv]),
         ("ZADD", keys.memories_index(tenant), now, memory_id),
+        *reserved,
     ]
     if body.session_id:
         commands.append(("ZADD", keys.session_memories(tenant, body.session_id), now, memory_id))
