@@ -2,7 +2,8 @@
 
 Keys that belong to one tenant carry the hash tag ``{t:<tenant>}`` so that a tenant's multi-key
 work (a transaction, a pipeline, a WAIT after it) stays in one cluster slot. Global families
-carry their own tag (``{auth}``, ``{learn}``, ``{models}``). No other module formats a key.
+carry their own tag (``{auth}``, ``{learn}``, ``{models}``); a key's request counter has its own
+(``{rate:<key id>}``) so busy keys spread over the cluster. No other module formats a key.
 
 No two keys can collide: every family has a prefix of its own (no family's prefix begins
 another's), a caller's free-form id (a fact key, a session or memory id, which may hold ``:``)
