@@ -221,3 +221,16 @@ def test_retrieval_is_injected_into_the_system_prompt(gw: RunningGateway) -> Non
     )
     assert int(injected.headers["x-hivemind-rag-items"]) >= 1
     assert injected.parse().usage.input_tokens > plain.usage.input_tokens + 10
+
+
+def test_system_turns_between_user_turns_are_accepted(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(
+        model="claude-x",
+        max_tokens=2,
+        messages=[
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "Agents available: none."},  # type: ignore[list-item]
+            {"role": "user", "content": "Say hello."},
+        ],
+    )
+    assert message.content

@@ -143,3 +143,22 @@ def test_base64_embeddings_equal_the_float_ones(client: openai.OpenAI) -> None:
         raw = np.frombuffer(base64.b64decode(str(b.embedding)), dtype=np.float32)
         assert raw.tolist() == pytest.approx(a.embedding, abs=1e-7)
         assert c.embedding == pytest.approx(a.embedding, abs=1e-7)
+
+
+def test_hosted_and_namespace_tools_are_left_out_not_refused(client: openai.OpenAI) -> None:
+    response = client.responses.create(
+        model="tiny-hermes",
+        input=[
+            {"role": "developer", "content": "You are a coding agent."},
+            {"role": "developer", "content": "Sandbox: read-only."},
+            {"role": "user", "content": "Plan a trip."},
+        ],
+        tools=[
+            TRIP,  # type: ignore[list-item]
+            {"type": "web_search"},  # type: ignore[list-item]
+            {"type": "namespace", "name": "agents", "tools": []},  # type: ignore[list-item]
+        ],
+        tool_choice="required",
+        max_output_tokens=60,
+    )
+    assert [item.type for item in response.output] == ["function_call"]

@@ -152,6 +152,9 @@ def chat_payload(body: dict[str, Any], model: str) -> dict[str, Any]:
     for i, msg in enumerate(body.get("messages") or []):
         if msg["role"] == "user":
             messages += _user_messages(msg.get("content"), i)
+        elif msg["role"] == "system":
+            text = _text_of(msg.get("content"), f"messages[{i}].content")
+            messages.append({"role": "system", "content": text})
         else:
             messages.append(_assistant_message(msg.get("content"), i))
     if not messages:

@@ -13,7 +13,8 @@ from hivemind_gateway.openai.schemas import HivemindOptions, check_message_lengt
 class MessageIn(InputModel):
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["user", "assistant"]
+    # Claude Code also sends "system" turns between user turns (agent listings, reminders)
+    role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
 
     _content_length = field_validator("content")(check_message_length)

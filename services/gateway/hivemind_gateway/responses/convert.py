@@ -78,13 +78,12 @@ def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Function tools as chat tools. Hosted tools (``web_search``, ...), ``namespace`` groups and
+    ``custom`` tools are left out: the local model cannot call them (Codex CLI sends them all)."""
     out = []
-    for i, tool in enumerate(tools or []):
+    for tool in tools or []:
         if tool.get("type") != "function":
-            raise Invalid(
-                f"only function tools are supported here, not {tool.get('type')!r}",
-                param=f"tools[{i}].type",
-            )
+            continue
         fn = {k: tool[k] for k in ("name", "description", "parameters") if k in tool}
         out.append({"type": "function", "function": fn})
     return out or None
