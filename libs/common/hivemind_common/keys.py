@@ -107,6 +107,26 @@ def session_memories(tenant: str, session_id: str) -> str:
     return f"{_t(tenant)}:sessmem:{session_id}"
 
 
+# Before the sessmem family, a session's memory set was ``...:session:<id>:memories``, a key a
+# session named ``<id>:memories`` shared; the gateway moves such sets once (see migrations).
+LEGACY_SESSION_MEMORIES_MATCH = f"{PREFIX}:{{t:*}}:session:*:memories"
+
+
+def parse_legacy_session_memories(key: str) -> tuple[str, str] | None:
+    """(tenant, session id) of a key in the legacy memory-set form, or None."""
+    head, sep, rest = key.partition(":{t:")
+    tenant, sep2, tail = rest.partition("}:session:")
+    if head != PREFIX or not sep or not sep2 or not tail.endswith(":memories"):
+        return None
+    session_id = tail.removesuffix(":memories")
+    return (tenant, session_id) if valid_tenant(tenant) and session_id else None
+
+
+def migration_done(name: str) -> str:
+    """String set once a one-time data migration ``name`` has run to its end."""
+    return f"{PREFIX}:{{migrations}}:{_part(name, 'migration')}"
+
+
 # --- vectors and change stream --------------------------------------------------------------------
 def vector(tenant: str, model_id: str, kind: str, item_id: str) -> str:
     """Raw float32 vector of one fact or memory, made by ``model_id``."""

@@ -20,6 +20,7 @@ from hivemind_gateway.learning.router import router as learning_router
 from hivemind_gateway.limits import InferenceSlots, RequestLimiter
 from hivemind_gateway.llm.router import router as llm_router
 from hivemind_gateway.memory.router import router as memory_router
+from hivemind_gateway.migrations import run_migrations
 from hivemind_gateway.models.router import router as models_router
 from hivemind_gateway.openai.router import model_router as openai_model_router
 from hivemind_gateway.openai.router import router as openai_router
@@ -61,6 +62,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 stack.push_async_callback(client.aclose)
                 setattr(app.state, f"{name}_http", client)
             app.state.served_models = served_models(settings, app.state.inference_http)
+            await run_migrations(redis)  # before the index loads what they move
             await stack.enter_async_context(search_runtime(app.state, settings))
             app.state.ready_checks["redis"] = redis.ping
             mark_started(app)

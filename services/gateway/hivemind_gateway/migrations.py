@@ -1,0 +1,57 @@
+"""One-time moves of data written in an older key layout; each runs once per Redis, at start-up.
+
+``session memory sets``: a session's memory set was ``...:session:<id>:memories``, the same key
+as the session named ``<id>:memories``; it is ``keys.session_memories`` now. The move merges
+into the new set (a gateway of the new version may already have written there) and keeps the
+old set's expiry. Safe to run from several gateways at once: each step is one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis.exceptions import RedisError
+
+from hivemind_common import keys
+from hivemind_common.errors import HivemindError
+from hivemind_common.redis_client import HivemindRedis
+
+log = logging.getLogger(__name__)
+
+SESSION_MEMORY_SETS = "sessmem-v1"
+
+
+async def move_session_memory_sets(redis: HivemindRedis) -> int:
+    """Move every legacy session memory set to its own family; the number moved."""
+    if await redis.get(keys.migration_done(SESSION_MEMORY_SETS)):
+        return 0
+    moved = 0
+    async for key in redis.scan_iter(
+        match=keys.LEGACY_SESSION_MEMORIES_MATCH, _type="zset", count=1000
+    ):
+        name = key.decode() if isinstance(key, bytes) else str(key)
+        parsed = keys.parse_legacy_session_memories(name)
+        if parsed is None:
+            continue
+        new = keys.session_memories(*parsed)
+        ttl = await redis.ttl(name)
+        commands: list[tuple[object, ...]] = [
+            ("ZUNIONSTORE", new, 2, new, name, "AGGREGATE", "MAX"),
+            ("DEL", name),
+        ]
+        if ttl and ttl > 0:
+            commands.append(("EXPIRE", new, ttl))
+        await redis.transaction(*commands)
+        moved += 1
+    await redis.set(keys.migration_done(SESSION_MEMORY_SETS), "1")
+    if moved:
+        log.info("moved %d session memory sets to their own key family", moved)
+    return moved
+
+
+async def run_migrations(redis: HivemindRedis) -> None:
+    """Every pending move; a store that is away now is retried at the next start."""
+    try:
+        await move_session_memory_sets(redis)
+    except (RedisError, HivemindError) as exc:
+        log.warning("key migrations postponed to the next start: %s", type(exc).__name__)
