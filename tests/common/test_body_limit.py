@@ -74,6 +74,13 @@ def test_a_declared_oversized_native_body_is_refused_as_a_problem_document(gatew
     assert body["instance"] == "/v1/facts/some.key"
 
 
+def test_a_declared_oversized_anthropic_body_is_refused_in_anthropics_envelope(gateway) -> None:
+    status, _, body = _declared_only(gateway.url, "POST", "/v1/messages", 2**31)
+    assert status == 413
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "request_too_large"
+
+
 def _chunk(payload: bytes) -> bytes:
     return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
 

@@ -8,8 +8,8 @@ dependency comes too late. This layer sits in front of the app:
 - a body without a length (chunked) is counted as the app reads it; past the cap the app's read
   fails, whatever the app answers is dropped, and the caller gets the 413 instead.
 
-The 413 closes the connection and speaks the route's wire format: problem+json on native routes,
-OpenAI's error envelope on the OpenAI routes.
+The 413 closes the connection and speaks the route's wire format (the error handlers' own
+shaping): problem+json on native routes, OpenAI's or Anthropic's envelope on theirs.
 """
 
 from __future__ import annotations
@@ -17,15 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from starlette.responses import JSONResponse
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hivemind_common.error_handlers import (
-    PROBLEM_JSON,
-    is_openai_path,
-    openai_error_body,
-    problem_body,
-)
+from hivemind_common.error_handlers import error_response, is_openai_path
 from hivemind_common.errors import TooLarge
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # services that name no caps of their own
@@ -120,22 +115,16 @@ class BodyLimitMiddleware:
             await self._refuse(scope, send, f"body is over the limit of {cap} bytes")
 
     async def _refuse(self, scope: Scope, send: Send, message: str) -> None:
-        path = scope["path"]
         err = TooLarge(message)
-        headers = {"connection": "close"}
-        if self.openai(path):
-            response = JSONResponse(
-                openai_error_body(err.status, err.message, code=err.code),
-                status_code=err.status,
-                headers=headers,
-            )
-        else:
-            response = JSONResponse(
-                problem_body(err.status, err.title, err.message, code=err.code, instance=path),
-                status_code=err.status,
-                headers=headers,
-                media_type=PROBLEM_JSON,
-            )
+        response = error_response(
+            Request(scope),
+            err.status,
+            title=err.title,
+            message=err.message,
+            code=err.code,
+            headers={"connection": "close"},
+            openai=self.openai,
+        )
         await response(scope, _no_body, send)
 
 
