@@ -160,10 +160,12 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
     assert validation["adapter"]["positions"] >= 400
     assert validation["adapter"]["base"] != Path(manifest["serve"]["gguf"]).name
     assert "top1_agreement" in validation["adapter_on_served_base"]
-    assert validation["f16"]["top1_agreement"] >= 0.98
-    assert manifest["export"]["quant"] == "Q8_0"  # SmolLM2's base is itself quantized (Q4_1)
+    # SmolLM2's base is itself quantized (Q4_1): it is served as is, with adapter.gguf, and
+    # only what serving needs is written (no merged f16 or quantized copy by default)
     assert manifest["serve"]["lora"].endswith("adapter.gguf")
-    assert {"adapter.gguf", "model-f16.gguf", "model-Q8_0.gguf"} <= set(manifest["files"])
+    assert manifest["export"]["merged_written"] is False and "f16" not in validation
+    assert "adapter.gguf" in manifest["files"]
+    assert not [f for f in manifest["files"] if f.startswith("model-")]
     listed = reader.get("/v1/models/versions").json()["data"]
     assert [(d["version"], d["status"]) for d in listed] == [(cycle.version, "serving")]
     seen = sorted(set(traffic.versions))

@@ -78,14 +78,21 @@ def test_over_a_quantized_base_the_adapter_is_gated_on_a_cached_f16_copy(
     v = first.validation
     assert v["passed"] and v["adapter"]["base"] == cached.name
     assert v["adapter"]["top1_agreement"] >= MIN_AGREEMENT
-    assert v["f16"]["top1_agreement"] >= MIN_AGREEMENT
     # the base it is served with is measured too, and only reported
     assert v["adapter_on_served_base"]["base"] == quantized.name
     assert 0.0 < v["adapter_on_served_base"]["top1_agreement"] <= 1.0
     assert first.serve["gguf"] == str(quantized)  # auto: base + adapter over a quantized base
+    # only what serving needs is written: no merged f16 or quantized copy by default
+    written = {p.name for p in registry.version_dir("default", "v1").iterdir() if p.is_file()}
+    assert "adapter.gguf" in written and not {n for n in written if n.startswith("model-")}
+    assert "f16" not in v
 
-    second = run_export(_config("v2"), registry)  # the copy is made once per base
+    # the merged files on request; the base's f16 copy is made once per base
+    second = run_export(_config("v2", write_merged=True), registry)
     assert second.validation["passed"] and cached.stat().st_mtime_ns == stamp
+    assert second.validation["f16"]["top1_agreement"] >= MIN_AGREEMENT
+    assert (registry.version_dir("default", "v2") / "model-f16.gguf").is_file()
+    assert (registry.version_dir("default", "v2") / f"model-{second.quant}.gguf").is_file()
     assert list(cached.parent.iterdir()) == [cached]
 
 
@@ -98,3 +105,25 @@ def test_over_an_unquantized_base_the_adapter_is_gated_on_the_base_itself(
     assert result.validation["adapter"]["base"] == tiny.base_gguf.name
     assert "adapter_on_served_base" not in result.validation
     assert not (registry.model_dir("default") / "base-f16").exists()
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+def test_a_killed_exports_temp_files_are_swept_and_a_full_disk_is_refused_before_writing(
+    tiny: TinyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil as real_shutil
+
+    registry = ModelRegistry(None, tmp_path)  # type: ignore[arg-type]
+    folder = write_version(registry, tiny, "v1")
+    stale = folder / ".model-f16.gguf.tmp"  # an exporter was killed mid-write
+    stale.write_bytes(b"half a gguf")
+
+    def nearly_full(path: Any) -> Any:
+        return real_shutil._ntuple_diskusage(10 << 30, (10 << 30) - (1 << 20), 1 << 20)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(export_recipe.shutil, "disk_usage", nearly_full)
+    with pytest.raises(export_recipe.InsufficientStorage) as caught:
+        run_export(_config("v1", write_merged=True), registry)
+    assert "GiB" in caught.value.message and "free" in caught.value.message
+    assert not stale.exists()
+    assert not (folder / "adapter.gguf").exists()  # refused before writing anything

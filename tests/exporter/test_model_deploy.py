@@ -151,3 +151,36 @@ async def test_a_swap_done_before_a_crash_is_recorded_without_swapping_again(
     assert result.already_serving and result.swap_ms is None
     assert (await reg.get("default", "v1")).status == "serving"
     assert (await client.get("/admin/models")).json()["data"][0]["loaded_at"] == loaded_at
+
+
+async def test_retention_after_a_deploy_keeps_serving_previous_pinned_and_newer_ready_only(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+
+    async def light(version: str, status: str = "ready") -> None:
+        reg.version_dir("default", version).mkdir(parents=True)
+        (reg.version_dir("default", version) / "adapter.gguf").write_bytes(b"x" * 1024)
+        await reg.register(ModelVersion(name="default", version=version))
+        if status != "ready":
+            await reg.set_status("default", version, status)  # type: ignore[arg-type]
+
+    await light("old-ready")
+    await light("rejected", "rejected")
+    await light("failed-pinned", "failed")
+    await reg.pin("default", "failed-pinned")
+    await _exported(reg, "v1")
+    await _exported(reg, "v2")
+    await deploy_version(registry=reg, client=client, name="default", version="v1")
+    await light("in-flight")  # trained after v1 and not deployed yet: its export may run
+    await deploy_version(registry=reg, client=client, name="default", version="v2")
+    kept = {mv.version: mv.status for mv in await reg.list("default")}
+    assert kept == {
+        "failed-pinned": "failed",
+        "v1": "previous",
+        "v2": "serving",
+        "in-flight": "ready",
+    }
+    for gone in ("old-ready", "rejected"):
+        assert not reg.version_dir("default", gone).exists()
+    assert reg.version_dir("default", "failed-pinned").is_dir()

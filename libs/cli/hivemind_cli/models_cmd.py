@@ -129,8 +129,15 @@ def export(
     quant: str = typer.Option(None, help="Q8_0, Q5_K_M, ... (default: by base)."),
     deploy: bool = typer.Option(False, "--deploy/--no-deploy", help="Hot-swap it in after."),
     chat_check: bool = typer.Option(True, "--chat-check/--no-chat-check"),
+    merged: bool = typer.Option(
+        False, "--merged", help="Also write the merged f16 and quantized files."
+    ),
 ) -> None:
-    """Export a trained version to GGUF (adapter, f16 and quantized) and validate it."""
+    """Export a trained version to GGUF and validate it.
+
+    Writes what serving needs: ``adapter.gguf`` when the base is served as it is, the merged f16
+    and quantized files when they are served, or with ``--merged`` / ``--quant``.
+    """
     try:
         from hivemind_exporter.recipe import ExportConfig, run_export
     except ImportError as exc:
@@ -140,7 +147,11 @@ def export(
     async def go(reg: ModelRegistry, client: httpx.AsyncClient | None) -> dict[str, Any]:
         await reg.get(model, version)
         config = ExportConfig(
-            name=model, version=version, quant=quant, require_chat_stop=chat_check
+            name=model,
+            version=version,
+            quant=quant,
+            require_chat_stop=chat_check,
+            write_merged=merged or quant is not None,
         )
         result = await asyncio.to_thread(run_export, config, reg)
         await reg.record_files(model, version)

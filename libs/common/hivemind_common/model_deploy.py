@@ -280,6 +280,7 @@ async def deploy_version(
                 await registry.set_status(name, version, "failed", error=exc.message)
             raise
         switched = await registry.mark_serving(name, version)
+    await apply_retention(registry, name)
     swap_ms = answer.get("swap_ms")
     log.info(
         "deployed model version",
@@ -291,6 +292,18 @@ async def deploy_version(
         },
     )
     return DeployResult(name, version, switched.get("previous"), swap_ms)
+
+
+async def apply_retention(registry: ModelRegistry, name: str) -> list[str]:
+    """Retention after a deploy: keep serving, previous, pinned and in-flight versions.
+
+    A failure is logged, never raised: the deploy it follows has succeeded.
+    """
+    try:
+        return await registry.cleanup(name, keep_pending=True)
+    except (HivemindError, OSError) as exc:
+        log.warning("retention after deploying %s failed: %s", name, exc)
+        return []
 
 
 async def rollback_model(
@@ -312,6 +325,7 @@ async def rollback_model(
 
 __all__ = [
     "DeployResult",
+    "apply_retention",
     "deploy_in_progress",
     "deploy_lock",
     "deploy_version",

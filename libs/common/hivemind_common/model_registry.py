@@ -275,12 +275,20 @@ class ModelRegistry:
         return await self.mark_serving(name, previous)
 
     # --- cleanup -----------------------------------------------------------------------------
-    async def cleanup(self, name: str, *, keep_recent: int = 0) -> builtins.list[str]:
+    async def pin(self, name: str, version: str, *, pinned: bool = True) -> ModelVersion:
+        """Keep (or stop keeping) ``version`` through every cleanup."""
+        return await self._patch(name, version, pinned=pinned)
+
+    async def cleanup(
+        self, name: str, *, keep_recent: int = 0, keep_pending: bool = False
+    ) -> builtins.list[str]:
         """Delete the directories (and records) of versions other than serving and previous.
 
-        ``keep_recent`` more of the newest versions survive too. Returns the versions removed.
-        The serving pointer is read again right before each deletion, so a deploy that lands
-        meanwhile is never deleted.
+        Pinned versions survive, and ``keep_recent`` more of the newest. With ``keep_pending``
+        (retention after a deploy), a ``ready`` version newer than the serving one survives too:
+        its export or deploy may be under way. Returns the versions removed. The serving pointer
+        is read again right before each deletion, so a deploy that lands meanwhile is never
+        deleted.
         """
         versions = await self.list(name)
         newest = (
@@ -288,8 +296,13 @@ class ModelRegistry:
         )
         removed: builtins.list[str] = []
         for mv in versions:
-            protected = set((await self.pointers(name)).values()) | newest
+            pointers = await self.pointers(name)
+            protected = set(pointers.values()) | newest
             if mv.version in protected or mv.status in ("serving", "previous"):
+                continue
+            if (mv.model_extra or {}).get("pinned"):
+                continue
+            if keep_pending and mv.status == "ready" and self._newer_than_serving(mv, versions):
                 continue
             directory = self.version_dir(name, mv.version)
             await self.redis.hdel(keys.model_versions(name), mv.version)
@@ -299,6 +312,11 @@ class ModelRegistry:
         if removed:
             log.info("cleaned model versions", extra={"model": name, "removed": removed})
         return removed
+
+    @staticmethod
+    def _newer_than_serving(mv: ModelVersion, versions: builtins.list[ModelVersion]) -> bool:
+        serving = [v for v in versions if v.status == "serving"]
+        return not serving or mv.created_at > serving[0].created_at
 
 
 def _flatten(mapping: dict[str, str]) -> builtins.list[str]:

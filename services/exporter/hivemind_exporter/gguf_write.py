@@ -151,14 +151,17 @@ def write_model_gguf(
         )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), params.arch)
-    _header(writer, params, name)
-    for key, value, vtype, sub in tokenizer_fields(tokenizer_gguf):
-        writer.add_key_value(key, value, vtype, sub_type=sub)
-    for tensor_name, array in model_tensors(state, params):
-        writer.add_tensor(tensor_name, array)
-    _finish(writer, tmp)
-    os.replace(tmp, out)
+    try:
+        writer = gguf.GGUFWriter(str(tmp), params.arch)
+        _header(writer, params, name)
+        for key, value, vtype, sub in tokenizer_fields(tokenizer_gguf):
+            writer.add_key_value(key, value, vtype, sub_type=sub)
+        for tensor_name, array in model_tensors(state, params):
+            writer.add_tensor(tensor_name, array)
+        _finish(writer, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (disk full, bad tensor) leaves no temp file
     return out
 
 
@@ -190,17 +193,20 @@ def write_adapter_gguf(
     """Write a llama.cpp LoRA adapter GGUF (``general.type = adapter``) from PEFT's A and B."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
-    writer = gguf.GGUFWriter(str(tmp), params.arch)
-    writer.add_name(name)
-    writer.add_string("general.type", "adapter")
-    writer.add_string("adapter.type", "lora")
-    writer.add_float32("adapter.lora.alpha", float(alpha))
-    count = 0
-    for tensor_name, array in adapter_tensors(lora_state, params):
-        writer.add_tensor(tensor_name, array)
-        count += 1
-    if count == 0:
-        raise Unprocessable("the adapter has no LoRA tensors")
-    _finish(writer, tmp)
-    os.replace(tmp, out)
+    try:
+        writer = gguf.GGUFWriter(str(tmp), params.arch)
+        writer.add_name(name)
+        writer.add_string("general.type", "adapter")
+        writer.add_string("adapter.type", "lora")
+        writer.add_float32("adapter.lora.alpha", float(alpha))
+        count = 0
+        for tensor_name, array in adapter_tensors(lora_state, params):
+            writer.add_tensor(tensor_name, array)
+            count += 1
+        if count == 0:
+            raise Unprocessable("the adapter has no LoRA tensors")
+        _finish(writer, tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no temp file
     return out

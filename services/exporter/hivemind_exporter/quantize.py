@@ -46,9 +46,11 @@ def quantize_gguf(src: Path, dst: Path, quant: str, *, threads: int | None = Non
     params.ftype = QUANT_TYPES[check_quant(quant)]
     params.nthread = threads or min(4, os.cpu_count() or 1)
     tmp = dst.with_name(f".{dst.name}.tmp")
-    code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
-    if code != 0:
-        tmp.unlink(missing_ok=True)
-        raise UpstreamError(f"llama.cpp could not quantize {src.name} to {quant} (code {code})")
-    os.replace(tmp, dst)
+    try:
+        code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), params)
+        if code != 0:
+            raise UpstreamError(f"llama.cpp could not quantize {src.name} to {quant} (code {code})")
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed or interrupted quantization leaves no temp file
     return dst

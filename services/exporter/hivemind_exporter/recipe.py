@@ -19,6 +19,7 @@ import functools
 import gc
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,12 @@ F16_GGUF = "model-f16.gguf"
 BASE_F16_CACHE = "base-f16"  # $DATA_DIR/models/<name>/base-f16/<sha256 of the base GGUF>.gguf
 
 
+class InsufficientStorage(HivemindError):
+    status = 507
+    code = "insufficient_storage"
+    title = "Not enough free disk space for the export"
+
+
 class ExportValidationFailed(HivemindError):
     status = 422
     code = "export_validation_failed"
@@ -71,6 +78,7 @@ class ExportConfig:
     require_chat_stop: bool = True
     check_quant: bool = False  # the quant file's agreement is measured when it is served anyway
     threads: int | None = None
+    write_merged: bool = False  # f16 + quantized files even when base + adapter.gguf is served
 
 
 @dataclass
@@ -112,10 +120,18 @@ class ExportRecipe:
         if self.base.gguf is not None:
             tokenizer_fields(self.base.gguf)  # parse the base's tokenizer once, here (cached)
         self.quant = choose_quant(self.config.quant, base_quantized=self.base_quantized)
+        self._sweep_temp_files()
+        if self.base.gguf is not None:
+            self._check_free_space()
         self._timed("load", started)
         started = time.perf_counter()
         self.adapter_base = self._adapter_base()
         self._timed("base_f16", started)
+
+    def _base_f16_path(self) -> Path:
+        assert self.base is not None and self.base.gguf is not None
+        digest = _sha256(self.base.gguf)
+        return self.registry.model_dir(self.config.name) / BASE_F16_CACHE / f"{digest}.gguf"
 
     def _adapter_base(self) -> Path | None:
         """The GGUF the adapter is checked on: an unquantized base as it is, else its f16 copy.
@@ -126,23 +142,32 @@ class ExportRecipe:
         assert self.base is not None
         if self.base.gguf is None or not self.base_quantized:
             return self.base.gguf
-        digest = _sha256(self.base.gguf)
-        out = self.registry.model_dir(self.config.name) / BASE_F16_CACHE / f"{digest}.gguf"
+        out = self._base_f16_path()
+        digest = out.stem
         if not out.is_file():
             log.info("writing the f16 base for adapter checks", extra={"gguf": str(out)})
             tmp = out.with_name(f"{digest}.{os.getpid()}.gguf")
-            write_model_gguf(
-                self.model.state_dict(),
-                self.params,
-                tmp,
-                tokenizer_gguf=self.base.gguf,
-                name=f"{self.config.name}-base-f16",
-            )
-            os.replace(tmp, out)
+            try:
+                write_model_gguf(
+                    self.model.state_dict(),
+                    self.params,
+                    tmp,
+                    tokenizer_gguf=self.base.gguf,
+                    name=f"{self.config.name}-base-f16",
+                )
+                os.replace(tmp, out)
+            finally:
+                tmp.unlink(missing_ok=True)  # a failed write leaves nothing behind
         return out
 
+    @property
+    def writes_merged(self) -> bool:
+        """Whether the merged f16 and quantized files are written: served, or asked for."""
+        return self.config.write_merged or self.serve_choice()["lora"] is None
+
     def export(self) -> None:
-        """Write the adapter GGUF, merge the adapter, write f16, quantize."""
+        """Write the adapter GGUF, merge the adapter (in memory: the reference), and write the
+        f16 and quantized files only when they are served or asked for."""
         if self.base is None or self.base.gguf is None:
             raise Unprocessable("export needs a GGUF base (its tokenizer is copied)")
         started = time.perf_counter()
@@ -158,6 +183,8 @@ class ExportRecipe:
         started = time.perf_counter()
         merge_lora(self.model, self.adapter_config, self.lora_state)  # base weights in place
         self._timed("merge", started)
+        if not self.writes_merged:
+            return
 
         started = time.perf_counter()
         write_model_gguf(
@@ -177,6 +204,30 @@ class ExportRecipe:
             threads=self.config.threads,
         )
         self._timed("quantize", started)
+
+    def _sweep_temp_files(self) -> None:
+        """Temp files a killed export left in this version's folder (never complete files)."""
+        if self.version_dir.is_dir():
+            for stale in self.version_dir.glob(".*.tmp"):
+                log.warning("removing %s left by an interrupted export", stale)
+                stale.unlink(missing_ok=True)
+
+    def _check_free_space(self) -> None:
+        """Refuse early, with the numbers, when the files to write cannot fit on the disk."""
+        n_params = sum(int(p.numel()) for p in self.model.parameters())
+        need = 64 << 20  # the adapter, the manifest, slack
+        if self.writes_merged:
+            need += n_params * 2 + n_params  # f16, then a quantized copy (at most ~1 byte/param)
+        if self.base_quantized and not self._base_f16_path().is_file():
+            need += n_params * 2  # the f16 copy of the base the adapter is checked on
+        self.version_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.version_dir).free
+        if free < need:
+            raise InsufficientStorage(
+                f"exporting {self.config.name}/{self.config.version} needs about "
+                f"{need / 2**30:.2f} GiB in {self.version_dir.parent} but {free / 2**30:.2f} GiB "
+                "is free; free space (hivemind models cleanup) or move HIVEMIND_DATA_DIR"
+            )
 
     @property
     def quant_file(self) -> str:
@@ -202,17 +253,23 @@ class ExportRecipe:
         lora = self.version_dir / ADAPTER_GGUF
         reference = ReferenceLogits(self.model)  # PyTorch runs once for every file
         adapter = top1_agreement(reference, self.adapter_base, lora=lora)
-        f16 = top1_agreement(reference, self.version_dir / F16_GGUF)
+        gated = [("adapter", adapter)]
         report: dict[str, Any] = {
             "adapter": {**adapter.as_dict(), "base": self.adapter_base.name},
-            "f16": f16.as_dict(),
             "min_agreement": self.config.min_agreement,
-            "gate": "raw top-1 agreement of adapter (on the f16 base) and f16",
+            "gate": "raw top-1 agreement of adapter (on the f16 base) and f16 (when written)",
         }
+        if self.writes_merged:
+            f16 = top1_agreement(reference, self.version_dir / F16_GGUF)
+            report["f16"] = f16.as_dict()
+            gated.append(("f16", f16))
         if self.adapter_base != self.base.gguf:  # informational: the base it is served with
             served = top1_agreement(reference, self.base.gguf, lora=lora)
             report["adapter_on_served_base"] = {**served.as_dict(), "base": self.base.gguf.name}
-        if self.config.check_quant or str(self.serve_choice()["gguf"]).endswith(self.quant_file):
+        quant_written = (self.version_dir / self.quant_file).is_file() and self.writes_merged
+        if quant_written and (
+            self.config.check_quant or str(self.serve_choice()["gguf"]).endswith(self.quant_file)
+        ):
             report[self.quant] = top1_agreement(
                 reference, self.version_dir / self.quant_file
             ).as_dict()
@@ -223,7 +280,7 @@ class ExportRecipe:
         failures = [
             f"{what} top-1 agreement {res.agreement:.4f} < {self.config.min_agreement} "
             f"over {res.positions} positions (near-ties counted as agreeing: {res.tie_aware:.4f})"
-            for what, res in (("adapter", adapter), ("f16", f16))
+            for what, res in gated
             if res.agreement < self.config.min_agreement
         ]
         if self.config.require_chat_stop and not chat["stopped"]:
@@ -237,7 +294,8 @@ class ExportRecipe:
     def save(self) -> dict[str, Any]:
         """Record the export in the manifest (sha256 sums are added by the caller, async)."""
         export = {
-            "quant": self.quant,
+            "quant": self.quant if self.writes_merged else None,
+            "merged_written": self.writes_merged,
             "base_quantized": self.base_quantized,
             "architecture": self.params.arch,
             "timings_s": self.timings,

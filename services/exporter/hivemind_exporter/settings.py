@@ -24,6 +24,7 @@ class ExporterSettings(ServiceSettings):
     # export
     quant: str | None = None  # default: Q8_0 for a quantized base, else Q5_K_M
     serve: ServeChoice = "auto"  # auto: base + adapter for a quantized base, else the quant file
+    write_merged: bool = False  # f16 + quantized files even when base + adapter is served
     min_agreement: float = 0.98  # top-1 agreement with PyTorch (adapter and f16)
     require_chat_stop: bool = True  # a greedy chat must end with the stop token
     threads: int | None = None

@@ -253,6 +253,7 @@ class ExportWorker:
             min_agreement=self.settings.min_agreement,
             require_chat_stop=self.settings.require_chat_stop,
             threads=self.settings.threads,
+            write_merged=self.settings.write_merged or job.quant is not None,
         )
         async with self._export_lock:
             result = await asyncio.to_thread(run_export, config, self.registry)
