@@ -47,6 +47,7 @@ STORE_CONCURRENCY = 8
 BATCH = 200
 SCALE_TARGET = 10_000
 VECTOR_WAIT_S = 300.0
+SCALE_VECTOR_WAIT_S = 600.0  # embedding 10k texts is bound by the embedding service's CPU
 
 
 def make_keys(redis_url: str, tenants: list[str]) -> dict[str, str]:
@@ -96,13 +97,11 @@ async def _pending_vectors(c: httpx.AsyncClient) -> int:
     return int(body.get("pending_vectors", 0))
 
 
-async def _wait_for_vectors(c: httpx.AsyncClient) -> float:
-    """Seconds until the tenant has no memory without a vector."""
+async def _wait_for_vectors(c: httpx.AsyncClient, limit_s: float = VECTOR_WAIT_S) -> float:
+    """Seconds until the tenant has no memory without a vector (``limit_s`` at most)."""
     started = time.perf_counter()
-    deadline = started + VECTOR_WAIT_S
-    while await _pending_vectors(c) > 0:
-        if time.perf_counter() > deadline:
-            raise TimeoutError("vectors still missing")
+    deadline = started + limit_s
+    while await _pending_vectors(c) > 0 and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
     return time.perf_counter() - started
 
@@ -220,7 +219,8 @@ async def _at_scale(url: str, key: str, conversations: list[Conversation]) -> di
         probe = conversations[0].turns[len(conversations[0].turns) // 2].text
         r = await c.post("/v1/memories/search", json={"query": probe, "top_k": 5})
         lexical_at_once = r.status_code == 200 and any(h["text"] == probe for h in r.json()["data"])
-        vectors_s = await _wait_for_vectors(c)
+        vectors_s = await _wait_for_vectors(c, SCALE_VECTOR_WAIT_S)
+        still_pending = await _pending_vectors(c)
         questions = [q.text for conv in conversations for q in conv.questions][:300]
         latencies = []
         for q in questions:
@@ -233,9 +233,16 @@ async def _at_scale(url: str, key: str, conversations: list[Conversation]) -> di
         "ingest_s": round(ingest_s, 2),
         "ingest_per_s": round(len(bodies) / ingest_s, 1),
         "searchable_lexically_at_once": lexical_at_once,
-        "until_all_vectors_s_after_ingest": round(vectors_s, 2),
+        "waited_for_vectors_s": round(vectors_s, 2),
+        "vectors_pending_when_searched": still_pending,
+        "embedded_per_s": round((len(bodies) - still_pending) / (ingest_s + vectors_s), 1),
         "search": latency_summary(latencies),
     }
+
+
+def _write(out_dir: Path, result: dict[str, Any]) -> None:
+    """Write what is measured so far (a later phase failing keeps the earlier ones)."""
+    (out_dir / "locomo.json").write_text(json.dumps(result, indent=2))
 
 
 def main(out_dir: Path) -> dict[str, Any]:
@@ -258,7 +265,9 @@ def main(out_dir: Path) -> dict[str, Any]:
                     tenants = [c.name for c in conversations] + ["locomoscale"]
                     keys = make_keys(redis.url, tenants)
                     result["api"] = asyncio.run(_through_api(gw_url, keys, conversations))
+                    _write(out_dir, result)
                     result["references"] = references(emb_url, token, conversations)
+                    _write(out_dir, result)
                     if os.environ.get("HIVEMIND_BENCH_SKIP_SCALE") != "1":
                         result["at_10k"] = asyncio.run(
                             _at_scale(gw_url, keys["locomoscale"], conversations)
@@ -268,7 +277,7 @@ def main(out_dir: Path) -> dict[str, Any]:
     result["questions"] = sum(len(c.questions) for c in conversations)
     result["load_average_after"] = os.getloadavg()
     result["note"] = "gateway, embedding, redis and the load generator share 2 busy cores"
-    (out_dir / "locomo.json").write_text(json.dumps(result, indent=2))
+    _write(out_dir, result)
     api = result["api"]["recall"]["all"]
     return {"recall@5": api["recall@5"], "recall@10": api["recall@10"]}
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 import redis as redis_sync
 
 from hivemind_common import keys
@@ -100,3 +102,25 @@ def test_the_worker_fills_missing_vectors_after_a_restart(
             hits = c.post("/v1/memories/search", json={"query": "notes from the meeting"})
             assert hits.json()["method"] == "hybrid"
     assert all(raw.exists(keys.vector("acme", MODEL, "memory", i)) for i in ids)
+
+
+def test_the_import_command_stores_a_jsonl_file_and_names_refused_lines(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    lines = [json.dumps({"text": f"imported note {i}", "session_id": "imp"}) for i in range(7)]
+    lines[3] = "{not json"
+    lines[5] = json.dumps({"text": "   "})
+    path = tmp_path / "memories.jsonl"
+    path.write_text("\n".join(lines) + "\n\n")
+    monkeypatch.setenv("HIVEMIND_API_KEY", gateway.key())
+    args = ["memories", "import", str(path), "--gateway-url", gateway.url, "--batch", "2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "stored 5 of 7 memories" in result.output
+    assert "line 4: not JSON" in result.output and "line 6:" in result.output
+    with gateway.client() as c:
+        assert c.get("/v1/memories", params={"session_id": "imp"}).json()["count"] == 5

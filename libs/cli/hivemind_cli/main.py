@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 import typer
 
 from hivemind_cli import (
@@ -9,6 +11,7 @@ from hivemind_cli import (
     keys_cmd,
     learn_cmd,
     mcp_cmd,
+    memories_cmd,
     models_cmd,
     tenants_cmd,
     up_cmd,
@@ -27,8 +30,23 @@ app.add_typer(hosts_cmd.app, name="hosts")
 app.add_typer(learn_cmd.app, name="learn")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(tenants_cmd.app, name="tenants")
+app.add_typer(memories_cmd.app, name="memories")
 app.command("export")(models_cmd.export)
 app.command("mcp")(mcp_cmd.mcp)
+
+
+def _add_service_commands() -> None:
+    """Command groups that live in a service's package (entry points ``hivemind.commands``);
+    a service that is not installed here simply has no commands."""
+    for entry in entry_points(group="hivemind.commands"):
+        try:
+            group = entry.load()
+        except ImportError:
+            continue
+        app.add_typer(group, name=entry.name)
+
+
+_add_service_commands()
 
 
 def run() -> None:

@@ -7,16 +7,19 @@ what a chat would get, without HTTP in the way.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hivemind_gateway.rag.calibration import CALIBRATED, SHIFTED
 from hivemind_gateway.rag.scoring import GateConfig
-from hivemind_gateway.rag.service import select
+from hivemind_gateway.rag.service import Candidates, candidates, select
 from hivemind_gateway.search.index import Item, TenantIndex
 from hivemind_gateway.search.records import fact_text
 
@@ -38,6 +41,63 @@ def build_index(facts: list[dict[str, Any]], encode: Encode | None) -> TenantInd
     return index
 
 
+@dataclass
+class Prepared:
+    """An eval set indexed and searched once, ready to be measured under many gates."""
+
+    index: TenantIndex
+    answerable: list[dict[str, Any]]
+    unanswerable: list[dict[str, Any]]
+    vectors: list[np.ndarray | None]
+    found: list[Candidates]
+
+
+def prepare(eval_set: dict[str, Any], encode: Encode | None, split: str | None = None) -> Prepared:
+    """Index the facts, embed the queries and search for each (``encode=None``: lexical only)."""
+    index = build_index(eval_set["facts"], encode)
+    answerable = [q for q in eval_set["queries"] if split in (None, q.get("split"))]
+    unanswerable = [q for q in eval_set["unanswerable"] if split in (None, q.get("split"))]
+    texts = [q["query"] for q in answerable + unanswerable]
+    vectors: list[np.ndarray | None] = (
+        list(encode(texts)) if encode is not None and texts else [None] * len(texts)
+    )
+    found = [candidates(index, v, t) for t, v in zip(texts, vectors, strict=True)]
+    return Prepared(index, answerable, unanswerable, vectors, found)
+
+
+def measure(prep: Prepared, cfg: GateConfig) -> dict[str, Any]:
+    """The gate ``cfg`` on a prepared set."""
+    top1 = injected_right = extra = 0
+    failures: list[dict[str, Any]] = []
+    n_ans = len(prep.answerable)
+    queries = prep.answerable + prep.unanswerable
+    for i, q in enumerate(queries):
+        sel = select(prep.index, prep.vectors[i], q["query"], cfg=cfg, found=prep.found[i])
+        injected = [s.hit.item.id for s in sel.chosen]
+        if i >= n_ans:
+            if injected:
+                failures.append({"query": q["query"], "expected": [], "got": injected})
+            continue
+        expected = set(q["expected"])
+        top1 += bool(sel.ranked) and sel.ranked[0].hit.item.id in expected
+        hit = bool(expected & set(injected))
+        injected_right += hit
+        extra += len([i for i in injected if i not in expected])
+        if not hit:
+            failures.append({"query": q["query"], "expected": q["expected"], "got": injected})
+    wrongly = sum(1 for f in failures if not f["expected"])
+    n, m = max(n_ans, 1), max(len(prep.unanswerable), 1)
+    return {
+        "answerable": n_ans,
+        "unanswerable": len(prep.unanswerable),
+        "top1_accuracy": round(top1 / n, 4),
+        "right_fact_injected": round(injected_right / n, 4),
+        "extra_items_per_query": round(extra / n, 3),
+        "unanswerable_injected": round(wrongly / m, 4),
+        "failures": failures,
+    }
+
+
 def evaluate(
     eval_set: dict[str, Any],
     encode: Encode | None,
@@ -50,46 +110,80 @@ def evaluate(
     ``encode=None`` measures the lexical fallback. ``split`` keeps only "calibration" or
     "holdout" queries.
     """
-    cfg = cfg or GateConfig()
-    index = build_index(eval_set["facts"], encode)
-    answerable = [q for q in eval_set["queries"] if split in (None, q.get("split"))]
-    unanswerable = [q for q in eval_set["unanswerable"] if split in (None, q.get("split"))]
-    texts = [q["query"] for q in answerable + unanswerable]
-    vectors = encode(texts) if encode is not None else [None] * len(texts)
-    top1 = injected_right = extra = 0
-    failures: list[dict[str, Any]] = []
-    for q, vec in zip(answerable, vectors[: len(answerable)], strict=True):
-        sel = select(index, vec, q["query"], cfg=cfg)
-        injected = [s.hit.item.id for s in sel.chosen]
-        expected = set(q["expected"])
-        top1 += bool(sel.ranked) and sel.ranked[0].hit.item.id in expected
-        hit = bool(expected & set(injected))
-        injected_right += hit
-        extra += len([i for i in injected if i not in expected])
-        if not hit:
-            failures.append({"query": q["query"], "expected": q["expected"], "got": injected})
-    wrongly = 0
-    for q, vec in zip(unanswerable, vectors[len(answerable) :], strict=True):
-        sel = select(index, vec, q["query"], cfg=cfg)
-        if sel.chosen:
-            wrongly += 1
-            failures.append(
-                {"query": q["query"], "expected": [], "got": [s.hit.item.id for s in sel.chosen]}
-            )
-    n, m = max(len(answerable), 1), max(len(unanswerable), 1)
+    return measure(prepare(eval_set, encode, split), cfg or GateConfig())
+
+
+SHIFTS = [round(s / 100, 2) for s in range(-30, 51)]
+GAPS = (0.08, 0.10, 0.13, 0.16, 0.20)
+
+
+def _shifted(base: GateConfig, shift: float, gap: float) -> GateConfig:
+    fields = {name: round(getattr(base, name) + shift, 4) for name in SHIFTED}
+    return dataclasses.replace(base, distinct_gap=gap, **fields)
+
+
+def _longest_run(shifts: list[float]) -> list[float]:
+    """The longest stretch of consecutive grid steps in ``shifts`` (ascending)."""
+    best: list[float] = []
+    run: list[float] = []
+    for s in shifts:
+        run = [*run, s] if run and round(s - run[-1], 2) <= 0.01 else [s]
+        if len(run) > len(best):
+            best = run
+    return best
+
+
+def calibrate(
+    eval_set: dict[str, Any],
+    encode: Encode,
+    *,
+    base: GateConfig | None = None,
+    max_unanswerable: float = 0.10,
+) -> dict[str, Any]:
+    """The best gate for the model behind ``encode`` on ``eval_set``, with its figures."""
+    base = base or GateConfig()
+    prep = prepare(eval_set, encode)
+    best: tuple[float, float] | None = None
+    runs: dict[float, list[float]] = {}  # gap -> shifts reaching the best figure, ascending
+    results: dict[tuple[float, float], dict[str, Any]] = {}
+    for gap in GAPS:
+        for shift in SHIFTS:
+            r = measure(prep, _shifted(base, shift, gap))
+            if r["unanswerable_injected"] > max_unanswerable:
+                continue
+            results[(gap, shift)] = r
+            score = (r["right_fact_injected"], -r["unanswerable_injected"])
+            if best is None or score > best:
+                best, runs = score, {}
+            if score == best:
+                runs.setdefault(gap, []).append(shift)
+    if best is None:
+        raise ValueError(
+            f"no setting keeps unanswerable injections at or below {max_unanswerable:.0%}"
+        )
+    # the widest run of equally good neighbouring shifts, and its middle: the least fragile
+    gap, shifts = max(
+        ((g, _longest_run(s)) for g, s in runs.items()),
+        key=lambda kv: (len(kv[1]), -abs(kv[0] - base.distinct_gap)),
+    )
+    shift = shifts[len(shifts) // 2]
+    chosen = _shifted(base, shift, gap)
+    figures = results[(gap, shift)]
     return {
-        "answerable": len(answerable),
-        "unanswerable": len(unanswerable),
-        "top1_accuracy": round(top1 / n, 4),
-        "right_fact_injected": round(injected_right / n, 4),
-        "extra_items_per_query": round(extra / n, 3),
-        "unanswerable_injected": round(wrongly / m, 4),
-        "failures": failures,
+        "gate": {name: getattr(chosen, name) for name in CALIBRATED},
+        "shift": shift,
+        "equally_good_shifts": [min(shifts), max(shifts)],
+        "right_fact_injected": figures["right_fact_injected"],
+        "unanswerable_injected": figures["unanswerable_injected"],
+        "top1_accuracy": figures["top1_accuracy"],
+        "answerable": figures["answerable"],
+        "unanswerable": figures["unanswerable"],
     }
 
 
-def _service_encoder(settings: Any) -> Encode:
-    """Embed through the running embedding service (the model the gateway really uses)."""
+def service_encoder(settings: Any) -> tuple[Encode, str]:
+    """Embed through the running embedding service (the model the gateway really uses); also
+    the id of the model that answers."""
     import httpx
 
     from hivemind_common.hosts import service_url
@@ -106,7 +200,11 @@ def _service_encoder(settings: Any) -> Encode:
                 rows.append(np.asarray(r.json()["embeddings"], dtype=np.float32))
         return np.concatenate(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
-    return encode
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        probe = client.post("/embed", json={"texts": ["calibration probe"]})
+        probe.raise_for_status()
+        model = str(probe.json()["model"])
+    return encode, model
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = GatewaySettings()
     data = load_eval_set(args.eval_set)
-    encode = _service_encoder(settings)
+    encode, _ = service_encoder(settings)
     vectors: dict[str, np.ndarray] = {}
 
     def cached(texts: list[str]) -> np.ndarray:  # the sweep re-encodes the same texts

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from hivemind_common.errors import Unavailable
+from hivemind_gateway.rag.calibration import load_calibration
 from hivemind_gateway.rag.retrieval_log import log_retrieval
 from hivemind_gateway.rag.schemas import Quality, RagContext, RagItem
 from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
@@ -52,19 +53,27 @@ _GATE_SETTINGS = {
 
 
 def gate_config(state: Any) -> GateConfig:
-    """The gate: the calibrated defaults, with whatever the settings override (made once)."""
-    cfg = getattr(state, "rag_gate", None)
-    if isinstance(cfg, GateConfig):
-        return cfg
+    """The gate: the defaults (calibrated for all-MiniLM-L6-v2), then the calibration written
+    for the serving embedding model (``hivemind rag calibrate``), then the settings; made once
+    per model."""
+    search = getattr(state, "search", None)
+    model = getattr(getattr(search, "embedder", None), "model_id", None)
+    cached = getattr(state, "rag_gate", None)
+    if isinstance(cached, GateConfig) and getattr(state, "rag_gate_model", None) == model:
+        return cached
     settings = getattr(state, "settings", None)
-    overrides = {
-        field: getattr(settings, name)
-        for field, name in _GATE_SETTINGS.items()
-        if getattr(settings, name, None) is not None
-    }
-    cfg = GateConfig(**overrides)
+    data_dir = getattr(settings, "data_dir", None)
+    fields: dict[str, Any] = load_calibration(data_dir, model) if data_dir is not None else {}
+    fields.update(
+        {
+            field: getattr(settings, name)
+            for field, name in _GATE_SETTINGS.items()
+            if getattr(settings, name, None) is not None
+        }
+    )
+    cfg = GateConfig(**fields)
     if settings is not None:
-        state.rag_gate = cfg
+        state.rag_gate, state.rag_gate_model = cfg, model
     return cfg
 
 
@@ -159,6 +168,18 @@ class Selection:
         return "miss"
 
 
+Candidates = tuple[list[Hit], list[Hit]]
+
+
+def candidates(
+    index: TenantIndex, vec: np.ndarray | None, query: str, session_id: str | None = None
+) -> Candidates:
+    """The facts and memories worth scoring for ``query`` (independent of the gate)."""
+    facts = index["fact"].search(vec, query, k=CANDIDATES)
+    memories = index["memory"].search(vec, query, k=CANDIDATES, session_id=session_id)
+    return facts, memories
+
+
 def select(
     index: TenantIndex,
     vec: np.ndarray | None,
@@ -166,10 +187,15 @@ def select(
     *,
     cfg: GateConfig,
     session_id: str | None = None,
+    found: Candidates | None = None,
 ) -> Selection:
-    """Score facts and memories, apply the gate (margin across both kinds), add pinned facts."""
-    ranked = score_kind(index, "fact", vec, query, k=CANDIDATES, cfg=cfg)
-    ranked += score_kind(index, "memory", vec, query, k=CANDIDATES, cfg=cfg, session_id=session_id)
+    """Score facts and memories, apply the gate (margin across both kinds), add pinned facts.
+
+    ``found`` reuses candidates already searched (a sweep over gate settings)."""
+    facts_found, memories_found = found or candidates(index, vec, query, session_id)
+    dense_mode = vec is not None
+    ranked = rank(facts_found, dense_mode=dense_mode, cfg=cfg, query=query)
+    ranked += rank(memories_found, dense_mode=dense_mode, cfg=cfg, query=query)
     ranked.sort(key=lambda s: s.score, reverse=True)
     if ranked:  # the margin is relative to the best item of either kind
         best = ranked[0].score

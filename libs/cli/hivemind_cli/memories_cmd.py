@@ -1,0 +1,132 @@
+"""``hivemind memories import FILE.jsonl``: many memories through ``POST /v1/memories/batch``.
+
+Each line of the file is one ``POST /v1/memories`` body (``{"text", "session_id"?, "tags"?,
+"metadata"?}``). Lines go to the gateway in batches; an item the gateway refuses is reported
+with its line number and the import goes on. The gateway is found like every client finds it
+(``HIVEMIND_GATEWAY_URL`` or the hosts registry); the key comes from ``HIVEMIND_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+app = typer.Typer(help="Memories in bulk.", no_args_is_help=True)
+
+BATCH = 200  # the gateway takes up to 500 a call; 200 keeps one call well under a second
+RETRIES = 3
+
+
+def _lines(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed body or the parse error as a string); blank lines are skipped."""
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except ValueError as exc:
+                yield number, f"not JSON: {exc}"
+
+
+def _post(client: httpx.Client, items: list[Any]) -> list[dict[str, Any]]:
+    """One batch; retried only when it cannot have been stored (no connection, or 429): a
+    batch that may have been partly stored (a timeout, a 5xx) is reported, not resent."""
+    for attempt in range(RETRIES):
+        try:
+            r = client.post("/v1/memories/batch", json={"memories": items})
+        except httpx.ConnectError:
+            if attempt == RETRIES - 1:
+                raise
+            time.sleep(0.5 * 2**attempt)
+            continue
+        if r.status_code == 429 and attempt < RETRIES - 1:
+            time.sleep(float(r.headers.get("retry-after", "1")))
+            continue
+        if r.status_code != 200:
+            raise RuntimeError(f"the gateway answered {r.status_code}: {r.text[:300]}")
+        results: list[dict[str, Any]] = r.json()["results"]
+        return results
+    raise RuntimeError("unreachable")
+
+
+def _gateway_url(given: str | None) -> str:
+    if given:
+        return given.rstrip("/")
+    from hivemind_common.hosts import service_url
+
+    return service_url("gateway")
+
+
+@app.command("import")
+def import_memories(
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="JSON Lines, one memory a line."
+    ),
+    gateway_url: str = typer.Option(
+        None, help="The gateway (default: HIVEMIND_GATEWAY_URL or hosts.yaml)."
+    ),
+    batch: int = typer.Option(BATCH, min=1, max=500, help="Memories per request."),
+) -> None:
+    """Store every memory in FILE; prints a summary and the lines that were refused."""
+    key = os.environ.get("HIVEMIND_API_KEY")
+    if not key:
+        typer.echo("error: set HIVEMIND_API_KEY to a write key of the tenant", err=True)
+        raise typer.Exit(2)
+    total = sum(1 for line in file.open(encoding="utf-8") if line.strip())
+    stored = 0
+    refused: list[tuple[int, str]] = []
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {key}"}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+    )
+    with (
+        httpx.Client(base_url=_gateway_url(gateway_url), headers=headers, timeout=60) as client,
+        Progress(*columns, transient=False) as bar,
+    ):
+        task = bar.add_task("memories", total=total)
+        pending: list[tuple[int, Any]] = []
+
+        def flush() -> None:
+            nonlocal stored
+            if not pending:
+                return
+            results = _post(client, [body for _, body in pending])
+            for (number, _), result in zip(pending, results, strict=True):
+                if result.get("error"):
+                    refused.append((number, str(result["error"].get("detail", result["error"]))))
+                else:
+                    stored += 1
+            bar.advance(task, len(pending))
+            pending.clear()
+
+        for number, body in _lines(file):
+            if isinstance(body, str):
+                refused.append((number, body))
+                bar.advance(task, 1)
+                continue
+            pending.append((number, body))
+            if len(pending) >= batch:
+                flush()
+        flush()
+    elapsed = time.perf_counter() - started
+    rate = stored / max(elapsed, 1e-9)
+    typer.echo(f"stored {stored} of {total} memories in {elapsed:.1f} s ({rate:.0f}/s)")
+    for number, why in refused[:20]:
+        typer.echo(f"line {number}: {why}", err=True)
+    if len(refused) > 20:
+        typer.echo(f"... and {len(refused) - 20} more refused lines", err=True)
+    if refused:
+        raise typer.Exit(1)
