@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from hivemind_common.auth import MAX_KEY_RPM, ApiKeyPublic, Role
+from hivemind_common.ids import TENANT_PATTERN
+from hivemind_common.text import InputModel
 
 
-class KeyCreate(BaseModel):
+class KeyCreate(InputModel):
     """``POST /v1/keys``: a new key for the caller's tenant (an operator may name another)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -15,7 +19,7 @@ class KeyCreate(BaseModel):
     role: Role = "write"
     name: str = Field(default="", max_length=100)
     rpm: int | None = Field(default=None, ge=1, le=MAX_KEY_RPM)
-    tenant: str | None = Field(default=None, max_length=64)
+    tenant: Annotated[str, Field(pattern=TENANT_PATTERN)] | None = None
 
 
 class KeyCreated(BaseModel):
