@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -99,6 +100,7 @@ def test_concurrent_requests_each_get_their_own_rows(embedding: httpx.Client) ->
         ({"texts": ["x" * 9000]}, 413),
         ({"texts": ["x"] * 300}, 413),
         ({"texts": ["nul \x00 inside"]}, 400),
+        ({"texts": ["escape \x1b[31m inside"]}, 400),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_error(
@@ -108,6 +110,13 @@ def test_bad_input_is_refused_with_a_clear_error(
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["status"] == status and r.json()["detail"]
+
+
+def test_a_lone_surrogate_is_refused_naming_it(embedding: httpx.Client) -> None:
+    raw = json.dumps({"texts": ["ok", "half \ud800 a pair"]}).encode()  # escaped as \ud800
+    r = embedding.post("/embed", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert "U+D800" in r.json()["detail"]
 
 
 def test_openai_route_refuses_token_arrays_and_wrong_dimensions(embedding: httpx.Client) -> None:

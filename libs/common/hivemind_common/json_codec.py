@@ -2,7 +2,8 @@
 
 orjson does the work; what it refuses (integers past 64 bits, strings holding lone surrogates
 that slipped in from elsewhere) goes through the standard library with ASCII escapes, which can
-encode any ``str``. Bodies we send upstream, cache keys and stored JSON all come from here.
+encode any ``str``. The gateway's bodies to inference and embedding, its response-cache digests
+and tool-cache values, and the MCP bridge's calls to the gateway all come from here.
 """
 
 from __future__ import annotations

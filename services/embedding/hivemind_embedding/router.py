@@ -13,6 +13,7 @@ from fastapi.responses import Response
 
 from hivemind_common.auth import require_internal
 from hivemind_common.errors import Invalid, TooLarge
+from hivemind_common.text import text_problem
 from hivemind_embedding.schemas import (
     EmbedRequest,
     EmbedResponse,
@@ -44,8 +45,8 @@ def check_texts(texts: list[str], settings: EmbeddingSettings, *, param: str) ->
                 f"text {i} has {len(text)} characters; the limit is {settings.embedding_max_chars}",
                 param=param,
             )
-        if "\x00" in text:
-            raise Invalid(f"text {i} contains a NUL character", param=param)
+        if (problem := text_problem(text)) is not None:  # the one text rule
+            raise Invalid(f"text {i} {problem}", param=param)
         total += len(text)
     if total > settings.embedding_max_total_chars:
         raise TooLarge(
