@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ fact_keys = st.from_regex(FACT_KEY_PATTERN, fullmatch=True)
 names = st.from_regex(NAME_PATTERN, fullmatch=True)
 tokens = st.from_regex(TOKEN_PATTERN, fullmatch=True)
 # ids that end in the suffixes or begin with the prefixes of other families
+windows = st.integers(min_value=0, max_value=2**40)
 tricky = st.sampled_from(["x", "memories", "x:memories", "sessions", "fact", "vec:m:fact:a"])
 any_id = st.one_of(free_ids, tricky)
 
@@ -41,6 +43,21 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "rag_log": (keys.rag_log, (tenants,)),
     "rag_counters": (keys.rag_counters, (tenants,)),
     "tenant_settings": (keys.tenant_settings, (tenants,)),
+    "request_window": (keys.request_window, (tenants, windows)),
+    "key_request_window": (keys.key_request_window, (tokens, windows)),
+    "tool_cache_sizes": (keys.tool_cache_sizes, (tenants,)),
+    "tool_cache_expiry": (keys.tool_cache_expiry, (tenants,)),
+    "tool_cache_bytes": (keys.tool_cache_bytes, (tenants,)),
+    "quota_reservations": (keys.quota_reservations, (tenants, st.sampled_from(["fact", "memory"]))),
+    "tenant_learning_counts": (keys.tenant_learning_counts, (tenants,)),
+    "learning_stream": (keys.learning_stream, ()),
+    "learning_state": (keys.learning_state, ()),
+    "leader_lock": (keys.leader_lock, (st.sampled_from(["trainer", "exporter"]),)),
+    "export_stream": (keys.export_stream, ()),
+    "learning_seen": (keys.learning_seen, ()),
+    "dead_letters": (keys.dead_letters, ()),
+    "learning_rejections": (keys.learning_rejections, ()),
+    "migration_done": (keys.migration_done, (names,)),
     "api_key": (keys.api_key, (tokens,)),
     "api_keys_index": (keys.api_keys_index, ()),
     "tenants_index": (keys.tenants_index, ()),
@@ -70,6 +87,18 @@ def test_different_families_or_ids_never_make_the_same_key(
 ) -> None:
     if (a[0], a[1]) != (b[0], b[1]):
         assert a[2] != b[2], f"{a[0]}{a[1]} and {b[0]}{b[1]} are both {a[2]}"
+
+
+NOT_BUILDERS = {"valid_tenant", "parse_legacy_session_memories"}
+
+
+def test_every_key_family_is_in_the_collision_property() -> None:
+    builders = {
+        name
+        for name, fn in inspect.getmembers(keys, inspect.isfunction)
+        if fn.__module__ == keys.__name__ and not name.startswith("_")
+    }
+    assert builders - NOT_BUILDERS == set(FAMILIES)
 
 
 def test_a_session_named_like_a_memory_set_is_its_own_key() -> None:
