@@ -152,3 +152,5 @@ def test_an_item_waiting_for_its_vector_is_ranked_by_its_words() -> None:
     assert ranked[0].hit.item.id == "m1" and ranked[0].hit.dense is None
     index["memory"].set_vector("m1", vec)
     assert not index["memory"].pending
+    after = {h.item.id: h for h in index["memory"].search(vec, "postgres vacuum", k=5)}
+    assert after["m1"].dense is not None and after["m1"].lexical == ranked[0].hit.lexical

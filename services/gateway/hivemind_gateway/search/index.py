@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hivemind_gateway.search.lexical import LexicalIndex
+from hivemind_gateway.search.lexical import LexicalIndex, tokenize
 from hivemind_gateway.search.vectors import VectorStore
 
 KINDS = ("fact", "memory")
@@ -24,17 +25,21 @@ SPEAKER_WEIGHT = 1.0
 TAGS_WEIGHT = 1.0
 NEIGHBOUR_WEIGHT = 0.5
 
-_TIME_WORDS = re.compile(
-    r"\b(yesterday|today|tonight|tomorrow|ago|last|next|weekend|week|month|year|recently|soon|"
-    r"earlier|later|(mon|tues|wednes|thurs|fri|satur|sun)day|january|february|march|april|may|"
-    r"june|july|august|september|october|november|december|(19|20)\d\d)\b",
-    re.IGNORECASE,
-)
+_TIME_TEXT = """
+    yesterday today tonight tomorrow ago last next weekend week month year recently soon
+    earlier later monday tuesday wednesday thursday friday saturday sunday january february
+    march april may june july august september october november december
+"""
+_TIME_WORDS = frozenset(_TIME_TEXT.split())
+_LOWER_WORD = re.compile(r"[a-z0-9]+")
 
 
 def mentions_time(text: str) -> bool:
-    """Whether ``text`` says when something happened (an English time expression)."""
-    return _TIME_WORDS.search(text) is not None
+    """Whether ``text`` says when something happened (an English time word or a year)."""
+    found = set(_LOWER_WORD.findall(text.lower()))
+    if found & _TIME_WORDS:
+        return True
+    return any(len(w) == 4 and w[:2] in ("19", "20") and w.isdigit() for w in found)
 
 
 @dataclass
@@ -53,6 +58,13 @@ class Item:
     speaker: str = ""  # who said a memory (metadata.speaker)
     when: float | None = None  # the time a memory describes (metadata.date / occurred_at)
     temporal: bool = False  # its text says when something happened ("last week", "in May")
+    _tokens: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
+
+    def tokens(self) -> tuple[str, ...]:
+        """Its text, analysed once (neighbours reuse it when they are re-indexed)."""
+        if self._tokens is None:
+            self._tokens = tuple(tokenize(self.text))
+        return self._tokens
 
     def embed_input(self) -> str:
         """What is embedded: a memory with a speaker is embedded as said by them."""
@@ -117,10 +129,23 @@ class KindIndex:
             self._index_lexical(other)
 
     def set_vector(self, item_id: str, vector: np.ndarray) -> None:
-        """Give an item (loaded without one) its vector."""
+        """Give an item (loaded without one) its vector: a fresh row (vector rows only grow),
+        its lexical entry moved there as it is."""
         item = self.items.get(item_id)
-        if item is not None:
+        if item is None:
+            return
+        if self.vectors is None or self.vectors.dim != vector.shape[0]:
             self.upsert(item, vector)
+            return
+        old, new = item.row, self.next_row
+        self.next_row += 1
+        self.vectors.kill(old)
+        self.vectors.put(new, vector)
+        self.lexical.move(old, new)
+        del self.by_row[old]
+        self.by_row[new] = item
+        item.row, item.has_vector = new, True
+        self.pending.pop(item_id, None)
 
     def remove(self, item_id: str, *, reindex_neighbours: bool = True) -> Item | None:
         item = self.items.pop(item_id, None)
@@ -175,15 +200,22 @@ class KindIndex:
         return self._around(order, at)
 
     def _index_lexical(self, item: Item) -> None:
-        fields: list[tuple[str, float]] = [(item.text, 1.0)]
+        counts: dict[str, float] = {}
+
+        def count(terms: Iterable[str], weight: float) -> None:
+            for term in terms:
+                counts[term] = counts.get(term, 0.0) + weight
+
+        count(item.tokens(), 1.0)
         if item.key:
-            fields.append((item.key, KEY_WEIGHT))
+            count(tokenize(item.key), KEY_WEIGHT)
         if item.speaker:
-            fields.append((item.speaker, SPEAKER_WEIGHT))
+            count(tokenize(item.speaker), SPEAKER_WEIGHT)
         if item.tags and item.kind == "memory":
-            fields.append((" ".join(item.tags), TAGS_WEIGHT))
-        fields += [(n.text, NEIGHBOUR_WEIGHT) for n in self.neighbours(item)]
-        self.lexical.add(item.row, fields)
+            count(tokenize(" ".join(item.tags)), TAGS_WEIGHT)
+        for neighbour in self.neighbours(item):
+            count(neighbour.tokens(), NEIGHBOUR_WEIGHT)
+        self.lexical.add_counts(item.row, counts)
 
     def drop_vectors(self) -> None:
         """Forget every vector (the embedding model changed)."""

@@ -120,8 +120,24 @@ class LexicalIndex:
 
     def add(self, row: int, text: str | Fields) -> None:
         """Index ``text`` (or weighted ``(text, weight)`` fields) under ``row``, replacing it."""
+        self.add_counts(row, _weighted_counts([(text, 1.0)] if isinstance(text, str) else text))
+
+    def move(self, old: int, new: int) -> None:
+        """Give the terms of row ``old`` to row ``new`` (no re-analysis)."""
+        length = self.lengths.pop(old, None)
+        if length is None:
+            return
+        self.remove(new)
+        terms = self._row_terms.pop(old)
+        for term in terms:
+            rows = self.postings[term]
+            rows[new] = rows.pop(old)
+        self.lengths[new] = length
+        self._row_terms[new] = terms
+
+    def add_counts(self, row: int, counts: dict[str, float]) -> None:
+        """Index already analysed, weighted term counts under ``row``, replacing it."""
         self.remove(row)
-        counts = _weighted_counts([(text, 1.0)] if isinstance(text, str) else text)
         for term, tf in counts.items():
             self.postings.setdefault(term, {})[row] = tf
         length = sum(counts.values())
