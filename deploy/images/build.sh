@@ -20,6 +20,13 @@ CA=${HOST_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 if [ -f "$CA" ]; then
   args+=(--volume "$CA:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt)
 fi
+# The shared base first (user, layout, venv, healthcheck, the ONBUILD wheel install); every
+# service image builds on it and adds only its labels, port, volumes and command.
+SERVICE_BASE="${PREFIX}service-base:$TAG"
+log "podman build $SERVICE_BASE${BASE_IMAGE:+ (base $BASE_IMAGE)}"
+podman build "${args[@]}" -q -f deploy/images/service-base.Containerfile -t "$SERVICE_BASE" \
+  deploy/images >/dev/null
+args+=(--build-arg "SERVICE_BASE=$SERVICE_BASE")
 for service in "${services[@]}"; do
   start=$SECONDS
   log "wheelhouse for $service"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare the build context of one service image: .wheelhouse/<service>/ with a wheel for every
 # package it needs (pip wheel on the host, so the CPU build of torch and the llama-cpp-python wheel
-# that pip already built are reused) and the healthcheck script. The image installs offline.
+# that pip already built are reused). The image installs offline (service-base.Containerfile).
 #   deploy/images/wheelhouse.sh <service>
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,5 +38,4 @@ rm -rf "$ctx/own" && mkdir -p "$ctx/own"
 mv "$ctx"/wheels/hivemind_*.whl "$ctx/own/"
 (cd "$ctx/wheels" && sha256sum -- *.whl) > "$ctx/wheels.lock"
 (cd "$ctx/own" && sha256sum -- *.whl) > "$ctx/own.lock"
-install -m 0755 deploy/images/healthcheck.py "$ctx/hivemind-healthcheck"
 echo "$ctx: $(ls "$ctx/wheels" "$ctx/own" | grep -c whl) wheels, $(du -sh "$ctx" | cut -f1)"
