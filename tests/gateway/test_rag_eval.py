@@ -85,3 +85,16 @@ def test_the_command_line_evaluator_measures_a_users_set_through_the_service(
     report = json.loads(printed[: printed.index("\ninject_threshold")])
     assert report["gate"]["inject_threshold"] == 0.5 and report["answerable"] == 16
     assert len(printed.split("inject_threshold")[-1].strip().splitlines()) == 1 + 21
+
+
+def test_the_gate_on_the_untuned_operations_set_does_not_regress(
+    encode: Callable[[list[str]], np.ndarray],
+) -> None:
+    # gate_eval_ops.json was written before the gate work of retrieval v2 and never tuned on;
+    # today's figures (93% right, 42% of unanswerable queries with something injected) miss the
+    # issue's target (95% / 10%): this floor only guards against getting worse
+    ops = load_eval_set(EVAL_SET.parent / "gate_eval_ops.json")
+    assert len(ops["queries"]) >= 40 and len(ops["unanswerable"]) >= 10
+    result = evaluate(ops, encode)
+    assert result["right_fact_injected"] >= 0.93, result["failures"]
+    assert result["unanswerable_injected"] <= 0.42, result["failures"]

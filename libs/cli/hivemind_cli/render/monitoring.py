@@ -16,8 +16,6 @@ GRAFANA_IMAGE = "docker.io/grafana/grafana:11.1.4"
 # Where docs/deploy.md tells the operator to copy deploy/ on the monitoring node.
 CONFIG_ROOT = "/etc/hivemind"
 SECRET_GRAFANA_ADMIN = "hivemind-grafana-admin"
-# deploy/prometheus/alerts.yml, mounted beside prometheus.yml in the container
-ALERT_RULES = "alerts.yml"
 
 
 def scrape_config(
@@ -50,7 +48,6 @@ def scrape_config(
             "evaluation_interval": interval,
             "external_labels": {"profile": profile},
         },
-        "rule_files": [ALERT_RULES],
         "scrape_configs": jobs,
     }
 
@@ -85,11 +82,6 @@ def monitoring_units(
         c,
         "Volume",
         f"{CONFIG_ROOT}/prometheus/{profile}.yml:/etc/prometheus/prometheus.yml:ro,Z",
-    )
-    prom.add(
-        c,
-        "Volume",
-        f"{CONFIG_ROOT}/prometheus/{ALERT_RULES}:/etc/prometheus/{ALERT_RULES}:ro,Z",
     )
     prom.add(c, "Volume", "hivemind-prometheus.volume:/prometheus:U,Z")
     prom.add(
