@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tools for the container work (make images, make quadlet-check, make test-containers) on a fresh
 # Debian 12 machine. Idempotent: a second run takes about a second.
-#   - podman, runc, debootstrap and systemd (for systemd-analyze) from Debian's own archive;
+#   - podman, runc, debootstrap, systemd (for systemd-analyze) and prometheus (for promtool)
+#     from Debian's own archive;
 #   - the `quadlet` generator from Debian trixie's podman package (bookworm's podman 4.3 has none),
 #     fetched with a private apt state under .tools/apt and unpacked into .tools/podman-trixie;
 #     the system's podman is never upgraded and the host's apt lists are not touched;
@@ -24,6 +25,7 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)  # promtool check rules
 if [ ${#need[@]} -gt 0 ]; then
   log "apt-get install ${need[*]}"
   $SUDO apt-get update -qq

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hivemind_common.body_limit import BodyLimitMiddleware, BodyLimits
 from hivemind_common.error_handlers import install_error_handlers, is_openai_path
 from hivemind_common.observability import RequestContextMiddleware
+from hivemind_common.scrape_metrics import SERVICE_READY, run_samplers
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def base_app(
     app.state.service = service
     app.state.ready_checks = {}
     app.state.starting = True
+    app.state.scrape_samplers = []
     if openai_paths is None:
         install_error_handlers(app)
     else:
@@ -90,10 +92,22 @@ def base_app(
         )
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        await sample_at_scrape(request.app)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def sample_at_scrape(app: FastAPI) -> None:
+    """Refresh the scrape-time gauges: readiness, then what the lifespan registered
+    (``app.state.scrape_samplers``: Redis health, data-dir disk)."""
+    state = app.state
+    ready = False
+    if not state.starting:
+        ready, _ = await run_ready_checks(state.ready_checks)
+    SERVICE_READY.labels(state.service).set(1 if ready else 0)
+    await run_samplers(state.scrape_samplers)
 
 
 def mark_started(app: FastAPI) -> None:

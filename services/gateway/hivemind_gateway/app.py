@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.internal_http import internal_client
 from hivemind_common.redis_client import connect_redis
+from hivemind_common.scrape_metrics import disk_sampler, redis_sampler
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_gateway import __version__
 from hivemind_gateway.anthropic.router import router as anthropic_router
@@ -65,6 +66,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             await run_migrations(redis)  # before the index loads what they move
             await stack.enter_async_context(search_runtime(app.state, settings))
             app.state.ready_checks["redis"] = redis.ping
+            app.state.scrape_samplers += [
+                redis_sampler(redis),
+                disk_sampler(settings.data_dir),
+            ]
             mark_started(app)
             yield
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from hivemind_common.redis_client import connect_redis
+from hivemind_common.scrape_metrics import disk_sampler
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_trainer import __version__
 from hivemind_trainer.settings import TrainerSettings
@@ -26,6 +27,7 @@ def create_app(settings: TrainerSettings) -> FastAPI:
         redis = connect_redis(settings.redis_url)
         app.state.redis = redis
         app.state.ready_checks["redis"] = redis.ping
+        app.state.scrape_samplers.append(disk_sampler(settings.data_dir))
         stop = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
         if settings.worker_enabled:

@@ -5,7 +5,9 @@
 2. every unit set passes the Quadlet generator (``quadlet -dryrun``), and what it generates
    passes ``systemd-analyze verify`` without a single warning;
 3. ``compose.yaml`` passes a real compose implementation's ``config``;
-4. every metric a Grafana dashboard queries is exported by some service.
+4. every metric a Grafana dashboard queries is exported by some service;
+5. the alert rules (``deploy/prometheus/alerts.yml``) pass ``promtool check rules`` and every
+   metric their expressions read is exported by some service (or is Prometheus' own ``up``).
 
 ``python -m hivemind_cli.render.check [--repo DIR] [--units DIR ...] [--compose FILE]``
 prints each problem and exits 1 when there is any.
@@ -18,11 +20,14 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import yaml
 
 from hivemind_cli.render import UNIT_SUFFIXES, render_node, scrape_config_text
 from hivemind_common.hosts import load_registry
@@ -182,6 +187,53 @@ def check_dashboards(dashboards: Path, source_roots: list[Path]) -> list[str]:
     return problems
 
 
+# Words of PromQL that look like metric names in an expression once labels, ranges, strings and
+# grouping clauses are gone (function names are recognised by the "(" after them).
+PROMQL_WORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
+     "group_right", "inf", "nan", "e"}
+)  # fmt: skip
+PROMETHEUS_OWN = frozenset({"up"})
+_PROMQL_STRIP = (
+    re.compile(r'"(?:[^"\\]|\\.)*"'),  # strings
+    re.compile(r"\{[^}]*\}"),  # label matchers
+    re.compile(r"\[[^\]]*\]"),  # ranges
+    re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"),
+)
+_PROMQL_NAME = re.compile(r"(?<![\w.])([a-zA-Z_:][\w:]*)\b(?!\s*\()")
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names an expression reads (a lexical reading, enough for our rules)."""
+    for pattern in _PROMQL_STRIP:
+        expr = pattern.sub(" ", expr)
+    return {n for n in _PROMQL_NAME.findall(expr) if n.lower() not in PROMQL_WORDS}
+
+
+def check_alert_rules(rules: Path, source_roots: list[Path]) -> list[str]:
+    """``promtool check rules``, then every metric a rule reads must be exported."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        return [
+            f"{rules}: promtool not found (apt-get install prometheus; scripts/setup-containers.sh)"
+        ]
+    result = _run([promtool, "check", "rules", str(rules)])
+    if result.returncode != 0:
+        detail = (result.stdout + result.stderr).strip().splitlines()
+        return [f"{rules}: promtool check rules failed: " + " | ".join(detail[-8:])]
+    exported = exported_metrics(source_roots) | PROMETHEUS_OWN
+    problems = []
+    doc = yaml.safe_load(rules.read_text()) or {}
+    for group in doc.get("groups", []):
+        for rule in group.get("rules", []):
+            name = rule.get("alert") or rule.get("record")
+            for metric in sorted(promql_metrics(str(rule.get("expr", ""))) - exported):
+                problems.append(
+                    f"{rules.name}: rule {name} reads {metric}, which no service exports"
+                )
+    return problems
+
+
 def run_checks(repo: Path, units: list[Path], compose_file: Path, quadlet: Path) -> list[str]:
     problems = check_in_sync(repo) if not units else []
     for folder in units or [repo / rel for rel in unit_sets(repo)]:
@@ -189,6 +241,9 @@ def run_checks(repo: Path, units: list[Path], compose_file: Path, quadlet: Path)
     problems += check_compose(compose_file)
     problems += check_dashboards(
         repo / "deploy/grafana/dashboards", [repo / "libs", repo / "services"]
+    )
+    problems += check_alert_rules(
+        repo / "deploy/prometheus/alerts.yml", [repo / "libs", repo / "services"]
     )
     return problems
 
@@ -215,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     for problem in problems:
         sys.stderr.write(f"FAIL {problem}\n")
     if not problems:
-        sys.stdout.write("quadlet-check: units, compose.yaml and dashboards are valid\n")
+        sys.stdout.write(
+            "quadlet-check: units, compose.yaml, dashboards and alert rules are valid\n"
+        )
     return 1 if problems else 0
 
 

@@ -16,6 +16,8 @@ GRAFANA_IMAGE = "docker.io/grafana/grafana:11.1.4"
 # Where docs/deploy.md tells the operator to copy deploy/ on the monitoring node.
 CONFIG_ROOT = "/etc/hivemind"
 SECRET_GRAFANA_ADMIN = "hivemind-grafana-admin"
+# deploy/prometheus/alerts.yml, mounted beside prometheus.yml in the container
+ALERT_RULES = "alerts.yml"
 
 
 def scrape_config(
@@ -48,6 +50,7 @@ def scrape_config(
             "evaluation_interval": interval,
             "external_labels": {"profile": profile},
         },
+        "rule_files": [ALERT_RULES],
         "scrape_configs": jobs,
     }
 
@@ -82,6 +85,11 @@ def monitoring_units(
         c,
         "Volume",
         f"{CONFIG_ROOT}/prometheus/{profile}.yml:/etc/prometheus/prometheus.yml:ro,Z",
+    )
+    prom.add(
+        c,
+        "Volume",
+        f"{CONFIG_ROOT}/prometheus/{ALERT_RULES}:/etc/prometheus/{ALERT_RULES}:ro,Z",
     )
     prom.add(c, "Volume", "hivemind-prometheus.volume:/prometheus:U,Z")
     prom.add(
