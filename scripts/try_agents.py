@@ -63,9 +63,10 @@ def _claude(bin_dir: Path, gateway: str, key: str, model: str, home: Path) -> di
         "ANTHROPIC_MODEL": model,
         "ANTHROPIC_DEFAULT_HAIKU_MODEL": model,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": "16",  # a random model would write noise to the end
         "DISABLE_AUTOUPDATER": "1",
     }
-    return _run([str(bin_dir / "claude"), "-p", PROMPT, "--model", model], env, home, 300)
+    return _run([str(bin_dir / "claude"), "-p", PROMPT, "--model", model], env, home, 900)
 
 
 def _codex(bin_dir: Path, gateway: str, key: str, model: str, home: Path) -> dict[str, Any]:
@@ -73,7 +74,8 @@ def _codex(bin_dir: Path, gateway: str, key: str, model: str, home: Path) -> dic
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(
         f'model = "{model}"\n'
-        'model_provider = "hivemind"\n\n'
+        'model_provider = "hivemind"\n'
+        "model_max_output_tokens = 16\n\n"
         "[model_providers.hivemind]\n"
         'name = "Hive-Mind"\n'
         f'base_url = "{gateway}/v1"\n'
@@ -87,12 +89,13 @@ def _codex(bin_dir: Path, gateway: str, key: str, model: str, home: Path) -> dic
         "HIVEMIND_API_KEY": key,
     }
     cmd = [str(bin_dir / "codex"), "exec", "--skip-git-repo-check", PROMPT]
-    return _run(cmd, env, home, 300)
+    return _run(cmd, env, home, 900)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bin", type=Path, required=True, help="folder holding claude and codex")
+    parser.add_argument("--model", nargs="*", default=["default", "tiny-hermes"])
     args = parser.parse_args()
     from bench.bench_inference import llm_stack
 
@@ -100,8 +103,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="hm-agents-") as tmp:
         folder = Path(tmp)
         os.environ["HIVEMIND_MODELS"] = json.dumps(_models(folder))
+        # a 20k-token agent prompt on one shared CPU thread takes minutes to read
+        os.environ["HIVEMIND_UPSTREAM_TIMEOUT_S"] = "900"
         with llm_stack(embedding=False) as stack:
-            for model in ("default", "tiny-hermes"):
+            for model in args.model:
                 for name, run in (("claude", _claude), ("codex", _codex)):
                     home = folder / f"home-{name}-{model}"
                     home.mkdir()
