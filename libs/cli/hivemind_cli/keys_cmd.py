@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from hivemind_cli.redis_cli import run_with_redis
+from hivemind_common.audit import cli_audited, key_tenant
 from hivemind_common.auth import ROLES, ApiKeyStore
+from hivemind_common.redis_client import HivemindRedis
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 
@@ -28,9 +30,20 @@ def create(
     ),
 ) -> None:
     """Create a key and print it (shown once; only its hash is stored)."""
-    key_id, plaintext = _run(
-        lambda s: s.create(tenant=tenant, role=role, name=name, rpm=rpm)  # type: ignore[arg-type]
-    )
+
+    async def action(redis: HivemindRedis) -> tuple[str, str]:
+        async with cli_audited(redis, "keys.create", tenant=tenant) as entry:
+            entry.detail = f"role={role}"
+            made = await ApiKeyStore(redis).create(
+                tenant=tenant,
+                role=role,  # type: ignore[arg-type]
+                name=name,
+                rpm=rpm,
+            )
+            entry.target = made[0]
+            return made
+
+    key_id, plaintext = run_with_redis(action)
     typer.echo(plaintext)
     typer.echo(f"key id {key_id}: tenant {tenant}, role {role}", err=True)
 
@@ -51,5 +64,11 @@ def list_keys(tenant: str = typer.Option(None, help="Only this tenant's keys."))
 @app.command("revoke")
 def revoke(key_id: str = typer.Argument(..., help="The key id shown by `keys list`.")) -> None:
     """Revoke a key; requests with it get 401 from now on."""
-    _run(lambda s: s.revoke(key_id))
+
+    async def action(redis: HivemindRedis) -> None:
+        tenant = await key_tenant(redis, key_id)
+        async with cli_audited(redis, "keys.revoke", tenant=tenant, target=key_id):
+            await ApiKeyStore(redis).revoke(key_id)
+
+    run_with_redis(action)
     typer.echo(f"revoked {key_id}")

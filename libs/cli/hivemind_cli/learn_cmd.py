@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hivemind_cli.redis_cli import run_with_redis
+from hivemind_common.audit import cli_audited
 from hivemind_common.errors import HivemindError
 from hivemind_common.job_records import learning_status
 
@@ -145,15 +146,21 @@ def train_now(
                     else:
                         bar.update(task, completed=step, total=total, loss=f"{loss:.4f}")
 
-                return await run_cycle(
-                    redis,
-                    settings,
-                    overrides=overrides,
-                    progress=progress,
-                    requested_by="cli",
-                    reason="manual",
-                    lease=lock,
-                )
+                async with cli_audited(redis, "learning.train") as entry:
+                    result = await run_cycle(
+                        redis,
+                        settings,
+                        overrides=overrides,
+                        progress=progress,
+                        requested_by="cli",
+                        reason="manual",
+                        lease=lock,
+                    )
+                    entry.target = result.version or result.job_id
+                    entry.detail = f"status={result.status}"
+                    if result.status == "failed":
+                        entry.outcome = "failed"
+                return result
         finally:
             renewer.cancel()
             await lock.release()

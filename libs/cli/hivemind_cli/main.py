@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 import typer
 
 from hivemind_cli import (
+    audit_cmd,
     hosts_cmd,
     keys_cmd,
     learn_cmd,
@@ -33,6 +34,7 @@ app.add_typer(tenants_cmd.app, name="tenants")
 app.add_typer(memories_cmd.app, name="memories")
 app.command("export")(models_cmd.export)
 app.command("mcp")(mcp_cmd.mcp)
+app.command("audit")(audit_cmd.show)
 
 
 def _add_service_commands() -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hivemind_cli.redis_cli import cli_redis, exit_on_failure
+from hivemind_common.audit import cli_audited
 from hivemind_common.internal_http import internal_client
 from hivemind_common.model_deploy import deploy_version, rollback_model
 from hivemind_common.model_registry import ModelRegistry
@@ -47,6 +48,13 @@ async def _with_inference(action: Callable[[ModelRegistry, httpx.AsyncClient], A
         "inference", token=token, timeout=timeout, profile=settings.profile
     ) as client:
         return await _with_registry(lambda reg: action(reg, client))
+
+
+async def _audited(
+    reg: ModelRegistry, action: str, target: str, work: Callable[[], Awaitable[T]]
+) -> T:
+    async with cli_audited(reg.redis, action, target=target):
+        return await work()
 
 
 def _run(coro: Awaitable[T]) -> T:
@@ -92,8 +100,17 @@ def promote(
     """Hot-swap a version in; the serving one becomes previous."""
     result = _run(
         _with_inference(
-            lambda reg, client: deploy_version(
-                registry=reg, client=client, name=model, version=version, timeout=SWAP_TIMEOUT_S
+            lambda reg, client: _audited(
+                reg,
+                "models.promote",
+                f"{model}@{version}",
+                lambda: deploy_version(
+                    registry=reg,
+                    client=client,
+                    name=model,
+                    version=version,
+                    timeout=SWAP_TIMEOUT_S,
+                ),
             )
         )
     )
@@ -105,8 +122,13 @@ def rollback(model: str = ModelOpt) -> None:
     """Serve the previous version again."""
     result = _run(
         _with_inference(
-            lambda reg, client: rollback_model(
-                registry=reg, client=client, name=model, timeout=SWAP_TIMEOUT_S
+            lambda reg, client: _audited(
+                reg,
+                "models.rollback",
+                model,
+                lambda: rollback_model(
+                    registry=reg, client=client, name=model, timeout=SWAP_TIMEOUT_S
+                ),
             )
         )
     )
@@ -119,7 +141,16 @@ def cleanup(
     keep_recent: int = typer.Option(2, min=0, help="Newest versions kept besides the served."),
 ) -> None:
     """Delete old versions; the serving one and the one before it are always kept."""
-    removed = _run(_with_registry(lambda reg: reg.cleanup(model, keep_recent=keep_recent)))
+    removed = _run(
+        _with_registry(
+            lambda reg: _audited(
+                reg,
+                "models.cleanup",
+                model,
+                lambda: reg.cleanup(model, keep_recent=keep_recent),
+            )
+        )
+    )
     typer.echo(json.dumps({"removed": removed}))
 
 

@@ -7,7 +7,9 @@ import json
 import typer
 
 from hivemind_cli.redis_cli import run_with_redis
-from hivemind_common.tenants import get_policy, set_policy
+from hivemind_common.audit import cli_audited
+from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.tenants import TenantPolicy, get_policy, set_policy
 
 app = typer.Typer(help="Quotas, request rate and training consent.", no_args_is_help=True)
 
@@ -29,17 +31,20 @@ def set_tenant(
 ) -> None:
     """Change a tenant's settings; what is not given stays as it is."""
     cache_bytes = None if max_cache_mb is None else max_cache_mb * MIB
-    policy = run_with_redis(
-        lambda redis: set_policy(
-            redis,
-            tenant,
-            share_training=share_training,
-            max_facts=max_facts,
-            max_memories=max_memories,
-            max_cache_bytes=cache_bytes,
-            rpm=rpm,
-        )
-    )
+    changes = {
+        "share_training": share_training,
+        "max_facts": max_facts,
+        "max_memories": max_memories,
+        "max_cache_bytes": cache_bytes,
+        "rpm": rpm,
+    }
+
+    async def action(redis: HivemindRedis) -> TenantPolicy:
+        async with cli_audited(redis, "tenants.set", tenant=tenant, target=tenant) as entry:
+            entry.detail = " ".join(f"{k}={v}" for k, v in changes.items() if v is not None)
+            return await set_policy(redis, tenant, **changes)  # type: ignore[arg-type]
+
+    policy = run_with_redis(action)
     typer.echo(json.dumps(policy.as_dict()))
 
 

@@ -35,6 +35,7 @@ RAG_LOG_MAXLEN = 10_000  # retrieval log per tenant
 RATE_WINDOW_S = 60  # request rates are counted per key and per tenant in windows this long
 LEARNING_STREAM_MAXLEN = 200_000
 JOBS_STREAM_MAXLEN = 10_000
+AUDIT_MAXLEN = 100_000  # audit trail of admin and operator actions (approximate trim)
 
 # --- consumer groups --------------------------------------------------------------------------
 TRAINER_GROUP = "trainer"
@@ -71,6 +72,12 @@ def api_keys_index() -> str:
 def tenants_index() -> str:
     """Set of every tenant that has ever been given a key."""
     return f"{PREFIX}:{{auth}}:tenants"
+
+
+# --- audit (global) ---------------------------------------------------------------------------
+def audit_stream() -> str:
+    """Stream: one entry per state-changing admin or operator action (``hivemind_common.audit``)."""
+    return f"{PREFIX}:{{audit}}:log"
 
 
 # --- facts --------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from hivemind_common.scrape_metrics import disk_sampler, redis_sampler
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_gateway import __version__
 from hivemind_gateway.anthropic.router import router as anthropic_router
+from hivemind_gateway.audit.router import router as audit_router
 from hivemind_gateway.cache.router import router as cache_router
 from hivemind_gateway.facts.router import router as facts_router
 from hivemind_gateway.keys.router import router as keys_router
@@ -94,6 +95,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         learning_router,
         models_router,
         keys_router,
+        audit_router,
     ):
         app.include_router(router)
     app.include_router(openai_model_router)  # after /v1/models/versions

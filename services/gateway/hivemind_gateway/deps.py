@@ -36,6 +36,11 @@ def _trainer(request: Request) -> httpx.AsyncClient:
     return request.app.state.trainer_http  # type: ignore[no-any-return]
 
 
+async def _client_address(request: Request) -> str:
+    """Where a call came from, for the audit trail."""
+    return request.client.host if request.client else "unknown"
+
+
 def _state(request: Request) -> Any:
     return request.app.state
 
@@ -47,3 +52,4 @@ EmbeddingHttpDep = Annotated[httpx.AsyncClient, Depends(_embedding)]
 InferenceHttpDep = Annotated[httpx.AsyncClient, Depends(_inference)]
 TrainerHttpDep = Annotated[httpx.AsyncClient, Depends(_trainer)]
 StateDep = Annotated[Any, Depends(_state)]
+ClientAddressDep = Annotated[str, Depends(_client_address)]

@@ -10,9 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from hivemind_common.audit import audited
 from hivemind_common.auth import AdminPrincipal
 from hivemind_common.errors import Forbidden
-from hivemind_gateway.deps import ApiKeysDep
+from hivemind_gateway.deps import ApiKeysDep, ClientAddressDep, RedisDep
 from hivemind_gateway.keys.schemas import KeyCreate, KeyCreated, KeysPublic
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -33,22 +34,47 @@ async def list_keys(
 
 
 @router.post("", response_model=KeyCreated, status_code=201)
-async def create_key(body: KeyCreate, principal: AdminPrincipal, store: ApiKeysDep) -> KeyCreated:
+async def create_key(
+    body: KeyCreate,
+    principal: AdminPrincipal,
+    store: ApiKeysDep,
+    redis: RedisDep,
+    source: ClientAddressDep,
+) -> KeyCreated:
     """Make a key; an admin only for its own tenant and never an operator key."""
     tenant = body.tenant or principal.tenant
-    if not principal.is_operator:
-        if tenant != principal.tenant:
-            raise Forbidden("an admin key manages only its own tenant's keys", param="tenant")
-        if body.role == "operator":
-            raise Forbidden("only an operator key can make operator keys", param="role")
-    key_id, plaintext = await store.create(
-        tenant=tenant, role=body.role, name=body.name, rpm=body.rpm
-    )
+    async with audited(
+        redis, "keys.create", key_id=principal.key_id, tenant=tenant, source=source
+    ) as entry:
+        entry.detail = f"role={body.role}"
+        if not principal.is_operator:
+            if tenant != principal.tenant:
+                raise Forbidden("an admin key manages only its own tenant's keys", param="tenant")
+            if body.role == "operator":
+                raise Forbidden("only an operator key can make operator keys", param="role")
+        key_id, plaintext = await store.create(
+            tenant=tenant, role=body.role, name=body.name, rpm=body.rpm
+        )
+        entry.target = key_id
     return KeyCreated(key=plaintext, key_id=key_id, tenant=tenant, role=body.role)
 
 
 @router.delete("/{key_id}", status_code=204)
-async def revoke_key(key_id: KeyId, principal: AdminPrincipal, store: ApiKeysDep) -> Response:
+async def revoke_key(
+    key_id: KeyId,
+    principal: AdminPrincipal,
+    store: ApiKeysDep,
+    redis: RedisDep,
+    source: ClientAddressDep,
+) -> Response:
     """Revoke a key of the caller's tenant (an operator: any key)."""
-    await store.revoke(key_id, tenant=None if principal.is_operator else principal.tenant)
+    async with audited(
+        redis,
+        "keys.revoke",
+        key_id=principal.key_id,
+        tenant=principal.tenant,
+        source=source,
+        target=key_id,
+    ):
+        await store.revoke(key_id, tenant=None if principal.is_operator else principal.tenant)
     return Response(status_code=204)

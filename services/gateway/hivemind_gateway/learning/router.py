@@ -6,11 +6,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
+from hivemind_common.audit import audited
 from hivemind_common.auth import OperatorPrincipal, ReadPrincipal, WritePrincipal
 from hivemind_common.errors import NotFound
 from hivemind_common.ids import TOKEN_PATTERN
 from hivemind_common.job_records import get_job, learning_status, tenant_learning_status
-from hivemind_gateway.deps import RedisDep
+from hivemind_gateway.deps import ClientAddressDep, RedisDep
 from hivemind_gateway.learning import service
 from hivemind_gateway.learning.schemas import (
     JobPublic,
@@ -45,15 +46,22 @@ async def status(principal: ReadPrincipal, redis: RedisDep) -> LearningStatus:
 
 @router.post("/train", response_model=TrainQueued)
 async def train(
-    principal: OperatorPrincipal, redis: RedisDep, body: TrainRequest | None = None
+    principal: OperatorPrincipal,
+    redis: RedisDep,
+    source: ClientAddressDep,
+    body: TrainRequest | None = None,
 ) -> TrainQueued:
     """Queue a learning cycle now (operator); poll ``/v1/learning/jobs/{job_id}``."""
-    job_id = await service.queue_training(
-        redis=redis,
-        requested_by=f"api:{principal.key_id}",
-        tenant=principal.tenant,
-        body=body or TrainRequest(),
-    )
+    async with audited(
+        redis, "learning.train", key_id=principal.key_id, tenant=principal.tenant, source=source
+    ) as entry:
+        job_id = await service.queue_training(
+            redis=redis,
+            requested_by=f"api:{principal.key_id}",
+            tenant=principal.tenant,
+            body=body or TrainRequest(),
+        )
+        entry.target = job_id
     return TrainQueued(job_id=job_id)
 
 

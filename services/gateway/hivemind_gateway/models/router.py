@@ -10,8 +10,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from hivemind_common.audit import audited
 from hivemind_common.auth import OperatorPrincipal, ReadPrincipal
-from hivemind_gateway.deps import InferenceHttpDep, RedisDep, SettingsDep
+from hivemind_gateway.deps import ClientAddressDep, InferenceHttpDep, RedisDep, SettingsDep
 from hivemind_gateway.models import service
 from hivemind_gateway.models.schemas import (
     VERSION_PATTERN,
@@ -47,11 +48,20 @@ async def promote_model_version(
     redis: RedisDep,
     settings: SettingsDep,
     inference: InferenceHttpDep,
+    source: ClientAddressDep,
 ) -> DeployPublic:
     """Hot-swap a registered version in; the serving one becomes previous (operator)."""
-    result = await service.promote(
-        redis, settings.data_dir, inference, name=name, version=body.version
-    )
+    async with audited(
+        redis,
+        "models.promote",
+        key_id=principal.key_id,
+        tenant=principal.tenant,
+        source=source,
+        target=f"{name}@{body.version}",
+    ):
+        result = await service.promote(
+            redis, settings.data_dir, inference, name=name, version=body.version
+        )
     return DeployPublic.model_validate(result.public())
 
 
@@ -62,7 +72,17 @@ async def rollback_model_version(
     redis: RedisDep,
     settings: SettingsDep,
     inference: InferenceHttpDep,
+    source: ClientAddressDep,
 ) -> DeployPublic:
     """Serve the previous version again (operator)."""
-    result = await service.rollback(redis, settings.data_dir, inference, name=name)
+    async with audited(
+        redis,
+        "models.rollback",
+        key_id=principal.key_id,
+        tenant=principal.tenant,
+        source=source,
+        target=name,
+    ) as entry:
+        result = await service.rollback(redis, settings.data_dir, inference, name=name)
+        entry.detail = f"version={result.version}"
     return DeployPublic.model_validate(result.public())
