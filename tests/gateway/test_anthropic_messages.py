@@ -234,3 +234,11 @@ def test_system_turns_between_user_turns_are_accepted(claude: anthropic.Anthropi
         ],
     )
     assert message.content
+
+
+def test_reasoning_comes_back_as_thinking_blocks(claude: anthropic.Anthropic) -> None:
+    message = claude.messages.create(model="tiny-thinking", max_tokens=6, messages=HELLO)
+    assert message.content[0].type == "thinking"
+    with claude.messages.stream(model="tiny-thinking", max_tokens=6, messages=HELLO) as stream:
+        deltas = [e.delta.type for e in stream if e.type == "content_block_delta"]
+    assert deltas and set(deltas) == {"thinking_delta"}

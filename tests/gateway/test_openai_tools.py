@@ -240,3 +240,39 @@ def test_a_schema_feature_the_grammar_cannot_enforce_is_a_400_naming_it(
         )
     assert err.value.code == "unsupported_schema"
     assert "'minimum' at #/properties/n" in str(err.value.message)
+
+
+def test_reasoning_comes_back_as_reasoning_content_whole_and_streamed(
+    client: openai.OpenAI,
+) -> None:
+    # tiny-thinking's template opens <think>; the random model never closes it
+    done = client.chat.completions.create(
+        model="tiny-thinking", messages=ASK, max_tokens=6, temperature=0
+    )
+    message = done.choices[0].message
+    assert (message.model_extra or {}).get("reasoning_content")
+    assert message.content is None
+    stream = client.chat.completions.create(
+        model="tiny-thinking", messages=ASK, max_tokens=6, stream=True
+    )
+    pieces = [
+        (c.delta.model_extra or {}).get("reasoning_content") for ch in stream for c in ch.choices
+    ]
+    assert any(pieces)
+
+
+def test_reasoning_is_accepted_back_in_the_history_under_either_name(
+    client: openai.OpenAI,
+) -> None:
+    def prompt_tokens(key: str | None) -> int:
+        turn: dict[str, Any] = {"role": "assistant", "content": "Rome, three days."}
+        if key:
+            turn[key] = "The user wants Rome for three days."
+        done = client.chat.completions.create(
+            model="tiny-thinking", messages=[*ASK, turn, *ASK], max_tokens=1
+        )
+        assert done.usage is not None
+        return done.usage.prompt_tokens
+
+    # the template renders an earlier turn's reasoning: either name reaches it
+    assert prompt_tokens("reasoning") == prompt_tokens("reasoning_content") > prompt_tokens(None)

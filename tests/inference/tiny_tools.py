@@ -69,7 +69,17 @@ MISTRAL = """{%- for m in messages %}
 {% endif %}
 {%- endfor %}"""
 
-TEMPLATES = {"hermes": HERMES, "llama3": LLAMA3, "mistral": MISTRAL}
+# a reasoning model's template: the generation prompt opens a <think> block, and earlier turns
+# carry their reasoning_content
+THINKING = HERMES.replace(
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}",
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n<think>\n{% endif %}",
+).replace(
+    "{% if m.content %}",
+    "{% if m.reasoning_content %}<think>{{ m.reasoning_content }}</think>{% endif %}"
+    "{% if m.content %}",
+)
+TEMPLATES = {"hermes": HERMES, "llama3": LLAMA3, "mistral": MISTRAL, "thinking": THINKING}
 
 _lock = threading.Lock()
 _stack = ExitStack()
@@ -77,7 +87,7 @@ _url: dict[str, str] = {}
 
 
 def write_tool_ggufs(folder: Path) -> dict[str, Path]:
-    """One tiny GGUF per family (``tiny-hermes``, ...), SmolLM2's tokenizer, random weights."""
+    """One tiny GGUF per template (``tiny-hermes``, ..., ``tiny-thinking``), random weights."""
     from inference.tiny_fim import write_fim_gguf
 
     from hivemind_common.models_paths import default_llm_gguf
