@@ -162,3 +162,22 @@ def test_hosted_and_namespace_tools_are_left_out_not_refused(client: openai.Open
         max_output_tokens=60,
     )
     assert [item.type for item in response.output] == ["function_call"]
+
+
+def test_text_format_json_schema_is_enforced(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "city": {"type": "string", "enum": ["Paris", "Rome"]},
+            "days": {"type": "integer"},
+        },
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    }
+    response = client.responses.create(
+        model="tiny-hermes",
+        input="Plan a trip as JSON.",
+        text={"format": {"type": "json_schema", "name": "trip", "schema": schema, "strict": True}},
+        max_output_tokens=60,
+    )
+    jsonschema.validate(json.loads(response.output_text), schema)

@@ -110,3 +110,23 @@ def test_reasoning_is_split_from_the_answer_across_pieces() -> None:
 def test_reasoning_opened_by_the_prompt_is_reasoning_until_it_closes() -> None:
     splitter = ThinkSplitter(started=True)
     assert splitter.feed("hmm</think>ok") == ("hmm", "ok")
+
+
+def _answer(text: str, *, parallel: bool) -> dict[str, object]:
+    from hivemind_inference.chat import AnswerReader, ChatPlan, merge_deltas
+
+    reader = AnswerReader(ChatPlan(prompt="", stop=[], family="hermes", parallel=parallel))
+    return merge_deltas(reader.feed(text) + reader.finish())
+
+
+TWO_CALLS = (
+    '<tool_call>{"name": "a", "arguments": {}}</tool_call>'
+    '<tool_call>{"name": "b", "arguments": {"x": 1}}</tool_call>'
+)
+
+
+def test_parallel_tool_calls_false_keeps_the_first_call_only() -> None:
+    both = _answer(TWO_CALLS, parallel=True)["tool_calls"]
+    first = _answer(TWO_CALLS, parallel=False)["tool_calls"]
+    assert [c["function"]["name"] for c in both] == ["a", "b"]  # type: ignore[attr-defined]
+    assert [c["function"]["name"] for c in first] == ["a"]  # type: ignore[attr-defined]
