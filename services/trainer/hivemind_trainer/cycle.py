@@ -29,7 +29,7 @@ from hivemind_common.model_registry import ModelRegistry, ModelVersion, new_vers
 from hivemind_trainer.data.collector import Collector
 from hivemind_trainer.data.dataset import Dataset
 from hivemind_trainer.data.sample_filter import SampleFilter
-from hivemind_trainer.gate import GateResult, decide, general_eval_set
+from hivemind_trainer.gate import GateResult, decide, general_eval_set, general_set_id
 from hivemind_trainer.metrics import CYCLES
 from hivemind_trainer.orchestrator import LeaderLock, LeadershipLost
 from hivemind_trainer.recipe.config import RecipeConfig
@@ -124,8 +124,9 @@ def train_and_gate(
     checkpoint_dir: Path | None,
     settings: TrainerSettings,
     progress: Progress | None = None,
+    best_general: float | None = None,
 ) -> _Trained:
-    """The blocking part: measure the served model, train, measure again, save the adapter."""
+    """The blocking part: measure the base and the served model, train, measure again, save."""
     recipe = LoraRecipe(cfg, base_dir, adapter_dir=adapter_dir, progress=progress)
     try:
         recipe.setup()
@@ -133,6 +134,7 @@ def train_and_gate(
         prepared = recipe.prepare(train)
         general = general_eval_set()
         served = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
+        base = {"heldout": recipe.evaluate_base(heldout), "general": recipe.evaluate_base(general)}
         try:
             result = recipe.train(prepared, checkpoint_dir=checkpoint_dir)
         except (torch.OutOfMemoryError, MemoryError) as exc:
@@ -141,6 +143,8 @@ def train_and_gate(
         gate = decide(
             served=served,
             candidate=candidate,
+            base=base,
+            best_general=best_general,
             heldout_tolerance=settings.heldout_tolerance,
             general_tolerance=settings.general_tolerance,
         )
@@ -173,6 +177,19 @@ def train_and_gate(
         )
     finally:
         recipe.cleanup()
+
+
+async def _best_general(registry: ModelRegistry, name: str) -> float | None:
+    """The lowest general loss a deployable version reached on today's general set."""
+    current = general_set_id(general_eval_set())
+    losses = [
+        float(mv.metrics["general_loss"])
+        for mv in await registry.list(name)
+        if mv.status in ("serving", "previous", "ready")
+        and mv.metrics.get("general_set") == current
+        and isinstance(mv.metrics.get("general_loss"), (int, float))
+    ]
+    return min(losses) if losses else None
 
 
 def _check_same_tokenizer(
@@ -332,6 +349,7 @@ async def run_cycle(
             "checkpoint_dir": settings.work_dir / job_id,
             "settings": settings,
             "progress": progress,
+            "best_general": await _best_general(registry, name),
         }
         try:
             trained = await asyncio.to_thread(train_and_gate, cfg=cfg, **train_kwargs)
@@ -365,6 +383,9 @@ async def run_cycle(
             "served_heldout_loss": _finite(gate.served["heldout"]),
             "heldout_loss": _finite(gate.candidate["heldout"]),
             "served_general_loss": _finite(gate.served["general"]),
+            "base_heldout_loss": _finite(gate.base.get("heldout", math.nan)),
+            "base_general_loss": _finite(gate.base.get("general", math.nan)),
+            "general_set": general_set_id(general_eval_set()),
             "general_loss": _finite(gate.candidate["general"]),
             "train_loss": trained.train["final_loss"],
             "tokens_per_s": trained.train["tokens_per_s"],

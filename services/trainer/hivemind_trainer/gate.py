@@ -1,20 +1,27 @@
-"""The evaluation gate: a new version is deployable only if it is no worse than the served one.
+"""The evaluation gate: a new version is deployable only if it is better where it was trained and
+has not forgotten what the base knew.
 
-Two measurements, each taken on the served model (before training) and on the candidate:
+Losses are taken on the base alone (adapter off), the served model (before training) and the
+candidate:
 
-- held-out loss: on every held-out sample of the dataset so far; the candidate must not be worse
-  (``heldout_tolerance``, default 0, relative);
-- general loss: on a fixed set of short general chats kept in the repo
-  (``hivemind_trainer/data/general_eval.jsonl``); the candidate must be within 2%.
+- held-out loss, on every held-out sample of the dataset so far: the candidate must be no worse
+  than the served model (``heldout_tolerance``, default 0, relative);
+- general loss, on a fixed general set (:func:`general_eval_set`): the candidate must be within
+  ``general_tolerance`` (2%) of the *base* and of the best general loss a version reached on the
+  same set, never of the served model alone, so small losses cannot compound cycle after cycle;
+- a control: a candidate that scores exactly as the base on both sets has an adapter that does
+  nothing (or an evaluation that does not apply it), and is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from typing import Any
+
+from hivemind_trainer.data.general_set import general_chats
 
 Chat = list[dict[str, str]]
 
@@ -27,27 +34,36 @@ class GateResult:
     reasons: list[str] = field(default_factory=list)
     heldout_tolerance: float = 0.0
     general_tolerance: float = 0.02
+    base: dict[str, float] = field(default_factory=dict)
+    best_general: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def general_set_id(chats: list[Chat]) -> str:
+    """A short id of a general set's content: losses are comparable only on the same set."""
+    return hashlib.sha256(json.dumps(chats, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def general_eval_set() -> list[Chat]:
-    """The fixed general chats shipped with the trainer."""
-    text = resources.files("hivemind_trainer.data").joinpath("general_eval.jsonl").read_text()
-    return [json.loads(line)["messages"] for line in text.splitlines() if line.strip()]
+    """The general regression set (:mod:`hivemind_trainer.data.general_set`, ~300 chats)."""
+    return general_chats()
 
 
 def decide(
     *,
     served: dict[str, float],
     candidate: dict[str, float],
+    base: dict[str, float] | None = None,
+    best_general: float | None = None,
     heldout_tolerance: float = 0.0,
     general_tolerance: float = 0.02,
 ) -> GateResult:
-    """Compare ``{"heldout": loss, "general": loss}`` of the candidate against the served model."""
+    """Judge ``{"heldout": loss, "general": loss}`` of the candidate (see the module's rules)."""
     reasons: list[str] = []
     ok = True
+    base = base or {}
     for key in ("heldout", "general"):
         new, old = candidate.get(key, math.nan), served.get(key, math.nan)
         if key == "heldout" and math.isnan(old) and math.isnan(new):
@@ -57,13 +73,27 @@ def decide(
             ok = False
             reasons.append(f"{key} loss of the candidate is not a number")
             continue
+        anchors = {"served": old}
+        if key == "general":
+            anchors = {"base": base.get("general", old)}
+            if best_general is not None and math.isfinite(best_general):
+                anchors["best version"] = best_general
         tolerance = heldout_tolerance if key == "heldout" else general_tolerance
-        limit = old * (1 + tolerance)
+        name, anchor = min(anchors.items(), key=lambda kv: kv[1])
+        limit = anchor * (1 + tolerance)
         if new > limit:
             ok = False
-            reasons.append(f"{key} loss {new:.4f} worse than served {old:.4f} (limit {limit:.4f})")
+            reasons.append(
+                f"{key} loss {new:.4f} worse than {name} {anchor:.4f} (limit {limit:.4f})"
+            )
         else:
-            reasons.append(f"{key} loss {new:.4f} vs served {old:.4f}: ok")
+            reasons.append(f"{key} loss {new:.4f} vs {name} {anchor:.4f}: ok")
+    if _same_as_base(candidate, base):
+        ok = False
+        reasons.append(
+            "control: the candidate scores exactly as the base without an adapter, so its "
+            "adapter changes nothing (or was not applied when measured)"
+        )
     return GateResult(
         deployable=ok,
         served=served,
@@ -71,4 +101,15 @@ def decide(
         reasons=reasons,
         heldout_tolerance=heldout_tolerance,
         general_tolerance=general_tolerance,
+        base=base,
+        best_general=best_general,
     )
+
+
+def _same_as_base(candidate: dict[str, float], base: dict[str, float]) -> bool:
+    compared = [
+        (candidate[k], base[k])
+        for k in ("heldout", "general")
+        if k in candidate and k in base and math.isfinite(candidate[k]) and math.isfinite(base[k])
+    ]
+    return bool(compared) and all(abs(c - b) <= 1e-7 * max(1.0, abs(b)) for c, b in compared)

@@ -326,6 +326,11 @@ class LoraRecipe:
             dtype=self.hardware.autocast_dtype,
         )
 
+    def evaluate_base(self, conversations: list[Chat]) -> float:
+        """Mean assistant-token loss of the base alone (every adapter switched off)."""
+        with self.model.disable_adapter():
+            return self.evaluate(conversations)
+
     def save(self, out_dir: Path) -> None:
         """The PEFT adapter (safetensors + adapter_config.json)."""
         out_dir.mkdir(parents=True, exist_ok=True)
