@@ -8,6 +8,7 @@ import typer
 
 from hivemind_cli import (
     audit_cmd,
+    backup_cmd,
     hosts_cmd,
     keys_cmd,
     learn_cmd,
@@ -35,6 +36,8 @@ app.add_typer(memories_cmd.app, name="memories")
 app.command("export")(models_cmd.export)
 app.command("mcp")(mcp_cmd.mcp)
 app.command("audit")(audit_cmd.show)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 
 
 def _add_service_commands() -> None:

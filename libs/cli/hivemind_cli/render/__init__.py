@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from hivemind_cli.render.backup_units import SYSTEMD_SUFFIXES, backup_units
 from hivemind_cli.render.model import DeployLayout, deploy_layout
 from hivemind_cli.render.monitoring import monitoring_units, scrape_config, scrape_config_text
 from hivemind_cli.render.redis_units import cluster_units, sentinel_units
@@ -67,6 +68,7 @@ def render_units(
     units += redis_units
     if layout.monitoring is not None:
         units += monitoring_units(registry, layout, layout.monitoring, node)
+    units += backup_units(registry, profile, node)
     return units
 
 
@@ -86,7 +88,10 @@ def write_node(files: dict[str, str], out: Path) -> list[Path]:
     """Write rendered files into ``out``; stale unit files from an earlier render are removed."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
-        if old.is_file() and old.suffix in UNIT_SUFFIXES and old.name not in files:
+        rendered = old.suffix in UNIT_SUFFIXES or (
+            old.suffix in SYSTEMD_SUFFIXES and old.name.startswith("hivemind-")
+        )
+        if old.is_file() and rendered and old.name not in files:
             old.unlink()
     written = []
     for name, text in files.items():

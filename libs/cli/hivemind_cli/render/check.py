@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from hivemind_cli.render import UNIT_SUFFIXES, render_node, scrape_config_text
+from hivemind_cli.render.backup_units import SYSTEMD_SUFFIXES
 from hivemind_common.hosts import load_registry
 
 PROFILE = "homelab"
@@ -69,7 +70,7 @@ def check_in_sync(repo: Path) -> list[str]:
         have = {
             p.name: p.read_text()
             for p in folder.glob("*")
-            if p.is_file() and p.suffix in UNIT_SUFFIXES
+            if p.is_file() and (p.suffix in UNIT_SUFFIXES or p.suffix in SYSTEMD_SUFFIXES)
         }
         for name in sorted(set(want) | set(have)):
             if want.get(name) != have.get(name):
@@ -118,6 +119,11 @@ def check_units(units: Path, quadlet: Path) -> list[str]:
             return [
                 f"{units}: quadlet generated {len(services)} services for {len(expected)} units"
             ]
+        # plain systemd units rendered beside the Quadlet files (the backup timer)
+        for plain in sorted(units.iterdir()):
+            if plain.suffix in SYSTEMD_SUFFIXES:
+                shutil.copy(plain, Path(out) / plain.name)
+                services.append(str(Path(out) / plain.name))
         verify = _run(["systemd-analyze", "verify", "--man=no", *services], cwd=out)
         lines = [ln for ln in (verify.stdout + verify.stderr).splitlines() if ln.strip()]
         if verify.returncode != 0 or lines:
