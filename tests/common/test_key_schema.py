@@ -61,6 +61,7 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "api_key": (keys.api_key, (tokens,)),
     "api_keys_index": (keys.api_keys_index, ()),
     "tenants_index": (keys.tenants_index, ()),
+    "audit_stream": (keys.audit_stream, ()),
     "job": (keys.job, (tokens,)),
     "jobs_index": (keys.jobs_index, ()),
     "jobs_stream": (keys.jobs_stream, ()),
