@@ -6,7 +6,8 @@
    ``reuse`` (llama.cpp keeps the evaluated tokens and evaluates only the new tail),
    ``no_reuse`` (the model's state is reset before every turn) and ``changing_head`` (a
    per-request line at the head of the system prompt, as Claude Code's attribution line would be
-   if the gateway did not strip it: nothing can be reused).
+   if the gateway did not strip it: nothing can be reused). Then two sessions taking turns on
+   one copy, without and with the prompt cache (``HIVEMIND_PROMPT_CACHE_MB``).
 2. Gateway overhead of ``/v1/messages`` vs ``/v1/chat/completions`` (same stack as
    ``bench_gateway_overhead``, retrieval off, sampled so the cache is bypassed), interleaved.
 
@@ -78,6 +79,25 @@ def _session(copy: Any, mode: str) -> dict[str, Any]:
     return {"total_ms": sum(times), "per_turn_ms": times, "prompt_tokens": tokens}
 
 
+def _interleaved(copy: Any, *, cached: bool) -> float:
+    """Two sessions taking turns on one copy (each evicts the other's prefix); total ms."""
+    from hivemind_inference import generate
+    from hivemind_inference.schemas import ChatRequest
+
+    copy.llama.set_cache(None)
+    copy.use_prompt_cache(512 * 1024 * 1024 if cached else 0)
+    copy.llama.reset()
+    total = 0.0
+    for turn in range(TURNS):
+        for head in ("Project alpha.\n", "Project beta.\n"):
+            req = ChatRequest(messages=_history(turn, head), max_tokens=1, temperature=0)
+            started = time.perf_counter()
+            generate.chat_once(copy, req, threading.Event(), 1)
+            total += (time.perf_counter() - started) * 1000
+    copy.llama.set_cache(None)
+    return total
+
+
 def _prompt_reuse() -> dict[str, Any]:
     from hivemind_common.models_paths import default_llm_gguf
     from hivemind_inference.engine import ModelCopy
@@ -94,6 +114,10 @@ def _prompt_reuse() -> dict[str, Any]:
                 run = _session(copy, mode)
                 totals[mode].append(run["total_ms"])
                 last[mode] = run
+        interleaved = {
+            "two_sessions_taking_turns_ms": round(_interleaved(copy, cached=False), 1),
+            "same_with_prompt_cache_ms": round(_interleaved(copy, cached=True), 1),
+        }
     finally:
         copy.close()
     medians = {mode: statistics.median(values) for mode, values in totals.items()}
@@ -105,6 +129,7 @@ def _prompt_reuse() -> dict[str, Any]:
         "speedup_reuse_vs_no_reuse": round(medians["no_reuse"] / medians["reuse"], 2),
         "reuse_per_turn_ms": [round(t, 1) for t in last["reuse"]["per_turn_ms"]],
         "no_reuse_per_turn_ms": [round(t, 1) for t in last["no_reuse"]["per_turn_ms"]],
+        "interleaved_sessions": interleaved,  # HIVEMIND_PROMPT_CACHE_MB off vs on
     }
 
 

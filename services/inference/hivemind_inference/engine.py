@@ -102,6 +102,15 @@ class ModelCopy:
         self.fim = self._find_fim_tokens()
         self.loaded_at = time.time()
 
+    def use_prompt_cache(self, capacity_bytes: int) -> None:
+        """Keep saved prompt states in RAM (LRU), so a request resumes from the longest saved
+        prefix of its prompt, not only from the last request's. Call on the copy's thread."""
+        if capacity_bytes <= 0 or self.llama is None or self.llama.cache is not None:
+            return
+        from llama_cpp.llama_cache import LlamaRAMCache
+
+        self.llama.set_cache(LlamaRAMCache(capacity_bytes=capacity_bytes))
+
     def _find_fim_tokens(self) -> tuple[int, int, int] | None:
         vocab = self.llama._model
         native = (vocab.token_prefix(), vocab.token_suffix(), vocab.token_middle())

@@ -161,11 +161,19 @@ async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse 
     _check_choices(reg, body.n)
     default_max = reg.settings.max_tokens_default
     tools = slot.spec.tool_format or reg.settings.tool_format
+    cache_bytes = reg.settings.prompt_cache_mb * 1024 * 1024
+
+    def chunks(c: ModelCopy) -> Iterator[dict[str, Any]]:
+        c.use_prompt_cache(cache_bytes)  # on the copy's thread, before its first generation
+        return generate.chat_chunks(c, body, default_max, tools)
+
+    def whole(c: ModelCopy, cancel: threading.Event) -> dict[str, Any]:
+        c.use_prompt_cache(cache_bytes)
+        return generate.chat_once(c, body, cancel, default_max, tools)
+
     if body.stream:
-        return await _run_stream(slot, lambda c: generate.chat_chunks(c, body, default_max, tools))
-    return await _run_whole(
-        request, slot, lambda c, cancel: generate.chat_once(c, body, cancel, default_max, tools)
-    )
+        return await _run_stream(slot, chunks)
+    return await _run_whole(request, slot, whole)
 
 
 @router.post("/v1/completions", response_model=None)

@@ -56,6 +56,12 @@ class InferenceSettings(ServiceSettings):
         default="auto",
         description="How tool calls are written: 'auto' reads the GGUF's chat template.",
     )
+    prompt_cache_mb: int = Field(
+        default=0,
+        ge=0,
+        description="Per model copy: RAM for saved prompt states, so interleaved agent sessions "
+        "each keep their prefix (llama.cpp alone keeps only the last prompt's). 0: off.",
+    )
     publish_served_version: bool = True  # write the served version to Redis for caches
     follow_registry: bool = Field(
         default=True,

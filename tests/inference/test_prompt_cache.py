@@ -1,0 +1,46 @@
+"""The prompt cache keeps each interleaved session's prompt state, on the shipped SmolLM2."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from hivemind_common.models_paths import default_llm_gguf
+from hivemind_inference import generate
+from hivemind_inference.engine import ModelCopy
+from hivemind_inference.schemas import ChatRequest
+
+
+def _chat(copy: ModelCopy, system: str) -> None:
+    req = ChatRequest(
+        messages=[{"role": "system", "content": system}, {"role": "user", "content": "Hi"}],
+        max_tokens=1,
+        temperature=0,
+    )
+    generate.chat_once(copy, req, threading.Event(), 1)
+
+
+def test_two_sessions_each_keep_their_saved_prompt_state() -> None:
+    copy = ModelCopy(
+        name="default",
+        version="base",
+        gguf=Path(default_llm_gguf()),
+        lora=None,
+        n_ctx=512,
+        threads=1,
+    )
+    copy.load()
+    try:
+        copy.use_prompt_cache(64 * 1024 * 1024)
+        _chat(copy, "You work on project alpha.")
+        _chat(copy, "You work on project beta.")
+        cache = copy.llama.cache
+        assert cache is not None and len(cache.cache_state) == 2
+        # the next turn of session alpha finds its own state by prefix, not beta's
+        alpha = copy.llama.tokenize(b"<|im_start|>system\nYou work on project alpha.", special=True)
+        saved = cache._find_longest_prefix_key(tuple(alpha))
+        assert saved is not None and list(saved[: len(alpha)]) == alpha
+        copy.use_prompt_cache(64 * 1024 * 1024)  # a second call keeps the same cache
+        assert copy.llama.cache is cache
+    finally:
+        copy.close()
