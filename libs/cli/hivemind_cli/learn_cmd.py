@@ -71,6 +71,8 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
         f"next cycle: {s['new_since_last_train']} of {o['threshold']} new samples; last attempt "
         f"{_when(o['last_attempt_at'])} ({o['last_result'] or '-'}), failures {o['failures']}"
     )
+    if o.get("waiting"):
+        console.print(f"[bold]waiting[/]: {o['waiting']}")
     table = Table("job", "status", "stage", "version", "error")
     for job in data["jobs"]:
         table.add_row(

@@ -220,6 +220,10 @@ async def learning_status(redis: Any, *, recent: int = 5) -> dict[str, Any]:
             "last_result": state.get("last_result"),
             "last_version": state.get("last_version"),
             "failures": int(num("failures")),
+            # why a due cycle has not started (the trainer's idle rule); None when none is due
+            "waiting": (state.get("idle_wait") or None)
+            if accepted_seq - trained_seq >= int(num("threshold", 100))
+            else None,
         },
         "jobs": [j.public() for j in await list_jobs(redis, limit=recent)],
         "dead_letters": await recent_dead_letters(redis, limit=recent),

@@ -28,6 +28,12 @@ class TrainerSettings(ServiceSettings):
     backoff_base_s: float = 600.0  # after a failure: base * 2**(failures-1), capped
     backoff_max_s: float = 6 * 3_600.0
     check_interval_s: float = 30.0
+    # a cycle the threshold starts waits until the machine is idle enough (hivemind_trainer.idle)
+    idle_check: bool = True
+    idle_gpu_index: int = 0  # the GPU the trainer uses (NVML index)
+    idle_max_gpu_util_pct: float = 20.0
+    idle_min_free_gpu_mb: int = 4_096  # what training needs beside what inference holds
+    idle_max_load_per_cpu: float = 0.8  # 1-minute load average per CPU (no NVML)
 
     # filter
     min_tokens: int = 4

@@ -25,6 +25,7 @@ from hivemind_common.errors import HivemindError, NotFound
 from hivemind_common.job_records import get_job
 from hivemind_common.jobs import TrainJob
 from hivemind_trainer.cycle import CycleResult, make_collector, run_cycle
+from hivemind_trainer.idle import check_idle
 from hivemind_trainer.metrics import (
     IS_LEADER,
     LEARNING_STREAM_LENGTH,
@@ -202,7 +203,15 @@ class TrainerWorker:
             return await self.handle_job(*nxt)
         decision = await state_decision(self.redis, self.settings)
         if decision.train:
-            log.info("starting a learning cycle: %s", decision.reason)
+            verdict = await asyncio.to_thread(check_idle, self.settings)
+            await self.redis.hset(
+                keys.learning_state(),
+                mapping={"idle_wait": "" if verdict.idle else verdict.reason},
+            )
+            if not verdict.idle:
+                log.info("learning cycle waits: %s", verdict.reason)
+                return None
+            log.info("starting a learning cycle: %s (%s)", decision.reason, verdict.reason)
             job = TrainJob(model=self.settings.model_name, reason="threshold")
             await self.redis.xadd(
                 keys.jobs_stream(),
