@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from hivemind_gateway.rag.scoring import GateConfig, asks_when, rank
+from hivemind_gateway.rag.scoring import GateConfig, asks_when, query_window, rank
 from hivemind_gateway.rag.service import gate_config
 from hivemind_gateway.search.index import Hit, Item, KindIndex, TenantIndex
 from hivemind_gateway.search.lexical import STOPWORDS, LexicalIndex, tokenize
@@ -154,3 +154,22 @@ def test_an_item_waiting_for_its_vector_is_ranked_by_its_words() -> None:
     assert not index["memory"].pending
     after = {h.item.id: h for h in index["memory"].search(vec, "postgres vacuum", k=5)}
     assert after["m1"].dense is not None and after["m1"].lexical == ranked[0].hit.lexical
+
+
+def test_a_query_naming_a_date_boosts_memories_dated_then() -> None:
+    def dated(i: int, date: str) -> Hit:
+        return _hit(_memory(i, "we cooked dinner", session=None, date=date), 0.5, 0.5)
+
+    june, july = dated(0, "2022-06-14T18:00"), dated(1, "2022-07-02T18:00")
+    filler = [_hit(_memory(i, "other", session=None), 0.3, 0.1) for i in range(2, 6)]
+    hits = [june, july, *filler]
+    cfg = GateConfig(date_boost=1.0)
+    for query, first in (
+        ("What did they cook in June 2022?", june),
+        ("What did they cook on 2 July, 2022?", july),
+        ("What did they cook on July 1, 2022?", july),
+    ):
+        assert rank(hits, dense_mode=True, cfg=cfg, query=query)[0].hit is first, query
+    assert query_window("What did they cook?") is None
+    feb = query_window("on 31 February, 2022")  # no such day: the month it names still counts
+    assert feb is not None and feb[0] == parse_time("2022-02-01T00:00:00+00:00")

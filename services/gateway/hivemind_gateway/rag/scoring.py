@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -58,13 +59,14 @@ class GateConfig:
     fallback_bm25: float = 0.2
     max_items: int = 8
     # ranking: a weighted fusion of z-normalised dense and lexical scores over the candidates,
-    # plus the best score of the item's session and a boost for items that say when something
-    # happened when the query asks when (chosen on the LoCoMo development split,
-    # docs/retrieval.md has the sweep)
+    # plus the best score of the item's session, a boost for items that say when something
+    # happened when the query asks when, and one for items dated within a time the query names
+    # (chosen on the LoCoMo development split, docs/retrieval.md has the sweeps)
     rank_dense: float = 0.5
     rank_lexical: float = 0.5
     session_weight: float = 0.5
     time_boost: float = 0.4
+    date_boost: float = 1.0  # items dated within the time a query names ("in June 2022")
 
 
 @dataclass
@@ -87,6 +89,48 @@ def asks_when(query: str) -> bool:
     return _ASKS_WHEN.search(query) is not None
 
 
+_MONTH_NAMES = (
+    "january february march april may june july august september october november december"
+)
+_MONTHS = {m: i + 1 for i, m in enumerate(_MONTH_NAMES.split())}
+_M = "(" + "|".join(_MONTHS) + ")"
+_DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})\s+{_M},?\s+((?:19|20)\d\d)\b", re.IGNORECASE)
+_MONTH_DAY_YEAR = re.compile(rf"\b{_M}\s+(\d{{1,2}}),?\s+((?:19|20)\d\d)\b", re.IGNORECASE)
+_MONTH_YEAR = re.compile(rf"\b{_M},?\s+((?:19|20)\d\d)\b", re.IGNORECASE)
+DAY_S = 86_400.0
+
+
+def _stamp(year: int, month: int, day: int) -> float | None:
+    try:
+        return datetime(year, month, day, tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def query_window(query: str) -> tuple[float, float] | None:
+    """The time a query names ("on 9 November, 2022", "in June 2022"), as epoch seconds."""
+    day = _DAY_MONTH_YEAR.search(query)
+    if day is not None:
+        at = _stamp(int(day.group(3)), _MONTHS[day.group(2).lower()], int(day.group(1)))
+    else:
+        day = _MONTH_DAY_YEAR.search(query)
+        at = (
+            _stamp(int(day.group(3)), _MONTHS[day.group(1).lower()], int(day.group(2)))
+            if day is not None
+            else None
+        )
+    if at is not None:
+        return at - 3 * DAY_S, at + 4 * DAY_S
+    month = _MONTH_YEAR.search(query)
+    if month is not None:
+        year, number = int(month.group(2)), _MONTHS[month.group(1).lower()]
+        start = _stamp(year, number, 1)
+        end = _stamp(year + number // 12, number % 12 + 1, 1)
+        if start is not None and end is not None:
+            return start, end + 4 * DAY_S
+    return None
+
+
 def _z(values: np.ndarray) -> np.ndarray:
     """Standard scores over the candidates (all zeros when they do not vary)."""
     std = float(values.std()) if values.size else 0.0
@@ -107,6 +151,11 @@ def rank_scores(hits: list[Hit], *, dense_mode: bool, cfg: GateConfig, query: st
         scores = scores + cfg.rank_dense * z
     if cfg.time_boost and asks_when(query):
         scores = scores + cfg.time_boost * np.array([h.item.temporal for h in hits], dtype=float)
+    window = query_window(query) if cfg.date_boost else None
+    if window is not None:
+        start, end = window
+        inside = [h.item.when is not None and start <= h.item.when < end for h in hits]
+        scores = scores + cfg.date_boost * np.array(inside, dtype=float)
     if cfg.session_weight:
         best: dict[str, float] = {}
         for h, value in zip(hits, scores, strict=True):

@@ -49,6 +49,7 @@ _GATE_SETTINGS = {
     "rank_lexical": "rag_rank_lexical",
     "session_weight": "rag_session_weight",
     "time_boost": "rag_time_boost",
+    "date_boost": "rag_date_boost",
 }
 
 
