@@ -97,3 +97,14 @@ def test_the_audit_filters_by_action_and_time_and_pages_newest_first(gateway: An
         later = op.get("/v1/audit", params={"since": newest + 3600}).json()
         assert later["count"] == 0
         assert op.get("/v1/audit", params={"before": "nope"}).status_code == 422
+
+
+def test_a_memories_import_batch_is_recorded_under_the_callers_tenant(gateway: Any) -> None:
+    with gateway.client("acme", "write") as writer:
+        answer = writer.post("/v1/memories/batch", json={"memories": [{"text": "one"}]})
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+    (entry,) = _entries(gateway)
+    assert (entry.action, entry.tenant, entry.outcome) == ("memories.import", "acme", "ok")
+    assert entry.detail == f"stored={result['stored']} failed={result['failed']}"
+    assert entry.key_id == gateway.key("acme", "write").split("_")[1]

@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
+from hivemind_common.audit import audited
 from hivemind_common.auth import ReadPrincipal, WritePrincipal
-from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
+from hivemind_gateway.deps import ClientAddressDep, RedisDep, SettingsDep, StateDep
 from hivemind_gateway.facts.validation import ID_RE
 from hivemind_gateway.memory import batch, service, sessions
 from hivemind_gateway.memory.paging import CURSOR_RE
@@ -84,16 +85,30 @@ async def store_memory(
 
 @router.post("/memories/batch", response_model=MemoriesBatchResult)
 async def store_memories(
-    body: MemoriesBatch, principal: WritePrincipal, state: StateDep, settings: SettingsDep
+    body: MemoriesBatch,
+    principal: WritePrincipal,
+    state: StateDep,
+    settings: SettingsDep,
+    source: ClientAddressDep,
 ) -> MemoriesBatchResult:
-    """Up to 500 memories in one call; each item succeeds or fails on its own."""
-    return await batch.store_batch(
-        redis=state.redis,
-        search=state.search,
+    """Up to 500 memories in one call; each item succeeds or fails on its own (an import:
+    audited, one entry per batch)."""
+    async with audited(
+        state.redis,
+        "memories.import",
+        key_id=principal.key_id,
         tenant=principal.tenant,
-        items=body.memories,
-        max_chars=settings.max_memory_text_chars,
-    )
+        source=source,
+    ) as entry:
+        result = await batch.store_batch(
+            redis=state.redis,
+            search=state.search,
+            tenant=principal.tenant,
+            items=body.memories,
+            max_chars=settings.max_memory_text_chars,
+        )
+        entry.detail = f"stored={result.stored} failed={result.failed}"
+    return result
 
 
 @router.get("/memories", response_model=MemoriesPublic)
