@@ -116,7 +116,7 @@ def test_the_prometheus_unit_and_compose_mount_the_rules(repo: Path, registry: R
     assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in volumes
 
 
-@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+@pytest.mark.parametrize("topology", ["standalone", "cluster", "sentinel"])
 def test_a_scrape_samples_readiness_redis_and_disk(
     topology: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -124,7 +124,8 @@ def test_a_scrape_samples_readiness_redis_and_disk(
     from hivemind_common.scrape_metrics import disk_sampler, redis_sampler
     from hivemind_common.service_app import base_app, mark_started
 
-    url = request.getfixturevalue("redis_url" if topology == "standalone" else "redis_cluster_url")
+    fixture = {"standalone": "redis_url", "cluster": "redis_cluster_url"}
+    url = request.getfixturevalue(fixture.get(topology, "redis_sentinel_url"))
     app = base_app(service="scrapetest")
     redis = connect_redis(url)
     app.state.ready_checks["redis"] = redis.ping
@@ -135,14 +136,17 @@ def test_a_scrape_samples_readiness_redis_and_disk(
         mark_started(app)
         text = client.get("/metrics").text
     assert 'hivemind_service_ready{service="scrapetest"} 1.0' in text
-    primaries = 1 if topology == "standalone" else 3
+    primaries = 3 if topology == "cluster" else 1
     assert f"hivemind_redis_primaries {primaries}.0" in text
-    # the gauges are process-wide: look only at this topology's nodes
-    mine = [ln for ln in text.splitlines() if any(f':{p}"' in ln for p in ports(url))]
-    replicas = [ln for ln in mine if ln.startswith("hivemind_redis_connected_replicas{")]
-    assert len(replicas) == primaries
-    if topology == "cluster":
-        assert all(ln.endswith(" 1.0") for ln in replicas)  # each primary has its replica
+    lines = text.splitlines()
+    replicas = [ln for ln in lines if ln.startswith("hivemind_redis_connected_replicas")]
+    if topology == "sentinel":  # the primary the Sentinels name, with its two replicas
+        primary = request.getfixturevalue("redis_sentinel").primary().port
+        assert f'hivemind_redis_connected_replicas{{node="127.0.0.1:{primary}"}} 2.0' in replicas
+    else:  # the gauges are process-wide: look only at this topology's nodes
+        mine = [ln for ln in replicas if any(f':{p}"' in ln for p in ports(url))]
+        assert len(mine) == primaries
+        assert all(ln.endswith(" 1.0") for ln in mine) or topology == "standalone"
     assert "hivemind_redis_maxmemory_bytes{" in text
     free = next(ln for ln in text.splitlines() if ln.startswith("hivemind_data_dir_free_bytes "))
     assert float(free.split()[1]) > 0
