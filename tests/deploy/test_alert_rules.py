@@ -163,3 +163,17 @@ def test_a_failing_dependency_shows_as_not_ready_at_scrape() -> None:
     mark_started(app)
     with TestClient(app) as client:
         assert 'hivemind_service_ready{service="scrapedown"} 0.0' in client.get("/metrics").text
+
+
+def test_an_alert_that_no_longer_fires_on_its_failure_fails_the_check(
+    repo: Path, tmp_path: Path
+) -> None:
+    for name in ("alerts.yml", "alerts_test.yml"):
+        shutil.copy(repo / "deploy/prometheus" / name, tmp_path / name)
+    rules = tmp_path / "alerts.yml"
+    assert check_alert_rules(rules, roots(repo)) == []  # the shipped cases pass here too
+    text = rules.read_text().replace('up{job=~"hivemind-.*"} == 0', 'up{job=~"hivemind-.*"} == 2')
+    rules.write_text(text)
+    problems = check_alert_rules(rules, roots(repo))
+    assert len(problems) == 1
+    assert "promtool test rules failed" in problems[0] and "HivemindServiceDown" in problems[0]

@@ -6,8 +6,9 @@
    passes ``systemd-analyze verify`` without a single warning;
 3. ``compose.yaml`` passes a real compose implementation's ``config``;
 4. every metric a Grafana dashboard queries is exported by some service;
-5. the alert rules (``deploy/prometheus/alerts.yml``) pass ``promtool check rules`` and every
-   metric their expressions read is exported by some service (or is Prometheus' own ``up``).
+5. the alert rules (``deploy/prometheus/alerts.yml``) pass ``promtool check rules`` and the cases
+   in ``alerts_test.yml`` (``promtool test rules``), and every metric their expressions read is
+   exported by some service (or is Prometheus' own ``up``).
 
 ``python -m hivemind_cli.render.check [--repo DIR] [--units DIR ...] [--compose FILE]``
 prints each problem and exits 1 when there is any.
@@ -200,6 +201,7 @@ PROMQL_WORDS = frozenset(
      "group_right", "inf", "nan", "e"}
 )  # fmt: skip
 PROMETHEUS_OWN = frozenset({"up"})
+ALERT_TESTS = "alerts_test.yml"  # beside alerts.yml: `promtool test rules` cases
 _PROMQL_STRIP = (
     re.compile(r'"(?:[^"\\]|\\.)*"'),  # strings
     re.compile(r"\{[^}]*\}"),  # label matchers
@@ -227,6 +229,12 @@ def check_alert_rules(rules: Path, source_roots: list[Path]) -> list[str]:
     if result.returncode != 0:
         detail = (result.stdout + result.stderr).strip().splitlines()
         return [f"{rules}: promtool check rules failed: " + " | ".join(detail[-8:])]
+    cases = rules.with_name(ALERT_TESTS)
+    if cases.is_file():  # the shipped cases: each alert fires on what it names
+        tested = _run([promtool, "test", "rules", cases.name], cwd=cases.parent)
+        if tested.returncode != 0:
+            detail = (tested.stdout + tested.stderr).strip().splitlines()
+            return [f"{cases}: promtool test rules failed: " + " | ".join(detail[-12:])]
     exported = exported_metrics(source_roots) | PROMETHEUS_OWN
     problems = []
     doc = yaml.safe_load(rules.read_text()) or {}
