@@ -1,5 +1,6 @@
 """`hivemind backup` → wipe → `hivemind restore` brings back every fact, memory, key and the
-serving version, on a standalone Redis and on a Cluster; a damaged backup restores nothing."""
+serving version, on a standalone Redis, a Cluster and under Sentinel; a damaged backup restores
+nothing."""
 
 from __future__ import annotations
 
@@ -95,11 +96,12 @@ def _wipe(redis_url: str) -> None:
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("topology", ["standalone", "cluster"])
+@pytest.mark.parametrize("topology", ["standalone", "cluster", "sentinel"])
 def test_a_restore_into_a_fresh_redis_and_data_dir_brings_back_every_fact_memory_key_and_the_serving_version(  # noqa: E501
     topology: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    url = request.getfixturevalue("redis_url" if topology == "standalone" else "redis_cluster_url")
+    fixture = {"standalone": "redis_url", "cluster": "redis_cluster_url"}
+    url = request.getfixturevalue(fixture.get(topology, "redis_sentinel_url"))
     data_dir = tmp_path / "var"
     data_dir.mkdir()
     before = asyncio.run(_populate(url, data_dir))
