@@ -28,6 +28,12 @@ CASES: list[tuple[str, str, dict[str, Any], str]] = [
         "messages.0.content.0.text",
     ),
     ("POST", "/v1/chat/completions", {**CHAT, "stop": ["ok", ESC]}, "stop.1"),
+    (
+        "POST",
+        "/v1/chat/completions",
+        {**CHAT, "messages": [{"role": "user", "content": f"colour {ESC}[31m{NUL}"}]},
+        "messages.0.content",
+    ),
     ("POST", "/v1/completions", {"model": "default", "prompt": SURROGATE}, "prompt"),
     ("POST", "/v1/embeddings", {"input": ["fine", f"x{SURROGATE}"]}, "input.1"),
     (
@@ -72,3 +78,27 @@ def test_tabs_newlines_and_astral_characters_are_fine(gateway) -> None:
     with gateway.client() as c:
         assert c.put("/v1/facts/fine.text", json={"value": text}).status_code == 200
         assert c.get("/v1/facts/fine.text").json()["value"] == text
+
+
+def test_terminal_escapes_in_a_conversation_are_cleaned_not_refused(gateway) -> None:
+    """Tool results and pasted terminal output carry colour codes and stray controls: an agent's
+    turn must not fail on them, and what is stored for training holds none of them."""
+    coloured = f"{ESC}[1;31mFAILED{ESC}[0m tests/x.py\b\x07 {ESC}]0;title\x07done\tok"
+    with gateway.client() as c:
+        resp = c.post(
+            "/v1/learning/samples",
+            json={"messages": [{"role": "user", "content": coloured}], "source": "cli"},
+        )
+        assert resp.status_code in (200, 201, 202), resp.text
+    from hivemind_common.text import ConversationInputModel, clean_conversation_text
+
+    assert clean_conversation_text(coloured) == "FAILED tests/x.py done\tok"
+
+    class Body(ConversationInputModel):
+        messages: list[dict[str, str]]
+        stop: list[str] | None = None
+
+    body = Body.model_validate({"messages": [{"role": "user", "content": coloured}]})
+    assert body.messages[0]["content"] == "FAILED tests/x.py done\tok"
+    with pytest.raises(ValueError, match=r"stop\.0"):
+        Body.model_validate({"messages": [], "stop": [ESC]})

@@ -114,6 +114,52 @@ class InputModel(BaseModel):
         return check_json_text(data)
 
 
+# Terminal output pasted or returned by tools carries colour and title escapes (CSI ... final
+# byte; OSC ... BEL or ST); in a conversation they are noise to the model, never meaning.
+_TERMINAL_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_CLEANABLE = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+CONVERSATION_FIELDS = frozenset({"messages", "system", "input", "instructions"})
+"""Top-level fields of chat bodies that hold conversation text (every chat wire format)."""
+
+
+def clean_conversation_text(value: str) -> str:
+    """Conversation text as a model should see it: terminal escape sequences and control
+    characters other than tab, newline and carriage return removed. NUL and lone surrogates are
+    left in, for the text rule to refuse: they mean a broken client, not pasted output."""
+    if _CLEANABLE.search(value) is None:
+        return value
+    return _CLEANABLE.sub("", _TERMINAL_ESCAPE.sub("", value))
+
+
+def _cleaned(value: Any, depth: int = 0) -> Any:
+    """``value`` with every string in it cleaned; the same object where nothing changed."""
+    if isinstance(value, str):
+        return clean_conversation_text(value)
+    if depth > MAX_DEPTH:
+        return value  # the text rule refuses it next
+    if isinstance(value, dict):
+        out = {k: _cleaned(v, depth + 1) for k, v in value.items()}
+        return value if all(out[k] is value[k] for k in value) else out
+    if isinstance(value, list) and value and not isinstance(value[0], int | float):
+        items = [_cleaned(v, depth + 1) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+class ConversationInputModel(InputModel):
+    """Chat bodies (chat completions, Messages, Responses, learning samples): control characters
+    that terminal output and tool results carry are cleaned from the conversation fields
+    (:data:`CONVERSATION_FIELDS`) instead of refusing the chat; everything else in the body, and
+    NUL or lone surrogates anywhere, still meets the text rule and a 400 naming the field."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strings_are_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and CONVERSATION_FIELDS.intersection(data):
+            data = {k: _cleaned(v) if k in CONVERSATION_FIELDS else v for k, v in data.items()}
+        return check_json_text(data)
+
+
 SafeText = Annotated[str, StringConstraints(strict=True), AfterValidator(check_text)]
 """Any acceptable text, empty included."""
 
@@ -139,9 +185,11 @@ SearchQuery = Annotated[
 ]
 
 __all__ = [
+    "CONVERSATION_FIELDS",
     "MAX_CHAT_MESSAGES",
     "MAX_MESSAGE_CHARS",
     "MAX_QUERY_CHARS",
+    "ConversationInputModel",
     "InputModel",
     "JsonValue",
     "SafeText",
@@ -150,6 +198,7 @@ __all__ = [
     "check_json_text",
     "check_not_blank",
     "check_text",
+    "clean_conversation_text",
     "find_bad_string",
     "text_problem",
 ]

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from hivemind_common.text import MAX_CHAT_MESSAGES, InputModel
+from hivemind_common.text import MAX_CHAT_MESSAGES, ConversationInputModel, InputModel
 from hivemind_gateway.openai.schemas import HivemindOptions, check_message_length
 
 
@@ -20,8 +20,9 @@ class MessageIn(InputModel):
     _content_length = field_validator("content")(check_message_length)
 
 
-class CountTokensBody(InputModel):
-    """Every string in it (passed-through fields too) is checked as text; see InputModel."""
+class CountTokensBody(ConversationInputModel):
+    """Every string in it (passed-through fields too) is checked as text; control characters in
+    the messages and system prompt are cleaned (see ConversationInputModel)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hivemind_common.ids import Name
 from hivemind_common.jobs import SourceLabel
-from hivemind_common.text import InputModel
+from hivemind_common.text import ConversationInputModel, InputModel
 
 MAX_MESSAGES = 64
 MAX_CONTENT_CHARS = 32_000
@@ -21,7 +21,7 @@ class LearningMessage(BaseModel):
     content: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
-class SampleCreate(InputModel):
+class SampleCreate(ConversationInputModel):
     """``POST /v1/learning/samples``: a chat plus an optional rating or corrected answer."""
 
     model_config = ConfigDict(extra="forbid")

@@ -11,7 +11,12 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from hivemind_common.ids import Identifier
-from hivemind_common.text import MAX_CHAT_MESSAGES, MAX_MESSAGE_CHARS, InputModel
+from hivemind_common.text import (
+    MAX_CHAT_MESSAGES,
+    MAX_MESSAGE_CHARS,
+    ConversationInputModel,
+    InputModel,
+)
 
 MAX_CHOICES = 128  # OpenAI's bound; inference has its own, lower cap (a setting)
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's bound
@@ -54,8 +59,9 @@ class ChatMessage(InputModel):
     _content_length = field_validator("content")(check_message_length)
 
 
-class ChatBody(InputModel):
-    """Every string in it (passed-through fields too) is checked as text; see InputModel."""
+class ChatBody(ConversationInputModel):
+    """Every string in it (passed-through fields too) is checked as text; control characters in
+    the messages are cleaned (see ConversationInputModel)."""
 
     model_config = ConfigDict(extra="allow")
 

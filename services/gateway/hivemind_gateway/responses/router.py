@@ -10,7 +10,11 @@ from pydantic import ConfigDict, Field
 
 from hivemind_common.auth import ReadPrincipal
 from hivemind_common.streams import ClosingStream
-from hivemind_common.text import MAX_CHAT_MESSAGES, MAX_MESSAGE_CHARS, InputModel
+from hivemind_common.text import (
+    MAX_CHAT_MESSAGES,
+    MAX_MESSAGE_CHARS,
+    ConversationInputModel,
+)
 from hivemind_gateway.deps import StateDep
 from hivemind_gateway.openai import service
 from hivemind_gateway.openai.events import answer_events, chat_events
@@ -21,8 +25,9 @@ from hivemind_gateway.responses.stream import response_events
 router = APIRouter(tags=["openai"])
 
 
-class ResponseBody(InputModel):
-    """Every string in it (passed-through fields too) is checked as text; see InputModel."""
+class ResponseBody(ConversationInputModel):
+    """Every string in it (passed-through fields too) is checked as text; control characters in
+    the input and instructions are cleaned (see ConversationInputModel)."""
 
     model_config = ConfigDict(extra="allow")
 
