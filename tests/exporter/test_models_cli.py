@@ -98,3 +98,23 @@ async def test_models_promote_hot_swaps_a_version_into_inference(
             models = (await client.get("/v1/models")).json()
         assert models["data"][0]["version"] == "v1"
     assert await reg.pointers("default") == {"serving": "v1"}
+
+
+async def test_a_pinned_version_survives_cleanup_until_unpinned(
+    redis_client, redis_url: str, data_dir: Path
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    for version in ("v1", "v2"):
+        reg.version_dir("default", version).mkdir(parents=True)
+        await reg.register(ModelVersion(name="default", version=version))
+    pinned = _run("models", "pin", "v1", redis_url=redis_url, data_dir=data_dir)
+    assert pinned.returncode == 0, pinned.stderr
+    assert json.loads(pinned.stdout) == {"version": "v1", "pinned": True}
+    cleaned = _run(
+        "models", "cleanup", "--keep-recent", "0", redis_url=redis_url, data_dir=data_dir
+    )
+    assert json.loads(cleaned.stdout.strip().splitlines()[-1]) == {"removed": ["v2"]}
+    assert reg.version_dir("default", "v1").is_dir()
+    _run("models", "pin", "v1", "--unpin", redis_url=redis_url, data_dir=data_dir)
+    again = _run("models", "cleanup", "--keep-recent", "0", redis_url=redis_url, data_dir=data_dir)
+    assert json.loads(again.stdout.strip().splitlines()[-1]) == {"removed": ["v1"]}

@@ -135,6 +135,17 @@ def rollback(model: str = ModelOpt) -> None:
     typer.echo(json.dumps(result.public()))
 
 
+@app.command("pin")
+def pin(
+    version: str = typer.Argument(..., help="The version to keep through every cleanup."),
+    model: str = ModelOpt,
+    unpin: bool = typer.Option(False, "--unpin", help="Let cleanup delete it again."),
+) -> None:
+    """Keep a version through retention and cleanup (or, with --unpin, stop keeping it)."""
+    mv = _run(_with_registry(lambda reg: reg.pin(model, version, pinned=not unpin)))
+    typer.echo(json.dumps({"version": mv.version, "pinned": not unpin}))
+
+
 @app.command("cleanup")
 def cleanup(
     model: str = ModelOpt,
