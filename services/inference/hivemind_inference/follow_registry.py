@@ -19,11 +19,11 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from hivemind_common.errors import HivemindError
+from hivemind_common.errors import Conflict, HivemindError
 from hivemind_common.model_deploy import deploy_in_progress, deploy_lock, serve_files
 from hivemind_common.model_registry import ModelRegistry as VersionRegistry
 from hivemind_inference import metrics
-from hivemind_inference.registry import ModelRegistry, Placement
+from hivemind_inference.registry import ModelRegistry, ModelSlot, Placement
 
 log = logging.getLogger(__name__)
 
@@ -106,20 +106,29 @@ class RegistryFollower:
             return "agree"
         if slot.swap_lock.locked() or await deploy_in_progress(self.versions, name):
             return "busy"  # a deploy is under way: it ends by making the two agree
-        async with deploy_lock(self.versions, name):
-            wanted = (await self.versions.pointers(name)).get("serving")
-            if not wanted or wanted == slot.current.version:
-                return "agree"
-            log.warning(
-                "model %s serves version %s but the registry says %s serves; swapping it in",
-                name,
-                slot.current.version,
-                wanted,
-            )
-            placement = await self.placement(name, wanted)
-            await self.models.swap(
-                name, gguf=placement.gguf, lora=placement.lora, version=placement.version
-            )
+        try:
+            async with deploy_lock(self.versions, name):
+                return await self._repair(name, slot)
+        except Conflict as exc:
+            if exc.code == "deploy_in_progress":  # a deploy took the lock just now
+                return "busy"
+            raise
+
+    async def _repair(self, name: str, slot: ModelSlot) -> str:
+        """Under the deploy lock: read the pointer again and swap its version in."""
+        wanted = (await self.versions.pointers(name)).get("serving")
+        if not wanted or wanted == slot.current.version:
+            return "agree"
+        log.warning(
+            "model %s serves version %s but the registry says %s serves; swapping it in",
+            name,
+            slot.current.version,
+            wanted,
+        )
+        placement = await self.placement(name, wanted)
+        await self.models.swap(
+            name, gguf=placement.gguf, lora=placement.lora, version=placement.version
+        )
         metrics.REGISTRY_AGREES.labels(name).set(1)
         log.warning("model %s: repaired, now serving the registry's version %s", name, wanted)
         return "repaired"
