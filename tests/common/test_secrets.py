@@ -39,6 +39,23 @@ def test_every_url_form_is_shown_without_its_password(url: str) -> None:
     assert settings.redis_url == url  # the real value is untouched
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"redis://:{PW}@127.0.0.1:6379/0",  # the form `hivemind up` writes
+        f"redis://{PW}@cache.local:6379/0",
+        f"rediss://app:{PW}@cache.local:6380/0",
+        f"redis+sentinel://:{PW}@s1:26379,s2:26379/mymaster",
+    ],
+)
+def test_the_scrubber_removes_a_redis_password_in_every_url_form(url: str) -> None:
+    scrubbed = scrub_text(f"connect with {url} please")
+    assert PW not in scrubbed and "[REDACTED:url_password]" in scrubbed
+    assert scrub_text("clone https://user@example.org/repo.git") == (
+        "clone https://user@example.org/repo.git"
+    )
+
+
 def test_a_url_without_secrets_is_shown_as_it_is() -> None:
     url = "redis://127.0.0.1:6379/0?socket_timeout=2"
     assert mask_url(url) == url

@@ -108,3 +108,18 @@ def test_a_memories_import_batch_is_recorded_under_the_callers_tenant(gateway: A
     assert (entry.action, entry.tenant, entry.outcome) == ("memories.import", "acme", "ok")
     assert entry.detail == f"stored={result['stored']} failed={result['failed']}"
     assert entry.key_id == gateway.key("acme", "write").split("_")[1]
+
+
+def test_out_of_range_times_and_cursors_are_a_400_not_a_500(gateway: Any) -> None:
+    with gateway.client("acme", "admin") as admin:
+        for query in (
+            "since=inf",
+            "since=nan",
+            "since=1e300",
+            "before=0-0",
+            "before=99999999999999999999-0",
+            "before=1-99999999999999999999",
+        ):
+            resp = admin.get(f"/v1/audit?{query}")
+            assert resp.status_code in (400, 422), (query, resp.status_code, resp.text)
+        assert admin.get("/v1/audit?since=0&before=1-0").status_code == 200

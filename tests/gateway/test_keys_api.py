@@ -48,6 +48,22 @@ def test_the_operator_manages_every_tenants_keys(gateway: Any) -> None:
         assert op.delete(f"/v1/keys/{made.json()['key_id']}").status_code == 204
 
 
+def test_an_admin_of_the_operators_tenant_can_neither_see_nor_revoke_the_operator_key(
+    gateway: Any,
+) -> None:
+    with gateway.client("default", "operator") as op:
+        op_id = next(
+            k["key_id"]
+            for k in op.get("/v1/keys?tenant=default").json()["data"]
+            if k["role"] == "operator"
+        )
+    with gateway.client("default", "admin") as admin:
+        assert all(k["role"] != "operator" for k in admin.get("/v1/keys").json()["data"])
+        assert admin.delete(f"/v1/keys/{op_id}").status_code == 404
+    with gateway.client("default", "operator") as op:
+        assert op.get("/v1/facts").status_code == 200  # still in force
+
+
 def test_hivemind_up_writes_an_operator_key_and_replaces_an_old_admin_key(
     redis_url: str, tmp_path: Path
 ) -> None:

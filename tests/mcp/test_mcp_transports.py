@@ -47,6 +47,13 @@ def test_streamable_http_refuses_a_key_the_gateway_does_not_know(bridge_url: str
     assert "refused" in response.json()["error"]["message"]
 
 
+def test_streamable_http_refuses_a_key_with_non_ascii_bytes_with_401(bridge_url: str) -> None:
+    headers = [*_mcp_headers().items(), ("Authorization", "Bearer hm_000000000000_\xe9t\xe9")]
+    raw = [(k.encode(), v.encode("latin-1")) for k, v in headers]
+    response = httpx.post(bridge_url, headers=raw, json=_initialize(), timeout=10)
+    assert response.status_code == 401, response.text
+
+
 async def test_the_official_client_is_told_its_key_is_missing(bridge_url: str) -> None:
     with pytest.raises(BaseException) as raised:  # the SDK raises an exception group
         async with http_session(bridge_url, None) as client:

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hivemind_common import keys
-from hivemind_common.errors import HivemindError
+from hivemind_common.errors import HivemindError, Invalid
 
 log = logging.getLogger("hivemind.audit")
 
@@ -136,12 +136,19 @@ def _entry(entry_id: Any, raw: dict[Any, Any]) -> AuditEntry:
     )
 
 
+_MAX_ID_PART = 2**64 - 1  # a stream id is two unsigned 64-bit numbers
+
+
 def _before(entry_id: str) -> str:
-    """The stream id just older than ``entry_id`` (XREVRANGE's max is inclusive)."""
-    ms, _, seq = entry_id.partition("-")
-    if int(seq or 0) > 0:
-        return f"{ms}-{int(seq) - 1}"
-    return f"{int(ms) - 1}-18446744073709551615"
+    """The stream id just older than ``entry_id`` (XREVRANGE's max is inclusive); Invalid for
+    a cursor no page could have given (out of range, or nothing older than it)."""
+    ms_text, _, seq_text = entry_id.partition("-")
+    ms, seq = int(ms_text), int(seq_text or 0)
+    if ms > _MAX_ID_PART or seq > _MAX_ID_PART or (ms == 0 and seq == 0):
+        raise Invalid(f"not a cursor this API gave out: {entry_id!r}", param="before")
+    if seq > 0:
+        return f"{ms}-{seq - 1}"
+    return f"{ms - 1}-{_MAX_ID_PART}"
 
 
 async def read(

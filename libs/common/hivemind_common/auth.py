@@ -113,12 +113,18 @@ class ApiKeyStore:
             await self.redis.hsetnx(keys.tenant_settings(tenant), "share_training", "1")
         return key_id, plaintext
 
-    async def list(self, *, tenant: str | None = None) -> list[ApiKeyPublic]:
+    async def list(
+        self, *, tenant: str | None = None, operators: bool = True
+    ) -> list[ApiKeyPublic]:
+        """Keys, of one tenant with ``tenant``; ``operators=False`` leaves operator keys out
+        (what a tenant's admin may see: the suite owner's keys are not its to manage)."""
         ids = sorted(await self.redis.smembers(keys.api_keys_index()))
         out: list[ApiKeyPublic] = []
         for key_id in ids:
             rec = await self.redis.hgetall(keys.api_key(key_id))
             if not rec or (tenant and rec.get("tenant") != tenant):
+                continue
+            if not operators and rec.get("role") == "operator":
                 continue
             out.append(
                 ApiKeyPublic(
@@ -133,10 +139,14 @@ class ApiKeyStore:
             )
         return out
 
-    async def revoke(self, key_id: str, *, tenant: str | None = None) -> None:
-        """Revoke a key; with ``tenant``, only a key of that tenant (others are NotFound)."""
-        owner = await self.redis.hget(keys.api_key(key_id), "tenant")
-        if owner is None or (tenant is not None and owner != tenant):
+    async def revoke(
+        self, key_id: str, *, tenant: str | None = None, operators: bool = True
+    ) -> None:
+        """Revoke a key; with ``tenant``, only a key of that tenant, and with
+        ``operators=False`` never an operator key (others are NotFound)."""
+        owner, role = await self.redis.hmget(keys.api_key(key_id), ["tenant", "role"])
+        foreign = tenant is not None and owner != tenant
+        if owner is None or foreign or (not operators and role == "operator"):
             raise NotFound(f"no API key with id {key_id!r}")
         await self.redis.transaction(("HSET", keys.api_key(key_id), "revoked", "1"), durable=True)
 

@@ -26,7 +26,16 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
             re.S,
         ),
     ),
-    ("url_password", re.compile(r"(?<=://)[^\s:/@]+:[^\s@/]+(?=@)")),
+    # user:password@ (the user may be empty: redis://:pw@host, as `hivemind up` writes it)
+    ("url_password", re.compile(r"(?<=://)[^\s:/@]*:[^\s@/]+(?=@)")),
+    # a Redis URL's lone userinfo is its password (redis://secret@host)
+    (
+        "url_password",
+        re.compile(
+            r"(?:(?<=redis://)|(?<=rediss://)|(?<=redis\+cluster://)|(?<=redis\+sentinel://))"
+            r"[^\s:/@]+(?=@)"
+        ),
+    ),
     ("aws_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
     ("github_token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})")),
     ("openai_key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}")),

@@ -47,6 +47,9 @@ class KeyChecker:
 
     async def refusal(self, key: str) -> str | None:
         """None when the key may pass; else the reason it is refused."""
+        if not (key.isascii() and key.isprintable()):
+            KEY_CHECKS.labels("refused").inc()
+            return "malformed API key"
         digest = hashlib.sha256(key.encode()).hexdigest()
         now = time.monotonic()
         if self._good_until.get(digest, 0.0) > now:
@@ -58,7 +61,7 @@ class KeyChecker:
             response = await self.http.get(
                 self.check_path, headers={"Authorization": f"Bearer {key}"}
             )
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ValueError) as exc:  # ValueError: a header httpx cannot send
             log.warning("cannot check an API key, gateway unreachable: %s", type(exc).__name__)
             KEY_CHECKS.labels("unchecked").inc()
             return None

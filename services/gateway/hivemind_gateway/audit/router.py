@@ -25,7 +25,7 @@ async def list_audit(
     redis: RedisDep,
     action: Annotated[str | None, Query(pattern=r"^[a-z_.]{1,64}$")] = None,
     tenant: Annotated[str | None, Query(pattern=TENANT_PATTERN)] = None,
-    since: Annotated[float | None, Query(ge=0, description="Unix time")] = None,
+    since: Annotated[float | None, Query(ge=0, le=1e11, description="Unix time")] = None,
     before: Annotated[str | None, Query(pattern=r"^\d{1,20}-\d{1,20}$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditPublic:

@@ -27,9 +27,10 @@ async def list_keys(
     store: ApiKeysDep,
     tenant: Annotated[str | None, Query(max_length=64)] = None,
 ) -> KeysPublic:
-    """Keys of the caller's tenant (an operator: every tenant, or ``?tenant=``)."""
+    """Keys of the caller's tenant, operator keys left out (an operator: every key, or one
+    tenant's with ``?tenant=``)."""
     scope = tenant if principal.is_operator else principal.tenant
-    data = await store.list(tenant=scope)
+    data = await store.list(tenant=scope, operators=principal.is_operator)
     return KeysPublic(data=data, count=len(data))
 
 
@@ -76,5 +77,8 @@ async def revoke_key(
         source=source,
         target=key_id,
     ):
-        await store.revoke(key_id, tenant=None if principal.is_operator else principal.tenant)
+        if principal.is_operator:
+            await store.revoke(key_id)
+        else:  # an admin: its own tenant's keys, never the suite owner's
+            await store.revoke(key_id, tenant=principal.tenant, operators=False)
     return Response(status_code=204)
