@@ -50,6 +50,27 @@ def test_memories_past_the_quota_are_refused(gateway: Any) -> None:
         assert c.get("/v1/memories").json()["count"] == 1
 
 
+def test_a_new_session_past_the_quota_is_refused_and_a_live_one_still_updates(
+    gateway: Any,
+) -> None:
+    _limit(gateway, "acme", max_sessions=2)
+    with gateway.client("acme", "write") as c:
+        assert c.post("/v1/sessions", json={"id": "s1", "context": "a"}).status_code == 201
+        assert c.put("/v1/sessions/s2/context", json={"context": "b"}).status_code == 200
+        third = c.post("/v1/sessions", json={"id": "s3"})
+        assert _is_quota_refusal(third), third.text
+        assert _is_quota_refusal(c.put("/v1/sessions/s4/context", json={"context": "d"}))
+        assert c.put("/v1/sessions/s1/context", json={"context": "a2"}).status_code == 200
+        assert c.get("/v1/sessions/s1").json()["context"] == "a2"
+
+
+def test_a_session_context_is_bounded(gateway: Any) -> None:
+    with gateway.client("acme", "write") as c:
+        resp = c.put("/v1/sessions/big/context", json={"context": "x" * 200_001})
+        assert resp.status_code in (400, 422), resp.text
+        assert c.put("/v1/sessions/big/context", json={"context": "x" * 1000}).status_code == 200
+
+
 def test_tool_cache_bytes_past_the_quota_are_refused_and_rewrites_fit(gateway: Any) -> None:
     _limit(gateway, "acme", max_cache_bytes=300)
     blob = "x" * 100

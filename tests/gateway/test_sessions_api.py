@@ -70,17 +70,20 @@ def test_an_expired_session_dropped_from_a_page_does_not_shift_the_next(
         assert ids == ["e5", "e3", "e2", "e1", "e0"]
 
 
-def test_the_recent_sessions_index_is_bounded_and_skips_expired_ones(
+def test_the_sessions_index_holds_the_live_sessions_and_drops_expired_ones(
     gateway: RunningGateway,
 ) -> None:
+    """Every live session stays listed (and counted by the quota); ids whose session expired
+    leave the index on the next write."""
     raw = redis_sync.Redis.from_url(gateway.redis_url, decode_responses=True)
     index = keys.sessions_recent("acme")
-    raw.zadd(index, {f"old{i}": i for i in range(keys.SESSIONS_RECENT_MAX + 5)})
+    raw.zadd(index, {f"old{i}": i for i in range(1005)})  # last written in 1970: long expired
     with gateway.client() as c:
-        c.post("/v1/sessions", json={"id": "fresh"}).raise_for_status()
-        assert raw.zcard(index) == keys.SESSIONS_RECENT_MAX
+        for i in range(3):
+            c.post("/v1/sessions", json={"id": f"live{i}"}).raise_for_status()
+        assert raw.zcard(index) == 3
         listed = c.get("/v1/sessions", params={"limit": 10}).json()
-        assert [s["id"] for s in listed["data"]] == ["fresh"]
+        assert [s["id"] for s in listed["data"]] == ["live2", "live1", "live0"]
 
 
 def test_sessions_belong_to_one_tenant(gateway: RunningGateway) -> None:

@@ -21,6 +21,7 @@ def set_tenant(
     tenant: str = typer.Argument(..., help="The tenant (namespace)."),
     max_facts: int = typer.Option(None, help="Most facts the tenant may keep (0: no limit)."),
     max_memories: int = typer.Option(None, help="Most memories it may keep (0: no limit)."),
+    max_sessions: int = typer.Option(None, help="Most live sessions it may keep (0: no limit)."),
     max_cache_mb: int = typer.Option(None, help="Most tool-cache MiB it may keep (0: no limit)."),
     rpm: int = typer.Option(None, help="Requests a minute for all its keys (0: no limit)."),
     share_training: bool = typer.Option(
@@ -35,6 +36,7 @@ def set_tenant(
         "share_training": share_training,
         "max_facts": max_facts,
         "max_memories": max_memories,
+        "max_sessions": max_sessions,
         "max_cache_bytes": cache_bytes,
         "rpm": rpm,
     }

@@ -29,7 +29,6 @@ JOB_TTL_S = 30 * 24 * 3600
 LEADER_LOCK_TTL_MS = 30_000
 
 # --- bounded collections ----------------------------------------------------------------------
-SESSIONS_RECENT_MAX = 1_000  # recent-sessions index per tenant
 CHANGES_MAXLEN = 100_000  # change stream per tenant (approximate trim)
 RAG_LOG_MAXLEN = 10_000  # retrieval log per tenant
 RATE_WINDOW_S = 60  # request rates are counted per key and per tenant in windows this long
@@ -96,7 +95,8 @@ def session(tenant: str, session_id: str) -> str:
 
 
 def sessions_recent(tenant: str) -> str:
-    """Sorted set: session id -> last write (unix seconds), capped at SESSIONS_RECENT_MAX."""
+    """Sorted set: session id -> last write (unix seconds); ids whose session expired
+    (no write for SESSION_TTL_S) are dropped on every write, so it holds the live sessions."""
     return f"{_t(tenant)}:sessions"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from hivemind_common import keys
 from hivemind_common.errors import Invalid
 
-LIMIT_FIELDS = ("max_facts", "max_memories", "max_cache_bytes", "rpm")
+LIMIT_FIELDS = ("max_facts", "max_memories", "max_sessions", "max_cache_bytes", "rpm")
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class TenantPolicy:
     capture: bool | None = None
     max_facts: int | None = None
     max_memories: int | None = None
+    max_sessions: int | None = None
     max_cache_bytes: int | None = None
     rpm: int | None = None
 

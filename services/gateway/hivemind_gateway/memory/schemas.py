@@ -12,6 +12,7 @@ from hivemind_gateway.facts.validation import Identifier, Query, Tags, clean_tex
 
 MAX_METADATA_BYTES = 16_384
 MAX_FILES = 200
+MAX_CONTEXT_CHARS = 200_000  # a session's working context: a long prompt's worth, not a store
 
 Text = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidator(clean_text)]
 ShortText = Annotated[
@@ -31,11 +32,14 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
 Files = Annotated[list[ShortText], Field(max_length=MAX_FILES)]
 
 
+Context = Annotated[Text, Field(max_length=MAX_CONTEXT_CHARS)]
+
+
 class SessionCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Identifier | None = None
-    context: Text | None = None
+    context: Context | None = None
     files: Files = Field(default_factory=list)
     task: ShortText | None = None
     metadata: Metadata = Field(default_factory=dict)
@@ -46,7 +50,7 @@ class SessionContext(InputModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    context: Text
+    context: Context
     files: Files | None = None
     task: ShortText | None = None
 

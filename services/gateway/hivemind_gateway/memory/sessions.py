@@ -1,4 +1,5 @@
-"""Sessions: a hash each with a TTL refreshed on every write, and a bounded recent index."""
+"""Sessions: a hash each with a TTL refreshed on every write, and an index of the live ones
+(by last write), which the tenant's ``max_sessions`` quota counts."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hivemind_gateway.memory.schemas import (
     SessionPublic,
     SessionsPublic,
 )
+from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.records import as_dict, load_json
 
 
@@ -27,8 +29,19 @@ def touch_commands(tenant: str, session_id: str, now: float) -> list[tuple[Any, 
         ("EXPIRE", keys.session(tenant, session_id), keys.SESSION_TTL_S),
         ("EXPIRE", keys.session_memories(tenant, session_id), keys.SESSION_TTL_S),
         ("ZADD", keys.sessions_recent(tenant), now, session_id),
-        ("ZREMRANGEBYRANK", keys.sessions_recent(tenant), 0, -(keys.SESSIONS_RECENT_MAX + 1)),
+        ("ZREMRANGEBYSCORE", keys.sessions_recent(tenant), "-inf", now - keys.SESSION_TTL_S),
     ]
+
+
+async def _reserve(redis: Any, tenant: str, session_id: str) -> list[tuple[Any, ...]]:
+    """Room for the session under the tenant's ``max_sessions`` (a live one is an update)."""
+    return await reserve_items(
+        redis,
+        tenant=tenant,
+        kind="sessions",
+        index_key=keys.sessions_recent(tenant),
+        member=session_id,
+    )
 
 
 def _public(record: dict[str, str], ttl: int, memories: int) -> SessionPublic:
@@ -58,8 +71,9 @@ async def create_session(
     if body.task is not None:
         fields += ["task", body.task]
     now = time.time()
+    reserved = await _reserve(redis, tenant, session_id)
     await redis.transaction(
-        ("HSET", key, *fields), *touch_commands(tenant, session_id, now), durable=True
+        ("HSET", key, *fields), *touch_commands(tenant, session_id, now), *reserved, durable=True
     )
     return await get_session(redis=redis, tenant=tenant, session_id=session_id)
 
@@ -73,9 +87,11 @@ async def put_context(
         fields += ["files", json.dumps(body.files)]
     if body.task is not None:
         fields += ["task", body.task]
+    reserved = await _reserve(redis, tenant, session_id)
     await redis.transaction(
         ("HSET", keys.session(tenant, session_id), *fields),
         *touch_commands(tenant, session_id, time.time()),
+        *reserved,
         durable=True,
     )
     return await get_session(redis=redis, tenant=tenant, session_id=session_id)
