@@ -27,6 +27,7 @@ from hivemind_common.job_records import create_job, update_job
 from hivemind_common.jobs import ExportJob
 from hivemind_common.model_registry import ModelRegistry, ModelVersion, new_version_id
 from hivemind_trainer.data.collector import Collector
+from hivemind_trainer.data.consent import consenting
 from hivemind_trainer.data.dataset import Dataset
 from hivemind_trainer.data.sample_filter import SampleFilter
 from hivemind_trainer.gate import GateResult, decide, general_eval_set, general_set_id
@@ -309,6 +310,17 @@ async def run_cycle(
         )
         parts = dataset.load_version(frozen["version"])
         heldout = dataset.all_heldout(up_to_seq=frozen["seq_to"])
+        # consent read again now: a tenant that withdrew since collection trains nothing more
+        consented, withdrawn = await consenting(redis, {**parts, "all_heldout": heldout})
+        parts = {k: v for k, v in consented.items() if k != "all_heldout"}
+        heldout = consented["all_heldout"]
+        if withdrawn:
+            log.info("left out %d samples of tenants that withdrew consent", withdrawn)
+        if not parts["train"]:
+            error = "no new samples of consenting tenants to train on"
+            await update_job(redis, job_id, status="failed", stage="done", error=error)
+            result.status, result.error = "skipped", error
+            return result
         result.dataset_version = frozen["version"]
         result.timings["collect_s"] = round(time.perf_counter() - t0, 3)
 
