@@ -123,3 +123,30 @@ def test_a_train_request_queues_a_job_whose_record_is_readable(gateway: Any) -> 
         {"max_steps": "3"},
         "manual",
     )
+
+
+def test_a_tenant_that_spent_its_daily_learning_budget_gets_429_and_others_go_on(
+    redis_url: str, internal_token: str, data_dir: Any
+) -> None:
+    """The learning stream is shared: one tenant's samples are bounded in bytes a day, so it can
+    neither fill Redis nor crowd the others' samples out of the stream."""
+    from support.gateway import running_gateway
+
+    turn = "x" * 30_000  # under the 32,000 characters a sample's message may hold
+    big = [{"role": "user" if i % 2 == 0 else "assistant", "content": turn} for i in range(10)]
+    with running_gateway(
+        redis_url,
+        internal_token,
+        data_dir,
+        embedding_url="http://127.0.0.1:9",
+        inference_url="http://127.0.0.1:9",
+        trainer_url="http://127.0.0.1:9",
+        learning_mb_per_tenant_day=1,
+    ) as gw:
+        with gw.client("acme", "write") as c:
+            codes = [c.post("/v1/learning/samples", json={"messages": big}) for _ in range(4)]
+        assert [r.status_code for r in codes] == [200, 200, 200, 429], [r.text for r in codes]
+        assert int(codes[-1].headers["retry-after"]) > 0
+        with gw.client("globex", "write") as other:
+            assert other.post("/v1/learning/samples", json={"messages": big}).status_code == 200
+    assert len(stream(gw, keys.learning_stream())) == 4

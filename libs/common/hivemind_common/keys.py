@@ -173,6 +173,11 @@ def request_window(tenant: str, window: int) -> str:
     return f"{_t(tenant)}:rate:{window}"
 
 
+def learning_bytes(tenant: str, day: int) -> str:
+    """Counter: bytes of learning samples (posted and captured) the tenant queued on one day."""
+    return f"{_t(tenant)}:learnbytes:{day}"
+
+
 def key_request_window(key_id: str, window: int) -> str:
     """Counter: requests of one API key in one rate window (its own slot: keys spread out)."""
     return f"{PREFIX}:{{rate:{key_id}}}:{window}"

@@ -69,6 +69,9 @@ class GatewaySettings(ServiceSettings):
     default_key_rpm: int = Field(default=1200, ge=0)
     # chats and completions one tenant may run at once on one gateway (0: no cap)
     max_inference_per_tenant: int = Field(default=8, ge=0)
+    # learning samples (posted and captured) one tenant may queue a day, in MiB (0: no limit):
+    # the learning stream is shared, so one tenant must not fill Redis or crowd out the others
+    learning_mb_per_tenant_day: int = Field(default=64, ge=0)
 
     # OpenAI routes: response cache and `model: "auto"` routing (prompt length, task)
     response_cache_ttl_s: int = 6 * 3600

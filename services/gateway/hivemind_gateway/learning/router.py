@@ -11,7 +11,7 @@ from hivemind_common.auth import OperatorPrincipal, ReadPrincipal, WritePrincipa
 from hivemind_common.errors import NotFound
 from hivemind_common.ids import TOKEN_PATTERN
 from hivemind_common.job_records import get_job, learning_status, tenant_learning_status
-from hivemind_gateway.deps import ClientAddressDep, RedisDep
+from hivemind_gateway.deps import ClientAddressDep, RedisDep, SettingsDep
 from hivemind_gateway.learning import service
 from hivemind_gateway.learning.schemas import (
     JobPublic,
@@ -29,10 +29,15 @@ JobId = Annotated[str, Path(pattern=TOKEN_PATTERN, description="the job's id")]
 
 @router.post("/samples", response_model=SampleAccepted)
 async def add_sample(
-    body: SampleCreate, principal: WritePrincipal, redis: RedisDep
+    body: SampleCreate, principal: WritePrincipal, redis: RedisDep, settings: SettingsDep
 ) -> SampleAccepted:
     """Queue a chat (with an optional rating or correction) for the trainer's filter."""
-    sample_id = await service.submit_sample(redis=redis, tenant=principal.tenant, body=body)
+    sample_id = await service.submit_sample(
+        redis=redis,
+        tenant=principal.tenant,
+        body=body,
+        budget_bytes=settings.learning_mb_per_tenant_day * 2**20,
+    )
     return SampleAccepted(id=sample_id)
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from hivemind_common import keys
+from hivemind_common.errors import TooManyRequests
 from hivemind_common.job_records import create_job
 from hivemind_common.jobs import LearningSample, TrainJob
+from hivemind_gateway.learning import budget
 from hivemind_gateway.learning.schemas import SampleCreate, TrainRequest
 
 
-async def submit_sample(*, redis: Any, tenant: str, body: SampleCreate) -> str:
-    """Queue one sample for the trainer's filter; returns its id."""
+async def submit_sample(
+    *, redis: Any, tenant: str, body: SampleCreate, budget_bytes: int = 0
+) -> str:
+    """Queue one sample for the trainer's filter; returns its id. ``budget_bytes``: what the
+    tenant may queue a day (0: no limit); past it, TooManyRequests until the day turns."""
     sample = LearningSample(
         tenant=tenant,
         source=body.source,
@@ -19,9 +24,18 @@ async def submit_sample(*, redis: Any, tenant: str, body: SampleCreate) -> str:
         rating=body.rating,
         correction=body.correction,
     )
+    fields = sample.to_fields()
+    size = sum(len(str(k)) + len(str(v)) for k, v in fields.items())
+    wait = await budget.charge(redis, tenant, size, budget_bytes)
+    if wait is not None:
+        raise TooManyRequests(
+            f"tenant {tenant!r} queued its {budget_bytes // 2**20} MiB of learning samples for "
+            "today (the gateway's HIVEMIND_LEARNING_MB_PER_TENANT_DAY)",
+            retry_after=wait,
+        )
     await redis.xadd(
         keys.learning_stream(),
-        sample.to_fields(),
+        fields,
         maxlen=keys.LEARNING_STREAM_MAXLEN,
         approximate=True,
     )

@@ -14,6 +14,7 @@ from hivemind_common import keys
 from hivemind_common.auth import Principal
 from hivemind_common.errors import Forbidden
 from hivemind_common.jobs import ChatMessage, LearningSample
+from hivemind_gateway.learning import budget
 from hivemind_gateway.openai.metrics import CAPTURED
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,11 @@ async def capture_chat(
     model_version: str | None,
     retrieved: list[str],
     latency_ms: float,
+    budget_bytes: int = 0,
 ) -> str | None:
-    """Append one completed chat to the learning stream; returns the sample id (None on error)."""
+    """Append one completed chat to the learning stream; returns the sample id (None on error,
+    or when the tenant's daily learning budget, ``budget_bytes``, is spent: the chat itself
+    has been answered, so it is only left out of learning)."""
     reply = dict(answer)
     reply.setdefault("role", "assistant")
     sample = LearningSample(
@@ -65,7 +69,11 @@ async def capture_chat(
         latency_ms=round(latency_ms, 2),
     )
     fields = sample.to_fields()
+    size = sum(len(str(k)) + len(str(v)) for k, v in fields.items())
     try:
+        if await budget.charge(redis, tenant, size, budget_bytes) is not None:
+            log.info("capture skipped: tenant %s spent its learning budget for today", tenant)
+            return None
         await redis.transaction(
             (
                 "XADD",

@@ -138,6 +138,7 @@ async def _after_answer(
             model_version=version,
             retrieved=plan.retrieved,
             latency_ms=(time.perf_counter() - started) * 1000,
+            budget_bytes=state.settings.learning_mb_per_tenant_day * 2**20,
         )
 
 
