@@ -184,3 +184,22 @@ async def test_a_running_job_is_kept_claimed_so_no_other_trainer_reclaims_it(
     assert result is not None and result.status in {"exported", "rejected"}, result
     assert time.monotonic() - started > 3 * 1.5  # several reclaim idle limits
     assert taken == []
+
+
+async def test_rejected_versions_do_not_pile_up_only_the_newest_is_kept(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    from hivemind_trainer.cycle import run_cycle
+
+    s = settings(redis_url, data_dir, trained_tiny_dir).model_copy(
+        update={"general_tolerance": -0.99}  # no candidate can pass: every cycle is rejected
+    )
+    results = []
+    for offset in (1400, 1500, 1600):
+        await feed(redis_client, 30, offset=offset)
+        results.append(await run_cycle(redis_client, s))
+    assert [r.status for r in results] == ["rejected"] * 3
+    kept = [mv.version for mv in await ModelRegistry(redis_client, data_dir).list("default")]
+    assert kept == [results[-1].version]
+    folders = sorted(p.name for p in (data_dir / "models" / "default").glob("v*"))
+    assert folders == [results[-1].version]

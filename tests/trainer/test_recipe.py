@@ -94,7 +94,7 @@ def test_modes_and_overrides_are_typed_and_checked() -> None:
     assert hw.device in {"cpu", "cuda", "rocm"} and hw.threads >= 1
 
 
-def test_the_general_gate_is_anchored_to_the_base_and_the_best_version_not_the_served_one() -> None:
+def test_the_general_gate_is_anchored_to_the_base_not_the_served_one() -> None:
     # the served version already drifted 2% from the base; another 1.5% passes against it
     served = {"heldout": 2.0, "general": 1.02}
     candidate = {"heldout": 1.9, "general": 1.035}
@@ -102,12 +102,12 @@ def test_the_general_gate_is_anchored_to_the_base_and_the_best_version_not_the_s
     verdict = decide(served=served, candidate=candidate, base=base)
     assert not verdict.deployable
     assert any("worse than base 1.0000" in r for r in verdict.reasons)
-    # within 2% of the base, but a version already reached a better general loss
+    # within 2% of the base: deployable; the best version's general loss is reported beside it
     close = {"heldout": 1.9, "general": 1.015}
     assert decide(served=served, candidate=close, base=base).deployable
-    stricter = decide(served=served, candidate=close, base=base, best_general=0.98)
-    assert not stricter.deployable
-    assert any("best version" in r for r in stricter.reasons)
+    reported = decide(served=served, candidate=close, base=base, best_general=0.98)
+    assert reported.deployable and reported.best_general == 0.98
+    assert any("best version so far 0.9800" in r for r in reported.reasons)
 
 
 def test_the_control_refuses_an_adapter_that_scores_exactly_as_no_adapter(

@@ -180,6 +180,19 @@ def train_and_gate(
         recipe.cleanup()
 
 
+async def _retain_after_rejection(registry: ModelRegistry, name: str) -> None:
+    """No deploy follows a rejection, so retention runs here: the newest rejected version is
+    kept for inspection, older rejected and failed ones go (serving, previous, pinned and
+    in-flight versions always stay)."""
+    try:
+        removed = await registry.cleanup(name, keep_recent=1, keep_pending=True)
+    except (HivemindError, OSError) as exc:
+        log.warning("retention after a rejected cycle failed: %s", exc)
+        return
+    if removed:
+        log.info("retention after a rejected cycle removed %s", removed)
+
+
 async def _best_general(registry: ModelRegistry, name: str) -> float | None:
     """The lowest general loss a deployable version reached on today's general set."""
     current = general_set_id(general_eval_set())
@@ -471,6 +484,7 @@ async def run_cycle(
                 error="; ".join(r for r in gate.reasons if "ok" not in r),
             )
             result.status = "rejected"
+            await _retain_after_rejection(registry, name)
         CYCLES.labels(result=result.status).inc()
         return result
     except LeadershipLost:
