@@ -106,6 +106,7 @@ class RegistryFollower:
             return "agree"
         if slot.swap_lock.locked() or await deploy_in_progress(self.versions, name):
             return "busy"  # a deploy is under way: it ends by making the two agree
+        await self.placement(name, str(wanted))  # unservable files fail here, lock untouched
         try:
             async with deploy_lock(self.versions, name):
                 return await self._repair(name, slot)
