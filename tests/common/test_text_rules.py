@@ -88,3 +88,11 @@ def test_names_follow_one_rule_everywhere(value: str, ok: bool) -> None:
 
     assert ids.valid_name(value) is ok
     assert valid_name(value) is ok
+
+
+def test_an_id_with_a_trailing_newline_is_not_valid() -> None:
+    """Python's ``$`` also matches before a final newline: the rule must hold to the end."""
+    from hivemind_common import ids
+
+    for check in (ids.valid_tenant, ids.valid_name, ids.valid_id, ids.valid_tag):
+        assert check("abc") and not check("abc\n"), check.__name__

@@ -43,28 +43,28 @@ _TENANT_RE = re.compile(TENANT_PATTERN)
 
 def valid_name(value: str) -> bool:
     """Model names, versions and tool names: short path-safe words."""
-    return bool(_NAME_RE.match(value))
+    return bool(_NAME_RE.fullmatch(value))
 
 
 def valid_id(value: str) -> bool:
-    return bool(_ID_RE.match(value))
+    return bool(_ID_RE.fullmatch(value))
 
 
 def valid_fact_key(value: str) -> bool:
-    return bool(_FACT_KEY_RE.match(value))
+    return bool(_FACT_KEY_RE.fullmatch(value))
 
 
 def valid_tag(value: str) -> bool:
-    return bool(_TAG_RE.match(value))
+    return bool(_TAG_RE.fullmatch(value))
 
 
 def valid_token(value: str) -> bool:
-    return bool(_TOKEN_RE.match(value))
+    return bool(_TOKEN_RE.fullmatch(value))
 
 
 def valid_tenant(value: str) -> bool:
     """Tenants are short names with no braces or colons, so they can't break a hash tag."""
-    return bool(_TENANT_RE.match(value))
+    return bool(_TENANT_RE.fullmatch(value))
 
 
 def check_name(value: str, what: str = "name") -> str:

@@ -128,12 +128,13 @@ async def _after_answer(
             raw if raw is not None else answer,
             ttl_s=settings.response_cache_ttl_s,
         )
-    if plan.capture and kind == "chat":
+    # only the caller's own messages are ever captured, never the injected prompt
+    if plan.capture and kind == "chat" and plan.own_messages:
         choice = (answer.get("choices") or [{}])[0]
         await capture_chat(
             state.redis,
             tenant=principal.tenant,
-            messages=plan.own_messages or plan.payload["messages"],
+            messages=plan.own_messages,
             answer=choice.get("message") or {},
             model_version=version,
             retrieved=plan.retrieved,
