@@ -28,6 +28,8 @@ def test_an_admin_lists_creates_and_revokes_only_its_own_tenants_keys(gateway: A
             assert raw.get("/v1/facts", headers=auth).status_code == 200
         assert admin.post("/v1/keys", json={"tenant": "globex"}).status_code == 403
         assert admin.post("/v1/keys", json={"role": "operator"}).status_code == 403
+        # an admin cannot lift a key above the suite's default rate (1200 here)
+        assert admin.post("/v1/keys", json={"rpm": 1_000_000}).status_code == 403
         globex_ids = [k.key_id for k in _all_keys(gateway) if k.tenant == "globex"]
         assert admin.delete(f"/v1/keys/{globex_ids[0]}").status_code == 404
         assert admin.delete(f"/v1/keys/{new['key_id']}").status_code == 204

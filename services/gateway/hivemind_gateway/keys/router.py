@@ -13,7 +13,7 @@ from fastapi import APIRouter, Path, Query, Response
 from hivemind_common.audit import audited
 from hivemind_common.auth import AdminPrincipal
 from hivemind_common.errors import Forbidden
-from hivemind_gateway.deps import ApiKeysDep, ClientAddressDep, RedisDep
+from hivemind_gateway.deps import ApiKeysDep, ClientAddressDep, RedisDep, SettingsDep
 from hivemind_gateway.keys.schemas import KeyCreate, KeyCreated, KeysPublic
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
@@ -41,6 +41,7 @@ async def create_key(
     store: ApiKeysDep,
     redis: RedisDep,
     source: ClientAddressDep,
+    settings: SettingsDep,
 ) -> KeyCreated:
     """Make a key; an admin only for its own tenant and never an operator key."""
     tenant = body.tenant or principal.tenant
@@ -53,6 +54,13 @@ async def create_key(
                 raise Forbidden("an admin key manages only its own tenant's keys", param="tenant")
             if body.role == "operator":
                 raise Forbidden("only an operator key can make operator keys", param="role")
+            ceiling = settings.default_key_rpm
+            if ceiling and body.rpm is not None and body.rpm > ceiling:
+                # an admin may slow its keys down, not lift them above the suite's default
+                raise Forbidden(
+                    f"an admin key may give its keys at most {ceiling} requests a minute",
+                    param="rpm",
+                )
         key_id, plaintext = await store.create(
             tenant=tenant, role=body.role, name=body.name, rpm=body.rpm
         )
