@@ -130,3 +130,24 @@ def test_parallel_tool_calls_false_keeps_the_first_call_only() -> None:
     first = _answer(TWO_CALLS, parallel=False)["tool_calls"]
     assert [c["function"]["name"] for c in both] == ["a", "b"]  # type: ignore[attr-defined]
     assert [c["function"]["name"] for c in first] == ["a"]  # type: ignore[attr-defined]
+
+
+def test_a_json_answer_naming_no_offered_tool_stays_text() -> None:
+    """Under `auto` a plain JSON answer (`{"name": "Bob"}`) is not a call to a tool `Bob`."""
+    answer = '{"name": "Bob", "age": 3}'
+    names = frozenset({"get_weather"})
+    assert parse_all(answer, "llama3", names=names) == (answer, [])
+    streamed = ToolCallParser("llama3", names=names)
+    events = [e for piece in answer for e in streamed.feed(piece)] + streamed.finish()
+    assert "".join(e.text for e in events if isinstance(e, Content)) == answer
+    call = '{"name": "get_weather", "arguments": {"city": "Oslo"}}'
+    content, calls = parse_all(call, "llama3", names=names)
+    assert (content, [c["name"] for c in calls]) == ("", ["get_weather"])
+
+
+def test_a_name_with_a_broken_escape_does_not_crash_the_parser() -> None:
+    text = '<tool_call>{"name": "a\\u12", "arguments": {}}</tool_call>'
+    content, calls = parse_all(text, "hermes", names=frozenset({"f"}))
+    assert calls == [] and "a\\u12" in content
+    _, calls = parse_all(text, "hermes")  # no names given: kept as written, no exception
+    assert calls[0]["name"] == "a\\u12"

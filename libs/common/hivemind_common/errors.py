@@ -7,7 +7,11 @@ the boundary and re-raised as one of these with ``from exc``.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 class HivemindError(Exception):
@@ -39,6 +43,22 @@ class Invalid(HivemindError):
     status = 400
     code = "invalid_request"
     title = "Invalid request"
+
+
+def shape_errors_are_invalid(convert: _F) -> _F:
+    """Wrap a converter of a request body: a part of the wrong shape deep inside it (a list
+    where an object belongs, a number where text belongs) is the caller's 400, never a 500."""
+
+    @functools.wraps(convert)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return convert(*args, **kwargs)
+        except (AttributeError, TypeError, KeyError, IndexError) as exc:
+            raise Invalid(
+                f"the request body has a part of the wrong shape ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    return wrapped  # type: ignore[return-value]
 
 
 class Unauthorized(HivemindError):
@@ -128,4 +148,5 @@ __all__ = [
     "Unavailable",
     "Unprocessable",
     "UpstreamError",
+    "shape_errors_are_invalid",
 ]

@@ -176,7 +176,11 @@ class AnswerReader:
     def __init__(self, plan: ChatPlan) -> None:
         self.plan = plan
         self.think = ThinkSplitter(started=plan.thinking) if plan.grammar is None else None
-        self.parser = ToolCallParser(plan.family, forced=plan.forced) if plan.family else None
+        self.parser = (
+            ToolCallParser(plan.family, forced=plan.forced, names=plan.tool_names or None)
+            if plan.family
+            else None
+        )
         self.calls = 0
 
     def feed(self, text: str) -> list[dict[str, Any]]:

@@ -79,18 +79,60 @@ def unsupported_features(schema: Any, path: str = "#") -> list[str]:
     return found
 
 
-def schema_to_gbnf(schema: dict[str, Any], *, param: str) -> str:
-    """GBNF text for a JSON schema; a schema the converter refuses is a 400 on ``param``."""
+# A grammar spells out every repetition a schema bounds: maxLength 1e9 would be gigabytes.
+MAX_SCHEMA_BOUND = 4096  # larger max* bounds are left to validation; larger min* are refused
+MAX_GRAMMAR_CHARS = 1_000_000
+_BOUNDS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties")
+
+
+def _bounded(schema: Any, param: str, path: str = "#") -> Any:
+    """``schema`` with repetition bounds a grammar can hold: a max over the limit is dropped
+    (the grammar then allows any count), a min over it is a 400."""
+    if isinstance(schema, list):
+        return [_bounded(v, param, f"{path}/{i}") for i, v in enumerate(schema)]
+    if not isinstance(schema, dict):
+        return schema
+    out = {}
+    for key, value in schema.items():
+        if key in _BOUNDS and isinstance(value, int | float) and value > MAX_SCHEMA_BOUND:
+            if key.startswith("min"):
+                raise Invalid(
+                    f"{key!r} at {path} is over {MAX_SCHEMA_BOUND}: too large to enforce",
+                    param=param,
+                    code="unsupported_schema",
+                )
+            continue
+        out[key] = _bounded(value, param, f"{path}/{key}")
+    return out
+
+
+def _to_gbnf(schema: dict[str, Any], *, param: str, what: str, **kw: Any) -> str:
+    """GBNF for a schema, or a 400 on ``param``: any failure of the converter (it raises many
+    kinds on schemas it does not handle) or a grammar too large to load is the caller's."""
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return json_schema_to_gbnf(json.dumps(schema))
-    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        gbnf = json_schema_to_gbnf(json.dumps(_bounded(schema, param)), **kw)
+    except Invalid:
+        raise
+    except Exception as exc:  # the converter's own errors: the schema is what it cannot take
         raise Invalid(
-            f"this JSON schema cannot be turned into a grammar: {exc}",
+            f"{what} cannot be turned into a grammar: {type(exc).__name__}: {exc}"[:500],
             param=param,
             code="unsupported_schema",
         ) from exc
+    if len(gbnf) > MAX_GRAMMAR_CHARS:
+        raise Invalid(
+            f"{what} makes a grammar of {len(gbnf)} characters (at most {MAX_GRAMMAR_CHARS})",
+            param=param,
+            code="unsupported_schema",
+        )
+    return gbnf
+
+
+def schema_to_gbnf(schema: dict[str, Any], *, param: str) -> str:
+    """GBNF text for a JSON schema; a schema the converter refuses is a 400 on ``param``."""
+    return _to_gbnf(schema, param=param, what="this JSON schema")
 
 
 def response_schema(response_format: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
@@ -158,17 +200,12 @@ def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
 
 def tool_call_gbnf(tools: list[dict[str, Any]]) -> str:
     """GBNF for exactly one call to one of ``tools`` (keys in the order name, arguments)."""
-    from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-    schema = tool_call_schema(tools)
-    try:
-        return json_schema_to_gbnf(json.dumps(schema), prop_order=["name", "arguments"])
-    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise Invalid(
-            f"the parameters of a tool cannot be turned into a grammar: {exc}",
-            param="tools",
-            code="unsupported_schema",
-        ) from exc
+    return _to_gbnf(
+        tool_call_schema(tools),
+        param="tools",
+        what="the parameters of a tool",
+        prop_order=["name", "arguments"],
+    )
 
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -181,7 +218,7 @@ def check_tool_names(tools: list[dict[str, Any]]) -> None:
             raise Invalid(
                 "each tool needs type 'function' and a function name", param=f"tools[{i}]"
             )
-        if not _NAME.match(fn["name"]):
+        if not _NAME.fullmatch(fn["name"]):
             raise Invalid(
                 "a function name is 1-128 letters, digits, '_', '.', ':' or '-'",
                 param=f"tools[{i}].function.name",

@@ -81,6 +81,7 @@ class _Call:
     quoted: str = ""
     held_ws: str = ""
     started: bool = False
+    rejected: bool = False  # a name no offered tool has: the object is the answer's text
 
     def step(self, ch: str) -> None:
         """Track strings and nesting depth over the whole object."""
@@ -105,6 +106,9 @@ class ToolCallParser:
 
     family: Family
     forced: bool = False
+    # the offered tools' names: an object naming anything else is plain text (a JSON answer
+    # such as {"name": "Bob"} is not a call); None takes any name
+    names: frozenset[str] | None = None
     events: list[Event] = field(default_factory=list)
     calls: int = 0
     _pending: str = ""  # text not yet decided on (a possible opener, or a call's head)
@@ -129,7 +133,11 @@ class ToolCallParser:
         """End of generation: flush what is left (an unfinished call becomes content)."""
         self.events = []
         self._drain(final=True)
-        if self._mode == "call" and self._call is not None and not self._call.started:
+        if (
+            self._mode == "call"
+            and self._call is not None
+            and (not self._call.started or self._call.rejected)
+        ):
             self._content(self._raw_call)
         elif self._call is not None and self._call.started and self._call.args_quoted:
             self._flush_quoted()
@@ -205,11 +213,23 @@ class ToolCallParser:
             self._raw_call += ch
             outer = call.depth == 1  # at the call object's own level before this character
             call.step(ch)
+            if call.rejected:
+                if call.depth == 0:  # the whole object was text after all
+                    self._content(self._raw_call)
+                    self._call = None
+                    self._mode = "text"
+                    self._pending = text[i + 1 :]
+                    return
+                continue
             if not call.started:
                 call.buf += ch
                 match = _HEAD.fullmatch(call.buf)
                 if match and not call.in_string and call.depth == 1:
-                    self._start(call, json.loads(f'"{match.group(1)}"'))
+                    name = _decoded_name(match.group(1))
+                    if self.names is not None and name not in self.names:
+                        call.started = call.rejected = True
+                        continue
+                    self._start(call, name)
                 elif call.depth == 0:  # the object ended before a recognisable head
                     self._whole_object(call.buf)
                     self._pending = text[i + 1 :]
@@ -276,7 +296,7 @@ class ToolCallParser:
         except ValueError:
             obj = None
         name = obj.get("name") if isinstance(obj, dict) else None
-        if not isinstance(name, str):
+        if not isinstance(name, str) or (self.names is not None and name not in self.names):
             self._content(raw)
             self._call = None
             self._mode = "text"
@@ -330,11 +350,24 @@ def _partial_suffix(text: str, openers: tuple[str, ...]) -> int:
     return best
 
 
+def _decoded_name(raw: str) -> str:
+    """A call's name as the model wrote it inside quotes (a bad escape is kept as written)."""
+    try:
+        name = json.loads(f'"{raw}"')
+    except ValueError:
+        return raw
+    return name if isinstance(name, str) else raw
+
+
 def parse_all(
-    text: str, family: Family, *, forced: bool = False
+    text: str,
+    family: Family,
+    *,
+    forced: bool = False,
+    names: frozenset[str] | None = None,
 ) -> tuple[str, list[dict[str, str]]]:
     """The whole answer: (content, calls as ``{id, name, arguments}``)."""
-    parser = ToolCallParser(family, forced=forced)
+    parser = ToolCallParser(family, forced=forced, names=names)
     events = parser.feed(text) + parser.finish()
     content = "".join(e.text for e in events if isinstance(e, Content))
     calls: dict[int, dict[str, str]] = {}

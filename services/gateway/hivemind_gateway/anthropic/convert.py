@@ -13,7 +13,7 @@ import re
 import secrets
 from typing import Any
 
-from hivemind_common.errors import Invalid
+from hivemind_common.errors import Invalid, shape_errors_are_invalid
 from hivemind_gateway.openai.events import (
     Event,
     Finished,
@@ -143,6 +143,7 @@ def _tool_choice(choice: dict[str, Any] | None) -> tuple[Any, bool | None]:
     raise Invalid("tool_choice type is auto, any, tool or none", param="tool_choice.type")
 
 
+@shape_errors_are_invalid
 def chat_payload(body: dict[str, Any], model: str) -> dict[str, Any]:
     """The chat completions body for a Messages body (``model`` is the local one)."""
     messages: list[dict[str, Any]] = []

@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any
 
-from hivemind_common.errors import Invalid
+from hivemind_common.errors import Invalid, shape_errors_are_invalid
 from hivemind_gateway.openai.events import (
     Event,
     Finished,
@@ -121,6 +121,7 @@ def check_stateless(body: dict[str, Any]) -> None:
         )
 
 
+@shape_errors_are_invalid
 def chat_payload(body: dict[str, Any]) -> dict[str, Any]:
     """The chat completions body for a Responses body."""
     check_stateless(body)
