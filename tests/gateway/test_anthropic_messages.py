@@ -221,6 +221,15 @@ def test_retrieval_is_injected_into_the_system_prompt(gw: RunningGateway) -> Non
     )
     assert int(injected.headers["x-hivemind-rag-items"]) >= 1
     assert injected.parse().usage.input_tokens > plain.usage.input_tokens + 10
+    # Claude Code asks for 32000 tokens, more than the model's window: retrieval still comes
+    agent_sized = httpx.post(
+        f"{gw.url}/v1/messages",
+        headers={"x-api-key": gw.key(role="read"), "anthropic-version": "2023-06-01"},
+        json={"model": "claude-x", "max_tokens": 32000, "messages": ask, "stop_sequences": ["."]},
+        timeout=120,
+    )
+    assert agent_sized.status_code == 200, agent_sized.text
+    assert int(agent_sized.headers["x-hivemind-rag-items"]) >= 1
 
 
 def test_system_turns_between_user_turns_are_accepted(claude: anthropic.Anthropic) -> None:

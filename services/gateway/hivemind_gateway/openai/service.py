@@ -217,8 +217,11 @@ async def run_chat(
     retrieved: list[str] = []
     capture: bool | None = None
     if rag_on:
+        n_ctx = int(card.get("n_ctx", 2048))
+        # the answer's reserve: agents ask for far more than they use (Claude Code sends 32000),
+        # and inference clips max_tokens to the room left, so at most a quarter of the window
         wanted = payload.get("max_completion_tokens") or payload.get("max_tokens") or 256
-        room = int(card.get("n_ctx", 2048)) - chars // CHARS_PER_TOKEN - int(wanted)
+        room = n_ctx - chars // CHARS_PER_TOKEN - min(int(wanted), n_ctx // 4)
         budget = min(settings.rag_budget_tokens, room)
         # the served version and the tenant's capture switch are read while retrieval runs
         with RETRIEVAL_SECONDS.time():
