@@ -89,3 +89,18 @@ def test_since_takes_durations_dates_and_unix_times() -> None:
     ago = parse_since("2h")
     assert ago is not None and parse_since("1h") is not None
     assert ago < parse_since("1h")  # type: ignore[operator]
+
+
+def test_bad_cursors_and_times_are_one_line_errors_not_tracebacks(redis_url: str) -> None:
+    for args in (
+        ("--before", "abc"),
+        ("--before", "1-2-3"),
+        ("--before", "0-0"),
+        ("--since", "inf"),
+        ("--since", "nan"),
+        ("--since", "1e30"),
+    ):
+        result = CliRunner().invoke(app, ["audit", *args], env={"HIVEMIND_REDIS_URL": redis_url})
+        assert result.exit_code in (1, 2), (args, result.output)
+        assert not isinstance(result.exception, (ValueError, OverflowError)), args
+        assert "Traceback" not in result.output, args

@@ -108,6 +108,7 @@ def test_a_restore_into_a_fresh_redis_and_data_dir_brings_back_every_fact_memory
     code, out = _cli(url, data_dir, "backup", "--to", str(tmp_path / "backups"))
     assert code == 0, out
     backup = Path(out.strip())
+    assert backup.stat().st_mode & 0o777 == 0o700  # without secrets too: it holds all the data
     manifest = json.loads((backup / "manifest.json").read_text())
     assert manifest["redis"] == {"topology": topology, "keys": len(before["state"])}
     assert manifest["models"] == {MODEL: {"serving": "v3", "previous": "v2"}}
@@ -184,6 +185,7 @@ def test_secrets_travel_only_when_asked_and_retention_keeps_the_newest(
     assert code == 0, out
     newest = Path(out.strip())
     assert (newest / "files/secrets/admin.key").read_text() == "not-a-real-key"
+    assert newest.stat().st_mode & 0o777 == 0o700  # every tenant's data: the owner's eyes only
     kept = sorted(p.name for p in to.iterdir())
     assert len(kept) == 3 and kept[-1] == newest.name
     _wipe(redis_url)

@@ -143,6 +143,8 @@ def _before(entry_id: str) -> str:
     """The stream id just older than ``entry_id`` (XREVRANGE's max is inclusive); Invalid for
     a cursor no page could have given (out of range, or nothing older than it)."""
     ms_text, _, seq_text = entry_id.partition("-")
+    if not (ms_text.isdigit() and (seq_text.isdigit() or not seq_text)) or len(entry_id) > 41:
+        raise Invalid(f"not a cursor this API gave out: {entry_id[:64]!r}", param="before")
     ms, seq = int(ms_text), int(seq_text or 0)
     if ms > _MAX_ID_PART or seq > _MAX_ID_PART or (ms == 0 and seq == 0):
         raise Invalid(f"not a cursor this API gave out: {entry_id!r}", param="before")
@@ -165,6 +167,8 @@ async def read(
     ``action`` matches exactly or as a prefix ending in ``.`` (``keys.`` for every key action);
     ``since`` is a Unix time; ``before`` is the cursor a previous page returned.
     """
+    if since is not None and not 0 <= since <= 1e11:  # NaN fails this too
+        raise Invalid("since must be a Unix time between 0 and 1e11", param="since")
     low = f"{int(since * 1000)}-0" if since is not None else "-"
     high = _before(before) if before else "+"
     found: list[AuditEntry] = []

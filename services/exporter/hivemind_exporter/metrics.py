@@ -23,3 +23,6 @@ EXPORT_AGREEMENT = Gauge(
 DEPLOYS = Counter(
     "hivemind_exporter_deploys_total", "Hot-swaps asked of inference, by result.", ["result"]
 )
+# present at 0 from the start, so the alert's increase() sees the very first failure
+DEPLOYS.labels(result="failed")
+DEPLOYS.labels(result="succeeded")

@@ -15,6 +15,7 @@ TRAIN_TOKENS_PER_S = Gauge(
 )
 TRAIN_STEP = Gauge("hivemind_trainer_step", "Optimizer step of the running job.")
 CYCLES = Counter("hivemind_trainer_cycles_total", "Learning cycles, by result.", ["result"])
+CYCLES.labels(result="failed")  # at 0 from the start: the alert's increase() sees the first
 IS_LEADER = Gauge("hivemind_trainer_is_leader", "1 while this trainer holds the leader lock.")
 LEARNING_STREAM_LENGTH = Gauge(
     "hivemind_trainer_stream_length", "Entries in the learning stream (capped)."

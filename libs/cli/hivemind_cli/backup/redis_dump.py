@@ -39,8 +39,8 @@ async def dump_keys(redis: Any, out: IO[str]) -> int:
         dumps = await asyncio.gather(*(redis.dump(k) for k in batch))
         ttls = await asyncio.gather(*(redis.pttl(k) for k in batch))
         for key, payload, ttl in zip(batch, dumps, ttls, strict=True):
-            if payload is None:  # expired or deleted since the scan
-                continue
+            if payload is None or int(ttl) == -2:  # expired or deleted since the scan (or
+                continue  # between its DUMP and PTTL: restoring it would make it permanent)
             line = {
                 "k": base64.b64encode(key).decode(),
                 "v": base64.b64encode(payload).decode(),

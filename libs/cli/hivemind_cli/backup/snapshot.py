@@ -72,7 +72,11 @@ async def write_snapshot(
         raise Conflict(f"{final} exists already; wait a second and run again")
     partial = to / f".{PREFIX}{stamp}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / FILES).mkdir(parents=True)
+    # every tenant's facts, memories and chats go in here: only the owner may read it, from the
+    # first byte written (a manual run does not have the timer's UMask=0077)
+    partial.mkdir(mode=0o700, parents=True)
+    partial.chmod(0o700)
+    (partial / FILES).mkdir(mode=0o700)
     redis = _redis(redis_url)
     try:
         models = await _serving_versions(redis)
@@ -100,8 +104,6 @@ async def write_snapshot(
         "sha256": sums,
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    if with_secrets:
-        partial.chmod(0o700)
     partial.rename(final)
     removed = prune(to, keep) if keep > 0 else []
     return BackupResult(final, count, len(sums) - 1, models, removed)
