@@ -177,3 +177,24 @@ def test_an_alert_that_no_longer_fires_on_its_failure_fails_the_check(
     problems = check_alert_rules(rules, roots(repo))
     assert len(problems) == 1
     assert "promtool test rules failed" in problems[0] and "HivemindServiceDown" in problems[0]
+
+
+def test_a_redis_that_hangs_reads_as_no_primary_not_as_its_last_healthy_values() -> None:
+    """A powered-off host does not refuse, it hangs: the sample must still say 'down'."""
+    import asyncio
+
+    from hivemind_common import scrape_metrics as sm
+
+    class Hanging:
+        topology = "standalone"
+
+        class backend:
+            @staticmethod
+            async def client() -> None:
+                await asyncio.sleep(3600)
+
+    sm.REDIS_PRIMARIES.set(3)
+    sm.REDIS_CONNECTED_REPLICAS.labels("h:1").set(1)
+    sample = sm.redis_sampler(Hanging())
+    asyncio.run(sm.run_samplers([sample]))
+    assert sm.REDIS_PRIMARIES._value.get() == 0

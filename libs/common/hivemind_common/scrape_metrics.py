@@ -68,13 +68,22 @@ def redis_sampler(redis: Any) -> Sampler:
     """Sets the Redis gauges from INFO replication/memory of every primary."""
     seen: set[str] = set()
 
+    def unreachable() -> None:
+        # what a scrape sees of a Redis that does not answer: no primary, no replica
+        REDIS_PRIMARIES.set(0)
+        for node in seen:
+            REDIS_CONNECTED_REPLICAS.labels(node).set(0)
+
     async def sample() -> None:
         try:
-            repl = await primaries_info(redis, "replication")
-            memory = await primaries_info(redis, "memory")
+            # inside the sampler's own deadline, so a host that hangs (powered off, cut off)
+            # reads as down rather than leaving the last healthy values in place
+            async with asyncio.timeout(SAMPLE_TIMEOUT_S * 0.8):
+                repl = await primaries_info(redis, "replication")
+                memory = await primaries_info(redis, "memory")
         except Exception as exc:  # a scrape reports what it sees; Redis down is a value
             log.warning("redis sample failed: %s", type(exc).__name__)
-            REDIS_PRIMARIES.set(0)
+            unreachable()
             return
         primaries = {n for n, info in repl.items() if info.get("role") == "master"}
         REDIS_PRIMARIES.set(len(primaries))
