@@ -45,6 +45,10 @@ REDIS_MAXMEMORY = Gauge(
     "maxmemory of each Redis primary (0: no limit set).",
     ["node"],
 )
+REDIS_REPLICATED = Gauge(
+    "hivemind_redis_replicated",
+    "1 where the Redis topology keeps replicas (Cluster, Sentinel), 0 for a single Redis.",
+)
 DATA_DIR_FREE = Gauge(
     "hivemind_data_dir_free_bytes", "Bytes free to this service on $HIVEMIND_DATA_DIR's disk."
 )
@@ -75,6 +79,7 @@ def redis_sampler(redis: Any) -> Sampler:
             REDIS_CONNECTED_REPLICAS.labels(node).set(0)
 
     async def sample() -> None:
+        REDIS_REPLICATED.set(1 if redis.topology in ("cluster", "sentinel") else 0)
         try:
             # inside the sampler's own deadline, so a host that hangs (powered off, cut off)
             # reads as down rather than leaving the last healthy values in place
