@@ -123,3 +123,20 @@ def test_out_of_range_times_and_cursors_are_a_400_not_a_500(gateway: Any) -> Non
             resp = admin.get(f"/v1/audit?{query}")
             assert resp.status_code in (400, 422), (query, resp.status_code, resp.text)
         assert admin.get("/v1/audit?since=0&before=1-0").status_code == 200
+
+
+def test_entries_are_filed_under_the_tenant_they_concern_and_leak_to_no_other(
+    gateway: Any,
+) -> None:
+    with gateway.client("acme", "admin") as acme:
+        refused = acme.post("/v1/keys", json={"tenant": "globex", "role": "read"})
+        assert refused.status_code == 403
+    with gateway.client("root", "operator") as op:
+        made = op.post("/v1/keys", json={"tenant": "globex", "role": "read"}).json()
+        assert op.delete(f"/v1/keys/{made['key_id']}").status_code == 204
+    with gateway.client("acme", "admin") as acme, gateway.client("globex", "admin") as globex:
+        mine = acme.get("/v1/audit").json()["data"]
+        theirs = globex.get("/v1/audit").json()["data"]
+    # acme's refused attempt is acme's; the operator's create and revoke in globex are globex's
+    assert [(e["action"], e["outcome"]) for e in mine] == [("keys.create", "denied")]
+    assert sorted(e["action"] for e in theirs) == ["keys.create", "keys.revoke"]

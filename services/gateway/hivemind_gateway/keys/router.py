@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
+from hivemind_common import audit
 from hivemind_common.audit import audited
 from hivemind_common.auth import AdminPrincipal
 from hivemind_common.errors import Forbidden
@@ -45,8 +46,11 @@ async def create_key(
 ) -> KeyCreated:
     """Make a key; an admin only for its own tenant and never an operator key."""
     tenant = body.tenant or principal.tenant
+    # filed under the tenant it concerns; an admin's attempt on another tenant under its own,
+    # so one tenant's admins never see another's key ids
+    filed = tenant if principal.is_operator else principal.tenant
     async with audited(
-        redis, "keys.create", key_id=principal.key_id, tenant=tenant, source=source
+        redis, "keys.create", key_id=principal.key_id, tenant=filed, source=source
     ) as entry:
         entry.detail = f"role={body.role}"
         if not principal.is_operator:
@@ -77,11 +81,13 @@ async def revoke_key(
     source: ClientAddressDep,
 ) -> Response:
     """Revoke a key of the caller's tenant (an operator: any key)."""
+    # filed under the revoked key's tenant when the operator acts, so that tenant sees it
+    filed = await audit.key_tenant(redis, key_id) if principal.is_operator else principal.tenant
     async with audited(
         redis,
         "keys.revoke",
         key_id=principal.key_id,
-        tenant=principal.tenant,
+        tenant=filed or principal.tenant,
         source=source,
         target=key_id,
     ):
