@@ -147,6 +147,16 @@ def test_a_changed_file_stops_the_restore_before_anything_changes(
     assert not (tmp_path / "fresh").exists()
 
 
+def test_a_corrupt_manifest_is_a_one_line_error(redis_url: str, tmp_path: Path) -> None:
+    backup = tmp_path / "hivemind-backup-19990101T000000Z"
+    backup.mkdir()
+    for text in ("{not json", '{"format": 1}', "[1, 2]"):
+        (backup / "manifest.json").write_text(text)
+        code, out = _cli(redis_url, tmp_path / "fresh", "restore", str(backup))
+        assert code == 1 and "Traceback" not in out, (text, out)
+        assert "error:" in out, out
+
+
 async def _state_of(url: str) -> dict[str, Any]:
     redis = connect_redis(url)
     try:

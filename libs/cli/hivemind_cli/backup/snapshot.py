@@ -123,10 +123,16 @@ def verify(backup: Path) -> dict[str, Any]:
     path = backup / MANIFEST
     if not path.is_file():
         raise Invalid(f"{backup} is not a backup: no {MANIFEST}")
-    manifest: dict[str, Any] = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise Invalid(f"{backup}: backup format {manifest.get('format')!r}, expected {FORMAT}")
-    want: dict[str, str] = manifest["sha256"]
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise Invalid(f"{backup}: {MANIFEST} cannot be read: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise Invalid(f"{backup}: backup format {found!r}, expected {FORMAT}")
+    want = manifest.get("sha256")
+    if not isinstance(want, dict):
+        raise Invalid(f"{backup}: {MANIFEST} lists no sha256 sums")
     have = _sums(backup)
     bad = sorted(rel for rel in set(want) | set(have) if want.get(rel) != have.get(rel))
     if bad:
