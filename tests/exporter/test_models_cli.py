@@ -118,3 +118,7 @@ async def test_a_pinned_version_survives_cleanup_until_unpinned(
     _run("models", "pin", "v1", "--unpin", redis_url=redis_url, data_dir=data_dir)
     again = _run("models", "cleanup", "--keep-recent", "0", redis_url=redis_url, data_dir=data_dir)
     assert json.loads(again.stdout.strip().splitlines()[-1]) == {"removed": ["v1"]}
+    from hivemind_common import audit
+
+    entries, _ = await audit.read(redis_client, action="models.")
+    assert {"models.pin", "models.unpin"} <= {e.action for e in entries}

@@ -142,7 +142,14 @@ def pin(
     unpin: bool = typer.Option(False, "--unpin", help="Let cleanup delete it again."),
 ) -> None:
     """Keep a version through retention and cleanup (or, with --unpin, stop keeping it)."""
-    mv = _run(_with_registry(lambda reg: reg.pin(model, version, pinned=not unpin)))
+    action = "models.unpin" if unpin else "models.pin"
+    mv = _run(
+        _with_registry(
+            lambda reg: _audited(
+                reg, action, f"{model}:{version}", lambda: reg.pin(model, version, pinned=not unpin)
+            )
+        )
+    )
     typer.echo(json.dumps({"version": mv.version, "pinned": not unpin}))
 
 
