@@ -85,15 +85,16 @@ def _chunk(payload: bytes) -> bytes:
     return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
 
 
-def test_an_endless_chunked_body_is_cut_off_long_before_64_mib(gateway) -> None:
-    """128 MiB offered without a length or a key: the server answers 413 and stops reading."""
-    host, port = _address(gateway.url)
+def _offer_chunked(url: str, key: str | None) -> tuple[int, dict[str, Any], int]:
+    """Offer 128 MiB of chunked body; (status, answer, bytes the server took before it)."""
+    host, port = _address(url)
     frame = _chunk(b"x" * MIB)
     offered = 128 * MIB
     sent = 0
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
     with socket.create_connection((host, port), timeout=30) as sock:
         sock.sendall(
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n{auth}"
             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
         )
         sock.setblocking(False)
@@ -117,9 +118,23 @@ def test_an_endless_chunked_body_is_cut_off_long_before_64_mib(gateway) -> None:
         assert answered, f"the server read all {sent} bytes without answering"
         sock.setblocking(True)
         status, _, body = _read_response(sock)
+    return status, json.loads(body), sent
+
+
+def test_an_endless_chunked_body_is_cut_off_long_before_64_mib(gateway) -> None:
+    """128 MiB offered without a length, with some key: 413 once the cap is passed."""
+    status, body, sent = _offer_chunked(gateway.url, "hm_000000000000_not-a-real-key-at-all")
     assert status == 413
-    assert json.loads(body)["error"]["code"] == "payload_too_large"
+    assert body["error"]["code"] == "payload_too_large"
     assert sent < 64 * MIB
+
+
+def test_an_unauthenticated_chunked_body_is_refused_before_it_is_read(gateway) -> None:
+    """No key at all: 401 at once, the body never read (only socket buffers take any)."""
+    status, body, sent = _offer_chunked(gateway.url, None)
+    assert status == 401
+    assert "missing API key" in body["error"]["message"]
+    assert sent < 16 * MIB
 
 
 def test_a_chunked_body_over_a_small_route_cap_is_refused_in_the_route_format(gateway) -> None:

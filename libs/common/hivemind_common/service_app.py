@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hivemind_common.body_limit import BodyLimitMiddleware, BodyLimits
+from hivemind_common.credentials import CredentialsRequiredMiddleware
 from hivemind_common.error_handlers import install_error_handlers, is_openai_path
 from hivemind_common.observability import RequestContextMiddleware
 from hivemind_common.scrape_metrics import SERVICE_READY, run_samplers
@@ -53,9 +54,12 @@ def base_app(
     version: str = __version__,
     openai_paths: Callable[[str], bool] | None = None,
     body_limits: BodyLimits | None = None,
+    keyed_paths: Callable[[str], bool] | None = None,
 ) -> FastAPI:
     """A FastAPI app with /healthz, /readyz, /metrics, error handlers, request metrics and body
-    caps (``body_limits``, else :data:`~hivemind_common.body_limit.DEFAULT_MAX_BODY_BYTES`)."""
+    caps (``body_limits``, else :data:`~hivemind_common.body_limit.DEFAULT_MAX_BODY_BYTES`).
+    ``keyed_paths``: paths where a request with no API key at all is refused before its body
+    is read."""
     app = FastAPI(title=f"hivemind-{service}", version=version, lifespan=lifespan)
     app.state.service = service
     app.state.ready_checks = {}
@@ -66,6 +70,14 @@ def base_app(
     else:
         install_error_handlers(app, openai=openai_paths)
     # body caps inside the request context, so a 413 has a request id and is counted
+    if keyed_paths is not None:
+        # inside the body cap (a declared oversize is a 413 first), before anything reads the
+        # body: a request with no key at all gets its 401 without one byte of it read
+        app.add_middleware(
+            CredentialsRequiredMiddleware,
+            guarded=keyed_paths,
+            openai=openai_paths or is_openai_path,
+        )
     app.add_middleware(
         BodyLimitMiddleware, limits=body_limits, openai=openai_paths or is_openai_path
     )

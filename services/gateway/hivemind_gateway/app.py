@@ -79,6 +79,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         version=__version__,
         body_limits=settings.body_limits(),
+        keyed_paths=lambda path: path.startswith("/v1/"),  # every /v1 route takes a key
     )
     app.add_middleware(InferenceSlots)  # gives back inference slots when a response ends
     for router in (

@@ -1,0 +1,61 @@
+"""A request that carries no credentials at all is refused before its body is read.
+
+FastAPI parses a route's body before its dependencies run, so without this layer an
+unauthenticated client could still make the service read and parse a body up to the route's cap
+before the 401. Only the *presence* of a key is checked here (cheap, no Redis); the key itself is
+verified by the route's own dependency as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hivemind_common.error_handlers import error_response, is_anthropic_path, is_openai_path
+from hivemind_common.errors import Unauthorized
+
+_KEY_HEADERS = (b"authorization", b"x-api-key")
+
+
+class CredentialsRequiredMiddleware:
+    """401 at once for a request to a guarded path that sends no key in any accepted header."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        guarded: Callable[[str], bool],
+        openai: Callable[[str], bool] = is_openai_path,
+    ) -> None:
+        self.app = app
+        self.guarded = guarded
+        self.openai = openai
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.guarded(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        if any(name in _KEY_HEADERS and value.strip() for name, value in scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+        how = "'x-api-key: <key>' or " if is_anthropic_path(scope["path"]) else ""
+        err = Unauthorized(f"missing API key: send {how}'Authorization: Bearer <key>'")
+        response = error_response(
+            Request(scope),
+            err.status,
+            title=err.title,
+            message=err.message,
+            code=err.code,
+            headers={"WWW-Authenticate": "Bearer", "connection": "close"},
+            openai=self.openai,
+        )
+        await response(scope, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
+
+
+__all__ = ["CredentialsRequiredMiddleware"]
