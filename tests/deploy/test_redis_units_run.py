@@ -53,6 +53,8 @@ def cluster_node(
 ) -> Iterator[int]:
     """The c1 unit's redis-server on a loopback port (its announce address kept as rendered)."""
     port = free_port()
+    while port > 55535:  # a cluster node's bus port (client port + 10000) must fit in 16 bits
+        port = free_port()
     args = override(
         rendered_args(registry, "hivemind-redis-c1.container", "r720xd"),
         port=str(port), bind="127.0.0.1", cluster_announce_port=str(port),

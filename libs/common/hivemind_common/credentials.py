@@ -17,10 +17,12 @@ from hivemind_common.error_handlers import error_response, is_anthropic_path, is
 from hivemind_common.errors import Unauthorized
 
 _KEY_HEADERS = (b"authorization", b"x-api-key")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # what FastAPI would read and parse
 
 
 class CredentialsRequiredMiddleware:
-    """401 at once for a request to a guarded path that sends no key in any accepted header."""
+    """401 at once for a request with a body to a guarded path that sends no key in any
+    accepted header (a GET has nothing to parse: its route answers 401, or 404, as before)."""
 
     def __init__(
         self,
@@ -34,7 +36,11 @@ class CredentialsRequiredMiddleware:
         self.openai = openai
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.guarded(scope["path"]):
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _BODY_METHODS
+            or not self.guarded(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         if any(name in _KEY_HEADERS and value.strip() for name, value in scope["headers"]):
