@@ -21,6 +21,7 @@ from hivemind_gateway.openai.events import (
     TextDelta,
     ToolArgs,
     ToolStart,
+    with_stream_and_options,
 )
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
@@ -176,12 +177,7 @@ def chat_payload(body: dict[str, Any], model: str) -> dict[str, Any]:
             payload["tool_choice"] = choice
         if parallel is not None:
             payload["parallel_tool_calls"] = parallel
-    if body.get("stream"):
-        payload["stream"] = True
-        payload["stream_options"] = {"include_usage": True}
-    if body.get("hivemind"):
-        payload["hivemind"] = body["hivemind"]
-    return payload
+    return with_stream_and_options(body, payload)
 
 
 def _input(arguments: str) -> Any:

@@ -56,6 +56,17 @@ class Failed:
 Event = TextDelta | ReasoningDelta | ToolStart | ToolArgs | Finished | Failed
 
 
+def with_stream_and_options(body: dict[str, Any], payload: dict[str, Any]) -> dict[str, Any]:
+    """A wire adapter's chat payload, finished: streaming (with the usage chunk the adapters
+    need for their own usage events) and the ``hivemind`` options carried over from ``body``."""
+    if body.get("stream"):
+        payload["stream"] = True
+        payload["stream_options"] = {"include_usage": True}
+    if body.get("hivemind"):
+        payload["hivemind"] = body["hivemind"]
+    return payload
+
+
 def _delta_events(delta: dict[str, Any]) -> Iterator[Event]:
     if delta.get("reasoning_content"):
         yield ReasoningDelta(delta["reasoning_content"])

@@ -20,6 +20,7 @@ from hivemind_gateway.openai.events import (
     TextDelta,
     ToolArgs,
     ToolStart,
+    with_stream_and_options,
 )
 
 _TEXT_PARTS = frozenset({"input_text", "output_text", "text"})
@@ -142,12 +143,7 @@ def chat_payload(body: dict[str, Any]) -> dict[str, Any]:
     response_format = _response_format(body.get("text"))
     if response_format:
         payload["response_format"] = response_format
-    if body.get("stream"):
-        payload["stream"] = True
-        payload["stream_options"] = {"include_usage": True}
-    if body.get("hivemind"):
-        payload["hivemind"] = body["hivemind"]
-    return payload
+    return with_stream_and_options(body, payload)
 
 
 def usage(finished: Finished) -> dict[str, Any]:
