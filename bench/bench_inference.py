@@ -89,7 +89,7 @@ class Stack:
 def make_key(redis_url: str) -> str:
     """A write key for tenant 'bench', made straight in Redis."""
     from hivemind_common.auth import ApiKeyStore
-    from hivemind_common.redis_client import connect_redis
+    from hivemind_common.redis import connect_redis
 
     async def make() -> str:
         redis = connect_redis(redis_url)

@@ -36,7 +36,7 @@ async def _cycle(redis_url: str, data_dir: Path, inference_url: str) -> dict[str
     from hivemind_common import keys
     from hivemind_common.jobs import LearningSample
     from hivemind_common.model_registry import ModelRegistry
-    from hivemind_common.redis_client import connect_redis
+    from hivemind_common.redis import connect_redis
     from hivemind_exporter.settings import ExporterSettings
     from hivemind_exporter.worker import ExportWorker
     from hivemind_trainer.cycle import run_cycle

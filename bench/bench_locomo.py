@@ -53,7 +53,7 @@ SCALE_VECTOR_WAIT_S = 600.0  # embedding 10k texts is bound by the embedding ser
 def make_keys(redis_url: str, tenants: list[str]) -> dict[str, str]:
     """A write key per tenant, made straight in Redis."""
     from hivemind_common.auth import ApiKeyStore
-    from hivemind_common.redis_client import connect_redis
+    from hivemind_common.redis import connect_redis
 
     async def make() -> dict[str, str]:
         redis = connect_redis(redis_url)

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:  # reuse the fixtures' server starters
     sys.path.insert(0, str(REPO / "tests"))
 
-from hivemind_common.redis_client import HivemindRedis, connect_redis  # noqa: E402
+from hivemind_common.redis import HivemindRedis, connect_redis  # noqa: E402
 from support.redis_failover import failover_drill  # noqa: E402
 from support.redis_servers import start_redis  # noqa: E402
 from support.redis_topologies import kill_process, start_cluster, start_sentinel_set  # noqa: E402

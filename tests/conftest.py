@@ -32,7 +32,7 @@ def redis_url(redis_server: RedisProcess) -> Iterator[str]:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[object]:
-    from hivemind_common.redis_client import connect_redis
+    from hivemind_common.redis import connect_redis
 
     client = connect_redis(redis_url)
     try:

@@ -16,7 +16,7 @@ from hivemind_cli.main import app
 from hivemind_common import keys
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.model_registry import ModelRegistry, ModelVersion
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from support.redis_servers import standalone_redis
 
 MODEL = "default"

@@ -23,7 +23,7 @@ from support.servers import serve_app
 def _app(redis_url: str, token: str) -> FastAPI:
     from contextlib import asynccontextmanager
 
-    from hivemind_common.redis_client import connect_redis
+    from hivemind_common.redis import connect_redis
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from redis import exceptions as rex
 
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from support.redis_servers import RedisProcess, redis_server_binary, start_redis
 from support.waiting import free_port, wait_until
 

@@ -14,7 +14,7 @@ import redis
 from prometheus_client import REGISTRY
 
 from hivemind_common.errors import Unavailable
-from hivemind_common.redis_client import HivemindRedis, connect_redis
+from hivemind_common.redis import HivemindRedis, connect_redis
 from support.redis_topologies import RedisClusterSet, RedisSentinelSet
 from support.waiting import await_until
 

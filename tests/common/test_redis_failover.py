@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hivemind_common.redis_client import HivemindRedis, connect_redis
+from hivemind_common.redis import HivemindRedis, connect_redis
 from support.redis_failover import DrillReport, failover_drill
 from support.redis_servers import RedisProcess
 from support.redis_topologies import RedisClusterSet, RedisSentinelSet, kill_process

@@ -11,7 +11,7 @@ import redis
 from redis import exceptions as rex
 
 from hivemind_common.errors import Unavailable
-from hivemind_common.redis_client import HivemindRedis, connect_redis
+from hivemind_common.redis import HivemindRedis, connect_redis
 from support.redis_servers import start_redis
 from support.waiting import await_until
 

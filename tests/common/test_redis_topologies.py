@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from hivemind_common.errors import Invalid, Unavailable
-from hivemind_common.redis_client import HivemindRedis, connect_redis
+from hivemind_common.redis import HivemindRedis, connect_redis
 
 pytestmark = pytest.mark.slow
 

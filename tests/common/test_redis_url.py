@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hivemind_common.errors import Invalid
-from hivemind_common.redis_client import connect_redis, parse_redis_url
+from hivemind_common.redis import connect_redis, parse_redis_url
 
 
 def test_standalone_url_with_acl_user_password_and_db() -> None:

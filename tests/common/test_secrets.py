@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hivemind_common.redaction import mask_url, scrub_text
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_common.settings import ServiceSettings
 from support.redis_servers import start_redis
 

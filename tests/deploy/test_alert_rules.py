@@ -120,7 +120,7 @@ def test_the_prometheus_unit_and_compose_mount_the_rules(repo: Path, registry: R
 def test_a_scrape_samples_readiness_redis_and_disk(
     topology: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    from hivemind_common.redis_client import connect_redis
+    from hivemind_common.redis import connect_redis
     from hivemind_common.scrape_metrics import disk_sampler, redis_sampler
     from hivemind_common.service_app import base_app, mark_started
 

@@ -13,7 +13,7 @@ from hivemind_common import keys
 from hivemind_common.job_records import create_job, get_job
 from hivemind_common.jobs import ExportJob
 from hivemind_common.model_registry import ModelRegistry, ModelVersion
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_exporter.app import create_app
 from hivemind_exporter.settings import ExporterSettings
 from support.servers import serve_app

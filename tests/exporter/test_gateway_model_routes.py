@@ -12,7 +12,7 @@ from inference.serving import running_inference
 
 from hivemind_common.model_registry import ModelRegistry, ModelVersion
 from hivemind_common.models_paths import default_llm_gguf
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from support.gateway import RunningGateway, running_gateway
 
 pytestmark = pytest.mark.slow

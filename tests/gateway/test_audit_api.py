@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 from hivemind_common import audit
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 
 
 def _entries(gateway: Any) -> list[audit.AuditEntry]:

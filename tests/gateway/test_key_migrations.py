@@ -7,7 +7,7 @@ import asyncio
 import redis
 
 from hivemind_common import keys
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_gateway.migrations import SESSION_MEMORY_SETS, move_session_memory_sets
 
 LEGACY = "hm:{t:acme}:session:x:memories"

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from hivemind_common.auth import ApiKeyStore
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 
 
 def test_an_admin_lists_creates_and_revokes_only_its_own_tenants_keys(gateway: Any) -> None:

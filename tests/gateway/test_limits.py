@@ -13,7 +13,7 @@ import redis as sync_redis
 
 from hivemind_common import keys
 from hivemind_common.auth import ApiKeyStore
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from support.gateway import running_gateway
 from support.stub_inference import stub_inference
 from support.waiting import wait_until

@@ -10,7 +10,7 @@ import pytest
 from mcp_bridge_support import bridge_settings, http_session, running_bridge
 
 from hivemind_common.auth import ApiKeyStore
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from hivemind_common.auth import ApiKeyStore
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from support.servers import serve_app
 
 

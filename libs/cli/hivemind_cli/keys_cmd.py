@@ -11,7 +11,7 @@ from rich.table import Table
 from hivemind_cli.redis_cli import run_with_redis
 from hivemind_common.audit import cli_audited, key_tenant
 from hivemind_common.auth import ROLES, ApiKeyStore
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 

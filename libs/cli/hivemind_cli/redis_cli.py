@@ -11,7 +11,7 @@ import typer
 
 from hivemind_common.errors import HivemindError
 from hivemind_common.redaction import mask_url
-from hivemind_common.redis_client import HivemindRedis, RedisUnavailable, connect_redis
+from hivemind_common.redis import HivemindRedis, RedisUnavailable, connect_redis
 from hivemind_common.settings import CommonSettings
 
 T = TypeVar("T")

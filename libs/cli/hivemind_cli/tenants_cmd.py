@@ -8,7 +8,7 @@ import typer
 
 from hivemind_cli.redis_cli import run_with_redis
 from hivemind_common.audit import cli_audited
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 from hivemind_common.tenants import TenantPolicy, get_policy, set_policy
 
 app = typer.Typer(help="Quotas, request rate and training consent.", no_args_is_help=True)

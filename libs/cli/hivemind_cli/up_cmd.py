@@ -24,7 +24,7 @@ from hivemind_common.auth import ApiKeyStore
 from hivemind_common.errors import Unavailable
 from hivemind_common.hosts import SERVICES, RegistryError, load_registry, service_url
 from hivemind_common.redaction import mask_url, url_password
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_common.settings import REDIS_CONF_FILE, REDIS_PASSWORD_FILE, CommonSettings
 
 console = Console(stderr=True, soft_wrap=True)

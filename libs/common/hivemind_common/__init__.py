@@ -26,7 +26,7 @@ from hivemind_common.errors import (
     UpstreamError,
 )
 from hivemind_common.hosts import Registry, load_registry, service_url
-from hivemind_common.redis_client import HivemindRedis, connect_redis
+from hivemind_common.redis import HivemindRedis, connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_common.settings import CommonSettings, ServiceSettings
 

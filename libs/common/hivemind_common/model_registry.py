@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hivemind_common import ids, keys
 from hivemind_common.errors import Conflict, Invalid, NotFound
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 
 log = logging.getLogger(__name__)
 

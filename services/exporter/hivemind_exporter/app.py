@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from hivemind_common.internal_http import internal_client
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_exporter import __version__
 from hivemind_exporter.settings import ExporterSettings

@@ -28,7 +28,7 @@ from hivemind_common.job_records import get_job, update_job
 from hivemind_common.jobs import ExportJob
 from hivemind_common.model_deploy import deploy_version, serve_files
 from hivemind_common.model_registry import ModelRegistry
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 from hivemind_exporter.metrics import DEPLOYS, EXPORT_AGREEMENT, EXPORT_JOBS, EXPORT_STAGE_SECONDS
 from hivemind_exporter.recipe import ExportConfig, run_export
 from hivemind_exporter.settings import ExporterSettings

@@ -8,7 +8,7 @@ import httpx
 from fastapi import Depends, Request
 
 from hivemind_common.auth import ApiKeyStore
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 from hivemind_gateway.settings import GatewaySettings
 
 

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 
 from hivemind_common import keys
 from hivemind_common.errors import HivemindError
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 
 log = logging.getLogger(__name__)
 

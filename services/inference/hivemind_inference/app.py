@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_inference import __version__
 from hivemind_inference.follow_registry import RegistryFollower

@@ -10,7 +10,7 @@ import asyncio
 import logging
 
 from hivemind_common import keys
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 
 log = logging.getLogger(__name__)
 PUBLISH_TIMEOUT_S = 2.0

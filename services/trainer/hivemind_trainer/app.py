@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_common.scrape_metrics import disk_sampler
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_trainer import __version__

@@ -14,7 +14,7 @@ from hivemind_cli.backup.redis_dump import dump_keys, is_empty, restore_keys
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, Invalid
 from hivemind_common.model_registry import sha256_file
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 
 FORMAT = 1
 PREFIX = "hivemind-backup-"

@@ -8,7 +8,7 @@ import httpx
 
 from hivemind_common.model_deploy import DeployResult, deploy_version, rollback_model
 from hivemind_common.model_registry import ModelRegistry, ModelVersion, check_name
-from hivemind_common.redis_client import HivemindRedis
+from hivemind_common.redis import HivemindRedis
 
 SWAP_TIMEOUT_S = 180.0
 

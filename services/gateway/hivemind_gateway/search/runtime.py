@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from hivemind_common.redis_client import connect_redis
+from hivemind_common.redis import connect_redis
 from hivemind_gateway.search.embedder import EmbeddingClient
 from hivemind_gateway.search.sync import SearchIndex
 
