@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from hivemind_common.text import InputModel, check_json_text
-from hivemind_gateway.facts.validation import Identifier, Query, Tags, clean_text
+from hivemind_gateway.validation import Identifier, Query, Tags, clean_text
 
 MAX_METADATA_BYTES = 16_384
 MAX_FILES = 200

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hivemind_common.text import InputModel
-from hivemind_gateway.facts.validation import Identifier, Query
+from hivemind_gateway.validation import Identifier, Query
 
 Quality = Literal["good", "weak", "fallback", "miss"]
 

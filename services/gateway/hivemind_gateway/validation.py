@@ -1,4 +1,4 @@
-"""The names the memory API's schemas use for its input rules.
+"""The gateway's input rules under the names its schemas and routers use (facts, memory, rag).
 
 The rules themselves live in one place, :mod:`hivemind_common.ids` (ids, keys, tags) and
 :mod:`hivemind_common.text` (what text may hold); this module only gives them local names.
