@@ -13,12 +13,16 @@ log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need_apt+=(redis-tools)
+# Debian's chromium for the console's browser tests (Playwright drives it; it never downloads one)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium fonts-liberation)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${need_apt[@]}" >/dev/null
 fi
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1  # pip never fetches a browser; the guard says so
 # redis-server installed by apt starts a system service on 6379; the embedded one needs the port.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
   systemctl stop redis-server || true
