@@ -11,8 +11,8 @@ from hivemind_gateway.rag.scoring import GateConfig, asks_when, query_window, ra
 from hivemind_gateway.rag.service import gate_config
 from hivemind_gateway.search.index import Hit, Item, KindIndex, TenantIndex
 from hivemind_gateway.search.lexical import STOPWORDS, LexicalIndex, tokenize
-from hivemind_gateway.search.records import memory_item, parse_time
 from hivemind_gateway.settings import GatewaySettings
+from hivemind_gateway.storage_schema import memory_item, parse_time
 
 
 def test_the_analyzer_stems_inflections_to_one_term() -> None:

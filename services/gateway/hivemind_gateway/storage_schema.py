@@ -1,4 +1,5 @@
-"""How facts and memories are stored in Redis hashes, and how the index sees them."""
+"""The storage schema of facts and memories: how each is kept in a Redis hash, and how the
+search index reads it back (its item, its vector bytes, its change-stream command)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,8 @@ from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
 from hivemind_gateway.facts.schemas import FactCreate, FactPublic, FactsPublic
 from hivemind_gateway.quotas import reserve_items
-from hivemind_gateway.search.records import (
+from hivemind_gateway.search.sync import SearchIndex
+from hivemind_gateway.storage_schema import (
     as_dict,
     change_command,
     embed_text,
@@ -20,7 +21,6 @@ from hivemind_gateway.search.records import (
     load_tags,
     vector_bytes,
 )
-from hivemind_gateway.search.sync import SearchIndex
 
 
 def _public(key: str, record: dict[str, str]) -> FactPublic:

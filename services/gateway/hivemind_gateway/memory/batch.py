@@ -24,8 +24,8 @@ from hivemind_gateway.memory.schemas import (
 )
 from hivemind_gateway.memory.sessions import touch_commands
 from hivemind_gateway.quotas import reserve_items
-from hivemind_gateway.search.records import change_command, memory_item
 from hivemind_gateway.search.sync import SearchIndex
+from hivemind_gateway.storage_schema import change_command, memory_item
 
 # items per MULTI/EXEC: enough to amortise the round trip, few enough not to stall Redis
 CHUNK = 100

@@ -21,7 +21,8 @@ from hivemind_gateway.memory.schemas import (
 from hivemind_gateway.memory.sessions import touch_commands
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.rag.scoring import GateConfig
-from hivemind_gateway.search.records import (
+from hivemind_gateway.search.sync import SearchIndex
+from hivemind_gateway.storage_schema import (
     as_dict,
     change_command,
     load_json,
@@ -29,7 +30,6 @@ from hivemind_gateway.search.records import (
     memory_item,
     vector_bytes,
 )
-from hivemind_gateway.search.sync import SearchIndex
 
 
 def _public(memory_id: str, record: dict[str, str]) -> MemoryPublic:

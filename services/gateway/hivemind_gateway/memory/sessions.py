@@ -17,7 +17,7 @@ from hivemind_gateway.memory.schemas import (
     SessionsPublic,
 )
 from hivemind_gateway.quotas import reserve_items
-from hivemind_gateway.search.records import as_dict, load_json
+from hivemind_gateway.storage_schema import as_dict, load_json
 
 
 def touch_commands(tenant: str, session_id: str, now: float) -> list[tuple[Any, ...]]:

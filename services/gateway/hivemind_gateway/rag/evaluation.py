@@ -21,7 +21,7 @@ from hivemind_gateway.rag.calibration import CALIBRATED, SHIFTED
 from hivemind_gateway.rag.scoring import GateConfig
 from hivemind_gateway.rag.service import Candidates, candidates, select
 from hivemind_gateway.search.index import Item, TenantIndex
-from hivemind_gateway.search.records import fact_text
+from hivemind_gateway.storage_schema import fact_text
 
 Encode = Callable[[list[str]], np.ndarray]
 

@@ -20,7 +20,7 @@ from hivemind_common import keys
 from hivemind_common.errors import Unavailable
 from hivemind_gateway.search.embedder import EmbeddingClient
 from hivemind_gateway.search.index import Item, TenantIndex
-from hivemind_gateway.search.records import (
+from hivemind_gateway.storage_schema import (
     change_command,
     item_from_record,
     vector_bytes,
