@@ -55,6 +55,35 @@ def test_the_answering_fact_is_injected_and_labelled_good(rag_gateway: RunningGa
         assert "Neovim" not in body["text"]
 
 
+def test_explain_shows_every_candidate_its_scores_and_the_gates_reasons(
+    rag_gateway: RunningGateway,
+) -> None:
+    with rag_gateway.client() as c:
+        _seed(c, pinned=True)
+        plain = c.post("/v1/rag/context", json={"query": "which port is redis on?"}).json()
+        assert "explain" not in plain  # the answer's shape is unchanged unless asked
+        r = c.post("/v1/rag/context", json={"query": "which port is redis on?", "explain": True})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        ex = body["explain"]
+        assert ex["injected_text"] == body["text"] == plain["text"]
+        assert ex["embedded"] is True and "redi" in ex["query_terms"]
+        assert ex["gate"]["inject_threshold"] > 0 and ex["budget_tokens"] == 512
+        assert 0 < ex["used_tokens"] <= 512
+        by_key = {cand["key"]: cand for cand in ex["candidates"]}
+        assert set(FACTS) <= set(by_key)
+        port = by_key["redis.port"]
+        assert port["injected"] and port["passed"] and port["text"].startswith("redis.port: ")
+        assert port["dense"] > by_key["os"]["dense"] and port["lexical"] > 0
+        assert port["fused"] >= ex["gate"]["inject_threshold"] or "lead" in port["reason"]
+        assert by_key["style.rules"]["pinned"] and by_key["style.rules"]["injected"]
+        assert "pinned" in by_key["style.rules"]["reason"]
+        out = by_key["os"]
+        assert not out["injected"] and not out["passed"] and out["reason"]
+        injected = {(i["kind"], i["key"]) for i in body["items"]}
+        assert injected == {(x["kind"], x["key"]) for x in ex["candidates"] if x["injected"]}
+
+
 def test_an_unrelated_query_injects_nothing(rag_gateway: RunningGateway) -> None:
     with rag_gateway.client() as c:
         _seed(c)
@@ -196,6 +225,8 @@ def test_suggestions_name_topics_that_missed_queries_asked_about(
         {"query": "x", "budget_tokens": 0},
         {"query": "x", "budget_tokens": "9"},
         {"query": "x", "unknown": 1},
+        {"query": "x", "explain": "yes"},
+        {"query": "x", "explain": 1},
     ],
 )
 def test_bad_retrieval_requests_are_refused(

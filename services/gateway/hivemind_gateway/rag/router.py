@@ -17,13 +17,15 @@ router = APIRouter(prefix="/v1/rag", tags=["retrieval"])
 
 @router.post("/context", response_model=RagContext)
 async def rag_context(body: RagQuery, principal: ReadPrincipal, state: StateDep) -> RagContext:
-    """What would be injected into a prompt for ``query``."""
+    """What would be injected into a prompt for ``query``; with ``explain``, every candidate
+    with its dense, lexical and fused scores and why the gate injected it or not."""
     return await retrieve_context(
         state,
         tenant=principal.tenant,
         query=body.query,
         budget_tokens=body.budget_tokens,
         session_id=body.session_id,
+        with_explain=body.explain,
     )
 
 

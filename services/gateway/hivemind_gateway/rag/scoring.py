@@ -76,6 +76,7 @@ class Scored:
     passes: bool = False
     near: bool = False
     rank: float = 0.0  # relative to the query's other candidates, what orders results
+    reason: str = ""  # the gate's verdict in words (POST /v1/rag/context with explain)
 
 
 _ASKS_WHEN = re.compile(
@@ -197,4 +198,30 @@ def rank(hits: list[Hit], *, dense_mode: bool, cfg: GateConfig, query: str = "")
             strong = s.hit.coverage >= cfg.fallback_coverage and s.hit.lexical >= cfg.fallback_bm25
             s.near = s.hit.coverage >= cfg.fallback_coverage / 2
         s.passes = strong and s.score >= best - cfg.margin
+        s.reason = _verdict(s, strong=strong, best=best, dense_mode=dense_mode, cfg=cfg)
     return scored
+
+
+def _verdict(s: Scored, *, strong: bool, best: float, dense_mode: bool, cfg: GateConfig) -> str:
+    """Why the gate let ``s`` through or kept it out."""
+    if not dense_mode:
+        if not strong:
+            return (
+                f"lexical fallback: coverage {s.hit.coverage:.3f} (needs "
+                f"{cfg.fallback_coverage}) or BM25 {s.hit.lexical:.3f} (needs "
+                f"{cfg.fallback_bm25}) too low"
+            )
+        cleared = f"lexical fallback: coverage {s.hit.coverage:.3f}, BM25 {s.hit.lexical:.3f}"
+    else:
+        dense = s.hit.dense if s.hit.dense is not None else 0.0
+        if s.score < cfg.inject_threshold:
+            return f"fused {s.score:.3f} below inject_threshold {cfg.inject_threshold}"
+        if dense < cfg.min_dense:
+            return f"cosine {dense:.3f} below min_dense {cfg.min_dense}"
+        cleared = (
+            f"fused {s.score:.3f} >= inject_threshold {cfg.inject_threshold}, "
+            f"cosine {dense:.3f} >= min_dense {cfg.min_dense}"
+        )
+    if s.score < best - cfg.margin:
+        return f"{cleared}, but more than margin {cfg.margin} below the best ({best:.3f})"
+    return cleared
