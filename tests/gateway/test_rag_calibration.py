@@ -12,8 +12,8 @@ import pytest
 
 from hivemind_gateway.rag.calibration import calibration_path, load_calibration
 from hivemind_gateway.rag.evaluation import calibrate, evaluate, load_eval_set
+from hivemind_gateway.rag.gate import gate_config
 from hivemind_gateway.rag.scoring import GateConfig
-from hivemind_gateway.rag.service import gate_config
 from hivemind_gateway.settings import GatewaySettings
 from support.embedding import shared_embedding_url
 

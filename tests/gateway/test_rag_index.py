@@ -185,7 +185,7 @@ def test_a_graph_full_of_dead_rows_is_rebuilt_and_search_stays_right() -> None:
 def test_the_gate_takes_overrides_from_settings_and_keeps_the_rest() -> None:
     from types import SimpleNamespace
 
-    from hivemind_gateway.rag.service import gate_config
+    from hivemind_gateway.rag.gate import gate_config
     from hivemind_gateway.settings import GatewaySettings
 
     state = SimpleNamespace(settings=GatewaySettings(rag_inject_threshold=0.55, rag_max_items=3))

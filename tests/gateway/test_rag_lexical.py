@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from hivemind_gateway.rag.gate import gate_config
 from hivemind_gateway.rag.scoring import GateConfig, asks_when, query_window, rank
-from hivemind_gateway.rag.service import gate_config
 from hivemind_gateway.search.index import Hit, Item, KindIndex, TenantIndex
 from hivemind_gateway.search.lexical import STOPWORDS, LexicalIndex, tokenize
 from hivemind_gateway.settings import GatewaySettings

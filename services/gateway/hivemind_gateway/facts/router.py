@@ -18,7 +18,7 @@ from hivemind_gateway.facts.schemas import (
     FactSearch,
     FactsPublic,
 )
-from hivemind_gateway.rag.service import embed_query, gate_config, score_kind
+from hivemind_gateway.rag.gate import embed_query, gate_config, score_kind
 
 router = APIRouter(prefix="/v1/facts", tags=["facts"])
 

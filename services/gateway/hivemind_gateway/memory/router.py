@@ -10,7 +10,6 @@ from fastapi import APIRouter, Path, Query
 from hivemind_common.audit import audited
 from hivemind_common.auth import ReadPrincipal, WritePrincipal
 from hivemind_gateway.deps import ClientAddressDep, RedisDep, SettingsDep, StateDep
-from hivemind_gateway.validation import ID_RE
 from hivemind_gateway.memory import batch, service, sessions
 from hivemind_gateway.memory.paging import CURSOR_RE
 from hivemind_gateway.memory.schemas import (
@@ -26,7 +25,8 @@ from hivemind_gateway.memory.schemas import (
     SessionPublic,
     SessionsPublic,
 )
-from hivemind_gateway.rag.service import gate_config
+from hivemind_gateway.rag.gate import gate_config
+from hivemind_gateway.validation import ID_RE
 
 router = APIRouter(prefix="/v1", tags=["memory"])
 

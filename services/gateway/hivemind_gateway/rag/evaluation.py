@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     import dataclasses
     from types import SimpleNamespace
 
-    from hivemind_gateway.rag.service import gate_config
+    from hivemind_gateway.rag.gate import gate_config
     from hivemind_gateway.settings import GatewaySettings
 
     parser = argparse.ArgumentParser(prog="python -m hivemind_gateway.rag.evaluation")
