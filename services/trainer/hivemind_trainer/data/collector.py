@@ -25,7 +25,7 @@ from redis.exceptions import ResponseError
 from hivemind_common import keys
 from hivemind_common.jobs import LearningSample
 from hivemind_trainer.data.dataset import Dataset
-from hivemind_trainer.data.sample_filter import Accepted, SampleFilter
+from hivemind_trainer.data.sample_filter import Accepted, SampleFilter, chat_text
 from hivemind_trainer.metrics import SAMPLES
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class Collector:
         """Rebuild the near-duplicate index from the dataset (once)."""
         if not self._loaded:
             for rec in self.dataset.records():
-                self.filter.near_dups.add("\n".join(m["content"] for m in rec["messages"]))
+                self.filter.near_dups.add(chat_text(rec["messages"]))
             self._loaded = True
 
     async def collect_once(self, *, count: int = 200, block_ms: int | None = None) -> CollectStats:

@@ -69,8 +69,12 @@ class Dataset:
     def accepted_path(self) -> Path:
         return self.root / "accepted.jsonl"
 
-    def append(self, accepted: Accepted, *, seq: int) -> Record:
-        """Write one accepted sample (fsynced) and return its record."""
+    def append(
+        self, accepted: Accepted, *, seq: int, extra: Record | None = None, sync: bool = True
+    ) -> Record:
+        """Write one accepted sample (fsynced unless ``sync`` is off: a bulk import syncs once
+        at the end) and return its record; ``extra`` adds fields (an import's provenance, a
+        preference pair's rejected answer, a rating)."""
         rec: Record = {
             "seq": seq,
             "id": accepted.sample_id,
@@ -84,12 +88,20 @@ class Dataset:
             "split": split_of(accepted.sample_id, self.heldout_fraction),
             "created_at": accepted.created_at,
             "accepted_at": time.time(),
+            **(extra or {}),
         }
         with self.accepted_path.open("a") as fh:
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         return rec
+
+    def sync(self) -> None:
+        """fsync the accepted file (after appends made with ``sync=False``)."""
+        if self.accepted_path.is_file():
+            with self.accepted_path.open("a") as fh:
+                os.fsync(fh.fileno())
 
     def records(self) -> Iterator[Record]:
         """Accepted records in order; a sample appended twice (crash before ack) counts once."""

@@ -41,7 +41,7 @@ class Accepted:
     sample_id: str
     tenant: str
     source: str
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     tokens: int
     content_hash: str
     secrets_scrubbed: int
@@ -88,10 +88,10 @@ def normalise(sample: LearningSample) -> list[dict[str, str]] | str:
     return messages
 
 
-def content_hash(messages: list[dict[str, str]]) -> str:
+def content_hash(messages: list[dict[str, Any]]) -> str:
     """Hash of the chat with whitespace and case folded: equal chats hash alike."""
     canon = "\x1e".join(
-        f"{m['role']}\x1f{' '.join(m['content'].lower().split())}" for m in messages
+        f"{m['role']}\x1f{' '.join(message_text(m).lower().split())}" for m in messages
     )
     return hashlib.sha256(canon.encode()).hexdigest()
 
@@ -171,25 +171,43 @@ class SampleFilter:
         messages = normalise(sample)
         if isinstance(messages, str):
             return Rejected(sample.id, messages)
-        report = ScrubReport()
-        messages = [
-            {"role": m["role"], "content": scrub_text(m["content"], report)} for m in messages
-        ]
-        tokens = sum(self.count_tokens(m["content"]) + 4 for m in messages)
-        reply_tokens = self.count_tokens(messages[-1]["content"])
-        if reply_tokens < 1 or tokens < self.min_tokens:
-            return Rejected(sample.id, "too_short", f"{tokens} tokens")
-        if tokens > self.max_tokens:
-            return Rejected(sample.id, "too_long", f"{tokens} tokens")
-        return Accepted(
+        return self.check_chat(
+            messages,
             sample_id=sample.id,
             tenant=sample.tenant,
             source=sample.source,
+            created_at=sample.created_at,
+        )
+
+    def check_chat(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        sample_id: str,
+        tenant: str,
+        source: str,
+        created_at: float,
+    ) -> Accepted | Rejected:
+        """Scrub and measure a normalised chat (role/content strings, and tool calls in the
+        OpenAI shape where the chat has them): the checks every sample passes, captured or
+        imported."""
+        report = ScrubReport()
+        messages = [_scrubbed(m, report) for m in messages]
+        tokens = sum(self.count_tokens(message_text(m)) + 4 for m in messages)
+        reply_tokens = self.count_tokens(message_text(messages[-1]))
+        if reply_tokens < 1 or tokens < self.min_tokens:
+            return Rejected(sample_id, "too_short", f"{tokens} tokens")
+        if tokens > self.max_tokens:
+            return Rejected(sample_id, "too_long", f"{tokens} tokens")
+        return Accepted(
+            sample_id=sample_id,
+            tenant=tenant,
+            source=source,
             messages=messages,
             tokens=tokens,
             content_hash=content_hash(messages),
             secrets_scrubbed=report.total,
-            created_at=sample.created_at,
+            created_at=created_at,
         )
 
     def near_duplicate(self, accepted: Accepted) -> bool:
@@ -199,5 +217,31 @@ class SampleFilter:
         self.near_dups.add(chat_text(accepted.messages))
 
 
-def chat_text(messages: list[dict[str, str]]) -> str:
-    return "\n".join(m["content"] for m in messages)
+def message_text(message: dict[str, Any]) -> str:
+    """What a message says: its content, then its tool calls (name and arguments)."""
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return str(message.get("content") or "")
+    shown = [f"{c['function']['name']}({c['function']['arguments']})" for c in calls]
+    return "\n".join([str(message.get("content") or ""), *shown]).strip()
+
+
+def chat_text(messages: list[dict[str, Any]]) -> str:
+    return "\n".join(message_text(m) for m in messages)
+
+
+def _scrubbed(message: dict[str, Any], report: ScrubReport) -> dict[str, Any]:
+    """A copy of ``message`` with secrets scrubbed from its content and tool-call arguments."""
+    out = {**message, "content": scrub_text(str(message.get("content") or ""), report)}
+    if message.get("tool_calls"):
+        out["tool_calls"] = [
+            {
+                **call,
+                "function": {
+                    "name": call["function"]["name"],
+                    "arguments": scrub_text(call["function"]["arguments"], report),
+                },
+            }
+            for call in message["tool_calls"]
+        ]
+    return out
