@@ -1,4 +1,10 @@
-"""``hivemind``: one Typer app; each command group lives in its own module."""
+"""``hivemind``: one Typer app; each command group lives in its own module.
+
+The groups here need only ``hivemind_common``. A command that belongs to one service lives in
+that service's package and joins through the ``hivemind.commands`` entry points (the service's
+``pyproject.toml`` names a Typer app, which becomes a group, or a function, which becomes one
+command); this package imports no service.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,6 @@ from hivemind_cli import (
     backup_cmd,
     hosts_cmd,
     keys_cmd,
-    learn_cmd,
     mcp_cmd,
     memories_cmd,
     models_cmd,
@@ -29,7 +34,6 @@ app.command("up")(up_cmd.up)
 app.command("status")(up_cmd.status)
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(hosts_cmd.app, name="hosts")
-app.add_typer(learn_cmd.app, name="learn")
 app.add_typer(models_cmd.app, name="models")
 app.add_typer(tenants_cmd.app, name="tenants")
 app.add_typer(memories_cmd.app, name="memories")
@@ -45,10 +49,13 @@ def _add_service_commands() -> None:
     a service that is not installed here simply has no commands."""
     for entry in entry_points(group="hivemind.commands"):
         try:
-            group = entry.load()
+            loaded = entry.load()
         except ImportError:
             continue
-        app.add_typer(group, name=entry.name)
+        if isinstance(loaded, typer.Typer):
+            app.add_typer(loaded, name=entry.name)
+        else:
+            app.command(entry.name)(loaded)
 
 
 _add_service_commands()

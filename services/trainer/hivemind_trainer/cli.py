@@ -1,14 +1,15 @@
 """``hivemind learn status|collect|train-now|daemon`` (the learning loop).
 
-``status`` reads Redis only. The other three run the trainer's code in this process (they need
-the ``hivemind-trainer`` package, which brings torch), with the same settings as the service
-(``HIVEMIND_*``); ``train-now`` takes the leader lease first, so it never races a running trainer.
+The trainer's commands: they reach the ``hivemind`` command through the ``hivemind.commands``
+entry point ``learn`` (the CLI discovers it; only the CLI imports this module). ``status`` reads
+Redis only; the other three run the trainer's code in this process with the same settings as the
+service (``HIVEMIND_*``); ``train-now`` takes the leader lease first, so it never races a running
+trainer. Torch is imported by the command that needs it, never by ``hivemind --help``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import signal
 from collections.abc import Awaitable, Callable
@@ -20,33 +21,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from hivemind_cli.redis_cli import run_with_redis
+from hivemind_cli.show import when
 from hivemind_common.audit import cli_audited
 from hivemind_common.errors import HivemindError
 from hivemind_common.job_records import learning_status
+from hivemind_common.redis import HivemindRedis
+from hivemind_trainer.import_cli import import_command
+from hivemind_trainer.settings import TrainerSettings
 
 app = typer.Typer(help="The learning loop: collect, train, evaluate, deploy.", no_args_is_help=True)
 T = TypeVar("T")
 
 
-def _run(action: Callable[[Any], Awaitable[T]], redis_url: str | None = None) -> T:
+def _run(action: Callable[[HivemindRedis], Awaitable[T]], redis_url: str | None = None) -> T:
     return run_with_redis(action, redis_url)
 
 
-def _trainer_settings(**overrides: Any) -> Any:
-    try:
-        from hivemind_trainer.settings import TrainerSettings
-    except ImportError as exc:
-        typer.echo(
-            "error: this command needs the hivemind-trainer package (make install)", err=True
-        )
-        raise typer.Exit(1) from exc
+def _trainer_settings(**overrides: Any) -> TrainerSettings:
     return TrainerSettings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-def _when(ts: float | None) -> str:
-    if not ts:
-        return "never"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @app.command("status")
@@ -69,7 +61,7 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
     )
     console.print(
         f"next cycle: {s['new_since_last_train']} of {o['threshold']} new samples; last attempt "
-        f"{_when(o['last_attempt_at'])} ({o['last_result'] or '-'}), failures {o['failures']}"
+        f"{when(o['last_attempt_at'])} ({o['last_result'] or '-'}), failures {o['failures']}"
     )
     if o.get("waiting"):
         console.print(f"[bold]waiting[/]: {o['waiting']}")
@@ -102,7 +94,7 @@ def collect() -> None:
     """Read the learning stream now: filter, scrub and store accepted samples."""
     settings = _trainer_settings()
 
-    async def action(redis: Any) -> dict[str, Any]:
+    async def action(redis: HivemindRedis) -> dict[str, Any]:
         from hivemind_trainer.cycle import make_collector
 
         stats = await make_collector(redis, settings, "cli").drain()
@@ -122,7 +114,7 @@ def train_now(
     overrides = dict(item.split("=", 1) for item in set_ if "=" in item)
     console = Console()
 
-    async def action(redis: Any) -> Any:
+    async def action(redis: HivemindRedis) -> Any:
         from hivemind_trainer.cycle import run_cycle
         from hivemind_trainer.orchestrator import LeaderLock
 
@@ -178,7 +170,7 @@ def daemon() -> None:
     """Run the trainer's worker in the foreground (lead, collect, train) until Ctrl-C."""
     settings = _trainer_settings()
 
-    async def action(redis: Any) -> None:
+    async def action(redis: HivemindRedis) -> None:
         from hivemind_trainer.worker import TrainerWorker
 
         stop = asyncio.Event()
@@ -188,3 +180,6 @@ def daemon() -> None:
         await TrainerWorker(redis, settings).run(stop)
 
     _run(action, settings.redis_url)
+
+
+app.command("import")(import_command)  # hivemind_trainer.import_cli (issue 18, helper G)
