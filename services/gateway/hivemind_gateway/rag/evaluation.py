@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import numpy as np
 from hivemind_gateway.rag.calibration import CALIBRATED, SHIFTED
 from hivemind_gateway.rag.scoring import GateConfig
 from hivemind_gateway.rag.service import Candidates, candidates, select
-from hivemind_gateway.search.index import Item, TenantIndex
+from hivemind_gateway.search.index import Item, TenantIndex, mentions_time
 from hivemind_gateway.storage_schema import fact_text
 
 Encode = Callable[[list[str]], np.ndarray]
@@ -31,13 +31,28 @@ def load_eval_set(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_index(facts: list[dict[str, Any]], encode: Encode | None) -> TenantIndex:
+def build_index(
+    facts: list[dict[str, Any]],
+    encode: Encode | None,
+    memories: Sequence[dict[str, Any]] = (),
+) -> TenantIndex:
+    """Facts (``key``, ``value``, ``tags``) and memories (``id``, ``text``, ``session_id``,
+    ``speaker``) indexed as the gateway indexes them."""
     index = TenantIndex("eval")
-    texts = [fact_text(f["key"], f["value"]) for f in facts]
-    vectors = encode(texts) if encode is not None else [None] * len(texts)
-    for fact, text, vec in zip(facts, texts, vectors, strict=True):
-        tags = tuple(fact.get("tags", ()))
-        index["fact"].upsert(Item(kind="fact", id=fact["key"], text=text, tags=tags), vec)
+    items = [
+        Item(kind="fact", id=f["key"], text=fact_text(f["key"], f["value"]), key=f["key"],
+             tags=tuple(f.get("tags", ())))
+        for f in facts
+    ] + [
+        Item(kind="memory", id=m["id"], text=m["text"], tags=tuple(m.get("tags", ())),
+             session_id=m.get("session_id"), speaker=m.get("speaker", ""),
+             version=f"{n:08d}", temporal=mentions_time(m["text"]))
+        for n, m in enumerate(memories)
+    ]  # fmt: skip
+    texts = [item.embed_input() for item in items]
+    vectors = encode(texts) if encode is not None and texts else [None] * len(texts)
+    for item, vec in zip(items, vectors, strict=True):
+        index[item.kind].upsert(item, vec)
     return index
 
 
@@ -54,7 +69,7 @@ class Prepared:
 
 def prepare(eval_set: dict[str, Any], encode: Encode | None, split: str | None = None) -> Prepared:
     """Index the facts, embed the queries and search for each (``encode=None``: lexical only)."""
-    index = build_index(eval_set["facts"], encode)
+    index = build_index(eval_set["facts"], encode, eval_set.get("memories", []))
     answerable = [q for q in eval_set["queries"] if split in (None, q.get("split"))]
     unanswerable = [q for q in eval_set["unanswerable"] if split in (None, q.get("split"))]
     texts = [q["query"] for q in answerable + unanswerable]

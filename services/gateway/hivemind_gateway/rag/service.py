@@ -10,6 +10,7 @@ an embedding outage.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ import numpy as np
 
 from hivemind_gateway.rag.gate import embed_query, gate_config
 from hivemind_gateway.rag.retrieval_log import log_retrieval
-from hivemind_gateway.rag.schemas import Quality, RagContext, RagItem
+from hivemind_gateway.rag.schemas import Quality, RagCandidate, RagContext, RagExplain, RagItem
 from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
 from hivemind_gateway.search.index import Hit, TenantIndex
+from hivemind_gateway.search.lexical import bounded_query, tokenize
 from hivemind_gateway.search.sync import SearchIndex
 
 log = logging.getLogger(__name__)
@@ -136,15 +138,24 @@ def select(
     if ranked:  # the margin is relative to the best item of either kind
         best = ranked[0].score
         for s in ranked:
-            s.passes = s.passes and s.score >= best - cfg.margin
+            if s.passes and s.score < best - cfg.margin:
+                s.passes = False
+                s.reason += f", but more than margin {cfg.margin} below the best ({best:.3f})"
         if vec is not None and len(ranked) >= 2:
             top = ranked[0]
+            lead = top.score - ranked[1].score
             if (
-                top.near
+                not top.passes
+                and top.near
                 and (top.hit.dense or 0.0) >= cfg.distinct_min_dense
-                and top.score - ranked[1].score >= cfg.distinct_gap
+                and lead >= cfg.distinct_gap
             ):
                 top.passes = True
+                top.reason = (
+                    f"the best candidate: fused {top.score:.3f} >= near_threshold "
+                    f"{cfg.near_threshold} and it leads the runner-up by {lead:.3f} "
+                    f">= distinct_gap {cfg.distinct_gap}"
+                )
     facts = index["fact"]
     scores = {(s.hit.item.kind, s.hit.item.id): s.score for s in ranked}
     pinned = [
@@ -153,7 +164,83 @@ def select(
         if key in facts.items
     ]
     chosen = [s for s in ranked if s.passes and s.hit.item.id not in facts.pinned]
+    for s in chosen[cfg.max_items :]:
+        s.reason += f", but past max_items {cfg.max_items}"
     return Selection(ranked, pinned, chosen[: cfg.max_items], vec is not None)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def explain(
+    selection: Selection,
+    items: list[RagItem],
+    *,
+    query: str,
+    cfg: GateConfig,
+    text: str,
+    budget_tokens: int,
+    count: Callable[[str], int],
+) -> RagExplain:
+    """Every candidate with its scores and the gate's verdict, and the exact injected text."""
+    injected = {(i.kind, i.key) for i in items}
+    pinned = {(h.item.kind, h.item.id) for h, _ in selection.pinned}
+    out: list[RagCandidate] = []
+    seen: set[tuple[str, str]] = set()
+    chosen = {id(c) for c in selection.chosen}
+    for s in selection.ranked:
+        item = s.hit.item
+        ident = (item.kind, item.id)
+        seen.add(ident)
+        reason = s.reason
+        if ident in pinned:
+            reason = "pinned fact (tagged 'pinned'): injected whenever it fits"
+        elif id(s) in chosen and ident not in injected:
+            reason += ", but no room left in budget_tokens"
+        out.append(_candidate(s.hit, s.score, s.rank, s.near, s.passes, ident, injected, reason))
+    for hit, score in selection.pinned:
+        ident = (hit.item.kind, hit.item.id)
+        if ident not in seen:
+            reason = "pinned fact (tagged 'pinned'): injected whenever it fits"
+            out.append(_candidate(hit, score, 0.0, False, True, ident, injected, reason))
+    return RagExplain(
+        query_terms=list(dict.fromkeys(tokenize(bounded_query(query)))),
+        embedded=selection.dense_mode,
+        gate={k: v for k, v in dataclasses.asdict(cfg).items() if isinstance(v, int | float)},
+        candidates=out,
+        injected_text=text,
+        budget_tokens=budget_tokens,
+        used_tokens=count(text) if text else 0,
+    )
+
+
+def _candidate(
+    hit: Hit,
+    score: float,
+    rank_score: float,
+    near: bool,
+    passed: bool,
+    ident: tuple[str, str],
+    injected: set[tuple[str, str]],
+    reason: str,
+) -> RagCandidate:
+    item = hit.item
+    return RagCandidate(
+        kind=item.kind,  # type: ignore[arg-type]
+        key=item.id,
+        text=item.text,
+        dense=_round(hit.dense),
+        lexical=round(hit.lexical, 4),
+        coverage=round(hit.coverage, 4),
+        fused=round(score, 4),
+        rank=round(rank_score, 4),
+        near=near,
+        passed=passed,
+        injected=ident in injected,
+        pinned=item.kind == "fact" and "pinned" in item.tags,
+        reason=reason,
+    )
 
 
 async def retrieve_context(
@@ -165,25 +252,31 @@ async def retrieve_context(
     count_tokens: Callable[[str], int] | None = None,
     session_id: str | None = None,
     log_later: bool = False,
+    with_explain: bool = False,
 ) -> RagContext:
     """The block to inject for ``query``, the items in it and the gate's quality label.
 
     ``log_later`` writes the retrieval log after returning (a chat should not wait ~1 ms for
-    its log line); the ``/v1/rag/context`` route logs before it answers.
+    its log line); the ``/v1/rag/context`` route logs before it answers. ``with_explain`` adds
+    every candidate with its scores and the gate's reasons (the console's playground).
     """
     search: SearchIndex = state.search
     index = await search.tenant(tenant)
     vec = await embed_query(search, query)
-    chosen = select(index, vec, query, cfg=gate_config(state), session_id=session_id)
-    text, items = assemble(
-        chosen.pinned, chosen.chosen, budget_tokens, count_tokens or estimate_tokens
-    )
+    cfg = gate_config(state)
+    count = count_tokens or estimate_tokens
+    chosen = select(index, vec, query, cfg=cfg, session_id=session_id)
+    text, items = assemble(chosen.pinned, chosen.chosen, budget_tokens, count)
     context = RagContext(
         text=text,
         items=items,
         quality=chosen.quality(items),
         method="hybrid" if vec is not None else "lexical",
     )
+    if with_explain:
+        context.explain = explain(
+            chosen, items, query=query, cfg=cfg, text=text, budget_tokens=budget_tokens, count=count
+        )
     top = chosen.ranked[0].score if chosen.ranked else 0.0
     logged = log_retrieval(
         state.redis,
