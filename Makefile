@@ -43,7 +43,7 @@ images: install containers-setup $(if $(filter $(LOCAL_BASE_IMAGE),$(BASE_IMAGE)
 	BASE_IMAGE=$(BASE_IMAGE) bash deploy/images/build.sh $(IMAGE_SERVICES)
 
 quadlet-check: install containers-setup
-	$(PY) -m hivemind_cli.render.check
+	$(PY) tests/support/quadlet_check.py
 
 test-containers: install containers-setup
 	HIVEMIND_CONTAINER_TESTS=1 $(PY) -m pytest tests/deploy -m containers

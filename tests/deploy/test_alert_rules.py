@@ -12,9 +12,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from hivemind_cli.render.check import check_alert_rules, promql_metrics
 from hivemind_cli.render.monitoring import monitoring_units, scrape_config_text
 from hivemind_common.hosts import Registry
+from support.quadlet_check import check_alert_rules, promql_metrics
 
 RULE = """groups:
   - name: t

@@ -6,8 +6,8 @@ import shutil
 from pathlib import Path
 
 from hivemind_cli.render import render_node
-from hivemind_cli.render.check import check_units
 from hivemind_common.hosts import Registry
+from support.quadlet_check import check_units
 
 
 def test_only_the_storage_node_renders_the_backup_service_and_timer(registry: Registry) -> None:

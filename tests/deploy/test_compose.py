@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from hivemind_cli.render.check import compose_binary
 from hivemind_common.hosts import DEFAULT_PORTS, SERVICES
+from support.quadlet_check import compose_binary
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hivemind_cli.render.check import check_compose, check_dashboards, check_units, run_checks
+from support.quadlet_check import check_compose, check_dashboards, check_units, run_checks
 
 
 def copy_units(repo: Path, tmp_path: Path, node: str = "aurora") -> Path:
@@ -20,7 +20,7 @@ def copy_units(repo: Path, tmp_path: Path, node: str = "aurora") -> Path:
 
 def run_check_cli(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "hivemind_cli.render.check", "--repo", str(repo), *args],
+        [sys.executable, str(repo / "tests/support/quadlet_check.py"), "--repo", str(repo), *args],
         capture_output=True, text=True, timeout=300, cwd=repo,
     )  # fmt: skip
 

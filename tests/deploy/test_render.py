@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from hivemind_cli.render import render_node, write_node
-from hivemind_cli.render.check import check_in_sync
 from hivemind_cli.render.failure_domains import single_points
 from hivemind_cli.render.model import deploy_layout
 from hivemind_common.hosts import SERVICES, Registry, RegistryError, parse_registry
+from support.quadlet_check import check_in_sync
 
 PROFILE = "homelab"
 

@@ -17,9 +17,7 @@ from hivemind_cli import (
     backup_cmd,
     hosts_cmd,
     keys_cmd,
-    mcp_cmd,
     memories_cmd,
-    models_cmd,
     tenants_cmd,
     up_cmd,
 )
@@ -34,11 +32,8 @@ app.command("up")(up_cmd.up)
 app.command("status")(up_cmd.status)
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(hosts_cmd.app, name="hosts")
-app.add_typer(models_cmd.app, name="models")
 app.add_typer(tenants_cmd.app, name="tenants")
 app.add_typer(memories_cmd.app, name="memories")
-app.command("export")(models_cmd.export)
-app.command("mcp")(mcp_cmd.mcp)
 app.command("audit")(audit_cmd.show)
 app.command("backup")(backup_cmd.backup)
 app.command("restore")(backup_cmd.restore)

@@ -34,6 +34,7 @@ from hivemind_common.model_registry import ModelRegistry, sha256_file
 log = logging.getLogger(__name__)
 
 DEPLOY_LOCK_MS = 60_000  # renewed while held: a dead deployer frees it within a minute
+SWAP_TIMEOUT_S = 180.0  # how long inference may take to load, smoke-test and switch a version
 
 
 @dataclass
@@ -240,7 +241,7 @@ async def deploy_version(
     client: httpx.AsyncClient,
     name: str,
     version: str,
-    timeout: float = 180.0,
+    timeout: float = SWAP_TIMEOUT_S,
     settle_s: float = 300.0,
     lock_wait_s: float = 0.0,
     mark_failed: bool = True,
@@ -307,7 +308,11 @@ async def apply_retention(registry: ModelRegistry, name: str) -> list[str]:
 
 
 async def rollback_model(
-    *, registry: ModelRegistry, client: httpx.AsyncClient, name: str, timeout: float = 180.0
+    *,
+    registry: ModelRegistry,
+    client: httpx.AsyncClient,
+    name: str,
+    timeout: float = SWAP_TIMEOUT_S,
 ) -> DeployResult:
     """Swap the previous version back in; the rolled-back one becomes previous."""
     previous = (await registry.pointers(name)).get("previous")

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import httpx
 
-from hivemind_common.model_deploy import DeployResult, deploy_version, rollback_model
+from hivemind_common.model_deploy import (
+    SWAP_TIMEOUT_S,
+    DeployResult,
+    deploy_version,
+    rollback_model,
+)
 from hivemind_common.model_registry import ModelRegistry, ModelVersion, check_name
 from hivemind_common.redis import HivemindRedis
-
-SWAP_TIMEOUT_S = 180.0
 
 
 async def list_versions(

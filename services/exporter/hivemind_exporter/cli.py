@@ -1,13 +1,15 @@
-"""``hivemind models list|promote|rollback|cleanup`` and ``hivemind export <version>``.
+"""``hivemind models list|promote|rollback|pin|cleanup`` and ``hivemind export <version>``.
 
-These work straight against Redis, the data directory and the inference service (internal
-token), so they run on a node of the suite without an API key.
+The exporter's commands: they reach the ``hivemind`` command through the ``hivemind.commands``
+entry points ``models`` (this module's ``app``) and ``export`` (its ``export``); only the CLI
+imports this module. They work straight against Redis, the data directory and the inference
+service (internal token), so they run on a node of the suite without an API key. Torch is
+imported by ``export`` when it runs, never by ``hivemind --help``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -18,15 +20,15 @@ from rich.console import Console
 from rich.table import Table
 
 from hivemind_cli.redis_cli import cli_redis, exit_on_failure
+from hivemind_cli.show import when
 from hivemind_common.audit import cli_audited
 from hivemind_common.internal_http import internal_client
-from hivemind_common.model_deploy import deploy_version, rollback_model
+from hivemind_common.model_deploy import SWAP_TIMEOUT_S, deploy_version, rollback_model
 from hivemind_common.model_registry import ModelRegistry
 from hivemind_common.settings import ServiceSettings
 
 app = typer.Typer(help="Model versions: list, promote, roll back.", no_args_is_help=True)
 T = TypeVar("T")
-SWAP_TIMEOUT_S = 180.0
 
 ModelOpt = typer.Option("default", "--model", "-m", help="The served model's name.")
 
@@ -66,10 +68,6 @@ def _run(coro: Awaitable[T]) -> T:
             raise typer.Exit(1) from exc
 
 
-def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def _metric_text(metrics: dict[str, Any]) -> str:
     shown = [f"{k}={v:.4g}" for k, v in metrics.items() if isinstance(v, int | float)]
     return " ".join(shown[:4])
@@ -87,7 +85,7 @@ def list_versions(
         return
     table = Table("model", "version", "status", "created", "metrics")
     for mv in versions:
-        created = _when(mv.created_at)
+        created = when(mv.created_at)
         table.add_row(mv.name, mv.version, mv.status, created, _metric_text(mv.metrics))
     Console().print(table)
 
@@ -187,11 +185,7 @@ def export(
     Writes what serving needs: ``adapter.gguf`` when the base is served as it is, the merged f16
     and quantized files when they are served, or with ``--merged`` / ``--quant``.
     """
-    try:
-        from hivemind_exporter.recipe import ExportConfig, run_export
-    except ImportError as exc:
-        typer.echo("error: the exporter package (hivemind-exporter) is not installed", err=True)
-        raise typer.Exit(1) from exc
+    from hivemind_exporter.recipe import ExportConfig, run_export
 
     async def go(reg: ModelRegistry, client: httpx.AsyncClient | None) -> dict[str, Any]:
         await reg.get(model, version)

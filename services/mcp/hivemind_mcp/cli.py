@@ -1,5 +1,8 @@
 """``hivemind mcp``: the MCP bridge over stdio, as Claude Code spawns it.
 
+The bridge's command: it reaches the ``hivemind`` command through the ``hivemind.commands``
+entry point ``mcp`` (one command, this module's ``mcp``); only the CLI imports this module.
+
 stdout carries the MCP protocol, so everything else (logs, warnings) goes to stderr. The key
 used against the gateway comes from ``HIVEMIND_API_KEY``; the gateway is found through
 ``HIVEMIND_GATEWAY_URL`` or the hosts registry.
@@ -11,6 +14,9 @@ import logging
 
 import anyio
 import typer
+
+from hivemind_common.hosts import RegistryError
+from hivemind_common.observability import configure_logging
 
 log = logging.getLogger(__name__)
 
@@ -25,15 +31,8 @@ def mcp(
     ),
 ) -> None:
     """Serve the MCP tools over stdio (uses HIVEMIND_API_KEY against the gateway)."""
-    try:
-        from hivemind_mcp.server import build_server, gateway_base_url
-        from hivemind_mcp.settings import McpSettings
-    except ImportError as exc:
-        typer.echo(f"error: the MCP bridge is not installed ({exc}); run `make install`", err=True)
-        raise typer.Exit(2) from exc
-
-    from hivemind_common.hosts import RegistryError
-    from hivemind_common.observability import configure_logging
+    from hivemind_mcp.server import build_server, gateway_base_url  # ~3 s: only when it runs
+    from hivemind_mcp.settings import McpSettings
 
     overrides = {"gateway_url": gateway_url} if gateway_url else {}
     settings = McpSettings(**overrides)
