@@ -176,6 +176,10 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+# ``app.state.session_auth``: the principal of a request that sent no key (None: 401)
+SessionAuth = Callable[[Request], Awaitable[Principal | None]]
+
+
 def require_role(
     role: Role, *, x_api_key: bool = False
 ) -> Callable[[Request], Awaitable[Principal]]:
@@ -189,13 +193,20 @@ def require_role(
         if token is None and x_api_key:
             token = request.headers.get("x-api-key", "").strip() or None
         if token is None:
-            how = "'x-api-key: <key>' or " if x_api_key else ""
-            raise Unauthorized(
-                f"missing API key: send {how}'Authorization: Bearer <key>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        store: ApiKeyStore = request.app.state.api_keys
-        principal = await store.verify(token)
+            # no key sent: a service may accept its own session (the gateway's web console
+            # cookie, which also checks CSRF on unsafe methods) through this hook
+            session_auth: SessionAuth | None = getattr(request.app.state, "session_auth", None)
+            session = await session_auth(request) if session_auth is not None else None
+            if session is None:
+                how = "'x-api-key: <key>' or " if x_api_key else ""
+                raise Unauthorized(
+                    f"missing API key: send {how}'Authorization: Bearer <key>'",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            principal = session
+        else:
+            store: ApiKeyStore = request.app.state.api_keys
+            principal = await store.verify(token)
         limiter = getattr(request.app.state, "rate_limiter", None)
         if limiter is not None:  # per-key and per-tenant rates, concurrent inference
             await limiter.check(principal, request)

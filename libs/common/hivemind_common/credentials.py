@@ -30,10 +30,13 @@ class CredentialsRequiredMiddleware:
         *,
         guarded: Callable[[str], bool],
         openai: Callable[[str], bool] = is_openai_path,
+        session_cookie: str | None = None,
     ) -> None:
         self.app = app
         self.guarded = guarded
         self.openai = openai
+        # a service's own session cookie (the gateway's console) also counts as credentials
+        self.cookie = f"{session_cookie}=".encode() if session_cookie else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -43,7 +46,7 @@ class CredentialsRequiredMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        if any(name in _KEY_HEADERS and value.strip() for name, value in scope["headers"]):
+        if any(self._credential(name, value) for name, value in scope["headers"]):
             await self.app(scope, receive, send)
             return
         how = "'x-api-key: <key>' or " if is_anthropic_path(scope["path"]) else ""
@@ -58,6 +61,13 @@ class CredentialsRequiredMiddleware:
             openai=self.openai,
         )
         await response(scope, _no_body, send)
+
+    def _credential(self, name: bytes, value: bytes) -> bool:
+        if name in _KEY_HEADERS:
+            return bool(value.strip())
+        if name == b"cookie" and self.cookie is not None:
+            return any(part.strip().startswith(self.cookie) for part in value.split(b";"))
+        return False
 
 
 async def _no_body() -> Message:

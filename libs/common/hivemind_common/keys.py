@@ -27,6 +27,7 @@ TOOL_CACHE_TTL_S = 24 * 3600
 RESPONSE_CACHE_TTL_S = 6 * 3600
 JOB_TTL_S = 30 * 24 * 3600
 LEADER_LOCK_TTL_MS = 30_000
+CONSOLE_SESSION_TTL_S = 8 * 3600  # a web console sign-in (not refreshed: sign in again)
 
 # --- bounded collections ----------------------------------------------------------------------
 CHANGES_MAXLEN = 100_000  # change stream per tenant (approximate trim)
@@ -71,6 +72,12 @@ def api_keys_index() -> str:
 def tenants_index() -> str:
     """Set of every tenant that has ever been given a key."""
     return f"{PREFIX}:{{auth}}:tenants"
+
+
+def console_session(session_id: str) -> str:
+    """Hash: a web console sign-in (key id, tenant, role, CSRF token); the key itself is never
+    kept. ``session_id`` is the opaque random id in the browser's HttpOnly cookie."""
+    return f"{PREFIX}:{{auth}}:console:{_part(session_id, 'console session')}"
 
 
 # --- audit (global) ---------------------------------------------------------------------------

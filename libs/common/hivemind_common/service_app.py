@@ -55,11 +55,12 @@ def base_app(
     openai_paths: Callable[[str], bool] | None = None,
     body_limits: BodyLimits | None = None,
     keyed_paths: Callable[[str], bool] | None = None,
+    session_cookie: str | None = None,
 ) -> FastAPI:
     """A FastAPI app with /healthz, /readyz, /metrics, error handlers, request metrics and body
     caps (``body_limits``, else :data:`~hivemind_common.body_limit.DEFAULT_MAX_BODY_BYTES`).
     ``keyed_paths``: paths where a request with no API key at all is refused before its body
-    is read."""
+    is read (the ``session_cookie``, when named, counts as a key: the gateway's console)."""
     app = FastAPI(title=f"hivemind-{service}", version=version, lifespan=lifespan)
     app.state.service = service
     app.state.ready_checks = {}
@@ -77,6 +78,7 @@ def base_app(
             CredentialsRequiredMiddleware,
             guarded=keyed_paths,
             openai=openai_paths or is_openai_path,
+            session_cookie=session_cookie,
         )
     app.add_middleware(
         BodyLimitMiddleware, limits=body_limits, openai=openai_paths or is_openai_path

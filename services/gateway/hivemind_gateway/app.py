@@ -16,6 +16,8 @@ from hivemind_gateway import __version__
 from hivemind_gateway.anthropic.router import router as anthropic_router
 from hivemind_gateway.audit.router import router as audit_router
 from hivemind_gateway.cache.router import router as cache_router
+from hivemind_gateway.console.router import install_console
+from hivemind_gateway.console.sessions import COOKIE_NAME as CONSOLE_COOKIE
 from hivemind_gateway.facts.router import router as facts_router
 from hivemind_gateway.keys.router import router as keys_router
 from hivemind_gateway.learning.router import router as learning_router
@@ -80,6 +82,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         version=__version__,
         body_limits=settings.body_limits(),
         keyed_paths=lambda path: path.startswith("/v1/"),  # every /v1 route takes a key
+        session_cookie=CONSOLE_COOKIE,  # or the web console's session (CSRF-checked)
     )
     app.add_middleware(InferenceSlots)  # gives back inference slots when a response ends
     for router in (
@@ -100,4 +103,5 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     ):
         app.include_router(router)
     app.include_router(openai_model_router)  # after /v1/models/versions
+    install_console(app)  # /console, and its cookie as a credential for /v1
     return app

@@ -1,4 +1,5 @@
-"""Routes: ``POST /v1/rag/context``, ``GET /v1/rag/suggestions``, ``GET /v1/rag/stats``."""
+"""Routes: ``POST /v1/rag/context``, ``GET /v1/rag/suggestions``, ``GET /v1/rag/stats``,
+``GET /v1/rag/history``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hivemind_common.auth import ReadPrincipal
+from hivemind_common.errors import Invalid
 from hivemind_gateway.deps import StateDep
+from hivemind_gateway.rag.history import QualityHistory, quality_history
 from hivemind_gateway.rag.retrieval_log import read_counters, suggestions
 from hivemind_gateway.rag.schemas import RagContext, RagQuery, RagStats, Suggestions
 from hivemind_gateway.rag.service import retrieve_context
@@ -55,4 +58,27 @@ async def rag_stats(principal: ReadPrincipal, state: StateDep) -> RagStats:
         embedding_model=state.search.embedder.model_id,
         embedding_available=state.search.embedder.available,
         pending_vectors=state.search.pending_vectors(principal.tenant),
+    )
+
+
+MAX_HISTORY_BUCKETS = 2000
+
+
+@router.get("/history", response_model=QualityHistory)
+async def rag_history(
+    principal: ReadPrincipal,
+    state: StateDep,
+    hours: Annotated[float, Query(gt=0, le=24 * 366)] = 24.0,
+    bucket_s: Annotated[int, Query(ge=60, le=86_400)] = 3600,
+) -> QualityHistory:
+    """Retrievals per gate verdict (good, weak, miss, fallback) per time bucket, oldest first;
+    never further back than the retrieval log's retention."""
+    hours = min(hours, state.settings.rag_log_retention_days * 24)
+    if hours * 3600 / bucket_s > MAX_HISTORY_BUCKETS:
+        raise Invalid(
+            f"at most {MAX_HISTORY_BUCKETS} buckets: make bucket_s larger or hours smaller",
+            param="bucket_s",
+        )
+    return await quality_history(
+        state.redis, tenant=principal.tenant, hours=hours, bucket_s=bucket_s
     )

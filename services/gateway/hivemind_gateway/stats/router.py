@@ -10,6 +10,7 @@ from fastapi import APIRouter
 
 from hivemind_common.auth import ReadPrincipal
 from hivemind_gateway.deps import StateDep
+from hivemind_gateway.stats import suite  # noqa: F401  (registers the suite-wide sections)
 from hivemind_gateway.stats.sections import SECTIONS
 
 log = logging.getLogger(__name__)
