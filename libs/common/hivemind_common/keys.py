@@ -121,6 +121,32 @@ def session_memories(tenant: str, session_id: str) -> str:
     return f"{_t(tenant)}:sessmem:{session_id}"
 
 
+# --- the reference library: documents and their chunks ----------------------------------------
+def doc(tenant: str, doc_id: str) -> str:
+    """Hash: one document (collection, source, content hash, type, metadata, its chunk ids)."""
+    return f"{_t(tenant)}:doc:{doc_id}"
+
+
+def docs_index(tenant: str) -> str:
+    """Sorted set of every document id of the tenant (the docs quota counts it)."""
+    return f"{_t(tenant)}:docs"
+
+
+def doc_collection(tenant: str, collection: str) -> str:
+    """Sorted set: the sources of one collection's documents (lexicographic paging)."""
+    return f"{_t(tenant)}:doccol:{collection}"
+
+
+def doc_chunk(tenant: str, chunk_id: str) -> str:
+    """Hash: one chunk of a document (text, source, line range, heading)."""
+    return f"{_t(tenant)}:chunk:{chunk_id}"
+
+
+def doc_chunks_index(tenant: str) -> str:
+    """Sorted set of every chunk id of the tenant (the search index loads from it)."""
+    return f"{_t(tenant)}:chunks"
+
+
 # Before the sessmem family, a session's memory set was ``...:session:<id>:memories``, a key a
 # session named ``<id>:memories`` shared; the gateway moves such sets once (see migrations).
 LEGACY_SESSION_MEMORIES_MATCH = f"{PREFIX}:{{t:*}}:session:*:memories"

@@ -18,6 +18,8 @@ from hivemind_gateway.audit.router import router as audit_router
 from hivemind_gateway.cache.router import router as cache_router
 from hivemind_gateway.console.router import install_console
 from hivemind_gateway.console.sessions import COOKIE_NAME as CONSOLE_COOKIE
+from hivemind_gateway.docs.router import router as docs_router
+from hivemind_gateway.docs.router import tools_router as docs_tools_router
 from hivemind_gateway.facts.router import router as facts_router
 from hivemind_gateway.keys.router import router as keys_router
 from hivemind_gateway.learning.router import router as learning_router
@@ -90,6 +92,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         stats_router,
         facts_router,
         memory_router,
+        docs_router,
+        docs_tools_router,
         cache_router,
         rag_router,
         openai_router,

@@ -1,4 +1,4 @@
-"""Per-tenant quotas on stored items: facts, memories, sessions and tool-cache bytes.
+"""Per-tenant quotas on stored items: facts, memories, sessions, documents and tool-cache bytes.
 
 The limits live in the tenant's settings hash (``hivemind tenants set``); an absent limit is no
 limit. Counts are checked inside the write, against the index the write adds to, so an update of
@@ -20,7 +20,7 @@ from typing import Any, Literal
 from hivemind_common import keys
 from hivemind_common.errors import QuotaExceeded
 
-ItemKind = Literal["facts", "memories", "sessions"]
+ItemKind = Literal["facts", "memories", "sessions", "docs"]
 
 
 # KEYS: settings, index, reservations; ARGV: limit field, member ("" none), adding, now, token

@@ -22,6 +22,7 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes_facts: int = Field(default=1 * MIB, ge=1024)
     max_body_bytes_memories: int = Field(default=8 * MIB, ge=1024)  # memories and sessions
     max_body_bytes_learning: int = Field(default=8 * MIB, ge=1024)
+    max_body_bytes_docs: int = Field(default=32 * MIB, ge=1024)  # documents, one or a batch
     max_fact_value_chars: int = 64 * 1024
     max_memory_text_chars: int = 64 * 1024
 
@@ -57,6 +58,11 @@ class GatewaySettings(ServiceSettings):
     embedding_timeout_s: float = 3.0
     embedding_retry_after_s: float = 2.0  # skip the embedding service this long after a failure
     search_ann_threshold: int = 20_000  # rows of one kind above which an HNSW graph is used
+
+    # the reference library (hivemind_gateway/docs): chunk sizes in the served model's tokens
+    max_doc_chars: int = Field(default=2_000_000, ge=1)
+    docs_chunk_tokens: int = Field(default=256, ge=16, le=2048)
+    docs_overlap_tokens: int = Field(default=32, ge=0, le=2047)
 
     # capture of completed chats for learning (off by default)
     capture_default: bool = False
@@ -97,5 +103,6 @@ class GatewaySettings(ServiceSettings):
                 ("/v1/memories", self.max_body_bytes_memories),
                 ("/v1/sessions", self.max_body_bytes_memories),
                 ("/v1/learning", self.max_body_bytes_learning),
+                ("/v1/docs", self.max_body_bytes_docs),
             ],
         )

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from hivemind_common import keys
-from hivemind_gateway.search.index import EMBED_CHARS, Item, mentions_time
+from hivemind_gateway.search.index import EMBED_CHARS, DocRef, Item, mentions_time
 
 
 def fact_text(key: str, value: str) -> str:
@@ -94,7 +94,32 @@ def memory_item(memory_id: str, record: dict[str, str]) -> Item:
     )
 
 
+def _int(raw: str | None) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        return 0
+
+
+def doc_chunk_item(chunk_id: str, record: dict[str, str]) -> Item:
+    """The index's view of a stored document chunk (``hivemind_gateway.docs``)."""
+    ref = DocRef(
+        doc_id=record.get("doc_id", ""),
+        collection=record.get("collection", ""),
+        source=record.get("source", ""),
+        start_line=_int(record.get("start_line")),
+        end_line=_int(record.get("end_line")),
+        heading=record.get("heading", ""),
+    )
+    return Item(
+        kind="doc", id=chunk_id, text=record.get("text", ""), version=record.get("updated_at", ""),
+        doc=ref,
+    )  # fmt: skip
+
+
 def item_from_record(kind: str, item_id: str, record: dict[str, str]) -> Item:
+    if kind == "doc":
+        return doc_chunk_item(item_id, record)
     return fact_item(item_id, record) if kind == "fact" else memory_item(item_id, record)
 
 

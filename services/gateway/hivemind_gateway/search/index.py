@@ -1,10 +1,11 @@
-"""One tenant's searchable items: facts and memories, each with dense and lexical indexes."""
+"""One tenant's searchable items: facts, memories and document chunks, each kind with dense and
+lexical indexes."""
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +13,7 @@ import numpy as np
 from hivemind_gateway.search.lexical import LexicalIndex, tokenize
 from hivemind_gateway.search.vectors import VectorStore
 
-KINDS = ("fact", "memory")
+KINDS = ("fact", "memory", "doc")
 PINNED_TAG = "pinned"
 EMBED_CHARS = 4000  # the encoder truncates long inputs anyway; never exceed its request limit
 
@@ -42,9 +43,25 @@ def mentions_time(text: str) -> bool:
     return any(len(w) == 4 and w[:2] in ("19", "20") and w.isdigit() for w in found)
 
 
+@dataclass(frozen=True)
+class DocRef:
+    """Where a document chunk comes from (the reference library, ``hivemind_gateway.docs``)."""
+
+    doc_id: str
+    collection: str
+    source: str
+    start_line: int
+    end_line: int
+    heading: str = ""
+
+    def header(self) -> str:
+        """The line embedded before the chunk's text."""
+        return (f"{self.source}: {self.heading}" if self.heading else self.source)[:300]
+
+
 @dataclass
 class Item:
-    """What the index knows of one fact or memory."""
+    """What the index knows of one fact, memory or document chunk."""
 
     kind: str
     id: str
@@ -58,6 +75,7 @@ class Item:
     speaker: str = ""  # who said a memory (metadata.speaker)
     when: float | None = None  # the time a memory describes (metadata.date / occurred_at)
     temporal: bool = False  # its text says when something happened ("last week", "in May")
+    doc: DocRef | None = None  # a document chunk's source, lines and heading
     _tokens: tuple[str, ...] | None = field(default=None, repr=False, compare=False)
 
     def tokens(self) -> tuple[str, ...]:
@@ -68,6 +86,8 @@ class Item:
 
     def embed_input(self) -> str:
         """What is embedded: a memory with a speaker is embedded as said by them."""
+        if self.doc is not None:
+            return f"{self.doc.header()}\n{self.text}"[:EMBED_CHARS]
         text = f"{self.speaker}: {self.text}" if self.speaker else self.text
         return text[:EMBED_CHARS]
 
@@ -213,6 +233,8 @@ class KindIndex:
             count(tokenize(item.speaker), SPEAKER_WEIGHT)
         if item.tags and item.kind == "memory":
             count(tokenize(" ".join(item.tags)), TAGS_WEIGHT)
+        if item.doc is not None:  # a chunk's path and heading count like a fact's key
+            count(tokenize(f"{item.doc.source} {item.doc.heading}"), KEY_WEIGHT)
         for neighbour in self.neighbours(item):
             count(neighbour.tokens(), NEIGHBOUR_WEIGHT)
         self.lexical.add_counts(item.row, counts)
@@ -235,8 +257,13 @@ class KindIndex:
                     break
         return out
 
-    def _allowed(self, session_id: str | None, tags: tuple[str, ...]) -> np.ndarray | None:
-        if session_id is None and not tags:
+    def _allowed(
+        self,
+        session_id: str | None,
+        tags: tuple[str, ...],
+        where: Callable[[Item], bool] | None = None,
+    ) -> np.ndarray | None:
+        if session_id is None and not tags and where is None:
             return None
         mask = np.zeros(self.next_row, dtype=bool)
         need = set(tags)
@@ -244,6 +271,8 @@ class KindIndex:
             if session_id is not None and item.session_id != session_id:
                 continue
             if need and not need.issubset(item.tags):
+                continue
+            if where is not None and not where(item):
                 continue
             mask[item.row] = True
         return mask
@@ -256,11 +285,14 @@ class KindIndex:
         k: int,
         session_id: str | None = None,
         tags: tuple[str, ...] = (),
+        where: Callable[[Item], bool] | None = None,
     ) -> list[Hit]:
-        """Candidates from both indexes with their dense and lexical scores (unordered)."""
+        """Candidates from both indexes with their dense and lexical scores (unordered).
+
+        ``where`` keeps only the items it accepts (a document collection, a path prefix)."""
         if not self.items:
             return []
-        allowed = self._allowed(session_id, tags)
+        allowed = self._allowed(session_id, tags, where)
         dense: dict[int, float] = {}
         vectors = self.vectors
         if query_vec is not None and vectors is not None and vectors.dim == query_vec.shape[0]:
@@ -283,7 +315,7 @@ class KindIndex:
 
 @dataclass
 class TenantIndex:
-    """Facts and memories of one tenant, in the vector space of one embedding model."""
+    """Facts, memories and document chunks of one tenant, in one embedding model's space."""
 
     tenant: str
     ann_threshold: int = 20_000

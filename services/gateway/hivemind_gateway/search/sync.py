@@ -19,7 +19,7 @@ import numpy as np
 from hivemind_common import keys
 from hivemind_common.errors import Unavailable
 from hivemind_gateway.search.embedder import EmbeddingClient
-from hivemind_gateway.search.index import Item, TenantIndex
+from hivemind_gateway.search.index import KINDS, Item, TenantIndex
 from hivemind_gateway.storage_schema import (
     change_command,
     item_from_record,
@@ -38,10 +38,14 @@ BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries kee
 
 
 def _index_key(tenant: str, kind: str) -> str:
+    if kind == "doc":
+        return keys.doc_chunks_index(tenant)
     return keys.facts_index(tenant) if kind == "fact" else keys.memories_index(tenant)
 
 
 def _record_key(tenant: str, kind: str, item_id: str) -> str:
+    if kind == "doc":
+        return keys.doc_chunk(tenant, item_id)
     return keys.fact(tenant, item_id) if kind == "fact" else keys.memory(tenant, item_id)
 
 
@@ -103,7 +107,7 @@ class SearchIndex:
     async def _load(self, tenant: str) -> TenantIndex:
         cursor = await self._last_change_id(tenant)
         index = TenantIndex(tenant, ann_threshold=self.ann_threshold)
-        for kind in ("fact", "memory"):
+        for kind in KINDS:
             ids = await self.redis.zrange(_index_key(tenant, kind), 0, -1)
             for start in range(0, len(ids), LOAD_CHUNK):
                 chunk = ids[start : start + LOAD_CHUNK]
@@ -202,9 +206,9 @@ class SearchIndex:
         wanted: dict[tuple[str, str], dict[str, str]] = {}
         for _, fields in entries:
             kind, item_id = fields.get("kind", ""), fields.get("id", "")
-            if kind in ("fact", "memory") and item_id:
+            if kind in KINDS and item_id:
                 wanted[(kind, item_id)] = fields
-        for kind in ("fact", "memory"):
+        for kind in KINDS:
             ids = [i for (k, i), f in wanted.items() if k == kind and not _already(index, k, i, f)]
             found = {item.id: (item, vec) for item, vec in await self._fetch(tenant, kind, ids)}
             for item_id in ids:
@@ -233,7 +237,7 @@ class SearchIndex:
     async def on_model(self, model: str) -> None:
         """The embedding model changed (or became known): reload vectors of that model."""
         for index in self.tenants.values():
-            for kind in ("fact", "memory"):
+            for kind in KINDS:
                 index[kind].drop_vectors()
                 ids = list(index[kind].items)
                 for start in range(0, len(ids), LOAD_CHUNK):
@@ -265,7 +269,7 @@ class SearchIndex:
             return 0
         done = 0
         for index in list(self.tenants.values()):
-            for kind in ("fact", "memory"):
+            for kind in KINDS:
                 todo = index[kind].missing_vectors(BACKFILL_BATCH)
                 if not todo:
                     continue

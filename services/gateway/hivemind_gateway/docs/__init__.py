@@ -1,0 +1,1 @@
+"""The reference library: documents and their chunks, a third kind of searchable memory."""

@@ -1,0 +1,497 @@
+"""Split a document into chunks that follow its structure, sized in the served model's tokens.
+
+* Markdown: one section per heading (outside code fences), named by its heading path
+  (``Install > From source``); a heading with nothing under it joins the section after it.
+* Python: one section per top-level definition (``ast``; decorators and the comments just above
+  belong to it); a class too large for one chunk is split into its methods (``class A > def f``).
+  Statements between definitions form ``module`` sections.
+* Other code (JS/TS, Go, Rust, Java, C and the like): a language-aware pattern finds the lines
+  that open a top-level definition; the comment block just above a definition goes with it.
+* Plain text: paragraphs (blank-line separated), packed together up to the chunk size.
+
+A section that fits is one chunk. A larger one is cut into windows of whole lines (a line longer
+than a chunk is cut by tokens) of at most ``size`` tokens, each starting ``overlap`` tokens
+before the previous one ended. Sections never share text. Every window moves forward by at least
+one line (or one token), and ``0 <= overlap < size`` is checked first, so no input loops.
+
+Every chunk also fits the embedder: at most ``max_chars`` characters and, when the embedder's
+tokenizer is installed, at most its word-piece limit for the text it will embed (the source and
+heading line, then the chunk).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Literal, Protocol
+
+from hivemind_common.errors import Invalid
+
+DocType = Literal["markdown", "code", "text"]
+
+MIN_CHUNK_TOKENS = 16
+MAX_CHUNK_TOKENS = 2048
+MAX_CHARS = 4000  # the gateway embeds at most this many characters of an item
+HEADING_SEP = " > "
+
+MARKDOWN_EXTS = frozenset({".md", ".markdown", ".mdx", ".mkd"})
+CODE_LANGUAGES = {
+    ".py": "python", ".pyi": "python",
+    ".js": "js", ".jsx": "js", ".mjs": "js", ".cjs": "js", ".ts": "js", ".tsx": "js",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "c", ".kt": "c", ".kts": "c", ".scala": "c", ".cs": "c", ".swift": "c",
+    ".c": "c", ".h": "c", ".cc": "c", ".cpp": "c", ".hpp": "c", ".cxx": "c",
+    ".rb": "ruby", ".sh": "shell", ".bash": "shell", ".php": "c", ".lua": "ruby",
+}  # fmt: skip
+
+
+class TokenCounter(Protocol):
+    def count(self, text: str) -> int: ...
+
+    def count_many(self, texts: list[str]) -> list[int]: ...
+
+    def encode(self, text: str) -> object: ...
+
+
+class LimitCounter(Protocol):
+    limit: int
+
+    def count(self, text: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    start_line: int  # 1-based, inclusive
+    end_line: int
+    heading: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class Section:
+    start: int  # 0-based line index, inclusive
+    end: int  # exclusive
+    heading: str
+    pack: bool = False  # paragraphs of plain text: pack several into one chunk
+
+
+def check_sizes(size: int, overlap: int) -> None:
+    """``Invalid`` unless MIN <= size <= MAX and 0 <= overlap < size."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise Invalid("chunk_tokens must be an integer", param="chunk_tokens")
+    if isinstance(overlap, bool) or not isinstance(overlap, int):
+        raise Invalid("overlap_tokens must be an integer", param="overlap_tokens")
+    if not MIN_CHUNK_TOKENS <= size <= MAX_CHUNK_TOKENS:
+        raise Invalid(
+            f"chunk_tokens must be between {MIN_CHUNK_TOKENS} and {MAX_CHUNK_TOKENS}",
+            param="chunk_tokens",
+        )
+    if not 0 <= overlap < size:
+        raise Invalid("overlap_tokens must be at least 0 and less than chunk_tokens",
+                      param="overlap_tokens")  # fmt: skip
+
+
+def detect(source: str, declared: str | None = None) -> tuple[DocType, str]:
+    """(type, language) of a document from its declared type or its source's extension."""
+    suffix = PurePosixPath(source.split("?", 1)[0]).suffix.lower()
+    if declared in ("markdown", "text"):
+        return declared, ""  # type: ignore[return-value]
+    if declared == "code" or suffix in CODE_LANGUAGES:
+        return "code", CODE_LANGUAGES.get(suffix, "c")
+    if suffix in MARKDOWN_EXTS:
+        return "markdown", ""
+    return "text", ""
+
+
+def embed_header(source: str, heading: str) -> str:
+    """The line embedded before a chunk's text: where it comes from (at most 300 characters)."""
+    return (f"{source}: {heading}" if heading else source)[:300]
+
+
+# --- sections -------------------------------------------------------------------------------------
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def markdown_sections(lines: Sequence[str]) -> list[Section]:
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    start, heading, fence = 0, "", ""
+    for i, line in enumerate(lines):
+        opened = _FENCE.match(line)
+        if fence:
+            if opened and opened.group(1)[0] == fence[0] and len(opened.group(1)) >= len(fence):
+                fence = ""
+            continue
+        if opened:
+            fence = opened.group(1)
+            continue
+        found = _HEADING.match(line.rstrip("\r\n"))
+        if not found:
+            continue
+        if i > start:
+            sections.append(Section(start, i, heading))
+        level, title = len(found.group(1)), found.group(2).strip()
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, title[:120]))
+        start, heading = i, HEADING_SEP.join(t for _, t in stack)
+    sections.append(Section(start, len(lines), heading))
+    # a heading with nothing under it joins the section after it
+    merged: list[Section] = []
+    carry: int | None = None
+    for s in sections:
+        first = carry if carry is not None else s.start
+        body_blank = all(not ln.strip() for ln in lines[s.start + 1 : s.end])
+        if s.heading and body_blank and s is not sections[-1]:
+            carry = first
+            continue
+        merged.append(Section(first, s.end, s.heading))
+        carry = None
+    return [s for s in merged if any(ln.strip() for ln in lines[s.start : s.end])]
+
+
+def _python_nodes(
+    body: list[ast.stmt], lines: Sequence[str], lo: int, hi: int, prefix: str
+) -> list[tuple[int, int, str]]:
+    """(start, end, heading) for each statement of ``body`` between lines lo..hi."""
+    out: list[tuple[int, int, str]] = []
+    for node in body:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))]) - 1
+        last = node.end_lineno or node.lineno
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            heading = f"{prefix}def {node.name}"
+        elif isinstance(node, ast.ClassDef):
+            heading = f"{prefix}class {node.name}"
+        else:
+            heading = ""
+        out.append((max(first, lo), min(last, hi), heading))
+    return out
+
+
+def _group(
+    nodes: list[tuple[int, int, str]], lines: Sequence[str], lo: int, hi: int, rest: str
+) -> list[Section]:
+    """Definitions as their own sections (with the comment lines just above them); the other
+    statements between them grouped under ``rest``."""
+    sections: list[Section] = []
+    cursor = lo
+    run: int | None = None  # start of a run of plain statements
+
+    def close_run(upto: int) -> None:
+        begin = run if run is not None else cursor
+        if any(ln.strip() for ln in lines[begin:upto]):
+            sections.append(Section(begin, upto, rest))
+
+    for start, end, heading in nodes:
+        if not heading:
+            if run is None:
+                run = cursor
+            cursor = end
+            continue
+        top = start
+        while top > cursor and lines[top - 1].lstrip().startswith(("#", "//")):
+            top -= 1
+        close_run(top)
+        run = None
+        sections.append(Section(top, end, heading))
+        cursor = end
+    close_run(hi)
+    return sections
+
+
+def python_sections(
+    lines: Sequence[str], text: str, fits: Callable[[int, int], bool]
+) -> list[Section] | None:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    top = _group(_python_nodes(tree.body, lines, 0, len(lines), ""), lines, 0, len(lines), "module")
+    out: list[Section] = []
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for s in top:
+        name = s.heading.removeprefix("class ")
+        node = classes.get(name) if s.heading.startswith("class ") else None
+        if node is None or fits(s.start, s.end) or not node.body:
+            out.append(s)
+            continue
+        body_start = min(
+            [node.body[0].lineno, *(d.lineno for d in getattr(node.body[0], "decorator_list", []))]
+        )
+        inner = _python_nodes(node.body, lines, s.start, s.end, f"{s.heading}{HEADING_SEP}")
+        head = Section(s.start, body_start - 1, s.heading)
+        parts = _group(inner, lines, body_start - 1, s.end, s.heading)
+        if parts and parts[0].heading == s.heading:
+            parts[0] = Section(head.start, parts[0].end, s.heading)
+        elif head.end > head.start:
+            parts.insert(0, head)
+        out.extend(parts)
+    return out
+
+
+_DEFINITION = {
+    "js": re.compile(
+        r"^(export\s+(default\s+)?)?(declare\s+)?(abstract\s+)?(async\s+)?"
+        r"(function\*?|class|interface|type|enum|const|let|var|namespace|module)\s+([A-Za-z_$][\w$]*)"
+    ),
+    "go": re.compile(r"^(func|type|var|const)\s*(\([^)]*\)\s*)?([A-Za-z_]\w*)"),
+    "rust": re.compile(
+        r"^(pub(\([^)]*\))?\s+)?(async\s+)?(unsafe\s+)?"
+        r"(fn|struct|enum|impl|trait|mod|type|const|static|macro_rules!)\s*(<[^>]*>\s*)?([A-Za-z_]\w*)"
+    ),
+    "ruby": re.compile(r"^(def|class|module|function|local\s+function)\s+([A-Za-z_][\w.:]*)"),
+    "shell": re.compile(r"^(function\s+)?([A-Za-z_][\w-]*)\s*\(\)\s*\{?"),
+    # C-family: a declaration at column 0 that is not a preprocessor line, a comment or a brace
+    "c": re.compile(
+        r"^(?![#/*}{\s])(?!(return|else|case|default)\b)[A-Za-z_][\w<>,:*&\s\[\]]*[\w>*&\]]\s*\("
+        r"|^(public|private|protected|internal|abstract|final|sealed|static|export)?\s*"
+        r"(class|interface|struct|enum|record|object|trait|namespace)\s+\w+"
+    ),
+}  # fmt: skip
+_COMMENT_START = ("//", "#", "/*", "*", "--", "///")
+
+
+def pattern_sections(lines: Sequence[str], language: str) -> list[Section]:
+    pattern = _DEFINITION.get(language, _DEFINITION["c"])
+    starts: list[tuple[int, str]] = []
+    for i, line in enumerate(lines):
+        if pattern.match(line):
+            top = i
+            while top > 0 and lines[top - 1].lstrip().startswith(_COMMENT_START):
+                top -= 1
+            if starts and top <= starts[-1][0]:
+                top = i
+            starts.append((top, line.strip().rstrip("{").strip()[:120]))
+    if not starts:
+        return [Section(0, len(lines), "")]
+    sections: list[Section] = []
+    if starts[0][0] > 0:
+        sections.append(Section(0, starts[0][0], "module"))
+    for n, (start, heading) in enumerate(starts):
+        end = starts[n + 1][0] if n + 1 < len(starts) else len(lines)
+        if end > start:
+            sections.append(Section(start, end, heading))
+    return [s for s in sections if any(ln.strip() for ln in lines[s.start : s.end])]
+
+
+def text_sections(lines: Sequence[str]) -> list[Section]:
+    sections: list[Section] = []
+    start: int | None = None
+    for i, line in enumerate(lines):
+        if line.strip():
+            if start is None:
+                start = i
+        elif start is not None:
+            sections.append(Section(start, i, "", pack=True))
+            start = None
+    if start is not None:
+        sections.append(Section(start, len(lines), "", pack=True))
+    return sections
+
+
+def _trim(lines: Sequence[str], a: int, b: int) -> tuple[int, int]:
+    """The range without its leading and trailing blank lines."""
+    while a < b and not lines[a].strip():
+        a += 1
+    while b > a and not lines[b - 1].strip():
+        b -= 1
+    return a, b
+
+
+# --- the chunker --------------------------------------------------------------------------------
+class Chunker:
+    """Chunks of one document; every size is checked with the real tokenizers."""
+
+    def __init__(
+        self,
+        counter: TokenCounter,
+        *,
+        size: int,
+        overlap: int,
+        embed_limit: LimitCounter | None = None,
+        max_chars: int = MAX_CHARS,
+        source: str = "",
+    ) -> None:
+        check_sizes(size, overlap)
+        self.counter = counter
+        self.size = size
+        self.overlap = overlap
+        self.embed_limit = embed_limit
+        self.max_chars = max_chars
+        self.source = source
+
+    # a text fits when it is within the size, the character cap and the embedder's limit
+    def fits(self, text: str, heading: str, tokens: int | None = None) -> bool:
+        if len(text) > self.max_chars:
+            return False
+        if (tokens if tokens is not None else self.counter.count(text)) > self.size:
+            return False
+        if self.embed_limit is not None:
+            framed = embed_header(self.source, heading) + "\n" + text
+            if self.embed_limit.count(framed) > self.embed_limit.limit:
+                return False
+        return True
+
+    def chunk(self, text: str, doc_type: DocType, language: str = "") -> list[Chunk]:
+        lines = text.splitlines(keepends=True)
+        if not lines:
+            return []
+        counts = self.counter.count_many(list(lines))
+
+        def span_fits(a: int, b: int) -> bool:
+            return (
+                sum(counts[a:b]) <= self.size and sum(len(x) for x in lines[a:b]) <= self.max_chars
+            )
+
+        sections: list[Section] | None = None
+        if doc_type == "markdown":
+            sections = markdown_sections(lines)
+        elif doc_type == "code":
+            if language == "python":
+                sections = python_sections(lines, text, span_fits)
+            if sections is None:
+                sections = pattern_sections(lines, language)
+        if sections is None:
+            sections = text_sections(lines)
+        chunks: list[Chunk] = []
+        packed: list[Section] = []
+        for section in sections:
+            if section.pack:
+                packed.append(section)
+                continue
+            chunks.extend(self._flush_packed(packed, lines, counts))
+            packed = []
+            chunks.extend(self._section(section, lines, counts))
+        chunks.extend(self._flush_packed(packed, lines, counts))
+        return chunks
+
+    def _make(self, lines: Sequence[str], a: int, b: int, heading: str) -> Chunk | None:
+        a, b = _trim(lines, a, b)
+        body = "".join(lines[a:b]).strip("\n")
+        if not body.strip():
+            return None
+        return Chunk(body, a + 1, b, heading, self.counter.count(body))
+
+    def _section(self, s: Section, lines: Sequence[str], counts: list[int]) -> list[Chunk]:
+        start, end = _trim(lines, s.start, s.end)
+        body = "".join(lines[start:end]).strip("\n")
+        if not body.strip():
+            return []
+        tokens = self.counter.count(body)
+        if self.fits(body, s.heading, tokens):
+            return [Chunk(body, start + 1, end, s.heading, tokens)]
+        return self._windows(list(range(start, end)), lines, counts, s.heading)
+
+    def _flush_packed(
+        self, paragraphs: list[Section], lines: Sequence[str], counts: list[int]
+    ) -> list[Chunk]:
+        """Paragraphs packed into chunks; a paragraph too large alone is cut by lines."""
+        if not paragraphs:
+            return []
+        units = [(p.start, p.end) for p in paragraphs]
+        return self._pack(units, lines, counts, "")
+
+    def _windows(
+        self, rows: list[int], lines: Sequence[str], counts: list[int], heading: str
+    ) -> list[Chunk]:
+        return self._pack([(r, r + 1) for r in rows], lines, counts, heading)
+
+    def _pack(
+        self, units: list[tuple[int, int]], lines: Sequence[str], counts: list[int], heading: str
+    ) -> list[Chunk]:
+        """Consecutive units (line ranges) packed into windows with overlap.
+
+        Every loop turn emits a window that ends past the previous one, so it ends."""
+        out: list[Chunk] = []
+        tokens = [sum(counts[a:b]) for a, b in units]
+        i, n = 0, len(units)
+        while i < n:
+            j = i
+            total = 0
+            while j < n and total + tokens[j] <= self.size:
+                total += tokens[j]
+                j += 1
+            # the real count of the joined text (merges across lines may differ slightly)
+            while j > i + 1:
+                body = "".join(lines[units[i][0] : units[j - 1][1]]).strip("\n")
+                if self.fits(body, heading):
+                    break
+                j -= 1
+            if j == i + 1 or j == i:
+                a, b = units[i]
+                body = "".join(lines[a:b]).strip("\n")
+                if j == i or not self.fits(body, heading):
+                    if b - a > 1:  # a paragraph too large on its own: its lines
+                        out.extend(
+                            self._pack([(r, r + 1) for r in range(a, b)], lines, counts, heading)
+                        )
+                    else:
+                        out.extend(self._cut_line(lines[a], a, heading))
+                    i += 1
+                    continue
+                j = i + 1
+            chunk = self._make(lines, units[i][0], units[j - 1][1], heading)
+            if chunk is not None:
+                out.append(chunk)
+            if j >= n:
+                break
+            # the next window starts `overlap` tokens back, but always after this one's start
+            k = j
+            back = 0
+            while k - 1 > i and back + tokens[k - 1] <= self.overlap:
+                back += tokens[k - 1]
+                k -= 1
+            i = k
+        return out
+
+    def _cut_line(self, line: str, row: int, heading: str) -> list[Chunk]:
+        """One line longer than a chunk, cut by tokens into windows that overlap."""
+        text = line.rstrip("\r\n")
+        enc = self.counter.encode(text)
+        offsets: list[tuple[int, int]] = list(getattr(enc, "offsets", []))
+        n = len(offsets)
+        out: list[Chunk] = []
+        a = 0
+        while a < n:
+            lo, hi = a + 1, min(n, a + self.size)
+            # the largest end whose slice fits (binary search; one token always fits)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self.fits(text[offsets[a][0] : offsets[mid - 1][1]], heading):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            b = lo
+            piece = text[offsets[a][0] : offsets[b - 1][1]]
+            if piece.strip():
+                out.append(Chunk(piece, row + 1, row + 1, heading, self.counter.count(piece)))
+            if b >= n:
+                break
+            a = max(a + 1, b - self.overlap)
+        return out
+
+
+def chunk_text(
+    text: str,
+    *,
+    counter: TokenCounter,
+    size: int,
+    overlap: int,
+    doc_type: DocType = "text",
+    language: str = "",
+    embed_limit: LimitCounter | None = None,
+    source: str = "",
+    max_chars: int = MAX_CHARS,
+) -> list[Chunk]:
+    """Chunks of ``text`` (see the module's docstring); ``Invalid`` for bad sizes."""
+    chunker = Chunker(
+        counter, size=size, overlap=overlap, embed_limit=embed_limit, max_chars=max_chars,
+        source=source,
+    )  # fmt: skip
+    return chunker.chunk(text, doc_type, language)

@@ -1,0 +1,206 @@
+"""The reference library API: documents, chunks in the search index, tenancy, validation."""
+
+from __future__ import annotations
+
+import asyncio
+
+from support.gateway import RunningGateway
+
+GUIDE = """# Deploy guide
+
+Intro line.
+
+## Rolling back
+
+To roll back a release run `hivemind models pin` with the previous version.
+The serving pointer moves at once.
+
+## Backups
+
+Backups are taken nightly with `hivemind backup` into the data directory.
+"""
+
+CODE = '''"""Helpers."""
+
+import os
+
+
+def rotate_secrets(path):
+    """Replace the secrets file with fresh random values."""
+    return os.urandom(32)
+
+
+class Ledger:
+    def balance(self):
+        return 0
+'''
+
+
+def _post(c, **body):  # type: ignore[no-untyped-def]
+    r = c.post("/v1/docs", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_a_document_is_chunked_searchable_and_cites_its_lines(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        out = _post(c, source="docs/deploy.md", text=GUIDE, collection="ops")
+        doc = out["data"][0]
+        assert doc["status"] == "created" and doc["chunks"] >= 2 and doc["collection"] == "ops"
+        hits = c.post("/v1/docs/search", json={"query": "how do I roll back a release"}).json()
+        top = hits["data"][0]
+        assert top["source"] == "docs/deploy.md"
+        assert top["heading"] == "Deploy guide > Rolling back"
+        assert top["lines"] == [5, 8] and top["cite"] == "docs/deploy.md:5-8"
+        detail = c.get(f"/v1/docs/{doc['id']}").json()
+        assert detail["hash"] and detail["type"] == "markdown"
+        assert [p["heading"] for p in detail["parts"]][-1] == "Deploy guide > Backups"
+        page = c.get("/v1/docs", params={"collection": "ops"}).json()
+        assert page["count"] == 1 and page["data"][0]["source"] == "docs/deploy.md"
+        assert c.delete(f"/v1/docs/{doc['id']}").status_code == 204
+        assert c.get(f"/v1/docs/{doc['id']}").status_code == 404
+        gone = c.post("/v1/docs/search", json={"query": "roll back a release"}).json()
+        assert gone["data"] == []
+
+
+def test_code_is_chunked_by_definition(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        _post(c, source="lib/secrets.py", text=CODE)
+        hits = c.post("/v1/docs/search", json={"query": "rotate_secrets random values"}).json()
+        top = hits["data"][0]
+        assert top["heading"] == "def rotate_secrets" and top["lines"] == [6, 8]
+        hits = c.post("/v1/docs/search", json={"query": "Ledger balance"}).json()
+        assert hits["data"][0]["heading"] == "class Ledger"
+
+
+def test_an_unchanged_document_is_not_touched_and_a_changed_one_keeps_unchanged_chunks(
+    gateway: RunningGateway,
+) -> None:
+    with gateway.client() as c:
+        first = _post(c, source="docs/deploy.md", text=GUIDE)["data"][0]
+        again = _post(c, source="docs/deploy.md", text=GUIDE)["data"][0]
+        assert again["status"] == "unchanged" and again["embedded_later"] == 0
+        assert again["id"] == first["id"]
+        edited = GUIDE.replace("nightly", "hourly")
+        changed = _post(c, source="docs/deploy.md", text=edited)["data"][0]
+        assert changed["status"] == "updated"
+        assert changed["embedded_later"] == 1  # only the Backups section is new text
+        detail = c.get(f"/v1/docs/{first['id']}").json()
+        assert "hourly" in detail["parts"][-1]["text"]
+        hits = c.post("/v1/docs/search", json={"query": "nightly backups"}).json()
+        assert all("nightly" not in h["text"] for h in hits["data"])
+
+
+def test_a_batch_filters_by_collection_and_path_prefix(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        out = _post(
+            c,
+            collection="a",
+            documents=[
+                {"source": "docs/deploy.md", "text": GUIDE},
+                {"source": "src/secrets.py", "text": CODE},
+                {"source": "notes.txt", "text": "Backups are verified weekly.", "collection": "b"},
+            ],
+        )
+        assert [d["collection"] for d in out["data"]] == ["a", "a", "b"]
+        q = {"query": "backups"}
+        only_b = c.post("/v1/docs/search", json=q | {"collection": "b"}).json()["data"]
+        assert {h["source"] for h in only_b} == {"notes.txt"}
+        under = c.post("/v1/docs/search", json=q | {"path_prefix": "docs/"}).json()["data"]
+        assert under and {h["source"] for h in under} == {"docs/deploy.md"}
+        assert c.get("/v1/docs").json()["count"] == 3
+
+
+def test_expand_brings_the_pages_a_hit_links_to(gateway: RunningGateway) -> None:
+    index = "# Runbook\n\nBefore an upgrade read [the deploy guide](deploy.md#rolling-back).\n"
+    with gateway.client() as c:
+        _post(c, documents=[
+            {"source": "docs/runbook.md", "text": index},
+            {"source": "docs/deploy.md", "text": GUIDE},
+        ])  # fmt: skip
+        detail = c.get("/v1/docs").json()["data"]
+        runbook = next(d for d in detail if d["source"] == "docs/runbook.md")
+        assert runbook["links"] == ["docs/deploy.md"]
+        body = {"query": "before an upgrade", "top_k": 1, "expand": 1}
+        found = c.post("/v1/docs/search", json=body).json()
+        assert found["data"][0]["source"] == "docs/runbook.md"
+        assert [n["source"] for n in found["neighbours"]] == ["docs/deploy.md"]
+        assert found["neighbours"][0]["via"] == found["data"][0]["id"]
+        plain = c.post("/v1/docs/search", json=body | {"expand": 0}).json()
+        assert plain["neighbours"] == []
+
+
+def test_tenants_never_see_each_others_documents(gateway: RunningGateway) -> None:
+    with gateway.client("acme") as a, gateway.client("globex") as b:
+        doc = _post(a, source="docs/deploy.md", text=GUIDE)["data"][0]
+        assert b.get(f"/v1/docs/{doc['id']}").status_code == 404
+        assert b.delete(f"/v1/docs/{doc['id']}").status_code == 404
+        assert b.get("/v1/docs").json()["count"] == 0
+        assert b.post("/v1/docs/search", json={"query": "roll back release"}).json()["data"] == []
+        # the same source in another tenant is another document
+        other = _post(b, source="docs/deploy.md", text="# Other\n\nnothing here\n")["data"][0]
+        assert other["status"] == "created"
+        assert a.get(f"/v1/docs/{doc['id']}").json()["source"] == "docs/deploy.md"
+
+
+def test_bad_documents_are_refused_with_a_problem(gateway: RunningGateway) -> None:
+    with gateway.client() as c, gateway.client(role="read") as r:
+        cases = [
+            {"text": "x"},  # no source
+            {"source": "a.md"},  # no text
+            {"source": "a.md", "text": "x", "documents": [{"source": "b", "text": "y"}]},
+            {"source": "a.md", "text": "x", "chunk_tokens": 64, "overlap_tokens": 64},
+            {"source": "a.md", "text": "x", "chunk_tokens": 8},
+            {"source": "a.md", "text": "x", "chunk_tokens": 10**9},
+            {"source": "a.md", "text": "x", "overlap_tokens": -1},
+            {"source": "a.md", "text": "bad\x00text"},
+            {"source": " leading-space", "text": "x"},
+            {"source": "a.md", "text": "x", "collection": "no spaces"},
+            {"documents": []},
+            {"documents": [{"source": "a", "text": "x"}, {"source": "a", "text": "y"}]},
+        ]
+        for body in cases:
+            resp = c.post("/v1/docs", json=body)
+            assert 400 <= resp.status_code < 500, (body, resp.status_code, resp.text)
+            assert resp.headers["content-type"].startswith("application/problem+json")
+        assert r.post("/v1/docs", json={"source": "a.md", "text": "x"}).status_code == 403
+        assert c.get("/v1/docs/not-an-id").status_code in (400, 404, 422)
+        assert c.post("/v1/docs/search", json={"query": "x", "expand": 2}).status_code in (400, 422)
+        assert c.get("/v1/docs").json()["count"] == 0
+
+
+def test_the_docs_quota_refuses_a_new_document_but_not_an_update(
+    gateway: RunningGateway, redis_url: str
+) -> None:
+    from hivemind_common import keys
+    from hivemind_common.redis import connect_redis
+
+    async def limit() -> None:
+        redis = connect_redis(redis_url)
+        try:
+            await redis.hset(keys.tenant_settings("acme"), "max_docs", "1")
+        finally:
+            await redis.aclose()
+
+    asyncio.run(limit())
+    with gateway.client() as c:
+        _post(c, source="one.md", text="# One\n\nfirst\n")
+        resp = c.post("/v1/docs", json={"source": "two.md", "text": "# Two\n\nsecond\n"})
+        assert resp.status_code == 403 and resp.json()["code"] == "quota_exceeded"
+        assert _post(c, source="one.md", text="# One\n\nchanged\n")["data"][0]["status"] == "updated"
+
+
+def test_tokenize_and_chunk_use_the_served_tokenizer(gateway: RunningGateway) -> None:
+    with gateway.client(role="read") as c:
+        r = c.post("/v1/tokenize", json={"text": "Hello world", "ids": True})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["count"] == len(body["ids"]) == 2 and body["model"]
+        assert "ids" not in c.post("/v1/tokenize", json={"text": "Hello"}).json()
+        text = "\n\n".join(f"Paragraph {i} " + "word " * 40 for i in range(10))
+        r = c.post("/v1/chunk", json={"text": text, "chunk_tokens": 64, "overlap_tokens": 8})
+        assert r.status_code == 200, r.text
+        chunks = r.json()["data"]
+        assert len(chunks) >= 8 and all(ch["tokens"] <= 64 for ch in chunks)
+        bad = c.post("/v1/chunk", json={"text": text, "chunk_tokens": 64, "overlap_tokens": 64})
+        assert bad.status_code == 400 and "overlap_tokens" in bad.json()["detail"]
