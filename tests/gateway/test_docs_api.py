@@ -187,7 +187,9 @@ def test_the_docs_quota_refuses_a_new_document_but_not_an_update(
         _post(c, source="one.md", text="# One\n\nfirst\n")
         resp = c.post("/v1/docs", json={"source": "two.md", "text": "# Two\n\nsecond\n"})
         assert resp.status_code == 403 and resp.json()["code"] == "quota_exceeded"
-        assert _post(c, source="one.md", text="# One\n\nchanged\n")["data"][0]["status"] == "updated"
+        assert (
+            _post(c, source="one.md", text="# One\n\nchanged\n")["data"][0]["status"] == "updated"
+        )
 
 
 def test_tokenize_and_chunk_use_the_served_tokenizer(gateway: RunningGateway) -> None:

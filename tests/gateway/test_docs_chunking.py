@@ -1,0 +1,159 @@
+"""Chunking in the served model's tokens: sizes, overlap validation, structure, termination."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hivemind_common.errors import Invalid
+from hivemind_gateway.docs.chunking import (
+    MAX_CHUNK_TOKENS,
+    MIN_CHUNK_TOKENS,
+    check_sizes,
+    chunk_text,
+    detect,
+)
+from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
+from hivemind_gateway.search.index import DocRef
+
+TOKENIZER = served_tokenizer()
+LIMIT = embedder_limit()
+
+# text made of what breaks chunkers: long lines, no newlines, blank runs, CJK, emoji, fences
+pieces = st.sampled_from(
+    ["word ", "\n", "\n\n", "# Title\n", "## Sub\n", "```\n", "def f():\n", "    return 1\n",
+     "x" * 300, "日本語の文章。", "🙂", "\t", "    ", "a" * 5000, "<|im_end|>", "class A:\n"]
+)  # fmt: skip
+documents = st.lists(st.one_of(pieces, st.text(max_size=80)), max_size=60).map("".join)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    text=documents,
+    size=st.integers(MIN_CHUNK_TOKENS, 300),
+    overlap_share=st.floats(0, 0.99),
+    doc_type=st.sampled_from(["markdown", "code", "text"]),
+    language=st.sampled_from(["python", "js", "go", ""]),
+)
+def test_every_chunk_fits_and_chunking_always_ends(
+    text: str, size: int, overlap_share: float, doc_type: str, language: str
+) -> None:
+    overlap = min(size - 1, int(size * overlap_share))
+    chunks = chunk_text(
+        text, counter=TOKENIZER, size=size, overlap=overlap, doc_type=doc_type,  # type: ignore[arg-type]
+        language=language, embed_limit=LIMIT, source="src/file.txt",
+    )  # fmt: skip
+    lines = text.splitlines()
+    for c in chunks:
+        assert c.tokens == TOKENIZER.count(c.text) <= size
+        assert len(c.text) <= 4000 and c.text.strip()
+        assert 1 <= c.start_line <= c.end_line <= max(1, len(lines))
+        if LIMIT is not None:
+            ref = DocRef("d", "c", "src/file.txt", c.start_line, c.end_line, c.heading)
+            assert LIMIT.count(f"{ref.header()}\n{c.text}") <= LIMIT.limit
+    # every non-blank line of the input appears in some chunk (nothing is lost)
+    covered = set()
+    for c in chunks:
+        covered.update(range(c.start_line, c.end_line + 1))
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            assert i in covered, (i, line[:40])
+
+
+@given(size=st.integers(-5, MAX_CHUNK_TOKENS + 5), overlap=st.integers(-5, MAX_CHUNK_TOKENS + 5))
+def test_sizes_are_validated_before_any_work(size: int, overlap: int) -> None:
+    valid = MIN_CHUNK_TOKENS <= size <= MAX_CHUNK_TOKENS and 0 <= overlap < size
+    if valid:
+        check_sizes(size, overlap)
+    else:
+        with pytest.raises(Invalid):
+            chunk_text("some text", counter=TOKENIZER, size=size, overlap=overlap)
+
+
+def test_overlap_equal_to_size_is_refused_not_looped() -> None:
+    with pytest.raises(Invalid, match="overlap_tokens"):
+        chunk_text("a " * 10_000, counter=TOKENIZER, size=64, overlap=64)
+
+
+def test_windows_of_a_long_section_overlap_by_about_the_overlap() -> None:
+    text = "\n".join(f"line {i} " + "alpha beta gamma " * 3 for i in range(200))
+    chunks = chunk_text(text, counter=TOKENIZER, size=100, overlap=30, doc_type="text")
+    assert len(chunks) > 5
+    for a, b in itertools.pairwise(chunks):
+        assert b.start_line <= a.end_line  # they share lines
+        assert b.start_line > a.start_line  # and always move forward
+
+
+def test_a_single_huge_line_is_cut_by_tokens() -> None:
+    text = "token " * 3000
+    chunks = chunk_text(text, counter=TOKENIZER, size=128, overlap=16)
+    assert len(chunks) > 20 and all(c.tokens <= 128 for c in chunks)
+    assert all(c.start_line == c.end_line == 1 for c in chunks)
+
+
+def test_markdown_sections_follow_headings_and_ignore_fenced_hashes() -> None:
+    text = "# Top\n\nintro\n\n## A\n\n```sh\n# not a heading\necho hi\n```\n\n## B\n\nbee\n"
+    chunks = chunk_text(text, counter=TOKENIZER, size=256, overlap=0, doc_type="markdown")
+    assert [(c.heading, c.start_line, c.end_line) for c in chunks] == [
+        ("Top", 1, 3),
+        ("Top > A", 5, 10),
+        ("Top > B", 12, 14),
+    ]
+
+
+def test_python_is_cut_by_definition_and_large_classes_by_method() -> None:
+    methods = "\n".join(
+        f"    def m{i}(self):\n        " + "\n        ".join(f"x{j} = {j}" for j in range(12))
+        for i in range(8)
+    )
+    head = '"""Doc."""\n\nimport os\n\n\n# helper\ndef f():\n    return 1\n\n\n'
+    text = f"{head}class Big:\n{methods}\n"
+    chunks = chunk_text(text, counter=TOKENIZER, size=128, overlap=0, doc_type="code",
+                        language="python")  # fmt: skip
+    headings = [c.heading for c in chunks]
+    assert headings[0] == "module" and headings[1] == "def f"
+    assert chunks[1].start_line == 6  # the comment above belongs to the definition
+    assert "class Big > def m0" in headings and "class Big > def m7" in headings
+
+
+def test_other_languages_are_cut_at_top_level_definitions() -> None:
+    js = (
+        "import x from './x'\n\n// adds\nexport function add(a, b) {\n  return a + b\n}\n\n"
+        "class Box {\n}\n"
+    )
+    chunks = chunk_text(js, counter=TOKENIZER, size=256, overlap=0, doc_type="code", language="js")
+    assert [c.heading for c in chunks] == ["module", "export function add(a, b)", "class Box"]
+    assert chunks[1].start_line == 3
+    go = "package main\n\nfunc main() {\n}\n\nfunc (s *Srv) Serve() error {\n\treturn nil\n}\n"
+    chunks = chunk_text(go, counter=TOKENIZER, size=256, overlap=0, doc_type="code", language="go")
+    assert [c.start_line for c in chunks] == [1, 3, 6]
+
+
+def test_types_come_from_the_extension() -> None:
+    assert detect("docs/a.md") == ("markdown", "")
+    assert detect("src/x.py") == ("code", "python")
+    assert detect("web/app.tsx") == ("code", "js")
+    assert detect("notes.txt") == ("text", "")
+    assert detect("notes.txt", "markdown") == ("markdown", "")
+
+
+def test_the_tokenizer_matches_llama_cpp_on_this_repository() -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from pathlib import Path
+
+    from hivemind_common.models_paths import default_llm_gguf
+
+    llama = llama_cpp.Llama(model_path=str(default_llm_gguf()), vocab_only=True, verbose=False)
+    root = Path(__file__).resolve().parents[2]
+    files = (
+        sorted(root.glob("docs/*.md"))[:5]
+        + sorted(root.glob("services/gateway/hivemind_gateway/*.py"))[:5]
+    )
+    samples = [f.read_text() for f in files] + ["12345  tabs\tand ünïcödé 日本 🙂 <|im_end|>"]
+    for text in samples:
+        assert TOKENIZER.encode(text).ids == llama.tokenize(
+            text.encode(), add_bos=False, special=False
+        )
