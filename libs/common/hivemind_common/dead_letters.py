@@ -19,7 +19,6 @@ from hivemind_common import keys
 from hivemind_common.errors import NotFound
 from hivemind_common.job_records import get_job, recent_dead_letters, update_job
 
-DEAD_LETTERS_MAX = 200
 DEFAULT_MAX_ATTEMPTS = 3
 
 
@@ -62,7 +61,7 @@ async def bury(
     }
     await redis.transaction(
         ("LPUSH", keys.dead_letters(), json.dumps(letter)),
-        ("LTRIM", keys.dead_letters(), 0, DEAD_LETTERS_MAX - 1),
+        ("LTRIM", keys.dead_letters(), 0, keys.DEAD_LETTERS_MAX - 1),
         durable=True,
     )
     await redis.xack(stream, group, entry_id)
@@ -79,7 +78,6 @@ def poison_reason(kind: str, attempts: int, stage: str | None) -> str:
 
 
 __all__ = [
-    "DEAD_LETTERS_MAX",
     "DEFAULT_MAX_ATTEMPTS",
     "bury",
     "count_start",

@@ -22,7 +22,6 @@ Stage = Literal["queued", "collect", "train", "evaluate", "export", "deploy", "d
 STAGES: tuple[str, ...] = ("queued", "collect", "train", "evaluate", "export", "deploy", "done")
 STATUSES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "rejected")
 FINAL_STATUSES = frozenset({"succeeded", "failed", "rejected"})
-JOBS_INDEX_MAX = 1_000
 
 
 class JobRecord(BaseModel):
@@ -93,7 +92,7 @@ async def create_job(
         ("HSET", keys.job(job_id), *[x for kv in fields.items() for x in kv]),
         ("EXPIRE", keys.job(job_id), keys.JOB_TTL_S),
         ("ZADD", keys.jobs_index(), f"{now:.3f}", job_id),
-        ("ZREMRANGEBYRANK", keys.jobs_index(), 0, -(JOBS_INDEX_MAX + 1)),
+        ("ZREMRANGEBYRANK", keys.jobs_index(), 0, -(keys.JOBS_INDEX_MAX + 1)),
         durable=True,
     )
     return _record(job_id, {k: str(v) for k, v in fields.items()})
@@ -144,7 +143,7 @@ async def update_job(
 
 async def list_jobs(redis: Any, *, limit: int = 20, tenant: str | None = None) -> list[JobRecord]:
     """The most recent jobs, newest first; with ``tenant``, only jobs that tenant asked for."""
-    scan = limit if tenant is None else JOBS_INDEX_MAX
+    scan = limit if tenant is None else keys.JOBS_INDEX_MAX
     ids = await redis.zrevrange(keys.jobs_index(), 0, max(0, scan - 1))
     out: list[JobRecord] = []
     for job_id in ids:

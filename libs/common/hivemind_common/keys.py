@@ -27,6 +27,9 @@ TOOL_CACHE_TTL_S = 24 * 3600
 RESPONSE_CACHE_TTL_S = 6 * 3600
 JOB_TTL_S = 30 * 24 * 3600
 LEADER_LOCK_TTL_MS = 30_000
+DEPLOY_LOCK_MS = 60_000  # renewed while held: a dead deployer frees it within a minute
+TOOL_CACHE_TTL_MAX_S = 30 * 24 * 3600  # the longest TTL a caller may give a tool-cache entry
+LEARNING_BYTES_TTL_S = 2 * 24 * 3600  # a day's learning-bytes counter outlives its day
 CONSOLE_SESSION_TTL_S = 8 * 3600  # a web console sign-in (not refreshed: sign in again)
 
 # --- bounded collections ----------------------------------------------------------------------
@@ -36,6 +39,8 @@ RATE_WINDOW_S = 60  # request rates are counted per key and per tenant in window
 LEARNING_STREAM_MAXLEN = 200_000
 JOBS_STREAM_MAXLEN = 10_000
 AUDIT_MAXLEN = 100_000  # audit trail of admin and operator actions (approximate trim)
+JOBS_INDEX_MAX = 1_000  # job records listed in the jobs index (older ones expire by JOB_TTL_S)
+DEAD_LETTERS_MAX = 200  # jobs given up on, newest first
 
 # --- consumer groups --------------------------------------------------------------------------
 TRAINER_GROUP = "trainer"

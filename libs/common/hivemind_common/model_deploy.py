@@ -33,7 +33,6 @@ from hivemind_common.model_registry import ModelRegistry, sha256_file
 
 log = logging.getLogger(__name__)
 
-DEPLOY_LOCK_MS = 60_000  # renewed while held: a dead deployer frees it within a minute
 SWAP_TIMEOUT_S = 180.0  # how long inference may take to load, smoke-test and switch a version
 
 
@@ -94,7 +93,7 @@ async def _release(registry: ModelRegistry, name: str, token: str) -> None:
 
 @asynccontextmanager
 async def deploy_lock(
-    registry: ModelRegistry, name: str, *, wait_s: float = 0.0, ttl_ms: int = DEPLOY_LOCK_MS
+    registry: ModelRegistry, name: str, *, wait_s: float = 0.0, ttl_ms: int = keys.DEPLOY_LOCK_MS
 ) -> AsyncIterator[str]:
     """Hold the model's deploy lock (waiting up to ``wait_s`` for it); Conflict when busy."""
     token = os.urandom(8).hex()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from hivemind_common import keys
 from hivemind_common.body_limit import BodyLimits
 from hivemind_common.settings import ServiceSettings
 
@@ -80,7 +81,7 @@ class GatewaySettings(ServiceSettings):
     learning_mb_per_tenant_day: int = Field(default=64, ge=0)
 
     # OpenAI routes: response cache and `model: "auto"` routing (prompt length, task)
-    response_cache_ttl_s: int = 6 * 3600
+    response_cache_ttl_s: int = Field(default=keys.RESPONSE_CACHE_TTL_S, ge=1)
     auto_small_model: str = "default"
     auto_large_model: str = "default"
     auto_large_above_chars: int = 6000

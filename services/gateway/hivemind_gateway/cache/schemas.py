@@ -16,7 +16,9 @@ class CacheEntryCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     value: JsonValue = Field(description="any JSON value")
-    ttl_s: int = Field(default=keys.TOOL_CACHE_TTL_S, ge=1, le=30 * 24 * 3600, strict=True)
+    ttl_s: int = Field(
+        default=keys.TOOL_CACHE_TTL_S, ge=1, le=keys.TOOL_CACHE_TTL_MAX_S, strict=True
+    )
 
 
 class CacheEntryPublic(BaseModel):

@@ -26,7 +26,7 @@ async def charge(redis: Any, tenant: str, size: int, limit_bytes: int) -> float 
     counter = keys.learning_bytes(tenant, day)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.incrby(counter, size)
-        pipe.expire(counter, 2 * DAY_S)
+        pipe.expire(counter, keys.LEARNING_BYTES_TTL_S)
         total, _ = await pipe.execute()
     if int(total) <= limit_bytes:
         return None
