@@ -243,7 +243,9 @@ class HivemindRedis:
         replicas = self.target.wait_replicas if wait_replicas is None else wait_replicas
         timeout_ms = self.target.wait_timeout_ms if wait_timeout_ms is None else wait_timeout_ms
         wait = (replicas, timeout_ms) if durable and replicas > 0 else None
-        idempotent = all(policy.is_idempotent(_name(c), c[1:], raw=True) for c in commands)
+        idempotent = all(
+            policy.is_idempotent(policy.raw_name(c), c[1:], raw=True) for c in commands
+        )
         state = {"attempt": 0}
 
         async def attempt() -> TransactionResult:
@@ -271,11 +273,6 @@ class HivemindRedis:
             await self._twin.aclose()
             self._twin = None
         await self._backend.aclose()
-
-
-def _name(cmd: tuple[Any, ...]) -> str:
-    first = cmd[0]
-    return (first.decode() if isinstance(first, bytes) else str(first)).upper()
 
 
 def _common_slot(commands: tuple[tuple[Any, ...], ...]) -> int:

@@ -169,6 +169,12 @@ def command_name(method: str, args: Sequence[Any]) -> str:
     return _METHOD_TO_COMMAND.get(method, method).upper()
 
 
+def raw_name(cmd: Sequence[Any]) -> str:
+    """The command name of a raw command tuple (``("HSET", key, ...)``), upper case."""
+    first = cmd[0]
+    return (first.decode() if isinstance(first, bytes) else str(first)).upper()
+
+
 def _upper_args(args: Sequence[Any]) -> list[str]:
     return [a.upper() if isinstance(a, str) else "" for a in args]
 

@@ -37,13 +37,8 @@ class TransactionResult(list[Any]):
         return self.replicas is None or self.replicas >= self.wanted_replicas
 
 
-def _name(cmd: tuple[Any, ...]) -> str:
-    first = cmd[0]
-    return (first.decode() if isinstance(first, bytes) else str(first)).upper()
-
-
 def _explicit_xadd(cmd: tuple[Any, ...]) -> bool:
-    return _name(cmd) == "XADD" and policy.is_idempotent("XADD", cmd[1:], raw=True)
+    return policy.raw_name(cmd) == "XADD" and policy.is_idempotent("XADD", cmd[1:], raw=True)
 
 
 async def _read(conn: Any, timeout: float | None = None) -> Any:
@@ -55,7 +50,7 @@ async def _read(conn: Any, timeout: float | None = None) -> Any:
 
 def _shape(callbacks: dict[str, Any], cmd: tuple[Any, ...], raw: Any) -> Any:
     """Apply redis-py's reply callback (HGETALL → dict …) when it takes no options."""
-    callback = callbacks.get(_name(cmd))
+    callback = callbacks.get(policy.raw_name(cmd))
     if callback is None:
         return raw
     try:
