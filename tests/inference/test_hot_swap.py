@@ -129,7 +129,7 @@ async def test_no_request_fails_while_swapping_and_in_flight_ones_finish_on_the_
 async def test_a_swap_answers_once_the_new_copy_serves_while_the_old_one_still_drains(
     gguf_copies: dict[str, Path], internal_token: str
 ) -> None:
-    from hivemind_inference.registry import ModelRegistry
+    from hivemind_inference.registry import LoadedModels
     from hivemind_inference.settings import InferenceSettings
 
     settings = InferenceSettings(
@@ -139,7 +139,7 @@ async def test_a_swap_answers_once_the_new_copy_serves_while_the_old_one_still_d
         publish_served_version=False,
         follow_registry=False,
     )
-    models = ModelRegistry(settings)
+    models = LoadedModels(settings)
     await models.load_all()
     try:
         old = models.slots["default"].current

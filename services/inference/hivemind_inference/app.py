@@ -13,11 +13,12 @@ from hivemind_common.redis import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_inference import __version__
 from hivemind_inference.follow_registry import RegistryFollower
-from hivemind_inference.registry import ModelRegistry
+from hivemind_inference.registry import LoadedModels
 from hivemind_inference.routes_admin import router as admin_router
 from hivemind_inference.routes_openai import router as openai_router
 from hivemind_inference.served import ServedVersionPublisher
 from hivemind_inference.settings import InferenceSettings
+from hivemind_inference.state import InferenceState
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -32,15 +33,13 @@ def create_app(settings: InferenceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.settings = settings
             app.state.internal_token = settings.require_internal_token()
             redis = None
             if settings.publish_served_version or settings.follow_registry:
                 redis = connect_redis(settings.redis_url)
                 stack.push_async_callback(redis.aclose)
             publisher = ServedVersionPublisher(redis if settings.publish_served_version else None)
-            registry = ModelRegistry(settings, on_swap=publisher)
-            app.state.registry = registry
+            registry = LoadedModels(settings, on_swap=publisher)
             stack.push_async_callback(registry.close)
             follower = None
             if settings.follow_registry and redis is not None:
@@ -52,7 +51,7 @@ def create_app(settings: InferenceSettings) -> FastAPI:
                 )
             names = [spec.name for spec in settings.model_specs()]
             await registry.load_all(await follower.startup_placements(names) if follower else None)
-            app.state.follower = follower
+            app.state.inference = InferenceState(settings, registry, follower)
             if follower is not None:
                 task = asyncio.create_task(
                     follower.run(settings.reconcile_interval_s), name="registry-follower"

@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 
 from hivemind_common.errors import Conflict, HivemindError
 from hivemind_common.model_deploy import deploy_in_progress, deploy_lock, serve_files
-from hivemind_common.model_registry import ModelRegistry as VersionRegistry
+from hivemind_common.model_registry import ModelRegistry
 from hivemind_inference import metrics
-from hivemind_inference.registry import ModelRegistry, ModelSlot, Placement
+from hivemind_inference.registry import LoadedModels, ModelSlot, Placement
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,10 @@ class RegistryFollower:
     """Keeps every served model on the version the model registry marks ``serving``."""
 
     def __init__(
-        self, *, models: ModelRegistry, redis: Any, data_dir: Path, timeout_s: float = 5.0
+        self, *, models: LoadedModels, redis: Any, data_dir: Path, timeout_s: float = 5.0
     ) -> None:
         self.models = models
-        self.versions = VersionRegistry(redis, data_dir)
+        self.versions = ModelRegistry(redis, data_dir)
         self.timeout_s = timeout_s
         self._failures: dict[str, int] = {}
         self._next_try: dict[str, float] = {}

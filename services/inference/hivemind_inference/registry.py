@@ -114,7 +114,7 @@ class ModelSlot:
         }
 
 
-class ModelRegistry:
+class LoadedModels:
     """Every served model by name and alias."""
 
     def __init__(self, settings: InferenceSettings, *, on_swap: OnSwap | None = None) -> None:

@@ -5,35 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from hivemind_common.auth import InternalCaller
 from hivemind_common.errors import Conflict
-from hivemind_inference.registry import ModelRegistry
 from hivemind_inference.schemas import LoadRequest
+from hivemind_inference.state import ModelsDep
 
 router = APIRouter(prefix="/admin", dependencies=[InternalCaller])
 
 
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry  # type: ignore[no-any-return]
-
-
 @router.get("/models")
-async def list_models(request: Request) -> dict[str, Any]:
-    reg = _registry(request)
-    return {"data": [slot.describe() for slot in reg.slots.values()]}
+async def list_models(models: ModelsDep) -> dict[str, Any]:
+    return {"data": [slot.describe() for slot in models.slots.values()]}
 
 
 @router.post("/models/{name}/load")
-async def load_model(name: str, body: LoadRequest, request: Request) -> dict[str, Any]:
+async def load_model(name: str, body: LoadRequest, models: ModelsDep) -> dict[str, Any]:
     """Load beside the serving copy, smoke-test, switch; answers once the new copy serves.
 
     The old copy drains (and is then freed) in the background; ``draining`` says how many of
     its requests were still running when this answered.
     """
-    reg = _registry(request)
-    slot = reg.resolve(name)
+    slot = models.resolve(name)
     if body.version == slot.current.version:
         raise Conflict(
             f"version {body.version!r} is already serving as {slot.spec.name!r}; "
@@ -41,7 +35,7 @@ async def load_model(name: str, body: LoadRequest, request: Request) -> dict[str
             code="version_in_use",
             param="version",
         )
-    result = await reg.swap(
+    result = await models.swap(
         slot.spec.name,
         gguf=Path(body.gguf),
         lora=Path(body.lora) if body.lora else None,

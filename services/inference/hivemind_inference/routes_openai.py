@@ -19,23 +19,20 @@ from hivemind_common.errors import HivemindError, Invalid
 from hivemind_common.streams import ClosingStream
 from hivemind_inference import generate, metrics
 from hivemind_inference.engine import GenerationCancelled, ModelCopy
-from hivemind_inference.registry import ModelRegistry, ModelSlot
+from hivemind_inference.registry import LoadedModels, ModelSlot
 from hivemind_inference.schemas import (
     ChatRequest,
     CompletionRequest,
     DetokenizeRequest,
     TokenizeRequest,
 )
+from hivemind_inference.state import ModelsDep
 
 log = logging.getLogger(__name__)
 router = APIRouter(dependencies=[InternalCaller])
 
 VERSION_HEADER = "x-hivemind-model-version"
 MODEL_HEADER = "x-hivemind-model"
-
-
-def _registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry  # type: ignore[no-any-return]
 
 
 def _headers(copy: ModelCopy) -> dict[str, str]:
@@ -58,14 +55,13 @@ def _model_card(slot: ModelSlot) -> dict[str, Any]:
 
 
 @router.get("/v1/models")
-async def list_models(request: Request) -> dict[str, Any]:
-    reg = _registry(request)
-    return {"object": "list", "data": [_model_card(s) for s in reg.slots.values()]}
+async def list_models(models: ModelsDep) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(s) for s in models.slots.values()]}
 
 
 @router.get("/v1/models/{model_id}")
-async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    return _model_card(_registry(request).resolve(model_id))
+async def get_model(model_id: str, models: ModelsDep) -> dict[str, Any]:
+    return _model_card(models.resolve(model_id))
 
 
 async def _watch_disconnect(request: Request, cancel: threading.Event) -> None:
@@ -145,7 +141,7 @@ async def _run_stream(
     )
 
 
-def _check_choices(reg: ModelRegistry, n: int) -> None:
+def _check_choices(reg: LoadedModels, n: int) -> None:
     if n > reg.settings.max_choices:
         raise Invalid(
             f"n is at most {reg.settings.max_choices} here (choices are generated one by one)",
@@ -155,13 +151,14 @@ def _check_choices(reg: ModelRegistry, n: int) -> None:
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse | StreamingResponse:
-    reg = _registry(request)
-    slot = reg.resolve(body.model)
-    _check_choices(reg, body.n)
-    default_max = reg.settings.max_tokens_default
-    tools = slot.spec.tool_format or reg.settings.tool_format
-    cache_bytes = reg.settings.prompt_cache_mb * 1024 * 1024
+async def chat_completions(
+    body: ChatRequest, request: Request, models: ModelsDep
+) -> JSONResponse | StreamingResponse:
+    slot = models.resolve(body.model)
+    _check_choices(models, body.n)
+    default_max = models.settings.max_tokens_default
+    tools = slot.spec.tool_format or models.settings.tool_format
+    cache_bytes = models.settings.prompt_cache_mb * 1024 * 1024
 
     def chunks(c: ModelCopy) -> Iterator[dict[str, Any]]:
         c.use_prompt_cache(cache_bytes)  # on the copy's thread, before its first generation
@@ -178,12 +175,11 @@ async def chat_completions(body: ChatRequest, request: Request) -> JSONResponse 
 
 @router.post("/v1/completions", response_model=None)
 async def completions(
-    body: CompletionRequest, request: Request
+    body: CompletionRequest, request: Request, models: ModelsDep
 ) -> JSONResponse | StreamingResponse:
-    reg = _registry(request)
-    slot = reg.resolve(body.model)
-    _check_choices(reg, body.n)
-    default_max = reg.settings.max_tokens_default
+    slot = models.resolve(body.model)
+    _check_choices(models, body.n)
+    default_max = models.settings.max_tokens_default
     if body.stream:
         return await _run_stream(slot, lambda c: generate.completion_chunks(c, body, default_max))
     return await _run_whole(
@@ -192,11 +188,11 @@ async def completions(
 
 
 @router.post("/tokenize")
-async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
+async def tokenize(body: TokenizeRequest, models: ModelsDep) -> dict[str, Any]:
     """Tokens of ``content``, or the count of a chat rendered with the model's template."""
     if (body.content is None) == (body.messages is None):
         raise Invalid("send exactly one of 'content' or 'messages'")
-    slot = _registry(request).resolve(body.model)
+    slot = models.resolve(body.model)
     # the vocabulary is read-only: tokenizing never waits behind a generation
     async with slot.pin() as copy:
 
@@ -218,8 +214,8 @@ async def tokenize(body: TokenizeRequest, request: Request) -> dict[str, Any]:
 
 
 @router.post("/detokenize")
-async def detokenize(body: DetokenizeRequest, request: Request) -> dict[str, Any]:
-    slot = _registry(request).resolve(body.model)
+async def detokenize(body: DetokenizeRequest, models: ModelsDep) -> dict[str, Any]:
+    slot = models.resolve(body.model)
     async with slot.pin() as copy:
         vocab = copy.llama.n_vocab()
         if any(t < 0 or t >= vocab for t in body.tokens):
