@@ -18,7 +18,7 @@ test: install quadlet-check
 lint: install
 	$(VENV)/bin/ruff check libs services tests bench
 	$(VENV)/bin/ruff format --check libs services tests bench
-	$(VENV)/bin/mypy libs/common/hivemind_common libs/cli/hivemind_cli \
+	$(VENV)/bin/mypy libs/common/hivemind_common libs/client/hivemind_client libs/cli/hivemind_cli \
 	  $(filter-out %.egg-info,$(wildcard services/*/hivemind_*))
 
 bench: install

