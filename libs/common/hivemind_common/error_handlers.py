@@ -156,7 +156,9 @@ def from_redis_error(exc: redis_errors.RedisError) -> HivemindError:
     if isinstance(exc, redis_errors.TimeoutError):
         return Timeout("the data store did not answer in time", code="store_timeout")
     if isinstance(exc, redis_errors.OutOfMemoryError):
-        return Unavailable("the data store is full", code="store_full")
+        return Unavailable(
+            "the data store is full", code="store_full", headers={"Retry-After": "5"}
+        )
     unavailable = (
         redis_errors.ConnectionError,
         redis_errors.ReadOnlyError,
@@ -165,7 +167,11 @@ def from_redis_error(exc: redis_errors.RedisError) -> HivemindError:
     )
     refused = (redis_errors.ResponseError, redis_errors.WatchError)
     if isinstance(exc, unavailable) or not isinstance(exc, refused):
-        return Unavailable("the data store is not available", code="store_unavailable")
+        return Unavailable(
+            "the data store is not available",
+            code="store_unavailable",
+            headers={"Retry-After": "1"},
+        )
     return Conflict(
         "the stored data cannot take this operation (the data store refused it)",
         code="store_conflict",

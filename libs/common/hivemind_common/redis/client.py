@@ -36,7 +36,12 @@ class RetryStats:
 
 
 class RedisUnavailable(Unavailable):
-    """Redis could not be reached (or stayed unreachable past the retry deadline)."""
+    """Redis could not be reached (or stayed unreachable past the retry deadline), or a strong
+    write was not acknowledged by a replica. Retryable: it carries ``Retry-After``."""
+
+    def __init__(self, message: str | None = None, *, retry_after: float = 1.0, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.headers.setdefault("Retry-After", str(max(1, round(retry_after))))
 
 
 class HivemindRedis:
@@ -190,6 +195,12 @@ class HivemindRedis:
                     if tries:
                         self.stats.failed_operations += 1
                         policy.FAILED_OPERATIONS.labels(self.topology).inc()
+                    if isinstance(exc, policy.NotReplicated):
+                        raise RedisUnavailable(
+                            f"redis {self.topology}: {what} not acknowledged by a replica "
+                            f"({exc}); it was not stored durably: retry it with the same ids",
+                            code="store_not_replicated",
+                        ) from exc
                     if retry_ok:
                         raise RedisUnavailable(
                             f"redis {self.topology}: {what} still failing after "
@@ -232,8 +243,11 @@ class HivemindRedis:
 
         With ``durable=True`` and ``wait_replicas`` > 0 (default 1 on cluster and sentinel, 0 on
         standalone; ``?wait_replicas=`` in the URL changes it), ``WAIT`` follows ``EXEC`` on the
-        same connection. A WAIT that times out does not fail the write: the result's ``replicas``
-        says how many acknowledged, and ``hivemind_redis_wait_shortfall_total`` counts it. The
+        same connection. With ``?durability=available`` (the default) a WAIT that times out does
+        not fail the write: the result's ``replicas`` says how many acknowledged, and
+        ``hivemind_redis_wait_shortfall_total`` counts it. With ``?durability=strong`` a shortfall
+        is retried like a failover (only if idempotent, unless the write was refused before it
+        ran) and then raised as :class:`RedisUnavailable` (503, ``store_not_replicated``). The
         whole transaction is retried across a failover when every command is idempotent, or when
         the error proves nothing was applied (see :mod:`hivemind_common.redis.policy`).
         """
@@ -257,6 +271,7 @@ class HivemindRedis:
                 wait=wait,
                 retried=state["attempt"] > 1,
                 topology=self.topology,
+                strong=self.target.durability == "strong",
             )
 
         return await self.with_retry(attempt, idempotent=idempotent, what="MULTI/EXEC")

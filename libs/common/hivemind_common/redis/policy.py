@@ -17,6 +17,10 @@ The rule (one place, used by single commands and by transactions):
   deadline passed or a non-idempotent command was cut off mid-flight (it may have run);
   redis-py's own error for everything else (WRONGTYPE, NOPERM, wrong password, a TLS
   certificate that does not verify), never retried.
+- A durable transaction under ``?durability=strong`` that no replica acknowledged
+  (:class:`NotReplicated`) counts as a failure: refused before it ran when the primary is known
+  to lack replicas (safe to repeat anything), else retried only when idempotent; the caller then
+  sees :class:`~hivemind_common.errors.Unavailable` (503 with ``Retry-After``), never success.
 - Blocking reads (``XREAD``/``XREADGROUP`` ``block=``, ``BLPOP``) must block for less than the
   socket timeout (5 s, ``?socket_timeout=``), or the read times out and counts as a failure.
 """
@@ -53,6 +57,23 @@ WAIT_SHORTFALL = Counter(
     "Durable transactions whose WAIT timed out before enough replicas acknowledged.",
     ["topology"],
 )
+
+
+class NotReplicated(Exception):
+    """A durable write (``?durability=strong``) that fewer replicas acknowledged than wanted.
+
+    ``applied`` says whether the primary ran it: False when it was refused beforehand because the
+    primary has too few replicas connected (nothing written, safe to repeat), True when ``WAIT``
+    fell short after ``EXEC`` (on the primary only; a failover now could lose it).
+    """
+
+    def __init__(self, node: str, replicas: int, wanted: int, *, applied: bool) -> None:
+        self.node, self.replicas, self.wanted, self.applied = node, replicas, wanted, applied
+        done = "written on" if applied else "refused by"
+        super().__init__(
+            f"{done} primary {node} with {replicas} of {wanted} replica acknowledgement(s)"
+        )
+
 
 # Errors whose presence proves the server did not apply the command.
 REJECTED_ERRORS: tuple[type[BaseException], ...] = (
@@ -234,6 +255,8 @@ def never_applied(exc: BaseException) -> bool:
     """True when the error proves the server did not run the command (safe to repeat anything)."""
     if isinstance(exc, REJECTED_ERRORS):
         return True
+    if isinstance(exc, NotReplicated):
+        return not exc.applied
     return any(isinstance(c, ConnectionRefusedError) for c in _causes(exc))
 
 
@@ -255,7 +278,7 @@ def is_retryable(exc: BaseException) -> bool:
     """
     if any(isinstance(c, PERMANENT_ERRORS) for c in _causes(exc)):
         return False
-    return isinstance(exc, REJECTED_ERRORS + TRANSIENT_ERRORS)
+    return isinstance(exc, REJECTED_ERRORS + TRANSIENT_ERRORS + (NotReplicated,))
 
 
 def error_kind(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from hivemind_common.redis.topology import Backend
 
 log = logging.getLogger(__name__)
 
-REPLICA_RECHECK_S = 5.0  # how long a primary short of replicas is trusted to stay so
+REPLICA_RECHECK_S = 5.0  # how long a primary short of replicas is noted as such
 
 
 class TransactionResult(list[Any]):
@@ -67,29 +67,45 @@ async def run_transaction(
     wait: tuple[int, int] | None,
     retried: bool,
     topology: str,
+    strong: bool = False,
 ) -> TransactionResult:
-    """One attempt: MULTI, commands, EXEC[, WAIT n ms]; raises redis errors for the retry policy."""
+    """One attempt: MULTI, commands, EXEC[, WAIT n ms]; raises redis errors for the retry policy.
+
+    ``strong`` (``?durability=strong``): a primary known to lack replicas is asked again and, if
+    still short, the write is refused before it runs; a WAIT that falls short raises
+    :class:`~hivemind_common.redis.policy.NotReplicated` instead of returning the result.
+    """
     conn, release = await backend.primary_connection(slot)
     node = f"{conn.host}:{conn.port}"
     until, connected = backend.short_of_replicas.get(node, (0.0, 0))
-    if wait is not None and until > time.monotonic() and connected < wait[0]:
+    known_short = wait is not None and until > time.monotonic() and connected < wait[0]
+    wait_skipped: tuple[int, int] | None = None
+    if known_short and not strong:
         wait_skipped, wait = wait, None  # known to lack replicas: don't pay the bound again
-    else:
-        wait_skipped = None
-    packet: list[tuple[Any, ...]] = [("MULTI",), *commands, ("EXEC",)]
-    if wait is not None:
-        packet.append(("WAIT", wait[0], wait[1]))
+    refused: policy.NotReplicated | None = None
     broken = True
     wait_reply: Any = None
+    replies: list[Any] = []
     try:
-        await conn.send_packed_command(conn.pack_commands(packet), check_health=False)
-        replies = [await _read(conn) for _ in range(len(commands) + 2)]
-        exec_done = time.perf_counter()
-        if wait is not None:
-            wait_reply = await _read(conn, timeout=(conn.socket_timeout or 5.0) + wait[1] / 1000)
-            wait_s = time.perf_counter() - exec_done
-            if isinstance(wait_reply, int) and wait_reply < wait[0]:
-                await _note_replicas(backend, conn, node, wait[0])
+        if known_short and strong and wait is not None:  # has a replica come back?
+            connected = await _connected_replicas(conn)
+            if connected < wait[0]:
+                refused = policy.NotReplicated(node, connected, wait[0], applied=False)
+            else:
+                backend.short_of_replicas.pop(node, None)
+        if refused is None:
+            packet: list[tuple[Any, ...]] = [("MULTI",), *commands, ("EXEC",)]
+            if wait is not None:
+                packet.append(("WAIT", wait[0], wait[1]))
+            await conn.send_packed_command(conn.pack_commands(packet), check_health=False)
+            replies = [await _read(conn) for _ in range(len(commands) + 2)]
+            exec_done = time.perf_counter()
+            if wait is not None:
+                bound = (conn.socket_timeout or 5.0) + wait[1] / 1000
+                wait_reply = await _read(conn, timeout=bound)
+                wait_s = time.perf_counter() - exec_done
+                if isinstance(wait_reply, int) and wait_reply < wait[0]:
+                    await _note_replicas(backend, conn, node, wait[0])
         broken = False
     except Exception as exc:
         if policy.is_retryable(exc):
@@ -97,6 +113,9 @@ async def run_transaction(
         raise
     finally:
         await release(broken)
+    if refused is not None:
+        policy.WAIT_SHORTFALL.labels(topology).inc()
+        raise refused
 
     for reply in replies[:-1]:  # MULTI's OK and each QUEUED, or the reason it was refused
         if isinstance(reply, Exception):
@@ -126,30 +145,46 @@ async def run_transaction(
         result.replicas, result.wanted_replicas = 0, wait_skipped[0]
     if result.replicas is not None and result.replicas < result.wanted_replicas:
         policy.WAIT_SHORTFALL.labels(topology).inc()
+        if strong:
+            raise policy.NotReplicated(node, result.replicas, result.wanted_replicas, applied=True)
+        if wait_skipped is None:  # a WAIT ran and fell short (a skipped one was logged once)
+            log.warning(
+                "redis %s: a durable write on %s was acknowledged by %d of %d replica(s) "
+                "and returned anyway (durability=available)",
+                topology,
+                node,
+                result.replicas,
+                result.wanted_replicas,
+            )
     return result
 
 
-async def _note_replicas(backend: Backend, conn: Any, node: str, wanted: int) -> None:
-    """After a short WAIT: if the primary has fewer replicas connected than wanted (say, its
-    replica was just promoted away in a failover), skip WAIT there for a while."""
+async def _connected_replicas(conn: Any) -> int:
+    """``connected_slaves`` of the primary behind ``conn`` (INFO replication)."""
     await conn.send_command("INFO", "replication", check_health=False)
     info = await conn.read_response()
     text = info.decode() if isinstance(info, bytes) else str(info)
     for line in text.splitlines():
         if line.startswith("connected_slaves:"):
-            connected = int(line.split(":", 1)[1])
-            if connected < wanted:
-                until = time.monotonic() + REPLICA_RECHECK_S
-                backend.short_of_replicas[node] = (until, connected)
-                log.warning(
-                    "redis primary %s has %d replica(s), durable writes want %d: not waiting "
-                    "for replicas there for %.0fs",
-                    node,
-                    connected,
-                    wanted,
-                    REPLICA_RECHECK_S,
-                )
-            return
+            return int(line.split(":", 1)[1])
+    return 0
+
+
+async def _note_replicas(backend: Backend, conn: Any, node: str, wanted: int) -> None:
+    """After a short WAIT: if the primary has fewer replicas connected than wanted (say, its
+    replica was just promoted away in a failover), note it for a while: ``available`` writes skip
+    WAIT there, ``strong`` writes ask again before writing."""
+    connected = await _connected_replicas(conn)
+    if connected < wanted:
+        until = time.monotonic() + REPLICA_RECHECK_S
+        backend.short_of_replicas[node] = (until, connected)
+        log.warning(
+            "redis primary %s has %d replica(s), durable writes want %d: noted for %.0fs",
+            node,
+            connected,
+            wanted,
+            REPLICA_RECHECK_S,
+        )
 
 
 def cmd_id(cmd: tuple[Any, ...]) -> Any:

@@ -8,8 +8,10 @@ Four forms (SPEC.md, "Configuration"):
   (``rediss+sentinel://`` for TLS to the data nodes).
 
 Query options: ``db`` (standalone, sentinel), ``wait_replicas`` and ``wait_timeout_ms`` (durable
-writes), ``socket_timeout`` and ``connect_timeout`` (seconds), ``retry_deadline`` (seconds a
-failover may take before callers see an error), ``sentinel_username`` / ``sentinel_password``,
+writes), ``durability`` (``available``, the default, or ``strong``: a durable write no replica
+acknowledged is retried or refused, never returned as done), ``socket_timeout`` and
+``connect_timeout`` (seconds), ``retry_deadline`` (seconds a failover may take before callers
+see an error), ``sentinel_username`` / ``sentinel_password``,
 and TLS pass-through: ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs``
 (``none|optional|required``), ``ssl_check_hostname`` (``true|false``).
 """
@@ -23,6 +25,7 @@ from urllib.parse import parse_qs, unquote
 from hivemind_common.errors import Invalid
 
 Topology = Literal["standalone", "cluster", "sentinel"]
+Durability = Literal["available", "strong"]
 
 _SCHEMES: dict[str, tuple[Topology, bool]] = {
     "redis": ("standalone", False),
@@ -38,6 +41,7 @@ _KNOWN_OPTIONS = frozenset(
         "db",
         "wait_replicas",
         "wait_timeout_ms",
+        "durability",
         "socket_timeout",
         "connect_timeout",
         "retry_deadline",
@@ -62,6 +66,7 @@ class RedisTarget:
     service: str | None = None
     wait_replicas: int = 0
     wait_timeout_ms: int = 500
+    durability: Durability = "available"
     socket_timeout: float = 5.0
     connect_timeout: float = 2.0
     retry_deadline: float = 30.0
@@ -191,6 +196,9 @@ def parse_redis_url(url: str) -> RedisTarget:
         tls_options["ssl_check_hostname"] = flag in ("true", "1", "yes")
     if tls_options and not tls:
         raise _bad(url, "TLS options need a rediss:// URL")
+    durability = options.get("durability", "available")
+    if durability not in ("available", "strong"):
+        raise _bad(url, "durability must be available or strong")
     return RedisTarget(
         topology=topology,
         nodes=nodes,
@@ -205,6 +213,7 @@ def parse_redis_url(url: str) -> RedisTarget:
         wait_timeout_ms=_int_option(
             url, "wait_timeout_ms", options.get("wait_timeout_ms", "500"), 1, 60_000
         ),
+        durability="strong" if durability == "strong" else "available",
         socket_timeout=_float_option(
             url, "socket_timeout", options.get("socket_timeout", "5"), 0.01, 600
         ),

@@ -93,7 +93,7 @@ async def store_batch(
         commands: list[tuple[Any, ...]] = []
         sessions: set[str] = set()
         for offset, (i, body) in enumerate(chunk):
-            memory_id = secrets.token_hex(12)
+            memory_id = body.id or secrets.token_hex(12)
             # distinct created_at stamps keep the items' order (and their change versions)
             stamp = now + offset * 1e-6
             record = {

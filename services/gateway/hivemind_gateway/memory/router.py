@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Header, Path, Query
 
 from hivemind_common.audit import audited
 from hivemind_common.auth import ReadPrincipal, WritePrincipal
@@ -72,14 +72,20 @@ async def put_context(
 
 @router.post("/memories", response_model=MemoryPublic, status_code=201)
 async def store_memory(
-    body: MemoryCreate, principal: WritePrincipal, state: StateDep, settings: SettingsDep
+    body: MemoryCreate,
+    principal: WritePrincipal,
+    state: StateDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> MemoryPublic:
+    """A memory; an ``id`` in the body or an ``Idempotency-Key`` header makes a retry safe."""
     return await service.store_memory(
         redis=state.redis,
         search=state.search,
         tenant=principal.tenant,
         body=body,
         max_chars=settings.max_memory_text_chars,
+        memory_id=service.idempotent_id(idempotency_key, body.id),
     )
 
 

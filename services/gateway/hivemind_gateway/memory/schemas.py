@@ -76,6 +76,9 @@ class SessionsPublic(BaseModel):
 class MemoryCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
+    # chosen by the client so a retried write cannot duplicate (the same id and body again
+    # answers the stored memory; the same id with another body is a 409)
+    id: Identifier | None = None
     text: Text
     session_id: Identifier | None = None
     tags: Tags = Field(default_factory=list)

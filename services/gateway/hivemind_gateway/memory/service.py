@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
 from typing import Any
 
 from hivemind_common import keys
-from hivemind_common.errors import NotFound, TooLarge
+from hivemind_common.errors import Conflict, Invalid, NotFound, TooLarge
 from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
     MemoriesPublic,
@@ -29,7 +30,6 @@ from hivemind_gateway.storage_schema import (
     load_json,
     load_tags,
     memory_item,
-    vector_bytes,
 )
 
 
@@ -44,20 +44,50 @@ def _public(memory_id: str, record: dict[str, str]) -> MemoryPublic:
     )
 
 
+def idempotent_id(idempotency_key: str | None, body_id: str | None) -> str | None:
+    """The memory id a client chose: the body's ``id``, or one derived from its
+    ``Idempotency-Key`` header (the same key always names the same memory of the tenant)."""
+    if idempotency_key is None:
+        return body_id
+    if not 1 <= len(idempotency_key) <= 255 or not all(33 <= ord(c) < 127 for c in idempotency_key):
+        raise Invalid(
+            "Idempotency-Key must be 1 to 255 visible ASCII characters", param="Idempotency-Key"
+        )
+    derived = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+    if body_id is not None and body_id != derived:
+        raise Invalid(
+            "give either a memory id or an Idempotency-Key, not two that disagree", param="id"
+        )
+    return derived
+
+
+def _same_memory(record: dict[str, str], stored: dict[str, str]) -> bool:
+    fields = ("text", "session_id", "tags", "metadata")
+    return all(record[f] == stored.get(f, "") for f in fields)
+
+
 async def store_memory(
-    *, redis: Any, search: SearchIndex, tenant: str, body: MemoryCreate, max_chars: int
+    *,
+    redis: Any,
+    search: SearchIndex,
+    tenant: str,
+    body: MemoryCreate,
+    max_chars: int,
+    memory_id: str | None = None,
 ) -> MemoryPublic:
-    """Store a memory (touching its session); the search index's worker embeds it."""
+    """Store a memory (touching its session); the search index's worker embeds it.
+
+    ``memory_id`` (or ``body.id``) is the client's own id: writing it again with the same body
+    writes the stored memory again, unchanged, and answers it (so a write retried after an error
+    or a lost answer is stored exactly once, replicated before it answers); another body under
+    that id is a 409.
+    """
     if len(body.text) > max_chars:
         raise TooLarge(
             f"text has {len(body.text)} characters; the limit is {max_chars}", param="text"
         )
-    reserved = await reserve_items(
-        redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant), member=None
-    )
-    memory_id = secrets.token_hex(12)
-    # the search index's worker adds the vector (within a second); until then, words find it
-    vec = model = None
+    chosen = memory_id or body.id
+    memory_id = chosen or secrets.token_hex(12)
     now = time.time()
     stamp = f"{now:.6f}"
     record = {
@@ -67,6 +97,17 @@ async def store_memory(
         "metadata": json.dumps(body.metadata),
         "created_at": stamp,
     }
+    if chosen:
+        stored = await redis.hgetall(keys.memory(tenant, memory_id))
+        if stored:
+            if not _same_memory(record, stored):
+                raise Conflict(f"memory {memory_id!r} already holds a different memory", param="id")
+            stamp = record["created_at"] = stored.get("created_at") or stamp
+            now = float(stamp)
+    reserved = await reserve_items(
+        redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant), member=chosen
+    )
+    # the search index's worker adds the vector (within a second); until then, words find it
     commands: list[tuple[Any, ...]] = [
         ("HSET", keys.memory(tenant, memory_id), *[x for kv in record.items() for x in kv]),
         ("ZADD", keys.memories_index(tenant), now, memory_id),
@@ -74,12 +115,10 @@ async def store_memory(
     ]
     if body.session_id:
         commands.append(("ZADD", keys.session_memories(tenant, body.session_id), now, memory_id))
-        commands += touch_commands(tenant, body.session_id, now)
-    if vec is not None and model is not None:
-        commands.append(("SET", keys.vector(tenant, model, "memory", memory_id), vector_bytes(vec)))
-    commands.append(change_command(tenant, "upsert", "memory", memory_id, stamp, vec is not None))
+        commands += touch_commands(tenant, body.session_id, time.time())
+    commands.append(change_command(tenant, "upsert", "memory", memory_id, stamp, False))
     await redis.transaction(*commands, durable=True)
-    await search.apply_local(tenant, "memory", memory_item(memory_id, record), memory_id, vec)
+    await search.apply_local(tenant, "memory", memory_item(memory_id, record), memory_id, None)
     return _public(memory_id, record)
 
 

@@ -1,0 +1,78 @@
+"""Memories with ids the client chose (a body ``id`` or an ``Idempotency-Key`` header): a retried
+write is stored once, a different memory under a used id is a 409."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from support.gateway import RunningGateway
+
+
+def test_a_memory_written_twice_with_its_id_is_stored_once(gateway: RunningGateway) -> None:
+    body = {"id": "note-1", "text": "the deploy key rotates monthly", "session_id": "s1"}
+    with gateway.client() as c:
+        first = c.post("/v1/memories", json=body)
+        assert first.status_code == 201, first.text
+        again = c.post("/v1/memories", json=body)
+        assert again.status_code == 201, again.text
+        assert again.json() == first.json()  # the stored memory, created_at unchanged
+        assert first.json()["id"] == "note-1"
+        assert c.get("/v1/memories").json()["count"] == 1
+        assert c.get("/v1/sessions/s1").json()["memories"] == 1
+
+
+def test_another_memory_under_a_used_id_is_a_conflict(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        c.post("/v1/memories", json={"id": "n", "text": "one"}).raise_for_status()
+        clash = c.post("/v1/memories", json={"id": "n", "text": "two"})
+        assert clash.status_code == 409
+        assert clash.headers["content-type"].startswith("application/problem+json")
+        assert c.get("/v1/memories/n").json()["text"] == "one"
+
+
+def test_an_idempotency_key_names_one_memory(gateway: RunningGateway) -> None:
+    headers = {"Idempotency-Key": "import-2024-05-01#17"}
+    with gateway.client() as c, gateway.client("other") as o:
+        first = c.post("/v1/memories", json={"text": "kept once"}, headers=headers)
+        assert first.status_code == 201, first.text
+        memory_id = first.json()["id"]
+        assert memory_id == hashlib.sha256(b"import-2024-05-01#17").hexdigest()[:24]
+        again = c.post("/v1/memories", json={"text": "kept once"}, headers=headers)
+        assert again.json() == first.json()
+        assert c.get("/v1/memories").json()["count"] == 1
+        # the same key in another tenant is another tenant's memory
+        theirs = o.post("/v1/memories", json={"text": "theirs"}, headers=headers)
+        assert theirs.status_code == 201
+        assert c.get(f"/v1/memories/{memory_id}").json()["text"] == "kept once"
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"text": "x", "id": "bad id"}, {}),
+        ({"text": "x", "id": ""}, {}),
+        ({"text": "x"}, {"Idempotency-Key": "has space"}),
+        ({"text": "x"}, {"Idempotency-Key": "k" * 256}),
+        ({"text": "x", "id": "other"}, {"Idempotency-Key": "k1"}),
+    ],
+)
+def test_bad_client_ids_are_refused(
+    gateway: RunningGateway, body: dict[str, str], headers: dict[str, str]
+) -> None:
+    with gateway.client() as c:
+        r = c.post("/v1/memories", json=body, headers=headers)
+        assert 400 <= r.status_code < 500 and r.status_code != 404, r.text
+        assert c.get("/v1/memories").json()["count"] == 0
+
+
+def test_a_batch_keeps_the_ids_it_is_given(gateway: RunningGateway) -> None:
+    items = [{"id": "b1", "text": "first"}, {"text": "second"}]
+    with gateway.client() as c:
+        done = c.post("/v1/memories/batch", json={"memories": items}).json()
+        assert done["stored"] == 2
+        assert done["results"][0]["id"] == "b1"
+        again = c.post("/v1/memories/batch", json={"memories": items[:1]}).json()
+        assert again["results"][0]["id"] == "b1"
+        assert c.get("/v1/memories").json()["count"] == 2
