@@ -14,6 +14,7 @@ from hivemind_embedding.batcher import MicroBatcher
 from hivemind_embedding.encoder import SentenceEncoder, default_model_dir, model_id_for
 from hivemind_embedding.router import router
 from hivemind_embedding.settings import EmbeddingSettings
+from hivemind_embedding.state import EmbeddingState
 
 
 def create_app(settings: EmbeddingSettings) -> FastAPI:
@@ -21,7 +22,6 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
         app.state.internal_token = settings.require_internal_token()
         model_dir = settings.embedding_model_dir or default_model_dir()
         model_id = model_id_for(model_dir, settings.embedding_model_id)
@@ -41,8 +41,7 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             max_batch=settings.embedding_max_batch,
         )
         await batcher.start()
-        app.state.encoder = encoder
-        app.state.batcher = batcher
+        app.state.embedding = EmbeddingState(settings, encoder, batcher)
 
         async def model_loaded() -> None:
             return None

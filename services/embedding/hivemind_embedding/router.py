@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from hivemind_common.auth import require_internal
@@ -22,6 +22,7 @@ from hivemind_embedding.schemas import (
     OpenAIEmbeddingResponse,
 )
 from hivemind_embedding.settings import EmbeddingSettings
+from hivemind_embedding.state import EmbeddingDep
 
 router = APIRouter(dependencies=[Depends(require_internal)])
 _JSON = "application/json"
@@ -55,10 +56,6 @@ def check_texts(texts: list[str], settings: EmbeddingSettings, *, param: str) ->
         )
 
 
-async def _embed(request: Request, texts: list[str]) -> np.ndarray:
-    return await request.app.state.batcher.embed(texts)
-
-
 def _json(body: dict[str, Any]) -> Response:
     """Serialise straight from numpy with orjson. The declared ``response_model`` still
     documents the shape; validating and re-encoding hundreds of floats per vector through
@@ -67,11 +64,11 @@ def _json(body: dict[str, Any]) -> Response:
 
 
 @router.post("/embed", response_model=EmbedResponse)
-async def embed(body: EmbedRequest, request: Request) -> Response:
+async def embed(body: EmbedRequest, state: EmbeddingDep) -> Response:
     """Unit-length vectors for ``texts``, named by the model that made them."""
-    check_texts(body.texts, request.app.state.settings, param="texts")
-    rows = await _embed(request, body.texts)
-    encoder = request.app.state.encoder
+    check_texts(body.texts, state.settings, param="texts")
+    rows = await state.batcher.embed(body.texts)
+    encoder = state.encoder
     return _json(
         {
             "embeddings": np.ascontiguousarray(rows, dtype=np.float32),
@@ -82,18 +79,18 @@ async def embed(body: EmbedRequest, request: Request) -> Response:
 
 
 @router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse)
-async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request) -> Response:
+async def openai_embeddings(body: OpenAIEmbeddingRequest, state: EmbeddingDep) -> Response:
     """OpenAI's embeddings endpoint; ``model`` is accepted and the served model is named back."""
-    encoder = request.app.state.encoder
+    encoder = state.encoder
     texts = [body.input] if isinstance(body.input, str) else body.input
-    check_texts(texts, request.app.state.settings, param="input")
+    check_texts(texts, state.settings, param="input")
     if body.dimensions is not None and body.dimensions != encoder.dimensions:
         raise Invalid(
             f"this model makes {encoder.dimensions}-dimensional vectors; "
             f"dimensions={body.dimensions} is not supported",
             param="dimensions",
         )
-    rows = np.ascontiguousarray(await _embed(request, texts), dtype=np.float32)
+    rows = np.ascontiguousarray(await state.batcher.embed(texts), dtype=np.float32)
     tokens = await asyncio.to_thread(encoder.count_tokens, texts)
     data: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
@@ -114,18 +111,17 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, request: Request) -> R
 
 
 @router.get("/info", response_model=ModelInfo)
-async def info(request: Request) -> ModelInfo:
+async def info(state: EmbeddingDep) -> ModelInfo:
     """The served model's id and dimensions, and the limits callers must respect."""
-    settings: EmbeddingSettings = request.app.state.settings
-    encoder = request.app.state.encoder
+    settings, encoder, batcher = state.settings, state.encoder, state.batcher
     return ModelInfo(
         model=encoder.model_id,
         dimensions=encoder.dimensions,
-        batching=request.app.state.batcher.enabled,
+        batching=batcher.enabled,
         precision=encoder.precision,
         fast_path=encoder.fast_path,
         max_texts=settings.embedding_max_texts,
         max_chars=settings.embedding_max_chars,
-        batches=request.app.state.batcher.batches,
-        texts=request.app.state.batcher.texts,
+        batches=batcher.batches,
+        texts=batcher.texts,
     )
