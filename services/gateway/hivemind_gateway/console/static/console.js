@@ -35,13 +35,18 @@
     }
     return fetch(path, init).then(function (resp) {
       var type = resp.headers.get("content-type") || "";
-      var read = type.indexOf("json") >= 0 ? resp.json() : resp.text();
-      return read.then(function (data) {
+      return resp.text().then(function (text) {
+        var data = text;
+        if (text && type.indexOf("json") >= 0) {
+          try { data = JSON.parse(text); } catch (e) { data = text; }
+        }
         if (resp.status === 401) {
           window.location.assign("/console/signin");
         }
         return { ok: resp.ok, status: resp.status, data: data };
       });
+    }, function (err) {
+      return { ok: false, status: 0, data: { detail: "the gateway did not answer (" + err + ")" } };
     });
   }
 
@@ -253,7 +258,18 @@
       api("GET", "/v1/stats").then(function (r) {
         if (!r.ok) return failed("stats", r);
         var redis = r.data.redis;
-        fill("redis", redis ? kv(redis) : el("p", { class: "hint", text: "Not reported." }));
+        if (!redis || redis.error) {
+          fill("redis", el("p", { class: "hint", text: "Not reported." }));
+        } else {
+          var nodes = redis.nodes || {};
+          fill("redis", kv({ topology: redis.topology, primaries: redis.primaries }),
+            redis.nodes ? table([
+              { label: "Node", value: function (n) { return n; } },
+              { label: "Role", value: function (n) { return nodes[n].role; } },
+              { label: "Replicas", num: true, value: function (n) { return nodes[n].connected_replicas; } },
+              { label: "Memory", num: true, value: function (n) { return bytes(nodes[n].used_memory_bytes); } },
+            ], Object.keys(nodes)) : null);
+        }
         var req = r.data.requests;
         if (req && !req.error) {
           var now = Date.now() / 1000;
