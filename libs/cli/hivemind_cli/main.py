@@ -16,6 +16,7 @@ from hivemind_cli import (
     audit_cmd,
     backup_cmd,
     hosts_cmd,
+    ingest_cmd,
     keys_cmd,
     memories_cmd,
     tenants_cmd,
@@ -34,6 +35,7 @@ app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(hosts_cmd.app, name="hosts")
 app.add_typer(tenants_cmd.app, name="tenants")
 app.add_typer(memories_cmd.app, name="memories")
+app.command("ingest")(ingest_cmd.ingest)
 app.command("audit")(audit_cmd.show)
 app.command("backup")(backup_cmd.backup)
 app.command("restore")(backup_cmd.restore)

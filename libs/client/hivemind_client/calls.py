@@ -188,6 +188,10 @@ def rag_context(
     return Call("POST", "/v1/rag/context", m.RagContext, body)
 
 
+def rag_stats() -> Call[m.RagStats]:
+    return Call("GET", "/v1/rag/stats", m.RagStats)
+
+
 def parse(call: Call[T], payload: Any) -> T:
     if call.answer is None:
         return None  # type: ignore[return-value]

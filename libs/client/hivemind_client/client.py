@@ -192,6 +192,7 @@ class Client:
     tokenize = _Sync(calls.tokenize)
     chunk = _Sync(calls.chunk)
     rag_context = _Sync(calls.rag_context)
+    rag_stats = _Sync(calls.rag_stats)
 
 
 class AsyncClient:
@@ -262,3 +263,4 @@ class AsyncClient:
     tokenize = _Async(calls.tokenize)
     chunk = _Async(calls.chunk)
     rag_context = _Async(calls.rag_context)
+    rag_stats = _Async(calls.rag_stats)

@@ -178,6 +178,15 @@ class RagContext(_Model):
     method: str = ""
 
 
+class RagStats(_Model):
+    counters: dict[str, int] = Field(default_factory=dict)
+    logged: int = 0
+    index: dict[str, int] = Field(default_factory=dict)
+    embedding_model: str | None = None
+    embedding_available: bool = False
+    pending_vectors: int = 0
+
+
 class DocInput(_Model):
     """One document to send in a batch."""
 

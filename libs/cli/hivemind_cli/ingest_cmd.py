@@ -1,0 +1,319 @@
+"""``hivemind ingest PATH...``: put a project's docs and code into the reference library.
+
+Walks files and directories, honours ``.gitignore`` files (and skips ``.git``), skips binaries
+and files over a size limit, and sends only files whose content hash differs from the one the
+gateway holds for the same source (so a second run on an unchanged tree sends, chunks and embeds
+nothing). ``--prune`` deletes the collection's documents under the given paths whose files are
+gone. A progress bar counts files, chunks and tokens; a summary follows. The gateway comes from
+``--gateway-url``, ``HIVEMIND_GATEWAY_URL`` or the hosts registry; the key from
+``HIVEMIND_API_KEY`` (a write key of the tenant). Uses :mod:`hivemind_client`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pathspec
+import typer
+from hivemind_client import Client, DocInput, HivemindError
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+MAX_BYTES = 1024 * 1024
+BATCH_DOCS = 32
+BATCH_BYTES = 4 * 1024 * 1024
+SNIFF_BYTES = 8192
+# what the gateway refuses in text: C0 controls but tab, newline and CR; DEL; C1 controls
+_BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+@dataclass
+class Walked:
+    files: dict[str, Path] = field(default_factory=dict)  # source -> file
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+
+
+def source_name(path: Path, cwd: Path) -> str:
+    """The document's source: its path relative to the current directory when it is below it."""
+    resolved = path.resolve()
+    try:
+        return resolved.relative_to(cwd).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def _patterns(globs: list[str]) -> pathspec.PathSpec | None:
+    return pathspec.PathSpec.from_lines("gitwildmatch", globs) if globs else None
+
+
+class Ignores:
+    """The ``.gitignore`` files that apply to a path: from the repository root down."""
+
+    def __init__(self) -> None:
+        self._specs: dict[Path, pathspec.PathSpec | None] = {}
+
+    def _spec(self, folder: Path) -> pathspec.PathSpec | None:
+        if folder not in self._specs:
+            file = folder / ".gitignore"
+            spec = None
+            if file.is_file():
+                try:
+                    lines = file.read_text(encoding="utf-8", errors="replace").splitlines()
+                    spec = pathspec.PathSpec.from_lines("gitwildmatch", lines)
+                except OSError:
+                    spec = None
+            self._specs[folder] = spec
+        return self._specs[folder]
+
+    def ignored(self, path: Path, is_dir: bool) -> bool:
+        folder = path.parent
+        chain = []
+        while True:
+            chain.append(folder)
+            if (folder / ".git").exists() or folder.parent == folder:
+                break
+            folder = folder.parent
+        for base in reversed(chain):
+            spec = self._spec(base)
+            if spec is None:
+                continue
+            rel = path.relative_to(base).as_posix() + ("/" if is_dir else "")
+            if spec.match_file(rel):
+                return True
+        return False
+
+
+def walk(
+    paths: list[Path], *, include: list[str], exclude: list[str], max_bytes: int, cwd: Path
+) -> Walked:
+    out = Walked()
+    wanted, unwanted = _patterns(include), _patterns(exclude)
+    ignores = Ignores()
+
+    def consider(file: Path) -> None:
+        source = source_name(file, cwd)
+        if wanted is not None and not wanted.match_file(source):
+            out.skip("not included")
+            return
+        if unwanted is not None and unwanted.match_file(source):
+            out.skip("excluded")
+            return
+        try:
+            size = file.stat().st_size
+        except OSError:
+            out.skip("unreadable")
+            return
+        if size > max_bytes:
+            out.skip("too large")
+            return
+        out.files[source] = file
+
+    for root in paths:
+        root = root.resolve()
+        if root.is_file():
+            consider(root)
+            continue
+        if not root.is_dir():
+            raise typer.BadParameter(f"{root} is not a file or a directory")
+        for folder, dirs, names in os.walk(root):
+            here = Path(folder)
+            keep = []
+            for d in sorted(dirs):
+                if d == ".git":
+                    continue
+                if ignores.ignored(here / d, True):
+                    out.skip("ignored")
+                    continue
+                keep.append(d)
+            dirs[:] = keep
+            for name in sorted(names):
+                file = here / name
+                if file.is_symlink() or not file.is_file():
+                    continue
+                if ignores.ignored(file, False):
+                    out.skip("ignored")
+                    continue
+                consider(file)
+    return out
+
+
+def read_text(file: Path) -> str | None:
+    """The file's text, or None when it is binary (a NUL, not UTF-8, or control characters)."""
+    try:
+        raw = file.read_bytes()
+    except OSError:
+        return None
+    if b"\x00" in raw[:SNIFF_BYTES]:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if _BAD_CHAR.search(text):
+        return None
+    return text.removeprefix("\ufeff")
+
+
+def _under(source: str, roots: list[str]) -> bool:
+    return any(
+        r in ("", ".") or source == r or source.startswith(r.rstrip("/") + "/") for r in roots
+    )
+
+
+def known_hashes(client: Client, collection: str) -> dict[str, tuple[str, str]]:
+    """source -> (content hash, document id) of everything the collection holds."""
+    found: dict[str, tuple[str, str]] = {}
+    cursor: str | None = None
+    while True:
+        page = client.list_docs(collection=collection, limit=500, cursor=cursor)
+        for doc in page.data:
+            found[doc.source] = (doc.hash, doc.id)
+        cursor = page.next_cursor
+        if cursor is None:
+            return found
+
+
+def _gateway_url(given: str | None) -> str:
+    if given:
+        return given.rstrip("/")
+    if os.environ.get("HIVEMIND_GATEWAY_URL"):
+        return os.environ["HIVEMIND_GATEWAY_URL"].rstrip("/")
+    from hivemind_common.hosts import service_url
+
+    return service_url("gateway")
+
+
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files and directories to ingest."),
+    collection: str = typer.Option("default", help="The collection the documents go into."),
+    include: list[str] = typer.Option(
+        [], "--include", help="Only files matching this glob (repeatable)."
+    ),
+    exclude: list[str] = typer.Option(
+        [], "--exclude", help="Skip files matching this glob (repeatable)."
+    ),
+    prune: bool = typer.Option(False, help="Delete documents under PATH whose files are gone."),
+    max_bytes: int = typer.Option(MAX_BYTES, min=1, help="Skip files larger than this."),
+    chunk_tokens: int = typer.Option(None, help="Chunk size in tokens (the gateway's default)."),
+    overlap_tokens: int = typer.Option(None, help="Chunk overlap in tokens."),
+    force: bool = typer.Option(False, help="Send every file, changed or not."),
+    wait: bool = typer.Option(True, help="Wait until every new chunk has its vector."),
+    gateway_url: str = typer.Option(None, help="The gateway (default: HIVEMIND_GATEWAY_URL)."),
+) -> None:
+    """Ingest files into the reference library; only changed files are sent."""
+    key = os.environ.get("HIVEMIND_API_KEY")
+    if not key:
+        typer.echo("error: set HIVEMIND_API_KEY to a write key of the tenant", err=True)
+        raise typer.Exit(2)
+    cwd = Path.cwd().resolve()
+    started = time.perf_counter()
+    walked = walk(paths, include=include, exclude=exclude, max_bytes=max_bytes, cwd=cwd)
+    roots = [source_name(p, cwd) for p in paths]
+    sent = unchanged = chunks = tokens = embedded = pruned = failed = 0
+    try:
+        with Client(_gateway_url(gateway_url), key) as client:
+            known = {} if force else known_hashes(client, collection)
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} files"),
+                TextColumn("{task.fields[chunks]} chunks, {task.fields[tokens]} tokens"),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns) as bar:
+                task = bar.add_task("ingest", total=len(walked.files), chunks=0, tokens=0)
+                batch: list[DocInput] = []
+                size = 0
+
+                def flush() -> None:
+                    nonlocal size, sent, chunks, tokens, embedded, failed
+                    if not batch:
+                        return
+                    try:
+                        out = client.put_docs(
+                            batch, collection=collection, chunk_tokens=chunk_tokens,
+                            overlap_tokens=overlap_tokens,
+                        )  # fmt: skip
+                    except HivemindError as exc:
+                        if len(batch) == 1:
+                            failed += 1
+                            bar.console.print(f"[red]refused[/red] {batch[0].source}: {exc}")
+                        else:  # find the one the gateway refuses; send the others
+                            items = list(batch)
+                            for item in items:
+                                batch[:] = [item]
+                                flush()
+                        batch.clear()
+                        size = 0
+                        return
+                    for doc in out.data:
+                        sent += doc.status != "unchanged"
+                        chunks += doc.chunks
+                        tokens += doc.tokens
+                        embedded += doc.embedded_later
+                    bar.update(task, advance=len(batch), chunks=chunks, tokens=tokens)
+                    batch.clear()
+                    size = 0
+
+                for source, file in walked.files.items():
+                    text = read_text(file)
+                    if text is None:
+                        walked.skip("binary")
+                        bar.update(task, advance=1)
+                        continue
+                    digest = hashlib.sha256(text.encode()).hexdigest()
+                    if known.get(source, ("", ""))[0] == digest:
+                        unchanged += 1
+                        bar.update(task, advance=1)
+                        continue
+                    batch.append(DocInput(source=source, text=text))
+                    size += len(text.encode())
+                    if len(batch) >= BATCH_DOCS or size >= BATCH_BYTES:
+                        flush()
+                flush()
+                if prune:
+                    local = set(walked.files)
+                    for source, (_, doc_id) in sorted(known.items()):
+                        if _under(source, roots) and source not in local:
+                            client.delete_doc(doc_id)
+                            pruned += 1
+                if wait and embedded:
+                    waiting = bar.add_task("embedding", total=None, chunks=chunks, tokens=tokens)
+                    _wait_for_vectors(client, bar, waiting)
+    except HivemindError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    elapsed = time.perf_counter() - started
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(walked.skipped.items())) or "none"
+    typer.echo(
+        f"{len(walked.files)} files: {sent} sent, {unchanged} unchanged, {pruned} pruned, "
+        f"{failed} refused; skipped: {skipped}"
+    )
+    typer.echo(
+        f"{chunks} chunks, {tokens} tokens in the sent files; {embedded} chunks embedded; "
+        f"{elapsed:.1f} s ({embedded / max(elapsed, 1e-9):.0f} chunks/s embedded)"
+    )
+    if failed:
+        raise typer.Exit(1)
+
+
+def _wait_for_vectors(client: Client, bar: Progress, task: object, timeout_s: float = 3600) -> None:
+    deadline = time.monotonic() + timeout_s
+    first: int | None = None
+    while time.monotonic() < deadline:
+        stats = client.rag_stats()
+        if not stats.embedding_available and stats.pending_vectors:
+            bar.console.print("embedding service unavailable: vectors will be added later")
+            return
+        first = stats.pending_vectors if first is None else first
+        bar.update(task, total=first, completed=first - stats.pending_vectors)  # type: ignore[arg-type]
+        if stats.pending_vectors == 0:
+            return
+        time.sleep(0.5)

@@ -1,0 +1,90 @@
+"""`hivemind ingest`: .gitignore, binaries, large files, unchanged files, pruning, globs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from hivemind_cli.main import app
+from support.gateway import RunningGateway
+
+
+def _tree(root: Path) -> None:
+    (root / ".git").mkdir()
+    (root / ".gitignore").write_text("build/\n*.log\n")
+    (root / "docs").mkdir()
+    (root / "docs" / "guide.md").write_text("# Guide\n\n## Install\n\nRun make install.\n")
+    (root / "docs" / "notes.log").write_text("ignored by the root .gitignore\n")
+    (root / "src").mkdir()
+    (root / "src" / ".gitignore").write_text("generated_*.py\n")
+    (root / "src" / "app.py").write_text("def main():\n    return 'hello'\n")
+    (root / "src" / "generated_x.py").write_text("X = 1\n")
+    (root / "src" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    (root / "src" / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (root / "build").mkdir()
+    (root / "build" / "out.md").write_text("# Built\n")
+    (root / "big.txt").write_text("x" * 5000)
+
+
+def _ingest(gateway: RunningGateway, *args: str) -> str:
+    env = {"HIVEMIND_API_KEY": gateway.key(), "HIVEMIND_GATEWAY_URL": gateway.url}
+    result = CliRunner().invoke(app, ["ingest", *args, "--max-bytes", "4096"], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _sources(gateway: RunningGateway, collection: str = "default") -> set[str]:
+    with gateway.client() as c:
+        page = c.get("/v1/docs", params={"collection": collection, "limit": 500}).json()
+    return {d["source"] for d in page["data"]}
+
+
+def test_ingest_honours_gitignore_skips_binaries_and_sends_only_changes(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = _ingest(gateway, ".")
+    assert _sources(gateway) == {".gitignore", "docs/guide.md", "src/.gitignore", "src/app.py"}
+    assert "4 sent, 0 unchanged" in out
+    assert "2 binary" in out and "1 too large" in out and "3 ignored" in out
+    again = _ingest(gateway, ".")
+    assert "0 sent, 4 unchanged" in again and "0 chunks embedded" in again
+    (tmp_path / "src" / "app.py").write_text("def main():\n    return 'changed'\n")
+    changed = _ingest(gateway, "src")
+    assert "1 sent, 1 unchanged" in changed
+    with gateway.client() as c:
+        hits = c.post("/v1/docs/search", json={"query": "changed main"}).json()["data"]
+    assert hits[0]["source"] == "src/app.py" and "changed" in hits[0]["text"]
+
+
+def test_prune_removes_only_gone_files_under_the_given_paths(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    _ingest(gateway, "docs", "src")
+    (tmp_path / "src" / "app.py").unlink()
+    out = _ingest(gateway, "docs", "--prune")
+    assert "0 pruned" in out  # src/ was not named: its documents stay
+    assert "src/app.py" in _sources(gateway)
+    out = _ingest(gateway, "src", "--prune")
+    assert "1 pruned" in out
+    assert _sources(gateway) == {"docs/guide.md", "src/.gitignore"}
+
+
+def test_include_exclude_and_collections(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    _ingest(gateway, ".", "--collection", "code", "--include", "*.py", "--exclude", "src/gen*")
+    assert _sources(gateway, "code") == {"src/app.py"}
+    assert _sources(gateway) == set()
+
+
+def test_ingest_needs_a_key(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path)], env={"HIVEMIND_API_KEY": ""})
+    assert result.exit_code == 2 and "HIVEMIND_API_KEY" in result.output
