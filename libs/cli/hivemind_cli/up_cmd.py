@@ -103,6 +103,21 @@ def _embedded_redis_port(redis_url: str) -> int | None:
     return parts.port or 6379
 
 
+APPENDFSYNC_POLICIES = ("everysec", "always", "no")
+
+
+def _appendfsync() -> str:
+    """The embedded Redis' AOF fsync policy, ``HIVEMIND_REDIS_APPENDFSYNC`` (docs/durability.md):
+    ``everysec`` (default: a power cut loses up to ~1 s of acknowledged writes), ``always``
+    (nothing acknowledged is lost, ~10x fewer writes/s here), ``no`` (the kernel decides)."""
+    policy = os.environ.get("HIVEMIND_REDIS_APPENDFSYNC", "everysec").strip().lower()
+    if policy not in APPENDFSYNC_POLICIES:
+        raise typer.BadParameter(
+            f"HIVEMIND_REDIS_APPENDFSYNC={policy!r}: use one of {', '.join(APPENDFSYNC_POLICIES)}"
+        )
+    return policy
+
+
 def _redis_child(port: int, data_dir: Path, logs: Path, config: Path) -> Child:
     binary = shutil.which("redis-server")
     if binary is None:
@@ -116,7 +131,7 @@ def _redis_child(port: int, data_dir: Path, logs: Path, config: Path) -> Child:
         "--port", str(port),
         "--dir", str(redis_dir),
         "--appendonly", "yes",
-        "--appendfsync", "everysec",
+        "--appendfsync", _appendfsync(),
         "--save", "3600 1 300 100",
         "--maxmemory-policy", "noeviction",
         "--protected-mode", "yes",
