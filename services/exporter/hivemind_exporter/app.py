@@ -15,6 +15,7 @@ from hivemind_common.redis import connect_redis
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_exporter import __version__
 from hivemind_exporter.settings import ExporterSettings
+from hivemind_exporter.state import ExporterState
 from hivemind_exporter.worker import ExportWorker
 
 
@@ -23,11 +24,9 @@ def create_app(settings: ExporterSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
         token = settings.require_internal_token()
         app.state.internal_token = token
         redis = connect_redis(settings.redis_url)
-        app.state.redis = redis
         app.state.ready_checks["redis"] = redis.ping
         inference = internal_client(
             "inference",
@@ -37,9 +36,9 @@ def create_app(settings: ExporterSettings) -> FastAPI:
             profile=settings.profile,
         )
         worker = ExportWorker(redis=redis, settings=settings, inference=inference)
-        app.state.worker = worker
-        tasks: set[asyncio.Task[None]] = set()
-        app.state.tasks = tasks
+        state = ExporterState(settings, redis, inference, worker)
+        app.state.exporter = state
+        tasks = state.tasks
         if settings.worker_enabled:
             tasks.add(asyncio.create_task(worker.run_forever(), name="export-worker"))
         mark_started(app)

@@ -14,6 +14,7 @@ from hivemind_common.scrape_metrics import disk_sampler
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_trainer import __version__
 from hivemind_trainer.settings import TrainerSettings
+from hivemind_trainer.state import TrainerState
 from hivemind_trainer.worker import TrainerWorker
 
 
@@ -22,17 +23,16 @@ def create_app(settings: TrainerSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
         app.state.internal_token = settings.require_internal_token()
         redis = connect_redis(settings.redis_url)
-        app.state.redis = redis
         app.state.ready_checks["redis"] = redis.ping
         app.state.scrape_samplers.append(disk_sampler(settings.data_dir))
         stop = asyncio.Event()
         tasks: set[asyncio.Task[None]] = set()
+        state = TrainerState(settings, redis)
+        app.state.trainer = state
         if settings.worker_enabled:
-            worker = TrainerWorker(redis, settings)
-            app.state.worker = worker
+            worker = state.worker = TrainerWorker(redis, settings)
             tasks.add(asyncio.create_task(worker.run(stop), name="trainer-worker"))
         mark_started(app)
         try:
