@@ -61,6 +61,7 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "migration_done": (keys.migration_done, (names,)),
     "api_key": (keys.api_key, (tokens,)),
     "api_keys_index": (keys.api_keys_index, ()),
+    "console_session": (keys.console_session, (tokens,)),
     "tenants_index": (keys.tenants_index, ()),
     "audit_stream": (keys.audit_stream, ()),
     "job": (keys.job, (tokens,)),
