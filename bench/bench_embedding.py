@@ -4,7 +4,13 @@ Starts the embedding service twice as its own process (``python -m hivemind_embe
 shipped all-MiniLM-L6-v2), once with ``HIVEMIND_EMBEDDING_BATCHING=true`` and once with
 ``false``; 16 asyncio clients each send one short text per request over their own keep-alive
 connection. Reports texts/s and latency for both and their ratio, then the same with httpx
-clients (whose CPU, on the same two cores, weighs on both modes). Writes ``embedding.json``.
+clients (whose CPU, on the same two cores, weighs on both modes).
+
+Then bursts: what the gateway's vector worker does after a batch of memories is stored. The
+LoCoMo development split's turns, as the worker embeds them ("speaker: text"), are sent 64 to a
+request, one request at a time, to the service with one forward pass per request
+(``HIVEMIND_EMBEDDING_SUB_BATCH=64``, as before) and with passes of 16 texts of like length
+(the default): texts/s for each, alternated twice. Writes ``embedding.json``.
 
 The process helpers here (``service_process``) are also used by the retrieval and memory API
 benchmarks. All numbers are from a shared 2-core machine: other processes' load makes them
@@ -219,6 +225,56 @@ async def _load(url: str, token: str, *, client_kind: str = "raw") -> dict[str, 
     }
 
 
+BURST_REQUEST = 64  # texts per request, as the gateway's vector worker sends them
+BURST_TEXTS = 1024
+
+
+def burst_texts() -> list[str]:
+    """LoCoMo turns as the gateway embeds memories; short sentences when the data is absent."""
+    from bench.locomo_data import DEFAULT_DIR, load
+
+    if DEFAULT_DIR.is_dir():
+        texts = [f"{t.speaker}: {t.text}" for c in load(DEFAULT_DIR) for t in c.turns]
+    else:
+        texts = [_text(n, i) for n in range(CLIENTS) for i in range(64)]
+    return texts[:BURST_TEXTS]
+
+
+async def _burst(url: str, token: str, texts: list[str]) -> dict[str, Any]:
+    """``texts`` in requests of ``BURST_REQUEST``, one in flight: texts/s of a burst."""
+    conn = await _Conn.open(url, token)
+    try:
+        await conn.post("/embed", {"texts": texts[:BURST_REQUEST]})  # warm up
+        started = time.perf_counter()
+        for i in range(0, len(texts), BURST_REQUEST):
+            await conn.post("/embed", {"texts": texts[i : i + BURST_REQUEST]})
+        elapsed = time.perf_counter() - started
+    finally:
+        conn.close()
+    return {
+        "texts": len(texts),
+        "seconds": round(elapsed, 2),
+        "texts_per_s": round(len(texts) / elapsed, 1),
+    }
+
+
+def bursts(tmp: Path, token: str, rounds: int = 2) -> dict[str, Any]:
+    """A burst's texts/s with one forward pass per request and with passes of 16."""
+    texts = burst_texts()
+    out: dict[str, Any] = {"request_texts": BURST_REQUEST, "texts": len(texts)}
+    for _ in range(rounds):
+        for name, sub in (("one_pass_per_request", "64"), ("passes_of_16", "16")):
+            env = base_env(tmp, token)
+            env["HIVEMIND_EMBEDDING_SUB_BATCH"] = sub
+            with service_process("hivemind_embedding", env) as url:
+                figure = asyncio.run(_burst(url, token, texts))
+            figure["load_average"] = [round(x, 2) for x in os.getloadavg()]
+            out.setdefault(name, []).append(figure)
+    for name in ("one_pass_per_request", "passes_of_16"):
+        out[f"{name}_best_texts_per_s"] = max(f["texts_per_s"] for f in out[name])
+    return out
+
+
 def main(out_dir: Path) -> dict[str, Any]:
     token = secrets.token_hex(16)
     result: dict[str, Any] = {
@@ -235,6 +291,7 @@ def main(out_dir: Path) -> dict[str, Any]:
                 result.setdefault("with_httpx", {})[mode] = asyncio.run(
                     _load(url, token, client_kind="httpx")
                 )
+        result["bursts"] = bursts(Path(tmp), token)
     result["speedup"] = _ratio(result["batched"], result["unbatched"])
     result["with_httpx"]["speedup"] = _ratio(
         result["with_httpx"]["batched"], result["with_httpx"]["unbatched"]
@@ -250,6 +307,10 @@ def _ratio(batched: dict[str, Any], unbatched: dict[str, Any]) -> float:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--bursts"]:  # only the burst figures
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(bursts(Path(tmp), secrets.token_hex(16)), indent=2))
+        raise SystemExit(0)
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "var" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     print(json.dumps(main(out), indent=2))

@@ -190,3 +190,26 @@ def test_the_traced_fast_path_gives_the_eager_models_vectors() -> None:
     eager = SentenceEncoder(enc._model, "m", precision="float32").encode(texts)
     assert np.sum(fast * eager, axis=1).min() > 0.9999
     assert FastPath.build([object(), object()]) is None  # another layout stays eager
+
+
+def test_a_batch_runs_in_passes_of_like_lengths_with_the_same_vectors() -> None:
+    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+    from hivemind_embedding.settings import EmbeddingSettings
+
+    assert EmbeddingSettings(internal_token="t").embedding_sub_batch == 16
+    enc = SentenceEncoder.load(
+        default_model_dir(), model_id="m", threads=1, precision="float32", sub_batch=4
+    )
+    texts = [f"turn {i}: " + "word " * (3 + 7 * (i % 5)) for i in range(10)]
+    passes: list[tuple[int, int]] = []  # (texts, padded length) of each forward pass
+    hook = enc._model.register_forward_hook(
+        lambda _m, args, _out: passes.append(tuple(args[0]["input_ids"].shape))
+    )
+    try:
+        split = enc.encode(texts)
+    finally:
+        hook.remove()
+    assert [n for n, _ in passes] == [4, 4, 2]
+    assert len({length for _, length in passes}) == 3  # short texts are not padded to the longest
+    whole = SentenceEncoder(enc._model, "m", precision="float32", sub_batch=64).encode(texts)
+    assert np.sum(split * whole, axis=1).min() > 0.9999
