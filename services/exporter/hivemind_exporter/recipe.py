@@ -21,7 +21,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from hivemind_exporter.gguf_write import (
     write_adapter_gguf,
     write_model_gguf,
 )
+from hivemind_exporter.hf_base import ensure_hf_base_gguf
 from hivemind_exporter.quantize import choose_quant, quantize_gguf
 from hivemind_exporter.settings import ServeChoice
 from hivemind_exporter.validate import ReferenceLogits, chat_ends_with_stop, top1_agreement
@@ -116,6 +117,15 @@ class ExportRecipe:
         self.adapter_config, self.lora_state = load_adapter(self.adapter_dir)
         self.model = load_base_model(self.base, self.registry.model_dir(self.config.name))
         self.params = ArchParams.from_config(self.model.config)
+        if self.base.gguf is None and self.base.hf_dir is not None:  # a Hugging Face folder
+            written = ensure_hf_base_gguf(
+                self.base.hf_dir,
+                self.registry.model_dir(self.config.name) / BASE_F16_CACHE,
+                self.model.state_dict(),
+                self.params,
+                name=f"{self.config.name}-base",
+            )
+            self.base = replace(self.base, gguf=written)
         self.base_quantized = bool(self.base.gguf and is_quantized_gguf(self.base.gguf))
         if self.base.gguf is not None:
             tokenizer_fields(self.base.gguf)  # parse the base's tokenizer once, here (cached)
