@@ -105,3 +105,49 @@ def console_tab(
         yield tab
     finally:
         context.close()
+
+
+# what a page must not have: a form control or button no one can name, or text whose contrast
+# with its background is under WCAG AA (4.5:1; 3:1 for large text)
+A11Y_CHECK = """() => {
+  const problems = [];
+  const named = (el) => (el.labels && el.labels.length) || el.getAttribute("aria-label")
+    || el.getAttribute("aria-labelledby") || (el.textContent || "").trim();
+  for (const el of document.querySelectorAll("input, select, textarea, button")) {
+    if (el.type === "hidden" || el.offsetParent === null) continue;
+    if (!named(el)) problems.push("unnamed " + el.tagName + " " + (el.id || el.name || ""));
+  }
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let n = el; n; n = n.parentElement) {
+      const c = rgb(getComputedStyle(n).backgroundColor);
+      if (c.length >= 3 && (c.length < 4 || c[3] > 0.5)) return c;
+    }
+    return [255, 255, 255];
+  };
+  for (const el of document.querySelectorAll("body *")) {
+    if (el.offsetParent === null && el.tagName !== "BODY") continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const style = getComputedStyle(el);
+    const fg = lum(rgb(style.color)), bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    const large = parseFloat(style.fontSize) >= 24
+      || (parseFloat(style.fontSize) >= 18.66 && Number(style.fontWeight) >= 700);
+    if (ratio < (large ? 3 : 4.5)) {
+      const text = el.textContent.trim().slice(0, 40);
+      problems.push("contrast " + ratio.toFixed(2) + " of '" + text + "'");
+    }
+  }
+  return problems;
+}"""
+
+
+def accessibility_problems(tab: Tab) -> list[str]:
+    """Unnamed controls and low-contrast text on the tab's current page."""
+    problems: list[str] = tab.page.evaluate(A11Y_CHECK)
+    return problems

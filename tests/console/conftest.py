@@ -64,9 +64,11 @@ def console_with_inference(
         yield gw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless Chromium for the session (Debian's, never a downloaded one)."""
+    """One headless Chromium per module (Debian's, never a downloaded one). Not per session:
+    Playwright's sync API keeps an event loop running in the main thread while it is up, which
+    would break every later test that calls ``asyncio.run``."""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "scripts/install.sh installs Debian's chromium"

@@ -13,7 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from console.browsing import Tab, client_for, console_tab, key_for, off_loop
+from console.browsing import (
+    Tab,
+    accessibility_problems,
+    client_for,
+    console_tab,
+    key_for,
+    off_loop,
+)
 from console.seeding import register_version
 
 from support.gateway import RunningGateway
@@ -45,6 +52,7 @@ def test_an_operator_sees_every_page_and_nothing_loads_from_another_origin(
                 "() => !document.body.innerText.includes('Loading…')", timeout=15_000
             )
             tab.shot(artifacts, f"{slug}-operator")
+            assert accessibility_problems(tab) == [], slug
         # the overview filled its cards from the API
         tab.goto("/console/overview")
         tab.page.wait_for_function(
@@ -53,6 +61,17 @@ def test_an_operator_sees_every_page_and_nothing_loads_from_another_origin(
         assert "gateway" in _text(tab, "[data-testid=services]")
         assert "standalone" in _text(tab, "[data-testid=redis]")
         assert "total" in _text(tab, "[data-testid=requests]")
+        # the navigation is boosted by htmx (no full reload); the new page fills itself
+        tab.page.get_by_role("link", name="Suggestions").click()
+        tab.page.wait_for_url(console.url + "/console/suggestions")
+        tab.page.wait_for_function(
+            "() => document.querySelector('main').dataset.page === 'suggestions'"
+            " && !document.body.innerText.includes('Loading…')",
+            timeout=15_000,
+        )
+        assert tab.page.get_by_role("link", name="Suggestions").get_attribute("aria-current") == (
+            "page"
+        )
         _assert_stayed_home(tab)
 
 
@@ -77,6 +96,7 @@ def test_sign_in_works_from_the_keyboard_and_a_wrong_key_is_told_so(
 ) -> None:
     with console_tab(chromium, console.url) as tab:
         tab.goto("/console/signin")
+        assert accessibility_problems(tab) == []
         tab.page.keyboard.press("Tab")  # the skip link first
         tab.page.keyboard.press("Tab")
         assert tab.page.evaluate("() => document.activeElement.id") == "api_key"
@@ -141,6 +161,47 @@ def test_memory_search_edit_and_delete_a_fact_through_the_page(
             "() => !document.querySelector('[data-testid=facts]').innerText.includes('oncall.rota')"
         )
         assert api.get("/v1/facts/oncall.rota").status_code == 404
+        _assert_stayed_home(tab)
+
+
+def test_memories_sessions_and_documents_are_listed_and_searchable(
+    console: RunningGateway, chromium: Any, artifacts: Path
+) -> None:
+    api = client_for(console, "acme", "write")
+    session = api.post("/v1/sessions", json={"task": "migrate the billing service"}).json()
+    api.post(
+        "/v1/memories",
+        json={"text": "We chose Kafka for the billing events", "session_id": session["id"]},
+    )
+    api.post("/v1/memories", json={"text": "The staging cluster runs in Frankfurt"})
+    doc = api.post(
+        "/v1/docs",
+        json={
+            "source": "docs/runbook.md",
+            "text": "# Runbook\n\nRestart the ingest worker with systemctl restart ingest.\n",
+        },
+    )
+    assert doc.status_code == 200, doc.text
+    with console_tab(chromium, console.url) as tab:
+        tab.sign_in(key_for(console, "acme", "read"))
+        tab.goto("/console/memory")
+        memories = tab.page.locator("[data-testid=memories]")
+        memories.get_by_text("Kafka for the billing events").wait_for()
+        tab.page.locator("[data-testid=sessions]").get_by_text(
+            "migrate the billing service"
+        ).wait_for()
+        docs = tab.page.locator("[data-testid=docs]")
+        docs.get_by_text("docs/runbook.md").wait_for()
+        tab.page.get_by_label("Search memories").fill("staging cluster Frankfurt")
+        tab.page.locator("#memory-search").get_by_role("button", name="Search").click()
+        tab.page.wait_for_function(
+            "() => !document.querySelector('[data-testid=memories]').innerText.includes('Kafka')"
+        )
+        assert "Frankfurt" in memories.inner_text()
+        tab.page.get_by_label("Search documents").fill("restart the ingest worker")
+        tab.page.locator("#doc-search").get_by_role("button", name="Search").click()
+        docs.get_by_text("docs/runbook.md:1-3").wait_for()
+        tab.shot(artifacts, "memory-lists")
         _assert_stayed_home(tab)
 
 

@@ -136,6 +136,8 @@ STATE_CHANGING = [
     ("POST", "/v1/models/default/promote", {"version": "v1"}),
     ("POST", "/v1/models/default/rollback", None),
     ("POST", "/v1/keys", {"role": "read"}),
+    ("POST", "/v1/docs", {"source": "a.md", "text": "x"}),
+    ("DELETE", "/v1/docs/abcdef", None),
     ("DELETE", "/v1/keys/abcdef", None),
 ]
 

@@ -412,11 +412,17 @@
     pagedList({
       what: "documents", path: "/v1/docs", boxId: "docs", moreId: "docs-more",
       missing: "This gateway has no document library (/v1/docs).",
+      // list rows are documents; search hits are chunks (cite, heading, text, score)
       columns: [
-        { label: "Document", value: function (d) { return d.title || d.source || d.id; } },
-        { label: "Id", value: function (d) { return d.id; } },
-        { label: "Chunks", num: true, value: function (d) { return d.chunks; } },
-        { label: "Added", value: function (d) { return when(d.created_at); } },
+        { label: "Source", value: function (d) { return d.cite || d.source; } },
+        { label: "Collection", value: function (d) { return d.collection; } },
+        { label: "Content", value: function (d) {
+          if (d.text !== undefined) return (d.heading ? d.heading + ": " : "") + d.text.slice(0, 400);
+          return d.chunks + " chunks, " + d.tokens + " tokens (" + d.type + ")";
+        } },
+        { label: "Score or updated", value: function (d) {
+          return d.score !== undefined ? fmt(d.score) : when(d.updated_at);
+        } },
       ],
       searchForm: "doc-search", clearId: "doc-clear", searchPath: "/v1/docs/search",
       searchBody: function (q) { return { query: q, top_k: 20 }; },
