@@ -14,14 +14,15 @@ shaping): problem+json on native routes, OpenAI's or Anthropic's envelope on the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hivemind_common.error_handlers import error_response, is_openai_path
+from hivemind_common.error_handlers import error_response
 from hivemind_common.errors import TooLarge
+from hivemind_common.wire import RouteWires
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024  # services that name no caps of their own
 
@@ -66,11 +67,11 @@ class BodyLimitMiddleware:
         app: ASGIApp,
         *,
         limits: BodyLimits | None = None,
-        openai: Callable[[str], bool] = is_openai_path,
+        wires: RouteWires | None = None,
     ) -> None:
         self.app = app
         self.limits = limits or BodyLimits()
-        self.openai = openai
+        self.wires = wires
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,7 +124,7 @@ class BodyLimitMiddleware:
             message=err.message,
             code=err.code,
             headers={"connection": "close"},
-            openai=self.openai,
+            wire=self.wires(scope["path"], scope["method"]) if self.wires else "native",
         )
         await response(scope, _no_body, send)
 

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hivemind_common.error_handlers import error_response, is_anthropic_path, is_openai_path
+from hivemind_common.error_handlers import error_response
 from hivemind_common.errors import Unauthorized
+from hivemind_common.wire import RouteWires
 
 _KEY_HEADERS = (b"authorization", b"x-api-key")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # what FastAPI would read and parse
@@ -29,12 +30,12 @@ class CredentialsRequiredMiddleware:
         app: ASGIApp,
         *,
         guarded: Callable[[str], bool],
-        openai: Callable[[str], bool] = is_openai_path,
+        wires: RouteWires | None = None,
         session_cookie: str | None = None,
     ) -> None:
         self.app = app
         self.guarded = guarded
-        self.openai = openai
+        self.wires = wires
         # a service's own session cookie (the gateway's console) also counts as credentials
         self.cookie = f"{session_cookie}=".encode() if session_cookie else None
 
@@ -49,7 +50,8 @@ class CredentialsRequiredMiddleware:
         if any(self._credential(name, value) for name, value in scope["headers"]):
             await self.app(scope, receive, send)
             return
-        how = "'x-api-key: <key>' or " if is_anthropic_path(scope["path"]) else ""
+        wire = self.wires(scope["path"], scope["method"]) if self.wires else "native"
+        how = "'x-api-key: <key>' or " if wire == "anthropic" else ""
         err = Unauthorized(f"missing API key: send {how}'Authorization: Bearer <key>'")
         response = error_response(
             Request(scope),
@@ -58,7 +60,7 @@ class CredentialsRequiredMiddleware:
             message=err.message,
             code=err.code,
             headers={"WWW-Authenticate": "Bearer", "connection": "close"},
-            openai=self.openai,
+            wire=wire,
         )
         await response(scope, _no_body, send)
 

@@ -1,13 +1,15 @@
-"""Map the error tree to the two wire formats.
+"""Map the error tree to the wire formats.
 
 Native routes answer RFC 9457 ``application/problem+json``; the OpenAI-compatible routes answer
-OpenAI's ``{"error": {message, type, param, code}}`` envelope, and their validation errors are 400.
+OpenAI's ``{"error": {message, type, param, code}}`` envelope and the Messages routes Anthropic's,
+and their validation errors are 400. Which route speaks which is declared by its router
+(:mod:`hivemind_common.wire`), never listed here.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -17,16 +19,12 @@ from redis import exceptions as redis_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hivemind_common.errors import Conflict, HivemindError, Timeout, Unavailable
+from hivemind_common.wire import RouteWires, Wire
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
-_OPENAI_EXACT = frozenset(
-    {"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses"}
-)
-# Anthropic's Messages API answers errors in Anthropic's own envelope
-_ANTHROPIC_EXACT = frozenset({"/v1/messages", "/v1/messages/count_tokens"})
 _ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -37,8 +35,6 @@ _ANTHROPIC_TYPES = {
     503: "overloaded_error",
     529: "overloaded_error",
 }
-_NATIVE_UNDER_MODELS = ("/v1/models/versions",)
-
 _OPENAI_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -49,21 +45,6 @@ _OPENAI_TYPES = {
     422: "invalid_request_error",
     429: "rate_limit_error",
 }
-
-
-def is_openai_path(path: str) -> bool:
-    """True for the routes that speak OpenAI's error envelope."""
-    if path in _OPENAI_EXACT:
-        return True
-    if path.startswith("/v1/models/"):
-        tail = path.removeprefix("/v1/models/")
-        return not path.startswith(_NATIVE_UNDER_MODELS) and "/" not in tail
-    return False
-
-
-def is_anthropic_path(path: str) -> bool:
-    """True for the routes that speak Anthropic's error envelope."""
-    return path in _ANTHROPIC_EXACT
 
 
 def anthropic_error_body(status: int, message: str) -> dict[str, Any]:
@@ -106,14 +87,14 @@ def error_response(
     param: str | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
-    openai: Callable[[str], bool] = is_openai_path,
+    wire: Wire = "native",
 ) -> JSONResponse:
-    """Shape one error for the route the request went to."""
-    if is_anthropic_path(request.url.path):
+    """Shape one error in the format of the route the request went to."""
+    if wire == "anthropic":
         return JSONResponse(
             anthropic_error_body(status, message), status_code=status, headers=headers
         )
-    if openai(request.url.path):
+    if wire == "openai":
         return JSONResponse(
             openai_error_body(status, message, code=code, param=param),
             status_code=status,
@@ -178,8 +159,12 @@ def from_redis_error(exc: redis_errors.RedisError) -> HivemindError:
     )
 
 
-def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_openai_path) -> None:
+def install_error_handlers(app: FastAPI, *, wires: RouteWires | None = None) -> None:
     """Register handlers so that no input ever produces a bare 500 or a foreign format."""
+    route_wires = wires or RouteWires(app)
+
+    def wire(request: Request) -> Wire:
+        return route_wires(request.url.path, request.method)
 
     async def on_hivemind(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HivemindError)
@@ -194,14 +179,13 @@ def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_o
             param=exc.param,
             headers=exc.headers,
             extra=exc.extra,
-            openai=openai,
+            wire=wire(request),
         )
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         message, param, cleaned = _describe_validation(exc.errors())
-        path = request.url.path
-        status = 400 if openai(path) or is_anthropic_path(path) else 422
+        status = 400 if wire(request) != "native" else 422
         return error_response(
             request,
             status,
@@ -210,7 +194,7 @@ def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_o
             code="invalid_request",
             param=param,
             extra={"errors": cleaned},
-            openai=openai,
+            wire=wire(request),
         )
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
@@ -224,7 +208,7 @@ def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_o
             message=detail,
             code=codes.get(exc.status_code, "http_error"),
             headers=dict(exc.headers or {}),
-            openai=openai,
+            wire=wire(request),
         )
 
     async def on_redis(request: Request, exc: Exception) -> JSONResponse:
@@ -240,7 +224,7 @@ def install_error_handlers(app: FastAPI, *, openai: Callable[[str], bool] = is_o
             title="Internal error",
             message="Internal error; see the service log",
             code="internal_error",
-            openai=openai,
+            wire=wire(request),
         )
 
     app.add_exception_handler(HivemindError, on_hivemind)

@@ -19,9 +19,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hivemind_common.body_limit import BodyLimitMiddleware, BodyLimits
 from hivemind_common.credentials import CredentialsRequiredMiddleware
-from hivemind_common.error_handlers import install_error_handlers, is_openai_path
+from hivemind_common.error_handlers import install_error_handlers
 from hivemind_common.observability import RequestContextMiddleware
 from hivemind_common.scrape_metrics import SERVICE_READY, run_samplers
+from hivemind_common.wire import RouteWires
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ def base_app(
     service: str,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     version: str = __version__,
-    openai_paths: Callable[[str], bool] | None = None,
     body_limits: BodyLimits | None = None,
     keyed_paths: Callable[[str], bool] | None = None,
     session_cookie: str | None = None,
@@ -66,10 +66,8 @@ def base_app(
     app.state.ready_checks = {}
     app.state.starting = True
     app.state.scrape_samplers = []
-    if openai_paths is None:
-        install_error_handlers(app)
-    else:
-        install_error_handlers(app, openai=openai_paths)
+    wires = RouteWires(app)  # each route's error format, as its router declares it
+    install_error_handlers(app, wires=wires)
     # body caps inside the request context, so a 413 has a request id and is counted
     if keyed_paths is not None:
         # inside the body cap (a declared oversize is a 413 first), before anything reads the
@@ -77,12 +75,10 @@ def base_app(
         app.add_middleware(
             CredentialsRequiredMiddleware,
             guarded=keyed_paths,
-            openai=openai_paths or is_openai_path,
+            wires=wires,
             session_cookie=session_cookie,
         )
-    app.add_middleware(
-        BodyLimitMiddleware, limits=body_limits, openai=openai_paths or is_openai_path
-    )
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits, wires=wires)
     app.add_middleware(RequestContextMiddleware, service=service)
 
     @app.get("/healthz", include_in_schema=False)

@@ -12,7 +12,7 @@ from hivemind_common.service_app import base_app, mark_started
 from hivemind_embedding import __version__
 from hivemind_embedding.batcher import MicroBatcher
 from hivemind_embedding.encoder import SentenceEncoder, default_model_dir, model_id_for
-from hivemind_embedding.router import router
+from hivemind_embedding.router import openai_router, router
 from hivemind_embedding.settings import EmbeddingSettings
 from hivemind_embedding.state import EmbeddingState
 
@@ -56,4 +56,5 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
 
     app = base_app(service="embedding", lifespan=lifespan, version=__version__)
     app.include_router(router)
+    app.include_router(openai_router)
     return app

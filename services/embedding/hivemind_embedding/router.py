@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from hivemind_common.auth import require_internal
 from hivemind_common.errors import Invalid, TooLarge
 from hivemind_common.text import text_problem
+from hivemind_common.wire import OpenAIRoute
 from hivemind_embedding.schemas import (
     EmbedRequest,
     EmbedResponse,
@@ -25,6 +26,8 @@ from hivemind_embedding.settings import EmbeddingSettings
 from hivemind_embedding.state import EmbeddingDep
 
 router = APIRouter(dependencies=[Depends(require_internal)])
+# OpenAI's embeddings endpoint answers errors in OpenAI's envelope
+openai_router = APIRouter(dependencies=[Depends(require_internal)], route_class=OpenAIRoute)
 _JSON = "application/json"
 
 
@@ -78,7 +81,7 @@ async def embed(body: EmbedRequest, state: EmbeddingDep) -> Response:
     )
 
 
-@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse)
+@openai_router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse)
 async def openai_embeddings(body: OpenAIEmbeddingRequest, state: EmbeddingDep) -> Response:
     """OpenAI's embeddings endpoint; ``model`` is accepted and the served model is named back."""
     encoder = state.encoder

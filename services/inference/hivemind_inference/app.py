@@ -15,6 +15,7 @@ from hivemind_inference import __version__
 from hivemind_inference.follow_registry import RegistryFollower
 from hivemind_inference.registry import LoadedModels
 from hivemind_inference.routes_admin import router as admin_router
+from hivemind_inference.routes_openai import native_router
 from hivemind_inference.routes_openai import router as openai_router
 from hivemind_inference.served import ServedVersionPublisher
 from hivemind_inference.settings import InferenceSettings
@@ -68,5 +69,6 @@ def create_app(settings: InferenceSettings) -> FastAPI:
 
     app = base_app(service="inference", lifespan=lifespan, version=__version__)
     app.include_router(openai_router)
+    app.include_router(native_router)
     app.include_router(admin_router)
     return app

@@ -17,6 +17,7 @@ from hivemind_common.auth import InternalCaller
 from hivemind_common.error_handlers import openai_error_body
 from hivemind_common.errors import HivemindError, Invalid
 from hivemind_common.streams import ClosingStream
+from hivemind_common.wire import OpenAIRoute
 from hivemind_inference import generate, metrics
 from hivemind_inference.engine import GenerationCancelled, ModelCopy
 from hivemind_inference.registry import LoadedModels, ModelSlot
@@ -29,7 +30,9 @@ from hivemind_inference.schemas import (
 from hivemind_inference.state import ModelsDep
 
 log = logging.getLogger(__name__)
-router = APIRouter(dependencies=[InternalCaller])
+router = APIRouter(dependencies=[InternalCaller], route_class=OpenAIRoute)
+# llama.cpp-style helpers beside the OpenAI API; their errors are problem+json
+native_router = APIRouter(dependencies=[InternalCaller])
 
 VERSION_HEADER = "x-hivemind-model-version"
 MODEL_HEADER = "x-hivemind-model"
@@ -187,7 +190,7 @@ async def completions(
     )
 
 
-@router.post("/tokenize")
+@native_router.post("/tokenize")
 async def tokenize(body: TokenizeRequest, models: ModelsDep) -> dict[str, Any]:
     """Tokens of ``content``, or the count of a chat rendered with the model's template."""
     if (body.content is None) == (body.messages is None):
@@ -213,7 +216,7 @@ async def tokenize(body: TokenizeRequest, models: ModelsDep) -> dict[str, Any]:
         return out
 
 
-@router.post("/detokenize")
+@native_router.post("/detokenize")
 async def detokenize(body: DetokenizeRequest, models: ModelsDep) -> dict[str, Any]:
     slot = models.resolve(body.model)
     async with slot.pin() as copy:

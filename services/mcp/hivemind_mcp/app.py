@@ -21,6 +21,7 @@ from hivemind_mcp import __version__
 from hivemind_mcp.auth import BearerKeyGate, KeyChecker
 from hivemind_mcp.server import build_server, gateway_base_url
 from hivemind_mcp.settings import McpSettings
+from hivemind_mcp.state import McpState
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 MCP_PATH = "/mcp"
@@ -54,12 +55,10 @@ def create_app(settings: McpSettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.settings = settings
-        app.state.mcp_server = server
         timeout = httpx.Timeout(10.0, connect=settings.gateway_connect_timeout_s)
         async with httpx.AsyncClient(base_url=gateway_base_url(settings), timeout=timeout) as http:
-            app.state.gateway_http = checker.http = http
-            app.state.key_checker = checker
+            checker.http = http
+            app.state.mcp = McpState(settings, server, http, checker)
 
             async def gateway_alive() -> None:
                 (await http.get("/healthz", timeout=2.0)).raise_for_status()

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from hivemind_common.auth import KeyHeaderPrincipal
 from hivemind_common.streams import ClosingStream
+from hivemind_common.wire import AnthropicRoute
 from hivemind_gateway.anthropic.convert import chat_payload, message_from_events
 from hivemind_gateway.anthropic.schemas import CountTokensBody, MessagesBody
 from hivemind_gateway.anthropic.stream import message_events
@@ -24,7 +25,7 @@ from hivemind_gateway.openai.events import answer_events, chat_events
 from hivemind_gateway.openai.served import ServedModels
 from hivemind_gateway.openai.upstream import post_json
 
-router = APIRouter(tags=["anthropic"])
+router = APIRouter(tags=["anthropic"], route_class=AnthropicRoute)
 
 
 def local_model(state: Any, name: str) -> str:

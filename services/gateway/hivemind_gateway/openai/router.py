@@ -13,15 +13,16 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from hivemind_common.auth import ReadPrincipal
+from hivemind_common.wire import OpenAIRoute
 from hivemind_gateway.deps import StateDep
 from hivemind_gateway.openai import service
 from hivemind_gateway.openai.schemas import ChatBody, CompletionBody, EmbeddingBody
 from hivemind_gateway.openai.served import ServedModels
 from hivemind_gateway.openai.upstream import post_raw
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=OpenAIRoute)
 # registered after the native /v1/models/versions routes, so it never shadows them
-model_router = APIRouter(tags=["openai"])
+model_router = APIRouter(tags=["openai"], route_class=OpenAIRoute)
 
 
 def _public_card(card: dict[str, Any]) -> dict[str, Any]:

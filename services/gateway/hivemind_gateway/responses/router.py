@@ -15,6 +15,7 @@ from hivemind_common.text import (
     MAX_MESSAGE_CHARS,
     ConversationInputModel,
 )
+from hivemind_common.wire import OpenAIRoute
 from hivemind_gateway.deps import StateDep
 from hivemind_gateway.openai import service
 from hivemind_gateway.openai.events import answer_events, chat_events
@@ -22,7 +23,7 @@ from hivemind_gateway.openai.schemas import HivemindOptions
 from hivemind_gateway.responses.convert import chat_payload, response_from_events
 from hivemind_gateway.responses.stream import response_events
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=OpenAIRoute)
 
 
 class ResponseBody(ConversationInputModel):
