@@ -89,6 +89,33 @@ def test_common_terms_only_score_rows_found_otherwise() -> None:
     assert set(bm25) == {3}
 
 
+def test_lexical_scores_follow_every_write_after_a_query_has_read_them() -> None:
+    lex = LexicalIndex()
+    lex.add(0, "redis listens on port 6379")
+    lex.add(1, "postgres listens on port 5432")
+    assert set(lex.score("port")[0]) == {0, 1}  # the postings are now read as arrays
+    lex.add(1, "postgres takes connections on 5432")  # replaced: no longer says "port"
+    lex.move(0, 7)
+    lex.add(2, "the port of the api is 8080")
+    bm25, cover = lex.score("port")
+    assert set(bm25) == {7, 2} and cover[7] == pytest.approx(1.0)
+    rows, scores, _ = lex.score_arrays("port")
+    assert rows.tolist() == [2, 7] and scores.tolist() == [bm25[2], bm25[7]]
+    lex.remove(7)
+    assert set(lex.score("port listens")[0]) == {2}
+
+
+def test_a_filtered_search_takes_its_lexical_candidates_from_inside_the_filter() -> None:
+    index = KindIndex()
+    for n in range(80):  # outside the session: these say "deploy" twice, ranking higher
+        index.upsert(
+            Item(kind="memory", id=f"o{n}", text="deploy deploy", session_id="other"), None
+        )
+    index.upsert(Item(kind="memory", id="in", text="we deploy on fridays", session_id="s1"), None)
+    hits = index.search(None, "deploy", k=10, session_id="s1")
+    assert [h.item.id for h in hits] == ["in"] and hits[0].lexical > 0
+
+
 def test_a_hyphenated_word_also_matches_its_joined_spelling() -> None:
     assert tokenize("pihole")[0] in tokenize("DNS is served by Pi-hole")
     assert {"wi", "fi", "wifi"} <= set(tokenize("the wi-fi password"))

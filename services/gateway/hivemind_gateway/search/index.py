@@ -293,15 +293,29 @@ class KindIndex:
         if not self.items:
             return []
         allowed = self._allowed(session_id, tags, where)
+        want = max(k, 50)
         dense: dict[int, float] = {}
         vectors = self.vectors
         if query_vec is not None and vectors is not None and vectors.dim == query_vec.shape[0]:
-            for row, score in vectors.search(query_vec, max(k, 50), self.next_row, allowed):
+            for row, score in vectors.search(query_vec, want, self.next_row, allowed):
                 dense[row] = score
-        bm25, cover = self.lexical.score(query_text, candidates=set(dense))
-        lexical_rows = sorted(bm25, key=bm25.__getitem__, reverse=True)[: max(k, 50)]
+        dense_rows = np.fromiter(dense, dtype=np.int64, count=len(dense))
+        rows, bm25, cover = self.lexical.score_arrays(query_text, candidates=dense_rows)
+        if allowed is not None and rows.size:  # the lexical best among the allowed rows
+            inside = rows < allowed.shape[0]
+            inside[inside] = allowed[rows[inside]]
+            rows, bm25, cover = rows[inside], bm25[inside], cover[inside]
+        top = np.argpartition(-bm25, want - 1)[:want] if rows.size > want else np.arange(rows.size)
+        top = top[np.lexsort((rows[top], -bm25[top]))]  # best first; ties: the lower row
+        wanted = np.fromiter(dict.fromkeys([*dense, *rows[top].tolist()]), dtype=np.int64)
+        lex = np.zeros(wanted.size)
+        cov = np.zeros(wanted.size)
+        if rows.size:  # rows are ascending: look the wanted ones up
+            at = np.minimum(np.searchsorted(rows, wanted), rows.size - 1)
+            found = rows[at] == wanted
+            lex[found], cov[found] = bm25[at[found]], cover[at[found]]
         hits: list[Hit] = []
-        for row in dict.fromkeys([*dense, *lexical_rows]):
+        for row, b, c in zip(wanted.tolist(), lex.tolist(), cov.tolist(), strict=True):
             item = self.by_row.get(row)
             if item is None or (allowed is not None and not allowed[row]):
                 continue
@@ -309,7 +323,7 @@ class KindIndex:
             if d is None and query_vec is not None and item.has_vector and vectors is not None:
                 vec = vectors.vector(row)
                 d = float(vec @ query_vec) if vec is not None else None
-            hits.append(Hit(item, d, bm25.get(row, 0.0), cover.get(row, 0.0)))
+            hits.append(Hit(item, d, b, c))
         return hits
 
 

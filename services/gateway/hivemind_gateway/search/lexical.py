@@ -11,6 +11,11 @@ outweighs the same word in the value, and a word only in context weighs little.
 
 Scores are normalised to [0, 1] by the query's total IDF, so a score says how much of the
 query's (IDF-weighted) wording an item covers: the gate can read it as evidence, not just rank.
+
+Postings are dicts (cheap incremental writes); a query reads each of its terms' postings as
+numpy arrays, built on first use after the term last changed, and scores them vectorised: at
+10k LoCoMo turns a query touches ~2,700 postings (a speaker's name is in half of them), which
+the per-posting Python loop took ~11 ms for under load and numpy takes well under 1 ms.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
+import numpy as np
 import Stemmer
 
 from hivemind_common.text import MAX_QUERY_CHARS
@@ -114,6 +120,8 @@ class LexicalIndex:
         self.lengths: dict[int, float] = {}
         self._row_terms: dict[int, tuple[str, ...]] = {}
         self._total_len = 0.0
+        # per term: (rows, term frequencies, the rows' lengths) as arrays, until the term changes
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -132,6 +140,7 @@ class LexicalIndex:
         for term in terms:
             rows = self.postings[term]
             rows[new] = rows.pop(old)
+            self._arrays.pop(term, None)
         self.lengths[new] = length
         self._row_terms[new] = terms
 
@@ -140,6 +149,7 @@ class LexicalIndex:
         self.remove(row)
         for term, tf in counts.items():
             self.postings.setdefault(term, {})[row] = tf
+            self._arrays.pop(term, None)
         length = sum(counts.values())
         self.lengths[row] = length
         self._row_terms[row] = tuple(counts)
@@ -151,6 +161,7 @@ class LexicalIndex:
             return
         self._total_len -= length
         for term in self._row_terms.pop(row, ()):
+            self._arrays.pop(term, None)
             rows = self.postings.get(term)
             if rows is not None:
                 rows.pop(row, None)
@@ -162,45 +173,81 @@ class LexicalIndex:
         df = len(self.postings.get(term, ()))
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
-    def score(
-        self, query: str, *, candidates: set[int] | None = None, common_df: int = 2000
-    ) -> tuple[dict[int, float], dict[int, float]]:
-        """Per row: (normalised BM25 in [0, 1], IDF-weighted share of query terms present).
+    def _posting(self, term: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """A term's postings as (rows, term frequencies, row lengths), rows ascending."""
+        cached = self._arrays.get(term)
+        if cached is not None:
+            return cached
+        postings = self.postings.get(term)
+        if not postings:
+            return None
+        n = len(postings)
+        rows = np.fromiter(postings.keys(), dtype=np.int64, count=n)
+        tfs = np.fromiter(postings.values(), dtype=np.float64, count=n)
+        lengths = self.lengths
+        lens = np.fromiter((lengths[r] for r in postings), dtype=np.float64, count=n)
+        order = np.argsort(rows, kind="stable")
+        cached = (rows[order], tfs[order], lens[order])
+        self._arrays[term] = cached
+        return cached
+
+    def score_arrays(
+        self, query: str, *, candidates: np.ndarray | None = None, common_df: int = 2000
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows ascending, normalised BM25 in [0, 1], IDF-weighted share of query terms
+        present) for every row the query's terms reach.
 
         Rare terms are scored over their whole posting list; a term in more than
         ``common_df`` rows (low IDF, little evidence) only adds to rows already found by the
-        rarer terms or given as ``candidates``, which bounds the cost on large indexes. A term
-        present only in a light field (weight below 1) counts that fraction towards coverage.
+        rarer terms or given as ``candidates``, which bounds what a query reaches on large
+        indexes. A term present only in a light field (weight below 1) counts that fraction
+        towards coverage.
         """
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
         terms = list(dict.fromkeys(tokenize(bounded_query(query))))
         if not terms or not self.lengths:
-            return {}, {}
+            return empty
         avg = self._total_len / len(self.lengths) or 1.0
         idfs = {t: self.idf(t) for t in terms}
         total_idf = sum(idfs.values()) or 1.0
-        bm25: dict[int, float] = {}
-        cover: dict[int, float] = {}
-        lengths = self.lengths
         base, slope = K1 * (1.0 - B), K1 * B / avg
-
-        def add(term: str, rows: dict[int, float], only: set[int] | None) -> None:
-            w = idfs[term] / total_idf
-            pairs = rows.items() if only is None else ((r, rows[r]) for r in only if r in rows)
-            for row, tf in pairs:
-                bm25[row] = bm25.get(row, 0.0) + w * tf / (tf + base + slope * lengths[row])
-                cover[row] = cover.get(row, 0.0) + w * min(tf, 1.0)
-
-        common: list[tuple[str, dict[int, float]]] = []
+        parts: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
+        common: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]] = []
         for term in terms:
-            rows = self.postings.get(term)
-            if not rows:
+            posting = self._posting(term)
+            if posting is None:
                 continue
-            if len(rows) > common_df:
-                common.append((term, rows))
-            else:
-                add(term, rows, None)
+            entry = (idfs[term] / total_idf, *posting)
+            (common if posting[0].size > common_df else parts).append(entry)
         if common:
-            only = set(bm25) | (candidates or set())
-            for term, rows in common:
-                add(term, rows, only)
-        return bm25, cover
+            found = [p[1] for p in parts]
+            if candidates is not None and candidates.size:
+                found.append(np.asarray(candidates, dtype=np.int64))
+            only = np.unique(np.concatenate(found)) if found else np.zeros(0, dtype=np.int64)
+            for w, rows, tfs, lens in common:
+                keep = np.isin(rows, only, assume_unique=True)
+                parts.append((w, rows[keep], tfs[keep], lens[keep]))
+        parts = [p for p in parts if p[1].size]
+        if not parts:
+            return empty
+        all_rows = np.concatenate([p[1] for p in parts])
+        bm25_parts = [w * tfs / (tfs + base + slope * lens) for w, _, tfs, lens in parts]
+        cover_parts = [w * np.minimum(tfs, 1.0) for w, _, tfs, _ in parts]
+        rows, where = np.unique(all_rows, return_inverse=True)
+        bm25 = np.bincount(where, weights=np.concatenate(bm25_parts), minlength=rows.size)
+        cover = np.bincount(where, weights=np.concatenate(cover_parts), minlength=rows.size)
+        return rows, bm25, cover
+
+    def score(
+        self, query: str, *, candidates: set[int] | None = None, common_df: int = 2000
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """Per row: (normalised BM25 in [0, 1], IDF-weighted share of query terms present);
+        ``score_arrays`` as dicts."""
+        wanted = (
+            np.fromiter(candidates, dtype=np.int64, count=len(candidates)) if candidates else None
+        )
+        rows, bm25, cover = self.score_arrays(query, candidates=wanted, common_df=common_df)
+        keys = rows.tolist()
+        return dict(zip(keys, bm25.tolist(), strict=True)), dict(
+            zip(keys, cover.tolist(), strict=True)
+        )
