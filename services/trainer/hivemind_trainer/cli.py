@@ -26,6 +26,7 @@ from hivemind_common.audit import cli_audited
 from hivemind_common.errors import HivemindError
 from hivemind_common.job_records import learning_status
 from hivemind_common.redis import HivemindRedis
+from hivemind_trainer.estimate_cli import estimate_command
 from hivemind_trainer.import_cli import import_command
 from hivemind_trainer.settings import TrainerSettings
 
@@ -183,3 +184,5 @@ def daemon() -> None:
 
 
 app.command("import")(import_command)  # hivemind_trainer.import_cli (issue 18, helper G)
+
+app.command("estimate")(estimate_command)  # hivemind_trainer.estimate_cli (issue 19, helper H)
