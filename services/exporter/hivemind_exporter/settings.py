@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from hivemind_common.model_deploy import SWAP_TIMEOUT_S
 from hivemind_common.settings import ServiceSettings
 
 ServeChoice = Literal["auto", "adapter", "f16", "quant"]
@@ -32,5 +33,5 @@ class ExporterSettings(ServiceSettings):
     # deploy
     deploy: bool = True
     inference_url: str | None = None  # default: from the hosts registry
-    swap_timeout_s: float = 180.0  # one load call on inference
+    swap_timeout_s: float = SWAP_TIMEOUT_S  # one load call on inference
     deploy_settle_s: float = 300.0  # after a lost answer: how long to ask what inference serves

@@ -14,8 +14,6 @@ from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.text import InputModel
 from hivemind_inference.logprobs import MAX_TOP_LOGPROBS
 
-_VERSION_PATTERN = NAME_PATTERN  # the registry's versions follow the one name rule
-
 
 class ChatMessageIn(InputModel):
     model_config = ConfigDict(extra="allow")
@@ -94,4 +92,4 @@ class LoadRequest(InputModel):
 
     gguf: str = Field(min_length=1)
     lora: str | None = None
-    version: str = Field(pattern=_VERSION_PATTERN)
+    version: str = Field(pattern=NAME_PATTERN)  # versions follow the one name rule

@@ -18,7 +18,6 @@ from hivemind_common.models_paths import DEFAULT_LLM_ID, default_llm_gguf
 from hivemind_common.settings import ServiceSettings
 
 ToolFormat = Literal["auto", "hermes", "llama3", "mistral", "none"]
-_NAME_PATTERN = NAME_PATTERN
 
 
 class ModelSpec(BaseModel):
@@ -26,7 +25,7 @@ class ModelSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=_NAME_PATTERN)
+    name: str = Field(pattern=NAME_PATTERN)
     gguf: Path
     lora: Path | None = None
     version: str = "base"

@@ -12,10 +12,10 @@ from fastapi import APIRouter, Path, Query
 
 from hivemind_common.audit import audited
 from hivemind_common.auth import OperatorPrincipal, ReadPrincipal
+from hivemind_common.ids import NAME_PATTERN
 from hivemind_gateway.deps import ClientAddressDep, InferenceHttpDep, RedisDep, SettingsDep
 from hivemind_gateway.models import service
 from hivemind_gateway.models.schemas import (
-    VERSION_PATTERN,
     DeployPublic,
     ModelVersionPublic,
     ModelVersionsPublic,
@@ -24,7 +24,7 @@ from hivemind_gateway.models.schemas import (
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-ModelName = Annotated[str, Path(pattern=VERSION_PATTERN, description="A served model's name.")]
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN, description="A served model's name.")]
 
 
 @router.get("/versions")
@@ -32,7 +32,7 @@ async def list_model_versions(
     principal: ReadPrincipal,
     redis: RedisDep,
     settings: SettingsDep,
-    name: Annotated[str | None, Query(pattern=VERSION_PATTERN)] = None,
+    name: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
 ) -> ModelVersionsPublic:
     """Every trained version with its status and metrics."""
     versions = await service.list_versions(redis, settings.data_dir, name=name)

@@ -10,8 +10,6 @@ from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.model_registry import VersionStatus
 from hivemind_common.text import InputModel
 
-VERSION_PATTERN = NAME_PATTERN  # model names and versions follow the one name rule
-
 
 class ModelVersionPublic(BaseModel):
     name: str
@@ -29,7 +27,7 @@ class ModelVersionsPublic(BaseModel):
 class PromoteRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
-    version: str = Field(pattern=VERSION_PATTERN, description="A registered version to serve.")
+    version: str = Field(pattern=NAME_PATTERN, description="A registered version to serve.")
 
 
 class DeployPublic(BaseModel):
