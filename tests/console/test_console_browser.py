@@ -21,7 +21,7 @@ from console.browsing import (
     key_for,
     off_loop,
 )
-from console.seeding import register_version
+from console.seeding import log_missed_queries, register_version
 
 from support.gateway import RunningGateway
 
@@ -339,4 +339,50 @@ def test_a_read_key_sees_no_control_that_changes_state(
         tab.goto("/console/keys")
         assert "needs a key with the role" in _text(tab, "main")
         tab.shot(artifacts, "keys-read-refused")
+        _assert_stayed_home(tab)
+
+
+def test_a_missed_topic_becomes_a_fact_from_the_suggestions_page(
+    console: RunningGateway, chromium: Any, artifacts: Path, redis_url: str
+) -> None:
+    missed = [
+        "how do I renew the ingress certificate",
+        "ingress certificate expiry date",
+        "who owns the ingress certificate",
+    ]
+    off_loop(log_missed_queries, redis_url, "acme", missed, "miss")
+    api = client_for(console, "acme", "write")
+    with console_tab(chromium, console.url) as tab:
+        tab.sign_in(key_for(console, "acme", "write"))
+        tab.goto("/console/suggestions")
+        board = tab.page.locator("[data-testid=suggestions]")
+        board.get_by_text("who owns the ingress certificate").first.wait_for()
+        tab.shot(artifacts, "suggestions-missed")
+        topic = board.locator("tbody tr").first.locator("td").first.inner_text().strip()
+        assert topic in ("ingress", "certificate")
+        board.get_by_role("link", name=f"Add a fact about {topic}").click()
+        tab.page.wait_for_url(re.compile(r".*/console/memory\?fact_key=.*"))
+        tab.page.wait_for_load_state("networkidle")
+        assert tab.page.get_by_label("Key", exact=True).input_value() == topic
+        tab.page.get_by_label("Value").fill("The ingress certificate renews itself on the 1st")
+        tab.page.get_by_role("button", name="Save fact").click()
+        tab.page.locator("[data-testid=facts]").get_by_text("renews itself").wait_for()
+        assert "renews itself" in api.get(f"/v1/facts/{topic}").json()["value"]
+        _assert_stayed_home(tab)
+
+
+def test_an_operator_queues_a_learning_cycle_from_the_learning_page(
+    console: RunningGateway, chromium: Any, artifacts: Path
+) -> None:
+    with console_tab(chromium, console.url) as tab:
+        tab.sign_in(key_for(console, "root", "operator"))
+        tab.goto("/console/learning")
+        tab.page.get_by_role("button", name="Queue a learning cycle").click()
+        status = tab.page.locator("#status")
+        status.get_by_text("Queued learning job").wait_for()
+        job_id = status.inner_text().split("job ")[1].rstrip(".")
+        tab.page.locator("[data-testid=jobs]").get_by_text(job_id).wait_for()
+        job = client_for(console, "root", "operator").get(f"/v1/learning/jobs/{job_id}")
+        assert job.status_code == 200 and job.json()["status"] == "queued"
+        tab.shot(artifacts, "learning-queued")
         _assert_stayed_home(tab)

@@ -170,6 +170,15 @@ def test_revoking_the_key_or_signing_out_ends_the_session(console: RunningGatewa
             time.sleep(0.05)
         assert client.get("/console/memory").status_code == 303
     with signed_in(console, "acme", "write") as (client, csrf):
+        # signing in again from the same browser ends the session it had
+        again = client.post("/console/signin", data={"api_key": console.key("acme", "read")})
+        assert again.status_code == 303
+        assert client.get("/v1/facts").status_code == 401
+        fresh = SimpleCookie(again.headers["set-cookie"])[COOKIE].value
+        client.headers["cookie"] = f"{COOKIE}={fresh}"
+        assert client.get("/v1/facts").status_code == 200
+        page = client.get("/console/memory").text
+        csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)  # type: ignore[union-attr]
         refused = client.post("/console/signout", data={"csrf_token": "wrong"})
         assert refused.status_code == 403
         assert client.get("/v1/facts").status_code == 200

@@ -97,6 +97,9 @@ async def signin(request: Request) -> Response:
     except HivemindError as exc:
         return _render(request, "signin.html", {"error": exc.message}, status_code=401)
     sessions = ConsoleSessions(request.app.state.redis)
+    previous = request.cookies.get(COOKIE_NAME)
+    if previous:  # a new sign-in replaces the browser's old session, never shares an id
+        await sessions.end(previous)
     session = await sessions.create(principal)
     response = RedirectResponse("/console/overview", status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
