@@ -39,6 +39,7 @@ from hivemind_gateway.search.index import Item, TenantIndex
 REPO = Path(__file__).resolve().parents[1]
 EVAL_SET = REPO / "tests" / "data" / "retrieval_eval.json"
 OPS_SET = REPO / "tests" / "data" / "gate_eval_ops.json"
+CODEBASE_SET = REPO / "tests" / "data" / "gate_eval_codebase.json"
 DIM = 384
 SIZES = (1_000, 10_000, 100_000)
 QUERIES = 200
@@ -60,6 +61,8 @@ def quality() -> dict[str, Any]:
         out[domain] = evaluate(data[domain], encoder.encode)
     # written before the retrieval v2 gate work and never tuned on: the honest estimate
     out["ops_domain_untuned"] = evaluate(load_eval_set(OPS_SET), encoder.encode)
+    # facts and memories of one codebase, committed before the second round of gate work
+    out["codebase_domain_untuned"] = evaluate(load_eval_set(CODEBASE_SET), encoder.encode)
     return out
 
 
