@@ -10,10 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-try:
-    from hivemind_common import train_estimate
-except ImportError:  # pragma: no cover - the estimator ships with hivemind-common
-    train_estimate = None  # type: ignore[assignment]
+from hivemind_common import train_estimate
 
 # config.json values of bases people train (Hugging Face keys, as from_hf_config reads them)
 BASES: dict[str, dict[str, Any]] = {
@@ -69,8 +66,6 @@ PARTS = ("weights", "gradients", "optimizer", "activations", "overhead")
 
 
 def _choices() -> dict[str, tuple[str, ...]]:
-    if train_estimate is None:
-        return {}
     return {
         "base": tuple(BASES),
         "mode": train_estimate.MODES,
@@ -83,8 +78,6 @@ def _choices() -> dict[str, tuple[str, ...]]:
 def calculator_context(params: Mapping[str, str]) -> dict[str, Any]:
     """What the calculator template shows for the query string ``params``."""
     choices = _choices()
-    if train_estimate is None:
-        return {"calc": {"available": False}}
     form = {k: str(params.get(k, v))[:100] for k, v in DEFAULTS.items()}
     form["checkpointing"] = "on" if params.get("checkpointing") == "on" else ""
     errors: list[str] = []
@@ -124,7 +117,6 @@ def calculator_context(params: Mapping[str, str]) -> dict[str, Any]:
             }
     return {
         "calc": {
-            "available": True,
             "form": form,
             "choices": choices,
             "errors": errors,
