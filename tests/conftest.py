@@ -14,6 +14,8 @@ pytest_plugins: list[str] = ["support.redis_topologies"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HIVEMIND_HOSTS_FILE", str(REPO_ROOT / "hosts.yaml"))
+# a gateway started as a process by a test (`hivemind up`, the CLI tests) runs one worker
+os.environ.setdefault("HIVEMIND_GATEWAY_WORKERS", "1")
 
 
 @pytest.fixture(scope="session")

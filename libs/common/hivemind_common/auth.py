@@ -17,9 +17,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from pydantic import BaseModel
+from starlette.types import Scope
 
 from hivemind_common import keys
 from hivemind_common.errors import Forbidden, Invalid, NotFound, Unauthorized
+from hivemind_common.key_cache import KeyCache
 
 Role = Literal["read", "write", "admin", "operator"]
 # ``admin`` manages its own tenant's keys and data; ``operator`` is the suite owner (training,
@@ -72,10 +74,15 @@ def _split_key(plaintext: str) -> str | None:
 
 
 class ApiKeyStore:
-    """Create, list, revoke and verify API keys kept in Redis."""
+    """Create, list, revoke and verify API keys kept in Redis.
 
-    def __init__(self, redis: Any) -> None:
+    With a ``cache`` (a service's, tailing revocations: :mod:`hivemind_common.key_cache`), a key
+    verified a moment ago is not read from Redis again.
+    """
+
+    def __init__(self, redis: Any, *, cache: KeyCache | None = None) -> None:
         self.redis = redis
+        self.cache = cache
 
     async def create(
         self, *, tenant: str, role: Role, name: str = "", rpm: int | None = None
@@ -148,19 +155,50 @@ class ApiKeyStore:
         foreign = tenant is not None and owner != tenant
         if owner is None or foreign or (not operators and role == "operator"):
             raise NotFound(f"no API key with id {key_id!r}")
-        await self.redis.transaction(("HSET", keys.api_key(key_id), "revoked", "1"), durable=True)
+        # the flag and the signal every key cache tails, in one MULTI/EXEC (one slot: {auth})
+        await self.redis.transaction(
+            ("HSET", keys.api_key(key_id), "revoked", "1"),
+            revocation_command(key_id),
+            durable=True,
+        )
+        if self.cache is not None:
+            self.cache.forget(key_id)
 
     async def verify(self, plaintext: str) -> Principal:
         """The principal of a presented key, or Unauthorized."""
         key_id = _split_key(plaintext)
         if key_id is None:
             raise Unauthorized("malformed API key")
+        digest = hash_secret(plaintext)
+        cache = self.cache
+        if cache is not None:
+            known = cache.get(key_id, digest)
+            if known is not None:
+                return known
+            epoch = cache.epoch  # a revocation arriving while we read keeps this one out
         rec = await self.redis.hgetall(keys.api_key(key_id))
-        if not rec or not hmac.compare_digest(rec.get("hash", ""), hash_secret(plaintext)):
+        if not rec or not hmac.compare_digest(rec.get("hash", ""), digest):
             raise Unauthorized("unknown API key")
         if rec.get("revoked") == "1":
             raise Unauthorized("API key revoked")
-        return Principal(key_id=key_id, tenant=rec["tenant"], role=rec["role"], rpm=_rpm(rec))
+        principal = Principal(key_id=key_id, tenant=rec["tenant"], role=rec["role"], rpm=_rpm(rec))
+        if cache is not None:
+            cache.put(principal, digest, epoch)
+        return principal
+
+
+def revocation_command(key_id: str) -> tuple[Any, ...]:
+    """The XADD that tells every key cache to forget ``key_id`` (capped, approximate trim)."""
+    return (
+        "XADD",
+        keys.api_key_revocations(),
+        "MAXLEN",
+        "~",
+        keys.KEY_REVOCATIONS_MAXLEN,
+        "*",
+        "key_id",
+        key_id,
+    )
 
 
 def _rpm(rec: dict[str, str]) -> int | None:
@@ -168,12 +206,29 @@ def _rpm(rec: dict[str, str]) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def bearer_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+def parse_bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` value, or None: the one parser every
+    service uses (scheme case-insensitive, surrounding spaces dropped, an empty token is none)."""
+    if not header:
         return None
-    return token.strip()
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token
+
+
+def bearer_token(request: Request) -> str | None:
+    """The bearer token of a request, or None."""
+    return parse_bearer(request.headers.get("authorization"))
+
+
+def bearer_from_scope(scope: Scope) -> str | None:
+    """The bearer token of an ASGI request (before a Request exists), or None."""
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return parse_bearer(value.decode("latin-1"))
+    return None
 
 
 # ``app.state.session_auth``: the principal of a request that sent no key (None: 401)

@@ -41,6 +41,7 @@ JOBS_STREAM_MAXLEN = 10_000
 AUDIT_MAXLEN = 100_000  # audit trail of admin and operator actions (approximate trim)
 JOBS_INDEX_MAX = 1_000  # job records listed in the jobs index (older ones expire by JOB_TTL_S)
 DEAD_LETTERS_MAX = 200  # jobs given up on, newest first
+KEY_REVOCATIONS_MAXLEN = 1_000  # revoked key ids, tailed by every gateway's key cache
 
 # --- consumer groups --------------------------------------------------------------------------
 TRAINER_GROUP = "trainer"
@@ -72,6 +73,13 @@ def api_key(key_id: str) -> str:
 def api_keys_index() -> str:
     """Set of every key id."""
     return f"{PREFIX}:{{auth}}:keys"
+
+
+def api_key_revocations() -> str:
+    """Stream: one ``{key_id}`` entry per revoked key; each gateway forgets that key at once
+    (``hivemind_common.key_cache``). Same slot as the keys, so a revoke writes both in one
+    MULTI/EXEC."""
+    return f"{PREFIX}:{{auth}}:revocations"
 
 
 def tenants_index() -> str:
@@ -176,6 +184,12 @@ def migration_done(name: str) -> str:
 def vector(tenant: str, model_id: str, kind: str, item_id: str) -> str:
     """Raw float32 vector of one fact or memory, made by ``model_id``."""
     return f"{_t(tenant)}:vec:{_part(model_id, 'model_id')}:{_part(kind, 'kind')}:{item_id}"
+
+
+def vector_claim(tenant: str, kind: str, item_id: str) -> str:
+    """String with a TTL: one gateway process is embedding this item (the others wait for
+    its vector on the change stream)."""
+    return f"{_t(tenant)}:vclaim:{_part(kind, 'kind')}:{item_id}"
 
 
 def changes(tenant: str) -> str:

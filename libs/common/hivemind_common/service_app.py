@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from hivemind_common.body_limit import BodyLimitMiddleware, BodyLimits
 from hivemind_common.credentials import CredentialsRequiredMiddleware
 from hivemind_common.error_handlers import install_error_handlers
+from hivemind_common.gc_pauses import freeze_after_start, log_gc_pauses, watch_gc_pauses
 from hivemind_common.observability import RequestContextMiddleware
 from hivemind_common.scrape_metrics import SERVICE_READY, run_samplers
 from hivemind_common.wire import RouteWires
@@ -104,7 +108,7 @@ def base_app(
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         await sample_at_scrape(request.app)
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(metrics_text(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -121,22 +125,67 @@ async def sample_at_scrape(app: FastAPI) -> None:
 
 
 def mark_started(app: FastAPI) -> None:
-    """Call at the end of a lifespan's start-up: /readyz now runs the checks."""
+    """Call at the end of a lifespan's start-up: /readyz now runs the checks (and a served
+    process freezes what start-up built out of later GC passes)."""
     app.state.starting = False
+    if getattr(app.state, "freeze_gc", False):
+        freeze_after_start()
 
 
-def serve(create_app: Callable[[Any], FastAPI], settings: Any) -> None:
-    """Run a service in the foreground: logging from settings, then uvicorn on its port."""
+def metrics_text() -> bytes:
+    """This process' metrics; every worker's, summed, when the service runs several."""
+    shared = os.environ.get(MULTIPROC_ENV)
+    if not shared:
+        return generate_latest()
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=shared)
+    return generate_latest(registry)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def served(app: FastAPI) -> FastAPI:
+    """An app as a served process runs it: GC pauses timed, the heap frozen after start-up
+    (tests build apps without this: one test process holds many)."""
+    watch_gc_pauses()
+    app.state.freeze_gc = True
+    return app
+
+
+def serve(
+    create_app: Callable[[Any], FastAPI],
+    settings: Any,
+    *,
+    workers: int = 1,
+    worker_app: str | None = None,
+) -> None:
+    """Run a service in the foreground: logging from settings, then uvicorn on its port.
+
+    ``workers`` > 1 runs that many processes on the one port (the kernel spreads connections);
+    each builds its app by ``worker_app``, the import path of a factory that takes no
+    arguments and reads the settings itself. Their metrics are kept in files under the data
+    dir so that ``/metrics`` answers for all of them (Prometheus' multiprocess mode).
+    """
     import uvicorn
 
     from hivemind_common.observability import configure_logging
 
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.resolved_port(),
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.resolved_port(),
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if workers > 1 and worker_app is not None:
+        shared = settings.data_dir / "run" / f"metrics-{settings.service_name}-{common['port']}"
+        shutil.rmtree(shared, ignore_errors=True)  # files of an earlier run would add up
+        shared.mkdir(parents=True)
+        os.environ[MULTIPROC_ENV] = str(shared)  # before any worker imports prometheus_client
+        log.info("%s: %d worker processes", settings.service_name, workers)
+        uvicorn.run(worker_app, factory=True, workers=workers, **common)
+        return
+    uvicorn.run(served(create_app(settings)), **common)
+    log_gc_pauses()

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import httpx
 from fastapi import FastAPI
 
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.internal_http import internal_client
+from hivemind_common.key_cache import KeyCache
 from hivemind_common.redis import connect_redis
 from hivemind_common.scrape_metrics import disk_sampler, redis_sampler
 from hivemind_common.service_app import base_app, mark_started
@@ -36,6 +38,7 @@ from hivemind_gateway.rag.router import router as rag_router
 from hivemind_gateway.responses.router import router as responses_router
 from hivemind_gateway.search.runtime import search_runtime
 from hivemind_gateway.settings import GatewaySettings
+from hivemind_gateway.state import GatewayState
 from hivemind_gateway.stats.router import router as stats_router
 
 
@@ -48,28 +51,47 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             token = settings.require_internal_token()
             redis = connect_redis(settings.redis_url)
             stack.push_async_callback(redis.aclose)
-            app.state.settings = settings
-            app.state.redis = redis
-            app.state.api_keys = ApiKeyStore(redis)
-            app.state.rate_limiter = RequestLimiter(
+            # verified keys remembered briefly; revocations reach this process within 1 s
+            key_cache = KeyCache(redis, ttl_s=settings.key_cache_ttl_s)
+            if settings.key_cache_ttl_s > 0:
+                await stack.enter_async_context(key_cache.running())
+            api_keys = ApiKeyStore(redis, cache=key_cache)
+            rate_limiter = RequestLimiter(
                 redis,
                 default_key_rpm=settings.default_key_rpm,
                 max_inference_per_tenant=settings.max_inference_per_tenant,
             )
-            timeout = settings.upstream_timeout_s
+            clients: dict[str, httpx.AsyncClient] = {}
             for name, url in (
                 ("embedding", settings.embedding_url),
                 ("inference", settings.inference_url),
-                ("trainer", settings.trainer_url),
             ):
-                client = internal_client(
-                    name, token=token, base_url=url, timeout=timeout, profile=settings.profile
+                clients[name] = internal_client(
+                    name,
+                    token=token,
+                    base_url=url,
+                    timeout=settings.upstream_timeout_s,
+                    profile=settings.profile,
                 )
-                stack.push_async_callback(client.aclose)
-                setattr(app.state, f"{name}_http", client)
-            app.state.served_models = served_models(settings, app.state.inference_http)
+                stack.push_async_callback(clients[name].aclose)
+            # the shared layers (auth's require_role, limits) read these from app.state
+            app.state.settings = settings
+            app.state.redis = redis
+            app.state.api_keys = api_keys
+            app.state.rate_limiter = rate_limiter
+            app.state.embedding_http = clients["embedding"]
             await run_migrations(redis)  # before the index loads what they move
-            await stack.enter_async_context(search_runtime(app.state, settings))
+            search = await stack.enter_async_context(search_runtime(app.state, settings))
+            app.state.gateway = GatewayState(
+                settings=settings,
+                redis=redis,
+                api_keys=api_keys,
+                rate_limiter=rate_limiter,
+                embedding_http=clients["embedding"],
+                inference_http=clients["inference"],
+                served_models=served_models(settings, clients["inference"]),
+                search=search,
+            )
             app.state.ready_checks["redis"] = redis.ping
             app.state.scrape_samplers += [
                 redis_sampler(redis),

@@ -1,39 +1,54 @@
-"""Annotated dependencies read from ``app.state``; routers take these, never globals."""
+"""Annotated dependencies read from the gateway's typed state; routers take these, never globals.
+
+Each is an ``async def`` that reads an attribute: FastAPI runs a plain ``def`` dependency in its
+thread pool, which on the hot path cost more than the route's own work (issue 17's profile).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, cast
 
 import httpx
 from fastapi import Depends, Request
 
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.redis import HivemindRedis
+from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.settings import GatewaySettings
+from hivemind_gateway.state import GatewayState
 
 
-def _settings(request: Request) -> GatewaySettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+def gateway_state(request: Request) -> GatewayState:
+    """The state the lifespan made (``app.state.gateway``)."""
+    return cast(GatewayState, request.app.state.gateway)
 
 
-def _redis(request: Request) -> HivemindRedis:
-    return request.app.state.redis  # type: ignore[no-any-return]
+async def _state(request: Request) -> GatewayState:
+    return gateway_state(request)
 
 
-def _api_keys(request: Request) -> ApiKeyStore:
-    return request.app.state.api_keys  # type: ignore[no-any-return]
+async def _settings(request: Request) -> GatewaySettings:
+    return gateway_state(request).settings
 
 
-def _embedding(request: Request) -> httpx.AsyncClient:
-    return request.app.state.embedding_http  # type: ignore[no-any-return]
+async def _redis(request: Request) -> HivemindRedis:
+    return gateway_state(request).redis
 
 
-def _inference(request: Request) -> httpx.AsyncClient:
-    return request.app.state.inference_http  # type: ignore[no-any-return]
+async def _api_keys(request: Request) -> ApiKeyStore:
+    return gateway_state(request).api_keys
 
 
-def _trainer(request: Request) -> httpx.AsyncClient:
-    return request.app.state.trainer_http  # type: ignore[no-any-return]
+async def _search(request: Request) -> SearchIndex:
+    return gateway_state(request).search
+
+
+async def _embedding(request: Request) -> httpx.AsyncClient:
+    return gateway_state(request).embedding_http
+
+
+async def _inference(request: Request) -> httpx.AsyncClient:
+    return gateway_state(request).inference_http
 
 
 async def _client_address(request: Request) -> str:
@@ -41,15 +56,11 @@ async def _client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _state(request: Request) -> Any:
-    return request.app.state
-
-
+StateDep = Annotated[GatewayState, Depends(_state)]
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 RedisDep = Annotated[HivemindRedis, Depends(_redis)]
 ApiKeysDep = Annotated[ApiKeyStore, Depends(_api_keys)]
+SearchDep = Annotated[SearchIndex, Depends(_search)]
 EmbeddingHttpDep = Annotated[httpx.AsyncClient, Depends(_embedding)]
 InferenceHttpDep = Annotated[httpx.AsyncClient, Depends(_inference)]
-TrainerHttpDep = Annotated[httpx.AsyncClient, Depends(_trainer)]
-StateDep = Annotated[Any, Depends(_state)]
 ClientAddressDep = Annotated[str, Depends(_client_address)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 
 from hivemind_common import keys
@@ -64,12 +66,20 @@ class GatewaySettings(ServiceSettings):
     max_doc_chars: int = Field(default=2_000_000, ge=1)
     docs_chunk_tokens: int = Field(default=256, ge=16, le=2048)
     docs_overlap_tokens: int = Field(default=32, ge=0, le=2047)
+    # the most of a retrieval budget that reference library passages may take (0: none)
+    rag_docs_share: float = Field(default=0.5, ge=0, le=1)
 
     # capture of completed chats for learning (off by default)
     capture_default: bool = False
 
     # the retrieval log (suggestions quote it): older entries are trimmed on write, never read
     rag_log_retention_days: float = Field(default=30.0, gt=0, le=3650)
+
+    # worker processes sharing the port (None: one per core); each has its own search index
+    gateway_workers: int | None = Field(default=None, ge=1, le=64)
+    # verified API keys remembered in each process (0: every request reads Redis); a revoke
+    # reaches every process within a second whatever this is (hivemind_common/key_cache.py)
+    key_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
 
     # request rates (hivemind_gateway/limits.py): a key without its own rpm gets this (0: none);
     # tenants' own rpm and quotas are set with `hivemind tenants set`
@@ -88,6 +98,12 @@ class GatewaySettings(ServiceSettings):
     auto_large_tasks: tuple[str, ...] = ("code-assist",)
     # Anthropic Messages API: the local model that `claude-*` model names are served by
     claude_model: str = "auto"
+
+    def worker_count(self) -> int:
+        """``gateway_workers``, else one per core this process may run on (at most 8)."""
+        if self.gateway_workers is not None:
+            return self.gateway_workers
+        return max(1, min(8, len(os.sched_getaffinity(0))))
 
     def body_limits(self) -> BodyLimits:
         """The body cap of every route family, for the body-limit layer."""

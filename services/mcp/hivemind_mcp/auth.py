@@ -16,22 +16,12 @@ import time
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from hivemind_common.auth import bearer_from_scope
 from hivemind_mcp.metrics import KEY_CHECKS
 
 log = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 4096
-
-
-def bearer_from_scope(scope: Scope) -> str | None:
-    """The bearer token of an ASGI request, or None."""
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-            return None
-    return None
 
 
 class KeyChecker:

@@ -18,6 +18,7 @@ import httpx
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from hivemind_common.auth import parse_bearer
 from hivemind_common.hosts import service_url
 from hivemind_mcp import __version__
 from hivemind_mcp.gateway import GatewayClient
@@ -53,9 +54,9 @@ def caller_key(ctx: BridgeContext) -> str:
     """The API key this call acts with: the HTTP caller's bearer key, else the configured one."""
     headers = ctx.headers
     if headers is not None:
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
+        token = parse_bearer(headers.get("authorization"))
+        if token is not None:
+            return token
         # An HTTP caller never falls back to the bridge's own key.
         raise ToolError("missing API key: send 'Authorization: Bearer <key>'")
     key = ctx.request_context.lifespan_context.default_key

@@ -34,6 +34,8 @@ TAIL_BLOCK_MS = 400
 DISCOVER_EVERY_S = 5.0
 BACKFILL_EVERY_S = 1.0  # when idle; a write without a vector wakes the worker at once
 BACKFILL_BATCH = 64
+CANDIDATES = 4 * BACKFILL_BATCH  # looked at per pass, so workers take disjoint batches
+CLAIM_TTL_MS = 60_000  # longer than a batch may take (BACKFILL_TIMEOUT_S)
 BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
@@ -270,7 +272,9 @@ class SearchIndex:
         done = 0
         for index in list(self.tenants.values()):
             for kind in KINDS:
-                todo = index[kind].missing_vectors(BACKFILL_BATCH)
+                todo = await self._claim(
+                    index.tenant, kind, index[kind].missing_vectors(CANDIDATES)
+                )
                 if not todo:
                     continue
                 rows, model = await self.embedder.embed(
@@ -279,6 +283,7 @@ class SearchIndex:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for item, vec in zip(todo, rows, strict=True):
                         pipe.set(keys.vector(index.tenant, model, kind, item.id), vector_bytes(vec))
+                        pipe.delete(keys.vector_claim(index.tenant, kind, item.id))
                         # other gateways then read the vector instead of embedding it again
                         pipe.execute_command(
                             *change_command(
@@ -292,6 +297,22 @@ class SearchIndex:
                 done += len(todo)
                 self._schedule_ann(index)
         return done
+
+    async def _claim(self, tenant: str, kind: str, candidates: list[Item]) -> list[Item]:
+        """Up to a batch of ``candidates`` that no other gateway process is embedding: with
+        several workers (or gateways) each item is embedded once, and the others read its
+        vector from the change stream. A claim lapses by itself if its holder dies."""
+        if not candidates:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for item in candidates:
+                pipe.set(keys.vector_claim(tenant, kind, item.id), "1", nx=True, px=CLAIM_TTL_MS)
+            won = await pipe.execute()
+        claimed = [item for item, ok in zip(candidates, won, strict=True) if ok]
+        extra = claimed[BACKFILL_BATCH:]
+        if extra:  # more than a batch: leave the rest to whoever comes next
+            await self.redis.delete(*(keys.vector_claim(tenant, kind, i.id) for i in extra))
+        return claimed[:BACKFILL_BATCH]
 
     def _schedule_ann(self, index: TenantIndex) -> None:
         for kind_index in index.kinds.values():

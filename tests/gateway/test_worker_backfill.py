@@ -1,0 +1,57 @@
+"""Several gateway processes (workers) on one Redis embed each stored item once (issue 17)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import REGISTRY
+
+from support.embedding import shared_embedding_url
+from support.gateway import RunningGateway, running_gateway
+from support.waiting import wait_until
+
+CLOSED = {"inference_url": "http://127.0.0.1:9", "trainer_url": "http://127.0.0.1:9"}
+ITEMS = 200
+
+
+def _texts_embedded() -> float:
+    return REGISTRY.get_sample_value("hivemind_embedding_batch_texts_sum") or 0.0
+
+
+def _pending(gw: RunningGateway) -> int:
+    with gw.client("acme", "read") as c:
+        r = c.get("/v1/rag/stats")
+        r.raise_for_status()
+        return int(r.json()["pending_vectors"])
+
+
+def test_two_gateways_embed_each_stored_memory_once(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    embedding = shared_embedding_url(internal_token)
+    with (
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
+        ) as a,
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
+        ) as b,
+    ):
+        a.keys = b.keys  # one set of keys for both
+        assert _pending(a) == 0 and _pending(b) == 0  # both hold the tenant's index now
+        before = _texts_embedded()
+        memories = [
+            {"text": f"note {i}: the deploy of service {i % 7} moved"} for i in range(ITEMS)
+        ]
+        with a.client("acme", "write") as c:
+            r = c.post("/v1/memories/batch", json={"memories": memories})
+            assert r.status_code == 200, r.text
+        wait_until(
+            lambda: _pending(a) == 0 and _pending(b) == 0,
+            timeout=600,
+            interval=0.2,
+            what="every memory to have its vector in both gateways",
+        )
+        embedded = _texts_embedded() - before
+        # each item once; without the claim both processes embed most of them
+        assert ITEMS <= embedded < ITEMS * 1.2, embedded
