@@ -18,6 +18,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import HivemindError, Invalid
+from hivemind_common.redis import HivemindRedis
 
 log = logging.getLogger("hivemind.audit")
 
@@ -54,7 +55,7 @@ def cli_actor() -> str:
         return "local:unknown"
 
 
-async def record(redis: Any, entry: AuditEntry) -> str:
+async def record(redis: HivemindRedis, entry: AuditEntry) -> str:
     """Append ``entry`` to the audit stream and the log; returns its id."""
     fields = {name: str(getattr(entry, name)) for name in _FIELDS}
     fields["ts"] = f"{entry.ts:.3f}"
@@ -72,7 +73,7 @@ async def record(redis: Any, entry: AuditEntry) -> str:
 
 @asynccontextmanager
 async def audited(
-    redis: Any, action: str, *, key_id: str, tenant: str, source: str, target: str = ""
+    redis: HivemindRedis, action: str, *, key_id: str, tenant: str, source: str, target: str = ""
 ) -> AsyncIterator[AuditEntry]:
     """Record ``action`` when the block ends: ``ok``, ``denied`` (401/403), ``failed`` (another
     of our errors) or ``error`` (anything else), then let the error go on. The block may fill
@@ -94,7 +95,7 @@ async def audited(
 
 
 def cli_audited(
-    redis: Any, action: str, *, tenant: str = "", target: str = ""
+    redis: HivemindRedis, action: str, *, tenant: str = "", target: str = ""
 ) -> AbstractAsyncContextManager[AuditEntry]:
     """:func:`audited` for a command run on the host: the local user, from ``cli``."""
     return audited(
@@ -102,14 +103,14 @@ def cli_audited(
     )
 
 
-async def key_tenant(redis: Any, key_id: str) -> str:
+async def key_tenant(redis: HivemindRedis, key_id: str) -> str:
     """The tenant of an API key by its id ("" when unknown), so a revocation is filed under the
     tenant whose key it was."""
     tenant = await redis.hget(keys.api_key(key_id), "tenant")
     return _decode(tenant) if tenant is not None else ""
 
 
-async def _record_quietly(redis: Any, entry: AuditEntry) -> None:
+async def _record_quietly(redis: HivemindRedis, entry: AuditEntry) -> None:
     # the action's own error matters more than the audit write's; the log still has the entry
     try:
         await record(redis, entry)
@@ -154,7 +155,7 @@ def _before(entry_id: str) -> str:
 
 
 async def read(
-    redis: Any,
+    redis: HivemindRedis,
     *,
     tenant: str | None = None,
     action: str | None = None,

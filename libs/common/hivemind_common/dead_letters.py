@@ -18,11 +18,12 @@ from typing import Any
 from hivemind_common import keys
 from hivemind_common.errors import NotFound
 from hivemind_common.job_records import get_job, recent_dead_letters, update_job
+from hivemind_common.redis import HivemindRedis
 
 DEFAULT_MAX_ATTEMPTS = 3
 
 
-async def count_start(redis: Any, job_id: str, kind: str) -> int:
+async def count_start(redis: HivemindRedis, job_id: str, kind: str) -> int:
     """Count one more start of ``job_id``'s ``kind`` of work; returns the starts so far.
 
     A job without a record is not counted (0): nothing would expire the counter.
@@ -33,7 +34,7 @@ async def count_start(redis: Any, job_id: str, kind: str) -> int:
 
 
 async def bury(
-    redis: Any,
+    redis: HivemindRedis,
     *,
     job_id: str,
     kind: str,

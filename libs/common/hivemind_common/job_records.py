@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from hivemind_common import keys
 from hivemind_common.errors import Invalid, NotFound
 from hivemind_common.jobs import JobStatus
+from hivemind_common.redis import HivemindRedis
 
 Stage = Literal["queued", "collect", "train", "evaluate", "export", "deploy", "done"]
 STAGES: tuple[str, ...] = ("queued", "collect", "train", "evaluate", "export", "deploy", "done")
@@ -65,7 +66,7 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
 
 
 async def create_job(
-    redis: Any,
+    redis: HivemindRedis,
     job_id: str,
     *,
     model: str = "default",
@@ -98,7 +99,7 @@ async def create_job(
     return _record(job_id, {k: str(v) for k, v in fields.items()})
 
 
-async def get_job(redis: Any, job_id: str) -> JobRecord:
+async def get_job(redis: HivemindRedis, job_id: str) -> JobRecord:
     """The record of ``job_id`` or NotFound."""
     raw = await redis.hgetall(keys.job(job_id))
     if not raw:
@@ -107,7 +108,7 @@ async def get_job(redis: Any, job_id: str) -> JobRecord:
 
 
 async def update_job(
-    redis: Any,
+    redis: HivemindRedis,
     job_id: str,
     *,
     status: str | None = None,
@@ -141,7 +142,9 @@ async def update_job(
     return await get_job(redis, job_id)
 
 
-async def list_jobs(redis: Any, *, limit: int = 20, tenant: str | None = None) -> list[JobRecord]:
+async def list_jobs(
+    redis: HivemindRedis, *, limit: int = 20, tenant: str | None = None
+) -> list[JobRecord]:
     """The most recent jobs, newest first; with ``tenant``, only jobs that tenant asked for."""
     scan = limit if tenant is None else keys.JOBS_INDEX_MAX
     ids = await redis.zrevrange(keys.jobs_index(), 0, max(0, scan - 1))
@@ -155,7 +158,9 @@ async def list_jobs(redis: Any, *, limit: int = 20, tenant: str | None = None) -
     return out
 
 
-async def tenant_learning_status(redis: Any, tenant: str, *, recent: int = 5) -> dict[str, Any]:
+async def tenant_learning_status(
+    redis: HivemindRedis, tenant: str, *, recent: int = 5
+) -> dict[str, Any]:
     """The learning status one tenant may see: its own samples and jobs, nothing suite-wide."""
     counts = await redis.hgetall(keys.tenant_learning_counts(tenant))
     share = await redis.hget(keys.tenant_settings(tenant), "share_training")
@@ -174,13 +179,13 @@ async def tenant_learning_status(redis: Any, tenant: str, *, recent: int = 5) ->
     }
 
 
-async def recent_dead_letters(redis: Any, *, limit: int = 20) -> list[dict[str, Any]]:
+async def recent_dead_letters(redis: HivemindRedis, *, limit: int = 20) -> list[dict[str, Any]]:
     """Jobs given up on (see :mod:`hivemind_common.dead_letters`), newest first."""
     raw = await redis.lrange(keys.dead_letters(), 0, max(0, limit - 1))
     return [json.loads(item) for item in raw]
 
 
-async def learning_status(redis: Any, *, recent: int = 5) -> dict[str, Any]:
+async def learning_status(redis: HivemindRedis, *, recent: int = 5) -> dict[str, Any]:
     """What the operator sees (``GET /v1/learning/status``, ``hivemind learn status``)."""
     state = await redis.hgetall(keys.learning_state())
     rejections = await redis.hgetall(keys.learning_rejections())

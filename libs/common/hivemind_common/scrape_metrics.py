@@ -18,6 +18,8 @@ from typing import Any
 
 from prometheus_client import Gauge
 
+from hivemind_common.redis import HivemindRedis
+
 log = logging.getLogger(__name__)
 
 Sampler = Callable[[], Awaitable[None]]
@@ -55,7 +57,7 @@ DATA_DIR_FREE = Gauge(
 DATA_DIR_SIZE = Gauge("hivemind_data_dir_size_bytes", "Size of $HIVEMIND_DATA_DIR's disk in bytes.")
 
 
-async def primaries_info(redis: Any, section: str) -> dict[str, dict[str, Any]]:
+async def primaries_info(redis: HivemindRedis, section: str) -> dict[str, dict[str, Any]]:
     """``INFO <section>`` of every primary: ``{"host:port": info}`` (one entry on standalone)."""
     client = await redis.backend.client()
     if redis.topology == "cluster":
@@ -68,7 +70,7 @@ async def primaries_info(redis: Any, section: str) -> dict[str, dict[str, Any]]:
     return {f"{kwargs.get('host')}:{kwargs.get('port')}": await client.info(section)}
 
 
-def redis_sampler(redis: Any) -> Sampler:
+def redis_sampler(redis: HivemindRedis) -> Sampler:
     """Sets the Redis gauges from INFO replication/memory of every primary."""
     seen: set[str] = set()
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import Invalid
+from hivemind_common.redis import HivemindRedis
 
 LIMIT_FIELDS = ("max_facts", "max_memories", "max_sessions", "max_cache_bytes", "rpm")
 
@@ -42,7 +43,7 @@ def _check_tenant(tenant: str) -> None:
         raise Invalid("tenant must be 1-64 letters, digits, '.', '_' or '-'", param="tenant")
 
 
-async def get_policy(redis: Any, tenant: str) -> TenantPolicy:
+async def get_policy(redis: HivemindRedis, tenant: str) -> TenantPolicy:
     """The tenant's policy (defaults where nothing was set)."""
     _check_tenant(tenant)
     raw = await redis.hgetall(keys.tenant_settings(tenant))
@@ -56,7 +57,7 @@ async def get_policy(redis: Any, tenant: str) -> TenantPolicy:
 
 
 async def set_policy(
-    redis: Any, tenant: str, *, share_training: bool | None = None, **limits: int | None
+    redis: HivemindRedis, tenant: str, *, share_training: bool | None = None, **limits: int | None
 ) -> TenantPolicy:
     """Change some of a tenant's settings; a limit of 0 removes it, None leaves it as it is."""
     _check_tenant(tenant)

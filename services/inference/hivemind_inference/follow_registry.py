@@ -15,13 +15,13 @@ import contextlib
 import logging
 import time
 from pathlib import Path
-from typing import Any
 
 from redis.exceptions import RedisError
 
 from hivemind_common.errors import Conflict, HivemindError
 from hivemind_common.model_deploy import deploy_in_progress, deploy_lock, serve_files
 from hivemind_common.model_registry import ModelRegistry
+from hivemind_common.redis import HivemindRedis
 from hivemind_inference import metrics
 from hivemind_inference.registry import LoadedModels, ModelSlot, Placement
 
@@ -35,7 +35,7 @@ class RegistryFollower:
     """Keeps every served model on the version the model registry marks ``serving``."""
 
     def __init__(
-        self, *, models: LoadedModels, redis: Any, data_dir: Path, timeout_s: float = 5.0
+        self, *, models: LoadedModels, redis: HivemindRedis, data_dir: Path, timeout_s: float = 5.0
     ) -> None:
         self.models = models
         self.versions = ModelRegistry(redis, data_dir)

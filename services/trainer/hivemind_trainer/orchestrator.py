@@ -18,10 +18,11 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict
+from hivemind_common.redis import HivemindRedis
+from hivemind_trainer.settings import TrainerSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class LeaderLock:
     pause, a partition) and was taken by another fails the check even if it takes it back later.
     """
 
-    def __init__(self, redis: Any, owner: str, *, ttl_ms: int = keys.LEADER_LOCK_TTL_MS) -> None:
+    def __init__(
+        self, redis: HivemindRedis, owner: str, *, ttl_ms: int = keys.LEADER_LOCK_TTL_MS
+    ) -> None:
         self.redis = redis
         self.owner = owner
         self.ttl_ms = ttl_ms
@@ -179,7 +182,9 @@ def decide(
     return Decision(True, f"{new_samples} new samples")
 
 
-async def state_decision(redis: Any, settings: Any, *, now: float | None = None) -> Decision:
+async def state_decision(
+    redis: HivemindRedis, settings: TrainerSettings, *, now: float | None = None
+) -> Decision:
     """:func:`decide` on the learning state kept in Redis."""
     state = await redis.hgetall(keys.learning_state())
 

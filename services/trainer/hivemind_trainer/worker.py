@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import socket
-from typing import Any
 
 from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
@@ -24,6 +23,7 @@ from hivemind_common.dead_letters import bury, count_start, poison_reason
 from hivemind_common.errors import HivemindError, NotFound
 from hivemind_common.job_records import get_job
 from hivemind_common.jobs import TrainJob
+from hivemind_common.redis import HivemindRedis
 from hivemind_trainer.cycle import CycleResult, make_collector, run_cycle
 from hivemind_trainer.idle import check_idle
 from hivemind_trainer.metrics import (
@@ -43,7 +43,7 @@ _PAST_TRAINING = frozenset({"export", "deploy", "done"})
 class TrainerWorker:
     """Leader election, sample collection, job handling and the threshold rule, in one loop."""
 
-    def __init__(self, redis: Any, settings: TrainerSettings) -> None:
+    def __init__(self, redis: HivemindRedis, settings: TrainerSettings) -> None:
         self.redis = redis
         self.settings = settings
         self.consumer = settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}"

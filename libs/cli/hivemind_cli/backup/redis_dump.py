@@ -15,10 +15,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO, Any
 
+from hivemind_common.redis import HivemindRedis
+
 CHUNK = 200  # keys read or written concurrently
 
 
-async def _chunks(redis: Any) -> AsyncIterator[list[bytes]]:
+async def _chunks(redis: HivemindRedis) -> AsyncIterator[list[bytes]]:
     batch: list[bytes] = []
     async for key in redis.scan_iter(count=1000):
         batch.append(key)
@@ -29,7 +31,7 @@ async def _chunks(redis: Any) -> AsyncIterator[list[bytes]]:
         yield batch
 
 
-async def dump_keys(redis: Any, out: IO[str]) -> int:
+async def dump_keys(redis: HivemindRedis, out: IO[str]) -> int:
     """Write one JSON line per key (``k``, ``v``: base64; ``ttl``: ms, 0 = none); returns the count.
 
     ``redis`` must be a client made with ``decode_responses=False``.
@@ -51,14 +53,14 @@ async def dump_keys(redis: Any, out: IO[str]) -> int:
     return count
 
 
-async def is_empty(redis: Any) -> bool:
+async def is_empty(redis: HivemindRedis) -> bool:
     """True when no primary holds a key."""
     async for _ in redis.scan_iter(count=100):
         return False
     return True
 
 
-async def restore_keys(redis: Any, path: Path, *, replace: bool = False) -> int:
+async def restore_keys(redis: HivemindRedis, path: Path, *, replace: bool = False) -> int:
     """RESTORE every line of ``path``; ``replace`` overwrites keys that exist (else Redis
     refuses them: the caller checks :func:`is_empty` first)."""
 

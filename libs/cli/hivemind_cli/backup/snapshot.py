@@ -14,7 +14,7 @@ from hivemind_cli.backup.redis_dump import dump_keys, is_empty, restore_keys
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, Invalid
 from hivemind_common.model_registry import sha256_file
-from hivemind_common.redis import connect_redis
+from hivemind_common.redis import HivemindRedis, connect_redis
 
 FORMAT = 1
 PREFIX = "hivemind-backup-"
@@ -40,7 +40,7 @@ def _redis(url: str) -> Any:
     return connect_redis(url, decode_responses=False, retry_deadline=REDIS_DEADLINE_S)
 
 
-async def _serving_versions(redis: Any) -> dict[str, dict[str, str]]:
+async def _serving_versions(redis: HivemindRedis) -> dict[str, dict[str, str]]:
     """``{model: {"serving": v, "previous": v}}`` from the registry (whichever are set)."""
     out: dict[str, dict[str, str]] = {}
     for raw in await redis.smembers(keys.models_index()):

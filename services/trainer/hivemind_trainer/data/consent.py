@@ -8,14 +8,13 @@ before samples carried a tenant have none and are kept (they came from the opera
 
 from __future__ import annotations
 
-from typing import Any
-
+from hivemind_common.redis import HivemindRedis
 from hivemind_common.tenants import get_policy
 from hivemind_trainer.data.dataset import Record
 
 
 async def consenting(
-    redis: Any, parts: dict[str, list[Record]]
+    redis: HivemindRedis, parts: dict[str, list[Record]]
 ) -> tuple[dict[str, list[Record]], int]:
     """``parts`` without the records of tenants that no longer share; and how many were left out."""
     tenants = {r.get("tenant") for records in parts.values() for r in records} - {None, ""}
