@@ -625,14 +625,17 @@
           { label: "Created", value: function (k) { return when(k.created_at); } },
           { label: "State", value: function (k) {
             if (k.revoked) return el("span", { class: "bad", text: "revoked" });
-            return button("Revoke " + k.key_id, function () {
-              if (!window.confirm("Revoke key " + k.key_id + "? Anything using it stops working.")) return;
+            var own = k.key_id === document.getElementById("main").getAttribute("data-key-id");
+            return el("div", { class: "actions" }, own ? el("span", { text: "this session's key" }) : null,
+              button("Revoke " + k.key_id, function () {
+              var warning = own ? " This session uses it: you will be signed out." : "";
+              if (!window.confirm("Revoke key " + k.key_id + "? Anything using it stops working." + warning)) return;
               api("DELETE", "/v1/keys/" + encodeURIComponent(k.key_id)).then(function (d) {
                 if (!d.ok) return failed("revoke", d);
                 say("Revoked key " + k.key_id + ".");
                 load();
               });
-            }, "danger");
+            }, "danger"));
           } },
         ], r.data.data));
       });
