@@ -30,7 +30,7 @@ from hivemind_gateway.docs.schemas import (
 )
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
 from hivemind_gateway.openai.upstream import post_json
-from hivemind_gateway.rag.service import embed_query, gate_config
+from hivemind_gateway.rag.gate import embed_query, gate_config
 
 router = APIRouter(prefix="/v1/docs", tags=["docs"])
 tools_router = APIRouter(prefix="/v1", tags=["docs"])

@@ -44,7 +44,7 @@ from hivemind_gateway.docs.schemas import (
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
-from hivemind_gateway.search.index import DocRef, Item
+from hivemind_gateway.search.index import DocRef, Item, doc_filter
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import as_dict, change_command, load_json
 
@@ -373,28 +373,6 @@ async def list_documents(
     data = [_public(d, as_dict(r)) for d, r in zip(ids, records, strict=True) if r]
     total = await redis.zcard(index)
     return DocsPublic(data=data, count=int(total), next_cursor=names[-1] if more else None)
-
-
-def doc_filter(
-    collections: set[str] | None = None,
-    skip: set[str] | None = None,
-    path_prefix: str | None = None,
-) -> Callable[[Item], bool] | None:
-    """The search index's filter for chunks of some collections and under a path."""
-    if not collections and not skip and not path_prefix:
-        return None
-
-    def keep(item: Item) -> bool:
-        ref = item.doc
-        if ref is None:
-            return False
-        if collections and ref.collection not in collections:
-            return False
-        if skip and ref.collection in skip:
-            return False
-        return not path_prefix or ref.source.startswith(path_prefix)
-
-    return keep
 
 
 def score_docs(

@@ -106,6 +106,8 @@ async def inject_retrieval(
     messages: list[dict[str, Any]],
     budget_tokens: int,
     session_id: str | None,
+    collections: list[str] | None = None,
+    skip_collections: list[str] | None = None,
 ) -> Injected:
     """Messages with retrieved context in the system prompt; unchanged when nothing fits."""
     query = last_user_text(messages)
@@ -121,6 +123,8 @@ async def inject_retrieval(
             count_tokens=count,
             session_id=session_id,
             log_later=True,
+            collections=collections,
+            skip_collections=skip_collections,
         )
         if ctx.text.strip() and count(ctx.text) > VERIFY_ABOVE * budget_tokens:
             # near the budget the calibrated estimate is not enough: ask the real tokenizer

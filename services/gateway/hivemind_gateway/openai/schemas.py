@@ -17,6 +17,7 @@ from hivemind_common.text import (
     ConversationInputModel,
     InputModel,
 )
+from hivemind_gateway.docs.schemas import Collection
 
 MAX_CHOICES = 128  # OpenAI's bound; inference has its own, lower cap (a setting)
 MAX_EMBEDDING_INPUTS = 2048  # OpenAI's bound
@@ -40,7 +41,9 @@ _INPUTS = Field(max_length=MAX_EMBEDDING_INPUTS)
 
 
 class HivemindOptions(InputModel):
-    """``hivemind: {rag, session_id, capture, task}`` steering retrieval, capture and routing."""
+    """``hivemind: {rag, session_id, capture, task, collections, skip_collections}`` steering
+    retrieval (which reference library collections to draw from or leave out), capture and
+    routing."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -48,6 +51,8 @@ class HivemindOptions(InputModel):
     session_id: Identifier | None = None
     capture: bool | None = None
     task: str | None = Field(default=None, max_length=64)
+    collections: list[Collection] | None = Field(default=None, max_length=64)
+    skip_collections: list[Collection] | None = Field(default=None, max_length=64)
 
 
 class ChatMessage(InputModel):

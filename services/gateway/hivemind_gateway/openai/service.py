@@ -284,6 +284,8 @@ async def _retrieve(
         messages=payload["messages"],
         budget_tokens=budget_tokens,
         session_id=opts.get("session_id"),
+        collections=opts.get("collections"),
+        skip_collections=opts.get("skip_collections"),
     )
 
 

@@ -29,6 +29,8 @@ async def rag_context(body: RagQuery, principal: ReadPrincipal, state: StateDep)
         budget_tokens=body.budget_tokens,
         session_id=body.session_id,
         with_explain=body.explain,
+        collections=body.collections,
+        skip_collections=body.skip_collections,
     )
 
 

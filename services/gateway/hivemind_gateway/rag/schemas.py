@@ -7,10 +7,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from hivemind_common.text import InputModel
+from hivemind_gateway.docs.schemas import Collection
 from hivemind_gateway.validation import Identifier, Query
 
 Quality = Literal["good", "weak", "fallback", "miss"]
-ItemKind = Literal["fact", "memory"]
+ItemKind = Literal["fact", "memory", "doc"]
 
 
 class RagItem(BaseModel):
@@ -74,6 +75,9 @@ class RagQuery(InputModel):
     budget_tokens: int = Field(default=512, ge=1, le=32_768, strict=True)
     session_id: Identifier | None = None
     explain: bool = Field(default=False, strict=True)
+    # reference library collections to draw from (default: all) and to leave out
+    collections: list[Collection] | None = Field(default=None, max_length=64)
+    skip_collections: list[Collection] | None = Field(default=None, max_length=64)
 
 
 class Suggestion(BaseModel):

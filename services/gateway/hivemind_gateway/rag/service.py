@@ -22,7 +22,7 @@ from hivemind_gateway.rag.gate import embed_query, gate_config
 from hivemind_gateway.rag.retrieval_log import log_retrieval
 from hivemind_gateway.rag.schemas import Quality, RagCandidate, RagContext, RagExplain, RagItem
 from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
-from hivemind_gateway.search.index import Hit, TenantIndex
+from hivemind_gateway.search.index import Hit, TenantIndex, doc_filter
 from hivemind_gateway.search.lexical import bounded_query, tokenize
 from hivemind_gateway.search.sync import SearchIndex
 
@@ -243,6 +243,54 @@ def _candidate(
     )
 
 
+DOCS_HEADER = "Passages from the project's reference library (cite them as source:lines):"
+DOC_ITEMS = 3
+
+
+def select_docs(
+    index: TenantIndex,
+    vec: np.ndarray | None,
+    query: str,
+    *,
+    cfg: GateConfig,
+    collections: list[str] | None = None,
+    skip_collections: list[str] | None = None,
+) -> list[Scored]:
+    """Document chunks that clear the same gate as facts and memories, best first."""
+    if not index["doc"].items:
+        return []
+    where = doc_filter(collections, skip_collections)
+    hits = index["doc"].search(vec, query, k=CANDIDATES, where=where)
+    ranked = rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
+    return [s for s in ranked if s.passes][:DOC_ITEMS]
+
+
+def assemble_docs(
+    chosen: list[Scored], budget: int, count: Callable[[str], int]
+) -> tuple[str, list[RagItem]]:
+    """Passages, each headed by its ``source:lines`` citation, while the docs' share lasts."""
+    parts: list[str] = []
+    items: list[RagItem] = []
+    used = count(DOCS_HEADER)
+    for s in chosen:
+        ref = s.hit.item.doc
+        if ref is None:
+            continue
+        lines = f"{ref.start_line}-{ref.end_line}" if ref.end_line != ref.start_line else ""
+        cite = f"{ref.source}:{lines or ref.start_line}"
+        head = f"[{cite}]" + (f" {ref.heading}" if ref.heading else "")
+        room = budget - used
+        passage = _fit(f"{head}\n{s.hit.item.text}", room, count) if room > 0 else None
+        if passage is None:
+            break
+        parts.append(passage)
+        used += count(passage)
+        items.append(RagItem(kind="doc", key=s.hit.item.id, score=round(s.score, 4)))
+    if not parts:
+        return "", []
+    return "\n\n".join([DOCS_HEADER, *parts]), items
+
+
 async def retrieve_context(
     state: Any,
     *,
@@ -253,12 +301,18 @@ async def retrieve_context(
     session_id: str | None = None,
     log_later: bool = False,
     with_explain: bool = False,
+    collections: list[str] | None = None,
+    skip_collections: list[str] | None = None,
 ) -> RagContext:
     """The block to inject for ``query``, the items in it and the gate's quality label.
 
     ``log_later`` writes the retrieval log after returning (a chat should not wait ~1 ms for
     its log line); the ``/v1/rag/context`` route logs before it answers. ``with_explain`` adds
     every candidate with its scores and the gate's reasons (the console's playground).
+
+    Document chunks (the reference library) pass the same gate and take at most their share of
+    the budget (``rag_docs_share``); facts and memories get the rest. ``collections`` limits them
+    to some collections, ``skip_collections`` leaves some out.
     """
     search: SearchIndex = state.search
     index = await search.tenant(tenant)
@@ -266,7 +320,19 @@ async def retrieve_context(
     cfg = gate_config(state)
     count = count_tokens or estimate_tokens
     chosen = select(index, vec, query, cfg=cfg, session_id=session_id)
-    text, items = assemble(chosen.pinned, chosen.chosen, budget_tokens, count)
+    share = float(getattr(state.settings, "rag_docs_share", 0.0))
+    docs = (
+        select_docs(
+            index, vec, query, cfg=cfg, collections=collections, skip_collections=skip_collections
+        )
+        if share > 0
+        else []
+    )
+    doc_text, doc_items = assemble_docs(docs, int(budget_tokens * share), count)
+    main_budget = budget_tokens - (count(doc_text) + 1 if doc_text else 0)
+    text, items = assemble(chosen.pinned, chosen.chosen, main_budget, count)
+    text = "\n\n".join(t for t in (text, doc_text) if t)
+    items = items + doc_items
     context = RagContext(
         text=text,
         items=items,

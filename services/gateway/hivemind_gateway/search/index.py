@@ -92,6 +92,25 @@ class Item:
         return text[:EMBED_CHARS]
 
 
+def doc_filter(
+    collections: Iterable[str] | None = None,
+    skip: Iterable[str] | None = None,
+    path_prefix: str | None = None,
+) -> Callable[[Item], bool] | None:
+    """A ``where`` for document chunks: of these collections, not of those, under a path."""
+    use, avoid = set(collections or ()), set(skip or ())
+    if not use and not avoid and not path_prefix:
+        return None
+
+    def keep(item: Item) -> bool:
+        ref = item.doc
+        if ref is None or (use and ref.collection not in use) or ref.collection in avoid:
+            return False
+        return not path_prefix or ref.source.startswith(path_prefix)
+
+    return keep
+
+
 @dataclass
 class Hit:
     item: Item
