@@ -43,7 +43,7 @@ class ToolCaller:
 
 
 async def exercise_every_tool(client: Client) -> set[str]:
-    """One realistic pass over all 19 tools; returns the names called."""
+    """One realistic pass over all 21 tools; returns the names called."""
     call = ToolCaller(client)
 
     stored = await call.ok("fact_store", key="project.test_command", value="make test")
@@ -65,6 +65,12 @@ async def exercise_every_tool(client: Client) -> set[str]:
     assert hits["data"][0]["id"] == memory["id"]
     sessions = await call.ok("memory_list_sessions")
     assert isinstance(sessions["data"], list)
+
+    text = "# Queue\n\n## Jobs\n\nJobs travel on Redis streams, one consumer group each.\n"
+    added = await call.ok("docs_ingest_text", source="docs/queue.md", text=text)
+    assert added["data"][0]["status"] == "created"
+    passages = await call.ok("docs_search", query="which queue do jobs travel on")
+    assert passages["data"][0]["cite"] == "docs/queue.md:1-5"
 
     input_hash = hashlib.sha256(b'{"q": "hive mind"}').hexdigest()
     await call.ok("tool_cache_set", tool="web_search", input_hash=input_hash, value={"hits": 3})

@@ -70,7 +70,7 @@ def test_health_and_metrics_stay_beside_the_mcp_endpoint(bridge_url: str) -> Non
 
 
 def test_tool_names_match_the_contract() -> None:
-    assert len(TOOL_NAMES) == len(set(TOOL_NAMES)) == 19
+    assert len(TOOL_NAMES) == len(set(TOOL_NAMES)) == 21
 
 
 def _initialize() -> dict[str, object]:

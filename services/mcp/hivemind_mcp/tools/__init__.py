@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hivemind_mcp.tools import facts, learning, llm, memory, system
+from hivemind_mcp.tools import docs, facts, learning, llm, memory, system
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
@@ -22,6 +22,8 @@ TOOL_NAMES = (
     "fact_delete",
     "fact_search",
     "fact_suggestions",
+    "docs_search",
+    "docs_ingest_text",
     "tool_cache_get",
     "tool_cache_set",
     "learning_queue_add",
@@ -36,7 +38,7 @@ TOOL_NAMES = (
 
 def register_all(server: MCPServer[BridgeState]) -> None:
     """Add every tool of the contract to ``server``."""
-    for module in (memory, facts, learning, llm, system):
+    for module in (memory, facts, docs, learning, llm, system):
         module.register(server)
 
 
