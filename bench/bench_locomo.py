@@ -46,6 +46,8 @@ from support.redis_servers import start_redis  # noqa: E402
 STORE_CONCURRENCY = 8
 BATCH = 200
 SCALE_TARGET = 10_000
+CONNECTIONS = 16  # concurrent search clients at 10k
+BURSTS = (100, 200, 400)  # batch sizes whose time to searchable-by-meaning is measured
 VECTOR_WAIT_S = 300.0
 SCALE_VECTOR_WAIT_S = 600.0  # embedding 10k texts is bound by the embedding service's CPU
 
@@ -143,6 +145,50 @@ async def _through_api(
     }
 
 
+async def _concurrent(
+    c: httpx.AsyncClient, route: str, questions: list[str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """``CONNECTIONS`` clients, one request in flight each, every request a different
+    question (no two alike, so no cache can answer): latency and requests/s."""
+    latencies: list[float] = []
+    todo = iter(questions)
+
+    async def client() -> None:
+        for q in todo:
+            t = time.perf_counter()
+            r = await c.post(route, json={"query": q, **body})
+            latencies.append(time.perf_counter() - t)
+            r.raise_for_status()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(CONNECTIONS)))
+    elapsed = time.perf_counter() - started
+    return {
+        **latency_summary(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+async def _burst(
+    c: httpx.AsyncClient, turns: list[tuple[str, Any]], size: int, n: int
+) -> dict[str, Any]:
+    """A batch of ``size`` new memories into the 10k tenant: seconds until every one of them
+    is searchable by meaning (has its vector), measured from the start of the request."""
+    bodies = [t.memory(f"{name}burst{n}") for name, t in turns[:size]]
+    t = time.perf_counter()
+    (await c.post("/v1/memories/batch", json={"memories": bodies})).raise_for_status()
+    stored_s = time.perf_counter() - t
+    while await _pending_vectors(c) > 0 and time.perf_counter() - t < VECTOR_WAIT_S:
+        await asyncio.sleep(0.02)
+    return {
+        "memories": size,
+        "stored_s": round(stored_s, 3),
+        "searchable_by_meaning_s": round(time.perf_counter() - t, 3),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 # --- in-process references ------------------------------------------------------------------
 _WORD = re.compile(r"\w+")
 
@@ -228,6 +274,14 @@ async def _at_scale(url: str, key: str, conversations: list[Conversation]) -> di
             r = await c.post("/v1/memories/search", json={"query": q, "top_k": 10})
             latencies.append(time.perf_counter() - t)
             r.raise_for_status()
+        concurrent = {
+            route: await _concurrent(c, route, questions, body)
+            for route, body in (
+                ("/v1/memories/search", {"top_k": 10}),
+                ("/v1/rag/context", {}),
+            )
+        }
+        bursts = [await _burst(c, turns, size, n) for n, size in enumerate(BURSTS)]
     return {
         "memories": len(bodies),
         "ingest_s": round(ingest_s, 2),
@@ -237,7 +291,52 @@ async def _at_scale(url: str, key: str, conversations: list[Conversation]) -> di
         "vectors_pending_when_searched": still_pending,
         "embedded_per_s": round((len(bodies) - still_pending) / (ingest_s + vectors_s), 1),
         "search": latency_summary(latencies),
+        f"search_{CONNECTIONS}_connections": concurrent,
+        "bursts": bursts,
     }
+
+
+def in_process(conversations: list[Conversation], size: int = SCALE_TARGET) -> dict[str, Any]:
+    """The search alone, in process: ``size`` LoCoMo turns in one tenant's index (random unit
+    vectors: the cost does not depend on their values), each of 300 questions searched as
+    ``POST /v1/memories/search`` (``score_kind``) and as retrieval (``select``) do."""
+    from hivemind_gateway.rag.gate import score_kind
+    from hivemind_gateway.rag.scoring import GateConfig
+    from hivemind_gateway.rag.service import select
+    from hivemind_gateway.search.index import Item, TenantIndex, mentions_time
+    from hivemind_gateway.search.runtime import limit_blas_threads
+    from hivemind_gateway.storage_schema import parse_time
+
+    limit_blas_threads()  # as the gateway runs
+    rng = np.random.default_rng(0)
+    turns = [(c.name, t) for c in conversations for t in c.turns]
+    index = TenantIndex("bench")
+    for n in range(size):
+        name, t = turns[n % len(turns)]
+        vec = rng.standard_normal(384).astype(np.float32)
+        item = Item(
+            kind="memory", id=f"m{n}", text=t.text, version=f"{n:08d}", speaker=t.speaker,
+            session_id=f"{name}-s{t.session}-c{n // len(turns)}", when=parse_time(t.date),
+            temporal=mentions_time(t.text),
+        )  # fmt: skip
+        index["memory"].upsert(item, vec / np.linalg.norm(vec))
+    questions = [q.text for c in conversations for q in c.questions][:300]
+    vectors = rng.standard_normal((len(questions), 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    cfg = GateConfig()
+    out: dict[str, Any] = {"memories": size}
+    for name, run in (
+        ("search", lambda q, v: score_kind(index, "memory", v, q, k=10, cfg=cfg)),
+        ("select", lambda q, v: select(index, v, q, cfg=cfg)),
+    ):
+        latencies = []
+        for q, v in zip(questions, vectors, strict=True):
+            t0 = time.perf_counter()
+            run(q, v)
+            latencies.append(time.perf_counter() - t0)
+        out[name] = latency_summary(latencies)
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
 
 
 def _write(out_dir: Path, result: dict[str, Any]) -> None:
@@ -251,6 +350,7 @@ def main(out_dir: Path) -> dict[str, Any]:
     conversations = load()
     token = secrets.token_hex(16)
     result: dict[str, Any] = {"load_average_before": os.getloadavg()}
+    result["in_process_10k"] = in_process(conversations)
     with tempfile.TemporaryDirectory() as tmp:
         redis = start_redis(Path(tmp) / "redis")
         try:
@@ -285,6 +385,9 @@ def main(out_dir: Path) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--in-process"]:  # only the search itself, at 10k
+        print(json.dumps(in_process(load()), indent=2))
+        raise SystemExit(0)
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "var" / "bench"
     out.mkdir(parents=True, exist_ok=True)
     print(json.dumps(main(out), indent=2))
