@@ -22,9 +22,11 @@ EVAL_SET = Path(__file__).resolve().parents[1] / "data" / "retrieval_eval.json"
 
 def _state(data_dir: Path, model: str | None, **settings: object) -> SimpleNamespace:
     embedder = SimpleNamespace(model_id=model)
-    return SimpleNamespace(
+    return SimpleNamespace(  # the fields of GatewayState that gate_config reads
         settings=GatewaySettings(data_dir=data_dir, **settings),
         search=SimpleNamespace(embedder=embedder),
+        rag_gate=None,
+        rag_gate_model=None,
     )
 
 

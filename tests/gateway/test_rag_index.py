@@ -215,7 +215,12 @@ def test_the_gate_takes_overrides_from_settings_and_keeps_the_rest() -> None:
     from hivemind_gateway.rag.gate import gate_config
     from hivemind_gateway.settings import GatewaySettings
 
-    state = SimpleNamespace(settings=GatewaySettings(rag_inject_threshold=0.55, rag_max_items=3))
+    state = SimpleNamespace(  # the fields of GatewayState that gate_config reads
+        settings=GatewaySettings(rag_inject_threshold=0.55, rag_max_items=3),
+        search=SimpleNamespace(embedder=SimpleNamespace(model_id=None)),
+        rag_gate=None,
+        rag_gate_model=None,
+    )
     cfg = gate_config(state)
     assert (cfg.inject_threshold, cfg.max_items) == (0.55, 3)
     assert cfg.margin == GateConfig().margin and gate_config(state) is cfg

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 
-from hivemind_gateway.rag.gate import gate_config
+from hivemind_gateway.rag.gate import gate_for
 from hivemind_gateway.rag.scoring import GateConfig, asks_when, query_window, rank
 from hivemind_gateway.search.index import Hit, Item, KindIndex, TenantIndex
 from hivemind_gateway.search.lexical import STOPWORDS, LexicalIndex, tokenize
@@ -104,14 +103,14 @@ def test_fusion_weights_are_read_from_settings() -> None:
     settings = GatewaySettings(
         rag_rank_dense=0.7, rag_rank_lexical=0.3, rag_session_weight=0.0, rag_time_boost=1.5
     )
-    cfg = gate_config(SimpleNamespace(settings=settings))
+    cfg = gate_for(settings, None)
     assert (cfg.rank_dense, cfg.rank_lexical, cfg.session_weight, cfg.time_boost) == (
         0.7,
         0.3,
         0.0,
         1.5,
     )
-    assert gate_config(SimpleNamespace(settings=GatewaySettings())).rank_dense == 0.5
+    assert gate_for(GatewaySettings(), None).rank_dense == 0.5
 
 
 def test_a_turn_in_a_session_with_strong_evidence_ranks_above_an_isolated_one() -> None:

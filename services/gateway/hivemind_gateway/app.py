@@ -81,7 +81,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             app.state.rate_limiter = rate_limiter
             app.state.embedding_http = clients["embedding"]
             await run_migrations(redis)  # before the index loads what they move
-            search = await stack.enter_async_context(search_runtime(app.state, settings))
+            search = await stack.enter_async_context(
+                search_runtime(redis, clients["embedding"], settings)
+            )
             app.state.gateway = GatewayState(
                 settings=settings,
                 redis=redis,

@@ -8,8 +8,6 @@ local model names. Errors answer in Anthropic's envelope (see ``hivemind_common.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
@@ -24,11 +22,12 @@ from hivemind_gateway.openai import service
 from hivemind_gateway.openai.events import answer_events, chat_events
 from hivemind_gateway.openai.served import ServedModels
 from hivemind_gateway.openai.upstream import post_json
+from hivemind_gateway.state import GatewayState
 
 router = APIRouter(tags=["anthropic"], route_class=AnthropicRoute)
 
 
-def local_model(state: Any, name: str) -> str:
+def local_model(state: GatewayState, name: str) -> str:
     """The local model a Messages ``model`` is served by."""
     return str(state.settings.claude_model) if name.startswith("claude") else name
 

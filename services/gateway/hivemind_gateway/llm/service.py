@@ -15,6 +15,7 @@ from hivemind_gateway.llm.schemas import (
 )
 from hivemind_gateway.openai import service as chat_service
 from hivemind_gateway.openai.upstream import VERSION_HEADER, UpstreamRefused
+from hivemind_gateway.state import GatewayState
 
 MODE_PROMPTS = {
     "chat": "You are a helpful assistant for software engineers.",
@@ -37,7 +38,7 @@ TASK_PROMPTS = {
 
 
 async def _chat(
-    state: Any,
+    state: GatewayState,
     principal: Principal,
     opts: HelperOptions,
     messages: list[dict[str, Any]],
@@ -65,7 +66,7 @@ async def _chat(
     )
 
 
-async def generate(state: Any, principal: Principal, req: GenerateRequest) -> HelperPublic:
+async def generate(state: GatewayState, principal: Principal, req: GenerateRequest) -> HelperPublic:
     """``POST /v1/llm/generate``: a prompt under a mode's system prompt."""
     opts = req
     if req.mode in MODE_TEMPERATURE and "temperature" not in req.model_fields_set:
@@ -78,7 +79,9 @@ async def generate(state: Any, principal: Principal, req: GenerateRequest) -> He
     return await _chat(state, principal, opts, messages, task=f"generate:{req.mode}", extra=extra)
 
 
-async def code_assist(state: Any, principal: Principal, req: CodeAssistRequest) -> HelperPublic:
+async def code_assist(
+    state: GatewayState, principal: Principal, req: CodeAssistRequest
+) -> HelperPublic:
     """``POST /v1/llm/code-assist``: a task (explain, review, fix, ... or free text) on code."""
     instruction = TASK_PROMPTS.get(req.task, req.task)
     fence = req.language.lower().replace(" ", "")
@@ -89,7 +92,7 @@ async def code_assist(state: Any, principal: Principal, req: CodeAssistRequest) 
     return await _chat(state, principal, req, messages, task="code-assist")
 
 
-async def complete(state: Any, principal: Principal, req: CompleteRequest) -> HelperPublic:
+async def complete(state: GatewayState, principal: Principal, req: CompleteRequest) -> HelperPublic:
     """``POST /v1/llm/complete``: fill-in-the-middle when the model can, else an instruction."""
     if req.suffix:
         payload = {

@@ -232,9 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse
     import dataclasses
-    from types import SimpleNamespace
 
-    from hivemind_gateway.rag.gate import gate_config
+    from hivemind_gateway.rag.gate import gate_for
     from hivemind_gateway.settings import GatewaySettings
 
     parser = argparse.ArgumentParser(prog="python -m hivemind_gateway.rag.evaluation")
@@ -251,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             vectors.update(zip(todo, encode(todo), strict=True))
         return np.stack([vectors[t] for t in texts])
 
-    cfg = gate_config(SimpleNamespace(settings=settings))
+    cfg = gate_for(settings, None)
     result = evaluate(data, cached, cfg=cfg)
     out = sys.stdout.write
     out(json.dumps({"gate": dataclasses.asdict(cfg), **result}, indent=2) + "\n")

@@ -16,6 +16,8 @@ from hivemind_gateway.rag.calibration import load_calibration
 from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
 from hivemind_gateway.search.index import TenantIndex
 from hivemind_gateway.search.sync import SearchIndex
+from hivemind_gateway.settings import GatewaySettings
+from hivemind_gateway.state import GatewayState
 
 _GATE_SETTINGS = {
     "inject_threshold": "rag_inject_threshold",
@@ -32,18 +34,11 @@ _GATE_SETTINGS = {
 }
 
 
-def gate_config(state: Any) -> GateConfig:
-    """The gate: the defaults (calibrated for all-MiniLM-L6-v2), then the calibration written
-    for the serving embedding model (``hivemind rag calibrate``), then the settings; made once
-    per model."""
-    search = getattr(state, "search", None)
-    model = getattr(getattr(search, "embedder", None), "model_id", None)
-    cached = getattr(state, "rag_gate", None)
-    if isinstance(cached, GateConfig) and getattr(state, "rag_gate_model", None) == model:
-        return cached
-    settings = getattr(state, "settings", None)
-    data_dir = getattr(settings, "data_dir", None)
-    fields: dict[str, Any] = load_calibration(data_dir, model) if data_dir is not None else {}
+def gate_for(settings: GatewaySettings, model: str | None) -> GateConfig:
+    """The gate for ``model``: the defaults (calibrated for all-MiniLM-L6-v2), then the
+    calibration written for that embedding model (``hivemind rag calibrate``), then the
+    ``HIVEMIND_RAG_*`` settings."""
+    fields: dict[str, Any] = load_calibration(settings.data_dir, model)
     fields.update(
         {
             field: getattr(settings, name)
@@ -51,9 +46,16 @@ def gate_config(state: Any) -> GateConfig:
             if getattr(settings, name, None) is not None
         }
     )
-    cfg = GateConfig(**fields)
-    if settings is not None:
-        state.rag_gate, state.rag_gate_model = cfg, model
+    return GateConfig(**fields)
+
+
+def gate_config(state: GatewayState) -> GateConfig:
+    """The gate of the serving embedding model, made once per model and kept on the state."""
+    model = state.search.embedder.model_id
+    if state.rag_gate is not None and state.rag_gate_model == model:
+        return state.rag_gate
+    cfg = gate_for(state.settings, model)
+    state.rag_gate, state.rag_gate_model = cfg, model
     return cfg
 
 

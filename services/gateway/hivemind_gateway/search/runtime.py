@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from hivemind_common.redis import connect_redis
+import httpx
+
+from hivemind_common.redis import HivemindRedis, connect_redis
 from hivemind_gateway.search.embedder import EmbeddingClient
 from hivemind_gateway.search.sync import SearchIndex
+from hivemind_gateway.settings import GatewaySettings
 
 
 def limit_blas_threads() -> None:
@@ -23,8 +25,10 @@ def limit_blas_threads() -> None:
 
 
 @asynccontextmanager
-async def search_runtime(state: Any, settings: Any) -> AsyncIterator[SearchIndex]:
-    """Build ``state.search`` (needs ``state.redis`` and ``state.embedding_http``)."""
+async def search_runtime(
+    redis: HivemindRedis, embedding_http: httpx.AsyncClient, settings: GatewaySettings
+) -> AsyncIterator[SearchIndex]:
+    """The gateway's search index, loaded from Redis and kept current until the exit."""
     limit_blas_threads()
     redis_bytes = connect_redis(settings.redis_url, decode_responses=False)
     holder: dict[str, SearchIndex] = {}
@@ -34,16 +38,13 @@ async def search_runtime(state: Any, settings: Any) -> AsyncIterator[SearchIndex
             await holder["index"].on_model(model)
 
     embedder = EmbeddingClient(
-        state.embedding_http,
+        embedding_http,
         timeout_s=settings.embedding_timeout_s,
         retry_after_s=settings.embedding_retry_after_s,
         on_model=on_model,
     )
-    index = SearchIndex(
-        state.redis, redis_bytes, embedder, ann_threshold=settings.search_ann_threshold
-    )
+    index = SearchIndex(redis, redis_bytes, embedder, ann_threshold=settings.search_ann_threshold)
     holder["index"] = index
-    state.search = index
     try:
         await index.start()
         yield index

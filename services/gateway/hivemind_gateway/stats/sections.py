@@ -13,6 +13,7 @@ from typing import Any
 from hivemind_common import keys
 from hivemind_common.auth import Principal
 from hivemind_gateway.rag.retrieval_log import read_counters
+from hivemind_gateway.state import GatewayState
 
 Section = Callable[[Any, Principal], Awaitable[dict[str, Any]]]
 SECTIONS: dict[str, Section] = {}
@@ -27,7 +28,7 @@ def stats_section(name: str) -> Callable[[Section], Section]:
 
 
 @stats_section("memory")
-async def memory_stats(state: Any, principal: Principal) -> dict[str, Any]:
+async def memory_stats(state: GatewayState, principal: Principal) -> dict[str, Any]:
     """Stored facts, memories and live sessions of the caller's tenant."""
     tenant = principal.tenant
     async with state.redis.pipeline(transaction=False) as pipe:
@@ -39,7 +40,7 @@ async def memory_stats(state: Any, principal: Principal) -> dict[str, Any]:
 
 
 @stats_section("rag")
-async def rag_stats(state: Any, principal: Principal) -> dict[str, Any]:
+async def rag_stats(state: GatewayState, principal: Principal) -> dict[str, Any]:
     """Retrievals per quality and method, and the in-memory index."""
     counters, logged = await read_counters(state.redis, principal.tenant)
     index = await state.search.tenant(principal.tenant)
