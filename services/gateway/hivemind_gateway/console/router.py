@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from hivemind_common.auth import ApiKeyStore
-from hivemind_common.errors import Forbidden, HivemindError, NotFound
+from hivemind_common.errors import Forbidden, NotFound, Unauthorized
 from hivemind_gateway import __version__
 from hivemind_gateway.console.auth import check_csrf, current_session, session_principal
 from hivemind_gateway.console.calculator import calculator_context
@@ -90,11 +90,11 @@ async def signin(request: Request) -> Response:
     _same_origin(request)
     key = await _form_field(request, "api_key", MAX_KEY_CHARS)
     store: ApiKeyStore = request.app.state.api_keys
+    if not key:
+        return _render(request, "signin.html", {"error": "enter an API key"}, status_code=401)
     try:
-        if not key:
-            raise HivemindError("enter an API key")
         principal = await store.verify(key)
-    except HivemindError as exc:
+    except Unauthorized as exc:  # a store that does not answer stays a 503, not a wrong key
         return _render(request, "signin.html", {"error": exc.message}, status_code=401)
     sessions = ConsoleSessions(request.app.state.redis)
     previous = request.cookies.get(COOKIE_NAME)
