@@ -290,6 +290,8 @@ def _print_ready(urls: dict[str, str], key_path: Path, made: bool, logs: Path) -
     console.print(table)
     state = "created" if made else "kept"
     console.print(f"operator API key ({state}): {key_path}")
+    if "gateway" in urls:
+        console.print(f"web console: {urls['gateway']}/console (sign in with that key)")
     console.print(f"logs: {logs}/<service>.log · Ctrl-C stops everything")
     typer.echo("hivemind: all services ready")
 
