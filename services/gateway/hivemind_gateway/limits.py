@@ -1,12 +1,14 @@
 """Request rates per key and per tenant, and concurrent inference per tenant.
 
 Rates: fixed one-minute windows counted in Redis, so every gateway behind one Redis agrees. One
-pipelined round trip per request (INCR+PEXPIRE of the key's counter and of the tenant's, and the
-tenant's own ``rpm`` setting read alongside); over the rate is a 429 with ``Retry-After`` set to
-the seconds left in the window. A key's rate is its own ``rpm`` (``hivemind keys create --rpm``)
-or the gateway's ``default_key_rpm``; a tenant's is ``hivemind tenants set --rpm`` (all its keys
-together). A fixed window lets a burst of up to twice the rate straddle a window boundary; that
-is the price of one round trip.
+pipelined round trip (INCRBY+PEXPIRE of the key's counter and of the tenant's, and the tenant's
+own ``rpm`` setting read alongside) counts every request that asked in the same turn of the event
+loop: 16 concurrent requests of one key are one ``INCRBY 16``, and each request takes its own
+place in the range it returns, which is what 16 ``INCR`` would have given them in some order.
+Over the rate is a 429 with ``Retry-After`` set to the seconds left in the window. A key's rate is
+its own ``rpm`` (``hivemind keys create --rpm``) or the gateway's ``default_key_rpm``; a
+tenant's is ``hivemind tenants set --rpm`` (all its keys together). A fixed window lets a burst
+of up to twice the rate straddle a window boundary; that is the price of one round trip.
 
 No library fits: ``limits`` (and slowapi, fastapi-limiter on top of it) builds its own Redis
 clients from a storage URI, so it would bypass our connector's Sentinel failover, retry policy and
@@ -20,8 +22,10 @@ full, so a long stream holds its slot until it ends.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -45,6 +49,15 @@ def is_inference(path: str) -> bool:
     return path.startswith(INFERENCE_PATHS) and not path.startswith(NOT_INFERENCE)
 
 
+@dataclass
+class _Turn:
+    """The requests counted in one turn of the event loop, flushed in one pipeline."""
+
+    waiting: list[tuple[str, tuple[str, str], asyncio.Future[tuple[int, int, Any]]]] = field(
+        default_factory=list
+    )
+
+
 class RequestLimiter:
     """The gateway's ``app.state.rate_limiter``: called by ``require_role`` after the key."""
 
@@ -53,6 +66,8 @@ class RequestLimiter:
         self.default_key_rpm = default_key_rpm
         self.max_inference = max_inference_per_tenant
         self.running: Counter[str] = Counter()
+        self._turn: _Turn | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def check(self, principal: Principal, request: Any = None) -> None:
         """Count this request against its key's and tenant's rates; take an inference slot."""
@@ -66,13 +81,9 @@ class RequestLimiter:
         ttl_ms = keys.RATE_WINDOW_S * 1000 + 1000
         key_counter = keys.key_request_window(principal.key_id, window)
         tenant_counter = keys.request_window(principal.tenant, window)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.incr(key_counter)
-            pipe.pexpire(key_counter, ttl_ms)
-            pipe.incr(tenant_counter)
-            pipe.pexpire(tenant_counter, ttl_ms)
-            pipe.hget(keys.tenant_settings(principal.tenant), "rpm")
-            by_key, _, by_tenant, _, tenant_rpm = await pipe.execute()
+        by_key, by_tenant, tenant_rpm = await self._counted(
+            key_counter, tenant_counter, principal.tenant, ttl_ms
+        )
         retry_after = (window + 1) * keys.RATE_WINDOW_S - now
         key_rpm = principal.rpm or self.default_key_rpm
         if key_rpm and int(by_key) > key_rpm:
@@ -85,6 +96,59 @@ class RequestLimiter:
                 f"tenant {principal.tenant!r} may send {limit} requests a minute",
                 retry_after=retry_after,
             )
+
+    def _counted(
+        self, key_counter: str, tenant_counter: str, tenant: str, ttl_ms: int
+    ) -> asyncio.Future[tuple[int, int, Any]]:
+        """This request's place in its key's and tenant's windows, and the tenant's rpm."""
+        loop = asyncio.get_running_loop()
+        if self._turn is None:
+            self._turn = _Turn()
+            loop.call_soon(self._start_flush, self._turn, ttl_ms)
+        future: asyncio.Future[tuple[int, int, Any]] = loop.create_future()
+        self._turn.waiting.append((key_counter, (tenant_counter, tenant), future))
+        return future
+
+    def _start_flush(self, turn: _Turn, ttl_ms: int) -> None:
+        self._turn = None  # requests from now on start the next turn
+        task = asyncio.get_running_loop().create_task(self._flush(turn, ttl_ms))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, turn: _Turn, ttl_ms: int) -> None:
+        key_counts = Counter(k for k, _, _ in turn.waiting)
+        tenant_counts = Counter(t for _, t, _ in turn.waiting)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for counter, n in key_counts.items():
+                    pipe.incrby(counter, n)
+                    pipe.pexpire(counter, ttl_ms)
+                for (counter, tenant), n in tenant_counts.items():
+                    pipe.incrby(counter, n)
+                    pipe.pexpire(counter, ttl_ms)
+                    pipe.hget(keys.tenant_settings(tenant), "rpm")
+                replies = await pipe.execute()
+        except BaseException as exc:
+            for _, _, future in turn.waiting:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        # the first place each request of a counter takes, handed out in arrival order
+        next_key = {c: int(replies[2 * i]) - n + 1 for i, (c, n) in enumerate(key_counts.items())}
+        base = 2 * len(key_counts)
+        next_tenant: dict[tuple[str, str], int] = {}
+        tenant_rpm: dict[tuple[str, str], Any] = {}
+        for i, (both, n) in enumerate(tenant_counts.items()):
+            next_tenant[both] = int(replies[base + 3 * i]) - n + 1
+            tenant_rpm[both] = replies[base + 3 * i + 2]
+        for key_counter, both, future in turn.waiting:
+            place = (next_key[key_counter], next_tenant[both], tenant_rpm[both])
+            next_key[key_counter] += 1
+            next_tenant[both] += 1
+            if not future.done():
+                future.set_result(place)
 
     def _take_slot(self, tenant: str, scope: Scope) -> None:
         state = scope.setdefault("state", {})
