@@ -117,6 +117,16 @@ def test_up_starts_everything_and_ctrl_c_leaves_no_process(hivemind_up: Up) -> N
         ping = ["redis-cli", "-p", str(hivemind_up.redis_port), "ping"]
         answer = subprocess.run(ping, capture_output=True, text=True, timeout=10, check=False)
         assert "NOAUTH" in answer.stdout + answer.stderr
+    # the web console answers on the real gateway process, its templates and assets installed
+    gateway = f"http://127.0.0.1:{hivemind_up.ports['gateway']}"
+    assert f"{gateway}/console" in hivemind_up.text()
+    with httpx.Client(base_url=gateway, timeout=10) as browser:
+        signed = browser.post("/console/signin", data={"api_key": key_file.read_text().strip()})
+        assert signed.status_code == 303, signed.text
+        for _ in range(2):
+            assert browser.get("/console/overview").status_code == 200
+            assert browser.get("/v1/facts").status_code == 200
+        assert browser.get("/console/static/htmx.min.js").status_code == 200
     secrets = [
         password_file.read_text().strip(),
         key_file.read_text().strip(),

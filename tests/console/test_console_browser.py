@@ -386,3 +386,22 @@ def test_an_operator_queues_a_learning_cycle_from_the_learning_page(
         assert job.status_code == 200 and job.json()["status"] == "queued"
         tab.shot(artifacts, "learning-queued")
         _assert_stayed_home(tab)
+
+
+def test_the_learning_page_says_when_a_version_over_fits(
+    console: RunningGateway, chromium: Any, artifacts: Path, redis_url: str, data_dir: Path
+) -> None:
+    off_loop(
+        register_version, redis_url, data_dir, "v1", 1.0, {"heldout_loss": 1.5, "train_loss": 1.6}
+    )
+    off_loop(
+        register_version, redis_url, data_dir, "v2", 2.0, {"heldout_loss": 1.8, "train_loss": 1.1}
+    )
+    with console_tab(chromium, console.url) as tab:
+        tab.sign_in(key_for(console, "acme", "read"))
+        tab.goto("/console/learning")
+        hints = tab.page.locator("[data-testid=hints]")
+        hints.get_by_text("Over-fitting: held-out loss rising").wait_for()
+        assert "1.5 → 1.8" in hints.inner_text()
+        tab.shot(artifacts, "learning-over-fitting")
+        _assert_stayed_home(tab)

@@ -503,6 +503,31 @@
     } });
   }
 
+  /** Hints a person would draw from the loss of the latest versions (oldest first). */
+  function lossHints(versions) {
+    var hints = [];
+    var scored = versions.filter(function (v) {
+      var m = v.metrics || {};
+      return typeof m.heldout_loss === "number" && typeof m.train_loss === "number";
+    });
+    if (scored.length >= 2) {
+      var a = scored[scored.length - 2].metrics, b = scored[scored.length - 1].metrics;
+      if (b.heldout_loss > a.heldout_loss && b.train_loss < a.train_loss) {
+        hints.push("Over-fitting: held-out loss rising (" + fmt(a.heldout_loss) + " → " +
+          fmt(b.heldout_loss) + ") while training loss falls.");
+      }
+    }
+    var general = versions.filter(function (v) { return typeof (v.metrics || {}).general_loss === "number"; });
+    if (general.length >= 2) {
+      var first = general[0].metrics.general_loss, last = general[general.length - 1].metrics.general_loss;
+      if (last > first * 1.02) {
+        hints.push("Forgetting: general loss up " + (100 * (last / first - 1)).toFixed(1) +
+          "% since " + general[0].version + ".");
+      }
+    }
+    return hints;
+  }
+
   pages.learning = function () {
     function load() {
       api("GET", "/v1/learning/status").then(function (r) {
@@ -534,8 +559,11 @@
     load();
     api("GET", "/v1/models/versions").then(function (r) {
       if (!r.ok) return failed("model versions", r);
-      var versions = r.data.data || [];
+      var versions = (r.data.data || []).slice().sort(function (a, b) { return a.created_at - b.created_at; });
       versionsChart(versions);
+      var hints = lossHints(versions);
+      fill("hints", hints.length ? el("ul", null) : null);
+      hints.forEach(function (h) { document.querySelector("#hints ul").appendChild(el("li", { text: h })); });
       fill("gate", table([
         { label: "Version", value: function (v) { return v.name + "@" + v.version; } },
         { label: "Status", value: function (v) { return v.status; } },
