@@ -45,6 +45,7 @@ from hivemind_exporter.gguf_write import (
 )
 from hivemind_exporter.hf_base import ensure_hf_base_gguf
 from hivemind_exporter.quantize import choose_quant, quantize_gguf
+from hivemind_exporter.served_eval import Files, TaskEvalRejected, served_eval
 from hivemind_exporter.settings import ServeChoice
 from hivemind_exporter.validate import ReferenceLogits, chat_ends_with_stop, top1_agreement
 
@@ -80,6 +81,12 @@ class ExportConfig:
     check_quant: bool = False  # the quant file's agreement is measured when it is served anyway
     threads: int | None = None
     write_merged: bool = False  # f16 + quantized files even when base + adapter.gguf is served
+    # the task eval on the served files (served_eval): against what serves now (None: the base)
+    task_eval: bool = True
+    task_eval_tolerance: float = 0.0
+    task_eval_max_tokens: int = 128
+    served_files: dict[str, str | None] | None = None
+    served_version: str | None = None
 
 
 @dataclass
@@ -92,6 +99,7 @@ class ExportResult:
     validation: dict[str, Any] = field(default_factory=dict)
     serve: dict[str, str | None] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    task_eval: dict[str, Any] | None = None
 
 
 class ExportRecipe:
@@ -301,6 +309,41 @@ class ExportRecipe:
             raise ExportValidationFailed("; ".join(failures), extra={"validation": report})
         return report
 
+    def evaluate_served(self) -> dict[str, Any] | None:
+        """The task eval and the losses in llama.cpp on the files that would be served, against
+        the served version's files (:mod:`hivemind_exporter.served_eval`); raises
+        :class:`TaskEvalRejected` when the candidate answers worse."""
+        assert self.base is not None and self.base.gguf is not None
+        if not self.config.task_eval:
+            return None
+        started = time.perf_counter()
+        serve = self.serve_choice()
+        candidate = Files("candidate", Path(str(serve["gguf"])), _opt_path(serve["lora"]))
+        base = Files("base", self.base.gguf)
+        now = self.config.served_files
+        served = (
+            Files("served", Path(str(now["gguf"])), _opt_path(now.get("lora")))
+            if now and now.get("gguf") and Path(str(now["gguf"])).is_file()
+            else Files("served", self.base.gguf)
+        )
+        report = served_eval(
+            self.version_dir,
+            candidate,
+            served,
+            base,
+            tolerance=self.config.task_eval_tolerance,
+            threads=self.config.threads,
+            max_tokens=self.config.task_eval_max_tokens,
+        )
+        self._timed("task_eval", started)
+        if report is None:
+            return None
+        report["served_version"] = self.config.served_version if now else "base"
+        self.task_eval = report
+        if not report["passed"]:
+            raise TaskEvalRejected("; ".join(report["reasons"]), extra={"task_eval": report})
+        return report
+
     def save(self) -> dict[str, Any]:
         """Record the export in the manifest (sha256 sums are added by the caller, async)."""
         export = {
@@ -312,8 +355,11 @@ class ExportRecipe:
             "validation": getattr(self, "validation", {}),
             "finished_at": time.time(),
         }
+        extra: dict[str, Any] = {}
+        if getattr(self, "task_eval", None) is not None:
+            extra["task_eval"] = self.task_eval
         return self.registry.update_manifest(
-            self.config.name, self.config.version, export=export, serve=self.serve_choice()
+            self.config.name, self.config.version, export=export, serve=self.serve_choice(), **extra
         )
 
     def cleanup(self) -> None:
@@ -345,14 +391,16 @@ def run_export(config: ExportConfig, registry: ModelRegistry) -> ExportResult:
         recipe.export()
         try:
             recipe.validate()
+            recipe.evaluate_served()
         finally:
-            recipe.save()  # a failed validation is recorded too
+            recipe.save()  # a failed validation or task eval is recorded too
         return ExportResult(
             version_dir=recipe.version_dir,
             quant=recipe.quant,
             timings=dict(recipe.timings),
             validation=recipe.validation,
             serve=recipe.serve_choice(),
+            task_eval=getattr(recipe, "task_eval", None),
         )
     finally:
         recipe.cleanup()

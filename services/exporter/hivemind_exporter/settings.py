@@ -29,6 +29,10 @@ class ExporterSettings(ServiceSettings):
     min_agreement: float = 0.98  # top-1 agreement with PyTorch (adapter and f16)
     require_chat_stop: bool = True  # a greedy chat must end with the stop token
     threads: int | None = None
+    # the task eval and losses in llama.cpp on the served files (hivemind_exporter.served_eval)
+    task_eval: bool = True
+    task_eval_tolerance: float = 0.0  # absolute, on task F1 and style rate vs the served version
+    task_eval_max_tokens: int = 128  # per answer (also bounded by 1.5x the reference's length)
 
     # deploy
     deploy: bool = True

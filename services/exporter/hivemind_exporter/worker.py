@@ -31,6 +31,7 @@ from hivemind_common.model_registry import ModelRegistry
 from hivemind_common.redis import HivemindRedis
 from hivemind_exporter.metrics import DEPLOYS, EXPORT_AGREEMENT, EXPORT_JOBS, EXPORT_STAGE_SECONDS
 from hivemind_exporter.recipe import ExportConfig, run_export
+from hivemind_exporter.served_eval import TaskEvalRejected, metrics_of
 from hivemind_exporter.settings import ExporterSettings
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,9 @@ class ExportWorker:
             return Outcome(job_id="?", version=None, result="failed", detail="malformed payload")
         try:
             return await self._handle(job, entry_id)
+        except TaskEvalRejected as exc:
+            await self._reject(job, exc)
+            return Outcome(job.job_id, job.version, "rejected", exc.message)
         except HivemindError as exc:
             await self._fail(job, exc.message)
             return Outcome(job.job_id, job.version, "failed", exc.message)
@@ -167,6 +171,22 @@ class ExportWorker:
             await update_job(self.redis, job_id, **fields)
         except NotFound:
             log.warning("export job %s has no job record", job_id)
+
+    async def _reject(self, job: ExportJob, exc: TaskEvalRejected) -> None:
+        """The task eval on the served files found the candidate worse: the version is
+        rejected (kept for inspection, never deployed) and the job ends rejected."""
+        error = f"task eval on the served files: {exc.message}"
+        try:
+            report = (exc.extra or {}).get("task_eval")
+            if report:
+                mv = await self.registry.get(job.model, job.version)
+                await self.registry.update(
+                    job.model, job.version, metrics={**mv.metrics, **metrics_of(report)}
+                )
+            await self.registry.set_status(job.model, job.version, "rejected", error=error)
+        except HivemindError:
+            log.warning("could not mark %s/%s rejected", job.model, job.version)
+        await self._job_update(job.job_id, status="rejected", stage="done", error=error)
 
     async def _fail(self, job: ExportJob, error: str) -> None:
         try:
@@ -233,6 +253,20 @@ class ExportWorker:
         await self._job_update(job.job_id, status="succeeded", stage="done")
         return Outcome(job.job_id, job.version, "succeeded")
 
+    async def _served_files(self, name: str, version: str) -> dict[str, Any]:
+        """What serves now (the task eval's other side); none: the base alone."""
+        serving = (await self.registry.pointers(name)).get("serving")
+        if not serving or serving == version:
+            return {"served_files": None, "served_version": None}
+        try:
+            return {
+                "served_files": serve_files(self.registry, name, serving),
+                "served_version": serving,
+            }
+        except HivemindError as exc:
+            log.warning("the task eval compares with the base: %s", exc)
+            return {"served_files": None, "served_version": None}
+
     def _already_exported(self, job: ExportJob) -> bool:
         try:
             manifest = self.registry.read_manifest(job.model, job.version)
@@ -254,6 +288,10 @@ class ExportWorker:
             require_chat_stop=self.settings.require_chat_stop,
             threads=self.settings.threads,
             write_merged=self.settings.write_merged or job.quant is not None,
+            task_eval=self.settings.task_eval,
+            task_eval_tolerance=self.settings.task_eval_tolerance,
+            task_eval_max_tokens=self.settings.task_eval_max_tokens,
+            **await self._served_files(job.model, job.version),
         )
         async with self._export_lock:
             result = await asyncio.to_thread(run_export, config, self.registry)
@@ -264,6 +302,11 @@ class ExportWorker:
                 EXPORT_AGREEMENT.labels(file=file).set(result.validation[file]["top1_agreement"])
         await self.registry.record_files(job.model, job.version)
         await self.registry.update(job.model, job.version, export=result.timings)
+        if result.task_eval is not None:
+            mv = await self.registry.get(job.model, job.version)
+            await self.registry.update(
+                job.model, job.version, metrics={**mv.metrics, **metrics_of(result.task_eval)}
+            )
         log.info(
             "exported model version",
             extra={"model": job.model, "version": job.version, "timings": result.timings},

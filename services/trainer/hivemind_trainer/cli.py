@@ -44,8 +44,18 @@ def _trainer_settings(**overrides: Any) -> TrainerSettings:
 
 @app.command("status")
 def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Samples accepted and rejected, the orchestrator's state and the latest jobs."""
-    data = _run(learning_status)
+    """Samples accepted and rejected, the orchestrator's state, the latest jobs and versions
+    (with their gate, task-eval and preference figures)."""
+    from hivemind_trainer.eval.figures import cell, recent_version_figures
+
+    model = _trainer_settings().model_name
+
+    async def action(redis: HivemindRedis) -> dict[str, Any]:
+        data = await learning_status(redis)
+        data["versions"] = await recent_version_figures(redis, model)
+        return data
+
+    data = _run(action)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -76,6 +86,19 @@ def status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) ->
             (job.get("error") or "")[:60],
         )
     console.print(table)
+    if data["versions"]:
+        shown = (
+            "task_f1",
+            "served_task_f1",
+            "task_style",
+            "llama_general_loss",
+            "preference_accuracy",
+            "served_preference_accuracy",
+        )
+        versions = Table("version", "status", *shown, title="versions (task eval on served files)")
+        for row in data["versions"]:
+            versions.add_row(row["version"], row["status"], *(cell(row.get(k)) for k in shown))
+        console.print(versions)
     letters = data.get("dead_letters") or []
     if letters:
         dead = Table("dead letter", "kind", "starts", "stage", "reason", title="given up on")
@@ -109,6 +132,12 @@ def train_now(
     mode: str = typer.Option(None, help="fast, balanced or best."),
     max_steps: int = typer.Option(None, help="Stop after this many optimizer steps."),
     set_: list[str] = typer.Option([], "--set", help="Recipe override key=value (repeatable)."),
+    foundation: bool = typer.Option(
+        False,
+        "--foundation",
+        help="Train on the imported data (learn import) from the base: the adapter later "
+        "cycles continue from.",
+    ),
 ) -> None:
     """Run one learning cycle here, now, with a progress bar (takes the leader lease)."""
     settings = _trainer_settings(mode=mode, max_steps=max_steps)
@@ -148,7 +177,8 @@ def train_now(
                         overrides=overrides,
                         progress=progress,
                         requested_by="cli",
-                        reason="manual",
+                        reason="foundation" if foundation else "manual",
+                        foundation=foundation,
                         lease=lock,
                     )
                     entry.target = result.version or result.job_id

@@ -19,20 +19,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from peft import PeftModel
 
 from hivemind_common import keys
 from hivemind_common.base_cache import tokenizer_fingerprint, tokenizer_mismatch
-from hivemind_common.errors import Conflict, HivemindError, NotFound
+from hivemind_common.errors import Conflict, HivemindError, NotFound, Unprocessable
 from hivemind_common.job_records import create_job, update_job
 from hivemind_common.jobs import ExportJob
 from hivemind_common.model_registry import ModelRegistry, ModelVersion, new_version_id
 from hivemind_trainer.data.collector import Collector
 from hivemind_trainer.data.consent import consenting
-from hivemind_trainer.data.dataset import Dataset
+from hivemind_trainer.data.dataset import Dataset, is_imported
 from hivemind_trainer.data.sample_filter import SampleFilter
+from hivemind_trainer.eval.task_set import task_items, write_eval_set
 from hivemind_trainer.gate import GateResult, decide, general_eval_set, general_set_id
 from hivemind_trainer.metrics import CYCLES
 from hivemind_trainer.orchestrator import LeaderLock, LeadershipLost
+from hivemind_trainer.preference.data import PreferenceData, PreferenceStore, load_preference_data
+from hivemind_trainer.preference.stage import choose_stage, preference_accuracy, run_stage
 from hivemind_trainer.recipe.config import RecipeConfig
 from hivemind_trainer.recipe.lora_recipe import LoraRecipe, Progress
 from hivemind_trainer.recipe.model_io import default_gguf, ensure_base_hf
@@ -70,6 +74,7 @@ def make_collector(redis: Any, settings: TrainerSettings, consumer: str) -> Coll
         ),
         consumer=consumer,
         reclaim_idle_ms=settings.reclaim_idle_ms,
+        preferences=PreferenceStore(settings.datasets_dir),
     )
 
 
@@ -87,6 +92,11 @@ def recipe_config(settings: TrainerSettings, overrides: dict[str, str] | None) -
 
 def _chats(records: list[dict[str, Any]]) -> list[list[dict[str, str]]]:
     return [r["messages"] for r in records]
+
+
+def is_peft_model(model: Any) -> bool:
+    """Whether the recipe trains an adapter (the preference stage continues it)."""
+    return isinstance(model, PeftModel)
 
 
 def _finite(x: float) -> float | None:
@@ -126,9 +136,12 @@ def train_and_gate(
     settings: TrainerSettings,
     progress: Progress | None = None,
     best_general: float | None = None,
+    preference: PreferenceData | None = None,
 ) -> _Trained:
-    """The blocking part: measure the base and the served model, train, measure again, save."""
+    """The blocking part: measure the base and the served model, train (SFT, then the
+    preference stage when there is enough preference data), measure again, save."""
     recipe = LoraRecipe(cfg, base_dir, adapter_dir=adapter_dir, progress=progress)
+    objective = settings.learning_objective
     try:
         recipe.setup()
         assert recipe.hardware is not None
@@ -136,10 +149,49 @@ def train_and_gate(
         general = general_eval_set()
         served = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
         base = {"heldout": recipe.evaluate_base(heldout), "general": recipe.evaluate_base(general)}
-        try:
-            result = recipe.train(prepared, checkpoint_dir=checkpoint_dir)
-        except (torch.OutOfMemoryError, MemoryError) as exc:
-            raise TrainingOutOfMemory(recipe.batch_size) from exc
+        preference = preference or PreferenceData()
+        stage = (
+            choose_stage(
+                preference,
+                min_pairs=settings.preference_min_pairs,
+                min_rated=settings.preference_min_rated,
+            )
+            if objective != "sft" and is_peft_model(recipe.model)
+            else None
+        )
+        if objective == "preference" and stage is None:
+            raise Unprocessable(
+                "learning_objective is preference, but there are not enough preference pairs "
+                f"({preference.counts()}; need {settings.preference_min_pairs} pairs or "
+                f"{settings.preference_min_rated} rated answers of both kinds)"
+            )
+        held_pairs = preference.heldout_pairs
+        pref: dict[str, Any] = {"objective": objective, "data": preference.counts()}
+        if held_pairs:
+            pref["served"] = preference_accuracy(recipe.model, recipe.tokenizer, held_pairs)
+        result = None
+        if objective != "preference":
+            try:
+                result = recipe.train(prepared, checkpoint_dir=checkpoint_dir)
+            except (torch.OutOfMemoryError, MemoryError) as exc:
+                raise TrainingOutOfMemory(recipe.batch_size) from exc
+        if stage is not None:
+            if held_pairs:
+                pref["sft"] = preference_accuracy(recipe.model, recipe.tokenizer, held_pairs)
+            pref["stage"] = run_stage(
+                stage,
+                recipe.model,
+                recipe.tokenizer,
+                preference,
+                steps=settings.preference_steps,
+                lr=settings.preference_lr,
+                beta=settings.preference_beta,
+                batch_size=settings.preference_batch_size,
+                max_length=cfg.seq_len,
+                seed=settings.seed,
+            )
+        if held_pairs:
+            pref["candidate"] = preference_accuracy(recipe.model, recipe.tokenizer, held_pairs)
         candidate = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
         gate = decide(
             served=served,
@@ -148,25 +200,32 @@ def train_and_gate(
             best_general=best_general,
             heldout_tolerance=settings.heldout_tolerance,
             general_tolerance=settings.general_tolerance,
+            preference=pref,
+            preference_tolerance=settings.preference_tolerance,
         )
         recipe.save(out_dir / ADAPTER_DIR)
         hw = recipe.hardware
+        stage_report = pref.get("stage") or {}
         return _Trained(
             gate=gate,
             train={
-                "steps": result.steps,
-                "final_loss": _finite(result.final_loss),
-                "losses": result.losses,
-                "tokens": result.tokens,
-                "trained_tokens": result.trained_tokens,
-                "seconds": round(result.seconds, 3),
-                "tokens_per_s": round(result.tokens_per_s, 1),
-                "batch_size": result.batch_size,
-                "memory_estimate_mib": round(result.memory_estimate_bytes / 2**20, 1),
-                "resumed_from": result.resumed_from,
+                "steps": result.steps if result else 0,
+                "final_loss": _finite(result.final_loss) if result else None,
+                "losses": result.losses if result else [],
+                "tokens": result.tokens if result else 0,
+                "trained_tokens": result.trained_tokens if result else 0,
+                "seconds": round(result.seconds, 3) if result else 0.0,
+                "tokens_per_s": round(result.tokens_per_s, 1) if result else None,
+                "batch_size": result.batch_size if result else None,
+                "memory_estimate_mib": round(result.memory_estimate_bytes / 2**20, 1)
+                if result
+                else None,
+                "resumed_from": result.resumed_from if result else None,
                 "chats": len(prepared.chats),
                 "dropped_too_long": prepared.dropped,
                 "validation": prepared.report.as_dict(),
+                "objective": objective,
+                "preference_stage": stage_report or None,
             },
             hardware={
                 "device": hw.device,
@@ -191,6 +250,13 @@ async def _retain_after_rejection(registry: ModelRegistry, name: str) -> None:
         return
     if removed:
         log.info("retention after a rejected cycle removed %s", removed)
+
+
+async def _preference_data(redis: Any, settings: TrainerSettings) -> PreferenceData:
+    """The preference records of tenants that consent now (read again at every cycle)."""
+    records = PreferenceStore(settings.datasets_dir).records()
+    kept, _dropped = await consenting(redis, {"preference": records})
+    return load_preference_data(kept["preference"])
 
 
 async def _best_general(registry: ModelRegistry, name: str) -> float | None:
@@ -281,8 +347,14 @@ async def run_cycle(
     reason: str = "threshold",
     consumer: str = "cycle",
     lease: LeaderLock | None = None,
+    foundation: bool = False,
 ) -> CycleResult:
     """Run one whole cycle for ``settings.model_name``; never raises for a training failure.
+
+    A ``foundation`` cycle trains on every imported sample (``hivemind learn import``) from the
+    base, not from the served adapter: the version it makes is the base adapter that later
+    cycles continue from, and those skip the imported samples it trained on (they may still
+    come back as replay).
 
     With a ``lease``, training stops at the next step once the lease has lapsed, and the version
     is registered and its export queued only after the lease and its fencing token are checked
@@ -307,22 +379,36 @@ async def run_cycle(
         await collector.drain()
         dataset = collector.dataset
         trained_seq = int(await redis.hget(state, "trained_seq") or 0)
-        if not any(r["split"] == "train" for r in dataset.records() if r["seq"] > trained_seq):
-            await update_job(
-                redis,
-                job_id,
-                status="failed",
-                stage="done",
-                error="no new accepted samples to train on",
+        founded_seq = int(await redis.hget(state, "foundation_seq") or 0)
+
+        def eligible(r: dict[str, Any]) -> bool:
+            if foundation:
+                return is_imported(r)
+            return not (is_imported(r) and r["seq"] <= founded_seq)
+
+        after = 0 if foundation else trained_seq
+        if not any(
+            r["split"] == "train" and eligible(r) for r in dataset.records() if r["seq"] > after
+        ):
+            error = (
+                "no imported samples to train a foundation on (hivemind learn import FILE)"
+                if foundation
+                else "no new accepted samples to train on"
             )
-            result.status, result.error = "skipped", "no new accepted samples to train on"
+            await update_job(redis, job_id, status="failed", stage="done", error=error)
+            result.status, result.error = "skipped", error
             return result
         await redis.hset(state, mapping={"last_attempt_at": f"{time.time():.3f}"})
         frozen = dataset.freeze(
-            after_seq=trained_seq, replay_ratio=settings.replay_ratio, seed=settings.seed
+            after_seq=after,
+            replay_ratio=0.0 if foundation else settings.replay_ratio,
+            seed=settings.seed,
+            only=eligible if foundation or founded_seq else None,
         )
         parts = dataset.load_version(frozen["version"])
-        heldout = dataset.all_heldout(up_to_seq=frozen["seq_to"])
+        heldout = dataset.all_heldout(
+            up_to_seq=frozen["seq_to"], only=is_imported if foundation else None
+        )
         # consent read again now: a tenant that withdrew since collection trains nothing more
         consented, withdrawn = await consenting(redis, {**parts, "all_heldout": heldout})
         parts = {k: v for k, v in consented.items() if k != "all_heldout"}
@@ -352,7 +438,8 @@ async def run_cycle(
         served = await registry.serving(name)
         adapter_dir = None
         if (
-            served is not None
+            not foundation  # a foundation starts from the base itself
+            and served is not None
             and (Path(served.path) / ADAPTER_DIR / "adapter_config.json").is_file()
         ):
             adapter_dir = Path(served.path) / ADAPTER_DIR
@@ -364,6 +451,13 @@ async def run_cycle(
         if lease is not None:
             lease.raise_if_lapsed()
         cfg = recipe_config(settings, overrides)
+        items = task_items(  # before training: a broken eval file fails the cycle at once
+            heldout,
+            general=general_eval_set(),
+            eval_file=settings.task_eval_file,
+            max_items=settings.task_eval_items,
+            general_items=settings.task_eval_general_items,
+        )
         t2 = time.perf_counter()
         train_kwargs: dict[str, Any] = {
             "base_dir": base_dir,
@@ -375,6 +469,7 @@ async def run_cycle(
             "settings": settings,
             "progress": progress,
             "best_general": await _best_general(registry, name),
+            "preference": await _preference_data(redis, settings),
         }
         try:
             trained = await asyncio.to_thread(train_and_gate, cfg=cfg, **train_kwargs)
@@ -415,12 +510,26 @@ async def run_cycle(
             "train_loss": trained.train["final_loss"],
             "tokens_per_s": trained.train["tokens_per_s"],
             "deployable": gate.deployable,
+            "objective": trained.train["objective"],
+            "preference_stage": (trained.train["preference_stage"] or {}).get("stage"),
+            "foundation": foundation,
+            "preference_accuracy": gate.preference.get("candidate"),
+            "served_preference_accuracy": gate.preference.get("served"),
+            "sft_preference_accuracy": gate.preference.get("sft"),
         }
         base_info = {
             "gguf": str(gguf) if gguf else None,
             "hf_dir": str(base_dir),
             "tokenizer": fingerprint,
         }
+        task_eval = write_eval_set(
+            out_dir,
+            items,
+            heldout_chats=_chats(heldout),
+            general_chats=general_eval_set(),
+            general_set=metrics["general_set"],
+            max_loss_chats=settings.served_loss_chats,
+        )
         if lease is not None:
             await lease.check(f"register {name}/{version}")
         registry.write_manifest(
@@ -435,7 +544,8 @@ async def run_cycle(
                 "base": base_info,
                 "base_gguf": base_info["gguf"],
                 "base_hf_dir": str(base_dir),
-                "parent_version": served.version if served else None,
+                "parent_version": served.version if served and not foundation else None,
+                "foundation": foundation,
                 "adapter_dir": ADAPTER_DIR,
                 "dataset": dataset_lineage,
                 "recipe": cfg.as_dict(),
@@ -443,6 +553,7 @@ async def run_cycle(
                 "train": trained.train,
                 "metrics": metrics,
                 "gate": gate.as_dict(),
+                "task_eval": task_eval,
             },
         )
         await registry.register(
@@ -452,16 +563,21 @@ async def run_cycle(
                 status=status,
                 metrics=metrics,
                 base=base_info["gguf"] or str(base_dir),
-                parent_version=served.version if served else None,
+                parent_version=served.version if served and not foundation else None,
                 dataset=dataset_lineage,
                 job_id=job_id,
                 error=None if gate.deployable else "; ".join(gate.reasons),
             )
         )
+        progress_mark = (
+            {"foundation_seq": max(founded_seq, frozen["seq_to"])}
+            if foundation
+            else {"trained_seq": frozen["seq_to"]}
+        )
         await redis.hset(
             state,
             mapping={
-                "trained_seq": frozen["seq_to"],
+                **progress_mark,
                 "failures": 0,
                 "last_result": status,
                 "last_version": version,

@@ -11,7 +11,14 @@ candidate:
   compound cycle after cycle; the best general loss a version reached on the same set is
   reported beside it (not gated: it moves several % between cycles on small data);
 - a control: a candidate that scores exactly as the base on both sets has an adapter that does
-  nothing (or an evaluation that does not apply it), and is refused.
+  nothing (or an evaluation that does not apply it), and is refused;
+- preference accuracy, where held-out preference pairs exist (corrections): the share of pairs
+  whose preferred answer the candidate finds more likely must be no lower than the served
+  model's (``preference_tolerance``, absolute).
+
+The task eval (answers scored against references) is judged on the files that would be served,
+in llama.cpp, by the exporter (``hivemind_exporter.served_eval``); its figures join the same
+version's manifest.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ class GateResult:
     general_tolerance: float = 0.02
     base: dict[str, float] = field(default_factory=dict)
     best_general: float | None = None
+    preference: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +68,8 @@ def decide(
     best_general: float | None = None,
     heldout_tolerance: float = 0.0,
     general_tolerance: float = 0.02,
+    preference: dict[str, Any] | None = None,
+    preference_tolerance: float = 0.0,
 ) -> GateResult:
     """Judge ``{"heldout": loss, "general": loss}`` of the candidate (see the module's rules)."""
     reasons: list[str] = []
@@ -91,6 +101,14 @@ def decide(
         # reported, not gated: with small chats the general loss moves several % from cycle to
         # cycle, and a 2% bound on the best one stalled the loop (bench_ten_cycles)
         reasons.append(f"general loss of the best version so far {best_general:.4f} (reported)")
+    preference = preference or {}
+    new_acc, old_acc = preference.get("candidate"), preference.get("served")
+    if new_acc is not None and old_acc is not None:
+        if new_acc < old_acc - preference_tolerance:
+            ok = False
+            reasons.append(f"preference accuracy {new_acc:.4f} worse than served {old_acc:.4f}")
+        else:
+            reasons.append(f"preference accuracy {new_acc:.4f} vs served {old_acc:.4f}: ok")
     if _same_as_base(candidate, base):
         ok = False
         reasons.append(
@@ -106,6 +124,7 @@ def decide(
         general_tolerance=general_tolerance,
         base=base,
         best_general=best_general,
+        preference=preference,
     )
 
 

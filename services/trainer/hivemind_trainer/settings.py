@@ -8,6 +8,7 @@ from typing import Literal
 from hivemind_common.settings import ServiceSettings
 
 Mode = Literal["fast", "balanced", "best"]
+Objective = Literal["sft", "preference", "both"]
 
 
 class TrainerSettings(ServiceSettings):
@@ -57,6 +58,22 @@ class TrainerSettings(ServiceSettings):
     # evaluation gate
     general_tolerance: float = 0.02  # within 2% on the general set
     heldout_tolerance: float = 0.0  # no worse on held-out
+
+    # the task eval (answers scored against references on the served files, by the exporter)
+    task_eval_file: Path | None = None  # a user's eval set (any `learn import` format)
+    task_eval_items: int = 24  # held-out prompts answered per version
+    task_eval_general_items: int = 8  # prompts unlike the training data (reported)
+    served_loss_chats: int = 96  # held-out and general chats whose loss llama.cpp measures
+
+    # preference learning (corrections -> DPO pairs, ratings -> KTO), on top of the SFT adapter
+    learning_objective: Objective = "both"  # sft only, preference only, or sft then preference
+    preference_min_pairs: int = 16  # train pairs that start a DPO stage
+    preference_min_rated: int = 32  # rated answers (good and bad) that start a KTO stage
+    preference_steps: int = 32
+    preference_lr: float = 1e-4
+    preference_beta: float = 0.1
+    preference_batch_size: int = 4
+    preference_tolerance: float = 0.0  # held-out preference accuracy no worse than served
 
     @property
     def datasets_dir(self) -> Path:

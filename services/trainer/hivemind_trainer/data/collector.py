@@ -27,6 +27,7 @@ from hivemind_common.jobs import LearningSample
 from hivemind_trainer.data.dataset import Dataset
 from hivemind_trainer.data.sample_filter import Accepted, SampleFilter, chat_text
 from hivemind_trainer.metrics import SAMPLES
+from hivemind_trainer.preference.data import PreferenceStore, preference_record
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class Collector:
         *,
         consumer: str,
         reclaim_idle_ms: int = 60_000,
+        preferences: PreferenceStore | None = None,
     ) -> None:
         self.redis = redis
         self.dataset = dataset
@@ -69,6 +71,8 @@ class Collector:
         self.reclaim_idle_ms = reclaim_idle_ms
         self._loaded = False
         self._consent: dict[str, bool] = {}  # per pass: a tenant's switch is read once a pass
+        self.preferences: PreferenceStore | None = preferences
+        self._pref_ids: set[str] | None = None
 
     async def ensure_group(self) -> None:
         try:
@@ -151,6 +155,27 @@ class Collector:
         await self._count_for_tenant(tenant, "not_shared" if reason == NOT_SHARED else "rejected")
         await self.redis.xack(keys.learning_stream(), keys.TRAINER_GROUP, msg_id)
 
+    def _keep_preference(self, sample: LearningSample) -> None:
+        """Store what a correction or a rating says about an answer (the preference stage's
+        data); stored once per sample id, so a re-read message adds nothing."""
+        if self.preferences is None:
+            return
+        rec = preference_record(
+            sample,
+            min_rating=self.filter.min_rating,
+            heldout_fraction=self.dataset.heldout_fraction,
+        )
+        ids = self._preference_ids()
+        if rec is not None and rec["id"] not in ids:
+            self.preferences.append(rec)
+            ids.add(rec["id"])
+
+    def _preference_ids(self) -> set[str]:
+        if self._pref_ids is None:
+            assert self.preferences is not None
+            self._pref_ids = {r["id"] for r in self.preferences.records()}
+        return self._pref_ids
+
     async def _process(self, msg_id: str, fields: dict[str, Any], stats: CollectStats) -> None:
         stats.read += 1
         try:
@@ -170,6 +195,7 @@ class Collector:
             await self._reject(msg_id, NOT_SHARED, stats, tenant)
             return
         outcome = self.filter.check(sample)
+        self._keep_preference(sample)  # a correction or a rating, whatever the SFT filter says
         if not isinstance(outcome, Accepted):
             await self._reject(msg_id, outcome.reason, stats, tenant)
             return

@@ -18,7 +18,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,10 +124,18 @@ class Dataset:
         data: Record = json.loads((self.version_dir(version) / "manifest.json").read_text())
         return data
 
-    def freeze(self, *, after_seq: int, replay_ratio: float, seed: int = 0) -> Record:
-        """Snapshot the samples newer than ``after_seq`` plus replay of older train samples."""
+    def freeze(
+        self,
+        *,
+        after_seq: int,
+        replay_ratio: float,
+        seed: int = 0,
+        only: Callable[[Record], bool] | None = None,
+    ) -> Record:
+        """Snapshot the samples newer than ``after_seq`` plus replay of older train samples;
+        ``only`` keeps the new samples it accepts (a foundation run: the imported ones)."""
         everything = list(self.records())
-        new = [r for r in everything if r["seq"] > after_seq]
+        new = [r for r in everything if r["seq"] > after_seq and (only is None or only(r))]
         old_train = [r for r in everything if r["seq"] <= after_seq and r["split"] == "train"]
         train = [r for r in new if r["split"] == "train"]
         heldout = [r for r in new if r["split"] == "heldout"]
@@ -163,10 +171,19 @@ class Dataset:
             part: read_jsonl(directory / f"{part}.jsonl") for part in ("train", "heldout", "replay")
         }
 
-    def all_heldout(self, *, up_to_seq: int | None = None) -> list[Record]:
+    def all_heldout(
+        self, *, up_to_seq: int | None = None, only: Callable[[Record], bool] | None = None
+    ) -> list[Record]:
         """Every held-out sample so far (the gate's held-out set grows with the data)."""
         return [
             r
             for r in self.records()
-            if r["split"] == "heldout" and (up_to_seq is None or r["seq"] <= up_to_seq)
+            if r["split"] == "heldout"
+            and (up_to_seq is None or r["seq"] <= up_to_seq)
+            and (only is None or only(r))
         ]
+
+
+def is_imported(record: Record) -> bool:
+    """A sample that came from ``hivemind learn import`` (a foundation run trains on these)."""
+    return str(record.get("source") or "").startswith("import:")

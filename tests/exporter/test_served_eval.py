@@ -1,0 +1,141 @@
+"""The task eval and the losses measured in llama.cpp on the files that would be served, against
+the served version (issue 18 point 1, issue 13 point 7): recorded in the manifest and in the
+registry's metrics, and a candidate that answers worse is rejected, never deployed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from exporter.exporter_tiny import TinyModel, write_version
+
+from hivemind_common import keys
+from hivemind_common.job_records import create_job, get_job
+from hivemind_common.jobs import ExportJob
+from hivemind_common.model_registry import ModelRegistry, ModelVersion
+from hivemind_exporter.served_eval import ChatModel, Files
+from hivemind_exporter.settings import ExporterSettings
+from hivemind_exporter.worker import ExportWorker
+
+PROMPTS = [
+    "What is the capital of France?",
+    "Write a function that adds two numbers.",
+    "Explain recursion briefly.",
+    "How do I reverse a list in Python?",
+]
+CHATS = [
+    [{"role": "user", "content": p}, {"role": "assistant", "content": f"An answer about {p}"}]
+    for p in PROMPTS
+]
+
+
+def _base_answers(tiny: TinyModel) -> list[str]:
+    model = ChatModel(Files("base", tiny.base_gguf), n_ctx=512, threads=2)
+    try:
+        return [model.answer([{"role": "user", "content": p}], 24) for p in PROMPTS]
+    finally:
+        model.close()
+
+
+def _write_eval(directory: Path, references: list[str]) -> None:
+    (directory / "eval").mkdir(parents=True, exist_ok=True)
+    with (directory / "eval" / "task.jsonl").open("w") as fh:
+        for i, (prompt, ref) in enumerate(zip(PROMPTS, references, strict=True)):
+            item = {
+                "id": f"h{i}",
+                "kind": "heldout",
+                "messages": [{"role": "user", "content": prompt}],
+                "reference": ref,
+            }
+            fh.write(json.dumps(item) + "\n")
+    (directory / "eval" / "losses.json").write_text(
+        json.dumps({"heldout": CHATS[:2], "general": CHATS[2:], "general_set": "test"})
+    )
+
+
+def _settings(redis_url: str, data_dir: Path, **kw: Any) -> ExporterSettings:
+    return ExporterSettings(
+        redis_url=redis_url,
+        data_dir=data_dir,
+        internal_token="t",
+        worker_enabled=False,
+        deploy=False,
+        require_chat_stop=False,
+        reclaim_idle_ms=0,
+        threads=2,
+        task_eval_max_tokens=24,
+        **kw,
+    )
+
+
+async def _export(redis_client, settings: ExporterSettings, version: str) -> Any:
+    await create_job(redis_client, f"job-{version}", model="default")
+    job = ExportJob(job_id=f"job-{version}", model="default", version=version)
+    await redis_client.xadd(keys.export_stream(), job.to_fields())
+    worker = ExportWorker(redis=redis_client, settings=settings, inference=None)
+    return (await worker.run_once(block_ms=50))[0]
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+async def test_a_candidate_that_answers_worse_than_the_served_model_is_rejected(
+    redis_client, redis_url: str, data_dir: Path, tiny: TinyModel
+) -> None:
+    # the references are what the base itself answers: nothing can beat it, the candidate
+    # (the base plus a random adapter) answers otherwise and scores lower
+    answers = _base_answers(tiny)
+    assert all(any(ch.isalnum() for ch in a) for a in answers), answers
+    reg = ModelRegistry(redis_client, data_dir)
+    directory = write_version(reg, tiny, "v1")
+    _write_eval(directory, answers)
+    await reg.register(ModelVersion(name="default", version="v1", metrics={"heldout_loss": 1.0}))
+
+    outcome = await _export(redis_client, _settings(redis_url, data_dir), "v1")
+
+    assert outcome.result == "rejected", outcome
+    report = reg.read_manifest("default", "v1")["task_eval"]
+    assert report["passed"] is False and report["served_version"] == "base"
+    assert report["served"]["scores"]["task"]["f1"] == 1.0
+    assert report["candidate"]["scores"]["task"]["f1"] < 1.0
+    serve = reg.read_manifest("default", "v1")["serve"]  # what inference would load
+    assert report["candidate"]["files"]["gguf"] == Path(serve["gguf"]).name
+    assert report["served"]["files"] == {"gguf": tiny.base_gguf.name, "lora": None}
+    # the losses in llama.cpp on the served files: finite, and the adapter moves them
+    for side in ("candidate", "served", "base"):
+        for part in ("heldout", "general"):
+            assert math.isfinite(report[side]["losses"][part])
+    assert report["candidate"]["losses"]["general"] != report["base"]["losses"]["general"]
+    mv = await reg.get("default", "v1")
+    assert mv.status == "rejected" and "task f1" in (mv.error or "")
+    assert mv.metrics["heldout_loss"] == 1.0  # the trainer's figures stay beside the new ones
+    assert mv.metrics["served_task_f1"] == 1.0 and mv.metrics["task_eval_passed"] is False
+    assert mv.metrics["llama_general_loss"] == report["candidate"]["losses"]["general"]
+    job = await get_job(redis_client, "job-v1")
+    assert job.status == "rejected" and "task eval" in (job.error or "")
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+async def test_a_candidate_no_worse_passes_with_both_scores_in_manifest_and_metrics(
+    redis_client, redis_url: str, data_dir: Path, tiny: TinyModel
+) -> None:
+    reg = ModelRegistry(redis_client, data_dir)
+    directory = write_version(reg, tiny, "v1")
+    _write_eval(directory, ["zebra quartz"] * len(PROMPTS))  # neither side says these words
+    await reg.register(ModelVersion(name="default", version="v1"))
+
+    outcome = await _export(redis_client, _settings(redis_url, data_dir), "v1")
+
+    assert outcome.result == "exported", outcome
+    manifest = reg.read_manifest("default", "v1")
+    report = manifest["task_eval"]
+    assert report["passed"] is True
+    assert report["candidate"]["scores"]["task"]["items"] == len(PROMPTS)
+    assert len(report["examples"]) == len(PROMPTS)
+    assert "task_eval" in manifest["export"]["timings_s"]
+    mv = await reg.get("default", "v1")
+    assert mv.status == "ready" and mv.metrics["task_eval_passed"] is True
+    assert {"task_f1", "served_task_f1", "llama_heldout_loss", "llama_base_general_loss"} <= set(
+        mv.metrics
+    )
