@@ -30,17 +30,9 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "co
 
 
 @pytest.fixture
-def console(redis_url: str, internal_token: str, data_dir: Path) -> Iterator[RunningGateway]:
-    """A gateway with no embedding, inference or trainer behind it (they point at port 9)."""
-    with running_gateway(
-        redis_url,
-        internal_token,
-        data_dir,
-        embedding_url="http://127.0.0.1:9",
-        inference_url="http://127.0.0.1:9",
-        trainer_url="http://127.0.0.1:9",
-    ) as gw:
-        yield gw
+def console(gateway: RunningGateway) -> RunningGateway:
+    """The root ``gateway`` fixture: no embedding, inference or trainer behind it."""
+    return gateway
 
 
 @pytest.fixture

@@ -21,9 +21,10 @@ from console.browsing import (
     key_for,
     off_loop,
 )
-from console.seeding import log_missed_queries, register_version
+from console.seeding import log_missed_queries
 
 from support.gateway import RunningGateway
+from support.model_versions import register_version
 
 PAGES = ("overview", "memory", "suggestions", "learning", "models", "calculator", "keys")
 

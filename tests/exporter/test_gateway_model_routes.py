@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from inference.serving import running_inference
 
-from hivemind_common.model_registry import ModelRegistry, ModelVersion
-from hivemind_common.models_paths import default_llm_gguf
-from hivemind_common.redis import connect_redis
 from support.gateway import RunningGateway, running_gateway
+from support.model_versions import register_version
 
 pytestmark = pytest.mark.slow
 
@@ -35,28 +31,7 @@ def stack(redis_url: str, internal_token: str, data_dir: Path) -> Iterator[Runni
 
 
 def _register(redis_url: str, data_dir: Path, version: str, created_at: float) -> None:
-    async def go() -> None:
-        redis = connect_redis(redis_url)
-        try:
-            reg = ModelRegistry(redis, data_dir)
-            directory = reg.version_dir("default", version)
-            directory.mkdir(parents=True)
-            gguf = directory / "model-Q8_0.gguf"
-            shutil.copyfile(default_llm_gguf(), gguf)
-            reg.write_manifest("default", version, {"serve": {"gguf": str(gguf), "lora": None}})
-            await reg.register(
-                ModelVersion(
-                    name="default",
-                    version=version,
-                    created_at=created_at,
-                    metrics={"heldout_loss": 1.5},
-                )
-            )
-            await reg.record_files("default", version)
-        finally:
-            await redis.aclose()
-
-    asyncio.run(go())
+    register_version(redis_url, data_dir, version, created_at, {"heldout_loss": 1.5})
 
 
 def test_versions_are_listed_promoted_and_rolled_back(

@@ -64,6 +64,17 @@ def _same_origin(request: Request) -> None:
         raise Forbidden("a console form must be posted from the console itself")
 
 
+def _cookie_flags(request: Request) -> dict[str, Any]:
+    """The session cookie's attributes: sent on every path (the console's /v1 calls too),
+    never readable by scripts, never sent by another site, and Secure over https."""
+    return {
+        "path": "/",
+        "httponly": True,
+        "samesite": "strict",
+        "secure": request.url.scheme == "https",
+    }
+
+
 async def _form_field(request: Request, name: str, limit: int) -> str:
     form = await request.form(max_files=0, max_fields=8)
     value = form.get(name)
@@ -103,13 +114,7 @@ async def signin(request: Request) -> Response:
     session = await sessions.create(principal)
     response = RedirectResponse("/console/overview", status_code=303, headers=PAGE_HEADERS)
     response.set_cookie(
-        COOKIE_NAME,
-        session.session_id,
-        max_age=sessions.ttl_s,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
+        COOKIE_NAME, session.session_id, max_age=sessions.ttl_s, **_cookie_flags(request)
     )
     return response
 
@@ -123,13 +128,7 @@ async def signout(request: Request) -> Response:
         check_csrf(request, session, await _form_field(request, CSRF_FIELD, 128))
         await ConsoleSessions(request.app.state.redis).end(session.session_id)
     response = RedirectResponse("/console/signin", status_code=303, headers=PAGE_HEADERS)
-    response.delete_cookie(
-        COOKIE_NAME,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    response.delete_cookie(COOKIE_NAME, **_cookie_flags(request))
     return response
 
 
