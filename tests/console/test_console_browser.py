@@ -80,8 +80,8 @@ def test_the_console_is_usable_at_phone_width(
     console: RunningGateway, chromium: Any, artifacts: Path
 ) -> None:
     with console_tab(chromium, console.url, width=375, height=740) as tab:
-        tab.sign_in(key_for(console, "acme", "write"))
-        for slug in ("overview", "memory"):
+        tab.sign_in(key_for(console, "acme", "admin"))
+        for slug in PAGES:
             tab.goto(f"/console/{slug}")
             # nothing wider than the screen: no sideways scrolling of the page itself
             overflow = tab.page.evaluate(
