@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,12 @@ def _vocab(hf_dir: Path, vocab_size: int) -> tuple[list[str], list[int], str]:
 
 
 def write_hf_base_gguf(
-    hf_dir: Path, state: Any, params: ArchParams, out: Path, *, name: str = "hivemind-base"
+    hf_dir: Path,
+    state: Mapping[str, Any],
+    params: ArchParams,
+    out: Path,
+    *,
+    name: str = "hivemind-base",
 ) -> Path:
     """Write the folder's model (``state``: its state dict) as an f16 GGUF with its tokenizer."""
     tokens, token_types, pre = _vocab(hf_dir, params.vocab_size)
@@ -141,7 +147,7 @@ def write_hf_base_gguf(
 
 
 def ensure_hf_base_gguf(
-    hf_dir: Path, cache_dir: Path, state: Any, params: ArchParams, *, name: str
+    hf_dir: Path, cache_dir: Path, state: Mapping[str, Any], params: ArchParams, *, name: str
 ) -> Path:
     """The cached f16 GGUF of a Hugging Face base folder, written once per content."""
     out = cache_dir / f"{HF_BASE_PREFIX}{content_digest(hf_dir)}.gguf"
