@@ -157,3 +157,20 @@ def test_the_tokenizer_matches_llama_cpp_on_this_repository() -> None:
         assert TOKENIZER.encode(text).ids == llama.tokenize(
             text.encode(), add_bos=False, special=False
         )
+
+
+def test_code_chunks_carry_the_files_one_line_summary_in_their_header() -> None:
+    from hivemind_gateway.docs.chunking import summary
+    from hivemind_gateway.search.index import embed_header
+
+    py = '"""The response cache: deterministic chats only.\n\nMore words.\n"""\n\ndef f(): ...\n'
+    assert summary(py, "code", "python") == "The response cache: deterministic chats only."
+    assert (
+        summary("#!/bin/sh\n# Build the images.\nset -e\n", "code", "shell") == "Build the images."
+    )
+    assert summary("// Adds numbers.\nexport function add() {}\n", "code", "js") == "Adds numbers."
+    assert summary("# Title\n\ntext\n", "markdown", "") == ""
+    assert summary("def broken(:\n", "code", "python") == ""
+    header = embed_header("a/cache.py", "def f", "The response cache")
+    assert header == "a/cache.py: def f (The response cache)"
+    assert len(embed_header("x" * 500, "h", "c")) == 300

@@ -110,6 +110,7 @@ def doc_chunk_item(chunk_id: str, record: dict[str, str]) -> Item:
         start_line=_int(record.get("start_line")),
         end_line=_int(record.get("end_line")),
         heading=record.get("heading", ""),
+        context=record.get("context", ""),
     )
     return Item(
         kind="doc", id=chunk_id, text=record.get("text", ""), version=record.get("updated_at", ""),

@@ -29,6 +29,7 @@ from pathlib import PurePosixPath
 from typing import Literal, Protocol
 
 from hivemind_common.errors import Invalid
+from hivemind_gateway.search.index import embed_header
 
 DocType = Literal["markdown", "code", "text"]
 
@@ -108,9 +109,28 @@ def detect(source: str, declared: str | None = None) -> tuple[DocType, str]:
     return "text", ""
 
 
-def embed_header(source: str, heading: str) -> str:
-    """The line embedded before a chunk's text: where it comes from (at most 300 characters)."""
-    return (f"{source}: {heading}" if heading else source)[:300]
+_COMMENT_LINE = re.compile(r"^\s*(?://+|#+!?|/\*+|\*+|--+|;+)\s*(.*?)\s*(?:\*/)?\s*$")
+MAX_SUMMARY = 160
+
+
+def summary(text: str, doc_type: DocType, language: str) -> str:
+    """A document's one-line summary for chunk headers: a Python module docstring's first
+    line, or the first line of the comment a code file opens with ("" for other documents)."""
+    if doc_type != "code":
+        return ""
+    if language == "python":
+        try:
+            doc = ast.get_docstring(ast.parse(text)) or ""
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            doc = ""
+        first = next((ln.strip() for ln in doc.splitlines() if ln.strip()), "")
+        return first[:MAX_SUMMARY]
+    for line in text.splitlines()[:20]:
+        if not line.strip() or line.startswith("#!"):
+            continue
+        found = _COMMENT_LINE.match(line)
+        return found.group(1)[:MAX_SUMMARY] if found and found.group(1) else ""
+    return ""
 
 
 # --- sections -------------------------------------------------------------------------------------
@@ -317,6 +337,7 @@ class Chunker:
         embed_limit: LimitCounter | None = None,
         max_chars: int = MAX_CHARS,
         source: str = "",
+        context: str = "",
     ) -> None:
         check_sizes(size, overlap)
         self.counter = counter
@@ -325,6 +346,7 @@ class Chunker:
         self.embed_limit = embed_limit
         self.max_chars = max_chars
         self.source = source
+        self.context = context
 
     # a text fits when it is within the size, the character cap and the embedder's limit
     def fits(self, text: str, heading: str, tokens: int | None = None) -> bool:
@@ -333,7 +355,7 @@ class Chunker:
         if (tokens if tokens is not None else self.counter.count(text)) > self.size:
             return False
         if self.embed_limit is not None:
-            framed = embed_header(self.source, heading) + "\n" + text
+            framed = embed_header(self.source, heading, self.context) + "\n" + text
             if self.embed_limit.count(framed) > self.embed_limit.limit:
                 return False
         return True
@@ -488,10 +510,11 @@ def chunk_text(
     embed_limit: LimitCounter | None = None,
     source: str = "",
     max_chars: int = MAX_CHARS,
+    context: str = "",
 ) -> list[Chunk]:
     """Chunks of ``text`` (see the module's docstring); ``Invalid`` for bad sizes."""
     chunker = Chunker(
         counter, size=size, overlap=overlap, embed_limit=embed_limit, max_chars=max_chars,
-        source=source,
+        source=source, context=context,
     )  # fmt: skip
     return chunker.chunk(text, doc_type, language)

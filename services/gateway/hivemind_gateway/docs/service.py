@@ -26,7 +26,14 @@ import numpy as np
 
 from hivemind_common import keys
 from hivemind_common.errors import Invalid, NotFound, TooLarge
-from hivemind_gateway.docs.chunking import Chunk, DocType, check_sizes, chunk_text, detect
+from hivemind_gateway.docs.chunking import (
+    Chunk,
+    DocType,
+    check_sizes,
+    chunk_text,
+    detect,
+    summary,
+)
 from hivemind_gateway.docs.links import find_links, resolves
 from hivemind_gateway.docs.schemas import (
     ChunkPublic,
@@ -44,7 +51,7 @@ from hivemind_gateway.docs.schemas import (
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
-from hivemind_gateway.search.index import DocRef, Item, doc_filter
+from hivemind_gateway.search.index import DocRef, Item, doc_filter, embed_header
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import as_dict, change_command, load_json
 
@@ -79,14 +86,15 @@ class Plan:
     chunks: list[Chunk] | None = None
     chunk_ids: list[str] | None = None
     links: list[str] | None = None
+    context: str = ""  # the document's one-line summary, in every chunk's header
 
 
-def _chunk_ids(did: str, source: str, chunks: list[Chunk]) -> list[str]:
+def _chunk_ids(did: str, source: str, chunks: list[Chunk], context: str) -> list[str]:
     """Ids from what is embedded, so an unchanged chunk keeps its id (and vector)."""
     seen: dict[str, int] = {}
     out = []
     for c in chunks:
-        header = (f"{source}: {c.heading}" if c.heading else source)[:300]
+        header = embed_header(source, c.heading, context)
         digest = hashlib.sha256(f"{header}\n{c.text}".encode()).hexdigest()[:20]
         n = seen.get(digest, 0)
         seen[digest] = n + 1
@@ -177,12 +185,13 @@ async def put_documents(
 
         def work() -> None:
             for p in todo:
+                p.context = summary(p.doc.text, p.doc_type, p.language)
                 p.chunks = chunk_text(
                     p.doc.text, counter=tokenizer, size=size, overlap=overlap,
                     doc_type=p.doc_type, language=p.language, embed_limit=limit,
-                    source=p.doc.source,
+                    source=p.doc.source, context=p.context,
                 )  # fmt: skip
-                p.chunk_ids = _chunk_ids(p.id, p.doc.source, p.chunks)
+                p.chunk_ids = _chunk_ids(p.id, p.doc.source, p.chunks, p.context)
                 p.links = find_links(p.doc.source, p.doc.text, p.doc_type, p.language)
 
         await asyncio.to_thread(work)
@@ -256,11 +265,12 @@ async def _write(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> Do
     items: list[Item] = []
     for cid, chunk in zip(new_ids, plan.chunks, strict=True):
         ref = DocRef(plan.id, plan.collection, plan.doc.source, chunk.start_line, chunk.end_line,
-                     chunk.heading)  # fmt: skip
+                     chunk.heading, plan.context)  # fmt: skip
         fields = {
             "doc_id": plan.id, "collection": plan.collection, "source": plan.doc.source,
             "start_line": str(chunk.start_line), "end_line": str(chunk.end_line),
             "heading": chunk.heading, "text": chunk.text, "updated_at": now,
+            "context": plan.context,
         }  # fmt: skip
         ckey = keys.doc_chunk(tenant, cid)
         commands.append(("HSET", ckey, *[x for kv in fields.items() for x in kv]))

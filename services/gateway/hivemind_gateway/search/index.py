@@ -43,6 +43,13 @@ def mentions_time(text: str) -> bool:
     return any(len(w) == 4 and w[:2] in ("19", "20") and w.isdigit() for w in found)
 
 
+def embed_header(source: str, heading: str, context: str = "") -> str:
+    """The line embedded before a document chunk: its source, heading and the document's
+    one-line summary (a module docstring's first line), so a definition carries its topic."""
+    head = f"{source}: {heading}" if heading else source
+    return (f"{head} ({context})" if context else head)[:300]
+
+
 @dataclass(frozen=True)
 class DocRef:
     """Where a document chunk comes from (the reference library, ``hivemind_gateway.docs``)."""
@@ -53,10 +60,11 @@ class DocRef:
     start_line: int
     end_line: int
     heading: str = ""
+    context: str = ""  # the document's one-line summary
 
     def header(self) -> str:
         """The line embedded before the chunk's text."""
-        return (f"{self.source}: {self.heading}" if self.heading else self.source)[:300]
+        return embed_header(self.source, self.heading, self.context)
 
 
 @dataclass
