@@ -225,8 +225,29 @@ def _group(
     return sections
 
 
+def _pack_members(
+    parts: list[Section], owner: str, fits: Callable[[int, int, str], bool]
+) -> list[Section]:
+    """Neighbouring parts of one class packed together while they fit one chunk, named by
+    the class and the members they hold (``class A > def f, def g``)."""
+    prefix = owner + HEADING_SEP
+    packed: list[tuple[int, int, list[str]]] = []
+    for part in parts:
+        name = part.heading.removeprefix(prefix) if part.heading != owner else ""
+        if packed and fits(packed[-1][0], part.end, owner):
+            start, _, names = packed[-1]
+            packed[-1] = (start, part.end, [*names, name] if name else names)
+        else:
+            packed.append((part.start, part.end, [name] if name else []))
+    out = []
+    for start, end, names in packed:
+        heading = f"{prefix}{', '.join(names)}"[:240] if names else owner
+        out.append(Section(start, end, heading))
+    return out
+
+
 def python_sections(
-    lines: Sequence[str], text: str, fits: Callable[[int, int], bool]
+    lines: Sequence[str], text: str, fits: Callable[[int, int, str], bool]
 ) -> list[Section] | None:
     try:
         tree = ast.parse(text)
@@ -238,7 +259,7 @@ def python_sections(
     for s in top:
         name = s.heading.removeprefix("class ")
         node = classes.get(name) if s.heading.startswith("class ") else None
-        if node is None or fits(s.start, s.end) or not node.body:
+        if node is None or fits(s.start, s.end, s.heading) or not node.body:
             out.append(s)
             continue
         body_start = min(
@@ -251,7 +272,7 @@ def python_sections(
             parts[0] = Section(head.start, parts[0].end, s.heading)
         elif head.end > head.start:
             parts.insert(0, head)
-        out.extend(parts)
+        out.extend(_pack_members(parts, s.heading, fits))
     return out
 
 
@@ -366,10 +387,10 @@ class Chunker:
             return []
         counts = self.counter.count_many(list(lines))
 
-        def span_fits(a: int, b: int) -> bool:
-            return (
-                sum(counts[a:b]) <= self.size and sum(len(x) for x in lines[a:b]) <= self.max_chars
-            )
+        def span_fits(a: int, b: int, heading: str) -> bool:
+            if sum(counts[a:b]) > self.size:  # cheap bound first
+                return False
+            return self.fits("".join(lines[a:b]).strip("\n"), heading)
 
         sections: list[Section] | None = None
         if doc_type == "markdown":
