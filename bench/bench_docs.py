@@ -1,0 +1,206 @@
+"""Reference library: ingest throughput end to end and the 20-question eval (issue 20).
+
+Copies ``docs/``, ``README.md`` and ``services/`` (and the root ``.gitignore``) to a snapshot, so
+the tree cannot change between the two runs, starts a redis-server, the embedding service and one
+gateway, each its own process, then runs ``hivemind ingest docs README.md services`` in the
+snapshot (the real command, through hivemind_client): files are walked, sent, chunked in the
+served model's tokens, stored, and the command waits until the search index's worker has
+embedded every chunk. Throughput is chunks embedded per second of the whole command. A second
+run on the unchanged tree must embed nothing. Then every question of
+``tests/data/docs_eval.json`` goes to ``POST /v1/docs/search``: a question is answered when a hit
+from the expected file has lines inside the expected definition or section.
+Writes ``docs_ingest.json``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+
+from bench.bench_embedding import base_env, service_process  # noqa: E402
+from bench.bench_inference import make_key  # noqa: E402
+from support.redis_servers import start_redis  # noqa: E402
+
+EVAL = REPO / "tests" / "data" / "docs_eval.json"
+PATHS = ["docs", "README.md", "services"]
+TOP_K = 5
+_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+
+
+def python_spans(text: str) -> dict[str, tuple[int, int]]:
+    """``def f`` / ``class C`` / ``class C > def m`` -> (first, last) line, decorators included."""
+    spans: dict[str, tuple[int, int]] = {}
+
+    def visit(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                kind = "class" if isinstance(node, ast.ClassDef) else "def"
+                name = f"{prefix}{kind} {node.name}"
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                spans[name] = (first, node.end_lineno or node.lineno)
+                if isinstance(node, ast.ClassDef):
+                    visit(node.body, f"{name} > ")
+
+    visit(ast.parse(text).body, "")
+    return spans
+
+
+def markdown_spans(text: str) -> dict[str, tuple[int, int]]:
+    """Heading text -> (its line, the line before the next heading of its level or higher)."""
+    lines = text.splitlines()
+    heads: list[tuple[int, int, str]] = []
+    fence = False
+    for i, line in enumerate(lines, start=1):
+        if line.lstrip().startswith(("```", "~~~")):
+            fence = not fence
+            continue
+        found = None if fence else _HEADING.match(line)
+        if found:
+            heads.append((i, len(found.group(1)), found.group(2).strip()))
+    spans: dict[str, tuple[int, int]] = {}
+    for n, (line, level, title) in enumerate(heads):
+        end = len(lines)
+        for later, later_level, _ in heads[n + 1 :]:
+            if later_level <= level:
+                end = later - 1
+                break
+        spans.setdefault(title, (line, end))
+    return spans
+
+
+def snapshot(into: Path) -> Path:
+    """A copy of the ingested paths (the working tree may change while the bench runs)."""
+    (into / ".git").mkdir(parents=True)
+    shutil.copy2(REPO / ".gitignore", into / ".gitignore")
+    for name in PATHS:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, into / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, into / name)
+    return into
+
+
+def answered(question: dict[str, Any], hits: list[dict[str, Any]], root: Path) -> int | None:
+    """The rank (1-based) of the first hit inside an expected span, or None."""
+    path = root / question["source"]
+    text = path.read_text()
+    spans = python_spans(text) if path.suffix == ".py" else markdown_spans(text)
+    wanted = [spans[a] for a in question["anchors"] if a in spans]
+    if not wanted:
+        raise KeyError(f"no anchor of {question['anchors']} in {question['source']}")
+    for rank, hit in enumerate(hits, start=1):
+        if hit["source"] != question["source"]:
+            continue
+        start, end = hit["lines"]
+        if any(lo <= start and end <= hi for lo, hi in wanted):
+            return rank
+    return None
+
+
+def run_ingest(url: str, key: str, root: Path) -> tuple[float, str]:
+    env = {**os.environ, "HIVEMIND_API_KEY": key, "HIVEMIND_GATEWAY_URL": url,
+           "COLUMNS": "120"}  # fmt: skip
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "hivemind"), "ingest", *PATHS, "--prune"],
+        cwd=root, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"hivemind ingest failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    summary = [ln for ln in done.stdout.splitlines() if " files: " in ln or " chunks, " in ln]
+    return elapsed, "\n".join(summary)
+
+
+def evaluate(url: str, key: str, root: Path) -> dict[str, Any]:
+    questions = json.loads(EVAL.read_text())["questions"]
+    ranks: list[int | None] = []
+    details = []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        for q in questions:
+            r = c.post("/v1/docs/search", json={"query": q["q"], "top_k": TOP_K})
+            r.raise_for_status()
+            hits = r.json()["data"]
+            rank = answered(q, hits, root)
+            ranks.append(rank)
+            details.append({"q": q["q"], "rank": rank, "top": [h["cite"] for h in hits[:3]]})
+    return {
+        "questions": len(questions),
+        "top1": sum(r == 1 for r in ranks),
+        "top3": sum(r is not None and r <= 3 for r in ranks),
+        f"top{TOP_K}": sum(r is not None for r in ranks),
+        "details": details,
+    }
+
+
+def main(out_dir: Path) -> dict[str, Any]:
+    token = secrets.token_hex(16)
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_redis(Path(tmp) / "redis")
+        try:
+            env = base_env(Path(tmp), token)
+            with service_process("hivemind_embedding", env) as emb_url:
+                gw_env = {
+                    **env,
+                    "HIVEMIND_REDIS_URL": redis.url,
+                    "HIVEMIND_EMBEDDING_URL": emb_url,
+                    "HIVEMIND_INFERENCE_URL": "http://127.0.0.1:9",
+                    "HIVEMIND_TRAINER_URL": "http://127.0.0.1:9",
+                }
+                with service_process("hivemind_gateway", gw_env) as gw_url:
+                    key = make_key(redis.url)
+                    root = snapshot(Path(tmp) / "tree")
+                    load_before = os.getloadavg()
+                    first_s, first = run_ingest(gw_url, key, root)
+                    second_s, second = run_ingest(gw_url, key, root)
+                    embedded = int(re.search(r"(\d+) chunks embedded", first).group(1))  # type: ignore[union-attr]
+                    again = int(re.search(r"(\d+) chunks embedded", second).group(1))  # type: ignore[union-attr]
+                    result["ingest"] = {
+                        "paths": PATHS,
+                        "seconds": round(first_s, 1),
+                        "chunks_embedded": embedded,
+                        "chunks_per_s": round(embedded / first_s, 1),
+                        "summary": first,
+                        "load_average_before": load_before,
+                        "load_average_after": os.getloadavg(),
+                    }
+                    result["second_run"] = {
+                        "seconds": round(second_s, 1),
+                        "chunks_embedded": again,
+                        "summary": second,
+                    }
+                    result["eval"] = evaluate(gw_url, key, root)
+        finally:
+            redis.stop()
+    result["note"] = "gateway, embedding, redis and the CLI share the machine's 2 busy cores"
+    (out_dir / "docs_ingest.json").write_text(json.dumps(result, indent=2))
+    return {
+        "chunks_per_s": result["ingest"]["chunks_per_s"],
+        "second_run_chunks_embedded": result["second_run"]["chunks_embedded"],
+        "eval_top5": f"{result['eval'][f'top{TOP_K}']}/{result['eval']['questions']}",
+        "eval_top1": f"{result['eval']['top1']}/{result['eval']['questions']}",
+    }
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "var" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    print(json.dumps(main(out), indent=2))
