@@ -163,10 +163,9 @@ class KeyCache:
         try:
             yield self
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
             self._fresh_until = 0.0
+            task.cancel()
+            await asyncio.wait([task], timeout=5.0)  # bounded: shutdown never waits on Redis
 
 
 __all__ = ["KEY_CACHE", "REVOCATION_BOUND_S", "KeyCache"]

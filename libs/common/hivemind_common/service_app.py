@@ -11,6 +11,8 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
+import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -143,6 +145,18 @@ def metrics_text() -> bytes:
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exit_with_parent() -> None:
+    """A worker process is sent SIGTERM when its supervising process dies, however it died
+    (Linux); a killed supervisor leaves no worker holding the port."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 def served(app: FastAPI) -> FastAPI:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from hivemind_common.observability import configure_logging
-from hivemind_common.service_app import serve, served
+from hivemind_common.service_app import exit_with_parent, serve, served
 from hivemind_gateway.settings import GatewaySettings
 
 
@@ -18,6 +18,7 @@ def _create_app(settings: GatewaySettings) -> FastAPI:
 
 def worker_app() -> FastAPI:
     """One worker's app (uvicorn calls this in each worker process it starts)."""
+    exit_with_parent()
     settings = GatewaySettings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return served(_create_app(settings))

@@ -33,6 +33,7 @@ LOAD_CHUNK = 500
 TAIL_BLOCK_MS = 400
 DISCOVER_EVERY_S = 5.0
 BACKFILL_EVERY_S = 1.0  # when idle; a write without a vector wakes the worker at once
+CLOSE_TIMEOUT_S = 5.0
 BACKFILL_BATCH = 64
 CANDIDATES = 4 * BACKFILL_BATCH  # looked at per pass, so workers take disjoint batches
 CLAIM_TTL_MS = 60_000  # longer than a batch may take (BACKFILL_TIMEOUT_S)
@@ -81,11 +82,15 @@ class SearchIndex:
             self._tasks.add(task)
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._ann_jobs]:
+        tasks = [*self._tasks, *self._ann_jobs]
+        for task in tasks:
             task.cancel()
-        for task in [*self._tasks, *self._ann_jobs]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # bounded: a task stuck in a cancelled Redis read must not hold the process open
+            # (seen with several workers: one worker never finished its shutdown)
+            _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT_S)
+            if stuck:
+                log.warning("search index: %d tasks did not stop; leaving them", len(stuck))
         self._tasks.clear()
 
     # --- loading --------------------------------------------------------------------------------
@@ -277,9 +282,13 @@ class SearchIndex:
                 )
                 if not todo:
                     continue
-                rows, model = await self.embedder.embed(
-                    [i.embed_input() for i in todo], timeout_s=BACKFILL_TIMEOUT_S
-                )
+                try:
+                    rows, model = await self.embedder.embed(
+                        [i.embed_input() for i in todo], timeout_s=BACKFILL_TIMEOUT_S
+                    )
+                except BaseException:  # embeddings away: the next pass (here or anywhere) retries
+                    await self._release(index.tenant, kind, todo)
+                    raise
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for item, vec in zip(todo, rows, strict=True):
                         pipe.set(keys.vector(index.tenant, model, kind, item.id), vector_bytes(vec))
@@ -309,10 +318,13 @@ class SearchIndex:
                 pipe.set(keys.vector_claim(tenant, kind, item.id), "1", nx=True, px=CLAIM_TTL_MS)
             won = await pipe.execute()
         claimed = [item for item, ok in zip(candidates, won, strict=True) if ok]
-        extra = claimed[BACKFILL_BATCH:]
-        if extra:  # more than a batch: leave the rest to whoever comes next
-            await self.redis.delete(*(keys.vector_claim(tenant, kind, i.id) for i in extra))
+        await self._release(tenant, kind, claimed[BACKFILL_BATCH:])  # for whoever comes next
         return claimed[:BACKFILL_BATCH]
+
+    async def _release(self, tenant: str, kind: str, items: list[Item]) -> None:
+        if items:
+            with contextlib.suppress(Exception):  # a claim left behind lapses by itself
+                await self.redis.delete(*(keys.vector_claim(tenant, kind, i.id) for i in items))
 
     def _schedule_ann(self, index: TenantIndex) -> None:
         for kind_index in index.kinds.values():
