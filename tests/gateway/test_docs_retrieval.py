@@ -116,3 +116,16 @@ def test_chats_get_passages_and_the_hivemind_object_picks_collections(
         assert "runbook.md" in json.dumps(stub.chats[-1]["messages"])
         bad = {**ask, "hivemind": {"collections": ["no spaces allowed"]}}
         assert c.post("/v1/chat/completions", json=bad).status_code == 400
+
+
+def test_explain_lists_document_chunks_with_their_scores_and_reasons(
+    redis_url: str, internal_token: str, data_dir: Path, stub: StubInference
+) -> None:
+    with _gateway(redis_url, internal_token, data_dir, stub) as gw, gw.client() as c:
+        _seed(c)
+        body = c.post("/v1/rag/context", json={"query": QUERY, "explain": True}).json()
+        docs = [x for x in body["explain"]["candidates"] if x["kind"] == "doc"]
+        assert docs and all(x["reason"] and x["lexical"] >= 0 for x in docs)
+        injected = {x["key"] for x in docs if x["injected"]}
+        assert injected == {i["key"] for i in body["items"] if i["kind"] == "doc"}
+        assert body["explain"]["injected_text"] == body["text"]

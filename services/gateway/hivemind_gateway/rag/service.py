@@ -182,8 +182,12 @@ def explain(
     text: str,
     budget_tokens: int,
     count: Callable[[str], int],
+    docs: tuple[list[Scored], list[Scored]] = ([], []),
 ) -> RagExplain:
-    """Every candidate with its scores and the gate's verdict, and the exact injected text."""
+    """Every candidate with its scores and the gate's verdict, and the exact injected text.
+
+    ``docs`` is the reference library's (ranked, chosen) chunks; they follow the facts and
+    memories."""
     injected = {(i.kind, i.key) for i in items}
     pinned = {(h.item.kind, h.item.id) for h, _ in selection.pinned}
     out: list[RagCandidate] = []
@@ -198,6 +202,13 @@ def explain(
             reason = "pinned fact (tagged 'pinned'): injected whenever it fits"
         elif id(s) in chosen and ident not in injected:
             reason += ", but no room left in budget_tokens"
+        out.append(_candidate(s.hit, s.score, s.rank, s.near, s.passes, ident, injected, reason))
+    doc_chosen = {id(c) for c in docs[1]}
+    for s in docs[0]:
+        ident = (s.hit.item.kind, s.hit.item.id)
+        reason = s.reason
+        if id(s) in doc_chosen and ident not in injected:
+            reason += ", but no room left in the reference library's share of budget_tokens"
         out.append(_candidate(s.hit, s.score, s.rank, s.near, s.passes, ident, injected, reason))
     for hit, score in selection.pinned:
         ident = (hit.item.kind, hit.item.id)
@@ -247,6 +258,23 @@ DOCS_HEADER = "Passages from the project's reference library (cite them as sourc
 DOC_ITEMS = 3
 
 
+def rank_docs(
+    index: TenantIndex,
+    vec: np.ndarray | None,
+    query: str,
+    *,
+    cfg: GateConfig,
+    collections: list[str] | None = None,
+    skip_collections: list[str] | None = None,
+) -> list[Scored]:
+    """Document chunk candidates with the gate's verdict on each, best ranked first."""
+    if not index["doc"].items:
+        return []
+    where = doc_filter(collections, skip_collections)
+    hits = index["doc"].search(vec, query, k=CANDIDATES, where=where)
+    return rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
+
+
 def select_docs(
     index: TenantIndex,
     vec: np.ndarray | None,
@@ -257,12 +285,17 @@ def select_docs(
     skip_collections: list[str] | None = None,
 ) -> list[Scored]:
     """Document chunks that clear the same gate as facts and memories, best first."""
-    if not index["doc"].items:
-        return []
-    where = doc_filter(collections, skip_collections)
-    hits = index["doc"].search(vec, query, k=CANDIDATES, where=where)
-    ranked = rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
-    return [s for s in ranked if s.passes][:DOC_ITEMS]
+    ranked = rank_docs(
+        index, vec, query, cfg=cfg, collections=collections, skip_collections=skip_collections
+    )
+    return _passing_docs(ranked)
+
+
+def _passing_docs(ranked: list[Scored]) -> list[Scored]:
+    passing = [s for s in ranked if s.passes]
+    for s in passing[DOC_ITEMS:]:
+        s.reason += f", but past the {DOC_ITEMS} passages the reference library may add"
+    return passing[:DOC_ITEMS]
 
 
 def assemble_docs(
@@ -321,13 +354,14 @@ async def retrieve_context(
     count = count_tokens or estimate_tokens
     chosen = select(index, vec, query, cfg=cfg, session_id=session_id)
     share = float(getattr(state.settings, "rag_docs_share", 0.0))
-    docs = (
-        select_docs(
+    doc_ranked = (
+        rank_docs(
             index, vec, query, cfg=cfg, collections=collections, skip_collections=skip_collections
         )
         if share > 0
         else []
     )
+    docs = _passing_docs(doc_ranked)
     doc_text, doc_items = assemble_docs(docs, int(budget_tokens * share), count)
     main_budget = budget_tokens - (count(doc_text) + 1 if doc_text else 0)
     text, items = assemble(chosen.pinned, chosen.chosen, main_budget, count)
@@ -341,7 +375,14 @@ async def retrieve_context(
     )
     if with_explain:
         context.explain = explain(
-            chosen, items, query=query, cfg=cfg, text=text, budget_tokens=budget_tokens, count=count
+            chosen,
+            items,
+            query=query,
+            cfg=cfg,
+            text=text,
+            budget_tokens=budget_tokens,
+            count=count,
+            docs=(doc_ranked, docs),
         )
     top = chosen.ranked[0].score if chosen.ranked else 0.0
     logged = log_retrieval(
