@@ -23,7 +23,7 @@ def test_tenants_set_and_show_round_trip_quotas_rate_and_consent(redis_url: str)
         redis_url,
         "tenants", "set", "acme",
         "--share-training", "--max-facts", "3", "--max-memories", "5",
-        "--max-sessions", "7", "--max-cache-mb", "2", "--rpm", "60",
+        "--max-sessions", "7", "--max-docs", "9", "--max-cache-mb", "2", "--rpm", "60",
     )  # fmt: skip
     assert code == 0, out
     shown = json.loads(_invoke(redis_url, "tenants", "show", "acme")[1])
@@ -34,6 +34,7 @@ def test_tenants_set_and_show_round_trip_quotas_rate_and_consent(redis_url: str)
         "max_facts": 3,
         "max_memories": 5,
         "max_sessions": 7,
+        "max_docs": 9,
         "max_cache_bytes": 2 * 1024 * 1024,
         "rpm": 60,
     }

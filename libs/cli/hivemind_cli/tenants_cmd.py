@@ -22,6 +22,7 @@ def set_tenant(
     max_facts: int = typer.Option(None, help="Most facts the tenant may keep (0: no limit)."),
     max_memories: int = typer.Option(None, help="Most memories it may keep (0: no limit)."),
     max_sessions: int = typer.Option(None, help="Most live sessions it may keep (0: no limit)."),
+    max_docs: int = typer.Option(None, help="Most reference library documents (0: no limit)."),
     max_cache_mb: int = typer.Option(None, help="Most tool-cache MiB it may keep (0: no limit)."),
     rpm: int = typer.Option(None, help="Requests a minute for all its keys (0: no limit)."),
     share_training: bool = typer.Option(
@@ -37,6 +38,7 @@ def set_tenant(
         "max_facts": max_facts,
         "max_memories": max_memories,
         "max_sessions": max_sessions,
+        "max_docs": max_docs,
         "max_cache_bytes": cache_bytes,
         "rpm": rpm,
     }

@@ -14,7 +14,9 @@ from hivemind_common import keys
 from hivemind_common.errors import Invalid
 from hivemind_common.redis import HivemindRedis
 
-LIMIT_FIELDS = ("max_facts", "max_memories", "max_sessions", "max_cache_bytes", "rpm")
+LIMIT_FIELDS = (
+    "max_facts", "max_memories", "max_sessions", "max_docs", "max_cache_bytes", "rpm"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class TenantPolicy:
     max_facts: int | None = None
     max_memories: int | None = None
     max_sessions: int | None = None
+    max_docs: int | None = None  # reference library documents
     max_cache_bytes: int | None = None
     rpm: int | None = None
 
