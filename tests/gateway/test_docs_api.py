@@ -155,6 +155,7 @@ def test_bad_documents_are_refused_with_a_problem(gateway: RunningGateway) -> No
             {"source": "a.md", "text": "x", "overlap_tokens": -1},
             {"source": "a.md", "text": "bad\x00text"},
             {"source": " leading-space", "text": "x"},
+            {"source": "two\nlines.md", "text": "x"},
             {"source": "a.md", "text": "x", "collection": "no spaces"},
             {"documents": []},
             {"documents": [{"source": "a", "text": "x"}, {"source": "a", "text": "y"}]},

@@ -15,7 +15,10 @@ MAX_METADATA_KEYS = 64
 
 Collection = Annotated[str, StringConstraints(strict=True, pattern=NAME_PATTERN)]
 Source = Annotated[
-    str, StringConstraints(strict=True, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=r"^\S")
+    str,
+    StringConstraints(
+        strict=True, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=r"^\S[^\r\n\t]*$"
+    ),
 ]
 DocKind = Literal["markdown", "code", "text"]
 
