@@ -7,6 +7,7 @@ per profile. Services find each other only through :func:`service_url`; an envir
 
 from __future__ import annotations
 
+import json
 import os
 from functools import lru_cache
 from pathlib import Path
@@ -26,8 +27,39 @@ DEFAULT_PORTS = {
 }
 
 
+GPU_SERVICES = ("inference", "trainer")
+
+
 class RegistryError(ValueError):
     """hosts.yaml is missing, unreadable or inconsistent."""
+
+
+class GpuSettings(BaseModel):
+    """A GPU node's accelerators and how the model services use them.
+
+    ``runtime`` picks the image flavour (``cuda`` or ``rocm`` build argument) and the devices
+    passed into the containers; ``n_gpu_layers`` (-1: all), ``split_mode`` and ``tensor_split``
+    go to llama.cpp (inference's ``HIVEMIND_N_GPU_LAYERS`` and the others).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: str = Field(default="cuda", pattern="^(cuda|rocm)$")
+    n_gpu_layers: int = Field(default=-1, ge=-1)
+    split_mode: str = Field(default="layer", pattern="^(none|layer|row)$")
+    main_gpu: int = Field(default=0, ge=0)
+    tensor_split: list[float] | None = None
+
+    def offload_env(self) -> dict[str, str]:
+        """Inference's offload settings as environment (no quotes: unit files keep them)."""
+        env = {
+            "HIVEMIND_N_GPU_LAYERS": str(self.n_gpu_layers),
+            "HIVEMIND_SPLIT_MODE": self.split_mode,
+            "HIVEMIND_MAIN_GPU": str(self.main_gpu),
+        }
+        if self.tensor_split:
+            env["HIVEMIND_TENSOR_SPLIT"] = json.dumps(self.tensor_split, separators=(",", ":"))
+        return env
 
 
 class Node(BaseModel):
@@ -35,6 +67,13 @@ class Node(BaseModel):
 
     address: str
     labels: list[str] = Field(default_factory=list)
+    gpu: GpuSettings | None = None
+
+    @model_validator(mode="after")
+    def _gpu_label(self) -> Node:
+        if self.gpu is not None and "gpu" not in self.labels:
+            raise ValueError("a node with gpu settings must carry the gpu label")
+        return self
 
 
 class Placement(BaseModel):
@@ -115,6 +154,18 @@ class Registry(BaseModel):
         if ":" in host and not host.startswith("["):
             host = f"[{host}]"
         return f"http://{host}:{where.port}"
+
+    def gpu_env(self, service: str, profile: str) -> dict[str, str]:
+        """Environment a GPU-using service (inference, trainer) gets on a node with ``gpu``."""
+        if service not in GPU_SERVICES:
+            return {}
+        _name, node = self.node_of(service, profile)
+        if node.gpu is None:
+            return {}
+        env = {"HIVEMIND_GPU_RUNTIME": node.gpu.runtime}
+        if service == "inference":
+            env.update(node.gpu.offload_env())
+        return env
 
     def services_on(self, node: str, profile: str) -> list[str]:
         prof = self.profile(profile)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hivemind_common.errors import Invalid, Unprocessable
+from hivemind_inference.settings import GpuOffload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,8 +46,10 @@ class ModelCopy:
         lora: Path | None,
         n_ctx: int,
         threads: int,
+        gpu: GpuOffload | None = None,
     ) -> None:
         self.name = name
+        self.gpu = gpu
         self.version = version
         self.gguf = gguf
         self.lora = lora
@@ -81,6 +84,7 @@ class ModelCopy:
                 n_threads=self.threads,
                 n_threads_batch=self.threads,
                 verbose=False,
+                **(self.gpu.llama_kwargs() if self.gpu else {}),
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise Unprocessable(

@@ -106,6 +106,7 @@ class ModelSlot:
             "lora": str(c.lora) if c.lora else None,
             "n_ctx": c.n_ctx,
             "threads": c.threads,
+            "n_gpu_layers": c.gpu.n_gpu_layers if c.gpu else 0,
             "loaded_at": c.loaded_at,
             "queue_depth": self.pending,
             "max_queue": self.max_queue,
@@ -134,6 +135,7 @@ class LoadedModels:
             lora=lora,
             n_ctx=spec.n_ctx,
             threads=self.settings.threads_for(spec),
+            gpu=self.settings.gpu_for(spec),
         )
 
     async def load_all(self, chosen: dict[str, Placement] | None = None) -> None:

@@ -18,6 +18,43 @@ from hivemind_common.models_paths import DEFAULT_LLM_ID, default_llm_gguf
 from hivemind_common.settings import ServiceSettings
 
 ToolFormat = Literal["auto", "hermes", "llama3", "mistral", "none"]
+SplitMode = Literal["none", "layer", "row"]
+
+
+class GpuOffload(BaseModel):
+    """How llama.cpp puts a model on GPUs (a CUDA or ROCm build of llama-cpp-python).
+
+    ``n_gpu_layers``: layers offloaded (0: CPU only, -1: all); ``split_mode``: across several
+    GPUs by layer, by row (tensor parallel) or not at all (``main_gpu`` only);
+    ``tensor_split``: each GPU's share, e.g. ``[3, 1]``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_gpu_layers: int = Field(default=0, ge=-1, le=100000)
+    split_mode: SplitMode = "layer"
+    main_gpu: int = Field(default=0, ge=0, le=64)
+    tensor_split: list[float] | None = Field(default=None, max_length=64)
+
+    @field_validator("tensor_split")
+    @classmethod
+    def _shares(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and (any(x < 0 for x in value) or sum(value) <= 0):
+            raise ValueError("tensor_split holds non-negative shares with a positive sum")
+        return value
+
+    def llama_kwargs(self) -> dict[str, object]:
+        """The keyword arguments of ``llama_cpp.Llama`` (none when nothing is offloaded)."""
+        if self.n_gpu_layers == 0:
+            return {}
+        out: dict[str, object] = {
+            "n_gpu_layers": self.n_gpu_layers,
+            "split_mode": {"none": 0, "layer": 1, "row": 2}[self.split_mode],
+            "main_gpu": self.main_gpu,
+        }
+        if self.tensor_split:
+            out["tensor_split"] = list(self.tensor_split)
+        return out
 
 
 class ModelSpec(BaseModel):
@@ -33,6 +70,7 @@ class ModelSpec(BaseModel):
     threads: int | None = Field(default=None, ge=1, le=256)
     aliases: list[str] = Field(default_factory=list)
     tool_format: ToolFormat | None = None  # unset: the service-wide setting
+    gpu: GpuOffload | None = None  # unset: the service-wide setting
 
 
 class InferenceSettings(ServiceSettings):
@@ -43,6 +81,12 @@ class InferenceSettings(ServiceSettings):
     default_model_version: str = "base"
     n_ctx: int = Field(default=2048, ge=128)
     threads: int | None = Field(default=None, ge=1)
+    # GPU offload of every model without its own ``gpu`` (the hosts registry sets these on a
+    # node with a gpu block): layers on the GPU (0: none, -1: all), how several GPUs split it
+    n_gpu_layers: int = Field(default=0, ge=-1, le=100000)
+    split_mode: SplitMode = "layer"
+    main_gpu: int = Field(default=0, ge=0, le=64)
+    tensor_split: list[float] | None = Field(default=None, max_length=64)
     max_queue: int = Field(default=64, ge=1, description="Admitted requests per model, at most.")
     max_tokens_default: int = Field(default=256, ge=1)
     max_choices: int = Field(
@@ -89,6 +133,19 @@ class InferenceSettings(ServiceSettings):
                 aliases=[DEFAULT_LLM_ID],
             )
         ]
+
+    @property
+    def gpu(self) -> GpuOffload:
+        """The service-wide offload (validated like a model's own)."""
+        return GpuOffload(
+            n_gpu_layers=self.n_gpu_layers,
+            split_mode=self.split_mode,
+            main_gpu=self.main_gpu,
+            tensor_split=self.tensor_split,
+        )
+
+    def gpu_for(self, spec: ModelSpec) -> GpuOffload:
+        return spec.gpu or self.gpu
 
     def threads_for(self, spec: ModelSpec) -> int:
         return spec.threads or self.threads or max(1, os.cpu_count() or 1)

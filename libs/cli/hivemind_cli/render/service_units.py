@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hivemind_cli.render.model import DeployLayout
 from hivemind_cli.render.unit_file import Unit, header
-from hivemind_common.hosts import SERVICES, Registry
+from hivemind_common.hosts import GPU_SERVICES, SERVICES, Registry
 
 NETWORK = "hivemind"
 DATA_DIR = "/data"
@@ -111,8 +111,17 @@ def service_unit(
     for peer in SERVICES:
         if peer != service:
             env[f"HIVEMIND_{peer.upper()}_URL"] = peer_url(registry, profile, node, peer)
+    env.update(registry.gpu_env(service, profile))  # a GPU node's offload settings
     for key, value in env.items():
         unit.add(c, "Environment", f"{key}={value}")
+    gpu = registry.profile(profile).nodes[node].gpu
+    if gpu is not None and service in GPU_SERVICES:
+        # CUDA through the NVIDIA container toolkit's CDI spec; ROCm through its device nodes
+        devices = ["nvidia.com/gpu=all"] if gpu.runtime == "cuda" else ["/dev/kfd", "/dev/dri"]
+        for device in devices:
+            unit.add(c, "AddDevice", device)
+        if gpu.runtime == "rocm":
+            unit.add(c, "GroupAdd", "keep-groups")
     # Operator settings (model paths, limits) without secrets; secrets come from podman secrets.
     unit.add(c, "EnvironmentFile", ENV_FILE)
     unit.add(c, "Secret", f"{SECRET_INTERNAL_TOKEN},type=env,target=HIVEMIND_INTERNAL_TOKEN")
