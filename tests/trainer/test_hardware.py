@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,9 +11,10 @@ from typing import Any
 import pytest
 import torch
 
+from hivemind_common.errors import Invalid, Unprocessable
 from hivemind_trainer.recipe import config as recipe_config
 from hivemind_trainer.recipe import model_io
-from hivemind_trainer.recipe.config import detect_hardware, pick_batch_size
+from hivemind_trainer.recipe.config import detect_hardware
 
 GIB = 1 << 30
 
@@ -36,25 +38,48 @@ def fake_gpu(
 
 def test_cuda_with_bitsandbytes_picks_qlora_in_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_gpu(monkeypatch, bnb=True)
-    hw = detect_hardware(threads=2)
+    hw = detect_hardware(threads=2, method="qlora")
     assert (hw.device, hw.torch_device, hw.dtype, hw.qlora) == ("cuda", "cuda", "bfloat16", True)
     assert hw.autocast_dtype is torch.bfloat16 and hw.free_memory_bytes == 20 * GIB
+    assert hw.checkpointing and not hw.scaler and hw.adamw8bit
     assert not hw.notes
 
 
-def test_cuda_without_bitsandbytes_trains_16_bit_lora_and_says_so(
+def test_gpu_lora_keeps_the_frozen_base_in_16_bit_and_checkpoints(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    fake_gpu(monkeypatch, bnb=False)
+    hw = detect_hardware(threads=2)
+    assert (hw.dtype, hw.weight_dtype, hw.qlora) == ("bfloat16", "bfloat16", False)
+    assert hw.torch_weight_dtype is torch.bfloat16 and hw.checkpointing
+    assert hw.make_scaler() is None  # bf16 needs no loss scaling
+    off = detect_hardware(threads=2, checkpointing=False)
+    assert not off.checkpointing
+    full = detect_hardware(threads=2, method="full")
+    assert full.weight_dtype == "float32" and full.dtype == "bfloat16"  # float32 master weights
+
+
+def test_fp16_gpu_gets_a_grad_scaler(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_gpu(monkeypatch, bnb=False, bf16=False)
-    hw = detect_hardware(threads=2)
-    assert (hw.device, hw.dtype, hw.qlora) == ("cuda", "float16", False)
-    assert any("bitsandbytes" in note for note in hw.notes)
+    hw = detect_hardware(threads=2, method="qlora")
+    assert (hw.device, hw.dtype, hw.weight_dtype, hw.qlora) == ("cuda", "float16", "float16", False)
+    assert hw.scaler and any("bitsandbytes" in note for note in hw.notes)
+    scaler = hw.make_scaler()
+    assert isinstance(scaler, torch.amp.GradScaler)
 
 
-def test_rocm_is_a_cuda_device_without_qlora(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_gpu(monkeypatch, bnb=True, hip="6.0")
-    hw = detect_hardware(threads=2)
-    assert (hw.device, hw.torch_device, hw.qlora) == ("rocm", "cuda", False)
+def test_rocm_gets_qlora_only_with_a_bitsandbytes_that_supports_it() -> None:
+    probe = recipe_config.DeviceProbe(
+        gpu=True, hip=True, gpu_bf16=True, gpu_free_bytes=20 * GIB, bitsandbytes="0.43.1"
+    )
+    old = recipe_config.plan_hardware(probe, method="qlora")
+    assert (old.device, old.torch_device, old.qlora) == ("rocm", "cuda", False)
+    assert any("ROCm" in note for note in old.notes)
+    assert not old.adamw8bit  # paged 8-bit AdamW: CUDA only
+    new = recipe_config.plan_hardware(
+        dataclasses.replace(probe, bitsandbytes="0.48.0"), method="qlora"
+    )
+    assert new.qlora and new.dtype == "bfloat16"
 
 
 def test_no_gpu_means_cpu_with_bf16_only_where_the_cpu_has_it(
@@ -65,19 +90,34 @@ def test_no_gpu_means_cpu_with_bf16_only_where_the_cpu_has_it(
         monkeypatch.setattr(recipe_config, "_cpu_has_bf16", lambda native=native: native)
         hw = detect_hardware(threads=torch.get_num_threads())
         assert (hw.device, hw.torch_device, hw.dtype, hw.qlora) == ("cpu", "cpu", dtype, False)
+        assert hw.weight_dtype == "float32" and not hw.scaler and not hw.checkpointing
+    cpu = recipe_config.DeviceProbe(gpu=False, cpu_bf16=True)
+    assert recipe_config.plan_hardware(cpu, dtype="float32").dtype == "float32"
+    assert recipe_config.plan_hardware(cpu, method="full").checkpointing
+    with pytest.raises(Invalid):
+        recipe_config.plan_hardware(cpu, dtype="float16")
 
 
-def test_the_batch_grows_with_gpu_memory_and_stays_small_on_cpu(
-    monkeypatch: pytest.MonkeyPatch,
+def test_the_recipe_picks_the_batch_from_the_estimate_and_refuses_what_cannot_fit(
+    tiny_llama_dir: Path,
 ) -> None:
-    fake_gpu(monkeypatch, bnb=True)
-    gpu = detect_hardware(threads=2)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cpu = detect_hardware(threads=torch.get_num_threads())
-    sizes = dict(requested=0, seq_len=512, estimate_one=GIB // 2, weights=GIB // 4)
-    assert pick_batch_size(gpu, **sizes) == 16
-    assert pick_batch_size(cpu, **sizes) <= 4
-    assert pick_batch_size(gpu, **{**sizes, "requested": 3}) == 3
+    from hivemind_trainer.recipe.config import RecipeConfig
+    from hivemind_trainer.recipe.lora_recipe import LoraRecipe
+
+    probe = recipe_config.DeviceProbe(gpu=True, gpu_bf16=True, gpu_free_bytes=20 * GIB)
+    gpu = recipe_config.plan_hardware(probe, threads=2)
+    recipe = LoraRecipe(RecipeConfig.from_mode("fast", seq_len=512), tiny_llama_dir, hardware=gpu)
+    assert recipe._fit_batch(gpu)[0] == 16
+    cpu = recipe_config.plan_hardware(recipe_config.DeviceProbe(gpu=False, cpu_free_bytes=20 * GIB))
+    assert recipe._fit_batch(cpu)[0] == 4  # CPU throughput stops growing beyond a few rows
+    small = dataclasses.replace(cpu, free_memory_bytes=600 << 20)
+    full = LoraRecipe(
+        RecipeConfig.from_mode("fast", seq_len=512, batch_size=64, method="full"),
+        tiny_llama_dir,
+        hardware=small,
+    )
+    with pytest.raises(Unprocessable, match=r"activations .* MiB .* available"):
+        full.setup()
 
 
 def test_qlora_loads_the_base_in_4_bit_nf4_on_the_gpu(
@@ -109,3 +149,6 @@ def test_qlora_loads_the_base_in_4_bit_nf4_on_the_gpu(
     model_io.load_model(tmp_path, device="cuda", qlora=False)
     assert "quantization_config" not in seen and seen["moved_to"] == "cuda"
     assert seen["dtype"] is torch.float32
+    seen.clear()
+    model_io.load_model(tmp_path, device="cuda", weight_dtype=torch.bfloat16)
+    assert seen["dtype"] is torch.bfloat16  # a frozen base in 16 bits on the GPU

@@ -179,6 +179,7 @@ def test_bf16_training_keeps_float32_lora_weights_moments_and_exact_frozen_weigh
     assert all(p.dtype == torch.float32 for p in params.values())
     assert all(torch.equal(frozen[n], params[n]) for n in frozen)
     state = torch.load(tmp_path / "state.pt")  # written at step 2 of 3
-    moments = [t for s in state["optimizer"]["state"].values() for t in s.values() if t.ndim]
+    saved = [o["state"] for o in state["optimizer"]["optimizers"]]  # one per optimizer
+    moments = [t for opt in saved for s in opt.values() for t in s.values() if t.ndim]
     assert moments and all(t.dtype == torch.float32 for t in moments)
     assert all(t.dtype == torch.float32 for t in state["adapter"].values())

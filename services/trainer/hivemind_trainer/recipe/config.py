@@ -7,6 +7,7 @@ CPU, bf16 where it is supported, and a batch size from free memory with the esti
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 Mode = Literal["fast", "balanced", "best"]
 ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 ALL_TARGETS = (*ATTN_TARGETS, "gate_proj", "up_proj", "down_proj")
+METHODS = ("lora", "qlora", "full")
+OPTIMIZERS = ("adamw", "adamw8bit", "muon")
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,18 @@ class RecipeConfig:
     max_trained_share: float = 0.95
     end_token: str | None = None  # default: the tokenizer's eos token
     log_every: int = 5
+    method: str = "lora"  # lora | qlora | full (qlora: lora on a 4-bit base, GPU only)
+    optimizer: str = "adamw"  # adamw | adamw8bit (CUDA) | muon
+    checkpointing: bool | None = None  # gradient checkpointing; None: on for GPU and full runs
+    dtype: str | None = None  # compute dtype override: float32 | bfloat16 | float16
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise Invalid(f"method must be one of {', '.join(METHODS)}", param="method")
+        if self.optimizer not in OPTIMIZERS:
+            raise Invalid(f"optimizer must be one of {', '.join(OPTIMIZERS)}", param="optimizer")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise Invalid(f"dtype must be one of {', '.join(DTYPES)}", param="dtype")
 
     @classmethod
     def from_mode(cls, mode: str, **kw: Any) -> RecipeConfig:
@@ -73,8 +89,12 @@ class RecipeConfig:
                     changes[key] = tuple(t.strip() for t in raw.split(",") if t.strip())
                 elif key in {"max_steps", "threads"}:
                     changes[key] = None if raw in {"", "none", "None"} else int(raw)
-                elif key == "end_token":
+                elif key in {"end_token", "dtype"}:
                     changes[key] = raw or None
+                elif key == "checkpointing":
+                    changes[key] = (
+                        None if raw in {"", "auto"} else raw.lower() in {"1", "true", "yes"}
+                    )
                 elif isinstance(current, bool):
                     changes[key] = raw.lower() in {"1", "true", "yes"}
                 elif isinstance(current, int):
@@ -95,7 +115,13 @@ class RecipeConfig:
 
 @dataclass(frozen=True)
 class Hardware:
-    """Where and how the recipe runs."""
+    """Where and how the recipe runs.
+
+    ``dtype`` is the autocast (compute) dtype; ``weight_dtype`` the storage of the frozen base
+    (bf16/fp16 on a GPU, so a 7B base takes 14 GB instead of 28; float32 on a CPU, where the
+    matmuls autocast); LoRA parameters are float32 everywhere. ``scaler``: fp16 needs a
+    GradScaler (bf16 does not). ``checkpointing``: recompute each layer in the backward.
+    """
 
     device: str  # "cuda", "rocm" (torch calls it cuda) or "cpu"
     torch_device: str
@@ -104,10 +130,43 @@ class Hardware:
     threads: int
     free_memory_bytes: int
     notes: list[str] = field(default_factory=list)
+    weight_dtype: str = "float32"
+    scaler: bool = False
+    checkpointing: bool = False
+    adamw8bit: bool = False  # bitsandbytes' paged 8-bit AdamW can run here
 
     @property
     def autocast_dtype(self) -> torch.dtype | None:
         return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(self.dtype)
+
+    @property
+    def torch_weight_dtype(self) -> torch.dtype:
+        return {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(
+            self.weight_dtype, torch.float32
+        )
+
+    def make_scaler(self) -> torch.amp.GradScaler | None:
+        """A GradScaler for fp16 autocast (None otherwise)."""
+        if not self.scaler:
+            return None
+        return torch.amp.GradScaler("cuda")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DeviceProbe:
+    """What the machine offers (read from torch by :func:`probe_device`; faked in tests)."""
+
+    gpu: bool
+    hip: bool = False
+    gpu_bf16: bool = False
+    gpu_free_bytes: int = 0
+    bitsandbytes: str | None = None  # its version when installed
+    cpu_bf16: bool = False
+    cpu_free_bytes: int = 4 << 30
+    cpus: int = 1
 
 
 def _free_cpu_memory() -> int:
@@ -133,49 +192,125 @@ def _cpu_has_bf16() -> bool:
     return False
 
 
-def detect_hardware(threads: int | None = None) -> Hardware:
-    """CUDA / ROCm when torch sees a GPU (QLoRA when bitsandbytes is there too), else CPU."""
+def _bitsandbytes_version() -> str | None:
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return None
+    try:
+        return importlib.metadata.version("bitsandbytes")
+    except importlib.metadata.PackageNotFoundError:
+        return "0"
+
+
+def probe_device() -> DeviceProbe:
+    gpu = torch.cuda.is_available()
+    free = torch.cuda.mem_get_info()[0] if gpu else 0
+    return DeviceProbe(
+        gpu=gpu,
+        hip=bool(getattr(torch.version, "hip", None)),
+        gpu_bf16=bool(gpu and torch.cuda.is_bf16_supported()),
+        gpu_free_bytes=int(free),
+        bitsandbytes=_bitsandbytes_version(),
+        cpu_bf16=_cpu_has_bf16(),
+        cpu_free_bytes=_free_cpu_memory(),
+        cpus=os.cpu_count() or 1,
+    )
+
+
+def _version_at_least(version: str, minimum: tuple[int, ...]) -> bool:
+    parts: list[int] = []
+    for piece in version.split(".")[: len(minimum)]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts) >= minimum
+
+
+# bitsandbytes runs on ROCm from its multi-backend releases (0.45) on
+BNB_ROCM_MIN = (0, 45)
+
+
+def plan_hardware(
+    probe: DeviceProbe,
+    *,
+    threads: int | None = None,
+    method: str = "lora",
+    dtype: str | None = None,
+    checkpointing: bool | None = None,
+) -> Hardware:
+    """Device, dtypes, QLoRA, scaler and checkpointing for ``method`` on ``probe``'s machine.
+
+    GPU: bf16 where supported, else fp16 with a GradScaler; the frozen base stored in that
+    dtype (4-bit NF4 under QLoRA, where bitsandbytes runs: CUDA, and ROCm from 0.45); gradient
+    checkpointing on unless asked off. A full run keeps float32 master weights. CPU: bf16
+    autocast only where the CPU computes bf16 natively, the base in float32, no checkpointing
+    for LoRA (the activations of a small model fit; it costs a third more compute).
+    """
     notes: list[str] = []
-    if torch.cuda.is_available():
-        device = "rocm" if getattr(torch.version, "hip", None) else "cuda"
-        free, _total = torch.cuda.mem_get_info()
-        bf16 = torch.cuda.is_bf16_supported()
-        qlora = device == "cuda" and importlib.util.find_spec("bitsandbytes") is not None
-        if device == "cuda" and not qlora:
-            notes.append("bitsandbytes not installed: LoRA in 16-bit, no QLoRA")
-        n = threads or max(1, min(8, os.cpu_count() or 1))
-        return Hardware(device, "cuda", "bfloat16" if bf16 else "float16", qlora, n, free, notes)
-    n = threads or (os.cpu_count() or 1)
-    torch.set_num_threads(n)
-    # bf16 autocast pays off only where the CPU computes bf16 natively; emulated, it is slower
-    dtype = "bfloat16" if _cpu_has_bf16() else "float32"
-    if dtype == "float32":
+    if method not in METHODS:
+        raise Invalid(f"method must be one of {', '.join(METHODS)}", param="method")
+    if probe.gpu:
+        device = "rocm" if probe.hip else "cuda"
+        bnb = probe.bitsandbytes
+        bnb_ok = bnb is not None and (not probe.hip or _version_at_least(bnb, BNB_ROCM_MIN))
+        chosen = dtype or ("bfloat16" if probe.gpu_bf16 else "float16")
+        qlora = method == "qlora" and bnb_ok
+        if method == "qlora" and not bnb_ok:
+            notes.append(
+                "bitsandbytes missing"
+                + (
+                    f" or older than {'.'.join(map(str, BNB_ROCM_MIN))} on ROCm"
+                    if probe.hip
+                    else ""
+                )
+                + ": LoRA on a 16-bit base instead of QLoRA"
+            )
+        weight = "float32" if method == "full" or chosen == "float32" else chosen
+        n = threads or max(1, min(8, probe.cpus))
+        return Hardware(
+            device,
+            "cuda",
+            chosen,
+            qlora,
+            n,
+            probe.gpu_free_bytes,
+            notes,
+            weight_dtype=weight,
+            scaler=chosen == "float16",
+            checkpointing=True if checkpointing is None else checkpointing,
+            adamw8bit=device == "cuda" and bnb is not None,
+        )
+    if method == "qlora":
+        notes.append("QLoRA needs a GPU: LoRA on a float32 base")
+    n = threads or probe.cpus
+    chosen = dtype or ("bfloat16" if probe.cpu_bf16 else "float32")
+    if chosen == "float16":
+        raise Invalid("float16 training needs a GPU; use bfloat16 or float32", param="dtype")
+    if dtype is None and chosen == "float32":
         notes.append("CPU without native bf16 (avx512_bf16 / amx_bf16 / bf16): float32")
-    return Hardware("cpu", "cpu", dtype, False, n, _free_cpu_memory(), notes)
+    return Hardware(
+        "cpu",
+        "cpu",
+        chosen,
+        False,
+        n,
+        probe.cpu_free_bytes,
+        notes,
+        weight_dtype="float32",
+        scaler=False,
+        checkpointing=bool(checkpointing) if checkpointing is not None else method == "full",
+    )
 
 
-def estimate_memory(
-    *, params: int, trainable: int, seq_len: int, batch: int, hidden: int, layers: int, vocab: int
-) -> int:
-    """Rough bytes for one step: weights, LoRA optimizer state, activations, trained logits."""
-    weights = params * 4
-    optimizer = trainable * 4 * 4  # param, grad, two Adam moments
-    activations = batch * seq_len * hidden * layers * 4 * 34  # attention + MLP saved tensors
-    logits = batch * seq_len * vocab * 4 * 2  # worst case: every token trained
-    return int(weights + optimizer + activations + logits)
-
-
-def pick_batch_size(
-    hw: Hardware, *, requested: int, seq_len: int, estimate_one: int, weights: int
-) -> int:
-    """The requested batch, or the largest power of two (≤ 16) that fits half the free memory."""
-    if requested > 0:
-        return requested
-    budget = hw.free_memory_bytes // 2 - weights
-    per_sample = max(1, estimate_one - weights)
-    batch = 1
-    while batch < 16 and per_sample * batch * 2 <= budget:
-        batch *= 2
+def detect_hardware(
+    threads: int | None = None,
+    *,
+    method: str = "lora",
+    dtype: str | None = None,
+    checkpointing: bool | None = None,
+) -> Hardware:
+    """:func:`plan_hardware` on this machine (sets torch's CPU thread count)."""
+    hw = plan_hardware(
+        probe_device(), threads=threads, method=method, dtype=dtype, checkpointing=checkpointing
+    )
     if hw.device == "cpu":
-        batch = min(batch, 4)  # CPU throughput stops growing beyond a few packed rows
-    return max(1, batch)
+        torch.set_num_threads(hw.threads)
+    return hw

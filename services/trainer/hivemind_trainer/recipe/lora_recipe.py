@@ -22,19 +22,16 @@ from typing import Any
 
 import torch
 
-from hivemind_common.errors import Unprocessable
+from hivemind_common import train_estimate
+from hivemind_common.errors import Invalid, Unprocessable
 from hivemind_trainer.metrics import TRAIN_LOSS, TRAIN_STEP, TRAIN_TOKENS_PER_S
 from hivemind_trainer.recipe import model_io
 from hivemind_trainer.recipe.chat_format import EncodedChat, encode_chat, end_of_turn
-from hivemind_trainer.recipe.config import (
-    Hardware,
-    RecipeConfig,
-    detect_hardware,
-    estimate_memory,
-    pick_batch_size,
-)
+from hivemind_trainer.recipe.config import Hardware, RecipeConfig, detect_hardware
 from hivemind_trainer.recipe.loss import mean_loss, packed_loss_sum
+from hivemind_trainer.recipe.optim import build_optimizer
 from hivemind_trainer.recipe.packing import PackedBatch, build_batch, fill_steps, pack_rows
+from hivemind_trainer.recipe.precision import recipe_forward
 from hivemind_trainer.recipe.validators import ValidationReport, validate
 
 log = logging.getLogger(__name__)
@@ -104,63 +101,106 @@ class LoraRecipe:
 
     # --- setup -----------------------------------------------------------------------------------
     def setup(self) -> None:
-        """Hardware, tokenizer, model and adapter; logs the memory estimate before any step."""
+        """Hardware, memory check, tokenizer, model and adapter (or every weight, ``full``).
+
+        The memory estimate (:mod:`hivemind_common.train_estimate`) comes first, from the base's
+        ``config.json``: it picks the batch size when none is set, and a run that would not fit
+        the free memory is refused before anything is loaded.
+        """
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        self.hardware = self.hardware or detect_hardware(cfg.threads)
+        self.hardware = self.hardware or detect_hardware(
+            cfg.threads, method=cfg.method, dtype=cfg.dtype, checkpointing=cfg.checkpointing
+        )
         hw = self.hardware
+        full = cfg.method == "full"
+        if full and self.adapter_dir is not None:
+            raise Invalid("a full fine-tuning run starts from the base, not an adapter")
+        self.batch_size, self.memory_estimate, estimate = self._fit_batch(hw)
         self.tokenizer = model_io.load_tokenizer(self.base_dir)
-        base = model_io.load_model(self.base_dir, device=hw.torch_device, qlora=hw.qlora)
-        self.model = model_io.attach_lora(
-            base,
-            adapter_dir=self.adapter_dir,
-            r=cfg.lora_r,
-            alpha=cfg.lora_alpha,
-            dropout=cfg.lora_dropout,
-            targets=cfg.targets,
+        base = model_io.load_model(
+            self.base_dir,
+            device=hw.torch_device,
             qlora=hw.qlora,
+            weight_dtype=torch.float32 if full else hw.torch_weight_dtype,
+            checkpointing=hw.checkpointing,
         )
+        if full:
+            self.model = model_io.make_full_trainable(base)
+        else:
+            self.model = model_io.attach_lora(
+                base,
+                adapter_dir=self.adapter_dir,
+                r=cfg.lora_r,
+                alpha=cfg.lora_alpha,
+                dropout=cfg.lora_dropout,
+                targets=cfg.targets,
+                qlora=hw.qlora,
+            )
         total, trainable = model_io.count_params(self.model)
-        mc = self.model.get_base_model().config
-        estimate = estimate_memory(
-            params=total,
-            trainable=trainable,
-            seq_len=cfg.seq_len,
-            batch=1,
-            hidden=mc.hidden_size,
-            layers=mc.num_hidden_layers,
-            vocab=mc.vocab_size,
-        )
-        self.batch_size = pick_batch_size(
-            hw,
-            requested=cfg.batch_size,
-            seq_len=cfg.seq_len,
-            estimate_one=estimate,
-            weights=total * 4,
-        )
-        self.memory_estimate = estimate_memory(
-            params=total,
-            trainable=trainable,
-            seq_len=cfg.seq_len,
-            batch=self.batch_size,
-            hidden=mc.hidden_size,
-            layers=mc.num_hidden_layers,
-            vocab=mc.vocab_size,
-        )
         log.info(
-            "recipe on %s (%s, %d threads%s): %d params, %d trainable, batch %d x %d, "
-            "memory estimate %.0f MiB of %.0f MiB free",
+            "recipe %s on %s (%s, base %s, %d threads%s%s): %d params, %d trainable, "
+            "batch %d x %d, memory estimate %.0f MiB (%s) of %.0f MiB free",
+            cfg.method,
             hw.device,
             hw.dtype,
+            hw.weight_dtype if not hw.qlora else "nf4",
             hw.threads,
             ", QLoRA" if hw.qlora else "",
+            ", checkpointing" if hw.checkpointing else "",
             total,
             trainable,
             self.batch_size,
             cfg.seq_len,
             self.memory_estimate / 2**20,
+            ", ".join(
+                f"{k} {v / 2**20:.0f}"
+                for k, v in estimate.as_dict().items()
+                if k not in {"total", "params", "trainable_params"}
+            ),
             hw.free_memory_bytes / 2**20,
         )
+
+    def estimate(self, hw: Hardware, batch: int) -> train_estimate.MemoryEstimate:
+        """The memory estimate of this run at ``batch`` rows."""
+        cfg = self.config
+        shape = train_estimate.shape_from_path(Path(self.base_dir))
+        return train_estimate.estimate_memory(
+            shape,
+            mode="qlora" if hw.qlora else ("full" if cfg.method == "full" else "lora"),
+            seq_len=cfg.seq_len,
+            batch=batch,
+            optimizer=cfg.optimizer,
+            checkpointing=hw.checkpointing,
+            lora_rank=cfg.lora_r,
+            lora_targets=tuple(cfg.targets),
+            dtype=hw.dtype,
+            device="cpu" if hw.device == "cpu" else "cuda",
+        )
+
+    def _fit_batch(self, hw: Hardware) -> tuple[int, int, train_estimate.MemoryEstimate]:
+        """(batch, estimated bytes, estimate): the requested batch, or the largest power of two
+        (≤ 16 on a GPU, ≤ 4 on a CPU, where throughput stops growing) under 90% of the free
+        memory; a run whose estimate does not fit is refused with the estimate's parts."""
+        budget = int(hw.free_memory_bytes * 0.9)
+        requested = self.config.batch_size
+        if requested > 0:
+            batch = requested
+        else:
+            batch = 1
+            limit = 4 if hw.device == "cpu" else 16
+            while batch * 2 <= limit and self.estimate(hw, batch * 2).total <= budget:
+                batch *= 2
+        est = self.estimate(hw, batch)
+        if est.total > budget:
+            raise Unprocessable(
+                train_estimate.fits_message(
+                    est,
+                    available_bytes=budget,
+                    what=f"training at batch {batch} x seq_len {self.config.seq_len}",
+                )
+            )
+        return batch, est.total, est
 
     # --- data ------------------------------------------------------------------------------------
     def prepare(self, conversations: list[Chat], *, check: bool = True) -> Prepared:
@@ -201,9 +241,11 @@ class LoraRecipe:
             raise Unprocessable("no chat fits the recipe's sequence length: nothing to train on")
         total = len(plan)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg, total))
+        optimizer = build_optimizer(
+            self.model, cfg.optimizer, lr=cfg.lr, weight_decay=cfg.weight_decay, device=hw.device
+        )
+        scheduler = optimizer.schedulers(lr_schedule(cfg, total))
+        scaler = hw.make_scaler()  # fp16 only: scale the loss so small gradients survive
         start = self._resume(checkpoint_dir, optimizer, scheduler)
         self.model.train()
         device, dtype = hw.torch_device, hw.autocast_dtype
@@ -214,11 +256,20 @@ class LoraRecipe:
         last = float("nan")
         for step in range(start, total):
             batch = self._step_batch(prepared, plan[step])  # packed here, inside the timing
-            loss_sum, n = packed_loss_sum(self.model, batch, device=device, dtype=dtype)
-            loss = loss_sum / max(1, n)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            with recipe_forward(self.model, dtype):  # the backward's recomputation sees it too
+                loss_sum, n = packed_loss_sum(self.model, batch, device=device, dtype=dtype)
+                loss = loss_sum / max(1, n)
+                (loss if scaler is None else scaler.scale(loss)).backward()
+            if scaler is None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+            else:
+                for opt in optimizer.optimizers:
+                    scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                for opt in optimizer.optimizers:
+                    scaler.step(opt)
+                scaler.update()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             running += loss.detach()
@@ -291,7 +342,11 @@ class LoraRecipe:
         torch.save(
             {
                 "step": step,
-                "adapter": {k: v for k, v in self.model.state_dict().items() if "lora_" in k},
+                "adapter": {
+                    k: v
+                    for k, v in self.model.state_dict().items()
+                    if self.config.method == "full" or "lora_" in k
+                },
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
             },
@@ -327,14 +382,22 @@ class LoraRecipe:
         )
 
     def evaluate_base(self, conversations: list[Chat]) -> float:
-        """Mean assistant-token loss of the base alone (every adapter switched off)."""
+        """Mean assistant-token loss of the base alone (every adapter switched off).
+
+        A full run has no adapter to switch off: call this before training (the model is the
+        base then)."""
+        if self.config.method == "full":
+            return self.evaluate(conversations)
         with self.model.disable_adapter():
             return self.evaluate(conversations)
 
     def save(self, out_dir: Path) -> None:
-        """The PEFT adapter (safetensors + adapter_config.json)."""
+        """The PEFT adapter (safetensors + adapter_config.json), or the whole model and its
+        tokenizer (a Hugging Face directory) after a full run."""
         out_dir.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(str(out_dir))
+        if self.config.method == "full":
+            self.tokenizer.save_pretrained(str(out_dir))
 
     def cleanup(self) -> None:
         self.model = None

@@ -63,23 +63,53 @@ def load_tokenizer(hf_dir: Path) -> Any:
     return tok
 
 
-def load_model(hf_dir: Path, *, device: str, qlora: bool = False) -> Any:
-    """The base causal LM in float32 (4-bit weights under QLoRA), SDPA attention, eval mode."""
+def load_model(
+    hf_dir: Path,
+    *,
+    device: str,
+    qlora: bool = False,
+    weight_dtype: torch.dtype = torch.float32,
+    checkpointing: bool = False,
+) -> Any:
+    """The base causal LM, SDPA attention, eval mode.
+
+    Stored in ``weight_dtype`` (bf16/fp16 for a frozen base on a GPU, float32 for a full run's
+    master weights or on a CPU), or in 4-bit NF4 under QLoRA (computing in bf16). With
+    ``checkpointing`` each decoder layer is recomputed in the backward (non-reentrant, so a
+    frozen embedding needs no gradient hook).
+    """
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch.float32, "attn_implementation": "sdpa"}
+    kwargs: dict[str, Any] = {"dtype": weight_dtype, "attn_implementation": "sdpa"}
     if qlora:
         from transformers import BitsAndBytesConfig
 
+        kwargs["dtype"] = torch.bfloat16  # embeddings, norms and head beside the 4-bit matrices
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
         )
         kwargs["device_map"] = {"": 0}
     model = AutoModelForCausalLM.from_pretrained(str(hf_dir), **kwargs)
     if not qlora:
         model.to(device)  # type: ignore[arg-type]
     model.config.use_cache = False
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
+
+
+def lora_params_float32(model: Any) -> int:
+    """Cast every trainable parameter to float32 (the frozen base keeps its dtype); count them."""
+    n = 0
+    for param in model.parameters():
+        if param.requires_grad:
+            if param.dtype != torch.float32:
+                param.data = param.data.float()
+            n += 1
+    return n
 
 
 def attach_lora(
@@ -96,10 +126,17 @@ def attach_lora(
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     if qlora:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        checkpointing = bool(getattr(model, "is_activation_checkpointing", False))
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     if adapter_dir is not None:
         log.info("continuing from the served adapter %s", adapter_dir)
-        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+        lora_params_float32(peft_model)
+        return peft_model
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,  # type: ignore[arg-type]
@@ -108,7 +145,17 @@ def attach_lora(
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    lora_params_float32(peft_model)  # LoRA in float32 over a 16-bit or 4-bit base
+    return peft_model
+
+
+def make_full_trainable(model: Any) -> Any:
+    """A full fine-tuning run: every parameter trainable, float32 master weights."""
+    for param in model.parameters():
+        param.requires_grad_(True)
+    lora_params_float32(model)
+    return model
 
 
 def count_params(model: Any) -> tuple[int, int]:

@@ -131,9 +131,14 @@ def recipe_forward(model: Any, dtype: torch.dtype | None) -> Iterator[None]:
     Attention switches only from ``sdpa`` (the recipe loads models with it). Under a low-precision
     ``dtype``, plain PEFT LoRA ``Linear`` layers add their update in float32 (LoRA variants such
     as DoRA and QLoRA's 4-bit layers keep PEFT's forward). Everything is put back when the block
-    ends, so saving or merging sees the model as it was.
+    ends, so saving or merging sees the model as it was. The training step holds the block over
+    its backward too: gradient checkpointing recomputes the forward there, and must see the same
+    attention and LoRA forward (a nested block changes nothing).
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base, "_hivemind_recipe_forward", False):  # nested: the outer block set it up
+        yield
+        return
     config = base.config
     previous = config._attn_implementation
     low = is_low_precision(dtype)
@@ -144,9 +149,11 @@ def recipe_forward(model: Any, dtype: torch.dtype | None) -> Iterator[None]:
         layer.forward = types.MethodType(_lora_forward_float32, layer)  # type: ignore[method-assign]
     if previous == "sdpa":
         config._attn_implementation = PACKED_FLOAT32 if low else PACKED
+    base._hivemind_recipe_forward = True
     try:
         yield
     finally:
+        base._hivemind_recipe_forward = False
         config._attn_implementation = previous
         for layer in layers:
             del layer.forward
