@@ -19,6 +19,7 @@ import httpx
 
 from hivemind_gateway.openai.upstream import post_json
 from hivemind_gateway.rag.service import retrieve_context
+from hivemind_gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ async def served_token_count(client: httpx.AsyncClient, model: str, text: str) -
     return int(data["count"])
 
 
-async def token_counter(state: Any, model: str) -> Callable[[str], int]:
+async def token_counter(state: GatewayState, model: str) -> Callable[[str], int]:
     """A fast synchronous counter calibrated once per model against its real tokenizer."""
     ratios: dict[str, float] | None = getattr(state, "token_ratios", None)
     if ratios is None:
@@ -99,7 +100,7 @@ async def token_counter(state: Any, model: str) -> Callable[[str], int]:
 
 
 async def inject_retrieval(
-    state: Any,
+    state: GatewayState,
     *,
     tenant: str,
     model: str,

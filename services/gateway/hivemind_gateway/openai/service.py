@@ -31,6 +31,7 @@ from hivemind_gateway.openai.streaming import (
     sse_frames,
 )
 from hivemind_gateway.openai.upstream import VERSION_HEADER, open_stream, parse_json, post_raw
+from hivemind_gateway.state import GatewayState
 
 CACHE_HEADER = "x-hivemind-cache"
 RAG_HEADER = "x-hivemind-rag-items"
@@ -85,7 +86,9 @@ async def _alongside(main: Awaitable[T], *side: Awaitable[Any]) -> tuple[T, list
             task.cancel()  # a no-op for the finished ones
 
 
-async def _version_for_cache(state: Any, payload: dict[str, Any], model: str) -> str | None:
+async def _version_for_cache(
+    state: GatewayState, payload: dict[str, Any], model: str
+) -> str | None:
     """The served version a deterministic request is cached under (None: do not cache)."""
     if not respcache.is_deterministic(payload):
         return None
@@ -93,7 +96,12 @@ async def _version_for_cache(state: Any, payload: dict[str, Any], model: str) ->
 
 
 async def _cache_lookup(
-    state: Any, tenant: str, payload: dict[str, Any], model: str, kind: str, version: str | None
+    state: GatewayState,
+    tenant: str,
+    payload: dict[str, Any],
+    model: str,
+    kind: str,
+    version: str | None,
 ) -> tuple[str | None, str | None]:
     """(digest, cached answer) under ``version``; Nones when the request is not cached."""
     if version is None:  # not deterministic, or unknown or mid-swap: trust no cached answer
@@ -103,7 +111,7 @@ async def _cache_lookup(
 
 
 async def _after_answer(
-    state: Any,
+    state: GatewayState,
     principal: Principal,
     plan: Plan,
     answer: dict[str, Any],
@@ -144,7 +152,7 @@ async def _after_answer(
 
 
 async def _answer_whole(
-    state: Any, principal: Principal, plan: Plan, *, path: str, kind: str, started: float
+    state: GatewayState, principal: Principal, plan: Plan, *, path: str, kind: str, started: float
 ) -> tuple[bytes, str | None]:
     """Call inference; the answer goes back as the bytes it came in (parsed only if needed)."""
     raw, up_headers = await post_raw(state.inference_http, "inference", path, plan.payload)
@@ -181,7 +189,9 @@ class ChatOutcome:
         return parse_json("inference", self.raw)
 
 
-async def chat_completion(state: Any, principal: Principal, payload: dict[str, Any]) -> Response:
+async def chat_completion(
+    state: GatewayState, principal: Principal, payload: dict[str, Any]
+) -> Response:
     """``POST /v1/chat/completions``: the chat pipeline, in OpenAI's wire format."""
     out = await run_chat(state, principal, payload, api="chat")
     if out.stream is None:
@@ -192,7 +202,7 @@ async def chat_completion(state: Any, principal: Principal, payload: dict[str, A
 
 
 async def run_chat(
-    state: Any, principal: Principal, payload: dict[str, Any], *, api: str
+    state: GatewayState, principal: Principal, payload: dict[str, Any], *, api: str
 ) -> ChatOutcome:
     """The one chat pipeline behind every wire format: route, inject, cache, call, capture.
 
@@ -270,7 +280,7 @@ async def run_chat(
 
 
 async def _retrieve(
-    state: Any,
+    state: GatewayState,
     principal: Principal,
     payload: dict[str, Any],
     model: str,
@@ -289,7 +299,9 @@ async def _retrieve(
     )
 
 
-async def text_completion(state: Any, principal: Principal, payload: dict[str, Any]) -> Response:
+async def text_completion(
+    state: GatewayState, principal: Principal, payload: dict[str, Any]
+) -> Response:
     """``POST /v1/completions`` (``suffix`` for fill-in-the-middle) through the cache."""
     started = time.perf_counter()
     served: ServedModels = state.served_models

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -25,6 +24,7 @@ from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
 from hivemind_gateway.search.index import Hit, TenantIndex, doc_filter
 from hivemind_gateway.search.lexical import bounded_query, tokenize
 from hivemind_gateway.search.sync import SearchIndex
+from hivemind_gateway.state import GatewayState
 
 log = logging.getLogger(__name__)
 
@@ -325,7 +325,7 @@ def assemble_docs(
 
 
 async def retrieve_context(
-    state: Any,
+    state: GatewayState,
     *,
     tenant: str,
     query: str,
