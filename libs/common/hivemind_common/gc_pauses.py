@@ -93,6 +93,14 @@ def freeze_after_start() -> None:
     log.debug("gc: %d objects frozen after start-up", gc.get_freeze_count())
 
 
+def freeze_loaded() -> None:
+    """After a large structure was built later than start-up (a tenant's search index loads on
+    first use): freeze again, so full collections stop walking it. Only in a served process
+    (:func:`watch_gc_pauses` was called); a test process holding many apps never freezes."""
+    if _watch is not None:
+        freeze_after_start()
+
+
 def log_gc_pauses() -> None:
     """One line with the longest pauses seen (a service logs it when it stops)."""
     if _watch is not None and _watch.collections:
@@ -104,6 +112,7 @@ __all__ = [
     "GC_PAUSES_CPU",
     "PauseWatch",
     "freeze_after_start",
+    "freeze_loaded",
     "log_gc_pauses",
     "watch_gc_pauses",
 ]

@@ -13,7 +13,6 @@ from fastapi import Depends, Request
 
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.redis import HivemindRedis
-from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.settings import GatewaySettings
 from hivemind_gateway.state import GatewayState
 
@@ -39,14 +38,6 @@ async def _api_keys(request: Request) -> ApiKeyStore:
     return gateway_state(request).api_keys
 
 
-async def _search(request: Request) -> SearchIndex:
-    return gateway_state(request).search
-
-
-async def _embedding(request: Request) -> httpx.AsyncClient:
-    return gateway_state(request).embedding_http
-
-
 async def _inference(request: Request) -> httpx.AsyncClient:
     return gateway_state(request).inference_http
 
@@ -60,7 +51,5 @@ StateDep = Annotated[GatewayState, Depends(_state)]
 SettingsDep = Annotated[GatewaySettings, Depends(_settings)]
 RedisDep = Annotated[HivemindRedis, Depends(_redis)]
 ApiKeysDep = Annotated[ApiKeyStore, Depends(_api_keys)]
-SearchDep = Annotated[SearchIndex, Depends(_search)]
-EmbeddingHttpDep = Annotated[httpx.AsyncClient, Depends(_embedding)]
 InferenceHttpDep = Annotated[httpx.AsyncClient, Depends(_inference)]
 ClientAddressDep = Annotated[str, Depends(_client_address)]

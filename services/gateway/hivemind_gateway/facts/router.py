@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from hivemind_common.auth import ReadPrincipal, WritePrincipal
 from hivemind_common.ids import FACT_KEY_PATTERN, FACT_PREFIX_PATTERN
-from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
+from hivemind_gateway.deps import RedisDep, StateDep
 from hivemind_gateway.facts import service
 from hivemind_gateway.facts.schemas import (
     FactCreate,
@@ -47,7 +47,6 @@ async def put_fact(
     body: FactCreate,
     principal: WritePrincipal,
     state: StateDep,
-    settings: SettingsDep,
 ) -> FactPublic:
     """Create or replace a fact."""
     return await service.put_fact(
@@ -56,7 +55,7 @@ async def put_fact(
         tenant=principal.tenant,
         key=key,
         body=body,
-        max_chars=settings.max_fact_value_chars,
+        max_chars=state.settings.max_fact_value_chars,
     )
 
 

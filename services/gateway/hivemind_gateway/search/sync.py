@@ -18,6 +18,7 @@ import numpy as np
 
 from hivemind_common import keys
 from hivemind_common.errors import Unavailable
+from hivemind_common.gc_pauses import freeze_loaded
 from hivemind_gateway.search.embedder import EmbeddingClient
 from hivemind_gateway.search.index import KINDS, Item, TenantIndex
 from hivemind_gateway.storage_schema import (
@@ -105,6 +106,7 @@ class SearchIndex:
             if index is None:
                 index = await self._load(name)
                 self.tenants[name] = index
+                freeze_loaded()  # its items live as long as the process: out of the GC's way
         return index
 
     async def _last_change_id(self, tenant: str) -> str:
