@@ -64,6 +64,10 @@ VALID: dict[tuple[str, str], Any] = {
     ("POST", "/v1/learning/train"): {"model": "default"},
     ("POST", "/v1/models/{name}/promote"): {"version": "v1"},
     ("POST", "/v1/keys"): {"role": "read", "name": "fuzz"},
+    ("POST", "/v1/docs"): {"source": "docs/a.md", "text": "# A\n\nbody\n", "collection": "c"},
+    ("POST", "/v1/docs/search"): {"query": "body", "top_k": 3, "path_prefix": "docs/", "expand": 1},
+    ("POST", "/v1/tokenize"): {"text": "hello world", "ids": True},
+    ("POST", "/v1/chunk"): {"text": "a b c\n\nd e f", "chunk_tokens": 32, "overlap_tokens": 4},
 }
 ODD = ["\ud800", "\udfff", "\x00", "\x1b", "\x7f", "\x85"]
 PATH_VALUES = ["s1", "a.key", "hosts/aurora", "v1", "default", "web_search", "abc123", "x:y"]
