@@ -150,9 +150,9 @@ def run_trainer(base: Path, dtype: str, n: int) -> dict[str, Any]:
     planner, prepared, plan, heldout = _planner(base, dtype, n)
     cfg = planner.config
     torch.manual_seed(cfg.seed)
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    loaded = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     model = get_peft_model(
-        model,
+        loaded,
         LoraConfig(
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
