@@ -139,3 +139,25 @@ async def test_a_candidate_no_worse_passes_with_both_scores_in_manifest_and_metr
     assert {"task_f1", "served_task_f1", "llama_heldout_loss", "llama_base_general_loss"} <= set(
         mv.metrics
     )
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+async def test_an_adapter_that_changes_nothing_in_llama_cpp_is_refused_by_the_control(
+    redis_client, redis_url: str, data_dir: Path, tiny: TinyModel
+) -> None:
+    from safetensors.torch import load_file, save_file
+
+    reg = ModelRegistry(redis_client, data_dir)
+    directory = write_version(reg, tiny, "v1")
+    weights = directory / "adapter" / "adapter_model.safetensors"
+    state = load_file(str(weights))
+    save_file({k: v * 0 if "lora_B" in k else v for k, v in state.items()}, str(weights))
+    _write_eval(directory, ["zebra quartz"] * len(PROMPTS))  # a tie on the task eval
+    await reg.register(ModelVersion(name="default", version="v1"))
+
+    outcome = await _export(redis_client, _settings(redis_url, data_dir, serve="adapter"), "v1")
+
+    assert outcome.result == "rejected", outcome
+    report = reg.read_manifest("default", "v1")["task_eval"]
+    assert any(r.startswith("control:") for r in report["reasons"])
+    assert report["candidate"]["losses"] == report["base"]["losses"]

@@ -234,6 +234,12 @@ def served_eval(
     passed, reasons = compare(
         runs["candidate"]["scores"], runs["served"]["scores"], tolerance=tolerance
     )
+    if candidate.key() != base.key() and _same_losses(runs["candidate"], runs["base"]):
+        passed = False
+        reasons.append(
+            "control: in llama.cpp the served files score exactly as the base alone, so the "
+            "adapter changes nothing there (or was not applied)"
+        )
     examples = [
         {
             "kind": it["kind"],
@@ -262,6 +268,15 @@ def served_eval(
         },
     )
     return report
+
+
+def _same_losses(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    pairs = [
+        (a["losses"][k], b["losses"][k])
+        for k in ("heldout", "general")
+        if a["losses"].get(k) is not None and b["losses"].get(k) is not None
+    ]
+    return bool(pairs) and all(abs(x - y) <= 1e-6 * max(1.0, abs(y)) for x, y in pairs)
 
 
 def metrics_of(report: dict[str, Any]) -> dict[str, Any]:

@@ -144,7 +144,9 @@ def run_stage(
             rows = [
                 {
                     "prompt": r["prompt"],
-                    "completion": _assistant(r.get("chosen") or r.get("rejected") or ""),
+                    "completion": _assistant(
+                        str(r["chosen"] if r["label"] == "good" else r["rejected"])
+                    ),
                     "label": r["label"] == "good",
                 }
                 for r in data.rated
