@@ -17,7 +17,22 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
-WORDS = "alpha beta gamma delta list file sort merge parse token value index array map".split()
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "list",
+    "file",
+    "sort",
+    "merge",
+    "parse",
+    "token",
+    "value",
+    "index",
+    "array",
+    "map",
+]
 
 
 def _phrase(i: int, n: int) -> str:
