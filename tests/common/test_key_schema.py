@@ -36,8 +36,11 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "memory": (keys.memory, (tenants, any_id)),
     "memories_index": (keys.memories_index, (tenants,)),
     "session_memories": (keys.session_memories, (tenants, any_id)),
-    "vector": (keys.vector, (tenants, names, st.sampled_from(["fact", "memory"]), any_id)),
-    "vector_claim": (keys.vector_claim, (tenants, st.sampled_from(["fact", "memory"]), any_id)),
+    "vector": (keys.vector, (tenants, names, st.sampled_from(["fact", "memory", "doc"]), any_id)),
+    "vector_claim": (
+        keys.vector_claim,
+        (tenants, st.sampled_from(["fact", "memory", "doc"]), any_id),
+    ),
     "changes": (keys.changes, (tenants,)),
     "tool_cache": (keys.tool_cache, (tenants, names, tokens)),
     "response_cache": (keys.response_cache, (tenants, tokens)),
@@ -74,6 +77,11 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "served_model_version": (keys.served_model_version, (names,)),
     "models_index": (keys.models_index, ()),
     "model_deploy_lock": (keys.model_deploy_lock, (names,)),
+    "doc": (keys.doc, (tenants, any_id)),
+    "docs_index": (keys.docs_index, (tenants,)),
+    "doc_collection": (keys.doc_collection, (tenants, st.one_of(names, tricky))),
+    "doc_chunk": (keys.doc_chunk, (tenants, any_id)),
+    "doc_chunks_index": (keys.doc_chunks_index, (tenants,)),
 }
 
 
