@@ -207,6 +207,9 @@ def main() -> int:
         HIVEMIND_THRESHOLD="1000000",
         HIVEMIND_IDLE_CHECK="false",
         HIVEMIND_SEQ_LEN="256",
+        # the drill is about serving truth, not the gate: a fast-mode adapter on 100 synthetic
+        # chats may well lose to the base on the task eval, and a rejected version never serves
+        HIVEMIND_TASK_EVAL="false",
     )
     up = Up(env, data / "up.log")
     report: dict[str, Any] = {"data_dir": str(data), "ports": ports, "redis_port": redis_port}
