@@ -62,6 +62,7 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "learning_seen": (keys.learning_seen, ()),
     "dead_letters": (keys.dead_letters, ()),
     "learning_rejections": (keys.learning_rejections, ()),
+    "learning_sources": (keys.learning_sources, ()),
     "migration_done": (keys.migration_done, (names,)),
     "api_key": (keys.api_key, (tokens,)),
     "api_keys_index": (keys.api_keys_index, ()),

@@ -6,8 +6,10 @@ a screenshot of every page is kept in ``var/test-artifacts/console/``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -385,7 +387,49 @@ def test_an_operator_queues_a_learning_cycle_from_the_learning_page(
         tab.page.locator("[data-testid=jobs]").get_by_text(job_id).wait_for()
         job = client_for(console, "root", "operator").get(f"/v1/learning/jobs/{job_id}")
         assert job.status_code == 200 and job.json()["status"] == "queued"
+        # the job's row says how long it has spent in each stage it reached
+        row = tab.page.locator("[data-testid=jobs] tr", has_text=job_id)
+        assert re.search(r"queued \d+\.\d s", row.inner_text()), row.inner_text()
         tab.shot(artifacts, "learning-queued")
+        _assert_stayed_home(tab)
+
+
+def test_the_learning_page_counts_samples_by_source(
+    console: RunningGateway, chromium: Any, artifacts: Path, tmp_path: Path
+) -> None:
+    from hivemind_common.redis import connect_redis
+    from hivemind_trainer.data.collector import Collector
+    from hivemind_trainer.data.dataset import Dataset
+    from hivemind_trainer.data.sample_filter import SampleFilter
+
+    writer = client_for(console, "acme", "write")
+    for i in range(2):
+        chat = [
+            {"role": "user", "content": f"how do I rotate the {i} log files on the nas?"},
+            {"role": "assistant", "content": f"use logrotate with a weekly rule number {i}"},
+        ]
+        r = writer.post("/v1/learning/samples", json={"messages": chat, "source": "cline-bot"})
+        assert r.status_code in (200, 201, 202), r.text
+
+    async def collect() -> None:
+        redis = connect_redis(console.redis_url)
+        try:
+            dataset = Dataset(tmp_path / "datasets")
+            await Collector(redis, dataset, SampleFilter(), consumer="console-test").drain()
+        finally:
+            await redis.aclose()
+
+    # Playwright's sync API keeps an event loop on this thread: collect on another one
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, collect()).result(timeout=120)
+    with console_tab(chromium, console.url) as tab:
+        tab.sign_in(key_for(console, "root", "operator"))
+        tab.goto("/console/learning")
+        row = tab.page.locator("[data-testid=by-source] tr", has_text="cline-bot")
+        row.wait_for()
+        cells = row.locator("td").all_inner_texts()
+        assert cells[0] == "cline-bot" and sum(int(c) for c in cells[1:]) == 2, cells
+        tab.shot(artifacts, "learning-by-source")
         _assert_stayed_home(tab)
 
 

@@ -111,6 +111,7 @@ def test_a_train_request_queues_a_job_whose_record_is_readable(gateway: Any) -> 
             "model": "default",
             "created_at": job["created_at"],
             "updated_at": job["updated_at"],
+            "stage_started": {"queued": job["created_at"]},
         }
         assert c.get("/v1/learning/jobs/nope").status_code == 404
         assert c.get("/v1/learning/jobs/bad$id").status_code in (400, 404, 422)

@@ -150,8 +150,38 @@ async def test_samples_of_a_tenant_that_did_not_opt_in_are_skipped_and_counted(
     records = list(Dataset(data_dir / "datasets").records())
     assert len(records) == 1 and "question number 1 " in records[0]["messages"][0]["content"]
     assert SAMPLES.labels(outcome="not_shared")._value.get() - before == 3
-    assert await redis_client.hgetall(keys.tenant_learning_counts("globex")) == {"not_shared": "2"}
-    assert await redis_client.hgetall(keys.tenant_learning_counts("acme")) == {"accepted": "1"}
+    assert await redis_client.hgetall(keys.tenant_learning_counts("globex")) == {
+        "not_shared": "2",
+        "source:api:not_shared": "2",
+    }
+    assert await redis_client.hgetall(keys.tenant_learning_counts("acme")) == {
+        "accepted": "1",
+        "source:api:accepted": "1",
+    }
     # every skipped sample is acknowledged: nothing stays pending for a later pass
     pending = await redis_client.xpending(keys.learning_stream(), keys.TRAINER_GROUP)
     assert pending["pending"] == 0
+
+
+async def test_samples_are_counted_by_source_and_outcome_for_the_suite_and_each_tenant(
+    redis_client, data_dir: Path
+) -> None:
+    from hivemind_common.job_records import learning_status, tenant_learning_status
+
+    for i in range(3):
+        await add(redis_client, sample(i, source="claude-code"))
+    await add(redis_client, sample(0, source="claude-code"))  # duplicate: rejected
+    await add(redis_client, sample(5, source="aider"))
+    await add(redis_client, sample(6, source="aider").model_copy(update={"tenant": "globex"}))
+    await redis_client.xadd(keys.learning_stream(), {"data": "{not json"})  # no source known
+    await collector(redis_client, data_dir).drain()
+
+    suite = (await learning_status(redis_client))["samples"]["by_source"]
+    assert suite == {
+        "aider": {"accepted": 1, "not_shared": 1},
+        "claude-code": {"accepted": 3, "rejected": 1},
+    }
+    acme = (await tenant_learning_status(redis_client, "acme"))["samples"]["by_source"]
+    assert acme == {"aider": {"accepted": 1}, "claude-code": {"accepted": 3, "rejected": 1}}
+    globex = (await tenant_learning_status(redis_client, "globex"))["samples"]["by_source"]
+    assert globex == {"aider": {"not_shared": 1}}

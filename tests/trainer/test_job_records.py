@@ -43,3 +43,19 @@ async def test_jobs_are_listed_newest_first(redis_client) -> None:
         await create_job(redis_client, f"k{i}")
     ids = [j.job_id for j in await list_jobs(redis_client, limit=2)]
     assert ids == ["k2", "k1"]
+
+
+async def test_each_stage_keeps_the_time_the_job_first_reached_it(redis_client) -> None:
+    created = await create_job(redis_client, "j9")
+    assert created.stage_started is not None and list(created.stage_started) == ["queued"]
+    await update_job(redis_client, "j9", status="running", stage="train")
+    first = (await get_job(redis_client, "j9")).stage_started
+    assert first is not None
+    await update_job(redis_client, "j9", stage="train")  # a retried step keeps the first time
+    await update_job(redis_client, "j9", stage="export")
+    rec = await get_job(redis_client, "j9")
+    assert rec.stage_started is not None
+    assert list(rec.stage_started) == ["queued", "train", "export"]
+    assert rec.stage_started["train"] == first["train"]
+    assert rec.stage_started["queued"] <= rec.stage_started["train"] <= rec.stage_started["export"]
+    assert rec.public()["stage_started"] == rec.stage_started

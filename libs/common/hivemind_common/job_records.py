@@ -39,6 +39,8 @@ class JobRecord(BaseModel):
     error: str | None = None
     created_at: float
     updated_at: float
+    # when the job entered each stage it has reached (epoch seconds), in stage order
+    stage_started: dict[str, float] | None = None
 
     def public(self) -> dict[str, Any]:
         """The shape of ``GET /v1/learning/jobs/{id}`` (absent optionals left out)."""
@@ -62,7 +64,22 @@ def _record(job_id: str, raw: dict[str, str]) -> JobRecord:
         error=raw.get("error") or None,
         created_at=float(raw.get("created_at", 0) or 0),
         updated_at=float(raw.get("updated_at", 0) or 0),
+        stage_started=_stage_times(raw) or None,
     )
+
+
+def _stage_times(raw: dict[str, str]) -> dict[str, float]:
+    """``stage_at:<stage>`` fields, in stage order (a bad value is left out, never an error)."""
+    out: dict[str, float] = {}
+    for stage in STAGES:
+        value = raw.get(f"stage_at:{stage}")
+        if value is None:
+            continue
+        try:
+            out[stage] = float(value)
+        except ValueError:
+            continue
+    return out
 
 
 async def create_job(
@@ -88,6 +105,7 @@ async def create_job(
         "reason": reason,
         "created_at": f"{now:.3f}",
         "updated_at": f"{now:.3f}",
+        "stage_at:queued": f"{now:.3f}",
     }
     await redis.transaction(
         ("HSET", keys.job(job_id), *[x for kv in fields.items() for x in kv]),
@@ -125,20 +143,26 @@ async def update_job(
     if current.finished and status is not None and status != current.status:
         # a late writer (a reclaimed duplicate, say) never overturns a final result
         return current
-    changes: dict[str, str] = {"updated_at": f"{time.time():.3f}"}
+    now = f"{time.time():.3f}"
+    changes: dict[str, str] = {"updated_at": now}
     if status is not None:
         changes["status"] = status
+    first_entry: tuple[str, ...] = ()
     if stage is not None:
         changes["stage"] = stage
+        # the first time the job reaches a stage (a retried step keeps the first time)
+        first_entry = ("HSETNX", keys.job(job_id), f"stage_at:{stage}", now)
     if version is not None:
         changes["version"] = version
     if error is not None:
         changes["error"] = error[:2000]
-    await redis.transaction(
+    commands: list[tuple[str, ...]] = [
         ("HSET", keys.job(job_id), *[x for kv in changes.items() for x in kv]),
-        ("EXPIRE", keys.job(job_id), keys.JOB_TTL_S),
-        durable=True,
-    )
+    ]
+    if first_entry:
+        commands.append(first_entry)
+    commands.append(("EXPIRE", keys.job(job_id), keys.JOB_TTL_S))
+    await redis.transaction(*commands, durable=True)
     return await get_job(redis, job_id)
 
 
@@ -173,10 +197,27 @@ async def tenant_learning_status(
             "accepted_total": int(counts.get("accepted", 0)),
             "rejected_total": int(counts.get("rejected", 0)),
             "not_shared_total": int(counts.get("not_shared", 0)),
+            "by_source": _by_source(counts, "source:"),
         },
         "orchestrator": {"last_version": state_version},
         "jobs": [j.model_dump(exclude_none=True, exclude={"requested_by"}) for j in jobs],
     }
+
+
+def _by_source(raw: dict[str, str], prefix: str = "") -> dict[str, dict[str, int]]:
+    """``[prefix]<source>:<outcome>`` counters as {source: {outcome: count}}."""
+    out: dict[str, dict[str, int]] = {}
+    for field, value in raw.items():
+        if not field.startswith(prefix):
+            continue
+        source, sep, outcome = field[len(prefix) :].rpartition(":")
+        if not sep or not source:
+            continue
+        try:
+            out.setdefault(source, {})[outcome] = int(value)
+        except ValueError:
+            continue
+    return dict(sorted(out.items()))
 
 
 async def recent_dead_letters(redis: HivemindRedis, *, limit: int = 20) -> list[dict[str, Any]]:
@@ -189,6 +230,7 @@ async def learning_status(redis: HivemindRedis, *, recent: int = 5) -> dict[str,
     """What the operator sees (``GET /v1/learning/status``, ``hivemind learn status``)."""
     state = await redis.hgetall(keys.learning_state())
     rejections = await redis.hgetall(keys.learning_rejections())
+    sources = await redis.hgetall(keys.learning_sources())
 
     def num(key: str, default: float = 0) -> float:
         try:
@@ -210,6 +252,7 @@ async def learning_status(redis: HivemindRedis, *, recent: int = 5) -> dict[str,
             "accepted_total": int(num("accepted_total")),
             "rejected_total": int(num("rejected_total")),
             "rejected_by_reason": {k: int(v) for k, v in rejections.items()},
+            "by_source": _by_source(sources),
             "secrets_scrubbed": int(num("secrets_scrubbed")),
             "new_since_last_train": max(0, accepted_seq - trained_seq),
             "stream_length": stream_len,

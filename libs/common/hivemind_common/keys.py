@@ -306,6 +306,12 @@ def learning_rejections() -> str:
     return f"{PREFIX}:{{learn}}:rejections"
 
 
+def learning_sources() -> str:
+    """Hash: ``<source>:<outcome>`` -> count of samples (outcome accepted, rejected or
+    not_shared; a source label never holds a colon)."""
+    return f"{PREFIX}:{{learn}}:sources"
+
+
 # --- model registry (global) --------------------------------------------------------------------
 def model_versions(name: str) -> str:
     """Hash: version -> JSON record."""

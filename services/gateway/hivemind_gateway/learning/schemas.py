@@ -65,6 +65,7 @@ class JobPublic(BaseModel):
     model: str | None = None
     created_at: float | None = None
     updated_at: float | None = None
+    stage_started: dict[str, float] | None = None  # when the job first reached each stage
 
 
 class LearningStatus(BaseModel):

@@ -139,12 +139,24 @@ class Collector:
             self._consent[tenant] = raw == "1"
         return self._consent[tenant]
 
-    async def _count_for_tenant(self, tenant: str | None, outcome: str) -> None:
+    async def _count_for_tenant(
+        self, tenant: str | None, outcome: str, source: str | None = None
+    ) -> None:
+        if source is not None:  # the suite's samples by source and outcome
+            await self.redis.hincrby(keys.learning_sources(), f"{source}:{outcome}", 1)
         if tenant is not None:  # the tenant's own view of what happened to its samples
-            await self.redis.hincrby(keys.tenant_learning_counts(tenant), outcome, 1)
+            counts = keys.tenant_learning_counts(tenant)
+            await self.redis.hincrby(counts, outcome, 1)
+            if source is not None:
+                await self.redis.hincrby(counts, f"source:{source}:{outcome}", 1)
 
     async def _reject(
-        self, msg_id: str, reason: str, stats: CollectStats, tenant: str | None = None
+        self,
+        msg_id: str,
+        reason: str,
+        stats: CollectStats,
+        tenant: str | None = None,
+        source: str | None = None,
     ) -> None:
         stats.rejected[reason] += 1
         SAMPLES.labels(outcome=reason).inc()
@@ -152,7 +164,8 @@ class Collector:
             ("HINCRBY", keys.learning_rejections(), reason, 1),
             ("HINCRBY", keys.learning_state(), "rejected_total", 1),
         )
-        await self._count_for_tenant(tenant, "not_shared" if reason == NOT_SHARED else "rejected")
+        outcome = "not_shared" if reason == NOT_SHARED else "rejected"
+        await self._count_for_tenant(tenant, outcome, source)
         await self.redis.xack(keys.learning_stream(), keys.TRAINER_GROUP, msg_id)
 
     def _keep_preference(self, sample: LearningSample) -> None:
@@ -192,18 +205,18 @@ class Collector:
             return
         tenant = sample.tenant
         if not await self.shares_training(tenant):
-            await self._reject(msg_id, NOT_SHARED, stats, tenant)
+            await self._reject(msg_id, NOT_SHARED, stats, tenant, sample.source)
             return
         outcome = self.filter.check(sample)
         self._keep_preference(sample)  # a correction or a rating, whatever the SFT filter says
         if not isinstance(outcome, Accepted):
-            await self._reject(msg_id, outcome.reason, stats, tenant)
+            await self._reject(msg_id, outcome.reason, stats, tenant, sample.source)
             return
         if await self.redis.sismember(keys.learning_seen(), outcome.content_hash):
-            await self._reject(msg_id, "duplicate", stats, tenant)
+            await self._reject(msg_id, "duplicate", stats, tenant, sample.source)
             return
         if self.filter.near_duplicate(outcome):
-            await self._reject(msg_id, "near_duplicate", stats, tenant)
+            await self._reject(msg_id, "near_duplicate", stats, tenant, sample.source)
             return
         seq = int(await self.redis.hincrby(keys.learning_state(), "accepted_seq", 1))
         self.dataset.append(outcome, seq=seq)
@@ -213,7 +226,7 @@ class Collector:
             ("HINCRBY", keys.learning_state(), "accepted_total", 1),
             ("HINCRBY", keys.learning_state(), "secrets_scrubbed", outcome.secrets_scrubbed),
         )
-        await self._count_for_tenant(tenant, "accepted")
+        await self._count_for_tenant(tenant, "accepted", sample.source)
         await self.redis.xack(keys.learning_stream(), keys.TRAINER_GROUP, msg_id)
         stats.accepted += 1
         SAMPLES.labels(outcome="accepted").inc()

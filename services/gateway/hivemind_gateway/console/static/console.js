@@ -528,11 +528,31 @@
     return hints;
   }
 
+  /** "queued 0.4 s · train 61.2 s · …": how long a job spent in each stage it reached (the
+   * last one until its latest update). */
+  function stageTimes(job) {
+    var started = job.stage_started || {};
+    var names = Object.keys(started).sort(function (a, b) { return started[a] - started[b]; });
+    return names.map(function (name, i) {
+      var end = i + 1 < names.length ? started[names[i + 1]] : job.updated_at;
+      return name + " " + Math.max(0, end - started[name]).toFixed(1) + " s";
+    }).join(" · ");
+  }
+
   pages.learning = function () {
     function load() {
       api("GET", "/v1/learning/status").then(function (r) {
         if (!r.ok) return failed("learning status", r);
-        fill("samples", kv(r.data.samples));
+        var samples = Object.assign({}, r.data.samples);
+        var bySource = samples.by_source || {};
+        delete samples.by_source;
+        fill("samples", kv(samples));
+        fill("by-source", table([
+          { label: "Source", value: function (row) { return row.source; } },
+          { label: "Accepted", num: true, value: function (row) { return row.counts.accepted || 0; } },
+          { label: "Rejected", num: true, value: function (row) { return row.counts.rejected || 0; } },
+          { label: "Not shared", num: true, value: function (row) { return row.counts.not_shared || 0; } },
+        ], Object.keys(bySource).map(function (k) { return { source: k, counts: bySource[k] }; })));
         fill("orchestrator", kv(r.data.orchestrator));
         fill("jobs", table([
           { label: "Job", value: function (j) { return j.job_id; } },
@@ -543,6 +563,7 @@
           { label: "Took", num: true, value: function (j) {
             return j.created_at && j.updated_at ? (j.updated_at - j.created_at).toFixed(1) + " s" : "";
           } },
+          { label: "Stages", value: stageTimes },
           { label: "Error", value: function (j) { return j.error || ""; } },
         ], r.data.jobs));
         if (r.data.dead_letters !== undefined) {
