@@ -175,36 +175,45 @@ async def test_without_strong_durability_the_same_drill_loses_writes_answered_2x
     redis_sentinel: RedisSentinelSet, internal_token: str, data_dir: Path
 ) -> None:
     """The control: ``durability=available`` answers 2xx for writes only the dying primary
-    held, and the promoted replica lacks them (what strong mode exists to prevent)."""
-    redis_sentinel.ensure_whole()
-    redis_sentinel.flush()
-    victim = redis_sentinel.primary()
+    held, and the promoted replica lacks them (what strong mode exists to prevent).
 
-    def kill() -> int:
-        kill_process(victim)
-        return victim.port
+    Whether a 2xx write falls in the window between the replicas' pause and the kill is a race
+    (on a slow or busy machine the window can pass without one), so the control gets three runs
+    and needs a loss in one of them; every run must still answer only 2xx or retryable errors."""
+    losses: list[str] = []
+    for attempt in range(3):
+        redis_sentinel.ensure_whole()
+        redis_sentinel.flush()
+        victim = redis_sentinel.primary()
 
-    def recover() -> None:
-        wait_until(
-            lambda: redis_sentinel.primary().port != victim.port,
-            timeout=30,
-            what="the sentinels to promote a replica",
-        )
+        def kill(victim: RedisProcess = victim) -> int:
+            kill_process(victim)
+            return victim.port
 
-    try:
-        with _gateway(redis_sentinel.url, internal_token, data_dir, "available") as gw:
-            report = await _drill(
-                gw,
-                "sentinel",
-                kill,
-                recover,
-                _pauser(redis_sentinel.replicas, victim),
-                "_available",
+        def recover(victim: RedisProcess = victim) -> None:
+            wait_until(
+                lambda: redis_sentinel.primary().port != victim.port,
+                timeout=30,
+                what="the sentinels to promote a replica",
             )
-    finally:
-        redis_sentinel.heal()
-    assert report.unexpected == []
-    assert report.lost_after_2xx, "writes taken by the dying primary alone should be lost"
+
+        try:
+            with _gateway(redis_sentinel.url, internal_token, data_dir, "available") as gw:
+                report = await _drill(
+                    gw,
+                    "sentinel",
+                    kill,
+                    recover,
+                    _pauser(redis_sentinel.replicas, victim),
+                    f"_available_{attempt}",
+                )
+        finally:
+            redis_sentinel.heal()
+        assert report.unexpected == []
+        losses = report.lost_after_2xx
+        if losses:
+            break
+    assert losses, "writes taken by the dying primary alone should be lost (three runs)"
 
 
 def _replica_of(cluster: RedisClusterSet, primary: RedisProcess) -> RedisProcess:
