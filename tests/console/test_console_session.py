@@ -87,6 +87,13 @@ def test_a_wrong_key_or_a_form_from_another_site_signs_nobody_in(
             headers={"origin": "https://evil.example"},
         )
         assert forged.status_code == 403 and "set-cookie" not in forged.headers
+        # a sandboxed frame or data: page posts with an opaque origin and no referrer
+        opaque = http.post(
+            "/console/signin",
+            data={"api_key": console.key("acme", "read")},
+            headers={"origin": "null"},
+        )
+        assert opaque.status_code == 403 and "set-cookie" not in opaque.headers
         # pages need a session; a made-up cookie is no session
         page = http.get("/console/memory", headers={"cookie": f"{COOKIE}={'x' * 43}"})
         assert page.status_code == 303 and page.headers["location"] == "/console/signin"
@@ -99,7 +106,12 @@ def test_state_changing_calls_with_the_cookie_need_the_sessions_csrf_token(
 ) -> None:
     with signed_in(console, "acme", "write") as (client, csrf):
         assert client.get("/v1/facts").status_code == 200  # reading needs no token
-        for headers in ({}, {"x-csrf-token": "wrong"}, {"x-csrf-token": ""}):
+        for headers in (
+            {},
+            {"x-csrf-token": "wrong"},
+            {"x-csrf-token": ""},
+            {"x-csrf-token": b"\xff" * 43},  # not ASCII: a mismatch, never a 500
+        ):
             put = client.put("/v1/facts/k", json={"value": "v"}, headers=headers)
             assert put.status_code == 403, headers
             assert put.json()["type"].endswith("csrf_failed")

@@ -185,3 +185,16 @@ async def test_samples_are_counted_by_source_and_outcome_for_the_suite_and_each_
     assert acme == {"aider": {"accepted": 1}, "claude-code": {"accepted": 3, "rejected": 1}}
     globex = (await tenant_learning_status(redis_client, "globex"))["samples"]["by_source"]
     assert globex == {"aider": {"not_shared": 1}}
+
+
+async def test_source_labels_beyond_the_bound_count_as_other(
+    redis_client, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hivemind_common.job_records import learning_status
+
+    monkeypatch.setattr(keys, "LEARNING_SOURCES_MAX", 2)
+    for i, source in enumerate(["one", "two", "three", "one"]):
+        await add(redis_client, sample(i, source=source))
+    await collector(redis_client, data_dir).drain()
+    by_source = (await learning_status(redis_client))["samples"]["by_source"]
+    assert by_source == {"one": {"accepted": 2}, "two": {"accepted": 1}, "other": {"accepted": 1}}

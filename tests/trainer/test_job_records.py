@@ -59,3 +59,24 @@ async def test_each_stage_keeps_the_time_the_job_first_reached_it(redis_client) 
     assert rec.stage_started["train"] == first["train"]
     assert rec.stage_started["queued"] <= rec.stage_started["train"] <= rec.stage_started["export"]
     assert rec.public()["stage_started"] == rec.stage_started
+
+
+async def test_a_stage_update_stays_a_replayable_transaction(redis_client) -> None:
+    """Only idempotent commands (HSET, EXPIRE), so a cut-off update can be retried safely."""
+    from hivemind_common.redis import policy
+
+    sent: list[tuple[str, ...]] = []
+    real = redis_client.transaction
+
+    async def spy(*commands: tuple[str, ...], **kw: object):  # type: ignore[no-untyped-def]
+        sent.extend(commands)
+        return await real(*commands, **kw)
+
+    await create_job(redis_client, "j10")
+    redis_client.transaction = spy
+    try:
+        await update_job(redis_client, "j10", status="running", stage="train")
+    finally:
+        del redis_client.transaction
+    assert [c[0] for c in sent] == ["HSET", "EXPIRE"]
+    assert all(policy.is_idempotent(policy.raw_name(c), c[1:], raw=True) for c in sent)

@@ -147,22 +147,21 @@ async def update_job(
     changes: dict[str, str] = {"updated_at": now}
     if status is not None:
         changes["status"] = status
-    first_entry: tuple[str, ...] = ()
     if stage is not None:
         changes["stage"] = stage
-        # the first time the job reaches a stage (a retried step keeps the first time)
-        first_entry = ("HSETNX", keys.job(job_id), f"stage_at:{stage}", now)
+        # the first time the job reaches a stage (a retried step keeps the first time); a plain
+        # HSET decided here, since HSETNX would make the transaction unsafe to replay
+        if stage not in (current.stage_started or {}):
+            changes[f"stage_at:{stage}"] = now
     if version is not None:
         changes["version"] = version
     if error is not None:
         changes["error"] = error[:2000]
-    commands: list[tuple[str, ...]] = [
+    await redis.transaction(
         ("HSET", keys.job(job_id), *[x for kv in changes.items() for x in kv]),
-    ]
-    if first_entry:
-        commands.append(first_entry)
-    commands.append(("EXPIRE", keys.job(job_id), keys.JOB_TTL_S))
-    await redis.transaction(*commands, durable=True)
+        ("EXPIRE", keys.job(job_id), keys.JOB_TTL_S),
+        durable=True,
+    )
     return await get_job(redis, job_id)
 
 

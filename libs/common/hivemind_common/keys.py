@@ -41,6 +41,9 @@ JOBS_STREAM_MAXLEN = 10_000
 AUDIT_MAXLEN = 100_000  # audit trail of admin and operator actions (approximate trim)
 JOBS_INDEX_MAX = 1_000  # job records listed in the jobs index (older ones expire by JOB_TTL_S)
 DEAD_LETTERS_MAX = 200  # jobs given up on, newest first
+# fields of a samples-by-source counter (source x outcome); a source label beyond it counts as
+# "other", so a client cannot grow the suite-wide hash without bound by inventing labels
+LEARNING_SOURCES_MAX = 192
 KEY_REVOCATIONS_MAXLEN = 1_000  # revoked key ids, tailed by every gateway's key cache
 
 # --- consumer groups --------------------------------------------------------------------------

@@ -55,10 +55,11 @@ def _render(
 def _same_origin(request: Request) -> None:
     """A form post must come from a console page of this gateway (a login-CSRF guard)."""
     origin = request.headers.get("origin")
-    if origin is None or origin == "null":
+    if origin is None:
         origin = request.headers.get("referer")
         if origin is None:
             return  # a client that sends neither is not a browser on another site
+    # an opaque origin ("null": a sandboxed frame, a data: page) is another site, never ours
     parts = urlsplit(origin)
     if (parts.scheme, parts.netloc) != (request.url.scheme, request.url.netloc):
         raise Forbidden("a console form must be posted from the console itself")

@@ -37,7 +37,10 @@ class ConsoleSession:
     expires_at: float
 
     def csrf_matches(self, presented: str | None) -> bool:
-        return bool(presented) and hmac.compare_digest(presented or "", self.csrf_token)
+        if not presented:
+            return False
+        # bytes: compare_digest refuses non-ASCII str, and any header value may be non-ASCII
+        return hmac.compare_digest(presented.encode(), self.csrf_token.encode())
 
 
 class ConsoleSessions:

@@ -143,12 +143,25 @@ class Collector:
         self, tenant: str | None, outcome: str, source: str | None = None
     ) -> None:
         if source is not None:  # the suite's samples by source and outcome
-            await self.redis.hincrby(keys.learning_sources(), f"{source}:{outcome}", 1)
+            suite = keys.learning_sources()
+            field = await self._source_field(suite, f"{source}:{outcome}", f"other:{outcome}")
+            await self.redis.hincrby(suite, field, 1)
         if tenant is not None:  # the tenant's own view of what happened to its samples
             counts = keys.tenant_learning_counts(tenant)
             await self.redis.hincrby(counts, outcome, 1)
             if source is not None:
-                await self.redis.hincrby(counts, f"source:{source}:{outcome}", 1)
+                field = await self._source_field(
+                    counts, f"source:{source}:{outcome}", f"source:other:{outcome}"
+                )
+                await self.redis.hincrby(counts, field, 1)
+
+    async def _source_field(self, counter: str, field: str, other: str) -> str:
+        """``field`` while the counter has room for it (or already has it), else ``other``."""
+        if await self.redis.hexists(counter, field):
+            return field
+        if int(await self.redis.hlen(counter)) < keys.LEARNING_SOURCES_MAX:
+            return field
+        return other
 
     async def _reject(
         self,
