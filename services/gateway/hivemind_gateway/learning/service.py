@@ -33,11 +33,19 @@ async def submit_sample(
             "today (the gateway's HIVEMIND_LEARNING_MB_PER_TENANT_DAY)",
             retry_after=wait,
         )
-    await redis.xadd(
-        keys.learning_stream(),
-        fields,
-        maxlen=keys.LEARNING_STREAM_MAXLEN,
-        approximate=True,
+    # a durable write: in strong mode an entry no replica acknowledged is a retryable 503, never
+    # a 2xx (a client's retry may queue it twice; the collector drops the duplicate by content)
+    await redis.transaction(
+        (
+            "XADD",
+            keys.learning_stream(),
+            "MAXLEN",
+            "~",
+            keys.LEARNING_STREAM_MAXLEN,
+            "*",
+            *[x for kv in fields.items() for x in kv],
+        ),
+        durable=True,
     )
     return sample.id
 
