@@ -33,9 +33,8 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
-from bench.bench_embedding import base_env, service_process  # noqa: E402
 from bench.bench_inference import make_key  # noqa: E402
-from support.redis_servers import start_redis  # noqa: E402
+from bench.bench_memory_api import memory_stack  # noqa: E402
 
 EVAL = REPO / "tests" / "data" / "docs_eval.json"
 PATHS = ["docs", "README.md", "services"]
@@ -153,43 +152,30 @@ def evaluate(url: str, key: str, root: Path) -> dict[str, Any]:
 def main(out_dir: Path) -> dict[str, Any]:
     token = secrets.token_hex(16)
     result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = start_redis(Path(tmp) / "redis")
-        try:
-            env = base_env(Path(tmp), token)
-            with service_process("hivemind_embedding", env) as emb_url:
-                gw_env = {
-                    **env,
-                    "HIVEMIND_REDIS_URL": redis.url,
-                    "HIVEMIND_EMBEDDING_URL": emb_url,
-                    "HIVEMIND_INFERENCE_URL": "http://127.0.0.1:9",
-                    "HIVEMIND_TRAINER_URL": "http://127.0.0.1:9",
-                }
-                with service_process("hivemind_gateway", gw_env) as gw_url:
-                    key = make_key(redis.url)
-                    root = snapshot(Path(tmp) / "tree")
-                    load_before = os.getloadavg()
-                    first_s, first = run_ingest(gw_url, key, root)
-                    second_s, second = run_ingest(gw_url, key, root)
-                    embedded = int(re.search(r"(\d+) chunks embedded", first).group(1))  # type: ignore[union-attr]
-                    again = int(re.search(r"(\d+) chunks embedded", second).group(1))  # type: ignore[union-attr]
-                    result["ingest"] = {
-                        "paths": PATHS,
-                        "seconds": round(first_s, 1),
-                        "chunks_embedded": embedded,
-                        "chunks_per_s": round(embedded / first_s, 1),
-                        "summary": first,
-                        "load_average_before": load_before,
-                        "load_average_after": os.getloadavg(),
-                    }
-                    result["second_run"] = {
-                        "seconds": round(second_s, 1),
-                        "chunks_embedded": again,
-                        "summary": second,
-                    }
-                    result["eval"] = evaluate(gw_url, key, root)
-        finally:
-            redis.stop()
+    with tempfile.TemporaryDirectory() as tmp, memory_stack(Path(tmp), token) as stack:
+        gw_url = stack.gateway_url
+        key = make_key(stack.redis_url)
+        root = snapshot(Path(tmp) / "tree")
+        load_before = os.getloadavg()
+        first_s, first = run_ingest(gw_url, key, root)
+        second_s, second = run_ingest(gw_url, key, root)
+        embedded = int(re.search(r"(\d+) chunks embedded", first).group(1))  # type: ignore[union-attr]
+        again = int(re.search(r"(\d+) chunks embedded", second).group(1))  # type: ignore[union-attr]
+        result["ingest"] = {
+            "paths": PATHS,
+            "seconds": round(first_s, 1),
+            "chunks_embedded": embedded,
+            "chunks_per_s": round(embedded / first_s, 1),
+            "summary": first,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+        }
+        result["second_run"] = {
+            "seconds": round(second_s, 1),
+            "chunks_embedded": again,
+            "summary": second,
+        }
+        result["eval"] = evaluate(gw_url, key, root)
     result["note"] = "gateway, embedding, redis and the CLI share the machine's 2 busy cores"
     (out_dir / "docs_ingest.json").write_text(json.dumps(result, indent=2))
     return {

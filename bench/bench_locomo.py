@@ -39,9 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:  # reuse the fixtures' redis-server starter
     sys.path.insert(0, str(REPO / "tests"))
 
-from bench.bench_embedding import base_env, latency_summary, service_process  # noqa: E402
+from bench.bench_embedding import latency_summary  # noqa: E402
+from bench.bench_memory_api import memory_stack  # noqa: E402
 from bench.locomo_data import DEFAULT_DIR, Conversation, Recall, load  # noqa: E402
-from support.redis_servers import start_redis  # noqa: E402
 
 STORE_CONCURRENCY = 8
 BATCH = 200
@@ -351,31 +351,16 @@ def main(out_dir: Path) -> dict[str, Any]:
     token = secrets.token_hex(16)
     result: dict[str, Any] = {"load_average_before": os.getloadavg()}
     result["in_process_10k"] = in_process(conversations)
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = start_redis(Path(tmp) / "redis")
-        try:
-            env = base_env(Path(tmp), token)
-            with service_process("hivemind_embedding", env) as emb_url:
-                gw_env = {
-                    **env,
-                    "HIVEMIND_REDIS_URL": redis.url,
-                    "HIVEMIND_EMBEDDING_URL": emb_url,
-                    "HIVEMIND_INFERENCE_URL": "http://127.0.0.1:9",
-                    "HIVEMIND_TRAINER_URL": "http://127.0.0.1:9",
-                }
-                with service_process("hivemind_gateway", gw_env) as gw_url:
-                    tenants = [c.name for c in conversations] + ["locomoscale"]
-                    keys = make_keys(redis.url, tenants)
-                    result["api"] = asyncio.run(_through_api(gw_url, keys, conversations))
-                    _write(out_dir, result)
-                    result["references"] = references(emb_url, token, conversations)
-                    _write(out_dir, result)
-                    if os.environ.get("HIVEMIND_BENCH_SKIP_SCALE") != "1":
-                        result["at_10k"] = asyncio.run(
-                            _at_scale(gw_url, keys["locomoscale"], conversations)
-                        )
-        finally:
-            redis.stop()
+    with tempfile.TemporaryDirectory() as tmp, memory_stack(Path(tmp), token) as stack:
+        gw_url, emb_url = stack.gateway_url, stack.embedding_url
+        tenants = [c.name for c in conversations] + ["locomoscale"]
+        keys = make_keys(stack.redis_url, tenants)
+        result["api"] = asyncio.run(_through_api(gw_url, keys, conversations))
+        _write(out_dir, result)
+        result["references"] = references(emb_url, token, conversations)
+        _write(out_dir, result)
+        if os.environ.get("HIVEMIND_BENCH_SKIP_SCALE") != "1":
+            result["at_10k"] = asyncio.run(_at_scale(gw_url, keys["locomoscale"], conversations))
     result["questions"] = sum(len(c.questions) for c in conversations)
     result["load_average_after"] = os.getloadavg()
     result["note"] = "gateway, embedding, redis and the load generator share 2 busy cores"

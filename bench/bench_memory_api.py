@@ -17,7 +17,9 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -112,25 +114,39 @@ async def _run(url: str, key: str) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class MemoryStack:
+    redis_url: str
+    embedding_url: str
+    gateway_url: str
+
+
+@contextmanager
+def memory_stack(data_dir: Path, token: str) -> Iterator[MemoryStack]:
+    """A Redis, the embedding service and a gateway in front of them (no inference or trainer),
+    each its own process, until the block ends: what the memory benches measure through."""
+    redis = start_redis(data_dir / "redis")
+    try:
+        env = base_env(data_dir, token)
+        with service_process("hivemind_embedding", env) as emb_url:
+            gw_env = {
+                **env,
+                "HIVEMIND_REDIS_URL": redis.url,
+                "HIVEMIND_EMBEDDING_URL": emb_url,
+                "HIVEMIND_INFERENCE_URL": "http://127.0.0.1:9",
+                "HIVEMIND_TRAINER_URL": "http://127.0.0.1:9",
+            }
+            with service_process("hivemind_gateway", gw_env) as gw_url:
+                yield MemoryStack(redis.url, emb_url, gw_url)
+    finally:
+        redis.stop()
+
+
 def main(out_dir: Path) -> dict[str, Any]:
     token = secrets.token_hex(16)
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = start_redis(Path(tmp) / "redis")
-        try:
-            env = base_env(Path(tmp), token)
-            with service_process("hivemind_embedding", env) as emb_url:
-                gw_env = {
-                    **env,
-                    "HIVEMIND_REDIS_URL": redis.url,
-                    "HIVEMIND_EMBEDDING_URL": emb_url,
-                    "HIVEMIND_INFERENCE_URL": "http://127.0.0.1:9",
-                    "HIVEMIND_TRAINER_URL": "http://127.0.0.1:9",
-                }
-                with service_process("hivemind_gateway", gw_env) as gw_url:
-                    key = make_key(redis.url)
-                    result: dict[str, Any] = asyncio.run(_run(gw_url, key))
-        finally:
-            redis.stop()
+    with tempfile.TemporaryDirectory() as tmp, memory_stack(Path(tmp), token) as stack:
+        key = make_key(stack.redis_url)
+        result: dict[str, Any] = asyncio.run(_run(stack.gateway_url, key))
     result["clients"] = CLIENTS
     result["load_average"] = os.getloadavg()
     result["note"] = "gateway, embedding, redis and the load generator share 2 busy cores"
