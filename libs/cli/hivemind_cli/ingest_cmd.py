@@ -1,12 +1,13 @@
 """``hivemind ingest PATH...``: put a project's docs and code into the reference library.
 
 Walks files and directories, honours ``.gitignore`` files (and skips ``.git``), skips binaries
-and files over a size limit, and sends only files whose content hash differs from the one the
-gateway holds for the same source (so a second run on an unchanged tree sends, chunks and embeds
-nothing). ``--prune`` deletes the collection's documents under the given paths whose files are
-gone. A progress bar counts files, chunks and tokens; a summary follows. The gateway comes from
-``--gateway-url``, ``HIVEMIND_GATEWAY_URL`` or the hosts registry; the key from
-``HIVEMIND_API_KEY`` (a write key of the tenant). Uses :mod:`hivemind_client`.
+and files over a size limit, reads PDF and HTML files as Markdown (:mod:`hivemind_cli.extract`),
+and sends only files whose content hash differs from the one the gateway holds for the same
+source (so a second run on an unchanged tree sends, chunks and embeds nothing). ``--prune``
+deletes the collection's documents under the given paths whose files are gone. A progress bar
+counts files, chunks and tokens; a summary follows. The gateway comes from ``--gateway-url``,
+``HIVEMIND_GATEWAY_URL`` or the hosts registry; the key from ``HIVEMIND_API_KEY`` (a write key
+of the tenant). Uses :mod:`hivemind_client`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pathspec
 import typer
 from hivemind_client import Client, DocInput, HivemindError
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from hivemind_cli.extract import extractor_for
 
 MAX_BYTES = 1024 * 1024
 BATCH_DOCS = 32
@@ -161,6 +165,20 @@ def read_text(file: Path) -> str | None:
     return text.removeprefix("\ufeff")
 
 
+def read_document(file: Path) -> tuple[str | None, Literal["markdown"] | None, str]:
+    """(text, declared type, why skipped): a PDF or HTML file as Markdown
+    (:mod:`hivemind_cli.extract`), any other file as its text, or None when binary or
+    unreadable."""
+    extract = extractor_for(file)
+    if extract is None:
+        return read_text(file), None, "binary"
+    try:
+        data = file.read_bytes()
+    except OSError:
+        return None, None, "unreadable"
+    return extract(data), "markdown", "unreadable"
+
+
 def _under(source: str, roots: list[str]) -> bool:
     return any(
         r in ("", ".") or source == r or source.startswith(r.rstrip("/") + "/") for r in roots
@@ -263,9 +281,9 @@ def ingest(
                     size = 0
 
                 for source, file in walked.files.items():
-                    text = read_text(file)
+                    text, doc_type, why = read_document(file)
                     if text is None:
-                        walked.skip("binary")
+                        walked.skip(why)
                         bar.update(task, advance=1)
                         continue
                     digest = hashlib.sha256(text.encode()).hexdigest()
@@ -273,7 +291,7 @@ def ingest(
                         unchanged += 1
                         bar.update(task, advance=1)
                         continue
-                    batch.append(DocInput(source=source, text=text))
+                    batch.append(DocInput(source=source, text=text, type=doc_type))
                     size += len(text.encode())
                     if len(batch) >= BATCH_DOCS or size >= BATCH_BYTES:
                         flush()
