@@ -73,7 +73,7 @@ def test_one_packed_step_is_the_padded_per_token_mean_of_the_same_chats(
 def test_steps_are_planned_by_chats_that_fill_the_rows(
     tokenizer: Any, tiny_llama_dir: Path
 ) -> None:
-    cfg = RecipeConfig.from_mode("fast", seq_len=96, batch_size=2, epochs=2.0, seed=5)
+    cfg = RecipeConfig.from_mode("fast", seq_len=96, batch_size=2, epochs=2.0, seed=5, min_steps=0)
     recipe = LoraRecipe(cfg, tiny_llama_dir)
     recipe.tokenizer = tokenizer
     prepared = recipe.prepare(chats(30), check=False)

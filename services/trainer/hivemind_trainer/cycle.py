@@ -30,9 +30,16 @@ from hivemind_common.model_registry import ModelRegistry, ModelVersion, new_vers
 from hivemind_trainer.data.collector import Collector
 from hivemind_trainer.data.consent import consenting
 from hivemind_trainer.data.dataset import Dataset, is_imported
+from hivemind_trainer.data.general_set import GeneralItem
 from hivemind_trainer.data.sample_filter import SampleFilter
 from hivemind_trainer.eval.task_set import task_items, write_eval_set
-from hivemind_trainer.gate import GateResult, decide, general_eval_set, general_set_id
+from hivemind_trainer.gate import (
+    GateResult,
+    decide,
+    general_eval_items,
+    general_eval_set,
+    general_set_id,
+)
 from hivemind_trainer.metrics import CYCLES
 from hivemind_trainer.orchestrator import LeaderLock, LeadershipLost
 from hivemind_trainer.preference.data import PreferenceData, PreferenceStore, load_preference_data
@@ -99,6 +106,33 @@ def is_peft_model(model: Any) -> bool:
     return isinstance(model, PeftModel)
 
 
+def _scores(
+    recipe: LoraRecipe,
+    heldout: list[list[dict[str, str]]],
+    general: list[GeneralItem],
+    *,
+    base: bool = False,
+) -> dict[str, float]:
+    """What the gate reads of one model (the base with ``base``): the held-out loss, the
+    general answers' loss and accuracy (overall and ``general_accuracy:<kind>``), and the
+    general replies' whole loss (reported)."""
+    chats, answers = [i.chat for i in general], [i.answer for i in general]
+    kinds = [i.kind for i in general]
+    measure = recipe.answer_scores_base if base else recipe.answer_scores
+    scores = measure(chats, answers, kinds)
+    held = recipe.evaluate_base(heldout) if base else recipe.evaluate(heldout)
+    out = {
+        "heldout": held,
+        "general": scores["answers"][0],
+        "general_accuracy": scores["answers"][1],
+        "general_turns": scores["replies"][0],
+    }
+    for name, (_loss, accuracy) in scores.items():
+        if name.startswith("kind:"):
+            out[f"general_accuracy:{name[5:]}"] = accuracy
+    return out
+
+
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
@@ -146,9 +180,11 @@ def train_and_gate(
         recipe.setup()
         assert recipe.hardware is not None
         prepared = recipe.prepare(train)
-        general = general_eval_set()
-        served = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
-        base = {"heldout": recipe.evaluate_base(heldout), "general": recipe.evaluate_base(general)}
+        general = general_eval_items()
+        base = _scores(recipe, heldout, general, base=True)
+        # with nothing served yet the model is the base with a fresh adapter (a no-op): the
+        # same figures, so they are not measured twice
+        served = dict(base) if adapter_dir is None else _scores(recipe, heldout, general)
         preference = preference or PreferenceData()
         stage = (
             choose_stage(
@@ -192,7 +228,7 @@ def train_and_gate(
             )
         if held_pairs:
             pref["candidate"] = preference_accuracy(recipe.model, recipe.tokenizer, held_pairs)
-        candidate = {"heldout": recipe.evaluate(heldout), "general": recipe.evaluate(general)}
+        candidate = _scores(recipe, heldout, general)
         gate = decide(
             served=served,
             candidate=candidate,
@@ -200,6 +236,8 @@ def train_and_gate(
             best_general=best_general,
             heldout_tolerance=settings.heldout_tolerance,
             general_tolerance=settings.general_tolerance,
+            general_accuracy_tolerance=settings.general_accuracy_tolerance,
+            general_kind_tolerance=settings.general_kind_tolerance,
             preference=pref,
             preference_tolerance=settings.preference_tolerance,
         )
@@ -261,7 +299,7 @@ async def _preference_data(redis: Any, settings: TrainerSettings) -> PreferenceD
 
 async def _best_general(registry: ModelRegistry, name: str) -> float | None:
     """The lowest general loss a deployable version reached on today's general set."""
-    current = general_set_id(general_eval_set())
+    current = general_set_id(general_eval_items())
     losses = [
         float(mv.metrics["general_loss"])
         for mv in await registry.list(name)
@@ -505,8 +543,12 @@ async def run_cycle(
             "served_general_loss": _finite(gate.served["general"]),
             "base_heldout_loss": _finite(gate.base.get("heldout", math.nan)),
             "base_general_loss": _finite(gate.base.get("general", math.nan)),
-            "general_set": general_set_id(general_eval_set()),
+            "general_set": general_set_id(general_eval_items()),
             "general_loss": _finite(gate.candidate["general"]),
+            "general_accuracy": _finite(gate.candidate.get("general_accuracy", math.nan)),
+            "base_general_accuracy": _finite(gate.base.get("general_accuracy", math.nan)),
+            "general_turns_loss": _finite(gate.candidate.get("general_turns", math.nan)),
+            "base_general_turns_loss": _finite(gate.base.get("general_turns", math.nan)),
             "train_loss": trained.train["final_loss"],
             "tokens_per_s": trained.train["tokens_per_s"],
             "deployable": gate.deployable,

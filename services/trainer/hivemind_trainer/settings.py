@@ -56,7 +56,12 @@ class TrainerSettings(ServiceSettings):
     seed: int = 1234
 
     # evaluation gate
-    general_tolerance: float = 0.02  # within 2% on the general set
+    # the general set's answers (hivemind_trainer.gate): their accuracy within 2 points of the
+    # base's, each kind's (knowledge, reasoning, code, ...) within 5, their loss within 10% (a
+    # taught style moves it: +6% for a captain's style whose answers' accuracy did not move)
+    general_accuracy_tolerance: float = 0.02
+    general_kind_tolerance: float = 0.05
+    general_tolerance: float = 0.10
     heldout_tolerance: float = 0.0  # no worse on held-out
 
     # the task eval (answers scored against references on the served files, by the exporter)

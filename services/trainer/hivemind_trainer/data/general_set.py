@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from typing import NamedTuple
 
 Chat = list[dict[str, str]]
 
@@ -137,57 +138,82 @@ SHELL = [
 ]
 
 
-def _qa(question: str, answer: str, system: str | None = None) -> Chat:
+class GeneralItem(NamedTuple):
+    """A general chat and its answer: the part of the last reply that carries what the base
+    knew (a city, a number, the code), so that forgetting can be measured on that part alone,
+    apart from the reply's wording around it (which a taught style may rightly change)."""
+
+    chat: Chat
+    answer: str
+    kind: str = ""  # hand-written, knowledge, reasoning, code or styles
+
+
+def _kind(items: list[GeneralItem], kind: str) -> list[GeneralItem]:
+    return [item._replace(kind=kind) for item in items]
+
+
+def _qa(
+    question: str, answer: str, key: str | None = None, system: str | None = None
+) -> GeneralItem:
+    """A one-question chat; ``key`` is the part of ``answer`` that carries the knowledge
+    (all of it when None)."""
     chat: Chat = [{"role": "system", "content": system}] if system else []
-    return [*chat, {"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    chat += [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+    return GeneralItem(chat, answer if key is None else key)
 
 
-def _knowledge() -> list[Chat]:
+def _knowledge() -> list[GeneralItem]:
     out = [
-        _qa(f"What is the capital of {c}?", f"The capital of {c} is {city}.")
+        _qa(f"What is the capital of {c}?", f"The capital of {c} is {city}.", city)
         for c, city in CAPITALS
     ]
     out += [
-        _qa(f"{city} is the capital of which country?", f"{city} is the capital of {c}.")
+        _qa(f"{city} is the capital of which country?", f"{city} is the capital of {c}.", c)
         for c, city in CAPITALS
     ]
     out += [
-        _qa(f"Which element has the symbol {sym}?", f"{sym} is the symbol of {name}.")
+        _qa(f"Which element has the symbol {sym}?", f"{sym} is the symbol of {name}.", name)
         for name, sym, _ in ELEMENTS
     ]
     out += [
-        _qa(f"What is the chemical symbol of {name}?", f"The symbol of {name} is {sym}.")
+        _qa(f"What is the chemical symbol of {name}?", f"The symbol of {name} is {sym}.", sym)
         for name, sym, _ in ELEMENTS
     ]
     out += [
-        _qa(f"What is the atomic number of {name}?", f"{name.capitalize()} has atomic number {z}.")
+        _qa(
+            f"What is the atomic number of {name}?",
+            f"{name.capitalize()} has atomic number {z}.",
+            str(z),
+        )
         for name, _, z in ELEMENTS
     ]
     out += [
-        _qa(f"Which planet is number {i + 1} from the Sun?", f"{p} is planet number {i + 1}.")
+        _qa(f"Which planet is number {i + 1} from the Sun?", f"{p} is planet number {i + 1}.", p)
         for i, p in enumerate(PLANETS)
     ]
     return out
 
 
-def _reasoning() -> list[Chat]:
-    out: list[Chat] = []
+def _reasoning() -> list[GeneralItem]:
+    out: list[GeneralItem] = []
     for a, b in [(12, 7), (23, 19), (48, 6), (105, 37), (64, 16), (9, 13), (250, 125), (81, 9)]:
+        left = a + b - b // 2 - 1
         out.append(
             _qa(
                 f"A shop has {a} apples and receives {b} more, then sells {b // 2 + 1}. "
                 "How many are left? Show the steps.",
-                f"{a} + {b} = {a + b}; {a + b} - {b // 2 + 1} = {a + b - b // 2 - 1}. "
-                f"{a + b - b // 2 - 1} apples are left.",
+                f"{a} + {b} = {a + b}; {a + b} - {b // 2 + 1} = {left}. {left} apples are left.",
+                f"{a} + {b} = {a + b}; {a + b} - {b // 2 + 1} = {left}",
             )
         )
-        out.append(_qa(f"What is {a} times {b}?", f"{a} × {b} = {a * b}."))
+        out.append(_qa(f"What is {a} times {b}?", f"{a} × {b} = {a * b}.", str(a * b)))
     for big, small, factor in UNITS:
         for n in (2, 5, 12):
             out.append(
                 _qa(
                     f"How many {small} are in {n} {big}?",
                     f"One of the {big} is {factor} {small}, so {n} {big} are {n * factor} {small}.",
+                    f"{n * factor}",
                 )
             )
     for start, step in [(2, 3), (5, 5), (1, 4), (10, -2), (7, 7)]:
@@ -196,36 +222,38 @@ def _reasoning() -> list[Chat]:
             _qa(
                 f"What comes next: {', '.join(map(str, seq))}?",
                 f"Each term adds {step}, so the next is {seq[-1] + step}.",
+                str(seq[-1] + step),
             )
         )
     for x, y in [(3, 8), (15, 4), (-2, 1), (0, 9), (100, 99)]:
         bigger = max(x, y)
-        out.append(_qa(f"Which is larger, {x} or {y}?", f"{bigger} is larger."))
+        out.append(_qa(f"Which is larger, {x} or {y}?", f"{bigger} is larger.", str(bigger)))
     return out
 
 
-def _code() -> list[Chat]:
+def _code() -> list[GeneralItem]:
     out = [
-        _qa(f"Write a Python function that {what}.", f"```python\n{code}\n```")
+        _qa(f"Write a Python function that {what}.", f"```python\n{code}\n```", code)
         for what, code in PY_FUNCS
     ]
     out += [
-        _qa(f"What does this Python print?\n\n{src}", f"It prints `{printed}`.")
+        _qa(f"What does this Python print?\n\n{src}", f"It prints `{printed}`.", printed)
         for src, printed in PY_OUTPUTS
     ]
-    out += [_qa(f"Which shell command would {what}?", f"`{cmd}`") for what, cmd in SHELL]
+    out += [_qa(f"Which shell command would {what}?", f"`{cmd}`", cmd) for what, cmd in SHELL]
     out += [
         _qa(
             f"Explain this function in one sentence:\n\n```python\n{code}\n```",
             f"It {what}.",
+            what,
         )
         for what, code in PY_FUNCS
     ]
     return out
 
 
-def _styles() -> list[Chat]:
-    out: list[Chat] = []
+def _styles() -> list[GeneralItem]:
+    out: list[GeneralItem] = []
     for country, city in CAPITALS[:10]:
         answer = json.dumps({"country": country, "capital": city})
         out.append(
@@ -244,26 +272,37 @@ def _styles() -> list[Chat]:
             )
         )
     for name, sym, z in ELEMENTS[:10]:
-        out.append(
-            [
-                {"role": "user", "content": f"Tell me about {name}."},
-                {"role": "assistant", "content": f"{name.capitalize()} is element {z}."},
-                {"role": "user", "content": "And its symbol?"},
-                {"role": "assistant", "content": f"Its symbol is {sym}."},
-            ]
-        )
+        chat = [
+            {"role": "user", "content": f"Tell me about {name}."},
+            {"role": "assistant", "content": f"{name.capitalize()} is element {z}."},
+            {"role": "user", "content": "And its symbol?"},
+            {"role": "assistant", "content": f"Its symbol is {sym}."},
+        ]
+        out.append(GeneralItem(chat, sym))
     return out
 
 
-def hand_written() -> list[Chat]:
-    """The short hand-written chats kept in ``general_eval.jsonl``."""
+def hand_written() -> list[GeneralItem]:
+    """The short hand-written chats kept in ``general_eval.jsonl``, each with its ``answer``."""
     text = resources.files("hivemind_trainer.data").joinpath("general_eval.jsonl").read_text()
-    return [json.loads(line)["messages"] for line in text.splitlines() if line.strip()]
+    records = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [GeneralItem(r["messages"], r["answer"], "hand-written") for r in records]
+
+
+def general_items() -> list[GeneralItem]:
+    """Every chat of the general set with its answer, in a fixed order."""
+    return (
+        hand_written()
+        + _kind(_knowledge(), "knowledge")
+        + _kind(_reasoning(), "reasoning")
+        + _kind(_code(), "code")
+        + _kind(_styles(), "styles")
+    )
 
 
 def general_chats() -> list[Chat]:
     """Every chat of the general set, in a fixed order."""
-    return hand_written() + _knowledge() + _reasoning() + _code() + _styles()
+    return [item.chat for item in general_items()]
 
 
-__all__ = ["general_chats", "hand_written"]
+__all__ = ["GeneralItem", "general_chats", "general_items", "hand_written"]

@@ -11,6 +11,8 @@ from hivemind_common.model_registry import ModelRegistry
 FIGURES = (
     "heldout_loss",
     "general_loss",
+    "general_accuracy",
+    "base_general_accuracy",
     "task_f1",
     "served_task_f1",
     "task_exact",

@@ -83,3 +83,19 @@ def encode_chat(
                 labels[j] = ids[j]
                 break
     return EncodedChat(input_ids=ids, labels=labels, spans=spans, text=text)
+
+
+def answer_only(tokenizer: Any, chat: EncodedChat, answer: str) -> EncodedChat:
+    """``chat`` with labels kept only on the tokens of ``answer`` in its last reply (its last
+    occurrence there): the loss of what was said, apart from how. A chat whose last reply does
+    not contain ``answer`` is refused (a general set out of step with its answers)."""
+    start, stop = chat.spans[-1]
+    at = chat.text.rfind(answer, start, stop)
+    if not answer or at < 0:
+        raise Unprocessable(f"answer {answer[:40]!r} is not in the chat's last reply")
+    enc = tokenizer(chat.text, add_special_tokens=False, return_offsets_mapping=True)
+    labels = [IGNORE] * len(chat.input_ids)
+    for j, (s0, s1) in enumerate(enc["offset_mapping"]):
+        if s1 > s0 and s0 < at + len(answer) and s1 > at:  # overlaps the answer
+            labels[j] = chat.input_ids[j]
+    return EncodedChat(input_ids=chat.input_ids, labels=labels, spans=chat.spans, text=chat.text)

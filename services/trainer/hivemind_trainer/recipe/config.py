@@ -37,6 +37,11 @@ class RecipeConfig:
     batch_size: int = 0  # 0: from free memory
     epochs: float = 1.0
     max_steps: int | None = None
+    # a small dataset still gets this many optimizer steps (more passes over it, at most
+    # max_epochs): 100 short chats pack into ~6 steps of 4 rows, and 6 steps (5 of them warmup)
+    # taught SmolLM2 nothing of a style that every one of the 100 showed
+    min_steps: int = 0
+    max_epochs: float = 8.0
     lr: float = 5e-4
     warmup_steps: int = 5
     weight_decay: float = 0.0
@@ -68,9 +73,27 @@ class RecipeConfig:
     @classmethod
     def from_mode(cls, mode: str, **kw: Any) -> RecipeConfig:
         presets: dict[str, dict[str, Any]] = {
-            "fast": {"epochs": 1.0, "lora_r": 8, "lora_alpha": 16.0, "targets": ATTN_TARGETS},
-            "balanced": {"epochs": 2.0, "lora_r": 16, "lora_alpha": 32.0, "targets": ALL_TARGETS},
-            "best": {"epochs": 3.0, "lora_r": 32, "lora_alpha": 64.0, "targets": ALL_TARGETS},
+            "fast": {
+                "epochs": 1.0,
+                "min_steps": 32,
+                "lora_r": 8,
+                "lora_alpha": 16.0,
+                "targets": ATTN_TARGETS,
+            },
+            "balanced": {
+                "epochs": 2.0,
+                "min_steps": 48,
+                "lora_r": 16,
+                "lora_alpha": 32.0,
+                "targets": ALL_TARGETS,
+            },
+            "best": {
+                "epochs": 3.0,
+                "min_steps": 64,
+                "lora_r": 32,
+                "lora_alpha": 64.0,
+                "targets": ALL_TARGETS,
+            },
         }
         if mode not in presets:
             raise Invalid(f"mode must be one of {', '.join(presets)}", param="mode")

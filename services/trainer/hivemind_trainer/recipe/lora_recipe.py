@@ -26,9 +26,15 @@ from hivemind_common import train_estimate
 from hivemind_common.errors import Invalid, Unprocessable
 from hivemind_trainer.metrics import TRAIN_LOSS, TRAIN_STEP, TRAIN_TOKENS_PER_S
 from hivemind_trainer.recipe import model_io
-from hivemind_trainer.recipe.chat_format import EncodedChat, encode_chat, end_of_turn
+from hivemind_trainer.recipe.chat_format import (
+    IGNORE,
+    EncodedChat,
+    answer_only,
+    encode_chat,
+    end_of_turn,
+)
 from hivemind_trainer.recipe.config import Hardware, RecipeConfig, detect_hardware
-from hivemind_trainer.recipe.loss import mean_loss, packed_loss_sum
+from hivemind_trainer.recipe.loss import labelled_scores, mean_loss, packed_loss_sum
 from hivemind_trainer.recipe.optim import build_optimizer
 from hivemind_trainer.recipe.packing import PackedBatch, build_batch, fill_steps, pack_rows
 from hivemind_trainer.recipe.precision import recipe_forward
@@ -64,6 +70,10 @@ class TrainResult:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _unlabelled(chat: EncodedChat) -> EncodedChat:
+    return EncodedChat(chat.input_ids, [IGNORE] * len(chat.labels), chat.spans, chat.text)
 
 
 def lr_schedule(cfg: RecipeConfig, total: int) -> Callable[[int], float]:
@@ -308,8 +318,9 @@ class LoraRecipe:
         """The chats (indices into ``prepared.chats``) of every optimizer step.
 
         Each epoch shuffles the chats with the recipe's seed and cuts that order into steps
-        whose chats pack into ``batch_size`` rows; ``epochs`` (a fraction allowed) and
-        ``max_steps`` bound the count. A benchmark can feed a padded loop the very same steps.
+        whose chats pack into ``batch_size`` rows; ``epochs`` (a fraction allowed) sets the
+        count, raised to ``min_steps`` for a small set (at most ``max_epochs`` passes), and
+        ``max_steps`` caps it. A benchmark can feed a padded loop the very same steps.
         """
         cfg = self.config
         if not prepared.chats:
@@ -325,6 +336,9 @@ class LoraRecipe:
                 return []
             if total is None:
                 total = max(1, math.ceil(len(epoch) * cfg.epochs))
+                if total < cfg.min_steps:  # a small set: more passes, up to max_epochs
+                    ceiling = max(total, math.ceil(len(epoch) * cfg.max_epochs))
+                    total = min(cfg.min_steps, ceiling)
                 if cfg.max_steps is not None:
                     total = min(total, cfg.max_steps)
             steps.extend(epoch)
@@ -380,6 +394,67 @@ class LoraRecipe:
             device=self.hardware.torch_device,
             dtype=self.hardware.autocast_dtype,
         )
+
+    def _prepare_answers(
+        self, conversations: list[Chat], answers: list[str]
+    ) -> tuple[Prepared, list[EncodedChat], list[int]]:
+        """Chats that fit ``seq_len``, labelled on their answers only and packed into rows; the
+        same chats labelled on their whole replies (in the same order); and their indices in
+        ``conversations``."""
+        if len(answers) != len(conversations):
+            raise ValueError("one answer per conversation")
+        end = end_of_turn(self.tokenizer, self.config.end_token)
+        whole = [encode_chat(self.tokenizer, c, end_token=end) for c in conversations]
+        fits = [i for i, enc in enumerate(whole) if len(enc.input_ids) <= self.config.seq_len]
+        chats = [answer_only(self.tokenizer, whole[i], answers[i]) for i in fits]
+        rows = pack_rows(chats, self.config.seq_len)
+        report = ValidationReport(chats=len(chats))
+        prepared = Prepared(chats, rows, report, dropped=len(conversations) - len(chats))
+        return prepared, [whole[i] for i in fits], fits
+
+    def answer_scores(
+        self, conversations: list[Chat], answers: list[str], kinds: list[str] | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """Teacher-forced (loss, accuracy) of the answers' tokens in the last replies (the
+        general set's check of what the base knew, apart from the wording a style changes)
+        under ``"answers"``, of the whole replies under ``"replies"``, and of each kind's
+        answers under ``"kind:<kind>"``: all from one forward pass over the chats."""
+        assert self.hardware is not None
+        prepared, whole, index = self._prepare_answers(conversations, answers)
+        pad = int(self.tokenizer.pad_token_id)
+        b = max(1, self.batch_size)
+        spans = [prepared.rows[i : i + b] for i in range(0, len(prepared.rows), b)]
+
+        def labels_of(chats: list[EncodedChat]) -> list[torch.Tensor]:
+            return [build_batch(chats, rows, self.config.seq_len, pad).labels for rows in spans]
+
+        sets = {"replies": labels_of(whole)}
+        for kind in sorted(set(kinds or [])):
+            mine = [
+                chat if kinds[i] == kind else _unlabelled(chat)  # type: ignore[index]
+                for chat, i in zip(prepared.chats, index, strict=True)
+            ]
+            sets[f"kind:{kind}"] = labels_of(mine)
+        if not prepared.chats:
+            nan = (float("nan"), float("nan"))
+            return {"answers": nan, **dict.fromkeys(sets, nan)}
+        scores = labelled_scores(
+            self.model,
+            self.batches(prepared),
+            device=self.hardware.torch_device,
+            dtype=self.hardware.autocast_dtype,
+            label_sets=sets,
+        )
+        return {"answers": scores.pop(""), **scores}
+
+    def answer_scores_base(
+        self, conversations: list[Chat], answers: list[str], kinds: list[str] | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """:meth:`answer_scores` of the base alone."""
+        if self.config.method == "full":
+            return self.answer_scores(conversations, answers, kinds)
+        with self.model.disable_adapter():
+            return self.answer_scores(conversations, answers, kinds)
 
     def evaluate_base(self, conversations: list[Chat]) -> float:
         """Mean assistant-token loss of the base alone (every adapter switched off).

@@ -33,17 +33,14 @@ def autocast_for(device: str, dtype: torch.dtype | None) -> Any:
     return torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
 
 
-def packed_loss_sum(
+def _hidden(
     model: Any, batch: PackedBatch, *, device: str, dtype: torch.dtype | None
-) -> tuple[torch.Tensor, int]:
-    """(sum of token losses, number of labelled tokens) of one packed batch."""
+) -> tuple[torch.Tensor, Any]:
+    """The decoder's last hidden states of one packed batch, and the LM head."""
     decoder, head = causal_parts(model)
     ids = batch.input_ids.to(device, non_blocking=True)
     positions = batch.position_ids.to(device, non_blocking=True)
     mask = block_mask(batch.segment_ids).to(device, non_blocking=True)
-    targets = batch.labels[:, 1:]
-    keep = targets != IGNORE
-    count = int(keep.sum())
     with autocast_for(device, dtype), recipe_forward(model, dtype):
         hidden = decoder(
             input_ids=ids,
@@ -52,26 +49,79 @@ def packed_loss_sum(
             use_cache=False,
             segments=segments_of(batch.segment_ids),
         ).last_hidden_state
+    return hidden, head
+
+
+def _logits_at(
+    hidden: torch.Tensor, head: Any, labels: torch.Tensor, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 logits, targets) where ``labels`` has a label (the next token's)."""
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
     picked = hidden[:, :-1][keep.to(device)].float()
     bias = None if head.bias is None else head.bias.float()
     logits = F.linear(picked, head.weight.float(), bias)  # float32, outside autocast
-    loss = F.cross_entropy(logits, targets[keep].to(device), reduction="sum")
-    return loss, count
+    return logits, targets[keep].to(device)
+
+
+def _labelled_logits(
+    model: Any, batch: PackedBatch, *, device: str, dtype: torch.dtype | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float32 logits, targets) at every labelled position of one packed batch."""
+    hidden, head = _hidden(model, batch, device=device, dtype=dtype)
+    return _logits_at(hidden, head, batch.labels, device)
+
+
+def packed_loss_sum(
+    model: Any, batch: PackedBatch, *, device: str, dtype: torch.dtype | None
+) -> tuple[torch.Tensor, int]:
+    """(sum of token losses, number of labelled tokens) of one packed batch."""
+    logits, targets = _labelled_logits(model, batch, device=device, dtype=dtype)
+    return F.cross_entropy(logits, targets, reduction="sum"), int(targets.numel())
 
 
 @torch.no_grad()
+def labelled_scores(
+    model: Any,
+    batches: list[PackedBatch],
+    *,
+    device: str,
+    dtype: torch.dtype | None,
+    label_sets: dict[str, list[torch.Tensor]] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """(mean loss, share of labelled tokens the model ranks first) over ``batches``, teacher
+    forced: how sure the model is of the labels, and whether it would still say them. Under
+    ``""`` for the batches' own labels, and under each name of ``label_sets`` for other labels
+    of the same batches (one tensor per batch), from the same forward passes. NaN where a set
+    has no label."""
+    was_training = model.training
+    model.eval()
+    sets = {"": [b.labels for b in batches], **(label_sets or {})}
+    loss = {name: torch.zeros((), dtype=torch.float64, device=device) for name in sets}
+    right = dict.fromkeys(sets, 0)
+    count = dict.fromkeys(sets, 0)
+    for i, batch in enumerate(batches):
+        hidden, head = _hidden(model, batch, device=device, dtype=dtype)
+        for name, labels in sets.items():
+            logits, targets = _logits_at(hidden, head, labels[i], device)
+            if not targets.numel():
+                continue
+            loss[name] += F.cross_entropy(logits, targets, reduction="sum").double()
+            right[name] += int((logits.argmax(dim=-1) == targets).sum())
+            count[name] += int(targets.numel())
+    if was_training:
+        model.train()
+    nan = float("nan")
+    return {
+        name: (float(loss[name]) / count[name], right[name] / count[name])
+        if count[name]
+        else (nan, nan)
+        for name in sets
+    }
+
+
 def mean_loss(
     model: Any, batches: list[PackedBatch], *, device: str, dtype: torch.dtype | None
 ) -> float:
     """Mean loss per labelled token over ``batches`` (eval mode, no gradients)."""
-    was_training = model.training
-    model.eval()
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    count = 0
-    for batch in batches:
-        loss, n = packed_loss_sum(model, batch, device=device, dtype=dtype)
-        total += loss.double()
-        count += n
-    if was_training:
-        model.train()
-    return float(total) / count if count else float("nan")
+    return labelled_scores(model, batches, device=device, dtype=dtype)[""][0]

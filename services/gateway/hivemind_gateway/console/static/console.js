@@ -517,12 +517,26 @@
           fmt(b.heldout_loss) + ") while training loss falls.");
       }
     }
-    var general = versions.filter(function (v) { return typeof (v.metrics || {}).general_loss === "number"; });
-    if (general.length >= 2) {
-      var first = general[0].metrics.general_loss, last = general[general.length - 1].metrics.general_loss;
+    // forgetting: the general answers' accuracy (or, for versions measured before it, the
+    // general loss) against the first version measured on the same general set
+    var latest = versions.length ? (versions[versions.length - 1].metrics || {}) : {};
+    var same = versions.filter(function (v) {
+      var m = v.metrics || {};
+      return m.general_set === latest.general_set;
+    });
+    var withAcc = same.filter(function (v) { return typeof (v.metrics || {}).general_accuracy === "number"; });
+    var withLoss = same.filter(function (v) { return typeof (v.metrics || {}).general_loss === "number"; });
+    if (withAcc.length >= 2) {
+      var a0 = withAcc[0].metrics.general_accuracy, a1 = withAcc[withAcc.length - 1].metrics.general_accuracy;
+      if (a1 < a0 - 0.02) {
+        hints.push("Forgetting: general answers' accuracy down " + (100 * (a0 - a1)).toFixed(1) +
+          " points since " + withAcc[0].version + ".");
+      }
+    } else if (withLoss.length >= 2) {
+      var first = withLoss[0].metrics.general_loss, last = withLoss[withLoss.length - 1].metrics.general_loss;
       if (last > first * 1.02) {
         hints.push("Forgetting: general loss up " + (100 * (last / first - 1)).toFixed(1) +
-          "% since " + general[0].version + ".");
+          "% since " + withLoss[0].version + ".");
       }
     }
     return hints;
