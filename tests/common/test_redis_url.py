@@ -90,3 +90,13 @@ def test_connect_does_no_io() -> None:
     assert client.topology == "sentinel"
     client = connect_redis("redis+cluster://127.0.0.1:9")
     assert client.topology == "cluster"
+
+
+def test_non_ascii_digits_and_repeated_options_are_refused() -> None:
+    for url in (
+        "redis://h:\u00b9/0",  # a superscript one: str.isdigit() says yes, int() says no
+        "redis://h:6379/0?wait_replicas=\u00b2",
+        "redis://h:6379/0?durability=strong&durability=available",
+    ):
+        with pytest.raises(Invalid):
+            parse_redis_url(url)

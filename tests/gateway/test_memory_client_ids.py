@@ -76,3 +76,30 @@ def test_a_batch_keeps_the_ids_it_is_given(gateway: RunningGateway) -> None:
         again = c.post("/v1/memories/batch", json={"memories": items[:1]}).json()
         assert again["results"][0]["id"] == "b1"
         assert c.get("/v1/memories").json()["count"] == 2
+
+
+def test_a_batch_refuses_another_memory_under_a_used_id_and_a_repeated_id(
+    gateway: RunningGateway,
+) -> None:
+    with gateway.client() as c:
+        assert (
+            c.post("/v1/memories", json={"id": "kept", "text": "the original"}).status_code == 201
+        )
+        items = [
+            {"id": "kept", "text": "an overwrite"},  # another memory under a used id: 409
+            {"id": "twice", "text": "one"},
+            {"id": "twice", "text": "two"},  # the same id twice in one batch: the later refused
+        ]
+        done = c.post("/v1/memories/batch", json={"memories": items}).json()
+        errors = [r["error"] for r in done["results"]]
+        assert errors[0]["status"] == 409 and errors[0]["param"] == "id"
+        assert errors[1] is None and errors[2]["status"] == 409
+        assert done["stored"] == 1 and done["failed"] == 2
+        # the same memory again under its id: answered with the id, stored once
+        again = c.post(
+            "/v1/memories/batch", json={"memories": [{"id": "kept", "text": "the original"}]}
+        )
+        assert again.json()["results"][0] == {"index": 0, "id": "kept", "error": None}
+        assert c.get("/v1/memories/kept").json()["text"] == "the original"
+        assert c.get("/v1/memories/twice").json()["text"] == "one"
+        assert c.get("/v1/memories").json()["count"] == 2  # nothing counted twice

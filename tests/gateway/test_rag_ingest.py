@@ -124,3 +124,36 @@ def test_the_import_command_stores_a_jsonl_file_and_names_refused_lines(
     assert "line 4: not JSON" in result.output and "line 6:" in result.output
     with gateway.client() as c:
         assert c.get("/v1/memories", params={"session_id": "imp"}).json()["count"] == 5
+
+
+def test_the_import_command_names_lines_it_cannot_read_and_goes_on(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    good = json.dumps({"text": "a readable note", "session_id": "odd"}).encode()
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(
+        b"\n".join(
+            [
+                good,
+                b'{"text": "x", "metadata": {"v": NaN}}',  # not a JSON number
+                b"caf\xe9",  # not UTF-8
+                b"[" * 100_000 + b"]" * 100_000,  # deeper than the parser goes
+                b'"just a string"',  # JSON, but not a memory: the gateway refuses it
+                good.replace(b"readable", b"second"),
+            ]
+        )
+        + b"\n"
+    )
+    monkeypatch.setenv("HIVEMIND_API_KEY", gateway.key())
+    args = ["memories", "import", str(path), "--gateway-url", gateway.url]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "stored 2 of 6 memories" in result.output
+    assert "line 2: not JSON: NaN is not a JSON number" in result.output
+    assert "line 3: not UTF-8 text" in result.output
+    assert "line 4: not JSON" in result.output
+    assert "line 5:" in result.output and "just a string" not in result.output.split("line 5:")[1]

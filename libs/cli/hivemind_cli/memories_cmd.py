@@ -25,16 +25,31 @@ BATCH = 200  # the gateway takes up to 500 a call; 200 keeps one call well under
 RETRIES = 3
 
 
+class _Refused(str):
+    """Why a line could not be read (a line holding a JSON string is a body, not this)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _lines(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed body or the parse error as a string); blank lines are skipped."""
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, start=1):
+    """(line number, parsed body, or why it could not be read); blank lines are skipped."""
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                yield number, _Refused("not UTF-8 text")
+                continue
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, json.loads(line, parse_constant=_no_constant)
+            except RecursionError:
+                yield number, _Refused("not JSON: nested too deeply")
             except ValueError as exc:
-                yield number, f"not JSON: {exc}"
+                yield number, _Refused(f"not JSON: {exc}")
 
 
 def _post(client: httpx.Client, items: list[Any]) -> list[dict[str, Any]]:
@@ -81,7 +96,7 @@ def import_memories(
     if not key:
         typer.echo("error: set HIVEMIND_API_KEY to a write key of the tenant", err=True)
         raise typer.Exit(2)
-    total = sum(1 for line in file.open(encoding="utf-8") if line.strip())
+    total = sum(1 for line in file.open("rb") if line.strip())
     stored = 0
     refused: list[tuple[int, str]] = []
     started = time.perf_counter()
@@ -112,15 +127,25 @@ def import_memories(
             bar.advance(task, len(pending))
             pending.clear()
 
-        for number, body in _lines(file):
-            if isinstance(body, str):
-                refused.append((number, body))
-                bar.advance(task, 1)
-                continue
-            pending.append((number, body))
-            if len(pending) >= batch:
-                flush()
-        flush()
+        try:
+            for number, body in _lines(file):
+                if isinstance(body, _Refused):
+                    refused.append((number, str(body)))
+                    bar.advance(task, 1)
+                    continue
+                pending.append((number, body))
+                if len(pending) >= batch:
+                    flush()
+            flush()
+        except (httpx.HTTPError, RuntimeError, ValueError) as exc:
+            # a batch whose fate is unknown (a timeout, a 5xx): say what is known and stop
+            first = pending[0][0] if pending else None
+            typer.echo(
+                f"error: {exc}; stored {stored} memories before it"
+                + (f"; lines from {first} on were not confirmed" if first else ""),
+                err=True,
+            )
+            raise typer.Exit(1) from exc
     elapsed = time.perf_counter() - started
     rate = stored / max(elapsed, 1e-9)
     typer.echo(f"stored {stored} of {total} memories in {elapsed:.1f} s ({rate:.0f}/s)")

@@ -11,6 +11,7 @@ fields (MCP tool arguments, query parameters) use :data:`SafeText` or :data:`Tex
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -20,6 +21,9 @@ from pydantic_core import PydanticCustomError
 # C0 controls except \t \n \r, DEL and the C1 controls, and every surrogate code point
 _BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 MAX_DEPTH = 64  # nesting of a JSON body walked for strings
+# integers a body may hold: int64's range (a seed, an id); beyond it a number is no longer one
+# that any field means, and it would not survive a float (an overflow where it is read as one)
+MAX_INT = 2**63 - 1
 
 
 def text_problem(value: str) -> str | None:
@@ -49,7 +53,8 @@ def check_not_blank(value: str) -> str:
 
 
 def find_bad_string(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, str] | None:
-    """A string (keys included) in a JSON-like value that is not acceptable text, or None.
+    """A string (keys included) in a JSON-like value that is not acceptable text, or a number
+    that is not a JSON number (NaN, Infinity, an integer beyond int64), or None.
 
     Answers ``(dotted path, problem)``; the strings of one object or array are checked before
     the ones nested in it. Scalars cost no more than a type check (a prompt of a million token
@@ -58,6 +63,8 @@ def find_bad_string(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, 
     if isinstance(value, str):
         problem = text_problem(value)
         return (_dotted(path), f"text {problem}") if problem is not None else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return _dotted(path), "not a finite number"
     if not isinstance(value, dict | list):
         return None
     pending: list[tuple[Any, tuple[str | int, ...]]] = [(value, path)]
@@ -80,6 +87,10 @@ def find_bad_string(value: Any, path: tuple[str | int, ...] = ()) -> tuple[str, 
                     return _dotted((*where, key)), f"text {problem}"
             elif kind is dict or kind is list:
                 nested.append((sub, (*where, key)))
+            elif kind is float and not math.isfinite(sub):  # NaN, Infinity: not JSON numbers
+                return _dotted((*where, key)), "not a finite number"
+            elif kind is int and not -MAX_INT <= sub <= MAX_INT:  # would not survive a float
+                return _dotted((*where, key)), "a number too large"
         pending.extend(reversed(nested))
     return None
 

@@ -61,7 +61,11 @@ def parse_time(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+        try:
+            seconds = float(value)  # an int beyond a float's range overflows
+        except OverflowError:
+            return None
+        return seconds if math.isfinite(seconds) else None
     if not isinstance(value, str) or not value.strip():
         return None
     try:

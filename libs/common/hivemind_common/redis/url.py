@@ -100,13 +100,14 @@ def _parse_hostport(url: str, item: str) -> tuple[str, int]:
     host = host.strip("[]")
     if not host:
         raise _bad(url, f"missing host in {item!r}")
-    if not port_s.isdigit() or not 0 < int(port_s) < 65536:
+    if not (port_s.isascii() and port_s.isdigit()) or not 0 < int(port_s) < 65536:
         raise _bad(url, f"port must be a number from 1 to 65535 in {item!r}")
     return host, int(port_s)
 
 
 def _int_option(url: str, name: str, raw: str, low: int, high: int) -> int:
-    if not raw.lstrip("-").isdigit() or not low <= int(raw) <= high:
+    digits = raw.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()) or not low <= int(raw) <= high:
         raise _bad(url, f"{name} must be an integer from {low} to {high}, got {raw!r}")
     return int(raw)
 
@@ -150,7 +151,11 @@ def parse_redis_url(url: str) -> RedisTarget:
     nodes = tuple(_parse_hostport(url, h) for h in items)
     segments = [unquote(s) for s in path.split("/") if s]
 
-    options = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    parsed = parse_qs(query, keep_blank_values=True)
+    repeated = sorted(k for k, v in parsed.items() if len(v) > 1)
+    if repeated:  # "durability=strong&durability=available": which one was meant?
+        raise _bad(url, f"option given more than once: {', '.join(repeated)}")
+    options = {k: v[-1] for k, v in parsed.items()}
     unknown = sorted(set(options) - _KNOWN_OPTIONS)
     if unknown:
         raise _bad(url, f"unknown option(s) {', '.join(unknown)}")

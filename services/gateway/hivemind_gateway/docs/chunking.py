@@ -82,7 +82,8 @@ class Section:
 
 
 def check_sizes(size: int, overlap: int) -> None:
-    """``Invalid`` unless MIN <= size <= MAX and 0 <= overlap < size."""
+    """``Invalid`` unless MIN <= size <= MAX and 0 <= overlap <= size // 2 (an overlap near the
+    size moves each window on by a token or a line: the output grows as size x input)."""
     if isinstance(size, bool) or not isinstance(size, int):
         raise Invalid("chunk_tokens must be an integer", param="chunk_tokens")
     if isinstance(overlap, bool) or not isinstance(overlap, int):
@@ -92,8 +93,8 @@ def check_sizes(size: int, overlap: int) -> None:
             f"chunk_tokens must be between {MIN_CHUNK_TOKENS} and {MAX_CHUNK_TOKENS}",
             param="chunk_tokens",
         )
-    if not 0 <= overlap < size:
-        raise Invalid("overlap_tokens must be at least 0 and less than chunk_tokens",
+    if not 0 <= overlap <= size // 2:  # more overlap repeats each token ever more often
+        raise Invalid("overlap_tokens must be at least 0 and at most half of chunk_tokens",
                       param="overlap_tokens")  # fmt: skip
 
 
@@ -109,7 +110,9 @@ def detect(source: str, declared: str | None = None) -> tuple[DocType, str]:
     return "text", ""
 
 
-_COMMENT_LINE = re.compile(r"^\s*(?://+|#+!?|/\*+|\*+|--+|;+)\s*(.*?)\s*(?:\*/)?\s*$")
+# the comment marker only; the rest of the line is trimmed in Python (a regex that also trimmed
+# the tail backtracked cubically on a line of spaces)
+_COMMENT_LINE = re.compile(r"[ \t]*(?://+|#+!?|/\*+|\*+|--+|;+)")
 MAX_SUMMARY = 160
 
 
@@ -129,12 +132,24 @@ def summary(text: str, doc_type: DocType, language: str) -> str:
         if not line.strip() or line.startswith("#!"):
             continue
         found = _COMMENT_LINE.match(line)
-        return found.group(1)[:MAX_SUMMARY] if found and found.group(1) else ""
+        if not found:
+            return ""
+        rest = line[found.end() :].strip()
+        return rest.removesuffix("*/").rstrip()[:MAX_SUMMARY]
     return ""
 
 
 # --- sections -------------------------------------------------------------------------------------
-_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
+# an ATX heading's marker and text; its closing #s are trimmed in Python (a lazy group before
+# optional tails backtracked cubically on a heading of many spaces)
+_HEADING = re.compile(r" {0,3}(#{1,6})[ \t]+(.*)")
+
+
+def heading_title(text: str) -> str:
+    """A heading's text without its closing sequence of #s and the spaces around it."""
+    return text.rstrip(" \t").rstrip("#").strip(" \t")
+
+
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 
 
@@ -156,7 +171,7 @@ def markdown_sections(lines: Sequence[str]) -> list[Section]:
             continue
         if i > start:
             sections.append(Section(start, i, heading))
-        level, title = len(found.group(1)), found.group(2).strip()
+        level, title = len(found.group(1)), heading_title(found.group(2))
         while stack and stack[-1][0] >= level:
             stack.pop()
         stack.append((level, title[:120]))
@@ -368,6 +383,7 @@ class Chunker:
         self.max_chars = max_chars
         self.source = source
         self.context = context
+        self._header_cost: dict[str, int] = {}
 
     # a text fits when it is within the size, the character cap and the embedder's limit
     def fits(self, text: str, heading: str, tokens: int | None = None) -> bool:
@@ -376,8 +392,15 @@ class Chunker:
         if (tokens if tokens is not None else self.counter.count(text)) > self.size:
             return False
         if self.embed_limit is not None:
-            framed = embed_header(self.source, heading, self.context) + "\n" + text
-            if self.embed_limit.count(framed) > self.embed_limit.limit:
+            # the header's share is capped at half the embedder's window: a very long source or
+            # heading path would otherwise leave no room, and every token became its own chunk
+            # (the embedder then reads the header and as much of the text as fits)
+            limit = self.embed_limit.limit
+            header = self._header_cost.get(heading)
+            if header is None:
+                header = self.embed_limit.count(embed_header(self.source, heading, self.context))
+                self._header_cost[heading] = header
+            if self.embed_limit.count(text) + min(header, limit // 2) > limit:
                 return False
         return True
 

@@ -14,10 +14,14 @@ import re
 MAX_LINKS = 200
 
 _MD_LINK = re.compile(r"\[[^\]\n]{0,300}\]\(\s*<?([^)\s>]{1,500})>?(?:\s+\"[^\"]*\")?\s*\)")
-_PY_FROM = re.compile(r"^\s*from\s+(\.*)([A-Za-z_][\w.]*)?\s+import\b", re.MULTILINE)
-_PY_IMPORT = re.compile(r"^\s*import\s+([A-Za-z_][\w.]*(?:\s*,\s*[A-Za-z_][\w.]*)*)", re.MULTILINE)
+# [ \t], not \s: with MULTILINE, \s also matches newlines, and a run of blank lines made the
+# search quadratic
+_PY_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([A-Za-z_][\w.]*)?[ \t]+import\b", re.MULTILINE)
+_PY_IMPORT = re.compile(
+    r"^[ \t]*import[ \t]+([A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*)", re.MULTILINE
+)
 _JS_IMPORT = re.compile(
-    r"""(?:\bimport\s+(?:[^'";]*?\sfrom\s+)?|\brequire\s*\(\s*|\bimport\s*\(\s*)['"](\.{1,2}/[^'"]{1,300})['"]"""
+    r"""(?:\bimport\s+(?:[^'";]{0,500}?\sfrom\s+)?|\brequire\s*\(\s*|\bimport\s*\(\s*)['"](\.{1,2}/[^'"]{1,300})['"]"""
 )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.text import InputModel, JsonValue, SafeText, SearchQuery, Text
@@ -13,12 +14,28 @@ MAX_SOURCE_CHARS = 1024
 MAX_BATCH_DOCS = 256
 MAX_METADATA_KEYS = 64
 
+MAX_HELPER_CHARS = 262_144  # /v1/tokenize and /v1/chunk: the embedding service's own request cap
+
 Collection = Annotated[str, StringConstraints(strict=True, pattern=NAME_PATTERN)]
+
+
+def _plain_source(value: str) -> str:
+    """A source shows as a citation: no trailing space (``"a.md "`` is not ``"a.md"``), no line
+    or paragraph separators and no format characters (a right-to-left override spoofs it)."""
+    if value != value.rstrip():
+        raise ValueError("source must not end with whitespace")
+    for ch in value:
+        if unicodedata.category(ch) in ("Zl", "Zp", "Cf"):
+            raise ValueError(f"source must not contain U+{ord(ch):04X}")
+    return value
+
+
 Source = Annotated[
     str,
     StringConstraints(
         strict=True, min_length=1, max_length=MAX_SOURCE_CHARS, pattern=r"^\S[^\r\n\t]*$"
     ),
+    AfterValidator(_plain_source),
 ]
 DocKind = Literal["markdown", "code", "text"]
 
@@ -130,7 +147,7 @@ class DocHits(BaseModel):
 class TokenizeBody(InputModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: SafeText
+    text: Annotated[SafeText, Field(max_length=MAX_HELPER_CHARS)]
     model: Annotated[str, StringConstraints(strict=True, pattern=NAME_PATTERN)] | None = None
     ids: bool = False  # also return the token ids
 
@@ -144,7 +161,7 @@ class Tokenized(BaseModel):
 class ChunkBody(InputModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: Text
+    text: Annotated[Text, Field(max_length=MAX_HELPER_CHARS)]
     chunk_tokens: int = Field(default=256, strict=True)
     overlap_tokens: int = Field(default=32, strict=True)
     type: DocKind | None = None

@@ -16,12 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from hivemind_common import keys
-from hivemind_common.errors import HivemindError, TooLarge
+from hivemind_common.errors import Conflict, HivemindError, TooLarge
 from hivemind_gateway.memory.schemas import (
     BatchItemResult,
     MemoriesBatchResult,
     MemoryCreate,
 )
+from hivemind_gateway.memory.service import _same_memory
 from hivemind_gateway.memory.sessions import touch_commands
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.sync import SearchIndex
@@ -56,6 +57,17 @@ def _parse(raw: Any, max_chars: int) -> MemoryCreate | dict[str, Any]:
     return body
 
 
+async def _stored(redis: Any, tenant: str, ids: list[str]) -> dict[str, dict[str, str]]:
+    """The stored records of those of ``ids`` that exist."""
+    if not ids:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for memory_id in ids:
+            pipe.hgetall(keys.memory(tenant, memory_id))
+        rows = await pipe.execute()
+    return {memory_id: row for memory_id, row in zip(ids, rows, strict=True) if row}
+
+
 def _commands(
     tenant: str, memory_id: str, record: dict[str, str], now: float
 ) -> list[tuple[Any, ...]]:
@@ -86,12 +98,27 @@ async def store_batch(
         results.append(
             BatchItemResult(index=i, error=None if isinstance(parsed, MemoryCreate) else parsed)
         )
+    seen: dict[str, int] = {}
+    for i, body in valid:  # a client id twice in one batch: the later item is refused
+        if body.id is not None and body.id in seen:
+            results[i] = BatchItemResult(
+                index=i,
+                error=_problem(
+                    Conflict(
+                        f"id {body.id!r} is also item {seen[body.id]} of this batch", param="id"
+                    )
+                ),
+            )
+        elif body.id is not None:
+            seen[body.id] = i
+    valid = [(i, body) for i, body in valid if results[i].error is None]
     for start in range(0, len(valid), CHUNK):
         chunk = valid[start : start + CHUNK]
         now = time.time()
         written: list[tuple[int, str, dict[str, str]]] = []
         commands: list[tuple[Any, ...]] = []
         sessions: set[str] = set()
+        existing = await _stored(redis, tenant, [body.id for _, body in chunk if body.id])
         for offset, (i, body) in enumerate(chunk):
             memory_id = body.id or secrets.token_hex(12)
             # distinct created_at stamps keep the items' order (and their change versions)
@@ -103,10 +130,22 @@ async def store_batch(
                 "metadata": json.dumps(body.metadata),
                 "created_at": f"{stamp:.6f}",
             }
+            before = existing.get(memory_id)
+            if before:  # the client's own id again, as the single route keeps it
+                if _same_memory(record, before):
+                    results[i] = BatchItemResult(index=i, id=memory_id)  # a retry: stored once
+                else:
+                    conflict = Conflict(
+                        f"memory {memory_id!r} already holds a different memory", param="id"
+                    )
+                    results[i] = BatchItemResult(index=i, error=_problem(conflict))
+                continue
             commands += _commands(tenant, memory_id, record, stamp)
             if body.session_id:
                 sessions.add(body.session_id)
             written.append((i, memory_id, record))
+        if not written:
+            continue
         for session_id in sorted(sessions):
             commands += touch_commands(tenant, session_id, now)
         try:
@@ -120,13 +159,14 @@ async def store_batch(
             )
             await redis.transaction(*commands, *reserved, durable=True)
         except HivemindError as exc:
-            for i, _, _ in written:
-                results[i] = BatchItemResult(index=i, error=_problem(exc))
+            for i, memory_id, _ in written:  # the id too: under strong durability a chunk
+                # refused as not replicated may still be on the primary; a retry with it is safe
+                results[i] = BatchItemResult(index=i, id=memory_id, error=_problem(exc))
             continue
         for i, memory_id, _ in written:
             results[i] = BatchItemResult(index=i, id=memory_id)
         await search.apply_local_many(
             tenant, "memory", [memory_item(memory_id, record) for _, memory_id, record in written]
         )
-    stored = sum(1 for r in results if r.error is None)
-    return MemoriesBatchResult(results=results, stored=stored, failed=len(results) - stored)
+    ok = sum(1 for r in results if r.error is None)
+    return MemoriesBatchResult(results=results, stored=ok, failed=len(results) - ok)

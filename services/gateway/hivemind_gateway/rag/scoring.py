@@ -95,9 +95,12 @@ _MONTH_NAMES = (
 )
 _MONTHS = {m: i + 1 for i, m in enumerate(_MONTH_NAMES.split())}
 _M = "(" + "|".join(_MONTHS) + ")"
-_DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})\s+{_M},?\s+((?:19|20)\d\d)\b", re.IGNORECASE)
-_MONTH_DAY_YEAR = re.compile(rf"\b{_M}\s+(\d{{1,2}}),?\s+((?:19|20)\d\d)\b", re.IGNORECASE)
-_MONTH_YEAR = re.compile(rf"\b{_M},?\s+((?:19|20)\d\d)\b", re.IGNORECASE)
+# ASCII: case-insensitive Unicode matching also takes "ſeptember" or "Aprıl", which no month
+# name of the table is once lowered
+_DATE_FLAGS = re.IGNORECASE | re.ASCII
+_DAY_MONTH_YEAR = re.compile(rf"\b(\d{{1,2}})\s+{_M},?\s+((?:19|20)\d\d)\b", _DATE_FLAGS)
+_MONTH_DAY_YEAR = re.compile(rf"\b{_M}\s+(\d{{1,2}}),?\s+((?:19|20)\d\d)\b", _DATE_FLAGS)
+_MONTH_YEAR = re.compile(rf"\b{_M},?\s+((?:19|20)\d\d)\b", _DATE_FLAGS)
 DAY_S = 86_400.0
 
 

@@ -1,0 +1,81 @@
+"""Values that once became 500s or silently changed data: non-finite and huge numbers, month
+names that only case-fold to ASCII, sources that spoof a citation, oversized helper texts."""
+
+from __future__ import annotations
+
+import pytest
+
+from hivemind_common.text import MAX_INT, find_bad_string
+from hivemind_gateway.rag.scoring import query_window
+from hivemind_gateway.storage_schema import parse_time
+from support.gateway import RunningGateway
+
+
+def test_non_json_numbers_are_found_wherever_they_are() -> None:
+    assert find_bad_string({"a": [1, {"b": float("nan")}]}) == ("a.1.b", "not a finite number")
+    assert find_bad_string({"x": float("inf")}) == ("x", "not a finite number")
+    assert find_bad_string({"x": 10**400}) == ("x", "a number too large")
+    assert find_bad_string({"x": MAX_INT, "y": -MAX_INT, "z": 1.5}) is None
+
+
+def test_a_time_too_large_for_a_float_is_no_time() -> None:
+    assert parse_time(10**400) is None and parse_time(float("nan")) is None
+    assert parse_time(1_700_000_000) == 1_700_000_000.0
+
+
+@pytest.mark.parametrize(
+    "query", ["ſeptember 2022", "Auguſt 2022", "on 9 Aprıl, 2022", "APRİL 2022"]
+)
+def test_month_names_that_fold_only_in_unicode_name_no_time(query: str) -> None:
+    assert query_window(query) is None
+    assert query_window("SEPTEMBER 2022") is not None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"text": "x", "metadata": {"v": NaN}}',
+        b'{"text": "x", "metadata": {"v": Infinity}}',
+        b'{"text": "x", "metadata": {"occurred_at": 1' + b"0" * 320 + b"}}",
+    ],
+)
+def test_memories_with_non_json_numbers_are_refused_and_nothing_is_stored(
+    gateway: RunningGateway, raw: bytes
+) -> None:
+    with gateway.client() as c:
+        r = c.post("/v1/memories", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 422, r.text
+        batch = b'{"memories": [' + raw + b"]}"
+        r = c.post(
+            "/v1/memories/batch", content=batch, headers={"content-type": "application/json"}
+        )
+        assert r.status_code in (200, 422), r.text
+        if r.status_code == 200:
+            assert r.json()["results"][0]["error"]["status"] == 422
+        assert c.get("/v1/memories").json()["count"] == 0
+        assert c.post("/v1/memories/search", json={"query": "x"}).status_code == 200
+
+
+def test_unicode_month_names_in_searches_answer(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        for path in ("/v1/memories/search", "/v1/facts/search", "/v1/rag/context"):
+            r = c.post(path, json={"query": "what happened in ſeptember 2022"})
+            assert r.status_code == 200, (path, r.text)
+
+
+@pytest.mark.parametrize("source", ["a.md ", "a\u202egpj.md", "a\u2028b.md", "\u200bx.md"])
+def test_sources_that_would_spoof_a_citation_are_refused(
+    gateway: RunningGateway, source: str
+) -> None:
+    with gateway.client() as c:
+        r = c.post("/v1/docs", json={"source": source, "text": "hello"})
+        assert r.status_code == 422, r.text
+
+
+def test_helper_texts_are_bounded(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        big = "1" * 300_000
+        assert c.post("/v1/tokenize", json={"text": big}).status_code == 422
+        assert c.post("/v1/chunk", json={"text": big}).status_code == 422
+        ok = c.post("/v1/tokenize", json={"text": "hello world"})
+        assert ok.status_code == 200 and ok.json()["count"] >= 2
