@@ -41,6 +41,10 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
         keys.vector_claim,
         (tenants, st.sampled_from(["fact", "memory", "doc"]), any_id),
     ),
+    "write_claim": (
+        keys.write_claim,
+        (tenants, st.sampled_from(["memory", "doc"]), any_id),
+    ),
     "changes": (keys.changes, (tenants,)),
     "tool_cache": (keys.tool_cache, (tenants, names, tokens)),
     "response_cache": (keys.response_cache, (tenants, tokens)),

@@ -207,3 +207,48 @@ def test_tokenize_and_chunk_use_the_served_tokenizer(gateway: RunningGateway) ->
         assert len(chunks) >= 8 and all(ch["tokens"] <= 64 for ch in chunks)
         bad = c.post("/v1/chunk", json={"text": text, "chunk_tokens": 64, "overlap_tokens": 64})
         assert bad.status_code == 400 and "overlap_tokens" in bad.json()["detail"]
+
+
+def test_concurrent_rewrites_of_one_document_leave_no_orphan_chunks(
+    gateway: RunningGateway, redis_url: str
+) -> None:
+    """Versions of one source written at the same moment: the document ends as one of them and
+    holds every chunk stored for it (each writer used to drop only the chunks it had read, so
+    the chunks of a concurrent version stayed behind, found by search with no document)."""
+    import httpx
+
+    from hivemind_common import keys
+    from hivemind_common.redis import connect_redis
+
+    versions = [
+        "\n\n".join(f"## Part {p} of version {v}\n\nversion {v} says step {p}." for p in range(6))
+        for v in range(6)
+    ]
+    headers = {"Authorization": f"Bearer {gateway.key()}"}
+
+    async def race() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=60) as c:
+            body = {"chunk_tokens": 32, "overlap_tokens": 0}
+            return list(
+                await asyncio.gather(
+                    *(c.post("/v1/docs", json={**body, "source": "race.md", "text": t})
+                      for t in versions)
+                )
+            )  # fmt: skip
+
+    async def stored_chunks() -> set[str]:
+        redis = connect_redis(redis_url)
+        try:
+            return {str(m) for m in await redis.zrange(keys.doc_chunks_index("acme"), 0, -1)}
+        finally:
+            await redis.aclose()
+
+    for _ in range(3):
+        answers = asyncio.run(race())
+        assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+        with gateway.client() as c:
+            listed = c.get("/v1/docs").json()["data"]
+            assert len(listed) == 1
+            doc = c.get(f"/v1/docs/{listed[0]['id']}").json()
+            held = asyncio.run(stored_chunks())
+            assert len(held) == doc["chunks"], (len(held), doc["chunks"])

@@ -3,8 +3,10 @@ write is stored once, a different memory under a used id is a 409."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
+import httpx
 import pytest
 
 from support.gateway import RunningGateway
@@ -103,3 +105,72 @@ def test_a_batch_refuses_another_memory_under_a_used_id_and_a_repeated_id(
         assert c.get("/v1/memories/kept").json()["text"] == "the original"
         assert c.get("/v1/memories/twice").json()["text"] == "one"
         assert c.get("/v1/memories").json()["count"] == 2  # nothing counted twice
+
+
+def _race(gateway: RunningGateway, requests: list[tuple[str, str, dict]]) -> list[httpx.Response]:
+    """Send ``requests`` (method, path, body) at once, each on its own connection."""
+
+    headers = {"Authorization": f"Bearer {gateway.key()}"}
+
+    async def go() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=60) as c:
+            return list(
+                await asyncio.gather(*(c.request(m, p, json=b) for m, p, b in requests))
+            )
+
+    return asyncio.run(go())
+
+
+def test_concurrent_writes_of_different_memories_under_one_id_store_exactly_one(
+    gateway: RunningGateway,
+) -> None:
+    """Many requests write different bodies under one id at the same moment: exactly one wins
+    and the memory stored is the one its answer names (before the write claims, every request
+    found the id free and the last write silently replaced the others' answered memories)."""
+    with gateway.client() as c:
+        for round_ in range(5):
+            memory_id = f"race-{round_}"
+            bodies = [{"id": memory_id, "text": f"version {n}"} for n in range(12)]
+            answers = _race(gateway, [("POST", "/v1/memories", b) for b in bodies])
+            won = [a for a in answers if a.status_code == 201]
+            assert len(won) == 1, [a.status_code for a in answers]
+            assert {a.status_code for a in answers} == {201, 409}
+            assert c.get(f"/v1/memories/{memory_id}").json()["text"] == won[0].json()["text"]
+            # the claim is gone once the write is done: the same body again is a retry
+            again = c.post("/v1/memories", json={"id": memory_id, "text": won[0].json()["text"]})
+            assert again.status_code == 201
+        assert c.get("/v1/memories").json()["count"] == 5
+
+
+def test_concurrent_identical_writes_under_one_id_all_succeed_once(
+    gateway: RunningGateway,
+) -> None:
+    body = {"id": "same", "text": "retried at once", "session_id": "s"}
+    answers = _race(gateway, [("POST", "/v1/memories", body)] * 8)
+    assert [a.status_code for a in answers] == [201] * 8
+    with gateway.client() as c:
+        assert c.get("/v1/memories").json()["count"] == 1
+
+
+def test_concurrent_batches_under_the_same_ids_keep_one_body_each(
+    gateway: RunningGateway,
+) -> None:
+    ids = [f"b{n}" for n in range(20)]
+    batches = [
+        {"memories": [{"id": i, "text": f"{i} from batch {k}"} for i in ids]} for k in range(4)
+    ]
+    answers = _race(gateway, [("POST", "/v1/memories/batch", b) for b in batches])
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    winners: dict[str, list[int]] = {i: [] for i in ids}
+    for k, a in enumerate(answers):
+        for r in a.json()["results"]:
+            if r["error"] is None:
+                winners[ids[r["index"]]].append(k)
+            else:
+                assert r["error"]["status"] == 409
+    with gateway.client() as c:
+        for i in ids:
+            assert len(winners[i]) == 1, (i, winners[i])
+            text = c.get(f"/v1/memories/{i}").json()["text"]
+            assert text == f"{i} from batch {winners[i][0]}"
+        assert c.get("/v1/memories").json()["count"] == len(ids)

@@ -27,6 +27,7 @@ TOOL_CACHE_TTL_S = 24 * 3600
 RESPONSE_CACHE_TTL_S = 6 * 3600
 JOB_TTL_S = 30 * 24 * 3600
 LEADER_LOCK_TTL_MS = 30_000
+WRITE_CLAIM_MS = 30_000  # a crashed writer's claim (keys.write_claim) frees itself this soon
 DEPLOY_LOCK_MS = 60_000  # renewed while held: a dead deployer frees it within a minute
 TOOL_CACHE_TTL_MAX_S = 30 * 24 * 3600  # the longest TTL a caller may give a tool-cache entry
 LEARNING_BYTES_TTL_S = 2 * 24 * 3600  # a day's learning-bytes counter outlives its day
@@ -193,6 +194,13 @@ def vector_claim(tenant: str, kind: str, item_id: str) -> str:
     """String with a TTL: one gateway process is embedding this item (the others wait for
     its vector on the change stream)."""
     return f"{_t(tenant)}:vclaim:{_part(kind, 'kind')}:{item_id}"
+
+
+def write_claim(tenant: str, kind: str, item_id: str) -> str:
+    """String with a TTL: a write of this item is under way. For a memory it holds the digest
+    of the body being written under a client's id (another body under that id is refused); for
+    a document, the token of the request that holds the document's write lock."""
+    return f"{_t(tenant)}:wclaim:{_part(kind, 'kind')}:{item_id}"
 
 
 def changes(tenant: str) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 
 from hivemind_common import keys
 from hivemind_common.errors import Invalid, NotFound, TooLarge
+from hivemind_gateway.claims import write_lock
 from hivemind_gateway.docs.chunking import (
     Chunk,
     DocType,
@@ -231,6 +232,15 @@ def _unchanged(plan: Plan) -> bool:
 
 
 async def _write(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> DocResult:
+    # one writer of a document at a time, reading the chunks stored now (not those read before
+    # chunking): two concurrent writes of a source otherwise both drop the first version's
+    # chunks and the chunks of the one that loses are left behind
+    async with write_lock(redis, tenant, "doc", plan.id):
+        plan.old = as_dict(await redis.hgetall(keys.doc(tenant, plan.id))) or {}
+        return await _write_locked(redis, search, tenant, plan)
+
+
+async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> DocResult:
     assert plan.chunks is not None and plan.chunk_ids is not None
     reserved = await reserve_items(
         redis, tenant=tenant, kind="docs", index_key=keys.docs_index(tenant), member=plan.id
@@ -331,6 +341,11 @@ async def get_document(*, redis: Any, tenant: str, did: str) -> DocDetail:
 
 
 async def delete_document(*, redis: Any, search: SearchIndex, tenant: str, did: str) -> None:
+    async with write_lock(redis, tenant, "doc", did):
+        await _delete_locked(redis, search, tenant, did)
+
+
+async def _delete_locked(redis: Any, search: SearchIndex, tenant: str, did: str) -> None:
     record = await redis.hgetall(keys.doc(tenant, did))
     if not record:
         raise NotFound(f"no document {did!r}")

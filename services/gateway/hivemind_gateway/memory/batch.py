@@ -17,12 +17,13 @@ from pydantic import ValidationError
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, HivemindError, TooLarge
+from hivemind_gateway.claims import body_digest, claim_digests, release_commands
 from hivemind_gateway.memory.schemas import (
     BatchItemResult,
     MemoriesBatchResult,
     MemoryCreate,
 )
-from hivemind_gateway.memory.service import _same_memory
+from hivemind_gateway.memory.service import _compared, _same_memory
 from hivemind_gateway.memory.sessions import touch_commands
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.sync import SearchIndex
@@ -115,12 +116,8 @@ async def store_batch(
     for start in range(0, len(valid), CHUNK):
         chunk = valid[start : start + CHUNK]
         now = time.time()
-        written: list[tuple[int, str, dict[str, str]]] = []
-        commands: list[tuple[Any, ...]] = []
-        sessions: set[str] = set()
-        existing = await _stored(redis, tenant, [body.id for _, body in chunk if body.id])
+        records: list[tuple[int, MemoryCreate, str, dict[str, str]]] = []
         for offset, (i, body) in enumerate(chunk):
-            memory_id = body.id or secrets.token_hex(12)
             # distinct created_at stamps keep the items' order (and their change versions)
             stamp = now + offset * 1e-6
             record = {
@@ -130,43 +127,84 @@ async def store_batch(
                 "metadata": json.dumps(body.metadata),
                 "created_at": f"{stamp:.6f}",
             }
-            before = existing.get(memory_id)
-            if before:  # the client's own id again, as the single route keeps it
-                if _same_memory(record, before):
-                    results[i] = BatchItemResult(index=i, id=memory_id)  # a retry: stored once
-                else:
-                    conflict = Conflict(
-                        f"memory {memory_id!r} already holds a different memory", param="id"
-                    )
-                    results[i] = BatchItemResult(index=i, error=_problem(conflict))
-                continue
-            commands += _commands(tenant, memory_id, record, stamp)
-            if body.session_id:
-                sessions.add(body.session_id)
-            written.append((i, memory_id, record))
-        if not written:
-            continue
-        for session_id in sorted(sessions):
-            commands += touch_commands(tenant, session_id, now)
+            records.append((i, body, body.id or secrets.token_hex(12), record))
+        # the client's ids are claimed before they are read (as the single route does): another
+        # request writing another body under one of them concurrently is refused, item by item
+        digests = {mid: body_digest(_compared(rec)) for _, body, mid, rec in records if body.id}
+        taken = await claim_digests(redis, tenant, "memory", digests)
+        claimed = [mid for mid in digests if mid not in taken]
         try:
-            reserved = await reserve_items(
-                redis,
-                tenant=tenant,
-                kind="memories",
-                index_key=keys.memories_index(tenant),
-                member=None,
-                adding=len(written),
-            )
-            await redis.transaction(*commands, *reserved, durable=True)
-        except HivemindError as exc:
-            for i, memory_id, _ in written:  # the id too: under strong durability a chunk
-                # refused as not replicated may still be on the primary; a retry with it is safe
-                results[i] = BatchItemResult(index=i, id=memory_id, error=_problem(exc))
-            continue
-        for i, memory_id, _ in written:
-            results[i] = BatchItemResult(index=i, id=memory_id)
-        await search.apply_local_many(
-            tenant, "memory", [memory_item(memory_id, record) for _, memory_id, record in written]
-        )
+            await _write_chunk(redis, search, tenant, records, taken, claimed, results, now)
+        except BaseException:
+            if claimed:
+                await redis.delete(*(keys.write_claim(tenant, "memory", m) for m in claimed))
+            raise
     ok = sum(1 for r in results if r.error is None)
     return MemoriesBatchResult(results=results, stored=ok, failed=len(results) - ok)
+
+
+async def _write_chunk(
+    redis: Any,
+    search: SearchIndex,
+    tenant: str,
+    records: list[tuple[int, MemoryCreate, str, dict[str, str]]],
+    taken: dict[str, str],
+    claimed: list[str],
+    results: list[BatchItemResult],
+    now: float,
+) -> None:
+    """Write one chunk's items in one transaction, filling in their results."""
+    written: list[tuple[int, str, dict[str, str]]] = []
+    commands: list[tuple[Any, ...]] = []
+    sessions: set[str] = set()
+    existing = await _stored(redis, tenant, [mid for _, body, mid, _ in records if body.id])
+    for i, body, memory_id, record in records:
+        if memory_id in taken:
+            conflict = Conflict(
+                f"memory {memory_id!r} is being written with a different memory", param="id"
+            )
+            results[i] = BatchItemResult(index=i, error=_problem(conflict))
+            continue
+        before = existing.get(memory_id)
+        if before:  # the client's own id again, as the single route keeps it
+            if _same_memory(record, before):
+                results[i] = BatchItemResult(index=i, id=memory_id)  # a retry: stored once
+            else:
+                conflict = Conflict(
+                    f"memory {memory_id!r} already holds a different memory", param="id"
+                )
+                results[i] = BatchItemResult(index=i, error=_problem(conflict))
+            continue
+        commands += _commands(tenant, memory_id, record, float(record["created_at"]))
+        if body.session_id:
+            sessions.add(body.session_id)
+        written.append((i, memory_id, record))
+    released = release_commands(tenant, "memory", claimed)
+    if not written:
+        if released:
+            await redis.transaction(*released)
+        return
+    for session_id in sorted(sessions):
+        commands += touch_commands(tenant, session_id, now)
+    try:
+        reserved = await reserve_items(
+            redis,
+            tenant=tenant,
+            kind="memories",
+            index_key=keys.memories_index(tenant),
+            member=None,
+            adding=len(written),
+        )
+        await redis.transaction(*commands, *reserved, *released, durable=True)
+    except HivemindError as exc:
+        for i, memory_id, _ in written:  # the id too: under strong durability a chunk
+            # refused as not replicated may still be on the primary; a retry with it is safe
+            results[i] = BatchItemResult(index=i, id=memory_id, error=_problem(exc))
+        if released:
+            await redis.transaction(*released)
+        return
+    for i, memory_id, _ in written:
+        results[i] = BatchItemResult(index=i, id=memory_id)
+    await search.apply_local_many(
+        tenant, "memory", [memory_item(memory_id, record) for _, memory_id, record in written]
+    )

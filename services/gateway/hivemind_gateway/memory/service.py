@@ -10,6 +10,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, Invalid, NotFound, TooLarge
+from hivemind_gateway.claims import body_digest, claim_digests, release_commands
 from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
     MemoriesPublic,
@@ -61,9 +62,16 @@ def idempotent_id(idempotency_key: str | None, body_id: str | None) -> str | Non
     return derived
 
 
+_COMPARED = ("text", "session_id", "tags", "metadata")
+
+
+def _compared(record: dict[str, str]) -> dict[str, str]:
+    """The fields that make two writes under one id the same memory."""
+    return {f: record.get(f, "") for f in _COMPARED}
+
+
 def _same_memory(record: dict[str, str], stored: dict[str, str]) -> bool:
-    fields = ("text", "session_id", "tags", "metadata")
-    return all(record[f] == stored.get(f, "") for f in fields)
+    return _compared(record) == _compared(stored)
 
 
 async def store_memory(
@@ -88,15 +96,43 @@ async def store_memory(
         )
     chosen = memory_id or body.id
     memory_id = chosen or secrets.token_hex(12)
-    now = time.time()
-    stamp = f"{now:.6f}"
     record = {
         "text": body.text,
         "session_id": body.session_id or "",
         "tags": json.dumps(body.tags),
         "metadata": json.dumps(body.metadata),
-        "created_at": stamp,
+        "created_at": f"{time.time():.6f}",
     }
+    released: list[tuple[Any, ...]] = []
+    if chosen:
+        # claim the id before reading it: a concurrent write of another body under the same id
+        # is refused here, not overwritten after both found the id free
+        digest = body_digest(_compared(record))
+        if await claim_digests(redis, tenant, "memory", {memory_id: digest}):
+            raise Conflict(
+                f"memory {memory_id!r} is being written with a different memory", param="id"
+            )
+        released = release_commands(tenant, "memory", [memory_id])
+    try:
+        return await _write(redis, search, tenant, body, memory_id, chosen, record, released)
+    except BaseException:
+        if released:  # refused or failed: the id is free for another body at once
+            await redis.delete(keys.write_claim(tenant, "memory", memory_id))
+        raise
+
+
+async def _write(
+    redis: Any,
+    search: SearchIndex,
+    tenant: str,
+    body: MemoryCreate,
+    memory_id: str,
+    chosen: str | None,
+    record: dict[str, str],
+    released: list[tuple[Any, ...]],
+) -> MemoryPublic:
+    stamp = record["created_at"]
+    now = float(stamp)
     if chosen:
         stored = await redis.hgetall(keys.memory(tenant, memory_id))
         if stored:
@@ -117,7 +153,7 @@ async def store_memory(
         commands.append(("ZADD", keys.session_memories(tenant, body.session_id), now, memory_id))
         commands += touch_commands(tenant, body.session_id, time.time())
     commands.append(change_command(tenant, "upsert", "memory", memory_id, stamp, False))
-    await redis.transaction(*commands, durable=True)
+    await redis.transaction(*commands, *released, durable=True)
     await search.apply_local(tenant, "memory", memory_item(memory_id, record), memory_id, None)
     return _public(memory_id, record)
 
