@@ -114,9 +114,7 @@ def _race(gateway: RunningGateway, requests: list[tuple[str, str, dict]]) -> lis
 
     async def go() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=60) as c:
-            return list(
-                await asyncio.gather(*(c.request(m, p, json=b) for m, p, b in requests))
-            )
+            return list(await asyncio.gather(*(c.request(m, p, json=b) for m, p, b in requests)))
 
     return asyncio.run(go())
 
