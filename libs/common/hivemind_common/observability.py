@@ -28,7 +28,7 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
 
-_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._-]{1,64}$")  # an incoming id we keep
 _UNTRACKED = frozenset({"/metrics", "/healthz"})
 
 
@@ -48,7 +48,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        rid = incoming if _REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex[:16]
+        rid = incoming if REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex[:16]
         token = request_id_var.set(rid)
         status = {"code": 500}
         start = time.perf_counter()

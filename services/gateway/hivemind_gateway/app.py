@@ -23,6 +23,7 @@ from hivemind_gateway.console.sessions import COOKIE_NAME as CONSOLE_COOKIE
 from hivemind_gateway.docs.router import router as docs_router
 from hivemind_gateway.docs.router import tools_router as docs_tools_router
 from hivemind_gateway.facts.router import router as facts_router
+from hivemind_gateway.hot_path import HotReads
 from hivemind_gateway.keys.router import router as keys_router
 from hivemind_gateway.learning.router import router as learning_router
 from hivemind_gateway.limits import InferenceSlots, RequestLimiter
@@ -111,6 +112,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         session_cookie=CONSOLE_COOKIE,  # or the web console's session (CSRF-checked)
     )
     app.add_middleware(InferenceSlots)  # gives back inference slots when a response ends
+    if settings.gateway_hot_path:  # outermost: the fact lookup skips the layers below
+        app.add_middleware(HotReads)
     for router in (
         overview_router,
         stats_router,

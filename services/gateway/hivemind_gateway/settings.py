@@ -80,6 +80,9 @@ class GatewaySettings(ServiceSettings):
     # verified API keys remembered in each process (0: every request reads Redis); a revoke
     # reaches every process within a second whatever this is (hivemind_common/key_cache.py)
     key_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
+    # GET /v1/facts/{key} answered beside the framework, same checks and answers
+    # (hivemind_gateway/hot_path.py); false sends it through FastAPI like every other route
+    gateway_hot_path: bool = True
 
     # request rates (hivemind_gateway/limits.py): a key without its own rpm gets this (0: none);
     # tenants' own rpm and quotas are set with `hivemind tenants set`

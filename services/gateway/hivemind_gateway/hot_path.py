@@ -1,0 +1,280 @@
+"""The two hottest memory routes answered beside the framework rather than through it.
+
+Issue 17's profile of the gateway under ``wrk`` found the time of a fact lookup spread over the
+request machinery (Starlette's and FastAPI's layers, routing, dependency solving, response
+validation), not over the work: a bare ASGI app doing the same Redis read answers ~5x as many
+requests on this machine. This layer, outermost in the gateway, takes
+
+* ``GET /v1/facts/{key}`` and
+* ``PUT /v1/sessions/{id}/context`` (a JSON body of declared length, valid for the route)
+
+when the request carries a bearer key, and runs the very functions the route runs, in the same
+order: the body's model -> ``ApiKeyStore.verify`` (the in-process key cache) ->
+``RequestLimiter.check`` (the rates) -> the role -> the route's service function -> its JSON.
+Its errors go out through ``error_response``, the function the app's own handlers use, so a 401,
+403, 404, 429 or 503 reads exactly as before.
+
+What it cannot answer the same way it hands to the app untouched (a body it read is replayed):
+no bearer key (the console's cookie, or none at all), a path parameter that fails the route's
+pattern, a body that is not JSON of a declared length within the route's cap or that the model
+refuses (the framework's 413 or 422), a process still starting. Request ids and the request
+metrics (count and latency under the route's own template) are kept as
+``RequestContextMiddleware`` keeps them. ``HIVEMIND_GATEWAY_HOT_PATH=false`` turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis.exceptions as redis_errors
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from hivemind_common.auth import Principal, Role, parse_bearer
+from hivemind_common.error_handlers import error_response, from_redis_error
+from hivemind_common.errors import Forbidden, HivemindError
+from hivemind_common.ids import FACT_KEY_PATTERN, ID_PATTERN
+from hivemind_common.observability import (
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    REQUEST_ID_OK,
+    request_id_var,
+)
+from hivemind_gateway.facts import service as facts
+from hivemind_gateway.memory import sessions
+from hivemind_gateway.memory.schemas import SessionContext
+
+log = logging.getLogger(__name__)
+
+_JSON = [(b"content-type", b"application/json")]
+HOT_BODY_BYTES = 1 << 20  # a larger body (or none declared) goes the ordinary way
+
+
+def _anchored(pattern: str) -> re.Pattern[str]:
+    """A route's pattern, anchored as pydantic anchors it ("$" would also let a final "\\n" in)."""
+    return re.compile(pattern.removeprefix("^").removesuffix("$"))
+
+
+_FACT_KEY = _anchored(FACT_KEY_PATTERN)
+_ID = _anchored(ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class _Route:
+    method: str
+    template: str  # the app's own route template: the metrics' label
+    role: Role
+    param: Callable[[str], str | None]  # the path's parameter, or None: not this route
+    body: type[BaseModel] | None
+    run: Callable[[Any, Principal, str, Any], Awaitable[BaseModel]]
+
+
+def _fact_key(path: str) -> str | None:
+    prefix = "/v1/facts/"
+    if not path.startswith(prefix):
+        return None
+    key = path[len(prefix) :]
+    return key if _FACT_KEY.fullmatch(key) else None
+
+
+def _context_session(path: str) -> str | None:
+    prefix, suffix = "/v1/sessions/", "/context"
+    if not (path.startswith(prefix) and path.endswith(suffix)):
+        return None
+    session_id = path[len(prefix) : -len(suffix)]
+    return session_id if _ID.fullmatch(session_id) else None
+
+
+async def _get_fact(gateway: Any, principal: Principal, key: str, _body: Any) -> BaseModel:
+    return await facts.get_fact(redis=gateway.redis, tenant=principal.tenant, key=key)
+
+
+async def _put_context(
+    gateway: Any, principal: Principal, session_id: str, body: Any
+) -> BaseModel:
+    return await sessions.put_context(
+        redis=gateway.redis, tenant=principal.tenant, session_id=session_id, body=body
+    )
+
+
+ROUTES = (
+    _Route("GET", "/v1/facts/{key:path}", "read", _fact_key, None, _get_fact),
+    _Route(
+        "PUT",
+        "/v1/sessions/{session_id}/context",
+        "write",
+        _context_session,
+        SessionContext,
+        _put_context,
+    ),
+)
+
+
+class HotReads:
+    """Pure ASGI layer: the routes of :data:`ROUTES`, with a bearer key, beside the framework."""
+
+    def __init__(self, app: ASGIApp, *, service: str = "gateway") -> None:
+        self.app = app
+        self.service = service
+        self.limits: Any = None  # the routes' body caps, read from the settings once
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route, param = _match(scope)
+        if route is None or param is None:
+            await self.app(scope, receive, send)
+            return
+        token = None
+        incoming = ""
+        length: int | None = None
+        json_body = False
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                token = parse_bearer(value.decode("latin-1"))
+            elif name == b"x-request-id":
+                incoming = value.decode("latin-1")
+            elif name == b"content-length":
+                length = int(value) if value.isdigit() else None
+            elif name == b"content-type":
+                json_body = value.split(b";", 1)[0].strip().lower() == b"application/json"
+        state = getattr(scope.get("app"), "state", None)
+        gateway = getattr(state, "gateway", None)
+        if token is None or gateway is None:
+            await self.app(scope, receive, send)
+            return
+        body: Any = None
+        if route.body is not None:
+            if self.limits is None:
+                self.limits = gateway.settings.body_limits()
+            cap = min(HOT_BODY_BYTES, self.limits.cap_for(scope["path"]))
+            if not json_body or length is None or length > cap:
+                await self.app(scope, receive, send)
+                return
+            raw, receive = await _read_body(receive, length)
+            body = _model(route.body, raw)
+            if body is None:  # the framework answers it (422, 413), as it always has
+                await self.app(scope, receive, send)
+                return
+        rid = incoming if REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex[:16]
+        reset = request_id_var.set(rid)
+        start = time.perf_counter()
+        status = 500
+        try:
+            status = await _answer(scope, send, gateway, route, token, param, body, rid)
+        finally:
+            request_id_var.reset(reset)
+            HTTP_REQUESTS.labels(
+                self.service, route.method, route.template, f"{status // 100}xx"
+            ).inc()
+            HTTP_LATENCY.labels(self.service, route.method, route.template).observe(
+                time.perf_counter() - start
+            )
+
+
+def _match(scope: Scope) -> tuple[_Route | None, str | None]:
+    if scope["type"] != "http":
+        return None, None
+    for route in ROUTES:
+        if scope["method"] == route.method:
+            param = route.param(scope["path"])
+            if param is not None:
+                return route, param
+    return None, None
+
+
+async def _read_body(receive: Receive, length: int) -> tuple[bytes | None, Receive]:
+    """The body (None if it is not what was declared) and a receive that replays it."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    messages: list[Message] = []
+    while more:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+        more = message.get("more_body", False)
+        if size > length:
+            break
+    raw = b"".join(chunks) if not more and size == length else None
+    replay = iter(messages)
+
+    async def replayed() -> Message:
+        for message in replay:
+            return message
+        return await receive()
+
+    return raw, replayed
+
+
+def _model(model: type[BaseModel], raw: bytes | None) -> BaseModel | None:
+    """The body as the route's model, or None where the framework must answer it."""
+    if raw is None:
+        return None
+    try:
+        return model.model_validate(json.loads(raw))
+    except Exception:  # any refusal is the framework's to word
+        return None
+
+
+async def _answer(
+    scope: Scope,
+    send: Send,
+    gateway: Any,
+    route: _Route,
+    token: str,
+    param: str,
+    body: Any,
+    rid: str,
+) -> int:
+    try:
+        principal = await gateway.api_keys.verify(token)
+        await gateway.rate_limiter.check(principal)  # neither route holds an inference slot
+        if not principal.allows(route.role):
+            raise Forbidden(f"this key's role is {principal.role!r}; {route.role!r} is needed")
+        result = await route.run(gateway, principal, param, body)
+    except HivemindError as exc:
+        return await _error(scope, send, exc, rid)
+    except redis_errors.RedisError as exc:
+        log.warning("redis error on %s: %s", scope["path"], type(exc).__name__)
+        return await _error(scope, send, from_redis_error(exc), rid)
+    payload = result.model_dump_json().encode()
+    headers = [
+        *_JSON,
+        (b"content-length", str(len(payload)).encode()),
+        (b"x-request-id", rid.encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+    return 200
+
+
+async def _error(scope: Scope, send: Send, exc: HivemindError, rid: str) -> int:
+    if exc.status >= 500:
+        log.warning("request failed: %s %s", exc.code, exc.message)
+    response = error_response(
+        Request(scope),
+        exc.status,
+        title=exc.title,
+        message=exc.message,
+        code=exc.code,
+        param=exc.param,
+        headers={**(exc.headers or {}), "x-request-id": rid},
+        extra=exc.extra,
+    )
+    await response(scope, _nothing, send)
+    return exc.status
+
+
+async def _nothing() -> Message:
+    return {"type": "http.disconnect"}
