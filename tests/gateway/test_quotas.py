@@ -135,3 +135,45 @@ def test_a_batch_that_would_pass_the_memory_quota_is_refused_item_by_item(gatewa
         stored = c.post("/v1/memories/batch", json={"memories": three[:2]}).json()
         assert (stored["stored"], stored["failed"]) == (2, 0)
         assert c.get("/v1/memories").json()["count"] == 2
+
+
+def test_memories_cannot_open_sessions_past_the_quota(gateway: Any) -> None:
+    """A memory names its session, which the write creates: a new one past ``max_sessions``
+    is refused like a new session is, on the single route and item by item in a batch."""
+    _limit(gateway, "acme", max_sessions=2)
+    with gateway.client("acme", "write") as c:
+        assert c.post("/v1/memories", json={"text": "a", "session_id": "s1"}).status_code == 201
+        assert c.put("/v1/sessions/s2/context", json={"context": "b"}).status_code == 200
+        refused = c.post("/v1/memories", json={"text": "c", "session_id": "s3"})
+        assert _is_quota_refusal(refused), refused.text
+        # a live session still takes memories, and a memory with no session is no session
+        assert c.post("/v1/memories", json={"text": "d", "session_id": "s2"}).status_code == 201
+        assert c.post("/v1/memories", json={"text": "e"}).status_code == 201
+        batch = c.post(
+            "/v1/memories/batch",
+            json={
+                "memories": [
+                    {"text": "f", "session_id": "s1"},
+                    {"text": "g", "session_id": "s4"},
+                    {"text": "h"},
+                    {"text": "i", "session_id": "s5"},
+                ]
+            },
+        )
+        assert batch.status_code == 200, batch.text
+        results = batch.json()["results"]
+        assert [r["error"] is None for r in results] == [True, False, True, False]
+        assert all(r["error"]["code"] == "quota_exceeded" for r in results if r["error"])
+        assert c.get("/v1/sessions").json()["count"] == 2
+        assert c.get("/v1/memories").json()["count"] == 5
+
+
+def test_a_batch_opens_new_sessions_while_there_is_room(gateway: Any) -> None:
+    _limit(gateway, "acme", max_sessions=3)
+    with gateway.client("acme", "write") as c:
+        items = [{"text": f"m{n}", "session_id": f"s{n % 3}"} for n in range(9)]
+        batch = c.post("/v1/memories/batch", json={"memories": items})
+        assert batch.json()["stored"] == 9, batch.text
+        assert c.get("/v1/sessions").json()["count"] == 3
+        more = c.post("/v1/memories/batch", json={"memories": [{"text": "x", "session_id": "s9"}]})
+        assert more.json()["failed"] == 1

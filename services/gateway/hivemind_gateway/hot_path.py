@@ -97,9 +97,7 @@ async def _get_fact(gateway: Any, principal: Principal, key: str, _body: Any) ->
     return await facts.get_fact(redis=gateway.redis, tenant=principal.tenant, key=key)
 
 
-async def _put_context(
-    gateway: Any, principal: Principal, session_id: str, body: Any
-) -> BaseModel:
+async def _put_context(gateway: Any, principal: Principal, session_id: str, body: Any) -> BaseModel:
     return await sessions.put_context(
         redis=gateway.redis, tenant=principal.tenant, session_id=session_id, body=body
     )

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from hivemind_common import keys
-from hivemind_common.errors import Conflict, HivemindError, TooLarge
+from hivemind_common.errors import Conflict, HivemindError, QuotaExceeded, TooLarge
 from hivemind_gateway.claims import body_digest, claim_digests, release_commands
 from hivemind_gateway.memory.schemas import (
     BatchItemResult,
@@ -143,6 +143,42 @@ async def store_batch(
     return MemoriesBatchResult(results=results, stored=ok, failed=len(results) - ok)
 
 
+async def _session_room(
+    redis: Any,
+    tenant: str,
+    written: list[tuple[int, str, dict[str, str]]],
+    results: list[BatchItemResult],
+) -> tuple[list[tuple[int, str, dict[str, str]]], list[tuple[Any, ...]]]:
+    """The items whose session has room under the tenant's ``max_sessions`` (a live session
+    always has; new ones take places, and when there are not enough, their items are refused
+    and the others still go in), and the commands that turn the places into the sessions."""
+    named = sorted({record["session_id"] for _, _, record in written if record["session_id"]})
+    if not named:
+        return written, []
+    live = await redis.zmscore(keys.sessions_recent(tenant), named)
+    new = {s for s, score in zip(named, live, strict=True) if score is None}
+    if not new:
+        return written, []
+    try:
+        reserved = await reserve_items(
+            redis,
+            tenant=tenant,
+            kind="sessions",
+            index_key=keys.sessions_recent(tenant),
+            member=None,
+            adding=len(new),
+        )
+    except QuotaExceeded as exc:
+        kept = []
+        for item in written:
+            if item[2]["session_id"] in new:
+                results[item[0]] = BatchItemResult(index=item[0], error=_problem(exc))
+            else:
+                kept.append(item)
+        return kept, []
+    return written, reserved
+
+
 async def _write_chunk(
     redis: Any,
     search: SearchIndex,
@@ -158,7 +194,7 @@ async def _write_chunk(
     commands: list[tuple[Any, ...]] = []
     sessions: set[str] = set()
     existing = await _stored(redis, tenant, [mid for _, body, mid, _ in records if body.id])
-    for i, body, memory_id, record in records:
+    for i, _, memory_id, record in records:
         if memory_id in taken:
             conflict = Conflict(
                 f"memory {memory_id!r} is being written with a different memory", param="id"
@@ -175,15 +211,17 @@ async def _write_chunk(
                 )
                 results[i] = BatchItemResult(index=i, error=_problem(conflict))
             continue
-        commands += _commands(tenant, memory_id, record, float(record["created_at"]))
-        if body.session_id:
-            sessions.add(body.session_id)
         written.append((i, memory_id, record))
     released = release_commands(tenant, "memory", claimed)
+    written, room = await _session_room(redis, tenant, written, results)
     if not written:
         if released:
             await redis.transaction(*released)
         return
+    for _, memory_id, record in written:
+        commands += _commands(tenant, memory_id, record, float(record["created_at"]))
+        if record["session_id"]:
+            sessions.add(record["session_id"])
     for session_id in sorted(sessions):
         commands += touch_commands(tenant, session_id, now)
     try:
@@ -195,7 +233,7 @@ async def _write_chunk(
             member=None,
             adding=len(written),
         )
-        await redis.transaction(*commands, *reserved, *released, durable=True)
+        await redis.transaction(*commands, *reserved, *room, *released, durable=True)
     except HivemindError as exc:
         for i, memory_id, _ in written:  # the id too: under strong durability a chunk
             # refused as not replicated may still be on the primary; a retry with it is safe

@@ -143,6 +143,14 @@ async def _write(
     reserved = await reserve_items(
         redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant), member=chosen
     )
+    if body.session_id:  # a memory's session is a session: a new one takes a place too
+        reserved += await reserve_items(
+            redis,
+            tenant=tenant,
+            kind="sessions",
+            index_key=keys.sessions_recent(tenant),
+            member=body.session_id,
+        )
     # the search index's worker adds the vector (within a second); until then, words find it
     commands: list[tuple[Any, ...]] = [
         ("HSET", keys.memory(tenant, memory_id), *[x for kv in record.items() for x in kv]),
