@@ -252,3 +252,30 @@ def test_concurrent_rewrites_of_one_document_leave_no_orphan_chunks(
             doc = c.get(f"/v1/docs/{listed[0]['id']}").json()
             held = asyncio.run(stored_chunks())
             assert len(held) == doc["chunks"], (len(held), doc["chunks"])
+
+
+def test_a_batch_past_the_docs_quota_is_refused_whole(
+    gateway: RunningGateway, redis_url: str
+) -> None:
+    from hivemind_common import keys
+    from hivemind_common.redis import connect_redis
+
+    async def limit() -> None:
+        redis = connect_redis(redis_url)
+        try:
+            await redis.hset(keys.tenant_settings("acme"), "max_docs", "2")
+        finally:
+            await redis.aclose()
+
+    asyncio.run(limit())
+    docs = [{"source": f"d{n}.md", "text": f"# D{n}\n\nbody {n}\n"} for n in range(3)]
+    with gateway.client() as c:
+        resp = c.post("/v1/docs", json={"documents": docs})
+        assert resp.status_code == 403 and resp.json()["code"] == "quota_exceeded"
+        assert c.get("/v1/docs").json()["count"] == 0  # none of them half-written
+        assert c.post("/v1/docs", json={"documents": docs[:2]}).status_code == 200
+        # an update beside a new one: the update needs no room, the new one has none
+        changed = [{**docs[0], "text": "# D0\n\nchanged\n"}, docs[2]]
+        assert c.post("/v1/docs", json={"documents": changed}).status_code == 403
+        assert c.post("/v1/docs", json={"documents": changed[:1]}).status_code == 200
+        assert c.get("/v1/docs").json()["count"] == 2

@@ -196,6 +196,21 @@ async def put_documents(
                 p.links = find_links(p.doc.source, p.doc.text, p.doc_type, p.language)
 
         await asyncio.to_thread(work)
+    # room for every new document before any is written: a batch past the quota is refused
+    # whole (403), not half written
+    fresh = [p for p in todo if not p.old]
+    room = (
+        await reserve_items(
+            redis,
+            tenant=tenant,
+            kind="docs",
+            index_key=keys.docs_index(tenant),
+            member=None,
+            adding=len(fresh),
+        )
+        if fresh
+        else []
+    )
     results: list[DocResult] = []
     total_chunks = 0
     for plan in plans:
@@ -214,7 +229,8 @@ async def put_documents(
             )
             total_chunks += n
             continue
-        results.append(await _write(redis, search, tenant, plan))
+        last = plan is fresh[-1] if fresh else False
+        results.append(await _write(redis, search, tenant, plan, room if last else []))
         total_chunks += results[-1].chunks
     return DocsWritten(
         data=results, chunks=total_chunks, pending_vectors=search.pending_vectors(tenant)
@@ -231,20 +247,24 @@ def _unchanged(plan: Plan) -> bool:
     )
 
 
-async def _write(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> DocResult:
+async def _write(
+    redis: Any, search: SearchIndex, tenant: str, plan: Plan, room: list[tuple[Any, ...]]
+) -> DocResult:
     # one writer of a document at a time, reading the chunks stored now (not those read before
     # chunking): two concurrent writes of a source otherwise both drop the first version's
     # chunks and the chunks of the one that loses are left behind
     async with write_lock(redis, tenant, "doc", plan.id):
         plan.old = as_dict(await redis.hgetall(keys.doc(tenant, plan.id))) or {}
-        return await _write_locked(redis, search, tenant, plan)
+        return await _write_locked(redis, search, tenant, plan, room)
 
 
-async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> DocResult:
+async def _write_locked(
+    redis: Any, search: SearchIndex, tenant: str, plan: Plan, room: list[tuple[Any, ...]]
+) -> DocResult:
+    """Write one document; ``room`` drops the places reserved for the batch's new documents
+    (the last new one's transaction carries it)."""
     assert plan.chunks is not None and plan.chunk_ids is not None
-    reserved = await reserve_items(
-        redis, tenant=tenant, kind="docs", index_key=keys.docs_index(tenant), member=plan.id
-    )
+    reserved = room
     now = f"{time.time():.6f}"
     old_ids = [str(x) for x in load_json(plan.old.get("chunk_ids"), [])]
     new_ids = plan.chunk_ids
