@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 EVAL_SET = REPO / "tests" / "data" / "retrieval_eval.json"
 OPS_SET = REPO / "tests" / "data" / "gate_eval_ops.json"
 CODEBASE_SET = REPO / "tests" / "data" / "gate_eval_codebase.json"
+DATATEAM_SET = REPO / "tests" / "data" / "gate_eval_datateam.json"
 DIM = 384
 SIZES = (1_000, 10_000, 100_000)
 QUERIES = 200
@@ -63,6 +64,7 @@ def quality() -> dict[str, Any]:
     out["ops_domain_untuned"] = evaluate(load_eval_set(OPS_SET), encoder.encode)
     # facts and memories of one codebase, committed before the second round of gate work
     out["codebase_domain_untuned"] = evaluate(load_eval_set(CODEBASE_SET), encoder.encode)
+    out["datateam_domain_untuned"] = evaluate(load_eval_set(DATATEAM_SET), encoder.encode)
     return out
 
 

@@ -115,3 +115,20 @@ def test_the_gate_on_the_untuned_codebase_set_does_not_regress(
     result = evaluate(data, encode)
     assert result["right_fact_injected"] >= 0.90, result["failures"]
     assert result["unanswerable_injected"] <= 0.55, result["failures"]
+
+
+def test_the_gate_on_the_untuned_data_team_set_does_not_regress(
+    encode: Callable[[list[str]], np.ndarray],
+) -> None:
+    # gate_eval_datateam.json (an analytics team's facts and memories) was committed before the
+    # gate work of a later session and has not been tuned on. The shipped gate gives 93.2% right
+    # and 35.7% of unanswerable queries with something injected (the target is 95% / 10%);
+    # this floor only guards against getting worse
+    data = load_eval_set(EVAL_SET.parent / "gate_eval_datateam.json")
+    keys = {f["key"] for f in data["facts"]} | {m["id"] for m in data["memories"]}
+    assert len(keys) == len(data["facts"]) + len(data["memories"])
+    assert len(data["queries"]) >= 40 and len(data["unanswerable"]) >= 10
+    assert all(set(q["expected"]) <= keys for q in data["queries"])
+    result = evaluate(data, encode)
+    assert result["right_fact_injected"] >= 0.93, result["failures"]
+    assert result["unanswerable_injected"] <= 0.36, result["failures"]
