@@ -46,3 +46,63 @@ def test_other_argument_types_are_left_to_redis_py() -> None:
                 continue
             raise AssertionError(f"{odd!r} packed; redis-py refuses it") from exc
         assert pack(conn, cmds) == expected
+
+
+class _Conn:
+    """A connection whose WAIT reply never comes (redis-py answers such a read with None)."""
+
+    host, port, socket_timeout = "fake", 6379, 0.1
+
+    def __init__(self, replies: list[Any]) -> None:
+        self.replies = replies
+
+    async def send_packed_command(self, packed: Any, check_health: bool = True) -> None:
+        return None
+
+    async def read_response(self, timeout: float | None = None, **_: Any) -> Any:
+        return self.replies.pop(0) if self.replies else None
+
+
+class _Backend:
+    def __init__(self, conn: _Conn) -> None:
+        self.conn = conn
+        self.short_of_replicas: dict[str, Any] = {}
+        self.released: list[bool] = []
+
+    async def primary_connection(self, slot: int) -> tuple[_Conn, Any]:
+        async def release(broken: bool) -> None:
+            self.released.append(broken)
+
+        return self.conn, release
+
+    async def on_error(self, exc: BaseException, client: Any) -> None:
+        return None
+
+    def current(self) -> Any:
+        return None
+
+
+def test_an_unanswered_wait_drops_the_connection() -> None:
+    """The WAIT after EXEC that does not answer in time: the connection is released as broken
+    (its late reply would otherwise be read as the next request's), and the write fails as a
+    timeout rather than a 500."""
+    import asyncio
+
+    import pytest
+    from redis import exceptions as rex
+
+    from hivemind_common.redis.transaction import run_transaction
+
+    backend = _Backend(_Conn(["OK", "QUEUED", [1]]))
+    with pytest.raises(rex.TimeoutError):
+        asyncio.run(
+            run_transaction(
+                backend,  # type: ignore[arg-type]
+                0,
+                (("SET", "k", "v"),),
+                wait=(1, 10),
+                retried=False,
+                topology="sentinel",
+            )
+        )
+    assert backend.released == [True]

@@ -110,6 +110,26 @@ def test_every_answer_of_the_two_routes_is_the_frameworks(
     ]
     for method, path, who, kw in cases:
         _same(_ask(hot, method, path, who, **kw), _ask(plain, method, path, who, **kw))
+    # a repeated header: both read its first value
+    bearer = ("authorization", f"Bearer {key}")
+    basic = ("authorization", "Basic x")
+    as_text, as_json = ("content-type", "text/plain"), ("content-type", "application/json")
+    repeated: list[tuple[str, str, list[tuple[str, str]], bytes | None]] = [
+        ("GET", "/v1/facts/db.port", [basic, bearer], None),
+        ("GET", "/v1/facts/db.port", [bearer, basic], None),
+        ("PUT", "/v1/sessions/s1/context", [bearer, as_text, as_json], b'{"context": "x"}'),
+        ("PUT", "/v1/sessions/s1/context", [bearer, as_json, as_text], b'{"context": "x"}'),
+    ]
+    for method, path, raw, content in repeated:
+        answers = []
+        for gw in (hot, plain):
+            with httpx.Client(base_url=gw.url, timeout=30) as c:
+                request = c.build_request(method, path, content=content)
+                names = {n for n, _ in raw}
+                kept = [(n, v) for n, v in request.headers.multi_items() if n not in names]
+                request.headers = httpx.Headers([*kept, *raw])
+                answers.append(c.send(request))
+        _same(*answers)
 
 
 def test_a_request_is_counted_once_against_its_rate(

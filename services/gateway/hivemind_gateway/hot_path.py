@@ -129,19 +129,15 @@ class HotReads:
         if route is None or param is None:
             await self.app(scope, receive, send)
             return
-        token = None
-        incoming = ""
-        length: int | None = None
-        json_body = False
+        headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                token = parse_bearer(value.decode("latin-1"))
-            elif name == b"x-request-id":
-                incoming = value.decode("latin-1")
-            elif name == b"content-length":
-                length = int(value) if value.isdigit() else None
-            elif name == b"content-type":
-                json_body = value.split(b";", 1)[0].strip().lower() == b"application/json"
+            headers.setdefault(name, value)  # the first of a repeated header, as the app reads
+        token = parse_bearer(headers.get(b"authorization", b"").decode("latin-1"))
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        declared = headers.get(b"content-length", b"")
+        length = int(declared) if declared.isdigit() else None
+        kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+        json_body = kind == b"application/json"
         state = getattr(scope.get("app"), "state", None)
         gateway = getattr(state, "gateway", None)
         if token is None or gateway is None:

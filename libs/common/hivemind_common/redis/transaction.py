@@ -159,6 +159,11 @@ async def run_transaction(
             if wait is not None:
                 bound = (conn.socket_timeout or 5.0) + wait[1] / 1000
                 wait_reply = await _read(conn, timeout=bound)
+                if wait_reply is None:
+                    # redis-py answers a read that timed out with None and keeps the connection;
+                    # the WAIT reply may still arrive and would be read as the next command's,
+                    # so the connection is dropped (broken), never handed to another request
+                    raise rex.TimeoutError(f"WAIT unanswered after {bound:.1f}s on {node}")
                 wait_s = time.perf_counter() - exec_done
                 if isinstance(wait_reply, int) and wait_reply < wait[0]:
                     await _note_replicas(backend, conn, node, wait[0])
