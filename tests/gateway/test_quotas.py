@@ -177,3 +177,36 @@ def test_a_batch_opens_new_sessions_while_there_is_room(gateway: Any) -> None:
         assert c.get("/v1/sessions").json()["count"] == 3
         more = c.post("/v1/memories/batch", json={"memories": [{"text": "x", "session_id": "s9"}]})
         assert more.json()["failed"] == 1
+
+
+def test_a_batch_admits_as_many_new_sessions_as_there_is_room_for(gateway: Any) -> None:
+    _limit(gateway, "acme", max_sessions=3)
+    with gateway.client("acme", "write") as c:
+        assert c.put("/v1/sessions/s1/context", json={"context": "a"}).status_code == 200
+        items = [
+            {"text": "x", "session_id": "s2"},
+            {"text": "y", "session_id": "s3"},
+            {"text": "z", "session_id": "s4"},
+            {"text": "w", "session_id": "s2"},
+            {"text": "v", "session_id": "s1"},
+        ]
+        results = c.post("/v1/memories/batch", json={"memories": items}).json()["results"]
+        assert [r["error"] is None for r in results] == [True, True, False, True, True]
+        assert c.get("/v1/sessions").json()["count"] == 3
+
+
+def test_a_refused_memory_gives_its_reserved_place_back_at_once(gateway: Any) -> None:
+    """A memory whose new session has no room is refused; the place the memory itself had
+    reserved is given back now, not 30 s later (which refused other writes meanwhile)."""
+    _limit(gateway, "acme", max_sessions=1, max_memories=2)
+    with gateway.client("acme", "write") as c:
+        assert c.post("/v1/memories", json={"text": "a", "session_id": "s1"}).status_code == 201
+        refused = c.post("/v1/memories", json={"text": "b", "session_id": "s2"})
+        assert _is_quota_refusal(refused), refused.text
+        # the memory quota has one place left, and it is free
+        assert c.post("/v1/memories", json={"text": "c"}).status_code == 201
+    r = sync_redis.Redis.from_url(gateway.redis_url, decode_responses=True)
+    try:
+        assert r.zcard(keys.quota_reservations("acme", "memories")) == 0
+    finally:
+        r.close()

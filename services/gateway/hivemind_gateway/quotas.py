@@ -23,7 +23,8 @@ from hivemind_common.errors import QuotaExceeded
 ItemKind = Literal["facts", "memories", "sessions", "docs"]
 
 
-# KEYS: settings, index, reservations; ARGV: limit field, member ("" none), adding, now, token
+# KEYS: settings, index, reservations; ARGV: limit field, member ("" none), adding, now, token,
+# "check" (only say whether there is room) or ""
 # A reservation is a member "<token>:<n>" of the reservations set, scored by when it lapses.
 _RESERVE = """
 local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
@@ -36,6 +37,7 @@ for _, held in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   used = used + tonumber(string.match(held, ':(%d+)$'))
 end
 if used + tonumber(ARGV[3]) > limit then return {0, used, limit} end
+if ARGV[6] == 'check' then return {1, used} end
 redis.call('ZADD', KEYS[3], now + RESERVATION_MS, ARGV[5] .. ':' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], RESERVATION_MS)
 return {2, used}
@@ -43,14 +45,23 @@ return {2, used}
 
 
 async def reserve_items(
-    redis: Any, *, tenant: str, kind: ItemKind, index_key: str, member: str | None, adding: int = 1
+    redis: Any,
+    *,
+    tenant: str,
+    kind: ItemKind,
+    index_key: str,
+    member: str | None,
+    adding: int = 1,
+    check_only: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Room for ``adding`` new items under the tenant's ``max_<kind>``, or QuotaExceeded.
 
     Check and reservation are one atomic script; the commands returned go into the write's own
     transaction, which turns the reservation into the items (a write that never happens frees
     its place after 30 s). ``member`` is the id of an item that may already exist (a fact's key):
-    rewriting it is an update and always allowed.
+    rewriting it is an update and always allowed. ``check_only``: QuotaExceeded if there is
+    no room for ``adding`` now, but nothing is reserved (a batch's check before its items
+    reserve their places one by one).
     """
     token = secrets.token_hex(8)
     reservations = keys.quota_reservations(tenant, kind)
@@ -64,6 +75,7 @@ async def reserve_items(
         adding,
         int(time.time() * 1000),
         token,
+        "check" if check_only else "",
     )
     if int(reply[0]) == 0:
         used, limit = int(reply[1]), int(reply[2])

@@ -196,10 +196,11 @@ async def put_documents(
                 p.links = find_links(p.doc.source, p.doc.text, p.doc_type, p.language)
 
         await asyncio.to_thread(work)
-    # room for every new document before any is written: a batch past the quota is refused
-    # whole (403), not half written
+    # room for every new document is checked before any is written, so a batch past the quota
+    # is refused whole rather than half written; each document still reserves its own place
+    # under its write lock, which a concurrent writer can only make fail, never overshoot
     fresh = [p for p in todo if not p.old]
-    room = (
+    if fresh:
         await reserve_items(
             redis,
             tenant=tenant,
@@ -207,10 +208,8 @@ async def put_documents(
             index_key=keys.docs_index(tenant),
             member=None,
             adding=len(fresh),
+            check_only=True,
         )
-        if fresh
-        else []
-    )
     results: list[DocResult] = []
     total_chunks = 0
     for plan in plans:
@@ -229,8 +228,7 @@ async def put_documents(
             )
             total_chunks += n
             continue
-        last = plan is fresh[-1] if fresh else False
-        results.append(await _write(redis, search, tenant, plan, room if last else []))
+        results.append(await _write(redis, search, tenant, plan))
         total_chunks += results[-1].chunks
     return DocsWritten(
         data=results, chunks=total_chunks, pending_vectors=search.pending_vectors(tenant)
@@ -247,24 +245,20 @@ def _unchanged(plan: Plan) -> bool:
     )
 
 
-async def _write(
-    redis: Any, search: SearchIndex, tenant: str, plan: Plan, room: list[tuple[Any, ...]]
-) -> DocResult:
+async def _write(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> DocResult:
     # one writer of a document at a time, reading the chunks stored now (not those read before
     # chunking): two concurrent writes of a source otherwise both drop the first version's
     # chunks and the chunks of the one that loses are left behind
     async with write_lock(redis, tenant, "doc", plan.id):
         plan.old = as_dict(await redis.hgetall(keys.doc(tenant, plan.id))) or {}
-        return await _write_locked(redis, search, tenant, plan, room)
+        return await _write_locked(redis, search, tenant, plan)
 
 
-async def _write_locked(
-    redis: Any, search: SearchIndex, tenant: str, plan: Plan, room: list[tuple[Any, ...]]
-) -> DocResult:
-    """Write one document; ``room`` drops the places reserved for the batch's new documents
-    (the last new one's transaction carries it)."""
+async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> DocResult:
     assert plan.chunks is not None and plan.chunk_ids is not None
-    reserved = room
+    reserved = await reserve_items(
+        redis, tenant=tenant, kind="docs", index_key=keys.docs_index(tenant), member=plan.id
+    )
     now = f"{time.time():.6f}"
     old_ids = [str(x) for x in load_json(plan.old.get("chunk_ids"), [])]
     new_ids = plan.chunk_ids

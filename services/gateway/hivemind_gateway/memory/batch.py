@@ -133,12 +133,8 @@ async def store_batch(
         digests = {mid: body_digest(_compared(rec)) for _, body, mid, rec in records if body.id}
         taken = await claim_digests(redis, tenant, "memory", digests)
         claimed = [mid for mid in digests if mid not in taken]
-        try:
-            await _write_chunk(redis, search, tenant, records, taken, claimed, results, now)
-        except BaseException:
-            if claimed:
-                await redis.delete(*(keys.write_claim(tenant, "memory", m) for m in claimed))
-            raise
+        # a chunk that fails leaves its claims to lapse, as the single route does
+        await _write_chunk(redis, search, tenant, records, taken, claimed, results, now)
     ok = sum(1 for r in results if r.error is None)
     return MemoriesBatchResult(results=results, stored=ok, failed=len(results) - ok)
 
@@ -149,34 +145,45 @@ async def _session_room(
     written: list[tuple[int, str, dict[str, str]]],
     results: list[BatchItemResult],
 ) -> tuple[list[tuple[int, str, dict[str, str]]], list[tuple[Any, ...]]]:
-    """The items whose session has room under the tenant's ``max_sessions`` (a live session
-    always has; new ones take places, and when there are not enough, their items are refused
-    and the others still go in), and the commands that turn the places into the sessions."""
-    named = sorted({record["session_id"] for _, _, record in written if record["session_id"]})
+    """The items whose session has room under the tenant's ``max_sessions``, and the commands
+    that turn the places reserved into the sessions. A live session always has room; new ones
+    take places in the order the batch names them, and the items of those left without one
+    are refused (the others still go in)."""
+    named = list(dict.fromkeys(r["session_id"] for _, _, r in written if r["session_id"]))
     if not named:
         return written, []
     live = await redis.zmscore(keys.sessions_recent(tenant), named)
-    new = {s for s, score in zip(named, live, strict=True) if score is None}
-    if not new:
-        return written, []
-    try:
-        reserved = await reserve_items(
-            redis,
-            tenant=tenant,
-            kind="sessions",
-            index_key=keys.sessions_recent(tenant),
-            member=None,
-            adding=len(new),
-        )
-    except QuotaExceeded as exc:
-        kept = []
-        for item in written:
-            if item[2]["session_id"] in new:
-                results[item[0]] = BatchItemResult(index=item[0], error=_problem(exc))
-            else:
-                kept.append(item)
-        return kept, []
-    return written, reserved
+    new = [s for s, score in zip(named, live, strict=True) if score is None]
+    admitted: list[str] = new
+    reserved: list[tuple[Any, ...]] = []
+    refusal: QuotaExceeded | None = None
+    while admitted:
+        try:
+            reserved = await reserve_items(
+                redis,
+                tenant=tenant,
+                kind="sessions",
+                index_key=keys.sessions_recent(tenant),
+                member=None,
+                adding=len(admitted),
+            )
+            break
+        except QuotaExceeded as exc:
+            refusal = exc
+            extra = exc.extra or {}
+            room = int(extra.get("limit", 0)) - int(extra.get("used", 0))
+            # as many as there is room for, once; then none
+            admitted = admitted[: max(room, 0)] if room < len(admitted) else []
+    if refusal is None:
+        return written, reserved
+    shut = set(new) - set(admitted)
+    kept = []
+    for item in written:
+        if item[2]["session_id"] in shut:
+            results[item[0]] = BatchItemResult(index=item[0], error=_problem(refusal))
+        else:
+            kept.append(item)
+    return kept, reserved
 
 
 async def _write_chunk(
@@ -193,6 +200,7 @@ async def _write_chunk(
     written: list[tuple[int, str, dict[str, str]]] = []
     commands: list[tuple[Any, ...]] = []
     sessions: set[str] = set()
+    settled: list[str] = []
     existing = await _stored(redis, tenant, [mid for _, body, mid, _ in records if body.id])
     for i, _, memory_id, record in records:
         if memory_id in taken:
@@ -203,6 +211,7 @@ async def _write_chunk(
             continue
         before = existing.get(memory_id)
         if before:  # the client's own id again, as the single route keeps it
+            settled.append(memory_id)  # stored: the record judges later writes, not the claim
             if _same_memory(record, before):
                 results[i] = BatchItemResult(index=i, id=memory_id)  # a retry: stored once
             else:
@@ -212,12 +221,17 @@ async def _write_chunk(
                 results[i] = BatchItemResult(index=i, error=_problem(conflict))
             continue
         written.append((i, memory_id, record))
-    released = release_commands(tenant, "memory", claimed)
     written, room = await _session_room(redis, tenant, written, results)
+    # the claims of the items written go with their transaction; an item refused before it was
+    # written leaves its claim to lapse (another request of the same body may be writing it)
+    settled_claims = release_commands(tenant, "memory", [m for m in settled if m in claimed])
     if not written:
-        if released:
-            await redis.transaction(*released)
+        if settled_claims:
+            await redis.transaction(*settled_claims)
         return
+    written_claims = release_commands(
+        tenant, "memory", [m for _, m, _ in written if m in set(claimed)]
+    )
     for _, memory_id, record in written:
         commands += _commands(tenant, memory_id, record, float(record["created_at"]))
         if record["session_id"]:
@@ -233,13 +247,16 @@ async def _write_chunk(
             member=None,
             adding=len(written),
         )
-        await redis.transaction(*commands, *reserved, *room, *released, durable=True)
+        await redis.transaction(
+            *commands, *reserved, *room, *written_claims, *settled_claims, durable=True
+        )
     except HivemindError as exc:
         for i, memory_id, _ in written:  # the id too: under strong durability a chunk
             # refused as not replicated may still be on the primary; a retry with it is safe
             results[i] = BatchItemResult(index=i, id=memory_id, error=_problem(exc))
-        if released:
-            await redis.transaction(*released)
+        # the sessions' places are given back now rather than in 30 s
+        if room or settled_claims:
+            await redis.transaction(*room, *settled_claims)
         return
     for i, memory_id, _ in written:
         results[i] = BatchItemResult(index=i, id=memory_id)

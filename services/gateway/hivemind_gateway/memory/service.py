@@ -9,8 +9,8 @@ import time
 from typing import Any
 
 from hivemind_common import keys
-from hivemind_common.errors import Conflict, Invalid, NotFound, TooLarge
-from hivemind_gateway.claims import body_digest, claim_digests, release_commands
+from hivemind_common.errors import Conflict, Invalid, NotFound, QuotaExceeded, TooLarge
+from hivemind_gateway.claims import body_digest, claim_digests, drop_claim, release_commands
 from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
     MemoriesPublic,
@@ -113,12 +113,9 @@ async def store_memory(
                 f"memory {memory_id!r} is being written with a different memory", param="id"
             )
         released = release_commands(tenant, "memory", [memory_id])
-    try:
-        return await _write(redis, search, tenant, body, memory_id, chosen, record, released)
-    except BaseException:
-        if released:  # refused or failed: the id is free for another body at once
-            await redis.delete(keys.write_claim(tenant, "memory", memory_id))
-        raise
+    # a write that fails leaves its claim to lapse (keys.WRITE_CLAIM_MS): a request with the
+    # same body may still be writing under it (hivemind_gateway/claims.py)
+    return await _write(redis, search, tenant, body, memory_id, chosen, record, released)
 
 
 async def _write(
@@ -133,24 +130,32 @@ async def _write(
 ) -> MemoryPublic:
     stamp = record["created_at"]
     now = float(stamp)
+    stored: dict[str, str] = {}
     if chosen:
         stored = await redis.hgetall(keys.memory(tenant, memory_id))
         if stored:
             if not _same_memory(record, stored):
+                # the record, not this request's claim, refuses other bodies from now on
+                await drop_claim(redis, tenant, "memory", memory_id, body_digest(_compared(record)))
                 raise Conflict(f"memory {memory_id!r} already holds a different memory", param="id")
             stamp = record["created_at"] = stored.get("created_at") or stamp
             now = float(stamp)
     reserved = await reserve_items(
         redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant), member=chosen
     )
-    if body.session_id:  # a memory's session is a session: a new one takes a place too
-        reserved += await reserve_items(
-            redis,
-            tenant=tenant,
-            kind="sessions",
-            index_key=keys.sessions_recent(tenant),
-            member=body.session_id,
-        )
+    if body.session_id and not stored:  # its session is a session: a new one takes a place
+        try:
+            reserved += await reserve_items(
+                redis,
+                tenant=tenant,
+                kind="sessions",
+                index_key=keys.sessions_recent(tenant),
+                member=body.session_id,
+            )
+        except QuotaExceeded:
+            if reserved:  # the memory's place is given back now, not in 30 s
+                await redis.transaction(*reserved)
+            raise
     # the search index's worker adds the vector (within a second); until then, words find it
     commands: list[tuple[Any, ...]] = [
         ("HSET", keys.memory(tenant, memory_id), *[x for kv in record.items() for x in kv]),
