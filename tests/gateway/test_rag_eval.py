@@ -105,8 +105,9 @@ def test_the_gate_on_the_untuned_codebase_set_does_not_regress(
 ) -> None:
     # gate_eval_codebase.json (facts and memories of one codebase) was committed before the
     # second round of gate work and never tuned on: its figures are the honest estimate. The
-    # shipped gate gives 90.9% right and 54.2% of unanswerable queries with something injected,
-    # short of the target (95% / 10%); this floor only guards against getting worse
+    # shipped gate gives 90.9% right and 50.0% of unanswerable queries with something injected
+    # (54.2% before camelCase names also counted whole), short of the target
+    # (95% / 10%); this floor only guards against getting worse
     data = load_eval_set(EVAL_SET.parent / "gate_eval_codebase.json")
     keys = {f["key"] for f in data["facts"]} | {m["id"] for m in data["memories"]}
     assert len(keys) == len(data["facts"]) + len(data["memories"])
@@ -114,7 +115,7 @@ def test_the_gate_on_the_untuned_codebase_set_does_not_regress(
     assert all(set(q["expected"]) <= keys for q in data["queries"])
     result = evaluate(data, encode)
     assert result["right_fact_injected"] >= 0.90, result["failures"]
-    assert result["unanswerable_injected"] <= 0.55, result["failures"]
+    assert result["unanswerable_injected"] <= 0.50, result["failures"]
 
 
 def test_the_gate_on_the_untuned_data_team_set_does_not_regress(

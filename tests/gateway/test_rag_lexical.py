@@ -29,8 +29,16 @@ def test_stop_words_question_words_and_small_talk_are_not_counted() -> None:
 
 
 def test_numbers_and_identifiers_are_kept_and_split_sensibly() -> None:
-    assert tokenize("port 6379 on redisHost") == ["port", "6379", "redi", "host"]
+    assert tokenize("port 6379 on redisHost") == ["port", "6379", "redi", "host", "redishost"]
     assert "café" in tokenize("Le café") or "caf" in tokenize("Le café")[0]
+
+
+def test_a_camel_case_name_also_counts_whole() -> None:
+    """A fact's "PagerDuty" meets "pagerduty" typed in a query, as "Pi-hole" meets "pihole"."""
+    assert set(tokenize("pagerduty schedule")) <= set(tokenize("The schedule is in PagerDuty"))
+    assert set(tokenize("oomkilled pods")) <= set(tokenize("pods were OOMKilled"))
+    assert {"pager", "duti"} <= set(tokenize("PagerDuty"))  # and its parts, as before
+    assert tokenize("plain words only") == tokenize("plain words only".upper().lower())
 
 
 def test_a_heavier_field_scores_its_words_higher() -> None:

@@ -80,10 +80,13 @@ def words(text: str) -> list[tuple[str, str]]:
 
 def tokenize(text: str) -> list[str]:
     """Lower-cased, stemmed words without stop words; camelCase and snake_case are split, and
-    a hyphenated word also counts joined ("Pi-hole" meets "pihole", "wi-fi" meets "wifi")."""
+    a hyphenated or camelCase word also counts joined ("Pi-hole" meets "pihole", "PagerDuty"
+    meets "pagerduty")."""
     spaced, found = _lowered_words(text)
     out = [stem(w) for w in found if w not in STOPWORDS]
     out += [stem(c.replace("-", "")) for c in _COMPOUND.findall(spaced)]
+    if _CAMEL.search(text):  # a camelCase name also counts whole: "PagerDuty" meets "pagerduty"
+        out += [stem(w.lower()) for w in _WORD.findall(text) if _CAMEL.search(w)]
     return out
 
 
