@@ -65,6 +65,27 @@ async def test_transaction_keys_in_two_slots_are_refused_before_any_write(
     assert await r.exists("hm:{t:a}:x") == 0
 
 
+async def test_a_script_in_a_transaction_runs_where_its_keys_live(r: HivemindRedis) -> None:
+    """A script's slot is its declared keys' (not its text's), on every topology; a script whose
+    keys span slots is refused like any other transaction."""
+    from hivemind_gateway.quotas import write_within_quota
+
+    replies = await write_within_quota(
+        r,
+        tenant="a",
+        kind="sessions",
+        index_key="hm:{t:a}:sessions",
+        member="s1",
+        commands=[
+            ("HSET", "hm:{t:a}:session:s1", "context", "x"),
+            ("HGETALL", "hm:{t:a}:session:s1"),
+        ],
+    )
+    assert replies == [1, ["context", "x"]]
+    with pytest.raises(Invalid, match="one hash slot"):
+        await r.transaction(("EVAL", "return 1", 2, "hm:{t:a}:x", "hm:{t:b}:x"))
+
+
 async def test_a_command_error_inside_a_transaction_reaches_the_caller(r: HivemindRedis) -> None:
     await r.set("hm:{t:a}:str", "text")
     with pytest.raises(Exception, match="WRONGTYPE"):

@@ -210,3 +210,26 @@ def test_a_refused_memory_gives_its_reserved_place_back_at_once(gateway: Any) ->
         assert r.zcard(keys.quota_reservations("acme", "memories")) == 0
     finally:
         r.close()
+
+
+def test_concurrent_new_sessions_never_pass_the_quota(gateway: Any) -> None:
+    """The quota check and the session write are one script: ten new sessions at once, three
+    places, exactly three stored."""
+    import asyncio
+
+    import httpx
+
+    _limit(gateway, "acme", max_sessions=3)
+    headers = {"Authorization": f"Bearer {gateway.key()}"}
+
+    async def race() -> list[int]:
+        async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=60) as c:
+            answers = await asyncio.gather(
+                *(c.put(f"/v1/sessions/n{i}/context", json={"context": "x"}) for i in range(10))
+            )
+        return [a.status_code for a in answers]
+
+    statuses = asyncio.run(race())
+    assert sorted(statuses) == [200] * 3 + [403] * 7
+    with gateway.client("acme", "write") as c:
+        assert c.get("/v1/sessions").json()["count"] == 3

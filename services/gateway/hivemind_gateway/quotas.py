@@ -89,6 +89,69 @@ async def reserve_items(
     return [("ZREM", reservations, f"{token}:{adding}")]
 
 
+# The check of _RESERVE and the write itself in one script: nothing to reserve, since no other
+# write can come between them. KEYS: settings, index, reservations, then every key the commands
+# touch; ARGV: limit field, member ("" none), adding, now (ms), the number of commands, then
+# each command as its argument count followed by its arguments.
+_GUARDED = """
+local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if limit > 0 and not (ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2])) then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]))
+  local used = redis.call('ZCARD', KEYS[2])
+  for _, held in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    used = used + tonumber(string.match(held, ':(%d+)$'))
+  end
+  if used + tonumber(ARGV[3]) > limit then return {0, used, limit} end
+end
+local replies = {}
+local at = 6
+for c = 1, tonumber(ARGV[5]) do
+  local n = tonumber(ARGV[at])
+  replies[c] = redis.call(unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+return {1, replies}
+"""
+
+
+async def write_within_quota(
+    redis: Any,
+    *,
+    tenant: str,
+    kind: ItemKind,
+    index_key: str,
+    member: str | None,
+    commands: list[tuple[Any, ...]],
+    adding: int = 1,
+) -> list[Any]:
+    """Check room for ``adding`` new items and run ``commands`` in one script, in one durable
+    transaction: one round trip where :func:`reserve_items` and the write's MULTI/EXEC take
+    two. The commands' replies come back in order, as a script returns them (a hash is a flat
+    list of fields and values). QuotaExceeded, and nothing written, when there is no room."""
+    touched = list(dict.fromkeys(str(c[1]) for c in commands if len(c) > 1))
+    script_keys = (
+        keys.tenant_settings(tenant),
+        index_key,
+        keys.quota_reservations(tenant, kind),
+        *touched,
+    )
+    argv: list[Any] = [f"max_{kind}", member or "", adding, int(time.time() * 1000), len(commands)]
+    for command in commands:
+        argv += [len(command), *command]
+    result = await redis.transaction(
+        ("EVAL", _GUARDED, len(script_keys), *script_keys, *argv), durable=True
+    )
+    reply = result[0]
+    if int(reply[0]) == 0:
+        used, limit = int(reply[1]), int(reply[2])
+        raise QuotaExceeded(
+            f"tenant {tenant!r} holds {used} {kind}; its quota is {limit} "
+            "(`hivemind tenants set` changes it)",
+            extra={"limit": limit, "used": used},
+        )
+    return list(reply[1])
+
+
 # KEYS: settings, sizes (entry -> bytes), expiry (entry -> ms), total bytes, the entry itself
 # ARGV: now (ms), entry name, value, ttl (s)
 _CACHE_PUT = """

@@ -291,17 +291,24 @@ class HivemindRedis:
 
 
 def _common_slot(commands: tuple[tuple[Any, ...], ...]) -> int:
-    """The one cluster slot all keys share (the key is each command's first argument)."""
+    """The one cluster slot all keys share (each command's first argument; a script's keys)."""
     slots = set()
     for cmd in commands:
         if not isinstance(cmd, tuple | list) or not cmd:
             raise Invalid("each transaction command is a non-empty tuple like ('HSET', key, f, v)")
-        if len(cmd) > 1:
-            key = cmd[1]
+        for key in _command_keys(cmd):
             slots.add(key_slot(key if isinstance(key, bytes) else str(key).encode()))
     if len(slots) > 1:
         raise Invalid("all keys of a transaction must share one hash slot (use a {hash tag})")
     return slots.pop() if slots else 0
+
+
+def _command_keys(cmd: tuple[Any, ...] | list[Any]) -> list[Any]:
+    """The keys a transaction command names: a script's declared keys, else its first argument."""
+    if policy.raw_name(tuple(cmd)) in ("EVAL", "EVALSHA") and len(cmd) > 2:
+        count = int(cmd[2])
+        return list(cmd[3 : 3 + count])
+    return [cmd[1]] if len(cmd) > 1 else []
 
 
 def connect_redis(

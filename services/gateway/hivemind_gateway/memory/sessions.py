@@ -16,7 +16,7 @@ from hivemind_gateway.memory.schemas import (
     SessionPublic,
     SessionsPublic,
 )
-from hivemind_gateway.quotas import reserve_items
+from hivemind_gateway.quotas import reserve_items, write_within_quota
 from hivemind_gateway.storage_schema import as_dict, load_json
 
 
@@ -91,15 +91,20 @@ async def put_context(
         fields += ["files", json.dumps(body.files)]
     if body.task is not None:
         fields += ["task", body.task]
-    reserved = await _reserve(redis, tenant, session_id)
-    results = await redis.transaction(
-        ("HSET", keys.session(tenant, session_id), *fields),
-        *touch_commands(tenant, session_id, time.time()),
-        *reserved,
-        *_read_commands(tenant, session_id),
-        durable=True,
+    # the quota check and the write in one round trip (a live session is an update)
+    replies = await write_within_quota(
+        redis,
+        tenant=tenant,
+        kind="sessions",
+        index_key=keys.sessions_recent(tenant),
+        member=session_id,
+        commands=[
+            ("HSET", keys.session(tenant, session_id), *fields),
+            *touch_commands(tenant, session_id, time.time()),
+            *_read_commands(tenant, session_id),
+        ],
     )
-    return _written(session_id, list(results))
+    return _written(session_id, replies)
 
 
 def _read_commands(tenant: str, session_id: str) -> list[tuple[Any, ...]]:
