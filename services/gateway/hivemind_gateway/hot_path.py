@@ -129,15 +129,22 @@ class HotReads:
         if route is None or param is None:
             await self.app(scope, receive, send)
             return
-        headers: dict[bytes, bytes] = {}
+        # the first of a repeated header, as the app reads it
+        auth = rid_raw = declared = kind = None
         for name, value in scope["headers"]:
-            headers.setdefault(name, value)  # the first of a repeated header, as the app reads
-        token = parse_bearer(headers.get(b"authorization", b"").decode("latin-1"))
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        declared = headers.get(b"content-length", b"")
-        length = int(declared) if declared.isdigit() else None
-        kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-        json_body = kind == b"application/json"
+            if name == b"authorization":
+                auth = value if auth is None else auth
+            elif name == b"x-request-id":
+                rid_raw = value if rid_raw is None else rid_raw
+            elif name == b"content-length":
+                declared = value if declared is None else declared
+            elif name == b"content-type":
+                kind = value if kind is None else kind
+        token = parse_bearer(auth.decode("latin-1")) if auth is not None else None
+        incoming = rid_raw.decode("latin-1") if rid_raw is not None else ""
+        length = int(declared) if declared is not None and declared.isdigit() else None
+        media = kind.split(b";", 1)[0].strip().lower() if kind is not None else b""
+        json_body = media == b"application/json"
         state = getattr(scope.get("app"), "state", None)
         gateway = getattr(state, "gateway", None)
         if token is None or gateway is None:
