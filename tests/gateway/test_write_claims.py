@@ -51,3 +51,37 @@ def test_the_write_lock_is_renewed_while_held_and_only_ours_is_dropped(
             await redis.aclose()
 
     asyncio.run(go())
+
+
+def test_a_release_that_fails_never_hides_the_writes_own_answer(redis_url: str) -> None:
+    """Redis drops the connection as the lock is released: the block's own error (a quota
+    refusal here) still reaches the caller, and the lock lapses on its own."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from hivemind_common.errors import QuotaExceeded
+    from hivemind_gateway import claims
+
+    class Flaky:
+        def __init__(self, inner: object) -> None:
+            self.inner = inner
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+        async def eval(self, script: str, *args: object) -> object:
+            if script == claims._RELEASE:
+                raise RedisConnectionError("connection lost")
+            return await self.inner.eval(script, *args)  # type: ignore[attr-defined]
+
+    async def go() -> None:
+        redis = connect_redis(redis_url)
+        try:
+            with pytest.raises(QuotaExceeded):
+                async with write_lock(Flaky(redis), "acme", "doc", "d2"):
+                    raise QuotaExceeded("no room")
+            async with write_lock(Flaky(redis), "acme", "doc", "d3"):
+                pass  # a clean block ends cleanly too
+        finally:
+            await redis.aclose()
+
+    asyncio.run(go())

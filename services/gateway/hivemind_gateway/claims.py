@@ -14,15 +14,16 @@ claim, ``SET keys.write_claim(...) value NX PX``, before it reads:
 * ``write_lock``: a document's writer waits its turn (the claim holds a token of its own), then
   reads the document's current chunk ids, so the chunks it drops are those really stored.
 
-A writer that dies leaves its claim to expire after ``keys.WRITE_CLAIM_MS``.
+A writer that dies leaves its claim to expire after ``keys.WRITE_CLAIM_MS``. ``SET NX GET`` needs
+Redis 7.0 or later (the suite's floor).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -31,6 +32,8 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict
+
+log = logging.getLogger(__name__)
 
 
 def body_digest(fields: Mapping[str, str]) -> str:
@@ -62,8 +65,16 @@ async def claim_digests(
 
 async def drop_claim(redis: Any, tenant: str, kind: str, item_id: str, value: str) -> None:
     """Drop a claim if it still holds ``value`` (a request that found the record stored and
-    writes nothing: the record judges later writes)."""
-    await redis.eval(_RELEASE, 1, keys.write_claim(tenant, kind, item_id), value)
+    writes nothing: the record judges later writes). Best effort: a claim that cannot be
+    dropped lapses, and the request's own answer stands."""
+    await _release(redis, keys.write_claim(tenant, kind, item_id), value)
+
+
+async def _release(redis: Any, key: str, value: str) -> None:
+    try:
+        await redis.eval(_RELEASE, 1, key, value)
+    except Exception as exc:  # a script is not retried across a failover; the claim lapses
+        log.warning("write claim %s not released (%s); it lapses", key, type(exc).__name__)
 
 
 def release_commands(tenant: str, kind: str, ids: list[str]) -> list[tuple[Any, ...]]:
@@ -109,12 +120,17 @@ async def write_lock(
     async def renew() -> None:
         while True:
             await asyncio.sleep(keys.WRITE_CLAIM_MS / 3000)
-            with contextlib.suppress(Exception):  # Redis away: the next turn tries again
-                await redis.eval(_RENEW, 1, key, token, keys.WRITE_CLAIM_MS)
+            try:
+                held = await redis.eval(_RENEW, 1, key, token, keys.WRITE_CLAIM_MS)
+            except Exception:  # Redis away: the next turn tries again
+                continue
+            if not held:
+                log.warning("write lock %s lapsed while held", key)
+                return
 
     renewing = asyncio.create_task(renew())
     try:
         yield key
     finally:
         renewing.cancel()
-        await redis.eval(_RELEASE, 1, key, token)
+        await _release(redis, key, token)  # never hides the block's own answer or error
