@@ -233,3 +233,22 @@ def test_concurrent_new_sessions_never_pass_the_quota(gateway: Any) -> None:
     assert sorted(statuses) == [200] * 3 + [403] * 7
     with gateway.client("acme", "write") as c:
         assert c.get("/v1/sessions").json()["count"] == 3
+
+
+def test_a_retried_memory_does_not_bring_its_expired_session_back(gateway: Any) -> None:
+    """The retry of a stored memory writes the memory again, not its session: a session that
+    expired since stays gone (it used to come back, past ``max_sessions``)."""
+    _limit(gateway, "acme", max_sessions=1)
+    body = {"id": "m1", "text": "kept", "session_id": "s1"}
+    with gateway.client("acme", "write") as c:
+        assert c.post("/v1/memories", json=body).status_code == 201
+        r = sync_redis.Redis.from_url(gateway.redis_url, decode_responses=True)
+        try:  # s1 expires
+            r.delete(keys.session("acme", "s1"), keys.session_memories("acme", "s1"))
+            r.zrem(keys.sessions_recent("acme"), "s1")
+        finally:
+            r.close()
+        assert c.put("/v1/sessions/s2/context", json={"context": "b"}).status_code == 200
+        assert c.post("/v1/memories", json=body).status_code == 201  # the retry
+        listed = c.get("/v1/sessions").json()
+        assert listed["count"] == 1 and listed["data"][0]["id"] == "s2"

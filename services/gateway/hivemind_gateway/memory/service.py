@@ -162,7 +162,7 @@ async def _write(
         ("ZADD", keys.memories_index(tenant), now, memory_id),
         *reserved,
     ]
-    if body.session_id:
+    if body.session_id and not stored:  # a retry's first write already touched its session
         commands.append(("ZADD", keys.session_memories(tenant, body.session_id), now, memory_id))
         commands += touch_commands(tenant, body.session_id, time.time())
     commands.append(change_command(tenant, "upsert", "memory", memory_id, stamp, False))
