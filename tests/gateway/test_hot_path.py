@@ -4,8 +4,6 @@ must give the same statuses, bodies, content types and headers that matter."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from hivemind_common.auth import ApiKeyStore
-from hivemind_common.redis import connect_redis
-from support.gateway import RunningGateway, running_gateway
+from support.gateway import RunningGateway, create_api_key, revoke_api_key, running_gateway
+from support.waiting import wait_until
 
 VOLATILE = {"updated_at", "created_at", "expires_in"}
 
@@ -39,19 +36,8 @@ def pair(
         yield hot, plain
 
 
-def _key(
-    redis_url: str, *, tenant: str = "acme", role: str = "write", rpm: int | None = None
-) -> str:
-    async def make() -> str:
-        redis = connect_redis(redis_url)
-        try:
-            store = ApiKeyStore(redis)
-            _, plaintext = await store.create(tenant=tenant, role=role, rpm=rpm)  # type: ignore[arg-type]
-            return plaintext
-        finally:
-            await redis.aclose()
-
-    return asyncio.run(make())
+def _key(redis_url: str, *, role: str = "write", rpm: int | None = None) -> str:
+    return create_api_key(redis_url, tenant="acme", role=role, rpm=rpm)
 
 
 def _ask(gw: RunningGateway, method: str, path: str, key: str | None, **kw: Any) -> httpx.Response:
@@ -198,22 +184,8 @@ def test_a_revoked_key_is_refused_on_the_hot_path(
     _ask(hot, "PUT", "/v1/facts/k2", key, json={"value": "v"})
     assert _ask(hot, "GET", "/v1/facts/k2", key).status_code == 200  # now in the key cache
 
-    async def revoke() -> None:
-        redis = connect_redis(redis_url)
-        try:
-            await ApiKeyStore(redis).revoke(key.split("_")[1])
-        finally:
-            await redis.aclose()
-
-    asyncio.run(revoke())
-    until = time.monotonic() + 5
-    status = 200
-    while time.monotonic() < until:
-        status = _ask(hot, "GET", "/v1/facts/k2", key).status_code
-        if status == 401:
-            break
-        time.sleep(0.05)
-    assert status == 401
+    revoke_api_key(redis_url, key)
+    wait_until(lambda: _ask(hot, "GET", "/v1/facts/k2", key).status_code == 401, timeout=5)
 
 
 def test_the_hot_path_takes_its_routes_and_leaves_the_rest(

@@ -3,7 +3,6 @@ reaches every gateway within a second (issue 17)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,7 @@ from hivemind_common.auth import ApiKeyStore
 from hivemind_common.errors import Unauthorized
 from hivemind_common.key_cache import REVOCATION_BOUND_S, KeyCache
 from hivemind_common.redis import connect_redis
-from support.gateway import running_gateway
+from support.gateway import revoke_api_key, running_gateway
 from support.waiting import wait_until
 
 CLOSED = {
@@ -34,16 +33,7 @@ def _status(base: str, key: str) -> int:
 
 
 def _revoke_elsewhere(redis_url: str, key: str) -> None:
-    """Revoke as `hivemind keys revoke` does: another process, no cache of its own."""
-
-    async def revoke() -> None:
-        redis = connect_redis(redis_url)
-        try:
-            await ApiKeyStore(redis).revoke(key.split("_")[1])
-        finally:
-            await redis.aclose()
-
-    asyncio.run(revoke())
+    revoke_api_key(redis_url, key)
 
 
 def test_a_key_revoked_anywhere_is_refused_by_every_gateway_within_a_second(

@@ -11,6 +11,7 @@ from mcp_bridge_support import bridge_settings, http_session, running_bridge
 
 from hivemind_common.auth import ApiKeyStore
 from hivemind_common.redis import connect_redis
+from support.gateway import revoke_api_key
 
 pytestmark = pytest.mark.slow
 
@@ -60,14 +61,7 @@ async def test_a_read_key_cannot_write_through_the_bridge(
 
 
 def _revoke(redis_url: str, key: str) -> None:
-    async def revoke() -> None:
-        redis = connect_redis(redis_url)
-        try:
-            await ApiKeyStore(redis).revoke(key.split("_")[1])
-        finally:
-            await redis.aclose()
-
-    asyncio.run(revoke())
+    revoke_api_key(redis_url, key)
 
 
 async def test_a_key_revoked_mid_session_gets_a_tool_error_then_the_door_closes(

@@ -16,18 +16,32 @@ from hivemind_common.redis import connect_redis
 from support.servers import serve_app
 
 
-def create_api_key(redis_url: str, *, tenant: str, role: str) -> str:
+def create_api_key(redis_url: str, *, tenant: str, role: str, rpm: int | None = None) -> str:
     """Make a key straight in Redis (as `hivemind keys create` does); returns the plaintext."""
 
     async def make() -> str:
         redis = connect_redis(redis_url)
         try:
-            _, plaintext = await ApiKeyStore(redis).create(tenant=tenant, role=role)  # type: ignore[arg-type]
+            store = ApiKeyStore(redis)
+            _, plaintext = await store.create(tenant=tenant, role=role, rpm=rpm)  # type: ignore[arg-type]
             return plaintext
         finally:
             await redis.aclose()
 
     return asyncio.run(make())
+
+
+def revoke_api_key(redis_url: str, key: str) -> None:
+    """Revoke as `hivemind keys revoke` does: another process, no key cache of its own."""
+
+    async def revoke() -> None:
+        redis = connect_redis(redis_url)
+        try:
+            await ApiKeyStore(redis).revoke(key.split("_")[1])
+        finally:
+            await redis.aclose()
+
+    asyncio.run(revoke())
 
 
 @dataclass

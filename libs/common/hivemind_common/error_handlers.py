@@ -108,6 +108,30 @@ def error_response(
     )
 
 
+def hivemind_error_response(
+    request: Request,
+    exc: HivemindError,
+    *,
+    wire: Wire = "native",
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The answer to one of our errors, in the format of its route (a 5xx is logged);
+    ``headers`` are added to the error's own."""
+    if exc.status >= 500:
+        log.warning("request failed: %s %s", exc.code, exc.message)
+    return error_response(
+        request,
+        exc.status,
+        title=exc.title,
+        message=exc.message,
+        code=exc.code,
+        param=exc.param,
+        headers={**(exc.headers or {}), **headers} if headers else exc.headers,
+        extra=exc.extra,
+        wire=wire,
+    )
+
+
 def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, list[dict[str, Any]]]:
     cleaned: list[dict[str, Any]] = []
     for err in errors:
@@ -168,19 +192,7 @@ def install_error_handlers(app: FastAPI, *, wires: RouteWires | None = None) -> 
 
     async def on_hivemind(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HivemindError)
-        if exc.status >= 500:
-            log.warning("request failed: %s %s", exc.code, exc.message)
-        return error_response(
-            request,
-            exc.status,
-            title=exc.title,
-            message=exc.message,
-            code=exc.code,
-            param=exc.param,
-            headers=exc.headers,
-            extra=exc.extra,
-            wire=wire(request),
-        )
+        return hivemind_error_response(request, exc, wire=wire(request))
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -39,9 +38,9 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hivemind_common.auth import Principal, Role, parse_bearer
-from hivemind_common.error_handlers import error_response, from_redis_error
+from hivemind_common.error_handlers import from_redis_error, hivemind_error_response
 from hivemind_common.errors import Forbidden, HivemindError
-from hivemind_common.ids import FACT_KEY_PATTERN, ID_PATTERN
+from hivemind_common.ids import valid_fact_key, valid_id
 from hivemind_common.observability import (
     HTTP_LATENCY,
     HTTP_REQUESTS,
@@ -56,15 +55,6 @@ log = logging.getLogger(__name__)
 
 _JSON = [(b"content-type", b"application/json")]
 HOT_BODY_BYTES = 1 << 20  # a larger body (or none declared) goes the ordinary way
-
-
-def _anchored(pattern: str) -> re.Pattern[str]:
-    """A route's pattern, anchored as pydantic anchors it ("$" would also let a final "\\n" in)."""
-    return re.compile(pattern.removeprefix("^").removesuffix("$"))
-
-
-_FACT_KEY = _anchored(FACT_KEY_PATTERN)
-_ID = _anchored(ID_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -82,7 +72,7 @@ def _fact_key(path: str) -> str | None:
     if not path.startswith(prefix):
         return None
     key = path[len(prefix) :]
-    return key if _FACT_KEY.fullmatch(key) else None
+    return key if valid_fact_key(key) else None
 
 
 def _context_session(path: str) -> str | None:
@@ -90,7 +80,7 @@ def _context_session(path: str) -> str | None:
     if not (path.startswith(prefix) and path.endswith(suffix)):
         return None
     session_id = path[len(prefix) : -len(suffix)]
-    return session_id if _ID.fullmatch(session_id) else None
+    return session_id if valid_id(session_id) else None
 
 
 async def _get_fact(gateway: Any, principal: Principal, key: str, _body: Any) -> BaseModel:
@@ -261,18 +251,7 @@ async def _answer(
 
 
 async def _error(scope: Scope, send: Send, exc: HivemindError, rid: str) -> int:
-    if exc.status >= 500:
-        log.warning("request failed: %s %s", exc.code, exc.message)
-    response = error_response(
-        Request(scope),
-        exc.status,
-        title=exc.title,
-        message=exc.message,
-        code=exc.code,
-        param=exc.param,
-        headers={**(exc.headers or {}), "x-request-id": rid},
-        extra=exc.extra,
-    )
+    response = hivemind_error_response(Request(scope), exc, headers={"x-request-id": rid})
     await response(scope, _nothing, send)
     return exc.status
 

@@ -132,7 +132,7 @@ async def store_batch(
         # request writing another body under one of them concurrently is refused, item by item
         digests = {mid: body_digest(_compared(rec)) for _, body, mid, rec in records if body.id}
         taken = await claim_digests(redis, tenant, "memory", digests)
-        claimed = [mid for mid in digests if mid not in taken]
+        claimed = {mid for mid in digests if mid not in taken}
         # a chunk that fails leaves its claims to lapse, as the single route does
         await _write_chunk(redis, search, tenant, records, taken, claimed, results, now)
     ok = sum(1 for r in results if r.error is None)
@@ -192,7 +192,7 @@ async def _write_chunk(
     tenant: str,
     records: list[tuple[int, MemoryCreate, str, dict[str, str]]],
     taken: dict[str, str],
-    claimed: list[str],
+    claimed: set[str],
     results: list[BatchItemResult],
     now: float,
 ) -> None:
@@ -229,9 +229,7 @@ async def _write_chunk(
         if settled_claims:
             await redis.transaction(*settled_claims)
         return
-    written_claims = release_commands(
-        tenant, "memory", [m for _, m, _ in written if m in set(claimed)]
-    )
+    written_claims = release_commands(tenant, "memory", [m for _, m, _ in written if m in claimed])
     for _, memory_id, record in written:
         commands += _commands(tenant, memory_id, record, float(record["created_at"]))
         if record["session_id"]:
