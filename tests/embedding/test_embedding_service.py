@@ -180,16 +180,46 @@ def test_bfloat16_vectors_match_float32_ones() -> None:
 
 
 def test_the_traced_fast_path_gives_the_eager_models_vectors() -> None:
-    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+    from hivemind_embedding.encoder import SentenceEncoder, cpu_has_fast_bf16, default_model_dir
     from hivemind_embedding.fast_path import FastPath
 
-    enc = SentenceEncoder.load(default_model_dir(), model_id="m", threads=1, precision="float32")
-    assert enc.fast_path  # MiniLM is transformer + mean pooling + normalise
     texts = ["redis listens on port 6379", "which editor do I use", "naïve café " * 80]
-    fast = np.concatenate([enc.encode([t]) for t in texts])  # one text: the traced copy
-    eager = SentenceEncoder(enc._model, "m", precision="float32").encode(texts)
-    assert np.sum(fast * eager, axis=1).min() > 0.9999
+    texts += [f"turn {i}: " + "word " * (2 + 9 * (i % 4)) for i in range(21)]
+    eager = None
+    precisions = ["float32", "bfloat16"] if cpu_has_fast_bf16() else ["float32"]
+    for precision in precisions:
+        enc = SentenceEncoder.load(
+            default_model_dir(), model_id="m", threads=1, precision=precision, sub_batch=4
+        )
+        assert enc.fast_path  # MiniLM is transformer + mean pooling + normalise
+        if eager is None:
+            eager = SentenceEncoder(enc._model, "m", precision="float32").encode(texts)
+        one_by_one = np.concatenate([enc.encode([t]) for t in texts])
+        batched = enc.encode(texts)  # six passes of like lengths, put back in order
+        floor = 0.9999 if precision == "float32" else 0.9995
+        for rows in (one_by_one, batched):
+            assert rows.dtype == np.float32 and rows.shape == eager.shape
+            assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+            assert np.sum(rows * eager, axis=1).min() > floor, precision
     assert FastPath.build([object(), object()]) is None  # another layout stays eager
+
+
+def test_the_fast_path_encodes_in_passes_of_like_lengths() -> None:
+    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+
+    enc = SentenceEncoder.load(
+        default_model_dir(), model_id="m", threads=1, precision="float32", sub_batch=4
+    )
+    fast = enc._fast
+    passes: list[list[str]] = []
+    real = fast._pass
+    fast._pass = lambda texts: (passes.append(texts), real(texts))[1]
+    texts = [f"turn {i}: " + "word " * (3 + 7 * (i % 5)) for i in range(10)]
+    rows = enc.encode(texts)
+    assert [len(p) for p in passes] == [4, 4, 2]
+    assert [len(t) for p in passes for t in p] == sorted(len(t) for t in texts)
+    alone = np.concatenate([real([t]) for t in texts])
+    assert np.sum(rows * alone, axis=1).min() > 0.9999  # each row back in its text's place
 
 
 def test_a_batch_runs_in_passes_of_like_lengths_with_the_same_vectors() -> None:
@@ -198,7 +228,12 @@ def test_a_batch_runs_in_passes_of_like_lengths_with_the_same_vectors() -> None:
 
     assert EmbeddingSettings(internal_token="t").embedding_sub_batch == 16
     enc = SentenceEncoder.load(
-        default_model_dir(), model_id="m", threads=1, precision="float32", sub_batch=4
+        default_model_dir(),
+        model_id="m",
+        threads=1,
+        precision="float32",
+        sub_batch=4,
+        fast_path=False,  # the eager model's own passes
     )
     texts = [f"turn {i}: " + "word " * (3 + 7 * (i % 5)) for i in range(10)]
     passes: list[tuple[int, int]] = []  # (texts, padded length) of each forward pass

@@ -27,10 +27,22 @@ def _holders(port: int) -> set[int]:
     return {int(p) for p in re.findall(r"pid=(\d+)", out.stdout)}
 
 
-def test_two_workers_share_the_port_report_one_metrics_and_stop_cleanly(
-    redis_url: str, internal_token: str, data_dir: Path
-) -> None:
-    port = free_port()
+def _listening_sockets(port: int) -> int:
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True)
+    return len(out.stdout.strip().splitlines())
+
+
+def _serving_pids(port: int) -> set[int]:
+    """The processes holding the server side of established connections to ``port``."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"sport = :{port}"],
+        capture_output=True,
+        text=True,
+    )
+    return {int(p) for p in re.findall(r"pid=(\d+)", out.stdout)}
+
+
+def _start(port: int, redis_url: str, internal_token: str, data_dir: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "HIVEMIND_GATEWAY_WORKERS": "2",
@@ -44,13 +56,30 @@ def test_two_workers_share_the_port_report_one_metrics_and_stop_cleanly(
     }
     proc = subprocess.Popen([sys.executable, "-m", "hivemind_gateway"], env=env)
     base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: len(_holders(port)) == 3, timeout=120, what="a supervisor, 2 workers")
+    wait_until(
+        lambda: httpx.get(base + "/readyz", timeout=2).status_code == 200,
+        timeout=120,
+        what="the workers to be ready",
+    )
+    return proc
+
+
+def _stop(proc: subprocess.Popen, port: int) -> None:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0
+    wait_until(lambda: not _holders(port), timeout=30, what="no process left on the port")
+
+
+def test_two_workers_share_the_port_report_one_metrics_and_stop_cleanly(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    port = free_port()
+    proc = _start(port, redis_url, internal_token, data_dir)
+    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: len(_holders(port)) == 3, timeout=120, what="a supervisor, 2 workers")
-        wait_until(
-            lambda: httpx.get(base + "/readyz", timeout=2).status_code == 200,
-            timeout=120,
-            what="the workers to be ready",
-        )
+        assert _listening_sockets(port) == 2  # one accept queue per worker (SO_REUSEPORT)
         headers = {
             "Authorization": f"Bearer {create_api_key(redis_url, tenant='acme', role='write')}"
         }
@@ -61,7 +90,49 @@ def test_two_workers_share_the_port_report_one_metrics_and_stop_cleanly(
         assert _served_requests(base) == 20
         assert _served_requests(base) == 20
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
-    assert proc.returncode == 0
-    wait_until(lambda: not _holders(port), timeout=30, what="no process left on the port")
+        _stop(proc, port)
+
+
+def test_a_burst_of_keep_alive_connections_lands_on_every_worker(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """wrk opens its connections at once; with one shared socket the first worker to wake
+    accepted all of them and the other core sat idle."""
+    port = free_port()
+    proc = _start(port, redis_url, internal_token, data_dir)
+    base = f"http://127.0.0.1:{port}"
+    clients = [httpx.Client(base_url=base, timeout=30) for _ in range(16)]
+    try:
+        for client in clients:  # each client keeps its one connection open
+            assert client.get("/healthz").status_code == 200
+        workers = _holders(port) - {proc.pid}
+        assert len(workers) == 2
+        # 16 connections on one of two workers by chance: 2 * 2**-16
+        assert _serving_pids(port) == workers
+    finally:
+        for client in clients:
+            client.close()
+        _stop(proc, port)
+
+
+def test_a_killed_worker_is_replaced_and_no_request_is_refused(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    port = free_port()
+    proc = _start(port, redis_url, internal_token, data_dir)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        victim = min(_holders(port) - {proc.pid})
+        os.kill(victim, signal.SIGKILL)
+        # new connections meanwhile queue on the dead worker's socket (the supervisor keeps it
+        # open) until its replacement serves them: slow, never refused
+        for _ in range(12):
+            assert httpx.get(base + "/healthz", timeout=120).status_code == 200
+        wait_until(
+            lambda: len(_holders(port) - {proc.pid, victim}) == 2,
+            timeout=120,
+            what="a new worker in the killed one's place",
+        )
+        assert _listening_sockets(port) == 2
+    finally:
+        _stop(proc, port)

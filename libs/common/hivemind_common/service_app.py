@@ -176,7 +176,8 @@ def serve(
 ) -> None:
     """Run a service in the foreground: logging from settings, then uvicorn on its port.
 
-    ``workers`` > 1 runs that many processes on the one port (the kernel spreads connections);
+    ``workers`` > 1 runs that many processes on the one port, each with its own listening
+    socket (``hivemind_common.workers``: the kernel spreads connections over them);
     each builds its app by ``worker_app``, the import path of a factory that takes no
     arguments and reads the settings itself. Their metrics are kept in files under the data
     dir so that ``/metrics`` answers for all of them (Prometheus' multiprocess mode).
@@ -199,7 +200,9 @@ def serve(
         shared.mkdir(parents=True)
         os.environ[MULTIPROC_ENV] = str(shared)  # before any worker imports prometheus_client
         log.info("%s: %d worker processes", settings.service_name, workers)
-        uvicorn.run(worker_app, factory=True, workers=workers, **common)
+        from hivemind_common.workers import run_workers
+
+        run_workers(uvicorn.Config(worker_app, factory=True, workers=workers, **common))
         return
     uvicorn.run(served(create_app(settings)), **common)
     log_gc_pauses()

@@ -82,8 +82,6 @@ SUB_BATCH = 16
 class SentenceEncoder:
     """Wraps a ``SentenceTransformer``; ``encode`` is blocking and must run off the event loop."""
 
-    FAST_PATH_MAX_TEXTS = 2
-
     def __init__(
         self,
         model: Any,
@@ -97,7 +95,7 @@ class SentenceEncoder:
         self.model_id = model_id
         self.precision = precision
         self.sub_batch = max(1, sub_batch)
-        self._fast = fast_path  # a FastPath for requests of one or two texts, or None
+        self._fast = fast_path  # a FastPath (the traced copy) for every request, or None
         dim_fn = (
             getattr(model, "get_embedding_dimension", None)
             or model.get_sentence_embedding_dimension
@@ -131,7 +129,7 @@ class SentenceEncoder:
         if fast_path and device == "cpu":
             from hivemind_embedding.fast_path import FastPath
 
-            fast = FastPath.build(model)
+            fast = FastPath.build(model, precision=chosen, sub_batch=sub_batch)
         log.info("loaded embedding model %s from %s (%s)", model_id, model_dir, chosen)
         return cls(model, model_id, precision=chosen, fast_path=fast, sub_batch=sub_batch)
 
@@ -143,7 +141,7 @@ class SentenceEncoder:
         """Unit-length float32 vectors, one row per text."""
         import torch
 
-        if self._fast is not None and len(texts) <= self.FAST_PATH_MAX_TEXTS:
+        if self._fast is not None:
             return self._fast.encode(texts)
 
         autocast = (

@@ -1,14 +1,19 @@
-"""A frozen TorchScript copy of the encoder for requests of one or two texts.
+"""A frozen TorchScript copy of the encoder, in the serving precision, for every request.
 
-A retrieval query is one short text, on every chat: its latency is what users feel. Eager
-PyTorch spends much of a one-text encode on per-operator overhead; a traced, frozen graph
-(``torch.jit.optimize_for_inference``: folded constants, oneDNN-prepacked linears) cut it from
-~11.6 to ~8.8 ms here with the same vectors (cosine 1.0). Batches gain nothing from it, so
-they stay on the eager model (bfloat16 where the CPU has it).
+Eager PyTorch spends much of a short text's encode on per-operator overhead and, under bfloat16
+autocast, on casting every weight again on every call. A graph traced under the same autocast
+and frozen (``torch.jit.optimize_for_inference``: the weights' casts folded into constants,
+oneDNN-prepacked linears) removes both with autocast's numerics (bfloat16 matmuls, float32
+norms). Measured here (AMD EPYC, AVX512-BF16, 2 threads, short queries): one text 4.8 ms (float32
+trace) -> 2.2 ms, 16 texts 1.6 -> 0.6 ms a text, and 13% more README paragraphs a second than
+eager autocast, with vectors within cosine 0.99998 of float32's.
+
+A call's texts are encoded in passes of ``sub_batch`` texts of like lengths (sorted by length,
+as sentence-transformers does), so a short text is never padded to a long one's length.
 
 Only the plain layout is traced: a Hugging Face transformer, mean pooling, optional
 normalisation (all-MiniLM-L6-v2 and its kin). Anything else, a failed trace, or a traced copy
-that disagrees with the eager model on probe texts leaves the fast path off.
+that disagrees with the eager float32 model on probe texts leaves the fast path off.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ PROBES = [
     "a longer probe sentence, with punctuation; numbers 6379 and 5432, and naïve café 日本語",
     "x",
 ]
-MIN_PROBE_COSINE = 0.9999
+# how close the traced copy's vectors must be to the eager float32 model's on the probes
+MIN_PROBE_COSINE = {"float32": 0.9999, "bfloat16": 0.9995}
 
 
 def _plain_layout(model: Any) -> bool:
@@ -42,21 +48,27 @@ def _plain_layout(model: Any) -> bool:
 
 
 class FastPath:
-    """Traced transformer + mean pooling + normalisation, float32."""
+    """Traced transformer + mean pooling + normalisation, weights in ``precision``."""
 
-    def __init__(self, module: Any, tokenizer: Any, max_length: int) -> None:
+    def __init__(
+        self, module: Any, tokenizer: Any, max_length: int, *, sub_batch: int = 16
+    ) -> None:
         self._module = module
         self._tokenizer = tokenizer
         self._max_length = max_length
+        self.sub_batch = max(1, sub_batch)
 
     @classmethod
-    def build(cls, model: Any) -> FastPath | None:
+    def build(
+        cls, model: Any, *, precision: str = "float32", sub_batch: int = 16
+    ) -> FastPath | None:
         """The fast path for ``model`` (a SentenceTransformer), or None where it cannot be."""
         if not _plain_layout(model):
             log.info("embedding fast path off: not a transformer + mean pooling layout")
             return None
         try:
-            fast = cls._trace(model)
+            fast = cls._trace(model, precision)
+            fast.sub_batch = max(1, sub_batch)
             eager = np.asarray(
                 model.encode(PROBES, convert_to_numpy=True, normalize_embeddings=True)
             )
@@ -64,14 +76,16 @@ class FastPath:
         except Exception:  # a model the tracer cannot follow: stay eager
             log.warning("embedding fast path off: tracing failed", exc_info=True)
             return None
-        if cosine < MIN_PROBE_COSINE:
+        if cosine < MIN_PROBE_COSINE.get(precision, MIN_PROBE_COSINE["float32"]):
             log.warning("embedding fast path off: traced copy disagrees (cosine %.6f)", cosine)
             return None
-        log.info("embedding fast path on for one- and two-text requests")
+        log.info("embedding fast path on (%s)", precision)
         return fast
 
     @classmethod
-    def _trace(cls, model: Any) -> FastPath:
+    def _trace(cls, model: Any, precision: str = "float32") -> FastPath:
+        import contextlib
+
         import torch
 
         transformer = model[0].auto_model
@@ -86,7 +100,7 @@ class FastPath:
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     token_type_ids=token_type_ids,
-                ).last_hidden_state
+                ).last_hidden_state.float()
                 mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
                 mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 return torch.nn.functional.normalize(mean, dim=1)
@@ -96,7 +110,14 @@ class FastPath:
         example = tokenizer(PROBES[:2], padding=True, return_tensors="pt")
         if "token_type_ids" not in example:
             raise ValueError("the tokenizer gives no token_type_ids")
-        with torch.no_grad(), warnings.catch_warnings():
+        # traced under autocast, the graph casts to bfloat16 where autocast would (matmuls),
+        # keeps float32 where it would (norms, softmax); freezing folds the weights' casts
+        autocast = (
+            torch.autocast("cpu", dtype=torch.bfloat16)
+            if precision == "bfloat16"
+            else contextlib.nullcontext()
+        )
+        with torch.no_grad(), autocast, warnings.catch_warnings():
             # the tracer warns about every shape-dependent branch it fixes; the probe
             # comparison in build() is what decides whether the trace is right
             warnings.simplefilter("ignore")
@@ -109,6 +130,21 @@ class FastPath:
         return cls(frozen, tokenizer, max_length)
 
     def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text, in passes of like lengths."""
+        if len(texts) <= self.sub_batch:
+            return self._pass(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        rows: np.ndarray | None = None
+        for start in range(0, len(order), self.sub_batch):
+            part = order[start : start + self.sub_batch]
+            out = self._pass([texts[i] for i in part])
+            if rows is None:
+                rows = np.empty((len(texts), out.shape[1]), dtype=np.float32)
+            rows[part] = out
+        assert rows is not None
+        return rows
+
+    def _pass(self, texts: list[str]) -> np.ndarray:
         import torch
 
         batch = self._tokenizer(
@@ -116,4 +152,4 @@ class FastPath:
         )
         with torch.no_grad():
             out = self._module(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-        return np.asarray(out.numpy(), dtype=np.float32)
+        return np.asarray(out.float().numpy(), dtype=np.float32)

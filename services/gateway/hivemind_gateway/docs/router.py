@@ -75,7 +75,7 @@ async def list_docs(
 @router.post("/search", response_model=DocHits)
 async def search_docs(body: DocsSearch, principal: ReadPrincipal, state: StateDep) -> DocHits:
     """Chunks ranked by fused dense + lexical score, each citing ``source:lines``."""
-    vec = await embed_query(state.search, body.query)
+    vec = await embed_query(state.search, body.query, tenant=principal.tenant)
     return await service.search_documents(
         redis=state.redis,
         search=state.search,

@@ -29,7 +29,7 @@ FactKey = Annotated[str, Path(pattern=FACT_KEY_PATTERN, description="the fact's 
 async def search_facts(body: FactSearch, principal: ReadPrincipal, state: StateDep) -> FactHits:
     """Facts ranked by fused dense + lexical score (lexical only while embeddings are away)."""
     index = await state.search.tenant(principal.tenant)
-    vec = await embed_query(state.search, body.query)
+    vec = await embed_query(state.search, body.query, tenant=principal.tenant)
     ranked = score_kind(index, "fact", vec, body.query, k=body.top_k, cfg=gate_config(state))
     data: list[FactHit] = []
     for s in ranked:

@@ -224,7 +224,7 @@ async def search_memories(
     """Memories ranked by the fused score, filtered by session and (all) tags."""
 
     index = await search.tenant(tenant)
-    vec = await embed_query(search, body.query)
+    vec = await embed_query(search, body.query, tenant=tenant)
     ranked = score_kind(
         index,
         "memory",

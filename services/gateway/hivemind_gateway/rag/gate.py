@@ -59,13 +59,12 @@ def gate_config(state: GatewayState) -> GateConfig:
     return cfg
 
 
-async def embed_query(search: SearchIndex, query: str) -> np.ndarray | None:
+async def embed_query(search: SearchIndex, query: str, *, tenant: str) -> np.ndarray | None:
     """The query's vector, or None (fallback) when the embedding service is away."""
     try:
-        vec, _ = await search.embedder.embed_one(query[:4000])
+        return await search.embedder.embed_query(tenant, query[:4000])
     except Unavailable:
         return None
-    return vec
 
 
 def score_kind(

@@ -349,7 +349,7 @@ async def retrieve_context(
     """
     search: SearchIndex = state.search
     index = await search.tenant(tenant)
-    vec = await embed_query(search, query)
+    vec = await embed_query(search, query, tenant=tenant)
     cfg = gate_config(state)
     count = count_tokens or estimate_tokens
     chosen = select(index, vec, query, cfg=cfg, session_id=session_id)

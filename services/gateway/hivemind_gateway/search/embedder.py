@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -21,6 +22,49 @@ log = logging.getLogger(__name__)
 
 ModelChanged = Callable[[str], Awaitable[None]]
 
+QUERY_CACHE_SIZE = 2048  # vectors per process (384 floats each: ~3 MiB for MiniLM)
+
+
+class QueryVectors:
+    """Recent query vectors, per tenant and model, least recently used dropped first.
+
+    A coding agent's loop sends the same last user message with every tool result, and each of
+    those chats searches for it again; so do the console's and a client's repeated searches. A
+    hit skips the embedding service (its ~1-3 ms of CPU and a round trip). Keys carry the tenant,
+    so one tenant's queries never speed up (or time) another's, and the model: a vector of a
+    model that no longer serves is never handed out.
+    """
+
+    def __init__(self, size: int = QUERY_CACHE_SIZE) -> None:
+        self.size = size
+        self._rows: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, tenant: str, model: str | None, text: str) -> np.ndarray | None:
+        if model is None or self.size <= 0:
+            return None
+        key = (tenant, model, text)
+        row = self._rows.get(key)
+        if row is None:
+            self.misses += 1
+            return None
+        self._rows.move_to_end(key)
+        self.hits += 1
+        return row
+
+    def put(self, tenant: str, model: str, text: str, row: np.ndarray) -> None:
+        if self.size <= 0:
+            return
+        row.setflags(write=False)  # shared by every caller that hits it
+        self._rows[(tenant, model, text)] = row
+        self._rows.move_to_end((tenant, model, text))
+        while len(self._rows) > self.size:
+            self._rows.popitem(last=False)
+
+    def clear(self) -> None:
+        self._rows.clear()
+
 
 class EmbeddingClient:
     """Calls ``POST /embed``; remembers which model answered."""
@@ -32,6 +76,7 @@ class EmbeddingClient:
         timeout_s: float = 3.0,
         retry_after_s: float = 2.0,
         on_model: ModelChanged | None = None,
+        query_cache_size: int = QUERY_CACHE_SIZE,
     ) -> None:
         self._http = http
         self.timeout_s = timeout_s
@@ -41,6 +86,7 @@ class EmbeddingClient:
         self._down_until = 0.0
         self._on_model = on_model
         self.failures = 0
+        self.queries = QueryVectors(query_cache_size)
 
     @property
     def available(self) -> bool:
@@ -83,6 +129,7 @@ class EmbeddingClient:
         if model != self.model_id:
             previous, self.model_id = self.model_id, model
             self.dimensions = int(rows.shape[1])
+            self.queries.clear()
             log.info("embedding model is now %s (was %s)", model, previous)
             if self._on_model is not None:
                 await self._on_model(model)
@@ -91,6 +138,15 @@ class EmbeddingClient:
     async def embed_one(self, text: str) -> tuple[np.ndarray, str]:
         rows, model = await self.embed([text])
         return rows[0], model
+
+    async def embed_query(self, tenant: str, text: str) -> np.ndarray:
+        """A search query's vector: from the recent queries of ``tenant`` when there."""
+        row = self.queries.get(tenant, self.model_id, text)
+        if row is not None:
+            return row
+        row, model = await self.embed_one(text)
+        self.queries.put(tenant, model, text, row)
+        return row
 
     async def probe(self) -> str | None:
         """Learn the model id (start-up); None when the service is not there."""
