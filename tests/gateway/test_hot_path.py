@@ -118,6 +118,48 @@ def test_every_answer_of_the_two_routes_is_the_frameworks(
         _same(*answers)
 
 
+def test_every_answer_of_the_search_routes_is_the_frameworks(
+    pair: tuple[RunningGateway, RunningGateway], redis_url: str
+) -> None:
+    hot, plain = pair
+    key = hot.key()
+    reader = _key(redis_url, role="read")
+    _ask(plain, "PUT", "/v1/facts/db.port", key, json={"value": "postgres listens on 5432"})
+    for text, session in (("the staging deploy runs on tuesday", "s1"), ("redis on the nas", "s2")):
+        r = _ask(plain, "POST", "/v1/memories", key, json={"text": text, "session_id": session})
+        assert r.status_code in (200, 201), r.text
+    search = {"query": "when does the staging deploy run"}
+
+    def found(gw: RunningGateway) -> bool:
+        answer = _ask(gw, "POST", "/v1/memories/search", key, json=search).json()
+        return len(answer.get("data", [])) >= 1
+
+    for gw in (hot, plain):  # both indexes have caught up with the writes
+        wait_until(lambda gw=gw: found(gw), timeout=30, what="the memory in the index")
+    mem, rag = "/v1/memories/search", "/v1/rag/context"
+    cases: list[tuple[str, str, str | None, dict[str, Any]]] = [
+        ("POST", mem, key, {"json": search}),
+        ("POST", mem, reader, {"json": {**search, "top_k": 1, "session_id": "s1"}}),
+        ("POST", mem, key, {"json": {**search, "session_id": "s2"}}),
+        ("POST", mem, key, {"json": {**search, "top_k": 0}}),  # 422
+        ("POST", mem, key, {"json": {**search, "nope": 1}}),  # 422
+        ("POST", mem, key, {"json": {"query": ""}}),
+        ("POST", mem, key, {"content": b'{"query": NaN}'}),
+        ("POST", mem, None, {"json": search}),  # 401
+        ("POST", mem, "hm_nosuchkey_secret", {"json": search}),
+        ("POST", rag, key, {"json": {"query": "which port does postgres listen on"}}),
+        ("POST", rag, reader, {"json": {"query": "staging deploy day", "explain": True}}),
+        ("POST", rag, key, {"json": {"query": "postgres", "budget_tokens": 10}}),
+        ("POST", rag, key, {"json": {"query": "postgres", "budget_tokens": -1}}),  # 422
+        ("POST", rag, key, {"json": {"query": "x", "collections": ["a"], "skip_collections": []}}),
+        ("POST", rag, key, {"content": b"[]"}),
+        ("POST", rag, None, {"json": {"query": "postgres"}}),
+        ("POST", rag + "s", key, {"json": {"query": "postgres"}}),  # not the route: 404
+    ]
+    for method, path, who, kw in cases:
+        _same(_ask(hot, method, path, who, **kw), _ask(plain, method, path, who, **kw))
+
+
 def test_a_request_is_counted_once_against_its_rate(
     pair: tuple[RunningGateway, RunningGateway], redis_url: str
 ) -> None:
@@ -159,19 +201,25 @@ def _served(gw: RunningGateway, method: str, template: str) -> float:
 def test_the_hot_routes_carry_the_apps_own_templates(
     pair: tuple[RunningGateway, RunningGateway],
 ) -> None:
-    """The framework's own metrics count both routes under the templates the hot path uses."""
+    """The framework's own metrics count each route under the template the hot path uses."""
     from hivemind_gateway.hot_path import ROUTES
 
     _, plain = pair
     key = plain.key()
     _ask(plain, "PUT", "/v1/facts/k3", key, json={"value": "v"})
     asks = {
-        "GET": ("/v1/facts/k3", {}),
-        "PUT": ("/v1/sessions/s3/context", {"json": {"context": "x"}}),
+        "/v1/facts/{key:path}": ("/v1/facts/k3", {}),
+        "/v1/sessions/{session_id}/context": (
+            "/v1/sessions/s3/context",
+            {"json": {"context": "x"}},
+        ),
+        "/v1/memories/search": ("/v1/memories/search", {"json": {"query": "v"}}),
+        "/v1/rag/context": ("/v1/rag/context", {"json": {"query": "v"}}),
     }
+    assert set(asks) == {route.template for route in ROUTES}
     for route in ROUTES:
         before = _served(plain, route.method, route.template)
-        path, kw = asks[route.method]
+        path, kw = asks[route.template]
         assert _ask(plain, route.method, path, key, **kw).status_code == 200
         assert _served(plain, route.method, route.template) == before + 1, route
 
@@ -209,4 +257,12 @@ def test_the_hot_path_takes_its_routes_and_leaves_the_rest(
     _ask(hot, "PUT", "/v1/sessions/s4/context", key, json={"context": 5})
     _ask(hot, "GET", "/v1/facts", key)
     _ask(hot, "GET", "/v1/facts/k4", None)
-    assert taken == ["GET /v1/facts/k4", "PUT /v1/sessions/s4/context"]
+    _ask(hot, "POST", "/v1/memories/search", key, json={"query": "v"})
+    _ask(hot, "POST", "/v1/rag/context", key, json={"query": "v"})
+    _ask(hot, "POST", "/v1/facts/search", key, json={"query": "v"})
+    assert taken == [
+        "GET /v1/facts/k4",
+        "PUT /v1/sessions/s4/context",
+        "POST /v1/memories/search",
+        "POST /v1/rag/context",
+    ]

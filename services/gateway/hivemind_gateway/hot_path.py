@@ -1,12 +1,17 @@
-"""The two hottest memory routes answered beside the framework rather than through it.
+"""The hottest memory routes answered beside the framework rather than through it.
 
 Issue 17's profile of the gateway under ``wrk`` found the time of a fact lookup spread over the
 request machinery (Starlette's and FastAPI's layers, routing, dependency solving, response
 validation), not over the work: a bare ASGI app doing the same Redis read answers ~5x as many
 requests on this machine. This layer, outermost in the gateway, takes
 
-* ``GET /v1/facts/{key}`` and
-* ``PUT /v1/sessions/{id}/context`` (a JSON body of declared length, valid for the route)
+* ``GET /v1/facts/{key}``,
+* ``PUT /v1/sessions/{id}/context``,
+* ``POST /v1/memories/search`` and ``POST /v1/rag/context`` (a search's CPU is mostly its
+  scoring, but the framework's share of it was ~20% under ``wrk``; the search routes' p50 at 16
+  connections is issue 17's third target)
+
+(a body: JSON of declared length, valid for the route)
 
 when the request carries a bearer key, and runs the very functions the route runs, in the same
 order: the body's model -> ``ApiKeyStore.verify`` (the in-process key cache) ->
@@ -48,8 +53,12 @@ from hivemind_common.observability import (
     request_id_var,
 )
 from hivemind_gateway.facts import service as facts
+from hivemind_gateway.memory import service as memories
 from hivemind_gateway.memory import sessions
-from hivemind_gateway.memory.schemas import SessionContext
+from hivemind_gateway.memory.schemas import MemorySearch, SessionContext
+from hivemind_gateway.rag.gate import gate_config
+from hivemind_gateway.rag.schemas import RagQuery
+from hivemind_gateway.rag.service import retrieve_context
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,10 @@ def _context_session(path: str) -> str | None:
     return session_id if valid_id(session_id) else None
 
 
+def _exactly(wanted: str) -> Callable[[str], str | None]:
+    return lambda path: "" if path == wanted else None
+
+
 async def _get_fact(gateway: Any, principal: Principal, key: str, _body: Any) -> BaseModel:
     return await facts.get_fact(redis=gateway.redis, tenant=principal.tenant, key=key)
 
@@ -93,8 +106,40 @@ async def _put_context(gateway: Any, principal: Principal, session_id: str, body
     )
 
 
+async def _search_memories(gateway: Any, principal: Principal, _: str, body: Any) -> BaseModel:
+    return await memories.search_memories(
+        redis=gateway.redis,
+        search=gateway.search,
+        tenant=principal.tenant,
+        body=body,
+        cfg=gate_config(gateway),
+    )
+
+
+async def _rag_context(gateway: Any, principal: Principal, _: str, body: Any) -> BaseModel:
+    return await retrieve_context(
+        gateway,
+        tenant=principal.tenant,
+        query=body.query,
+        budget_tokens=body.budget_tokens,
+        session_id=body.session_id,
+        with_explain=body.explain,
+        collections=body.collections,
+        skip_collections=body.skip_collections,
+    )
+
+
 ROUTES = (
     _Route("GET", "/v1/facts/{key:path}", "read", _fact_key, None, _get_fact),
+    _Route(
+        "POST",
+        "/v1/memories/search",
+        "read",
+        _exactly("/v1/memories/search"),
+        MemorySearch,
+        _search_memories,
+    ),
+    _Route("POST", "/v1/rag/context", "read", _exactly("/v1/rag/context"), RagQuery, _rag_context),
     _Route(
         "PUT",
         "/v1/sessions/{session_id}/context",
@@ -230,7 +275,7 @@ async def _answer(
 ) -> int:
     try:
         principal = await gateway.api_keys.verify(token)
-        await gateway.rate_limiter.check(principal)  # neither route holds an inference slot
+        await gateway.rate_limiter.check(principal)  # none of the routes holds an inference slot
         if not principal.allows(route.role):
             raise Forbidden(f"this key's role is {principal.role!r}; {route.role!r} is needed")
         result = await route.run(gateway, principal, param, body)
