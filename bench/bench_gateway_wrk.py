@@ -50,6 +50,8 @@ TARGETS = {
     "session_context_put": {"requests_per_s": 2 * 2304.0},
     "memories_search": {"p50_ms": 25.0},
     "rag_context": {"p50_ms": 25.0},
+    # the same target where no query repeats (reported; the encoder's CPU is the floor here)
+    "memories_search_new_queries": {"p50_ms": 25.0},
 }
 SEARCH_ITEMS = int(os.environ.get("BENCH_WRK_ITEMS", "10000"))
 SERVICES = ("gateway", "mcp", "embedding", "inference", "trainer", "exporter")

@@ -11,9 +11,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from support.gateway import create_api_key
 from support.waiting import free_port, wait_until
+
+# one socket per worker (SO_REUSEPORT) and `ss` to see them: Linux
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sockets")
 
 
 def _served_requests(base: str) -> float:
@@ -42,8 +46,8 @@ def _serving_pids(port: int) -> set[int]:
     return {int(p) for p in re.findall(r"pid=(\d+)", out.stdout)}
 
 
-def _start(port: int, redis_url: str, internal_token: str, data_dir: Path) -> subprocess.Popen:
-    env = {
+def _env(port: int, redis_url: str, internal_token: str, data_dir: Path) -> dict[str, str]:
+    return {
         **os.environ,
         "HIVEMIND_GATEWAY_WORKERS": "2",
         "HIVEMIND_PORT": str(port),
@@ -54,6 +58,10 @@ def _start(port: int, redis_url: str, internal_token: str, data_dir: Path) -> su
         "HIVEMIND_INFERENCE_URL": "http://127.0.0.1:9",
         "HIVEMIND_LOG_LEVEL": "WARNING",
     }
+
+
+def _start(port: int, redis_url: str, internal_token: str, data_dir: Path) -> subprocess.Popen:
+    env = _env(port, redis_url, internal_token, data_dir)
     proc = subprocess.Popen([sys.executable, "-m", "hivemind_gateway"], env=env)
     base = f"http://127.0.0.1:{port}"
     wait_until(lambda: len(_holders(port)) == 3, timeout=120, what="a supervisor, 2 workers")
@@ -134,5 +142,26 @@ def test_a_killed_worker_is_replaced_and_no_request_is_refused(
             what="a new worker in the killed one's place",
         )
         assert _listening_sockets(port) == 2
+    finally:
+        _stop(proc, port)
+
+
+def test_a_second_gateway_on_a_port_in_use_refuses_to_start(
+    redis_url: str, internal_token: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """SO_REUSEPORT would let a second instance share the port unnoticed: it must fail."""
+    port = free_port()
+    proc = _start(port, redis_url, internal_token, data_dir)
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "hivemind_gateway"],
+            env=_env(port, redis_url, internal_token, tmp_path / "second"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode != 0
+        assert "in use" in second.stderr, second.stderr[-2000:]
+        assert _listening_sockets(port) == 2  # the first one's workers, untouched
     finally:
         _stop(proc, port)

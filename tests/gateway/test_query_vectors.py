@@ -54,21 +54,25 @@ async def test_a_new_model_never_gets_the_old_models_vectors() -> None:
     assert service.asked == ["q", "something else", "q"]
 
 
-async def test_the_cache_is_bounded_and_can_be_off() -> None:
+async def test_the_cache_is_bounded_per_tenant_and_can_be_off() -> None:
     service = _Service()
-    client = _client(service, query_cache_size=2)
+    client = _client(service, query_cache_per_tenant=2)
     for text in ("a", "b", "c", "a"):
         await client.embed_query("t", text)
     assert service.asked == ["a", "b", "c", "a"]  # "a" was dropped when "c" came
-    assert len(client.queries._rows) == 2
-    off = _client(_Service(), query_cache_size=0)
+    assert client.queries.size("t") == 2
+    for text in ("x", "y", "z"):  # another tenant's queries push out none of t's
+        await client.embed_query("u", text)
+    await client.embed_query("t", "a")
+    assert service.asked[-1] == "z" and client.queries.size("t") == 2
+    off = _client(_Service(), query_cache_per_tenant=0)
     await off.embed_query("t", "a")
     await off.embed_query("t", "a")
     assert off.queries.hits == 0
 
 
-def test_lru_order() -> None:
-    cache = QueryVectors(2)
+def test_lru_order_and_the_tenant_bound() -> None:
+    cache = QueryVectors(per_tenant=2, tenants=2)
     for text in ("a", "b"):
         cache.put("t", "m", text, np.zeros(3, dtype=np.float32))
     assert cache.get("t", "m", "a") is not None  # "a" is now the most recent
@@ -76,3 +80,8 @@ def test_lru_order() -> None:
     assert cache.get("t", "m", "b") is None
     assert cache.get("t", "m", "a") is not None
     assert cache.get("t", None, "a") is None  # no model known yet: nothing to hand out
+    assert cache.get("t", "other-model", "a") is None
+    cache.put("u", "m", "a", np.zeros(3, dtype=np.float32))
+    cache.put("v", "m", "a", np.zeros(3, dtype=np.float32))  # a third tenant: t, least recent, goes
+    assert cache.size("t") == 0 and cache.size("u") == 1 and cache.size("v") == 1
+    cache.put("w", "m", "\ud800 lone surrogate", np.zeros(3, dtype=np.float32))  # any str keys

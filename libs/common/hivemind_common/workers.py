@@ -5,18 +5,26 @@ watches it, and the one that wakes first accepts a whole burst of connections in
 ``wrk -c16`` one worker took all sixteen keep-alive connections while the other sat idle, so a
 2-core machine served searches from one core (issue 17's profile, ``rag/context``).
 
-Here the supervisor opens one listening socket per worker on the same address with
-``SO_REUSEPORT``, and the kernel spreads new connections over their accept queues by a hash of
-the connection. A worker that dies is replaced on the same socket, so connections that arrive
-in between wait in its queue instead of being refused. Health checks, signals and SIGHUP
-restarts are uvicorn's own (its ``Process``); only the choice of socket per worker is ours.
+Here the supervisor binds one socket per worker on the same address with ``SO_REUSEPORT``, and
+each worker starts listening on its own once its app has started; the kernel spreads new
+connections over the listening sockets by a hash of the connection. So:
 
-``SO_REUSEPORT`` lets another process of the same user join the port; Linux refuses it to other
-users. Where the option is missing (not Linux), the workers share one socket as before.
+* at start-up, connections go only to workers that are serving (none: refused, as before);
+* a worker that dies is replaced on the same socket, which stays listening (the supervisor holds
+  it): connections that arrive at it meanwhile wait in its queue for the replacement instead of
+  being refused; the other workers' connections are not affected;
+* before binding, the port is tried without ``SO_REUSEPORT``: a second instance on a port that
+  is in use fails to start, as it did with one socket, instead of sharing the port unnoticed.
+
+Health checks, signals and SIGHUP restarts are uvicorn's own (its ``Process``); SIGTTIN and
+SIGTTOU (add or remove a worker) are ignored, since each worker owns one socket. Where
+``SO_REUSEPORT`` is missing or refused (not Linux, some sandboxes), the workers share one socket
+as before.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import sys
@@ -26,15 +34,26 @@ from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 log = logging.getLogger(__name__)
 
-BACKLOG = 2048
-
 
 def reuse_port_supported() -> bool:
     return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
 
 
-def listeners(host: str, port: int, count: int, backlog: int = BACKLOG) -> list[socket.socket]:
-    """``count`` listening sockets on ``host:port`` (port 0: one free port for all of them)."""
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound without ``SO_REUSEPORT`` (nothing listens there)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def listeners(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets bound to ``host:port`` (port 0: one free port for all of them); each
+    worker's server listens on its own when it has started."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     socks: list[socket.socket] = []
     try:
@@ -45,7 +64,6 @@ def listeners(host: str, port: int, count: int, backlog: int = BACKLOG) -> list[
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((host, port))
             port = sock.getsockname()[1]  # the others join the port the first one got
-            sock.listen(backlog)
             sock.set_inheritable(True)
     except OSError:
         for sock in socks:
@@ -88,6 +106,12 @@ class PortSharingWorkers(Multiprocess):
             log.warning("worker [%s] died; starting another on its socket", process.pid)
             self.processes[slot] = self._spawn(slot)
 
+    def handle_ttin(self) -> None:
+        log.warning("SIGTTIN ignored: each worker serves its own socket; set the worker count")
+
+    def handle_ttou(self) -> None:
+        log.warning("SIGTTOU ignored: each worker serves its own socket; set the worker count")
+
     def restart_all(self) -> None:
         """SIGHUP: each worker replaced by a new one on its socket, the new one ready first."""
         for slot, old in enumerate(self.processes):
@@ -110,13 +134,20 @@ def run_workers(config: Config) -> None:
     if not reuse_port_supported() or config.uds is not None or config.fd is not None:
         Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
-    try:
-        socks = listeners(config.host, config.port, config.workers, config.backlog)
-    except OSError as exc:
-        log.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
+    if config.port and not port_free(config.host, config.port):
+        log.error("cannot listen on %s:%s: the address is in use", config.host, config.port)
         sys.exit(STARTUP_FAILURE)
+    try:
+        socks = listeners(config.host, config.port, config.workers)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
+            log.error("cannot listen on %s:%s: %s", config.host, config.port, exc)
+            sys.exit(STARTUP_FAILURE)
+        log.warning("SO_REUSEPORT refused here (%s); the workers share one socket", exc)
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
     log.info(
-        "%d workers on %s:%s, one listening socket each",
+        "%d workers on %s:%s, one socket each",
         len(socks),
         config.host,
         socks[0].getsockname()[1],

@@ -142,7 +142,11 @@ class SentenceEncoder:
         import torch
 
         if self._fast is not None:
-            return self._fast.encode(texts)
+            try:
+                return self._fast.encode(texts)
+            except Exception:  # never seen; the eager model answers from now on
+                log.exception("the traced encoder failed; encoding eagerly from now on")
+                self._fast = None
 
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16)

@@ -7,6 +7,7 @@ without paying a connect timeout on every request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 ModelChanged = Callable[[str], Awaitable[None]]
 
-QUERY_CACHE_SIZE = 2048  # vectors per process (384 floats each: ~3 MiB for MiniLM)
+QUERY_CACHE_PER_TENANT = 256  # vectors per tenant and process (MiniLM: 1.5 KiB each)
+QUERY_CACHE_TENANTS = 32  # tenants per process; the least recent one is dropped whole
 
 
 class QueryVectors:
@@ -30,40 +32,62 @@ class QueryVectors:
 
     A coding agent's loop sends the same last user message with every tool result, and each of
     those chats searches for it again; so do the console's and a client's repeated searches. A
-    hit skips the embedding service (its ~1-3 ms of CPU and a round trip). Keys carry the tenant,
-    so one tenant's queries never speed up (or time) another's, and the model: a vector of a
-    model that no longer serves is never handed out.
+    hit skips the embedding service (its ~1-3 ms of CPU and a round trip). Each tenant has its
+    own bounded list, so one tenant's queries neither push out nor time another's; entries carry
+    the model, so a vector of a model that no longer serves is never handed out. Keys are a
+    digest of the text, not the text (at most ~8 MiB per process in all).
     """
 
-    def __init__(self, size: int = QUERY_CACHE_SIZE) -> None:
-        self.size = size
-        self._rows: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
+    def __init__(
+        self, per_tenant: int = QUERY_CACHE_PER_TENANT, tenants: int = QUERY_CACHE_TENANTS
+    ) -> None:
+        self.per_tenant = per_tenant
+        self.max_tenants = tenants
+        self._tenants: OrderedDict[str, OrderedDict[tuple[str, bytes], np.ndarray]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
+    @staticmethod
+    def _key(model: str, text: str) -> tuple[str, bytes]:
+        return model, hashlib.blake2b(
+            text.encode("utf-8", "surrogatepass"), digest_size=16
+        ).digest()
+
     def get(self, tenant: str, model: str | None, text: str) -> np.ndarray | None:
-        if model is None or self.size <= 0:
+        if model is None or self.per_tenant <= 0:
             return None
-        key = (tenant, model, text)
-        row = self._rows.get(key)
-        if row is None:
+        rows = self._tenants.get(tenant)
+        key = self._key(model, text)
+        row = rows.get(key) if rows is not None else None
+        if rows is None or row is None:
             self.misses += 1
             return None
-        self._rows.move_to_end(key)
+        rows.move_to_end(key)
+        self._tenants.move_to_end(tenant)
         self.hits += 1
         return row
 
     def put(self, tenant: str, model: str, text: str, row: np.ndarray) -> None:
-        if self.size <= 0:
+        if self.per_tenant <= 0 or self.max_tenants <= 0:
             return
         row.setflags(write=False)  # shared by every caller that hits it
-        self._rows[(tenant, model, text)] = row
-        self._rows.move_to_end((tenant, model, text))
-        while len(self._rows) > self.size:
-            self._rows.popitem(last=False)
+        rows = self._tenants.get(tenant)
+        if rows is None:
+            rows = self._tenants[tenant] = OrderedDict()
+            while len(self._tenants) > self.max_tenants:
+                self._tenants.popitem(last=False)
+        self._tenants.move_to_end(tenant)
+        key = self._key(model, text)
+        rows[key] = row
+        rows.move_to_end(key)
+        while len(rows) > self.per_tenant:
+            rows.popitem(last=False)
+
+    def size(self, tenant: str) -> int:
+        return len(self._tenants.get(tenant, ()))
 
     def clear(self) -> None:
-        self._rows.clear()
+        self._tenants.clear()
 
 
 class EmbeddingClient:
@@ -76,7 +100,7 @@ class EmbeddingClient:
         timeout_s: float = 3.0,
         retry_after_s: float = 2.0,
         on_model: ModelChanged | None = None,
-        query_cache_size: int = QUERY_CACHE_SIZE,
+        query_cache_per_tenant: int = QUERY_CACHE_PER_TENANT,
     ) -> None:
         self._http = http
         self.timeout_s = timeout_s
@@ -86,7 +110,7 @@ class EmbeddingClient:
         self._down_until = 0.0
         self._on_model = on_model
         self.failures = 0
-        self.queries = QueryVectors(query_cache_size)
+        self.queries = QueryVectors(query_cache_per_tenant)
 
     @property
     def available(self) -> bool:
