@@ -26,8 +26,8 @@ class EmbeddingSettings(ServiceSettings):
     # matmul precision: auto = bfloat16 where the CPU has it natively (vectors within cosine
     # 0.99998 of float32's, ~25-40% faster here), float32 elsewhere
     embedding_precision: Literal["auto", "float32", "bfloat16"] = "auto"
-    # a frozen TorchScript copy for one- and two-text requests (a retrieval query's latency);
-    # off by itself for models it cannot trace exactly
+    # a frozen TorchScript copy, traced in the serving precision, for every request (a one-text
+    # query 4.8 -> 2.2 ms here with bfloat16); off by itself for models it cannot trace exactly
     embedding_fast_path: bool = True
 
     # texts per forward pass: a batch is sorted by length and run in passes of this many, so
