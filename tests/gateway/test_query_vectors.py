@@ -29,9 +29,17 @@ def _client(service: _Service, **kwargs: int) -> EmbeddingClient:
     return EmbeddingClient(http, **kwargs)
 
 
+def _counted(result: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value("hivemind_query_vector_cache_total", {"result": result})
+    return value or 0.0
+
+
 async def test_a_repeated_query_is_embedded_once_per_tenant() -> None:
     service = _Service()
     client = _client(service)
+    hits, misses = _counted("hit"), _counted("miss")
     first = await client.embed_query("t1", "where does redis listen")
     again = await client.embed_query("t1", "where does redis listen")
     assert service.asked == ["where does redis listen"]
@@ -41,6 +49,7 @@ async def test_a_repeated_query_is_embedded_once_per_tenant() -> None:
     await client.embed_query("t2", "where does redis listen")  # another tenant: its own entry
     assert service.asked == ["where does redis listen"] * 2
     assert client.queries.hits == 1
+    assert (_counted("hit") - hits, _counted("miss") - misses) == (1, 2)
 
 
 async def test_a_new_model_never_gets_the_old_models_vectors() -> None:

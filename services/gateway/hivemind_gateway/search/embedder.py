@@ -16,12 +16,20 @@ from collections.abc import Awaitable, Callable
 import httpx
 import numpy as np
 import orjson
+from prometheus_client import Counter
 
 from hivemind_common.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 ModelChanged = Callable[[str], Awaitable[None]]
+
+QUERY_VECTORS = Counter(
+    "hivemind_query_vector_cache_total",
+    "Search queries' vectors: hit (a recent query's, no embedding call) or miss (embedded).",
+    ["result"],
+)
+_HIT, _MISS = (QUERY_VECTORS.labels(r) for r in ("hit", "miss"))
 
 QUERY_CACHE_PER_TENANT = 256  # vectors per tenant and process (MiniLM: 1.5 KiB each)
 QUERY_CACHE_TENANTS = 32  # tenants per process; the least recent one is dropped whole
@@ -54,17 +62,22 @@ class QueryVectors:
         ).digest()
 
     def get(self, tenant: str, model: str | None, text: str) -> np.ndarray | None:
-        if model is None or self.per_tenant <= 0:
+        """The vector of ``text`` for ``tenant`` in ``model``'s space, or None (a miss)."""
+        if self.per_tenant <= 0:
             return None
-        rows = self._tenants.get(tenant)
-        key = self._key(model, text)
-        row = rows.get(key) if rows is not None else None
-        if rows is None or row is None:
+        row = None
+        if model is not None:  # None: no model answered yet, so nothing can be handed out
+            rows = self._tenants.get(tenant)
+            key = self._key(model, text)
+            if rows is not None and (row := rows.get(key)) is not None:
+                rows.move_to_end(key)
+                self._tenants.move_to_end(tenant)
+        if row is None:
             self.misses += 1
+            _MISS.inc()
             return None
-        rows.move_to_end(key)
-        self._tenants.move_to_end(tenant)
         self.hits += 1
+        _HIT.inc()
         return row
 
     def put(self, tenant: str, model: str, text: str, row: np.ndarray) -> None:
