@@ -318,3 +318,38 @@ def test_changing_the_embedding_model_never_mixes_vector_spaces(
             assert c.get("/v1/rag/stats").json()["embedding_model"] == "model-b"
     # the old model's vectors stay under their own id; nothing was overwritten
     assert raw.exists(keys.vector("acme", "model-a", "fact", "redis.port"))
+
+
+def test_a_repeated_query_is_served_from_recent_vectors_even_with_embeddings_down(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """Every search route embeds its query once per tenant: a repeat (an agent's loop re-sends
+    its last user message with each tool result) needs no embedding call, and still searches by
+    meaning while the embedding service is away; a new query falls back to lexical."""
+    embedding = running_embedding(internal_token)
+    emb_url = embedding.__enter__()
+    question = {"query": "which port is redis on?"}
+    with (
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=emb_url, embedding_timeout_s=2.0
+        ) as gw,
+        gw.client() as c,
+        gw.client(tenant="other") as other,
+    ):
+        queries = gw.app.state.gateway.search.embedder.queries
+        try:
+            _seed(c)
+            first = c.post("/v1/rag/context", json=question).json()
+            assert first["method"] == "hybrid" and first["items"][0]["key"] == "redis.port"
+            misses = queries.misses
+            assert c.post("/v1/facts/search", json=question).json()["method"] == "hybrid"
+            assert c.post("/v1/memories/search", json=question).status_code == 200
+            assert queries.misses == misses and queries.hits >= 2
+            assert other.post("/v1/rag/context", json=question).status_code == 200
+            assert queries.misses == misses + 1  # another tenant embeds its own
+        finally:
+            embedding.__exit__(None, None, None)  # the embedding service stops here
+        again = c.post("/v1/rag/context", json=question).json()
+        assert again["method"] == "hybrid" and again["items"] == first["items"]
+        new = c.post("/v1/rag/context", json={"query": "redis port number"}).json()
+        assert new["method"] == "lexical"
