@@ -39,10 +39,13 @@ def reuse_port_supported() -> bool:
     return hasattr(socket, "SO_REUSEPORT") and sys.platform.startswith("linux")
 
 
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET  # uvicorn's rule
+
+
 def port_free(host: str, port: int) -> bool:
     """Whether ``host:port`` can be bound without ``SO_REUSEPORT`` (nothing listens there)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
+    with socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
@@ -54,11 +57,10 @@ def port_free(host: str, port: int) -> bool:
 def listeners(host: str, port: int, count: int) -> list[socket.socket]:
     """``count`` sockets bound to ``host:port`` (port 0: one free port for all of them); each
     worker's server listens on its own when it has started."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     socks: list[socket.socket] = []
     try:
         for _ in range(count):
-            sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
             socks.append(sock)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)

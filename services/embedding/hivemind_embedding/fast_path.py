@@ -67,8 +67,7 @@ class FastPath:
             log.info("embedding fast path off: not a transformer + mean pooling layout")
             return None
         try:
-            fast = cls._trace(model, precision)
-            fast.sub_batch = max(1, sub_batch)
+            fast = cls._trace(model, precision, sub_batch)
             eager = np.asarray(
                 model.encode(PROBES, convert_to_numpy=True, normalize_embeddings=True)
             )
@@ -83,7 +82,7 @@ class FastPath:
         return fast
 
     @classmethod
-    def _trace(cls, model: Any, precision: str = "float32") -> FastPath:
+    def _trace(cls, model: Any, precision: str = "float32", sub_batch: int = 16) -> FastPath:
         import contextlib
 
         import torch
@@ -127,7 +126,7 @@ class FastPath:
                 check_trace=False,
             )
             frozen = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-        return cls(frozen, tokenizer, max_length)
+        return cls(frozen, tokenizer, max_length, sub_batch=sub_batch)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in passes of like lengths."""

@@ -15,7 +15,7 @@ requests on this machine. This layer, outermost in the gateway, takes
 
 when the request carries a bearer key, and runs the very functions the route runs, in the same
 order: the body's model -> ``ApiKeyStore.verify`` (the in-process key cache) ->
-``RequestLimiter.check`` (the rates) -> the role -> the route's service function -> its JSON.
+``RequestLimiter.check`` (the rates) -> the role -> the route's own endpoint function -> its JSON.
 Its errors go out through ``error_response``, the function the app's own handlers use, so a 401,
 403, 404, 429 or 503 reads exactly as before.
 
@@ -52,13 +52,11 @@ from hivemind_common.observability import (
     REQUEST_ID_OK,
     request_id_var,
 )
-from hivemind_gateway.facts import service as facts
-from hivemind_gateway.memory import service as memories
-from hivemind_gateway.memory import sessions
+from hivemind_gateway.facts import router as facts_routes
+from hivemind_gateway.memory import router as memory_routes
 from hivemind_gateway.memory.schemas import MemorySearch, SessionContext
-from hivemind_gateway.rag.gate import gate_config
+from hivemind_gateway.rag import router as rag_routes
 from hivemind_gateway.rag.schemas import RagQuery
-from hivemind_gateway.rag.service import retrieve_context
 
 log = logging.getLogger(__name__)
 
@@ -96,37 +94,21 @@ def _exactly(wanted: str) -> Callable[[str], str | None]:
     return lambda path: "" if path == wanted else None
 
 
+# each runs the route's own endpoint function with what its dependencies would have given it
 async def _get_fact(gateway: Any, principal: Principal, key: str, _body: Any) -> BaseModel:
-    return await facts.get_fact(redis=gateway.redis, tenant=principal.tenant, key=key)
+    return await facts_routes.get_fact(key, principal, gateway.redis)
 
 
 async def _put_context(gateway: Any, principal: Principal, session_id: str, body: Any) -> BaseModel:
-    return await sessions.put_context(
-        redis=gateway.redis, tenant=principal.tenant, session_id=session_id, body=body
-    )
+    return await memory_routes.put_context(session_id, body, principal, gateway.redis)
 
 
 async def _search_memories(gateway: Any, principal: Principal, _: str, body: Any) -> BaseModel:
-    return await memories.search_memories(
-        redis=gateway.redis,
-        search=gateway.search,
-        tenant=principal.tenant,
-        body=body,
-        cfg=gate_config(gateway),
-    )
+    return await memory_routes.search_memories(body, principal, gateway)
 
 
 async def _rag_context(gateway: Any, principal: Principal, _: str, body: Any) -> BaseModel:
-    return await retrieve_context(
-        gateway,
-        tenant=principal.tenant,
-        query=body.query,
-        budget_tokens=body.budget_tokens,
-        session_id=body.session_id,
-        with_explain=body.explain,
-        collections=body.collections,
-        skip_collections=body.skip_collections,
-    )
+    return await rag_routes.rag_context(body, principal, gateway)
 
 
 ROUTES = (
