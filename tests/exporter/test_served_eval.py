@@ -161,3 +161,102 @@ async def test_an_adapter_that_changes_nothing_in_llama_cpp_is_refused_by_the_co
     report = reg.read_manifest("default", "v1")["task_eval"]
     assert any(r.startswith("control:") for r in report["reasons"])
     assert report["candidate"]["losses"] == report["base"]["losses"]
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+def test_answer_losses_from_answer_positions_only_equal_those_from_every_position(
+    tiny: TinyModel,
+) -> None:
+    # the loss chats ask llama.cpp for logits at the answer positions only; the figures must be
+    # those of a model that computes every position's logits (logits_all), also for a chat that
+    # spans several batches, and a generation in between must not reuse a loss chat's cache
+    import llama_cpp
+    import numpy as np
+
+    long_chat = [
+        {"role": "user", "content": "Summarise this: " + "the quick brown fox " * 40},
+        {"role": "assistant", "content": "A fox, quickly, " * 20},
+    ]
+    chats = [*CHATS, long_chat]
+    model = ChatModel(Files("base", tiny.base_gguf), n_ctx=512, threads=2)
+    model._batch.close()  # batches of 64 tokens, so the long chat spans several
+    from hivemind_exporter.served_eval import _Batch
+
+    model._batch = _Batch(64)
+    reference = llama_cpp.Llama(
+        model_path=str(tiny.base_gguf), n_ctx=512, n_batch=512, logits_all=True,
+        n_threads=2, seed=0, verbose=False,
+    )  # fmt: skip
+    try:
+        first = [model.answer_loss(c) for c in chats]
+        answer = model.answer([{"role": "user", "content": PROMPTS[0]}], 8)
+        again = [model.answer_loss(c) for c in chats]
+        assert again == first and isinstance(answer, str)
+        assert len(model.tokens(model.prompt(long_chat))) > 128
+        for chat, (nll, count) in zip(chats, first, strict=True):
+            head = model.tokens(model.prompt(chat[:-1]))
+            ids = model.tokens(model.prompt(chat[:-1]) + chat[-1]["content"] + model.eos_text)
+            reference.reset()
+            reference.eval(ids)
+            rows = np.asarray(reference.scores[: len(ids)], dtype=np.float64)[len(head) - 1 : -1]
+            targets = np.asarray(ids[len(head) :])
+            top = rows.max(axis=-1, keepdims=True)
+            log_z = np.log(np.exp(rows - top).sum(axis=-1)) + top[:, 0]
+            expected = float((log_z - rows[np.arange(len(targets)), targets]).sum())
+            assert count == len(targets) > 0
+            assert nll == pytest.approx(expected, rel=1e-5)
+    finally:
+        model.close()
+        reference.close()
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+def test_general_set_results_are_kept_per_files_and_heldout_items_always_run(
+    tiny: TinyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hivemind_exporter import served_eval
+
+    items = [
+        {"id": f"{kind}{i}", "kind": kind, "messages": [{"role": "user", "content": p}],
+         "reference": "an answer"}
+        for i, p in enumerate(PROMPTS) for kind in ("heldout", "general")
+    ]  # fmt: skip
+    losses = {"heldout": CHATS[:2], "general": CHATS[2:]}
+    loads: list[Path] = []
+    real = served_eval.ChatModel
+
+    def counting(files: Files, **kw: Any) -> ChatModel:
+        loads.append(files.gguf)
+        return real(files, **kw)
+
+    monkeypatch.setattr(served_eval, "ChatModel", counting)
+    cache = tmp_path / "eval-cache"
+    files = Files("base", tiny.base_gguf, cache=cache, keep=True)
+    run = dict(n_ctx=512, threads=2, max_tokens=16)
+    first = served_eval.measure(files, items, losses, **run)
+    assert len(loads) == 1 and len(list(cache.glob("llama-*.json"))) == 1
+    again = served_eval.measure(files, items, losses, **run)
+    assert again["answers"] == first["answers"] and again["losses"] == first["losses"]
+    assert len(loads) == 2  # the held-out items and chats are run again
+    # only the general set's figures are kept: with nothing held out, nothing is loaded
+    general_only = [it for it in items if it["kind"] == "general"]
+    alone = served_eval.measure(files, general_only, {"general": CHATS[2:]}, **run)
+    assert len(loads) == 2
+    assert alone["answers"] == [
+        a for a, it in zip(first["answers"], items, strict=True) if it["kind"] == "general"
+    ]
+    assert alone["losses"]["general"] == first["losses"]["general"]
+    # a configuration that may only read (a served version's) writes nothing
+    other = tmp_path / "read-only"
+    served_eval.measure(Files("served", tiny.base_gguf, cache=other), general_only, {}, **run)
+    assert not other.exists()
+    # other files are another configuration: measured, kept under another name
+    copy = tmp_path / "other.gguf"
+    copy.write_bytes(tiny.base_gguf.read_bytes() + b"\0")
+    served_eval.measure(Files("x", copy, cache=cache, keep=True), general_only, {}, **run)
+    assert len(loads) == 4 and len(list(cache.glob("llama-*.json"))) == 2
+    # a broken file is ignored and measured again
+    for kept in cache.glob("llama-*.json"):
+        kept.write_text("{broken")
+    served_eval.measure(files, general_only, {"general": CHATS[2:]}, **run)
+    assert len(loads) == 5

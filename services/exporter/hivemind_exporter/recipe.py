@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 ADAPTER_GGUF = "adapter.gguf"
 F16_GGUF = "model-f16.gguf"
+EVAL_CACHE = "eval-cache"  # kept task eval results of the general set (served_eval.FixedResults)
 BASE_F16_CACHE = "base-f16"  # $DATA_DIR/models/<name>/base-f16/<sha256 of the base GGUF>.gguf
 
 
@@ -318,13 +319,31 @@ class ExportRecipe:
             return None
         started = time.perf_counter()
         serve = self.serve_choice()
-        candidate = Files("candidate", Path(str(serve["gguf"])), _opt_path(serve["lora"]))
-        base = Files("base", self.base.gguf)
+        # the general set's results are kept beside the files they were measured on: the
+        # base's with its f16 copy, a candidate's in its version (read, never written, once it
+        # serves: a registered version's files are hashed)
+        base_cache = self.registry.model_dir(self.config.name) / BASE_F16_CACHE / EVAL_CACHE
+        candidate = Files(
+            "candidate",
+            Path(str(serve["gguf"])),
+            _opt_path(serve["lora"]),
+            cache=self.version_dir / EVAL_CACHE,
+            keep=True,
+        )
+        base = Files("base", self.base.gguf, cache=base_cache, keep=True)
         now = self.config.served_files
+        served_version = self.config.served_version
         served = (
-            Files("served", Path(str(now["gguf"])), _opt_path(now.get("lora")))
+            Files(
+                "served",
+                Path(str(now["gguf"])),
+                _opt_path(now.get("lora")),
+                cache=self.registry.version_dir(self.config.name, served_version) / EVAL_CACHE
+                if served_version
+                else None,
+            )
             if now and now.get("gguf") and Path(str(now["gguf"])).is_file()
-            else Files("served", self.base.gguf)
+            else Files("served", self.base.gguf, cache=base_cache, keep=True)
         )
         report = served_eval(
             self.version_dir,

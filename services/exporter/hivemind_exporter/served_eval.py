@@ -9,19 +9,32 @@ when no version serves yet), the chats rendered by the GGUF's own template as in
 - **task eval**: greedy answers (``max_tokens`` bounded by the reference's length), scored by
   token F1, exact match and the item's style check (:mod:`hivemind_common.task_eval`);
 - **losses**: mean next-token loss over the answer tokens (through the end-of-turn token) of
-  every chat, from llama.cpp's logits (``logits_all``), for the candidate, the served version and
-  the base.
+  every chat, from llama.cpp's logits, for the candidate, the served version and the base. Only
+  the positions that predict an answer token ask llama.cpp for logits (a batch's per-token
+  output flags): the model is loaded without ``logits_all``, so neither these chats' prompts nor
+  the task answers' prompts pay for the 49k-wide output layer at every position, nor for
+  llama-cpp-python's ``n_ctx x n_vocab`` copy of it.
 
 The candidate must not be worse than the served version on the task eval (F1 and style); both
 figures, the losses and a few answers side by side go into the manifest.
+
+The general set's items and chats never change, and neither do a configuration's files: the base
+GGUF, or a version's files once written. A configuration's answers and losses on the general set
+are kept (:class:`FixedResults`, one JSON per files and settings): the base's beside its f16 copy
+(``models/<name>/base-f16/eval-cache/``), a candidate's in its version's ``eval-cache/``, where the
+next export reads them as the served version's. Held-out items change from cycle to cycle and are
+always run. A configuration whose every item and chat is known is not even loaded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,14 +63,88 @@ class TaskEvalRejected(HivemindError):
 
 @dataclass
 class Files:
-    """One configuration to measure: a GGUF and an optional LoRA GGUF."""
+    """One configuration to measure: a GGUF and an optional LoRA GGUF; ``cache``: the folder
+    of its results on the general set (``keep``: results measured now are written there)."""
 
     label: str
     gguf: Path
     lora: Path | None = None
+    cache: Path | None = None
+    keep: bool = False
 
     def key(self) -> tuple[str, str | None]:
         return (str(self.gguf), str(self.lora) if self.lora else None)
+
+
+FIXED_KIND = "general"  # the task items and loss chats that are the same in every cycle
+FIXED_VERSION = 1  # bump when answers or losses are computed differently
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=16)
+def _stamped_digest(path: str, size: int, mtime_ns: int) -> str:
+    from hivemind_common.model_registry import sha256_file
+
+    return sha256_file(Path(path))
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in this process."""
+    st = path.stat()
+    return _stamped_digest(str(path), st.st_size, st.st_mtime_ns)
+
+
+def _threads(threads: int | None) -> int:
+    return threads or min(4, os.cpu_count() or 1)
+
+
+class FixedResults:
+    """One configuration's answers and losses on the general set, kept between exports.
+
+    The file is named by the configuration's files (sha256 of the GGUF and the LoRA) and by
+    what else the results depend on (context size, threads, llama.cpp's version), and holds
+    ``answers`` (by the item's messages and token budget) and ``losses`` (by the chat)."""
+
+    def __init__(self, files: Files, *, n_ctx: int, threads: int | None) -> None:
+        import llama_cpp
+
+        self.path: Path | None = None
+        self.keep = files.keep
+        self.answers: dict[str, str] = {}
+        self.losses: dict[str, list[float]] = {}
+        self.changed = False
+        if files.cache is None:
+            return
+        try:
+            identity = [_file_digest(files.gguf), _file_digest(files.lora) if files.lora else None]
+        except OSError:
+            return
+        settings = [FIXED_VERSION, n_ctx, _threads(threads), llama_cpp.__version__]
+        self.path = files.cache / f"llama-{_digest([identity, settings])}.json"
+        try:
+            raw = json.loads(self.path.read_text())
+            self.answers = {str(k): str(v) for k, v in raw["answers"].items()}
+            self.losses = {str(k): [float(v[0]), float(v[1])] for k, v in raw["losses"].items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            log.warning("ignoring the kept task eval results %s: %s", self.path, exc)
+            self.answers, self.losses = {}, {}
+
+    def save(self) -> None:
+        if self.path is None or not self.keep or not self.changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".llama-", suffix=".json")
+            with os.fdopen(fd, "w") as fh:
+                json.dump({"answers": self.answers, "losses": self.losses}, fh)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("could not keep the task eval results in %s: %s", self.path, exc)
 
 
 class ChatModel:
@@ -73,14 +160,14 @@ class ChatModel:
                 lora_path=str(files.lora) if files.lora else None,
                 n_ctx=n_ctx,
                 n_batch=min(n_ctx, 512),
-                logits_all=True,
-                n_threads=threads or min(4, os.cpu_count() or 1),
+                n_threads=_threads(threads),
                 seed=0,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
             raise UpstreamError(f"llama.cpp could not load {files.gguf.name}: {exc}") from exc
         self.n_ctx = n_ctx
+        self._batch = _Batch(self.llm.n_batch)
         vocab = self.llm._model
         self.eos_text = vocab.token_get_text(self.llm.token_eos())
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -122,18 +209,75 @@ class ChatModel:
         if len(ids) > self.n_ctx or len(ids) <= len(head):
             return 0.0, 0
         start = len(head) if ids[: len(head)] == head else _common_prefix(head, ids)
-        self.llm.reset()
-        self.llm.eval(ids)
-        logits = np.asarray(self.llm.scores[: len(ids)], dtype=np.float64)
-        rows = logits[start - 1 : len(ids) - 1]
+        rows = self.logits_at(ids, range(start - 1, len(ids) - 1))
         targets = np.asarray(ids[start:])
         top = rows.max(axis=-1, keepdims=True)
         log_z = np.log(np.exp(rows - top).sum(axis=-1)) + top[:, 0]
         nll = log_z - rows[np.arange(len(targets)), targets]
         return float(nll.sum()), len(targets)
 
+    def logits_at(self, ids: list[int], positions: range) -> np.ndarray:
+        """Teacher-forced logits (float64, one row per position in ``positions``, which must
+        be consecutive) of the next token after each of those positions of ``ids``; llama.cpp
+        computes the output layer for those positions only."""
+        import llama_cpp
+
+        ctx = self.llm.ctx
+        n_vocab = self.llm.n_vocab()
+        self.llm.reset()  # generate() must not reuse a prefix of this chat's cache
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        out: list[np.ndarray] = []
+        step = self._batch.size
+        for lo in range(0, len(ids), step):
+            part = ids[lo : lo + step]
+            wanted = self._batch.fill(part, lo, positions)
+            if llama_cpp.llama_decode(ctx, self._batch.batch) != 0:
+                raise UpstreamError("llama.cpp could not evaluate a loss chat")
+            if wanted:
+                logits = llama_cpp.llama_get_logits(ctx)
+                flat = np.ctypeslib.as_array(logits, shape=(wanted * n_vocab,))
+                out.append(flat.reshape(wanted, n_vocab).astype(np.float64))
+        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
+        return np.concatenate(out) if out else np.zeros((0, n_vocab))
+
     def close(self) -> None:
         self.llm.close()
+        self._batch.close()
+
+
+class _Batch:
+    """A llama.cpp batch of one sequence whose tokens ask for logits only where wanted."""
+
+    def __init__(self, size: int) -> None:
+        import llama_cpp
+
+        self.size = size
+        self.batch: Any = llama_cpp.llama_batch_init(size, 0, 1)
+
+    def fill(self, part: list[int], first: int, positions: range) -> int:
+        """``part`` at positions ``first...``; how many of them ask for logits. A part that
+        wants none still asks for its last token's (llama.cpp wants at least one output)."""
+        b = self.batch
+        b.n_tokens = len(part)
+        wanted = 0
+        for i, token in enumerate(part):
+            b.token[i] = token
+            b.pos[i] = first + i
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = 0
+            want = (first + i) in positions
+            b.logits[i] = want
+            wanted += want
+        if not wanted:
+            b.logits[len(part) - 1] = True
+        return wanted
+
+    def close(self) -> None:
+        import llama_cpp
+
+        if self.batch is not None:
+            llama_cpp.llama_batch_free(self.batch)
+            self.batch = None
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -143,15 +287,6 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
             break
         n += 1
     return max(n, 1)
-
-
-@contextlib.contextmanager
-def opened(files: Files, *, n_ctx: int, threads: int | None) -> Iterator[ChatModel]:
-    model = ChatModel(files, n_ctx=n_ctx, threads=threads)
-    try:
-        yield model
-    finally:
-        model.close()
 
 
 def load_eval_set(version_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
@@ -178,22 +313,39 @@ def measure(
     threads: int | None,
     max_tokens: int,
 ) -> dict[str, Any]:
-    """Answers, their scores and the answer losses of one configuration."""
+    """Answers, their scores and the answer losses of one configuration; the general set's
+    figures from its kept results where they are known."""
     started = time.perf_counter()
-    with opened(files, n_ctx=n_ctx, threads=threads) as model:
-        answers = [
-            model.answer(it["messages"], _max_tokens(model, it["reference"], max_tokens))
-            for it in items
-        ]
+    fixed = FixedResults(files, n_ctx=n_ctx, threads=threads)
+    with _lazy_model(files, n_ctx=n_ctx, threads=threads) as model:
+        answers = []
+        for it in items:
+            general = it.get("kind") == FIXED_KIND
+            key = _digest([it["messages"], it["reference"], max_tokens])
+            if general and key in fixed.answers:
+                answers.append(fixed.answers[key])
+                continue
+            m = model()
+            answers.append(m.answer(it["messages"], _max_tokens(m, it["reference"], max_tokens)))
+            if general:
+                fixed.answers[key], fixed.changed = answers[-1], True
         measured: dict[str, float | None] = {}
         counted: dict[str, int] = {}
         for part in ("heldout", "general"):
             total, n = 0.0, 0
             for chat in losses.get(part) or []:
-                s, k = model.answer_loss(chat)
+                key = _digest(chat)
+                known = fixed.losses.get(key) if part == FIXED_KIND else None
+                if known is not None:
+                    s, k = known[0], int(known[1])
+                else:
+                    s, k = model().answer_loss(chat)
+                    if part == FIXED_KIND:
+                        fixed.losses[key], fixed.changed = [s, k], True
                 total, n = total + s, n + k
             measured[part] = round(total / n, 5) if n else None
             counted[part] = n
+    fixed.save()
     return {
         "files": {"gguf": files.gguf.name, "lora": files.lora.name if files.lora else None},
         "scores": score(items, answers),
@@ -202,6 +354,24 @@ def measure(
         "answers": answers,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+@contextlib.contextmanager
+def _lazy_model(files: Files, *, n_ctx: int, threads: int | None) -> Iterator[Any]:
+    """A function that loads the model on its first call (never, when every figure is known),
+    closed when the block ends."""
+    loaded: list[ChatModel] = []
+
+    def get() -> ChatModel:
+        if not loaded:
+            loaded.append(ChatModel(files, n_ctx=n_ctx, threads=threads))
+        return loaded[0]
+
+    try:
+        yield get
+    finally:
+        if loaded:
+            loaded[0].close()
 
 
 def served_eval(
