@@ -32,6 +32,7 @@ from hivemind_trainer.data.consent import consenting
 from hivemind_trainer.data.dataset import Dataset, is_imported
 from hivemind_trainer.data.general_set import GeneralItem
 from hivemind_trainer.data.sample_filter import SampleFilter
+from hivemind_trainer.eval import base_scores
 from hivemind_trainer.eval.task_set import task_items, write_eval_set
 from hivemind_trainer.gate import (
     GateResult,
@@ -52,6 +53,7 @@ from hivemind_trainer.settings import TrainerSettings
 log = logging.getLogger(__name__)
 
 ADAPTER_DIR = "adapter"
+EVAL_CACHE = "eval-cache"  # a model's general scores, beside its weights (eval/base_scores.py)
 
 
 @dataclass
@@ -112,14 +114,13 @@ def _scores(
     general: list[GeneralItem],
     *,
     base: bool = False,
+    general_scores: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, float]:
     """What the gate reads of one model (the base with ``base``): the held-out loss, the
     general answers' loss and accuracy (overall and ``general_accuracy:<kind>``), and the
-    general replies' whole loss (reported)."""
-    chats, answers = [i.chat for i in general], [i.answer for i in general]
-    kinds = [i.kind for i in general]
-    measure = recipe.answer_scores_base if base else recipe.answer_scores
-    scores = measure(chats, answers, kinds)
+    general replies' whole loss (reported). ``general_scores``: the general set's figures
+    measured before (the base's, from its cache)."""
+    scores = general_scores or _general_scores(recipe, general, base=base)
     held = recipe.evaluate_base(heldout) if base else recipe.evaluate(heldout)
     out = {
         "heldout": held,
@@ -131,6 +132,59 @@ def _scores(
         if name.startswith("kind:"):
             out[f"general_accuracy:{name[5:]}"] = accuracy
     return out
+
+
+def _general_scores(
+    recipe: LoraRecipe, general: list[GeneralItem], *, base: bool = False
+) -> dict[str, tuple[float, float]]:
+    chats, answers = [i.chat for i in general], [i.answer for i in general]
+    kinds = [i.kind for i in general]
+    measure = recipe.answer_scores_base if base else recipe.answer_scores
+    return measure(chats, answers, kinds)
+
+
+def _general_key(recipe: LoraRecipe, general: list[GeneralItem]) -> str:
+    """What a model's general scores depend on besides the model itself."""
+    hw = recipe.hardware
+    assert hw is not None
+    return base_scores.cache_key(
+        general,
+        seq_len=recipe.config.seq_len,
+        batch_size=recipe.batch_size,
+        dtype=hw.dtype,
+        device=hw.device,
+        method=recipe.config.method,
+        qlora=hw.qlora,
+    )
+
+
+def _known_general_scores(
+    recipe: LoraRecipe,
+    general: list[GeneralItem],
+    cache_dir: Path | None,
+    *,
+    base: bool,
+    key: str | None = None,
+    keep: bool = True,
+) -> tuple[dict[str, tuple[float, float]], bool]:
+    """A model's general scores (the base's with ``base``, else the model as loaded), from
+    ``cache_dir`` when measured there before the same way, and whether they were; measured
+    ones are kept there when ``keep``."""
+    key = key or _general_key(recipe, general)
+    cached = base_scores.load(cache_dir, key)
+    if cached is not None:
+        return cached, True
+    scores = _general_scores(recipe, general, base=base)
+    if keep:
+        base_scores.store(cache_dir, key, scores)
+    return scores, False
+
+
+def _base_general_scores(
+    recipe: LoraRecipe, general: list[GeneralItem], cache_dir: Path | None
+) -> tuple[dict[str, tuple[float, float]], bool]:
+    """The base's general scores, from ``cache_dir`` when measured there before."""
+    return _known_general_scores(recipe, general, cache_dir, base=True)
 
 
 def _finite(x: float) -> float | None:
@@ -171,6 +225,7 @@ def train_and_gate(
     progress: Progress | None = None,
     best_general: float | None = None,
     preference: PreferenceData | None = None,
+    base_scores_dir: Path | None = None,
 ) -> _Trained:
     """The blocking part: measure the base and the served model, train (SFT, then the
     preference stage when there is enough preference data), measure again, save."""
@@ -181,10 +236,24 @@ def train_and_gate(
         assert recipe.hardware is not None
         prepared = recipe.prepare(train)
         general = general_eval_items()
-        base = _scores(recipe, heldout, general, base=True)
+        # the base's general figures never change for the same base measured the same way
+        key = _general_key(recipe, general)
+        known, was_cached = _known_general_scores(
+            recipe, general, base_scores_dir, base=True, key=key
+        )
+        base = _scores(recipe, heldout, general, base=True, general_scores=known)
         # with nothing served yet the model is the base with a fresh adapter (a no-op): the
-        # same figures, so they are not measured twice
-        served = dict(base) if adapter_dir is None else _scores(recipe, heldout, general)
+        # same figures, so they are not measured twice; a served adapter's general figures
+        # were measured when it was the candidate, and kept in its version's directory
+        served_cached = False
+        if adapter_dir is None:
+            served = dict(base)
+        else:
+            # read only: a registered version's files are hashed and must not change
+            served_general, served_cached = _known_general_scores(
+                recipe, general, adapter_dir.parent / EVAL_CACHE, base=False, key=key, keep=False
+            )
+            served = _scores(recipe, heldout, general, general_scores=served_general)
         preference = preference or PreferenceData()
         stage = (
             choose_stage(
@@ -228,7 +297,8 @@ def train_and_gate(
             )
         if held_pairs:
             pref["candidate"] = preference_accuracy(recipe.model, recipe.tokenizer, held_pairs)
-        candidate = _scores(recipe, heldout, general)
+        candidate_general = _general_scores(recipe, general)
+        candidate = _scores(recipe, heldout, general, general_scores=candidate_general)
         gate = decide(
             served=served,
             candidate=candidate,
@@ -242,6 +312,9 @@ def train_and_gate(
             preference_tolerance=settings.preference_tolerance,
         )
         recipe.save(out_dir / ADAPTER_DIR)
+        # the next cycle serves this adapter and reads its general figures instead of
+        # measuring them again
+        base_scores.store(out_dir / EVAL_CACHE, key, candidate_general)
         hw = recipe.hardware
         stage_report = pref.get("stage") or {}
         return _Trained(
@@ -264,6 +337,10 @@ def train_and_gate(
                 "validation": prepared.report.as_dict(),
                 "objective": objective,
                 "preference_stage": stage_report or None,
+                "base_general_scores": "cached" if was_cached else "measured",
+                "served_general_scores": (
+                    None if adapter_dir is None else "cached" if served_cached else "measured"
+                ),
             },
             hardware={
                 "device": hw.device,
@@ -508,6 +585,9 @@ async def run_cycle(
             "progress": progress,
             "best_general": await _best_general(registry, name),
             "preference": await _preference_data(redis, settings),
+            # a base cached from a GGUF keeps its general scores beside it; a user's own HF
+            # directory is not written to
+            "base_scores_dir": None if settings.base_hf_dir else base_dir / EVAL_CACHE,
         }
         try:
             trained = await asyncio.to_thread(train_and_gate, cfg=cfg, **train_kwargs)
