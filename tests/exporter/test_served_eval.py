@@ -188,10 +188,13 @@ def test_answer_losses_from_answer_positions_only_equal_those_from_every_positio
         n_threads=2, seed=0, verbose=False,
     )  # fmt: skip
     try:
+        ask = [{"role": "user", "content": PROMPTS[0]}]
+        answer = model.answer(ask, 8)
         first = [model.answer_loss(c) for c in chats]
-        answer = model.answer([{"role": "user", "content": PROMPTS[0]}], 8)
+        # a generation after the loss chats must not reuse their cache, nor they its own
+        assert model.answer(ask, 8) == answer
         again = [model.answer_loss(c) for c in chats]
-        assert again == first and isinstance(answer, str)
+        assert again == first
         assert len(model.tokens(model.prompt(long_chat))) > 128
         for chat, (nll, count) in zip(chats, first, strict=True):
             head = model.tokens(model.prompt(chat[:-1]))
@@ -218,7 +221,7 @@ def test_general_set_results_are_kept_per_files_and_heldout_items_always_run(
 
     items = [
         {"id": f"{kind}{i}", "kind": kind, "messages": [{"role": "user", "content": p}],
-         "reference": "an answer"}
+         "reference": f"a {kind} answer"}
         for i, p in enumerate(PROMPTS) for kind in ("heldout", "general")
     ]  # fmt: skip
     losses = {"heldout": CHATS[:2], "general": CHATS[2:]}
@@ -235,6 +238,14 @@ def test_general_set_results_are_kept_per_files_and_heldout_items_always_run(
     run = dict(n_ctx=512, threads=2, max_tokens=16)
     first = served_eval.measure(files, items, losses, **run)
     assert len(loads) == 1 and len(list(cache.glob("llama-*.json"))) == 1
+    # only the general set is kept: held-out items and chats come from tenants' data
+    kept = json.loads(next(cache.glob("llama-*.json")).read_text())
+    assert len(kept["answers"]) == len(PROMPTS) and len(kept["losses"]) == len(CHATS[2:])
+    digest = served_eval._digest
+    for it in items:
+        known = digest([it["messages"], it["reference"], run["max_tokens"]]) in kept["answers"]
+        assert known == (it["kind"] == "general"), it["id"]
+    assert {digest(c) for c in CHATS[2:]} == set(kept["losses"])
     again = served_eval.measure(files, items, losses, **run)
     assert again["answers"] == first["answers"] and again["losses"] == first["losses"]
     assert len(loads) == 2  # the held-out items and chats are run again

@@ -34,7 +34,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from hivemind_common.errors import HivemindError, UpstreamError
+from hivemind_common.files import keep_json
 from hivemind_common.task_eval import compare, score
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ class FixedResults:
     """One configuration's answers and losses on the general set, kept between exports.
 
     The file is named by the configuration's files (sha256 of the GGUF and the LoRA) and by
-    what else the results depend on (context size, threads, llama.cpp's version), and holds
+    what else the results depend on (context size, threads, llama.cpp's version and build, the
+    CPU count), and holds
     ``answers`` (by the item's messages and token budget) and ``losses`` (by the chat)."""
 
     def __init__(self, files: Files, *, n_ctx: int, threads: int | None) -> None:
@@ -122,7 +123,8 @@ class FixedResults:
             identity = [_file_digest(files.gguf), _file_digest(files.lora) if files.lora else None]
         except OSError:
             return
-        settings = [FIXED_VERSION, n_ctx, _threads(threads), llama_cpp.__version__]
+        host = [llama_cpp.llama_print_system_info().decode(errors="replace"), os.cpu_count()]
+        settings = [FIXED_VERSION, n_ctx, _threads(threads), llama_cpp.__version__, host]
         self.path = files.cache / f"llama-{_digest([identity, settings])}.json"
         try:
             raw = json.loads(self.path.read_text())
@@ -137,14 +139,8 @@ class FixedResults:
     def save(self) -> None:
         if self.path is None or not self.keep or not self.changed:
             return
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".llama-", suffix=".json")
-            with os.fdopen(fd, "w") as fh:
-                json.dump({"answers": self.answers, "losses": self.losses}, fh)
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            log.warning("could not keep the task eval results in %s: %s", self.path, exc)
+        data = {"answers": self.answers, "losses": self.losses}
+        keep_json(self.path.parent, self.path.name, data, what="task eval results")
 
 
 class ChatModel:

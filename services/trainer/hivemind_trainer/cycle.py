@@ -143,12 +143,15 @@ def _general_scores(
     return measure(chats, answers, kinds)
 
 
-def _general_key(recipe: LoraRecipe, general: list[GeneralItem]) -> str:
-    """What a model's general scores depend on besides the model itself."""
+def _general_key(recipe: LoraRecipe, general: list[GeneralItem], base: str) -> str:
+    """What a model's general scores depend on besides its own weights (``base``: the
+    base's identity)."""
     hw = recipe.hardware
     assert hw is not None
     return base_scores.cache_key(
         general,
+        base=base,
+        end_token=recipe.config.end_token,
         seq_len=recipe.config.seq_len,
         batch_size=recipe.batch_size,
         dtype=hw.dtype,
@@ -164,13 +167,14 @@ def _known_general_scores(
     cache_dir: Path | None,
     *,
     base: bool,
-    key: str | None = None,
+    key: str | None,
     keep: bool = True,
 ) -> tuple[dict[str, tuple[float, float]], bool]:
     """A model's general scores (the base's with ``base``, else the model as loaded), from
-    ``cache_dir`` when measured there before the same way, and whether they were; measured
-    ones are kept there when ``keep``."""
-    key = key or _general_key(recipe, general)
+    ``cache_dir`` when measured there before under ``key``, and whether they were; measured
+    ones are kept there when ``keep``. No key (a base without an identity): measured."""
+    if key is None:
+        return _general_scores(recipe, general, base=base), False
     cached = base_scores.load(cache_dir, key)
     if cached is not None:
         return cached, True
@@ -178,13 +182,6 @@ def _known_general_scores(
     if keep:
         base_scores.store(cache_dir, key, scores)
     return scores, False
-
-
-def _base_general_scores(
-    recipe: LoraRecipe, general: list[GeneralItem], cache_dir: Path | None
-) -> tuple[dict[str, tuple[float, float]], bool]:
-    """The base's general scores, from ``cache_dir`` when measured there before."""
-    return _known_general_scores(recipe, general, cache_dir, base=True)
 
 
 def _finite(x: float) -> float | None:
@@ -226,6 +223,7 @@ def train_and_gate(
     best_general: float | None = None,
     preference: PreferenceData | None = None,
     base_scores_dir: Path | None = None,
+    base_identity: str | None = None,
 ) -> _Trained:
     """The blocking part: measure the base and the served model, train (SFT, then the
     preference stage when there is enough preference data), measure again, save."""
@@ -237,7 +235,8 @@ def train_and_gate(
         prepared = recipe.prepare(train)
         general = general_eval_items()
         # the base's general figures never change for the same base measured the same way
-        key = _general_key(recipe, general)
+        # no identity (the user's own HF directory, which can change in place): nothing cached
+        key = None if base_identity is None else _general_key(recipe, general, base_identity)
         known, was_cached = _known_general_scores(
             recipe, general, base_scores_dir, base=True, key=key
         )
@@ -314,7 +313,8 @@ def train_and_gate(
         recipe.save(out_dir / ADAPTER_DIR)
         # the next cycle serves this adapter and reads its general figures instead of
         # measuring them again
-        base_scores.store(out_dir / EVAL_CACHE, key, candidate_general)
+        if key is not None:
+            base_scores.store(out_dir / EVAL_CACHE, key, candidate_general)
         hw = recipe.hardware
         stage_report = pref.get("stage") or {}
         return _Trained(
@@ -588,6 +588,8 @@ async def run_cycle(
             # a base cached from a GGUF keeps its general scores beside it; a user's own HF
             # directory is not written to
             "base_scores_dir": None if settings.base_hf_dir else base_dir / EVAL_CACHE,
+            # the cache folder's name is the base GGUF's sha256 (hivemind_common.base_cache)
+            "base_identity": None if settings.base_hf_dir else base_dir.name,
         }
         try:
             trained = await asyncio.to_thread(train_and_gate, cfg=cfg, **train_kwargs)

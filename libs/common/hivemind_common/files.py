@@ -1,0 +1,34 @@
+"""Small file helpers shared by the services."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def keep_json(directory: Path, name: str, data: Any, *, what: str) -> bool:
+    """``data`` as JSON in ``directory/name``, atomically (a temp file renamed into place and
+    removed on failure); for caches, so a failure only logs and returns False."""
+    tmp: str | None = None
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".cache-", suffix=".json")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, directory / name)
+        tmp = None
+        return True
+    except (OSError, TypeError, ValueError) as exc:
+        log.warning("could not keep the %s in %s: %s", what, directory, exc)
+        return False
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
