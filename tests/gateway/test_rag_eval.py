@@ -133,3 +133,22 @@ def test_the_gate_on_the_untuned_data_team_set_does_not_regress(
     result = evaluate(data, encode)
     assert result["right_fact_injected"] >= 0.93, result["failures"]
     assert result["unanswerable_injected"] <= 0.36, result["failures"]
+
+
+def test_the_gate_on_the_untuned_firmware_set_does_not_regress(
+    encode: Callable[[list[str]], np.ndarray],
+) -> None:
+    # gate_eval_firmware.json (an embedded firmware team) was committed before the gate work of
+    # the session that wrote it and has not been tuned on. The shipped gate gives 84.4% right
+    # and 64.3% of unanswerable queries with something injected, far from the target
+    # (95% / 10%): same-topic questions about another board, tool or site sit as close to a
+    # stored item as its own questions do. This floor only guards against getting worse (with
+    # two questions of slack: a CPU without bf16 embeds in float32 and may flip a borderline one)
+    data = load_eval_set(EVAL_SET.parent / "gate_eval_firmware.json")
+    keys = {f["key"] for f in data["facts"]} | {m["id"] for m in data["memories"]}
+    assert len(keys) == len(data["facts"]) + len(data["memories"])
+    assert len(data["queries"]) >= 40 and len(data["unanswerable"]) >= 10
+    assert all(set(q["expected"]) <= keys for q in data["queries"])
+    result = evaluate(data, encode)
+    assert result["right_fact_injected"] >= 0.80, result["failures"]
+    assert result["unanswerable_injected"] <= 0.72, result["failures"]
