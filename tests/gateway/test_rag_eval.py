@@ -100,55 +100,36 @@ def test_the_gate_on_the_untuned_operations_set_does_not_regress(
     assert result["unanswerable_injected"] <= 0.42, result["failures"]
 
 
-def test_the_gate_on_the_untuned_codebase_set_does_not_regress(
+# Sets committed before a round of gate work and never tuned on: their figures are the honest
+# estimate, short of the target (95% right / 10% of unanswerable queries injected); each
+# floor only guards against getting worse.
+# - gate_eval_codebase.json (facts and memories of one codebase), before the second round: 90.9%
+#   right and 50.0% unanswerable injected (54.2% before camelCase names also counted whole).
+# - gate_eval_datateam.json (an analytics team's facts and memories), before a later session's
+#   gate work: 93.2% right, 35.7% unanswerable injected.
+# - gate_eval_firmware.json (an embedded firmware team), before the gate work of the session that
+#   wrote it: 84.4% right, 64.3% unanswerable injected; same-topic questions about another board,
+#   tool or site sit as close to a stored item as its own questions do. Two questions of slack:
+#   a CPU without bf16 embeds in float32 and may flip a borderline one.
+@pytest.mark.parametrize(
+    ("name", "right_floor", "unanswerable_ceiling"),
+    [
+        ("gate_eval_codebase.json", 0.90, 0.50),
+        ("gate_eval_datateam.json", 0.93, 0.36),
+        ("gate_eval_firmware.json", 0.80, 0.72),
+    ],
+)
+def test_the_gate_on_an_untuned_set_with_memories_does_not_regress(
     encode: Callable[[list[str]], np.ndarray],
+    name: str,
+    right_floor: float,
+    unanswerable_ceiling: float,
 ) -> None:
-    # gate_eval_codebase.json (facts and memories of one codebase) was committed before the
-    # second round of gate work and never tuned on: its figures are the honest estimate. The
-    # shipped gate gives 90.9% right and 50.0% of unanswerable queries with something injected
-    # (54.2% before camelCase names also counted whole), short of the target
-    # (95% / 10%); this floor only guards against getting worse
-    data = load_eval_set(EVAL_SET.parent / "gate_eval_codebase.json")
+    data = load_eval_set(EVAL_SET.parent / name)
     keys = {f["key"] for f in data["facts"]} | {m["id"] for m in data["memories"]}
     assert len(keys) == len(data["facts"]) + len(data["memories"])
     assert len(data["queries"]) >= 40 and len(data["unanswerable"]) >= 10
     assert all(set(q["expected"]) <= keys for q in data["queries"])
     result = evaluate(data, encode)
-    assert result["right_fact_injected"] >= 0.90, result["failures"]
-    assert result["unanswerable_injected"] <= 0.50, result["failures"]
-
-
-def test_the_gate_on_the_untuned_data_team_set_does_not_regress(
-    encode: Callable[[list[str]], np.ndarray],
-) -> None:
-    # gate_eval_datateam.json (an analytics team's facts and memories) was committed before the
-    # gate work of a later session and has not been tuned on. The shipped gate gives 93.2% right
-    # and 35.7% of unanswerable queries with something injected (the target is 95% / 10%);
-    # this floor only guards against getting worse
-    data = load_eval_set(EVAL_SET.parent / "gate_eval_datateam.json")
-    keys = {f["key"] for f in data["facts"]} | {m["id"] for m in data["memories"]}
-    assert len(keys) == len(data["facts"]) + len(data["memories"])
-    assert len(data["queries"]) >= 40 and len(data["unanswerable"]) >= 10
-    assert all(set(q["expected"]) <= keys for q in data["queries"])
-    result = evaluate(data, encode)
-    assert result["right_fact_injected"] >= 0.93, result["failures"]
-    assert result["unanswerable_injected"] <= 0.36, result["failures"]
-
-
-def test_the_gate_on_the_untuned_firmware_set_does_not_regress(
-    encode: Callable[[list[str]], np.ndarray],
-) -> None:
-    # gate_eval_firmware.json (an embedded firmware team) was committed before the gate work of
-    # the session that wrote it and has not been tuned on. The shipped gate gives 84.4% right
-    # and 64.3% of unanswerable queries with something injected, far from the target
-    # (95% / 10%): same-topic questions about another board, tool or site sit as close to a
-    # stored item as its own questions do. This floor only guards against getting worse (with
-    # two questions of slack: a CPU without bf16 embeds in float32 and may flip a borderline one)
-    data = load_eval_set(EVAL_SET.parent / "gate_eval_firmware.json")
-    keys = {f["key"] for f in data["facts"]} | {m["id"] for m in data["memories"]}
-    assert len(keys) == len(data["facts"]) + len(data["memories"])
-    assert len(data["queries"]) >= 40 and len(data["unanswerable"]) >= 10
-    assert all(set(q["expected"]) <= keys for q in data["queries"])
-    result = evaluate(data, encode)
-    assert result["right_fact_injected"] >= 0.80, result["failures"]
-    assert result["unanswerable_injected"] <= 0.72, result["failures"]
+    assert result["right_fact_injected"] >= right_floor, result["failures"]
+    assert result["unanswerable_injected"] <= unanswerable_ceiling, result["failures"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -10,7 +11,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hivemind_common.model_registry import sha256_file
+
 log = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_stamped(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime) in this process."""
+    st = path.stat()
+    return _sha256_stamped(str(path), st.st_size, st.st_mtime_ns)
 
 
 def keep_json(directory: Path, name: str, data: Any, *, what: str) -> bool:

@@ -15,7 +15,6 @@ beside the gate, as is the quantized file's.
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
 import os
@@ -26,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from hivemind_common.errors import HivemindError, Unprocessable
-from hivemind_common.model_registry import ModelRegistry, sha256_file
+from hivemind_common.files import file_sha256
+from hivemind_common.model_registry import ModelRegistry
 from hivemind_exporter.base_model import (
     BaseSpec,
     find_adapter_dir,
@@ -149,7 +149,7 @@ class ExportRecipe:
 
     def _base_f16_path(self) -> Path:
         assert self.base is not None and self.base.gguf is not None
-        digest = _sha256(self.base.gguf)
+        digest = file_sha256(self.base.gguf)
         return self.registry.model_dir(self.config.name) / BASE_F16_CACHE / f"{digest}.gguf"
 
     def _adapter_base(self) -> Path | None:
@@ -385,17 +385,6 @@ class ExportRecipe:
         self.model = None
         self.lora_state = {}
         gc.collect()
-
-
-@functools.lru_cache(maxsize=8)
-def _sha256_stamped(path: str, size: int, mtime_ns: int) -> str:
-    return sha256_file(Path(path))
-
-
-def _sha256(path: Path) -> str:
-    """sha256 of a file, computed once per (path, size, mtime) in this process."""
-    st = path.stat()
-    return _sha256_stamped(str(path), st.st_size, st.st_mtime_ns)
 
 
 def _opt_path(value: str | None) -> Path | None:

@@ -29,7 +29,6 @@ always run. A configuration whose every item and chat is known is not even loade
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -43,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from hivemind_common.errors import HivemindError, UpstreamError
-from hivemind_common.files import keep_json
+from hivemind_common.files import file_sha256, keep_json
 from hivemind_common.task_eval import compare, score
 
 log = logging.getLogger(__name__)
@@ -84,19 +83,6 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:32]
 
 
-@functools.lru_cache(maxsize=16)
-def _stamped_digest(path: str, size: int, mtime_ns: int) -> str:
-    from hivemind_common.model_registry import sha256_file
-
-    return sha256_file(Path(path))
-
-
-def _file_digest(path: Path) -> str:
-    """sha256 of a file, computed once per (path, size, mtime) in this process."""
-    st = path.stat()
-    return _stamped_digest(str(path), st.st_size, st.st_mtime_ns)
-
-
 def _threads(threads: int | None) -> int:
     return threads or min(4, os.cpu_count() or 1)
 
@@ -120,7 +106,7 @@ class FixedResults:
         if files.cache is None:
             return
         try:
-            identity = [_file_digest(files.gguf), _file_digest(files.lora) if files.lora else None]
+            identity = [file_sha256(files.gguf), file_sha256(files.lora) if files.lora else None]
         except OSError:
             return
         host = [llama_cpp.llama_print_system_info().decode(errors="replace"), os.cpu_count()]
@@ -220,7 +206,9 @@ class ChatModel:
 
         ctx = self.llm.ctx
         n_vocab = self.llm.n_vocab()
-        self.llm.reset()  # generate() must not reuse a prefix of this chat's cache
+        # a fresh cache for this chat; with n_tokens 0 the next generate() evaluates its prompt
+        # from position 0 and drops what this chat left in the cache
+        self.llm.reset()
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         out: list[np.ndarray] = []
         step = self._batch.size
@@ -233,7 +221,6 @@ class ChatModel:
                 logits = llama_cpp.llama_get_logits(ctx)
                 flat = np.ctypeslib.as_array(logits, shape=(wanted * n_vocab,))
                 out.append(flat.reshape(wanted, n_vocab).astype(np.float64))
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         return np.concatenate(out) if out else np.zeros((0, n_vocab))
 
     def close(self) -> None:
