@@ -101,6 +101,11 @@ async def _cycle(redis_url: str, data_dir: Path, inference_url: str) -> dict[str
             },
             "gate": cycle.gate,
             "validation": manifest["export"]["validation"],
+            "task_eval_seconds": {
+                label: {k: run.get(k) for k in ("seconds", "seconds_by_part")}
+                for label, run in (manifest.get("task_eval") or {}).items()
+                if label in ("candidate", "served", "base")
+            },
             "serve": manifest["serve"],
         }
     finally:

@@ -171,7 +171,6 @@ def test_answer_losses_from_answer_positions_only_equal_those_from_every_positio
     # those of a model that computes every position's logits (logits_all), also for a chat that
     # spans several batches, and a generation in between must not reuse a loss chat's cache
     import llama_cpp
-    import numpy as np
 
     long_chat = [
         {"role": "user", "content": "Summarise this: " + "the quick brown fox " * 40},
@@ -197,16 +196,78 @@ def test_answer_losses_from_answer_positions_only_equal_those_from_every_positio
         assert again == first
         assert len(model.tokens(model.prompt(long_chat))) > 128
         for chat, (nll, count) in zip(chats, first, strict=True):
-            head = model.tokens(model.prompt(chat[:-1]))
-            ids = model.tokens(model.prompt(chat[:-1]) + chat[-1]["content"] + model.eos_text)
-            reference.reset()
-            reference.eval(ids)
-            rows = np.asarray(reference.scores[: len(ids)], dtype=np.float64)[len(head) - 1 : -1]
-            targets = np.asarray(ids[len(head) :])
-            top = rows.max(axis=-1, keepdims=True)
-            log_z = np.log(np.exp(rows - top).sum(axis=-1)) + top[:, 0]
-            expected = float((log_z - rows[np.arange(len(targets)), targets]).sum())
-            assert count == len(targets) > 0
+            expected, tokens = _reference_loss(reference, model, chat)
+            assert count == tokens > 0
+            assert nll == pytest.approx(expected, rel=1e-5)
+    finally:
+        model.close()
+        reference.close()
+
+
+def _reference_loss(
+    reference: Any, model: ChatModel, chat: list[dict[str, str]]
+) -> tuple[float, int]:
+    """The answer's summed loss from a model that computes every position's logits."""
+    import numpy as np
+
+    head = model.tokens(model.prompt(chat[:-1]))
+    ids = model.tokens(model.prompt(chat[:-1]) + chat[-1]["content"] + model.eos_text)
+    reference.reset()
+    reference.eval(ids)
+    rows = np.asarray(reference.scores[: len(ids)], dtype=np.float64)[len(head) - 1 : -1]
+    targets = np.asarray(ids[len(head) :])
+    top = rows.max(axis=-1, keepdims=True)
+    log_z = np.log(np.exp(rows - top).sum(axis=-1)) + top[:, 0]
+    return float((log_z - rows[np.arange(len(targets)), targets]).sum()), len(targets)
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+def test_loss_chats_that_begin_alike_decode_only_from_where_they_differ(
+    tiny: TinyModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a loss chat keeps what the previous one left in llama.cpp's cache up to where they
+    # differ (and up to its own first answer token): fewer tokens decoded, the same losses
+    import llama_cpp
+
+    system = {"role": "system", "content": "You answer briefly and cite the manual. " * 4}
+    question = {"role": "user", "content": PROMPTS[0]}
+    chats = [
+        [system, question, {"role": "assistant", "content": "Paris."}],
+        [system, question, {"role": "assistant", "content": "It is Paris, on the Seine."}],
+        [system, question, {"role": "assistant", "content": "It is Paris, on the Seine."}],
+        [system, {"role": "user", "content": PROMPTS[1]}, {"role": "assistant", "content": "def"}],
+        [question, {"role": "assistant", "content": "Paris."}],  # no system turn
+    ]
+    decoded: list[int] = []
+    real = llama_cpp.llama_decode
+
+    def counting(ctx: Any, batch: Any) -> int:
+        decoded.append(int(batch.n_tokens))
+        return int(real(ctx, batch))
+
+    model = ChatModel(Files("base", tiny.base_gguf), n_ctx=512, threads=2)
+    reference = llama_cpp.Llama(
+        model_path=str(tiny.base_gguf), n_ctx=512, n_batch=512, logits_all=True,
+        n_threads=2, seed=0, verbose=False,
+    )  # fmt: skip
+    try:
+        monkeypatch.setattr(llama_cpp, "llama_decode", counting)
+        got = [model.answer_loss(c) for c in chats]
+        monkeypatch.setattr(llama_cpp, "llama_decode", real)
+        full = [
+            len(model.tokens(model.prompt(c[:-1]) + c[-1]["content"] + model.eos_text))
+            for c in chats
+        ]
+        assert len(decoded) == len(chats)
+        assert decoded[0] == full[0]
+        assert all(d < f for d, f in zip(decoded[1:4], full[1:4], strict=True)), (decoded, full)
+        # the same chat again decodes from the prompt's last token (whose logits predict the
+        # answer's first), not from nothing
+        assert decoded[2] == got[2][1] + 1
+        assert got[2] == got[1]
+        for chat, (nll, count) in zip(chats, got, strict=True):
+            expected, tokens = _reference_loss(reference, model, chat)
+            assert count == tokens > 0
             assert nll == pytest.approx(expected, rel=1e-5)
     finally:
         model.close()
@@ -271,3 +332,48 @@ def test_general_set_results_are_kept_per_files_and_heldout_items_always_run(
         kept.write_text("{broken")
     served_eval.measure(files, general_only, {"general": CHATS[2:]}, **run)
     assert len(loads) == 5
+
+
+@pytest.mark.parametrize("tiny", ["llama"], indirect=True)
+def test_beside_a_served_version_the_base_is_measured_only_as_the_losses_control(
+    tiny: TinyModel, tmp_path: Path
+) -> None:
+    # the base's answers to held-out prompts decide nothing once a version serves: it gives
+    # its losses (the control) and the general items' answers, which are kept per files
+    from hivemind_exporter import served_eval
+
+    version = tmp_path / "v2"
+    (version / "eval").mkdir(parents=True)
+    items = [
+        {"id": f"{kind}{i}", "kind": kind, "messages": [{"role": "user", "content": p}],
+         "reference": f"a {kind} answer"}
+        for i, p in enumerate(PROMPTS) for kind in ("heldout", "general")
+    ]  # fmt: skip
+    (version / "eval" / "task.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    (version / "eval" / "losses.json").write_text(
+        json.dumps({"heldout": CHATS[:2], "general": CHATS[2:], "general_set": "test"})
+    )
+    copies = []
+    for name in ("candidate", "served"):  # other files, as a candidate and a served version are
+        copy = tmp_path / f"{name}.gguf"
+        copy.write_bytes(tiny.base_gguf.read_bytes() + b"\0" * (len(copies) + 1))
+        copies.append(copy)
+    report = served_eval.served_eval(
+        version,
+        Files("candidate", copies[0]),
+        Files("served", copies[1]),
+        Files("base", tiny.base_gguf, cache=tmp_path / "base-cache", keep=True),
+        threads=2,
+        max_tokens=16,
+    )
+    assert report is not None
+    for side in ("candidate", "served"):
+        assert report[side]["scores"]["task"]["items"] == len(PROMPTS)
+        assert report[side]["scores"]["general"]["items"] == len(PROMPTS)
+    base = report["base"]
+    assert base["scores"]["task"]["items"] == 0
+    assert base["scores"]["general"]["items"] == len(PROMPTS)
+    assert math.isfinite(base["losses"]["heldout"]) and math.isfinite(base["losses"]["general"])
+    # the same weights: the base's losses are the served copy's, and its general answers too
+    assert base["losses"] == report["served"]["losses"]
+    assert base["scores"]["general"] == report["served"]["scores"]["general"]

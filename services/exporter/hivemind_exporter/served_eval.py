@@ -150,6 +150,7 @@ class ChatModel:
             raise UpstreamError(f"llama.cpp could not load {files.gguf.name}: {exc}") from exc
         self.n_ctx = n_ctx
         self._batch = _Batch(self.llm.n_batch)
+        self._kv: list[int] | None = None  # what the last loss chat left in llama.cpp's cache
         vocab = self.llm._model
         self.eos_text = vocab.token_get_text(self.llm.token_eos())
         template = self.llm.metadata.get("tokenizer.chat_template")
@@ -175,6 +176,7 @@ class ChatModel:
         prompt = self.prompt(messages)
         if len(self.tokens(prompt)) + max_tokens > self.n_ctx:
             return ""
+        self._kv = None  # generation reuses and overwrites the cache its own way
         out: Any = self.llm.create_completion(
             prompt=prompt,
             max_tokens=max_tokens,
@@ -206,13 +208,21 @@ class ChatModel:
 
         ctx = self.llm.ctx
         n_vocab = self.llm.n_vocab()
-        # a fresh cache for this chat; with n_tokens 0 the next generate() evaluates its prompt
-        # from position 0 and drops what this chat left in the cache
+        memory = llama_cpp.llama_get_memory(ctx)
+        # the cache keeps the last loss chat: this one decodes from where it differs (the same
+        # system prompt or question is not evaluated again), and at the latest from its first
+        # wanted position, since only what is decoded gets logits
+        keep = min(_prefix_len(self._kv or [], ids), positions.start)
+        self._kv = None  # until this chat is in the cache
+        if not (keep and llama_cpp.llama_memory_seq_rm(memory, 0, keep, -1)):
+            keep = 0
+            llama_cpp.llama_memory_clear(memory, True)
+        # with n_tokens 0 the next generate() evaluates its prompt from position 0 and drops
+        # what the loss chats left in the cache
         self.llm.reset()
-        llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         out: list[np.ndarray] = []
         step = self._batch.size
-        for lo in range(0, len(ids), step):
+        for lo in range(keep, len(ids), step):
             part = ids[lo : lo + step]
             wanted = self._batch.fill(part, lo, positions)
             if llama_cpp.llama_decode(ctx, self._batch.batch) != 0:
@@ -221,6 +231,7 @@ class ChatModel:
                 logits = llama_cpp.llama_get_logits(ctx)
                 flat = np.ctypeslib.as_array(logits, shape=(wanted * n_vocab,))
                 out.append(flat.reshape(wanted, n_vocab).astype(np.float64))
+        self._kv = list(ids)
         return np.concatenate(out) if out else np.zeros((0, n_vocab))
 
     def close(self) -> None:
@@ -263,13 +274,17 @@ class _Batch:
             self.batch = None
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
+def _prefix_len(a: list[int], b: list[int]) -> int:
     n = 0
     for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
-    return max(n, 1)
+    return n
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    return max(_prefix_len(a, b), 1)
 
 
 def load_eval_set(version_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
@@ -300,8 +315,10 @@ def measure(
     figures from its kept results where they are known."""
     started = time.perf_counter()
     fixed = FixedResults(files, n_ctx=n_ctx, threads=threads)
+    parts: dict[str, float] = {}
     with _lazy_model(files, n_ctx=n_ctx, threads=threads) as model:
         answers = []
+        mark = time.perf_counter()
         for it in items:
             general = it.get("kind") == FIXED_KIND
             key = _digest([it["messages"], it["reference"], max_tokens])
@@ -314,9 +331,11 @@ def measure(
                 fixed.answers[key], fixed.changed = answers[-1], True
         measured: dict[str, float | None] = {}
         counted: dict[str, int] = {}
+        parts["answers"], mark = time.perf_counter() - mark, time.perf_counter()
         for part in ("heldout", "general"):
             total, n = 0.0, 0
-            for chat in losses.get(part) or []:
+            # chats that begin alike in a row, so that each decodes only where it differs
+            for chat in sorted(losses.get(part) or [], key=_opening):
                 key = _digest(chat)
                 known = fixed.losses.get(key) if part == FIXED_KIND else None
                 if known is not None:
@@ -328,6 +347,7 @@ def measure(
                 total, n = total + s, n + k
             measured[part] = round(total / n, 5) if n else None
             counted[part] = n
+            parts[f"{part}_losses"], mark = time.perf_counter() - mark, time.perf_counter()
     fixed.save()
     return {
         "files": {"gguf": files.gguf.name, "lora": files.lora.name if files.lora else None},
@@ -336,7 +356,12 @@ def measure(
         "loss_tokens": counted,
         "answers": answers,
         "seconds": round(time.perf_counter() - started, 2),
+        "seconds_by_part": {k: round(v, 2) for k, v in parts.items()},  # loading in the first
     }
+
+
+def _opening(chat: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(str(m.get("role")), str(m.get("content"))) for m in chat]
 
 
 @contextlib.contextmanager
@@ -380,8 +405,11 @@ def served_eval(
         if files.key() in by_files:  # the served version may be the base itself
             runs[files.label] = by_files[files.key()]
             continue
+        # beside a served version the base is the control of the losses: its answers to the
+        # held-out prompts would decide nothing (the general items' are kept, so they come)
+        mine = [it for it in items if it.get("kind") == FIXED_KIND] if files is base else items
         runs[files.label] = measure(
-            files, items, losses, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens
+            files, mine, losses, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens
         )
         by_files[files.key()] = runs[files.label]
     passed, reasons = compare(

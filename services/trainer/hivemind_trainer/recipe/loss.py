@@ -52,16 +52,20 @@ def _hidden(
     return hidden, head
 
 
+def _head_at(hidden: torch.Tensor, head: Any, keep: torch.Tensor, device: str) -> torch.Tensor:
+    """Float32 logits of the hidden states whose next token ``keep`` marks, in row order."""
+    picked = hidden[:, :-1][keep.to(device)].float()
+    bias = None if head.bias is None else head.bias.float()
+    return F.linear(picked, head.weight.float(), bias)  # float32, outside autocast
+
+
 def _logits_at(
     hidden: torch.Tensor, head: Any, labels: torch.Tensor, device: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(float32 logits, targets) where ``labels`` has a label (the next token's)."""
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    picked = hidden[:, :-1][keep.to(device)].float()
-    bias = None if head.bias is None else head.bias.float()
-    logits = F.linear(picked, head.weight.float(), bias)  # float32, outside autocast
-    return logits, targets[keep].to(device)
+    return _head_at(hidden, head, keep, device), targets[keep].to(device)
 
 
 def _labelled_logits(
@@ -102,13 +106,24 @@ def labelled_scores(
     count = dict.fromkeys(sets, 0)
     for i, batch in enumerate(batches):
         hidden, head = _hidden(model, batch, device=device, dtype=dtype)
-        for name, labels in sets.items():
-            logits, targets = _logits_at(hidden, head, labels[i], device)
-            if not targets.numel():
+        # the sets label overlapping positions (an answer lies inside its reply): the LM head
+        # and the log-softmax run once over every position some set labels
+        targets = {name: labels[i][:, 1:] for name, labels in sets.items()}
+        labelled = torch.stack([t != IGNORE for t in targets.values()]).any(dim=0)
+        if not bool(labelled.any()):
+            continue
+        logits = _head_at(hidden, head, labelled, device)
+        logp = torch.log_softmax(logits, dim=-1)
+        top = logits.argmax(dim=-1)
+        for name, t in targets.items():
+            mine = t[labelled].to(device)  # the set's labels at those positions, in order
+            rows = (mine != IGNORE).nonzero().squeeze(1)
+            if not rows.numel():
                 continue
-            loss[name] += F.cross_entropy(logits, targets, reduction="sum").double()
-            right[name] += int((logits.argmax(dim=-1) == targets).sum())
-            count[name] += int(targets.numel())
+            wanted = mine[rows]
+            loss[name] -= logp[rows, wanted].sum().double()
+            right[name] += int((top[rows] == wanted).sum())
+            count[name] += int(rows.numel())
     if was_training:
         model.train()
     nan = float("nan")
