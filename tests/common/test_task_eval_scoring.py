@@ -40,4 +40,9 @@ def test_score_by_kind_and_the_not_worse_rule() -> None:
     worse, reasons = compare(bad, good)
     assert not worse and any("worse than served" in r for r in reasons)
     assert compare(bad, good, tolerance=1.0)[0]
+    # within the default tolerance a lower F1 is noise (one answer a token off); beyond, worse
+    served = {"task": {"items": 24, "f1": 0.2252, "style": None}}
+    assert compare({"task": {"items": 24, "f1": 0.2249, "style": None}}, served)[0]
+    assert not compare({"task": {"items": 24, "f1": 0.19, "style": None}}, served)[0]
+    assert not compare({"task": {"items": 24, "f1": 0.2249, "style": None}}, served, tolerance=0)[0]
     assert compare(score([], []), good) == (True, ["no task-eval items: task gate skipped"])

@@ -27,6 +27,7 @@ from typing import Any
 from hivemind_common.errors import HivemindError, Unprocessable
 from hivemind_common.files import file_sha256
 from hivemind_common.model_registry import ModelRegistry
+from hivemind_common.task_eval import TASK_TOLERANCE
 from hivemind_exporter.base_model import (
     BaseSpec,
     find_adapter_dir,
@@ -84,7 +85,7 @@ class ExportConfig:
     write_merged: bool = False  # f16 + quantized files even when base + adapter.gguf is served
     # the task eval on the served files (served_eval): against what serves now (None: the base)
     task_eval: bool = True
-    task_eval_tolerance: float = 0.0
+    task_eval_tolerance: float = TASK_TOLERANCE
     task_eval_max_tokens: int = 128
     served_files: dict[str, str | None] | None = None
     served_version: str | None = None

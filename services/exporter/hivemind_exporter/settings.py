@@ -6,6 +6,7 @@ from typing import Literal
 
 from hivemind_common.model_deploy import SWAP_TIMEOUT_S
 from hivemind_common.settings import ServiceSettings
+from hivemind_common.task_eval import TASK_TOLERANCE
 
 ServeChoice = Literal["auto", "adapter", "f16", "quant"]
 
@@ -31,7 +32,8 @@ class ExporterSettings(ServiceSettings):
     threads: int | None = None
     # the task eval and losses in llama.cpp on the served files (hivemind_exporter.served_eval)
     task_eval: bool = True
-    task_eval_tolerance: float = 0.0  # absolute, on task F1 and style rate vs the served version
+    # absolute, on task F1 and style rate vs the served version (below it: noise, not worse)
+    task_eval_tolerance: float = TASK_TOLERANCE
     task_eval_max_tokens: int = 128  # per answer (also bounded by 1.5x the reference's length)
 
     # deploy
