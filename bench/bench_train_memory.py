@@ -7,7 +7,9 @@ memory (``VmHWM``) and its growth over the interpreter with torch and transforme
 :func:`hivemind_common.train_estimate.estimate_memory` for the same run, with the share of
 trained tokens measured on the data. ``ratio`` = estimate total / measured peak.
 
-Environment: ``HIVEMIND_BENCH_BASE_HF`` (a HF dir instead of SmolLM2), ``HIVEMIND_DATA_DIR``.
+Environment: ``HIVEMIND_BENCH_BASE_HF`` (a HF dir instead of SmolLM2), ``HIVEMIND_DATA_DIR``,
+``HIVEMIND_BENCH_TRAIN_DTYPE`` (``float32``, the default, or ``bfloat16``: the recipe's default
+on a CPU with native bf16; written to ``train_memory_bfloat16.json``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def _one(base: Path, conf: dict[str, Any]) -> dict[str, Any]:
         method=conf["method"],
         optimizer=conf["optimizer"],
         checkpointing=conf["checkpointing"],
-        dtype="float32",
+        dtype=conf["dtype"],
         log_every=1,
     )
     recipe = LoraRecipe(cfg, base)
@@ -76,7 +78,7 @@ def _one(base: Path, conf: dict[str, Any]) -> dict[str, Any]:
         checkpointing=conf["checkpointing"],
         lora_rank=cfg.lora_r,
         lora_targets=tuple(cfg.targets),
-        dtype="float32",
+        dtype=recipe.hardware.dtype,
         trained_share=share,
     )
     return {
@@ -105,8 +107,9 @@ def _base_dir() -> Path:
 
 def main(out_dir: Path) -> dict[str, Any]:
     base = _base_dir()
+    dtype = os.environ.get("HIVEMIND_BENCH_TRAIN_DTYPE", "float32")
     runs = []
-    for conf in CONFIGS:
+    for conf in ({**c, "dtype": dtype} for c in CONFIGS):
         began = time.perf_counter()
         proc = subprocess.run(
             [
@@ -134,7 +137,8 @@ def main(out_dir: Path) -> dict[str, Any]:
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "train_memory.json").write_text(json.dumps(result, indent=2))
+    name = "train_memory.json" if dtype == "float32" else f"train_memory_{dtype}.json"
+    (out_dir / name).write_text(json.dumps(result, indent=2))
     return result
 
 
