@@ -139,6 +139,16 @@ async def test_a_candidate_no_worse_passes_with_both_scores_in_manifest_and_metr
     assert {"task_f1", "served_task_f1", "llama_heldout_loss", "llama_base_general_loss"} <= set(
         mv.metrics
     )
+    # what it fell short of the served version is carried to the next export's gate
+    assert mv.metrics["task_shortfall_f1"] == report["shortfall"].get("f1", 0.0) >= 0.0
+
+
+def test_a_served_versions_recorded_shortfall_is_read_as_a_number_or_nothing() -> None:
+    from hivemind_exporter.worker import _owed
+
+    assert _owed(0.004) == 0.004 and _owed(2) == 2.0
+    for bad in (None, "0.5", True, float("nan"), -0.3, [0.1]):
+        assert _owed(bad) == 0.0
 
 
 @pytest.mark.parametrize("tiny", ["llama"], indirect=True)

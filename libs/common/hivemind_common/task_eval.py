@@ -127,21 +127,36 @@ def score(items: Iterable[dict[str, Any]], answers: list[str]) -> dict[str, Any]
 
 
 def compare(
-    candidate: dict[str, Any], served: dict[str, Any], *, tolerance: float = TASK_TOLERANCE
-) -> tuple[bool, list[str]]:
+    candidate: dict[str, Any],
+    served: dict[str, Any],
+    *,
+    tolerance: float = TASK_TOLERANCE,
+    spent: dict[str, float] | None = None,
+) -> tuple[bool, list[str], dict[str, float]]:
     """The task gate: the candidate's task F1 and style rate no worse than the served
-    version's (``tolerance`` absolute); with no task items there is nothing to judge."""
+    version's (``tolerance`` absolute); with no task items there is nothing to judge.
+
+    The tolerance is one budget for a chain of versions, not one per cycle: ``spent`` is what
+    the served version itself fell short of the one it replaced (still owed), so that versions
+    each a little below the last cannot drift down unchecked. Returns (passed, reasons, what the
+    candidate owes: the served version's debt plus its own shortfall, less what it gained)."""
     c, s = candidate.get("task") or {}, served.get("task") or {}
+    owed = {k: max(0.0, float(v)) for k, v in (spent or {}).items() if k in ("f1", "style")}
     if not c.get("items"):
-        return True, ["no task-eval items: task gate skipped"]
+        return True, ["no task-eval items: task gate skipped"], owed
     ok, reasons = True, []
     for key in ("f1", "style"):
         new, old = c.get(key), s.get(key)
         if new is None or old is None:
             continue
-        if new < old - tolerance:
+        debt = owed.get(key, 0.0)
+        allowed = max(0.0, tolerance - debt)
+        owed[key] = round(max(0.0, debt + old - new), 4)
+        if new < old - allowed:
             ok = False
             reasons.append(f"task {key} {new:.4f} worse than served {old:.4f}")
         else:
             reasons.append(f"task {key} {new:.4f} vs served {old:.4f}: ok")
-    return ok, reasons
+        if debt and new < old:
+            reasons[-1] += f" (the served version already fell {debt:.4f} short of its own)"
+    return ok, reasons, owed

@@ -43,7 +43,7 @@ import numpy as np
 
 from hivemind_common.errors import HivemindError, UpstreamError
 from hivemind_common.files import file_sha256, keep_json
-from hivemind_common.task_eval import compare, score
+from hivemind_common.task_eval import TASK_TOLERANCE, compare, score
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Files:
 
 
 FIXED_KIND = "general"  # the task items and loss chats that are the same in every cycle
-FIXED_VERSION = 1  # bump when answers or losses are computed differently
+FIXED_VERSION = 2  # bump when answers or losses are computed differently
 
 
 def _digest(value: Any) -> str:
@@ -212,14 +212,18 @@ class ChatModel:
         # the cache keeps the last loss chat: this one decodes from where it differs (the same
         # system prompt or question is not evaluated again), and at the latest from its first
         # wanted position, since only what is decoded gets logits
-        keep = min(_prefix_len(self._kv or [], ids), positions.start)
+        # (not for a recurrent or hybrid model, whose state is not kept per position); with
+        # n_tokens 0 the next generate() evaluates its prompt from position 0 and drops what
+        # the loss chats left in the cache
+        self.llm.reset()
+        stateful = getattr(self.llm, "_is_recurrent", False) or getattr(
+            self.llm, "_is_hybrid", False
+        )
+        keep = 0 if stateful else max(0, min(_prefix_len(self._kv or [], ids), positions.start))
         self._kv = None  # until this chat is in the cache
         if not (keep and llama_cpp.llama_memory_seq_rm(memory, 0, keep, -1)):
             keep = 0
             llama_cpp.llama_memory_clear(memory, True)
-        # with n_tokens 0 the next generate() evaluates its prompt from position 0 and drops
-        # what the loss chats left in the cache
-        self.llm.reset()
         out: list[np.ndarray] = []
         step = self._batch.size
         for lo in range(keep, len(ids), step):
@@ -388,13 +392,16 @@ def served_eval(
     served: Files,
     base: Files,
     *,
-    tolerance: float = 0.0,
+    tolerance: float = TASK_TOLERANCE,
+    spent: dict[str, float] | None = None,
     n_ctx: int = 2048,
     threads: int | None = None,
     max_tokens: int = 128,
 ) -> dict[str, Any] | None:
     """Run both sides (and the base for the losses); the report for the manifest, or None when
-    the version has no eval set. ``report["passed"]`` is the task gate's decision."""
+    the version has no eval set. ``report["passed"]`` is the task gate's decision; ``spent``:
+    what the served version still owes of the tolerance (``report["shortfall"]``, carried from
+    version to version: :func:`hivemind_common.task_eval.compare`)."""
     loaded = load_eval_set(version_dir)
     if loaded is None:
         return None
@@ -407,13 +414,14 @@ def served_eval(
             continue
         # beside a served version the base is the control of the losses: its answers to the
         # held-out prompts would decide nothing (the general items' are kept, so they come)
-        mine = [it for it in items if it.get("kind") == FIXED_KIND] if files is base else items
+        compared = files is candidate or files is served
+        mine = items if compared else [it for it in items if it.get("kind") == FIXED_KIND]
         runs[files.label] = measure(
             files, mine, losses, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens
         )
         by_files[files.key()] = runs[files.label]
-    passed, reasons = compare(
-        runs["candidate"]["scores"], runs["served"]["scores"], tolerance=tolerance
+    passed, reasons, owed = compare(
+        runs["candidate"]["scores"], runs["served"]["scores"], tolerance=tolerance, spent=spent
     )
     if candidate.key() != base.key() and _same_losses(runs["candidate"], runs["base"]):
         passed = False
@@ -435,6 +443,7 @@ def served_eval(
         "passed": passed,
         "reasons": reasons,
         "tolerance": tolerance,
+        "shortfall": owed,
         "served_version": served.label if served.label != "served" else None,
         **{label: {k: v for k, v in run.items() if k != "answers"} for label, run in runs.items()},
         "examples": examples,
@@ -474,6 +483,9 @@ def metrics_of(report: dict[str, Any]) -> dict[str, Any]:
         "served_task_style": served_task["style"],
         "task_general_f1": general.get("f1"),
         "task_eval_passed": report["passed"],
+        # what this version fell short of the one it replaced, still owed of the tolerance
+        "task_shortfall_f1": (report.get("shortfall") or {}).get("f1", 0.0),
+        "task_shortfall_style": (report.get("shortfall") or {}).get("style", 0.0),
         "llama_heldout_loss": cand["losses"]["heldout"],
         "llama_general_loss": cand["losses"]["general"],
         "llama_served_heldout_loss": served["losses"]["heldout"],

@@ -30,7 +30,7 @@ from hivemind_common.files import keep_json
 log = logging.getLogger(__name__)
 
 # bump when the way the general scores are computed changes (hivemind_trainer.recipe.loss)
-SCORES_VERSION = 1
+SCORES_VERSION = 2
 Scores = dict[str, tuple[float, float]]
 
 
