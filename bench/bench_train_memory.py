@@ -79,6 +79,7 @@ def _one(base: Path, conf: dict[str, Any]) -> dict[str, Any]:
         lora_rank=cfg.lora_r,
         lora_targets=tuple(cfg.targets),
         dtype=recipe.hardware.dtype,
+        weight_dtype=recipe.hardware.weight_dtype,
         trained_share=share,
     )
     return {

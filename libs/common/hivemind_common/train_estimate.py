@@ -8,10 +8,10 @@ Hugging Face ``config.json`` dict (:meth:`ModelShape.from_hf_config`) or a GGUF 
 The model (decoder-only, Llama-style: attention with grouped KV heads, gated MLP, RMS norms):
 
 - **weights**: every parameter at the storage width of the run. LoRA keeps the frozen base in
-  ``dtype`` (float32 on a CPU without native bf16, bf16 on a GPU); QLoRA stores the projection
-  matrices in 4-bit NF4 (0.5 byte plus ~0.127 bit of double-quantized scales per weight) with
-  embeddings, norms and head in bf16; a full run keeps float32 master weights (autocast computes
-  in ``dtype``). LoRA's own A and B matrices are float32 in every mode.
+  float32 on a CPU (its matmuls autocast to ``dtype``) and in ``dtype`` on a GPU; QLoRA stores
+  the projection matrices in 4-bit NF4 (0.5 byte plus ~0.127 bit of double-quantized scales
+  per weight) with embeddings, norms and head in bf16; a full run keeps float32 master weights
+  (autocast computes in ``dtype``). LoRA's own A and B matrices are float32 in every mode.
 - **gradients**: one float32 value per trainable parameter. They fill during the backward while
   the activations are freed layer by layer, so the peak counts the larger of the two, not both.
 - **optimizer**: AdamW two float32 moments per trainable value, 8-bit AdamW two bytes, Muon one
@@ -19,9 +19,12 @@ The model (decoder-only, Llama-style: attention with grouped KV heads, gated MLP
 - **activations**: what autograd keeps for the backward per token and layer, measured on the
   recipe (packed rows, attention chat by chat through SDPA, so no L x L score matrix is kept):
   about ``ACT_HIDDEN`` hidden-size and ``ACT_INTERMEDIATE`` MLP-width values per token and layer
-  (full fine-tuning keeps a few more), at the compute width. With gradient checkpointing only
-  each layer's input is kept, plus one layer's worth while it is recomputed. The loss adds the
-  float32 logits of the trained tokens (and their gradient) over the vocabulary.
+  (full fine-tuning keeps a few more), at the compute width (in bf16/fp16 a mix of widths, as
+  the recipe keeps LoRA, attention and norms in float32), plus, where the matrices are stored
+  wider than they compute, the autocast copy of each that autograd keeps. With gradient
+  checkpointing only each layer's input is kept, plus one layer's worth while it is
+  recomputed. The loss adds the float32 logits of the trained tokens (and their gradient) over
+  the vocabulary; a checkpointed backward holds more of those buffers at its peak.
 - **overhead**: the runtime itself (interpreter, torch, the tokenizer; a CUDA context on a GPU).
 
 Validated against measured peaks on the shipped SmolLM2 (see ``docs/training.md``).
@@ -46,6 +49,14 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 ACT_HIDDEN = 30.0  # multiples of hidden_size
 ACT_INTERMEDIATE = 4.0  # multiples of intermediate_size
 LOGIT_COPIES = 3.0  # float32 logits, softmax and its gradient, for each trained token
+# under gradient checkpointing the peak comes in the backward, while a layer is recomputed and
+# differentiated with the loss's buffers still held: measured at ~12 float32 logit rows per
+# trained token in all (fitted on the LoRA batch-4 run; the full runs are checks)
+LOGIT_COPIES_CHECKPOINTED = 12.0
+# bytes per kept activation value when the recipe computes in bf16/fp16: its LoRA branches,
+# attention and norms stay float32, so what autograd keeps is a mix of both widths (fitted on
+# the bf16 LoRA batch-1 and batch-4 runs on a CPU)
+ACT_WIDTH_MIXED = 2.7
 NF4_BYTES = 0.5 + 0.127 / 8  # 4-bit weights plus double-quantized scales
 CPU_OVERHEAD = 450 << 20  # interpreter, torch, transformers, tokenizer
 GPU_OVERHEAD = 600 << 20  # CUDA/ROCm context and allocator slack
@@ -228,12 +239,15 @@ def estimate_memory(
     lora_targets: tuple[str, ...] | None = ("q_proj", "k_proj", "v_proj", "o_proj"),
     trained_share: float = 0.6,
     device: str = "cpu",
+    weight_dtype: str | None = None,
 ) -> MemoryEstimate:
     """The memory of a run (see the module's docstring for the model of each part).
 
     ``dtype`` is the compute width (``float32``, ``bfloat16`` or ``float16``); ``trained_share``
     the share of tokens that carry a label (logits are computed only for those); ``device``
-    ``cpu`` or ``cuda``/``rocm`` (only the runtime overhead differs).
+    ``cpu`` or ``cuda``/``rocm``; ``weight_dtype`` the storage of a LoRA run's frozen base (by
+    default as the recipe keeps it: float32 on a CPU, where the matmuls autocast, and
+    ``dtype`` on a GPU).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
@@ -248,6 +262,9 @@ def estimate_memory(
     if not 0.0 < trained_share <= 1.0:
         raise ValueError("trained_share must be in (0, 1]")
     width = DTYPE_BYTES[dtype]
+    stored = weight_dtype or ("float32" if device == "cpu" else dtype)
+    if stored not in DTYPE_BYTES:
+        raise ValueError(f"weight_dtype must be one of {', '.join(DTYPE_BYTES)}")
     params = shape.params
     if mode == "full":
         trainable = params
@@ -258,7 +275,7 @@ def estimate_memory(
         if mode == "qlora":
             frozen = shape.matrix_params * NF4_BYTES + (params - shape.matrix_params) * 2
         else:
-            frozen = params * width
+            frozen = params * DTYPE_BYTES[stored]
         weights = int(frozen) + trainable * 4
         matrix_trainable = trainable  # every LoRA matrix is a hidden 2-D matrix
     gradients = trainable * 4
@@ -272,12 +289,17 @@ def estimate_memory(
     tokens = batch * seq_len
     h, i = shape.hidden_size, shape.intermediate_size
     per_layer = ACT_HIDDEN * h + ACT_INTERMEDIATE * i
-    act_width = 4 if dtype == "float32" else width
-    if checkpointing:
-        kept = tokens * shape.num_layers * h * act_width + tokens * per_layer * act_width
+    act_width = 4 if dtype == "float32" else ACT_WIDTH_MIXED
+    if checkpointing:  # each layer's input (the float32 residual stream), one layer recomputed
+        kept = tokens * shape.num_layers * h * 4 + tokens * per_layer * act_width
+        copies = LOGIT_COPIES_CHECKPOINTED
     else:
         kept = tokens * shape.num_layers * per_layer * act_width
-    logits = tokens * trained_share * shape.vocab_size * 4 * LOGIT_COPIES
+        copies = LOGIT_COPIES
+        matrices_wider = mode == "full" or (mode == "lora" and DTYPE_BYTES[stored] > width)
+        if matrices_wider and width < 4:  # autograd keeps each matrix's autocast copy
+            kept += shape.matrix_params * width
+    logits = tokens * trained_share * shape.vocab_size * 4 * copies
     activations = int(kept + logits)
     overhead = CPU_OVERHEAD if device == "cpu" else GPU_OVERHEAD
     return MemoryEstimate(

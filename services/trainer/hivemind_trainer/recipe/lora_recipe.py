@@ -186,6 +186,7 @@ class LoraRecipe:
             lora_targets=tuple(cfg.targets),
             dtype=hw.dtype,
             device="cpu" if hw.device == "cpu" else "cuda",
+            weight_dtype=hw.weight_dtype,
         )
 
     def _fit_batch(self, hw: Hardware) -> tuple[int, int, train_estimate.MemoryEstimate]:
