@@ -8,8 +8,13 @@ XADD each). The base's caches (its dequantized copy, its f16 GGUF, and its figur
 general set, in torch and in llama.cpp) are cold on the first run in a fresh data directory and
 warm afterwards, as they are after a deployment's first cycle; the run says which.
 
+Then (``HIVEMIND_BENCH_CYCLES``, default 2) another 100 samples and a second cycle, as a
+deployment's later cycles run: against the version the first deployed (its answers and
+losses measured beside the candidate's, the base as the losses' control) and with some of the
+first cycle's samples replayed; its figures are under ``next_cycles``.
+
 Target (issue 19): 100 samples → deployed in ≤ 120 s on this machine (CPU) with the other
-services idle. The 1-minute load average is recorded with the figures. Writes
+services idle, for each cycle. The 1-minute load average is recorded with the figures. Writes
 ``learning_cycle.json``.
 """
 
@@ -30,9 +35,25 @@ if str(REPO / "tests") not in sys.path:  # reuse the fixtures' server starters
 
 TOKEN = "bench-internal-token"
 SAMPLES = 100
+# cycles in a row: the first is a deployment's first (the base serves), a second the steady
+# state (it compares with the version the first deployed, and replays some of its samples)
+CYCLES = int(os.environ.get("HIVEMIND_BENCH_CYCLES", "2"))
 
 
-async def _cycle(redis_url: str, data_dir: Path, inference_url: str) -> dict[str, Any]:
+async def _cycles(
+    redis_url: str, data_dir: Path, inference_url: str, count: int
+) -> list[dict[str, Any]]:
+    """``count`` cycles in a row: the first against the base, each later one against the
+    version the one before deployed (what a deployment's cycles are after its first)."""
+    runs = []
+    for i in range(count):
+        runs.append(await _cycle(redis_url, data_dir, inference_url, seed=11 + i))
+    return runs
+
+
+async def _cycle(
+    redis_url: str, data_dir: Path, inference_url: str, *, seed: int
+) -> dict[str, Any]:
     import httpx
 
     from hivemind_common import keys
@@ -50,7 +71,8 @@ async def _cycle(redis_url: str, data_dir: Path, inference_url: str) -> dict[str
     try:
         t0 = time.perf_counter()
         await redis.hset(keys.tenant_settings("bench"), "share_training", "1")  # opted in
-        for chat in make_chats(SAMPLES, seed=11):
+        served_before = (await ModelRegistry(redis, data_dir).pointers("default")).get("serving")
+        for chat in make_chats(SAMPLES, seed=seed):
             sample = LearningSample(tenant="bench", source="api", messages=chat, rating=1.0)
             await redis.xadd(keys.learning_stream(), sample.to_fields())
         stages["ingest_s"] = time.perf_counter() - t0
@@ -94,15 +116,25 @@ async def _cycle(redis_url: str, data_dir: Path, inference_url: str) -> dict[str
         stages["deploy_swap_ms"] = deploy.get("swap_ms") or float("nan")
         return {
             "version": cycle.version,
+            "served_before": served_before or "base",
             "stages_s": {k: round(v, 3) for k, v in stages.items()},
             "train": {
                 k: cycle.train.get(k)
-                for k in ("steps", "tokens", "tokens_per_s", "base_general_scores")
+                for k in (
+                    "steps",
+                    "tokens",
+                    "tokens_per_s",
+                    "base_general_scores",
+                    "served_general_scores",
+                )
             },
             "gate": cycle.gate,
             "validation": manifest["export"]["validation"],
+            "task_gate": {
+                k: (manifest.get("task_eval") or {}).get(k) for k in ("passed", "reasons")
+            },
             "task_eval_seconds": {
-                label: {k: run.get(k) for k in ("seconds", "seconds_by_part")}
+                label: {k: run.get(k) for k in ("seconds", "seconds_by_part", "general_measured")}
                 for label, run in (manifest.get("task_eval") or {}).items()
                 if label in ("candidate", "served", "base")
             },
@@ -123,10 +155,6 @@ def main(out_dir: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-cycle-") as tmp:
         data_dir = Path(tmp) / "var"
         cache_warm = any(shared.glob("*/config.json"))  # keyed by the base's sha256
-        general_warm = {
-            "torch": any(shared.glob("*/eval-cache/*.json")),
-            "llama_cpp": any(shared.parent.glob("base-f16/eval-cache/llama-*.json")),
-        }
         if cache_warm:  # reuse the dequantized base other benchmarks cached
             (data_dir / "models" / "default").mkdir(parents=True)
             os.symlink(shared.resolve(), data_dir / "models" / "default" / "base-hf")
@@ -139,13 +167,31 @@ def main(out_dir: Path) -> dict[str, Any]:
                 internal_token=TOKEN, redis_url=server.url, n_ctx=1024, threads=2
             )
             with serve_app(create_app(settings), ready_path="/readyz") as inference_url:
-                result = asyncio.run(_cycle(server.url, data_dir, inference_url))
+                runs = asyncio.run(_cycles(server.url, data_dir, inference_url, CYCLES))
+    result = runs[0]  # the first cycle (the base serves): its figures at the top
     result.update(
+        next_cycles=[
+            {
+                k: run[k]
+                for k in (
+                    "version",
+                    "served_before",
+                    "stages_s",
+                    "train",
+                    "task_gate",
+                    "task_eval_seconds",
+                )
+            }
+            for run in runs[1:]
+        ],
         samples=SAMPLES,
         base_cache="warm" if cache_warm else "cold",
-        base_general_figures_cached=general_warm
-        if cache_warm
-        else {"torch": False, "llama_cpp": False},
+        # whether the base's general-set figures came from its caches (else measured here)
+        base_general_figures_cached={
+            "torch": result["train"].get("base_general_scores") == "cached",
+            "llama_cpp": (result["task_eval_seconds"].get("base") or {}).get("general_measured")
+            == 0,
+        },
         target_total_s=120,
         load_average_1m_at_end=round(os.getloadavg()[0], 2),
         cpus=os.cpu_count(),

@@ -320,6 +320,7 @@ def measure(
     started = time.perf_counter()
     fixed = FixedResults(files, n_ctx=n_ctx, threads=threads)
     parts: dict[str, float] = {}
+    fresh = 0  # general items and chats measured here (not kept from before)
     with _lazy_model(files, n_ctx=n_ctx, threads=threads) as model:
         answers = []
         mark = time.perf_counter()
@@ -333,6 +334,7 @@ def measure(
             answers.append(m.answer(it["messages"], _max_tokens(m, it["reference"], max_tokens)))
             if general:
                 fixed.answers[key], fixed.changed = answers[-1], True
+                fresh += 1
         measured: dict[str, float | None] = {}
         counted: dict[str, int] = {}
         parts["answers"], mark = time.perf_counter() - mark, time.perf_counter()
@@ -348,6 +350,7 @@ def measure(
                     s, k = model().answer_loss(chat)
                     if part == FIXED_KIND:
                         fixed.losses[key], fixed.changed = [s, k], True
+                        fresh += 1
                 total, n = total + s, n + k
             measured[part] = round(total / n, 5) if n else None
             counted[part] = n
@@ -361,6 +364,7 @@ def measure(
         "answers": answers,
         "seconds": round(time.perf_counter() - started, 2),
         "seconds_by_part": {k: round(v, 2) for k, v in parts.items()},  # loading in the first
+        "general_measured": fresh,
     }
 
 
