@@ -273,7 +273,15 @@ class ExportRecipe:
         started = time.perf_counter()
         lora = self.version_dir / ADAPTER_GGUF
         reference = ReferenceLogits(self.model)  # PyTorch runs once for every file
+        seconds: dict[str, float] = {}
+        mark = time.perf_counter()
+
+        def timed(what: str) -> None:
+            nonlocal mark
+            seconds[what], mark = round(time.perf_counter() - mark, 2), time.perf_counter()
+
         adapter = top1_agreement(reference, self.adapter_base, lora=lora)
+        timed("adapter")  # with PyTorch's reference logits, computed here once
         gated = [("adapter", adapter)]
         report: dict[str, Any] = {
             "adapter": {**adapter.as_dict(), "base": self.adapter_base.name},
@@ -284,9 +292,11 @@ class ExportRecipe:
             f16 = top1_agreement(reference, self.version_dir / F16_GGUF)
             report["f16"] = f16.as_dict()
             gated.append(("f16", f16))
+            timed("f16")
         if self.adapter_base != self.base.gguf:  # informational: the base it is served with
             served = top1_agreement(reference, self.base.gguf, lora=lora)
             report["adapter_on_served_base"] = {**served.as_dict(), "base": self.base.gguf.name}
+            timed("adapter_on_served_base")
         quant_written = (self.version_dir / self.quant_file).is_file() and self.writes_merged
         if quant_written and (
             self.config.check_quant or str(self.serve_choice()["gguf"]).endswith(self.quant_file)
@@ -294,9 +304,12 @@ class ExportRecipe:
             report[self.quant] = top1_agreement(
                 reference, self.version_dir / self.quant_file
             ).as_dict()
+            timed(self.quant)
         serve = self.serve_choice()
         chat = chat_ends_with_stop(Path(str(serve["gguf"])), lora=_opt_path(serve["lora"]))
         report["chat"] = chat
+        timed("chat")
+        report["seconds"] = seconds
         self._timed("validate", started)
         failures = [
             f"{what} top-1 agreement {res.agreement:.4f} < {self.config.min_agreement} "
