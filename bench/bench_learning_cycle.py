@@ -194,6 +194,7 @@ def main(out_dir: Path) -> dict[str, Any]:
                     "reasons",
                     "stages_s",
                     "train",
+                    "gate",
                     "task_gate",
                     "task_eval_seconds",
                 )
