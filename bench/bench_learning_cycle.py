@@ -37,7 +37,7 @@ TOKEN = "bench-internal-token"
 SAMPLES = 100
 # cycles in a row: the first is a deployment's first (the base serves), a second the steady
 # state (it compares with the version the first deployed, and replays some of its samples)
-CYCLES = int(os.environ.get("HIVEMIND_BENCH_CYCLES", "2"))
+CYCLES = max(1, int(os.environ.get("HIVEMIND_BENCH_CYCLES", "2")))
 
 
 async def _cycles(
@@ -131,6 +131,20 @@ async def _cycle(
 
         registry = ModelRegistry(redis, data_dir)
         manifest = registry.read_manifest("default", cycle.version)
+        outcome = (
+            "deployed"
+            if deployed
+            else "; ".join(f"{o.result}: {o.detail}" for o in outcomes) or "no export job ran"
+        )
+        if "export" not in manifest:  # the export failed before it recorded anything
+            return {
+                "version": cycle.version,
+                "served_before": served_before or "base",
+                "outcome": outcome,
+                "stages_s": {k: round(v, 3) for k, v in stages.items()},
+                "train": train,
+                "gate": cycle.gate,
+            }
         for key, value in manifest["export"]["timings_s"].items():
             stages[f"export_{key}_s"] = value
         deploy = (await registry.get("default", cycle.version)).model_dump().get("deploy") or {}
@@ -139,7 +153,7 @@ async def _cycle(
         return {
             "version": cycle.version,
             "served_before": served_before or "base",
-            "outcome": "deployed" if deployed else f"{outcomes[0].result}: {outcomes[0].detail}",
+            "outcome": outcome,
             "stages_s": {k: round(v, 3) for k, v in stages.items()},
             "train": train,
             "gate": cycle.gate,

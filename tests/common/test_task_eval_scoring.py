@@ -37,34 +37,22 @@ def test_score_by_kind_and_the_not_worse_rule() -> None:
     bad = score(items, ["Berlin", "five", "blue"])
     assert good["task"] == {"items": 2, "f1": 0.8333, "exact": 0.5, "style": 1.0, "style_items": 1}
     assert good["general"]["f1"] == 0.0 and bad["general"]["f1"] == 1.0
-    ok, reasons, _ = compare(good, bad)
+    ok, reasons = compare(good, bad)
     assert ok and "task f1 0.8333 vs served 0.0000: ok" in reasons
-    worse, reasons, _ = compare(bad, good)
+    worse, reasons = compare(bad, good)
     assert not worse and any("worse than served" in r for r in reasons)
     assert compare(bad, good, tolerance=1.0)[0]
-    assert compare(score([], []), good) == (True, ["no task-eval items: task gate skipped"], {})
+    assert compare(score([], []), good) == (True, ["no task-eval items: task gate skipped"])
 
 
 def _task(f1: float) -> dict[str, Any]:
     return {"task": {"items": 24, "f1": f1, "style": None}}
 
 
-def test_the_tolerance_is_one_budget_along_the_chain_of_versions() -> None:
-    # within the default tolerance a lower F1 is noise (one answer a token off); beyond, worse
-    ok, _, owed = compare(_task(0.2249), _task(0.2252))
-    assert ok and owed == {"f1": 0.0003}
+def test_within_the_tolerance_a_lower_f1_is_noise_beyond_it_worse() -> None:
+    # one answer a token off moves two dozen answers' mean F1 by ~0.002
+    assert compare(_task(0.2249), _task(0.2252))[0]
     assert not compare(_task(0.19), _task(0.2252))[0]
     assert not compare(_task(0.2249), _task(0.2252), tolerance=0)[0]
-    # versions each a little below the last cannot drift down: the shortfall is carried
-    served, debt, passed = 0.50, None, 0
-    for _ in range(10):
-        ok, _, owed = compare(_task(served - 0.004), _task(served), spent=debt)
-        if not ok:
-            break
-        passed, served, debt = passed + 1, served - 0.004, owed
-    assert passed == 2  # 0.004 and 0.008 owed; a third would owe 0.012 > 0.01
-    # a version that does better pays the debt back
-    ok, _, owed = compare(_task(0.55), _task(0.50), spent={"f1": 0.008})
-    assert ok and owed == {"f1": 0.0}
-    ok, reasons, owed = compare(_task(0.497), _task(0.50), spent={"f1": 0.008})
-    assert not ok and "already fell 0.0080 short" in reasons[0]
+    ok, reasons = compare(_task(0.35), _task(0.40), against="base")
+    assert not ok and reasons == ["task f1 0.3500 worse than base 0.4000"]

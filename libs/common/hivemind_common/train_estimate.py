@@ -27,7 +27,8 @@ The model (decoder-only, Llama-style: attention with grouped KV heads, gated MLP
   the vocabulary; a checkpointed backward holds more of those buffers at its peak.
 - **overhead**: the runtime itself (interpreter, torch, the tokenizer; a CUDA context on a GPU).
 
-Validated against measured peaks on the shipped SmolLM2 (see ``docs/training.md``).
+Validated against measured peaks on the shipped SmolLM2 on a CPU (``bench/bench_train_memory.py``;
+the figures are in ``services/trainer/README.md``); GPU figures are not validated yet.
 """
 
 from __future__ import annotations
@@ -52,11 +53,13 @@ LOGIT_COPIES = 3.0  # float32 logits, softmax and its gradient, for each trained
 # under gradient checkpointing the peak comes in the backward, while a layer is recomputed and
 # differentiated with the loss's buffers still held: measured at ~12 float32 logit rows per
 # trained token in all (fitted on the LoRA batch-4 run; the full runs are checks)
+# on a CPU (peak resident memory; on a GPU, not measured yet, the plain count applies)
 LOGIT_COPIES_CHECKPOINTED = 12.0
 # bytes per kept activation value when the recipe computes in bf16/fp16: its LoRA branches,
 # attention and norms stay float32, so what autograd keeps is a mix of both widths (fitted on
-# the bf16 LoRA batch-1 and batch-4 runs on a CPU)
-ACT_WIDTH_MIXED = 2.7
+# the bf16 LoRA batch-1 and batch-4 runs on a CPU, rounded up so that neither reads low by
+# more than 10%)
+ACT_WIDTH_MIXED = 3.0
 NF4_BYTES = 0.5 + 0.127 / 8  # 4-bit weights plus double-quantized scales
 CPU_OVERHEAD = 450 << 20  # interpreter, torch, transformers, tokenizer
 GPU_OVERHEAD = 600 << 20  # CUDA/ROCm context and allocator slack
@@ -292,7 +295,7 @@ def estimate_memory(
     act_width = 4 if dtype == "float32" else ACT_WIDTH_MIXED
     if checkpointing:  # each layer's input (the float32 residual stream), one layer recomputed
         kept = tokens * shape.num_layers * h * 4 + tokens * per_layer * act_width
-        copies = LOGIT_COPIES_CHECKPOINTED
+        copies = LOGIT_COPIES_CHECKPOINTED if device == "cpu" else LOGIT_COPIES
     else:
         kept = tokens * shape.num_layers * per_layer * act_width
         copies = LOGIT_COPIES

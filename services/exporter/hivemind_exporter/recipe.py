@@ -89,7 +89,6 @@ class ExportConfig:
     task_eval_max_tokens: int = 128
     served_files: dict[str, str | None] | None = None
     served_version: str | None = None
-    served_shortfall: dict[str, float] | None = None  # what the served version still owes
 
 
 @dataclass
@@ -366,7 +365,6 @@ class ExportRecipe:
             served,
             base,
             tolerance=self.config.task_eval_tolerance,
-            spent=self.config.served_shortfall,
             threads=self.config.threads,
             max_tokens=self.config.task_eval_max_tokens,
         )

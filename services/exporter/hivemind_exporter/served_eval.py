@@ -397,15 +397,14 @@ def served_eval(
     base: Files,
     *,
     tolerance: float = TASK_TOLERANCE,
-    spent: dict[str, float] | None = None,
     n_ctx: int = 2048,
     threads: int | None = None,
     max_tokens: int = 128,
 ) -> dict[str, Any] | None:
-    """Run both sides (and the base for the losses); the report for the manifest, or None when
-    the version has no eval set. ``report["passed"]`` is the task gate's decision; ``spent``:
-    what the served version still owes of the tolerance (``report["shortfall"]``, carried from
-    version to version: :func:`hivemind_common.task_eval.compare`)."""
+    """Run both sides and the base; the report for the manifest, or None when the version has
+    no eval set. ``report["passed"]`` is the task gate's decision: the candidate no worse than
+    the served version, nor than the base (the anchor against a slow drift down), by more than
+    ``tolerance``."""
     loaded = load_eval_set(version_dir)
     if loaded is None:
         return None
@@ -416,17 +415,19 @@ def served_eval(
         if files.key() in by_files:  # the served version may be the base itself
             runs[files.label] = by_files[files.key()]
             continue
-        # beside a served version the base is the control of the losses: its answers to the
-        # held-out prompts would decide nothing (the general items' are kept, so they come)
-        compared = files is candidate or files is served
-        mine = items if compared else [it for it in items if it.get("kind") == FIXED_KIND]
         runs[files.label] = measure(
-            files, mine, losses, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens
+            files, items, losses, n_ctx=n_ctx, threads=threads, max_tokens=max_tokens
         )
         by_files[files.key()] = runs[files.label]
-    passed, reasons, owed = compare(
-        runs["candidate"]["scores"], runs["served"]["scores"], tolerance=tolerance, spent=spent
+    passed, reasons = compare(
+        runs["candidate"]["scores"], runs["served"]["scores"], tolerance=tolerance
     )
+    if served.key() != base.key():  # the anchor: a chain of versions cannot drift below it
+        above_base, anchored = compare(
+            runs["candidate"]["scores"], runs["base"]["scores"], tolerance=tolerance, against="base"
+        )
+        passed = passed and above_base
+        reasons += anchored
     if candidate.key() != base.key() and _same_losses(runs["candidate"], runs["base"]):
         passed = False
         reasons.append(
@@ -447,7 +448,6 @@ def served_eval(
         "passed": passed,
         "reasons": reasons,
         "tolerance": tolerance,
-        "shortfall": owed,
         "served_version": served.label if served.label != "served" else None,
         **{label: {k: v for k, v in run.items() if k != "answers"} for label, run in runs.items()},
         "examples": examples,
@@ -487,9 +487,6 @@ def metrics_of(report: dict[str, Any]) -> dict[str, Any]:
         "served_task_style": served_task["style"],
         "task_general_f1": general.get("f1"),
         "task_eval_passed": report["passed"],
-        # what this version fell short of the one it replaced, still owed of the tolerance
-        "task_shortfall_f1": (report.get("shortfall") or {}).get("f1", 0.0),
-        "task_shortfall_style": (report.get("shortfall") or {}).get("style", 0.0),
         "llama_heldout_loss": cand["losses"]["heldout"],
         "llama_general_loss": cand["losses"]["general"],
         "llama_served_heldout_loss": served["losses"]["heldout"],

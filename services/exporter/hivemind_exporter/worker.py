@@ -259,14 +259,9 @@ class ExportWorker:
         if not serving or serving == version:
             return {"served_files": None, "served_version": None}
         try:
-            metrics = (await self.registry.get(name, serving)).metrics
             return {
                 "served_files": serve_files(self.registry, name, serving),
                 "served_version": serving,
-                # the task gate's tolerance is one budget along the chain of versions
-                "served_shortfall": {
-                    key: _owed(metrics.get(f"task_shortfall_{key}")) for key in ("f1", "style")
-                },
             }
         except HivemindError as exc:
             log.warning("the task eval compares with the base: %s", exc)
@@ -316,10 +311,3 @@ class ExportWorker:
             "exported model version",
             extra={"model": job.model, "version": job.version, "timings": result.timings},
         )
-
-
-def _owed(value: Any) -> float:
-    """A version's recorded task shortfall (0 for none, or for a record without a number)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
-        return 0.0
-    return max(0.0, float(value))
