@@ -18,9 +18,6 @@ counts real tokens over the training loop only. Reported losses: each loop's las
 loss, and both final models' loss on all training chats and on held-out chats, measured by one
 float32 function. Speedups are medians over the repeats.
 
-A short untimed run of each side comes first (``HIVEMIND_BENCH_WARMUP``, default 1, 0 for none),
-so that no timed run pays for reading the libraries and the base from disk.
-
 Environment: ``HIVEMIND_BENCH_TRAIN_CHATS`` (default 48), ``HIVEMIND_BENCH_REPEATS`` (default 3),
 ``HIVEMIND_BENCH_TRAIN_DTYPES`` (default: float32, plus bfloat16 where native),
 ``HIVEMIND_BENCH_BASE_HF`` (a HF dir instead of SmolLM2), ``HIVEMIND_DATA_DIR`` (the cache).
@@ -258,33 +255,21 @@ def main(out_dir: Path) -> dict[str, Any]:
     wanted = os.environ.get("HIVEMIND_BENCH_TRAIN_DTYPES")
     dtypes = wanted.split(",") if wanted else ["float32", *(["bfloat16"] if _native_bf16() else [])]
     base = _base_dir()
-
-    def one(side: str, dtype: str, chats: int) -> dict[str, Any]:
-        proc = subprocess.run(
-            [sys.executable, "-m", "bench.bench_training", "--one", side, dtype, str(chats)],
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "HIVEMIND_BENCH_BASE_HF": str(base)},
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{side} {dtype} failed: {proc.stderr[-3000:]}")
-        return json.loads(proc.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-    # a short untimed run of each side first: in two runs the first repeat's first side (ours)
-    # read 1.31x and 1.37x where the other repeats read 1.48-1.64x, most likely a cold start
-    # (the first process reading the libraries' and the base's pages inside its timed loop)
-    warmups = int(os.environ.get("HIVEMIND_BENCH_WARMUP", "1"))
-    for _ in range(warmups):
-        for dtype in dtypes:
-            for side in ("ours", "trainer"):
-                one(side, dtype, 8)
     runs: list[dict[str, Any]] = []
     for rep in range(repeats):
         for dtype in dtypes:
             for side in ("ours", "trainer"):
                 load = os.getloadavg()[0]
-                run = one(side, dtype, n)
+                proc = subprocess.run(
+                    [sys.executable, "-m", "bench.bench_training", "--one", side, dtype, str(n)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env={**os.environ, "HIVEMIND_BENCH_BASE_HF": str(base)},
+                )
+                if proc.returncode != 0:
+                    raise RuntimeError(f"{side} {dtype} failed: {proc.stderr[-3000:]}")
+                run = json.loads(proc.stdout.strip().splitlines()[-1])
                 run.update(repeat=rep, load_average_1m=round(load, 2))
                 runs.append(run)
                 sys.stderr.write(json.dumps(run) + "\n")
@@ -323,7 +308,6 @@ def main(out_dir: Path) -> dict[str, Any]:
         "base": str(base),
         "chats": n,
         "repeats": repeats,
-        "warmup_runs_per_side": warmups,
         "cpu_flags": _cpu_flags(),
         "cpus": os.cpu_count(),
         "pairs": pairs,
