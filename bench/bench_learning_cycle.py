@@ -136,27 +136,23 @@ async def _cycle(
             if deployed
             else "; ".join(f"{o.result}: {o.detail}" for o in outcomes) or "no export job ran"
         )
+        record = {
+            "version": cycle.version,
+            "served_before": served_before or "base",
+            "outcome": outcome,
+            "train": train,
+            "gate": cycle.gate,
+        }
         if "export" not in manifest:  # the export failed before it recorded anything
-            return {
-                "version": cycle.version,
-                "served_before": served_before or "base",
-                "outcome": outcome,
-                "stages_s": {k: round(v, 3) for k, v in stages.items()},
-                "train": train,
-                "gate": cycle.gate,
-            }
+            return {**record, "stages_s": {k: round(v, 3) for k, v in stages.items()}}
         for key, value in manifest["export"]["timings_s"].items():
             stages[f"export_{key}_s"] = value
         deploy = (await registry.get("default", cycle.version)).model_dump().get("deploy") or {}
         stages["deploy_s"] = deploy.get("seconds", float("nan"))
         stages["deploy_swap_ms"] = deploy.get("swap_ms") or float("nan")
         return {
-            "version": cycle.version,
-            "served_before": served_before or "base",
-            "outcome": outcome,
+            **record,
             "stages_s": {k: round(v, 3) for k, v in stages.items()},
-            "train": train,
-            "gate": cycle.gate,
             "validation": manifest["export"]["validation"],
             "task_gate": {
                 k: (manifest.get("task_eval") or {}).get(k) for k in ("passed", "reasons")

@@ -170,7 +170,6 @@ def test_answer_losses_from_answer_positions_only_equal_those_from_every_positio
     # the loss chats ask llama.cpp for logits at the answer positions only; the figures must be
     # those of a model that computes every position's logits (logits_all), also for a chat that
     # spans several batches, and a generation in between must not reuse a loss chat's cache
-    import llama_cpp
 
     long_chat = [
         {"role": "user", "content": "Summarise this: " + "the quick brown fox " * 40},
@@ -182,10 +181,7 @@ def test_answer_losses_from_answer_positions_only_equal_those_from_every_positio
     from hivemind_exporter.served_eval import _Batch
 
     model._batch = _Batch(64)
-    reference = llama_cpp.Llama(
-        model_path=str(tiny.base_gguf), n_ctx=512, n_batch=512, logits_all=True,
-        n_threads=2, seed=0, verbose=False,
-    )  # fmt: skip
+    reference = _reference_model(tiny)
     try:
         ask = [{"role": "user", "content": PROMPTS[0]}]
         answer = model.answer(ask, 8)
@@ -195,13 +191,30 @@ def test_answer_losses_from_answer_positions_only_equal_those_from_every_positio
         again = [model.answer_loss(c) for c in chats]
         assert again == first
         assert len(model.tokens(model.prompt(long_chat))) > 128
-        for chat, (nll, count) in zip(chats, first, strict=True):
-            expected, tokens = _reference_loss(reference, model, chat)
-            assert count == tokens > 0
-            assert nll == pytest.approx(expected, rel=1e-5)
+        _assert_reference_losses(reference, model, chats, first)
     finally:
         model.close()
         reference.close()
+
+
+def _reference_model(tiny: TinyModel) -> Any:
+    """The tiny base in llama.cpp with every position's logits (``logits_all``)."""
+    import llama_cpp
+
+    return llama_cpp.Llama(
+        model_path=str(tiny.base_gguf), n_ctx=512, n_batch=512, logits_all=True,
+        n_threads=2, seed=0, verbose=False,
+    )  # fmt: skip
+
+
+def _assert_reference_losses(
+    reference: Any, model: ChatModel, chats: list[Any], got: list[tuple[float, int]]
+) -> None:
+    """Each chat's answer loss and token count are the reference model's."""
+    for chat, (nll, count) in zip(chats, got, strict=True):
+        expected, tokens = _reference_loss(reference, model, chat)
+        assert count == tokens > 0
+        assert nll == pytest.approx(expected, rel=1e-5)
 
 
 def _reference_loss(
@@ -246,10 +259,7 @@ def test_loss_chats_that_begin_alike_decode_only_from_where_they_differ(
         return int(real(ctx, batch))
 
     model = ChatModel(Files("base", tiny.base_gguf), n_ctx=512, threads=2)
-    reference = llama_cpp.Llama(
-        model_path=str(tiny.base_gguf), n_ctx=512, n_batch=512, logits_all=True,
-        n_threads=2, seed=0, verbose=False,
-    )  # fmt: skip
+    reference = _reference_model(tiny)
     try:
         monkeypatch.setattr(llama_cpp, "llama_decode", counting)
         got = [model.answer_loss(c) for c in chats]
@@ -265,10 +275,7 @@ def test_loss_chats_that_begin_alike_decode_only_from_where_they_differ(
         # answer's first), not from nothing
         assert decoded[2] == got[2][1] + 1
         assert got[2] == got[1]
-        for chat, (nll, count) in zip(chats, got, strict=True):
-            expected, tokens = _reference_loss(reference, model, chat)
-            assert count == tokens > 0
-            assert nll == pytest.approx(expected, rel=1e-5)
+        _assert_reference_losses(reference, model, chats, got)
     finally:
         model.close()
         reference.close()

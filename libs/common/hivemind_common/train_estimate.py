@@ -51,9 +51,9 @@ ACT_HIDDEN = 30.0  # multiples of hidden_size
 ACT_INTERMEDIATE = 4.0  # multiples of intermediate_size
 LOGIT_COPIES = 3.0  # float32 logits, softmax and its gradient, for each trained token
 # under gradient checkpointing the peak comes in the backward, while a layer is recomputed and
-# differentiated with the loss's buffers still held: measured at ~12 float32 logit rows per
-# trained token in all (fitted on the LoRA batch-4 run; the full runs are checks)
-# on a CPU (peak resident memory; on a GPU, not measured yet, the plain count applies)
+# differentiated with the loss's buffers still held: on a CPU ~12 float32 logit rows per trained
+# token in all (peak resident memory, fitted on the LoRA batch-4 run; the full runs are checks);
+# on a GPU, not measured yet, the plain count applies
 LOGIT_COPIES_CHECKPOINTED = 12.0
 # bytes per kept activation value when the recipe computes in bf16/fp16: its LoRA branches,
 # attention and norms stay float32, so what autograd keeps is a mix of both widths (fitted on

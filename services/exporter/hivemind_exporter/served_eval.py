@@ -92,8 +92,8 @@ class FixedResults:
 
     The file is named by the configuration's files (sha256 of the GGUF and the LoRA) and by
     what else the results depend on (context size, threads, llama.cpp's version and build, the
-    CPU count), and holds
-    ``answers`` (by the item's messages and token budget) and ``losses`` (by the chat)."""
+    CPU count), and holds ``answers`` (by the item's messages and token budget) and ``losses``
+    (by the chat)."""
 
     def __init__(self, files: Files, *, n_ctx: int, threads: int | None) -> None:
         import llama_cpp
