@@ -42,3 +42,25 @@ def test_words_in_the_middle_of_a_huge_query_are_not_scored() -> None:
 
 def test_a_short_query_is_scored_whole() -> None:
     assert bounded_query("which port does redis use") == "which port does redis use"
+
+
+def test_a_long_run_of_letters_is_tokenized_without_quadratic_backtracking() -> None:
+    # the compound-word pattern once re-entered a run at every letter: 100k letters took 86 s
+    # on the event loop (a CJK paragraph, a hex dump); with the fix it is milliseconds, so a
+    # generous deadline separates the two without timing anything
+    import threading
+
+    done: list[list[str]] = []
+    worker = threading.Thread(
+        target=lambda: done.append(lexical.tokenize("x" * 200_000 + " re-index " + "語" * 50_000)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "tokenize did not finish within 60 s"
+    assert done[0] == ["x" * lexical.MAX_WORD, "index", "語" * lexical.MAX_WORD, "reindex"]
+
+
+def test_hyphenated_words_still_count_joined() -> None:
+    assert lexical.tokenize("Pi-hole") == ["pi", "hole", "pihol"]
+    assert lexical.tokenize("a-b-c x--y") == ["b", "c", "x", "y", "abc"]
