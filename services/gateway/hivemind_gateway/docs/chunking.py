@@ -11,7 +11,7 @@
 
 A section that fits is one chunk. A larger one is cut into windows of whole lines (a line longer
 than a chunk is cut by tokens) of at most ``size`` tokens, each starting ``overlap`` tokens
-before the previous one ended. Sections never share text. Every window moves forward by at least
+before the previous one ended (at most half of that window back). Sections never share text. Every window moves forward by at least
 one line (or one token), and ``0 <= overlap < size`` is checked first, so no input loops.
 
 Every chunk also fits the embedder: at most ``max_chars`` characters and, when the embedder's
@@ -82,8 +82,10 @@ class Section:
 
 
 def check_sizes(size: int, overlap: int) -> None:
-    """``Invalid`` unless MIN <= size <= MAX and 0 <= overlap <= size // 2 (an overlap near the
-    size moves each window on by a token or a line: the output grows as size x input)."""
+    """``Invalid`` unless MIN <= size <= MAX and 0 <= overlap < size. A window never steps back
+    more than half of its own length, whatever the overlap: a window cut short by the
+    character cap or the embedder's limit, stepping back a full overlap, would move on by a
+    token or a line, and the output would grow as size x input."""
     if isinstance(size, bool) or not isinstance(size, int):
         raise Invalid("chunk_tokens must be an integer", param="chunk_tokens")
     if isinstance(overlap, bool) or not isinstance(overlap, int):
@@ -93,8 +95,8 @@ def check_sizes(size: int, overlap: int) -> None:
             f"chunk_tokens must be between {MIN_CHUNK_TOKENS} and {MAX_CHUNK_TOKENS}",
             param="chunk_tokens",
         )
-    if not 0 <= overlap <= size // 2:  # more overlap repeats each token ever more often
-        raise Invalid("overlap_tokens must be at least 0 and at most half of chunk_tokens",
+    if not 0 <= overlap < size:
+        raise Invalid("overlap_tokens must be at least 0 and less than chunk_tokens",
                       param="overlap_tokens")  # fmt: skip
 
 
@@ -507,10 +509,12 @@ class Chunker:
                 out.append(chunk)
             if j >= n:
                 break
-            # the next window starts `overlap` tokens back, but always after this one's start
+            # the next window starts `overlap` tokens back (at most half of this window's
+            # tokens), and always after this one's start
             k = j
             back = 0
-            while k - 1 > i and back + tokens[k - 1] <= self.overlap:
+            step_back = min(self.overlap, sum(tokens[i:j]) // 2)
+            while k - 1 > i and back + tokens[k - 1] <= step_back:
                 back += tokens[k - 1]
                 k -= 1
             i = k
@@ -539,7 +543,7 @@ class Chunker:
                 out.append(Chunk(piece, row + 1, row + 1, heading, self.counter.count(piece)))
             if b >= n:
                 break
-            a = max(a + 1, b - self.overlap)
+            a = max(a + 1, b - min(self.overlap, (b - a) // 2))
         return out
 
 
