@@ -75,6 +75,35 @@ def test_prune_removes_only_gone_files_under_the_given_paths(
     assert _sources(gateway) == {"docs/guide.md", "src/.gitignore"}
 
 
+def test_prune_keeps_files_left_out_by_globs_and_works_with_force(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    _ingest(gateway, ".")
+    # a narrower run with --prune once deleted every document its globs left out
+    out = _ingest(gateway, ".", "--include", "*.md", "--prune")
+    assert "0 pruned" in out
+    assert _sources(gateway) == {".gitignore", "docs/guide.md", "src/.gitignore", "src/app.py"}
+    (tmp_path / "docs" / "guide.md").unlink()
+    out = _ingest(gateway, ".", "--force", "--prune")  # --force once skipped the listing
+    assert "1 pruned" in out
+    assert _sources(gateway) == {".gitignore", "src/.gitignore", "src/app.py"}
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_not_fatal(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "ok.md").write_text("# Fine\n\ntext\n")
+    with open(bytes(tmp_path) + b"/bad\xff.md", "w") as f:
+        f.write("# Bad name\n")
+    monkeypatch.chdir(tmp_path)
+    out = _ingest(gateway, ".")
+    assert "1 sent" in out and "1 name not UTF-8" in out
+    assert _sources(gateway) == {"ok.md"}
+
+
 def test_include_exclude_and_collections(
     gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -132,3 +132,25 @@ def test_an_unreachable_gateway_is_a_transport_error() -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with Client(url, "k", retries=1, backoff_s=0.01) as c, pytest.raises(TransportError):
         c.get_fact("x")
+
+
+def test_a_body_that_is_not_json_is_a_bad_request_before_anything_is_sent() -> None:
+    # httpx's own encoder raised a bare UnicodeEncodeError / ValueError, which ended
+    # `hivemind ingest` with a traceback on a file name that is not UTF-8
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: an attempt would be a TransportError
+    with Client(url, "k", retries=0) as c:
+        with pytest.raises(BadRequest, match="cannot be sent as JSON"):
+            c.put_doc("bad\udcff.md", "text")
+        with pytest.raises(BadRequest, match="cannot be sent as JSON"):
+            c.put_doc("a.md", "text", metadata={"x": float("nan")})
+
+
+def test_the_async_client_refuses_such_a_body_too() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+
+    async def go() -> None:
+        async with AsyncClient(url, "k", retries=0) as c:
+            with pytest.raises(BadRequest):
+                await c.put_doc("bad\udcff.md", "text")
+
+    asyncio.run(go())

@@ -4,7 +4,8 @@ Walks files and directories, honours ``.gitignore`` files (and skips ``.git``), 
 and files over a size limit, reads PDF and HTML files as Markdown (:mod:`hivemind_cli.extract`),
 and sends only files whose content hash differs from the one the gateway holds for the same
 source (so a second run on an unchanged tree sends, chunks and embeds nothing). ``--prune``
-deletes the collection's documents under the given paths whose files are gone. A progress bar
+deletes the collection's documents under the given paths whose files no longer exist (a file a
+glob or the size limit leaves out is not gone). A progress bar
 counts files, chunks and tokens; a summary follows. The gateway comes from ``--gateway-url``,
 ``HIVEMIND_GATEWAY_URL`` or the hosts registry; the key from ``HIVEMIND_API_KEY`` (a write key
 of the tenant). Uses :mod:`hivemind_client`.
@@ -103,6 +104,11 @@ def walk(
 
     def consider(file: Path) -> None:
         source = source_name(file, cwd)
+        try:  # a name that is not UTF-8 cannot be a document's source (nor sent as JSON)
+            source.encode("utf-8")
+        except UnicodeEncodeError:
+            out.skip("name not UTF-8")
+            return
         if wanted is not None and not wanted.match_file(source):
             out.skip("not included")
             return
@@ -185,6 +191,12 @@ def _under(source: str, roots: list[str]) -> bool:
     )
 
 
+def _gone(source: str, cwd: Path) -> bool:
+    """Whether the file a document came from no longer exists."""
+    path = Path(source)
+    return not (path if path.is_absolute() else cwd / path).is_file()
+
+
 def known_hashes(client: Client, collection: str) -> dict[str, tuple[str, str]]:
     """source -> (content hash, document id) of everything the collection holds."""
     found: dict[str, tuple[str, str]] = {}
@@ -217,7 +229,9 @@ def ingest(
     exclude: list[str] = typer.Option(
         [], "--exclude", help="Skip files matching this glob (repeatable)."
     ),
-    prune: bool = typer.Option(False, help="Delete documents under PATH whose files are gone."),
+    prune: bool = typer.Option(
+        False, help="Delete documents under PATH whose files no longer exist."
+    ),
     max_bytes: int = typer.Option(MAX_BYTES, min=1, help="Skip files larger than this."),
     chunk_tokens: int = typer.Option(None, help="Chunk size in tokens (the gateway's default)."),
     overlap_tokens: int = typer.Option(None, help="Chunk overlap in tokens."),
@@ -237,7 +251,8 @@ def ingest(
     sent = unchanged = chunks = tokens = embedded = pruned = failed = 0
     try:
         with Client(_gateway_url(gateway_url), key) as client:
-            known = {} if force else known_hashes(client, collection)
+            listed = known_hashes(client, collection) if prune or not force else {}
+            known = {} if force else listed
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -296,10 +311,10 @@ def ingest(
                     if len(batch) >= BATCH_DOCS or size >= BATCH_BYTES:
                         flush()
                 flush()
-                if prune:
-                    local = set(walked.files)
-                    for source, (_, doc_id) in sorted(known.items()):
-                        if _under(source, roots) and source not in local:
+                if prune:  # only documents whose files are gone: a file left out by
+                    # --include, --exclude or the size limit is still there
+                    for source, (_, doc_id) in sorted(listed.items()):
+                        if _under(source, roots) and _gone(source, cwd):
                             client.delete_doc(doc_id)
                             pruned += 1
                 if wait and embedded:

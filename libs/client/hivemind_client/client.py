@@ -13,6 +13,7 @@ reached the server is never sent twice. Errors are raised as :mod:`hivemind_clie
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import time
@@ -23,7 +24,13 @@ import httpx
 
 from hivemind_client import calls
 from hivemind_client.calls import Call, parse
-from hivemind_client.errors import HivemindError, RateLimited, TransportError, from_response
+from hivemind_client.errors import (
+    BadRequest,
+    HivemindError,
+    RateLimited,
+    TransportError,
+    from_response,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8090"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -62,9 +69,16 @@ class _Policy:
 
 
 def _request(call: Call[Any]) -> dict[str, Any]:
+    """httpx's arguments; a body that is not JSON (NaN, a lone surrogate) is a BadRequest here,
+    before anything is sent, not an encoder's exception."""
     kw: dict[str, Any] = {"params": call.params or None}
     if call.json is not None:
-        kw["json"] = call.json
+        try:
+            text = json.dumps(call.json, ensure_ascii=False, allow_nan=False)
+            kw["content"] = text.encode("utf-8")
+        except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            raise BadRequest(f"the request cannot be sent as JSON: {exc}") from exc
+        kw["headers"] = {"Content-Type": "application/json"}
     return kw
 
 
@@ -77,7 +91,10 @@ def _answer(call: Call[T], response: httpx.Response) -> T:
         payload = response.json()
     except ValueError as exc:
         raise TransportError(f"the gateway sent no JSON ({response.status_code})") from exc
-    return parse(call, payload)
+    try:
+        return parse(call, payload)
+    except ValueError as exc:  # pydantic's ValidationError: not the answer this client knows
+        raise HivemindError(f"the gateway's answer has an unexpected shape: {exc}") from exc
 
 
 class _Sync(Generic[P, T]):
