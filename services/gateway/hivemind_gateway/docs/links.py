@@ -71,17 +71,26 @@ def find_links(source: str, text: str, doc_type: str, language: str) -> list[str
 _JS_EXTS = ("", ".js", ".ts", ".tsx", ".jsx", ".mjs", "/index.js", "/index.ts")
 
 
-def resolves(target: str, source: str) -> bool:
-    """Whether an ingested ``source`` is what ``target`` points at.
-
-    A path matches itself or a source ending in ``/<path>`` (sources may carry a root the link
-    does not); a Python module path also matches its package's ``__init__.py``; a JS import
-    matches with any of the usual extensions."""
+def target_paths(target: str) -> list[str]:
+    """The paths ``target`` may name: itself, a Python module's package ``__init__.py``, a JS
+    import with any of the usual extensions. A source is the target when it is one of these
+    paths or ends in ``/`` and one (sources may carry a root the link does not)."""
     if not target:
-        return False
+        return []
     candidates = [target]
     if target.endswith(".py"):
         candidates.append(target[:-3] + "/__init__.py")
     elif "." not in posixpath.basename(target):
         candidates.extend(target + ext for ext in _JS_EXTS[1:])
-    return any(source == c or source.endswith("/" + c) for c in candidates)
+    return candidates
+
+
+def suffix_map(sources: list[str]) -> dict[str, list[str]]:
+    """Every tail of each source's path (``a/b/c.py``, ``b/c.py``, ``c.py``) -> the sources:
+    a target resolves to ``suffixes[path]`` for each of its paths, without a scan."""
+    out: dict[str, list[str]] = {}
+    for source in sources:
+        parts = source.split("/")
+        for i in range(len(parts)):
+            out.setdefault("/".join(parts[i:]), []).append(source)
+    return out

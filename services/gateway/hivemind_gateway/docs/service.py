@@ -35,7 +35,7 @@ from hivemind_gateway.docs.chunking import (
     detect,
     summary,
 )
-from hivemind_gateway.docs.links import find_links, resolves
+from hivemind_gateway.docs.links import find_links, suffix_map, target_paths
 from hivemind_gateway.docs.schemas import (
     ChunkPublic,
     DocDetail,
@@ -461,6 +461,9 @@ async def search_documents(
     )
 
 
+MAX_NEIGHBOURS = 20
+
+
 async def _neighbours(
     redis: Any, tenant: str, index: Any, hits: list[DocHit], ranked: list[Scored]
 ) -> list[DocHit]:
@@ -475,6 +478,9 @@ async def _neighbours(
     for item in index["doc"].items.values():
         if item.doc is not None:
             by_source.setdefault(item.doc.source, []).append(item)
+    # targets are looked up by path tail: a scan of every source for every link of every hit
+    # took minutes of the event loop at top_k 100 and 2,000 sources
+    suffixes = suffix_map(list(by_source))
     best = {s.hit.item.id: s.score for s in ranked}
     shown = {h.doc_id for h in hits}
     out: list[DocHit] = []
@@ -482,9 +488,9 @@ async def _neighbours(
         via = next(h.id for h in hits if h.doc_id == did)
         collection = next(h.collection for h in hits if h.doc_id == did)
         for target in load_json(raw, []):
-            for source, items in by_source.items():
-                if not resolves(str(target), source):
-                    continue
+            matched = (s for path in target_paths(str(target)) for s in suffixes.get(path, ()))
+            for source in dict.fromkeys(matched):
+                items = by_source[source]
                 same = [i for i in items if i.doc is not None and i.doc.collection == collection]
                 if not same or same[0].doc is None or same[0].doc.doc_id in shown:
                     continue
@@ -493,4 +499,6 @@ async def _neighbours(
                     same, key=lambda i: (best.get(i.id, -9.0), -(i.doc.start_line if i.doc else 0))
                 )
                 out.append(_hit(pick, best.get(pick.id, 0.0), via=via))
-    return out[:20]
+                if len(out) >= MAX_NEIGHBOURS:
+                    return out
+    return out
