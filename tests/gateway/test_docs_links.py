@@ -35,7 +35,7 @@ def test_imports_and_links_resolve_to_their_files() -> None:
 
     links = find_links("repo/pkg/main.py", "import pkg.mod\nfrom pkg.sub import x\n",
                        "code", "python")  # fmt: skip
-    assert [resolve(t) for t in links] == [["repo/pkg/mod.py"], ["repo/pkg/sub/__init__.py"]]
+    assert [resolve(t) for t in links] == [["repo/pkg/sub/__init__.py"], ["repo/pkg/mod.py"]]
     assert resolve(find_links("docs/a.md", "[d](deploy.md#ports)", "markdown", "")[0]) == [
         "docs/deploy.md"
     ]
