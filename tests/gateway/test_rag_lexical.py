@@ -180,3 +180,23 @@ def test_a_query_naming_a_date_boosts_memories_dated_then() -> None:
     assert query_window("What did they cook?") is None
     feb = query_window("on 31 February, 2022")  # no such day: the month it names still counts
     assert feb is not None and feb[0] == parse_time("2022-02-01T00:00:00+00:00")
+
+
+def test_injected_memories_follow_the_boosted_ranking_not_the_raw_score() -> None:
+    """/v1/rag/context once ordered (and cut at max_items) by the absolute score, so the date
+    boost that ordered a memory search never reached a chat."""
+    from hivemind_gateway.rag.service import select
+
+    query = "What did Caroline do in May 2022?"
+    undated = _hit(_memory(0, "Caroline went hiking", session=None), 0.62, 0.5)
+    dated = _hit(_memory(1, "Caroline went hiking", session=None, date="2022-05-20"), 0.55, 0.5)
+    filler = [_hit(_memory(i, "other", session=None), 0.1, 0.0) for i in range(2, 6)]
+    cfg = GateConfig(date_boost=1.0, max_items=1)
+    found = ([], [undated, dated, *filler])
+    picked = select(TenantIndex("t"), np.ones(4), query, cfg=cfg, found=found)
+    assert [s.hit for s in picked.chosen] == [dated]
+    assert picked.ranked[0].hit is undated  # the gate still reads absolute scores
+    fact = _hit(Item(kind="fact", id="k", text="k: v", key="k"), 0.6, 0.5)  # between the two
+    both = select(TenantIndex("t"), np.ones(4), query, cfg=GateConfig(date_boost=1.0),
+                  found=([fact], [undated, dated, *filler]))  # fmt: skip
+    assert [s.hit for s in both.chosen] == [dated, fact, undated]  # kinds keep their places

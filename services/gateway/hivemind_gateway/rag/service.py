@@ -163,10 +163,27 @@ def select(
         for key in sorted(facts.pinned)
         if key in facts.items
     ]
-    chosen = [s for s in ranked if s.passes and s.hit.item.id not in facts.pinned]
+    chosen = by_rank_within_kind(
+        [s for s in ranked if s.passes and s.hit.item.id not in facts.pinned]
+    )
     for s in chosen[cfg.max_items :]:
         s.reason += f", but past max_items {cfg.max_items}"
     return Selection(ranked, pinned, chosen[: cfg.max_items], vec is not None)
+
+
+def by_rank_within_kind(passing: list[Scored]) -> list[Scored]:
+    """Items the gate let through, in the order they are injected and cut at ``max_items``.
+
+    The kinds keep the places their absolute scores give them (facts and memories are ranked
+    in pools of their own, so their ranks do not compare), and within a kind the places go
+    best ranked first: the session, time and date boosts order the memories injected, as they
+    order a memory search."""
+    queues: dict[str, list[Scored]] = {}
+    for s in passing:
+        queues.setdefault(s.hit.item.kind, []).append(s)
+    for queue in queues.values():
+        queue.sort(key=lambda s: s.rank)  # best last: popped first
+    return [queues[s.hit.item.kind].pop() for s in passing]
 
 
 def _round(value: float | None) -> float | None:
