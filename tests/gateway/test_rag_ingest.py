@@ -45,6 +45,42 @@ def test_a_batch_stores_the_good_items_and_reports_each_bad_one(gateway: Running
         assert c.get("/v1/memories").json()["count"] == 2
 
 
+def test_a_store_failure_after_a_chunk_is_reported_item_by_item(
+    gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis going away after the first chunk was committed once failed the whole request
+    (a 503 with no results), so a retry stored the first chunk's items twice."""
+    import redis.exceptions
+
+    from hivemind_gateway.memory import batch
+
+    real = batch._write_chunk
+    calls = {"n": 0}
+
+    async def flaky(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise redis.exceptions.ConnectionError("the store went away")
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch, "_write_chunk", flaky)
+    items = [{"text": f"note {i}"} for i in range(batch.CHUNK + 30)]
+    items[batch.CHUNK + 1] = {"text": ""}  # refused on its own, before any chunk
+    with gateway.client() as c:
+        r = c.post("/v1/memories/batch", json={"memories": items})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["stored"], body["failed"]) == (batch.CHUNK, 30)
+        later = body["results"][batch.CHUNK :]
+        assert later[1]["error"]["status"] == 422
+        rest = [x for i, x in enumerate(later) if i != 1]
+        assert all(x["error"]["status"] == 503 and x["id"] for x in rest)
+        assert c.get("/v1/memories").json()["count"] == batch.CHUNK
+        calls["n"] = 1  # every chunk fails now: nothing is stored, so the request fails
+        whole = c.post("/v1/memories/batch", json={"memories": items[:3]})
+        assert whole.status_code == 503 and "results" not in whole.json()
+
+
 def test_a_batch_over_the_limit_is_refused_whole(gateway: RunningGateway) -> None:
     items = [{"text": f"note {i}"} for i in range(MAX_BATCH_ITEMS + 1)]
     with gateway.client() as c:

@@ -9,13 +9,16 @@ searchable lexically at once, and the search index's worker adds their vectors.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import time
 from typing import Any
 
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from hivemind_common import keys
+from hivemind_common.error_handlers import from_redis_error
 from hivemind_common.errors import Conflict, HivemindError, QuotaExceeded, TooLarge
 from hivemind_gateway.claims import body_digest, claim_digests, release_commands
 from hivemind_gateway.memory.schemas import (
@@ -28,6 +31,8 @@ from hivemind_gateway.memory.sessions import touch_commands
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import change_command, memory_item
+
+log = logging.getLogger(__name__)
 
 # items per MULTI/EXEC: enough to amortise the round trip, few enough not to stall Redis
 CHUNK = 100
@@ -115,28 +120,55 @@ async def store_batch(
     valid = [(i, body) for i, body in valid if results[i].error is None]
     for start in range(0, len(valid), CHUNK):
         chunk = valid[start : start + CHUNK]
-        now = time.time()
         records: list[tuple[int, MemoryCreate, str, dict[str, str]]] = []
-        for offset, (i, body) in enumerate(chunk):
-            # distinct created_at stamps keep the items' order (and their change versions)
-            stamp = now + offset * 1e-6
-            record = {
-                "text": body.text,
-                "session_id": body.session_id or "",
-                "tags": json.dumps(body.tags),
-                "metadata": json.dumps(body.metadata),
-                "created_at": f"{stamp:.6f}",
-            }
-            records.append((i, body, body.id or secrets.token_hex(12), record))
-        # the client's ids are claimed before they are read (as the single route does): another
-        # request writing another body under one of them concurrently is refused, item by item
-        digests = {mid: body_digest(_compared(rec)) for _, body, mid, rec in records if body.id}
-        taken = await claim_digests(redis, tenant, "memory", digests)
-        claimed = {mid for mid in digests if mid not in taken}
-        # a chunk that fails leaves its claims to lapse, as the single route does
-        await _write_chunk(redis, search, tenant, records, taken, claimed, results, now)
+        try:
+            await _store_chunk(redis, search, tenant, chunk, records, results)
+        except (RedisError, HivemindError) as exc:
+            error = exc if isinstance(exc, HivemindError) else from_redis_error(exc)
+            if not any(r.id is not None and r.error is None for r in results):
+                raise  # nothing is stored: the whole request fails, and a retry is safe
+            # earlier chunks are stored: say so item by item rather than fail them all
+            log.warning("memory batch of tenant %s stopped at item %d: %s", tenant, chunk[0][0],
+                        error.message)  # fmt: skip
+            minted = {i: mid for i, _, mid, _ in records}
+            for i, _ in valid[start:]:
+                if results[i].id is None and results[i].error is None:
+                    # an id minted for this chunk may have been written: a retry with it is safe
+                    results[i] = BatchItemResult(index=i, id=minted.get(i), error=_problem(error))
+            break
     ok = sum(1 for r in results if r.error is None)
     return MemoriesBatchResult(results=results, stored=ok, failed=len(results) - ok)
+
+
+async def _store_chunk(
+    redis: Any,
+    search: SearchIndex,
+    tenant: str,
+    chunk: list[tuple[int, MemoryCreate]],
+    records: list[tuple[int, MemoryCreate, str, dict[str, str]]],
+    results: list[BatchItemResult],
+) -> None:
+    """Mint ids, claim the client's, and write one chunk (``records`` is filled as ids are
+    minted, so a failure can still name them)."""
+    now = time.time()
+    for offset, (i, body) in enumerate(chunk):
+        # distinct created_at stamps keep the items' order (and their change versions)
+        stamp = now + offset * 1e-6
+        record = {
+            "text": body.text,
+            "session_id": body.session_id or "",
+            "tags": json.dumps(body.tags),
+            "metadata": json.dumps(body.metadata),
+            "created_at": f"{stamp:.6f}",
+        }
+        records.append((i, body, body.id or secrets.token_hex(12), record))
+    # the client's ids are claimed before they are read (as the single route does): another
+    # request writing another body under one of them concurrently is refused, item by item
+    digests = {mid: body_digest(_compared(rec)) for _, body, mid, rec in records if body.id}
+    taken = await claim_digests(redis, tenant, "memory", digests)
+    claimed = {mid for mid in digests if mid not in taken}
+    # a chunk that fails leaves its claims to lapse, as the single route does
+    await _write_chunk(redis, search, tenant, records, taken, claimed, results, now)
 
 
 async def _session_room(
