@@ -140,6 +140,44 @@ def test_the_worker_fills_missing_vectors_after_a_restart(
     assert all(raw.exists(keys.vector("acme", MODEL, "memory", i)) for i in ids)
 
 
+def test_a_vector_embedded_for_an_old_version_is_never_stored(
+    gateway: RunningGateway, internal_token: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker once stored a vector whatever happened to its item while it was embedded:
+    a memory deleted (or written anew) meanwhile got the old text's vector back in Redis, which
+    other gateways and every restart then loaded."""
+    from hivemind_gateway.search.embedder import EmbeddingClient
+
+    with gateway.client() as c:
+        items = [{"text": f"runbook step {i}"} for i in range(6)]
+        ids = [i["id"] for i in c.post("/v1/memories/batch", json={"memories": items}).json()[
+            "results"]]  # fmt: skip
+    raw = redis_sync.Redis.from_url(gateway.redis_url, decode_responses=True)
+    gone, renewed = ids[0], ids[1]
+    real = EmbeddingClient.embed
+    meddled = {"done": False}
+
+    async def embed(self: EmbeddingClient, texts: list[str], **kw: object) -> object:
+        answer = await real(self, texts, **kw)  # type: ignore[arg-type]  # (raises while down)
+        if not meddled["done"] and len(texts) > 1:  # the worker's batch: change two items now
+            meddled["done"] = True
+            raw.delete(keys.memory("acme", gone))
+            raw.hset(keys.memory("acme", renewed), "created_at", "1.000000")
+        return answer
+
+    monkeypatch.setattr(EmbeddingClient, "embed", embed)
+    with running_gateway(gateway.redis_url, internal_token, data_dir,
+                         embedding_url=shared_embedding_url(internal_token)):  # fmt: skip
+        wait_until(
+            lambda: all(raw.exists(keys.vector("acme", MODEL, "memory", i)) for i in ids[2:]),
+            timeout=60, what="the untouched memories' vectors",
+        )  # fmt: skip
+        assert meddled["done"]
+        assert not raw.exists(keys.vector("acme", MODEL, "memory", gone))
+        assert not raw.exists(keys.vector("acme", MODEL, "memory", renewed))
+        assert not raw.exists(keys.vector_claim("acme", "memory", gone))
+
+
 def test_the_import_command_stores_a_jsonl_file_and_names_refused_lines(
     gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

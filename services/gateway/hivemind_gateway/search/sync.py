@@ -41,6 +41,20 @@ CLAIM_TTL_MS = 60_000  # longer than a batch may take (BACKFILL_TIMEOUT_S)
 BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
+# the record field an item's version comes from (storage_schema.item_from_record)
+_VERSION_FIELD = {"fact": "updated_at", "memory": "created_at", "doc": "updated_at"}
+# KEYS: the record, its vector, its claim; ARGV: the version field, the version embedded, the
+# vector. The claim goes either way; the vector is set only if the record is that version.
+_SET_IF_CURRENT = """
+redis.call('DEL', KEYS[3])
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('SET', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+
 def _index_key(tenant: str, kind: str) -> str:
     if kind == "doc":
         return keys.doc_chunks_index(tenant)
@@ -291,21 +305,38 @@ class SearchIndex:
                 except BaseException:  # embeddings away: the next pass (here or anywhere) retries
                     await self._release(index.tenant, kind, todo)
                     raise
+                # a vector is stored only while the record still holds the version embedded:
+                # a write or a delete meanwhile (its own vector, or none) is never overwritten
+                # with the old text's vector, which other gateways and restarts would then load
+                field = _VERSION_FIELD[kind]
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for item, vec in zip(todo, rows, strict=True):
-                        pipe.set(keys.vector(index.tenant, model, kind, item.id), vector_bytes(vec))
-                        pipe.delete(keys.vector_claim(index.tenant, kind, item.id))
-                        # other gateways then read the vector instead of embedding it again
-                        pipe.execute_command(
-                            *change_command(
-                                index.tenant, "upsert", kind, item.id, item.version, True
+                        pipe.eval(
+                            _SET_IF_CURRENT, 3, _record_key(index.tenant, kind, item.id),
+                            keys.vector(index.tenant, model, kind, item.id),
+                            keys.vector_claim(index.tenant, kind, item.id),
+                            field, item.version, vector_bytes(vec),
+                        )  # fmt: skip
+                    stored = await pipe.execute()
+                kept = [
+                    (item, vec)
+                    for item, vec, ok in zip(todo, rows, stored, strict=True)
+                    if int(ok) == 1
+                ]
+                if kept:  # other gateways then read the vector instead of embedding it again
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for item, _ in kept:
+                            pipe.execute_command(
+                                *change_command(
+                                    index.tenant, "upsert", kind, item.id, item.version, True
+                                )
                             )
-                        )
-                    await pipe.execute()
-                for item, vec in zip(todo, rows, strict=True):
+                        await pipe.execute()
+                for item, vec in kept:
                     if index[kind].items.get(item.id) is item:
                         index[kind].set_vector(item.id, vec)
-                done += len(todo)
+                # a refused item waits for its change to arrive (the next pass, a second on)
+                done += len(kept)
                 self._schedule_ann(index)
         return done
 
