@@ -16,6 +16,7 @@ from hivemind_gateway.docs.chunking import (
     check_sizes,
     chunk_text,
     detect,
+    split_lines,
     summary,
 )
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
@@ -48,7 +49,7 @@ def test_every_chunk_fits_and_chunking_always_ends(
         text, counter=TOKENIZER, size=size, overlap=overlap, doc_type=doc_type,  # type: ignore[arg-type]
         language=language, embed_limit=LIMIT, source="src/file.txt",
     )  # fmt: skip
-    lines = text.splitlines()
+    lines = split_lines(text)
     for c in chunks:
         assert c.tokens == TOKENIZER.count(c.text) <= size
         assert len(c.text) <= 4000 and c.text.strip()
@@ -224,3 +225,33 @@ def test_a_long_source_does_not_cut_every_token_into_its_own_chunk() -> None:
         source="a/" * 150 + "x.txt", embed_limit=LIMIT,
     )  # fmt: skip
     assert len(chunks) <= 8, len(chunks)
+
+
+def test_line_numbers_count_only_real_line_breaks() -> None:
+    """U+2028 (and form feeds, U+0085) are not line breaks for an editor or for Python: a
+    chunker that split there cited every later line one off, and cut definitions apart."""
+    text = 'x = "a\u2028b"\n\ndef f():\n    return 1\n'
+    chunks = chunk_text(text, counter=TOKENIZER, size=256, overlap=0, doc_type="code",
+                        language="python")  # fmt: skip
+    assert [(c.heading, c.start_line, c.end_line) for c in chunks] == [
+        ("module", 1, 1),
+        ("def f", 3, 4),
+    ]
+    assert split_lines("a\r\nb\rc\u2028d\x0ce\n") == ["a\r\n", "b\r", "c\u2028d\x0ce\n"]
+
+
+def test_two_classes_of_one_name_are_each_cut_by_their_own_members() -> None:
+    big = "\n".join(
+        f"    def method_{i}(self):\n        return {i}  # " + "filler words here " * 6
+        for i in range(30)
+    )
+    text = f"class A:\n{big}\n\n\nclass B:\n    x = 1\n\n\nclass A:\n    y = 2\n"
+    chunks = chunk_text(text, counter=TOKENIZER, size=128, overlap=0, doc_type="code",
+                        language="python")  # fmt: skip
+    lines = split_lines(text)
+    b_line = next(i for i, ln in enumerate(lines, start=1) if ln.startswith("class B"))
+    assert any(c.heading.startswith("class A > def method_") for c in chunks)
+    # no chunk swallows class B together with the other class A
+    for c in chunks:
+        assert not (c.start_line <= b_line < c.end_line and c.end_line > b_line + 1), c
+    assert [c.heading for c in chunks if c.start_line >= b_line] == ["class B", "class A"]

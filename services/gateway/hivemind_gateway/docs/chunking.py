@@ -81,6 +81,17 @@ class Section:
     pack: bool = False  # paragraphs of plain text: pack several into one chunk
 
 
+# a line ends at \n, \r\n or \r only, as editors and Python's own line numbers count them:
+# str.splitlines also splits at U+2028, U+0085, form feeds and the like, and every citation
+# after one was off by a line
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, each with its line break."""
+    return _LINE.findall(text)
+
+
 def check_sizes(size: int, overlap: int) -> None:
     """``Invalid`` unless MIN <= size <= MAX and 0 <= overlap < size. A window never steps back
     more than half of its own length, whatever the overlap: a window cut short by the
@@ -272,10 +283,14 @@ def python_sections(
         return None
     top = _group(_python_nodes(tree.body, lines, 0, len(lines), ""), lines, 0, len(lines), "module")
     out: list[Section] = []
-    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     for s in top:
-        name = s.heading.removeprefix("class ")
-        node = classes.get(name) if s.heading.startswith("class ") else None
+        # the class whose line is in this section (by line: two classes may share a name)
+        node = (
+            next((n for n in classes if s.start <= n.lineno - 1 < s.end), None)
+            if s.heading.startswith("class ")
+            else None
+        )
         if node is None or fits(s.start, s.end, s.heading) or not node.body:
             out.append(s)
             continue
@@ -407,7 +422,7 @@ class Chunker:
         return True
 
     def chunk(self, text: str, doc_type: DocType, language: str = "") -> list[Chunk]:
-        lines = text.splitlines(keepends=True)
+        lines = split_lines(text)
         if not lines:
             return []
         counts = self.counter.count_many(list(lines))
