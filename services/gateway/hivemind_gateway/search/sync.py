@@ -37,7 +37,11 @@ BACKFILL_EVERY_S = 1.0  # when idle; a write without a vector wakes the worker a
 CLOSE_TIMEOUT_S = 5.0
 BACKFILL_BATCH = 64
 CANDIDATES = 4 * BACKFILL_BATCH  # looked at per pass, so workers take disjoint batches
-CLAIM_TTL_MS = 60_000  # longer than a batch may take (BACKFILL_TIMEOUT_S)
+# how long a claim keeps other workers off an item: a batch takes well under a second here,
+# seconds on a busy CPU; a claim left by a process killed mid-batch delays those items this
+# long (it was 60 s). A batch that outlives its claims may be embedded twice, never stored
+# wrongly: the vector is written only for the version embedded.
+CLAIM_TTL_MS = 15_000
 BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
