@@ -200,6 +200,35 @@ def test_the_import_command_stores_a_jsonl_file_and_names_refused_lines(
         assert c.get("/v1/memories", params={"session_id": "imp"}).json()["count"] == 5
 
 
+def test_the_import_command_refuses_unsendable_lines_and_stores_nothing_twice(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line that parses but cannot be sent (1e400 is infinity; a lone surrogate) once ended
+    the import with every later line unsent; and lines had no ids, so running the import
+    again stored everything twice."""
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    lines = [json.dumps({"text": f"runbook line {i}", "session_id": "rb"}) for i in range(6)]
+    lines[1] = '{"text": "x", "metadata": {"v": 1e400}}'
+    lines[2] = '{"text": "\\ud800"}'
+    lines[4] = json.dumps({"text": "my own id", "id": "mine-1", "session_id": "rb"})
+    path = tmp_path / "runbook.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("HIVEMIND_API_KEY", gateway.key())
+    args = ["memories", "import", str(path), "--gateway-url", gateway.url, "--batch", "2"]
+    for _ in range(2):  # the second run stores each line once
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert "stored 4 of 6 memories" in result.output
+        assert "line 2: cannot be sent as JSON" in result.output
+        assert "line 3: cannot be sent as JSON" in result.output
+        with gateway.client() as c:
+            assert c.get("/v1/memories", params={"session_id": "rb"}).json()["count"] == 4
+            assert c.get("/v1/memories/mine-1").json()["text"] == "my own id"
+
+
 def test_the_import_command_names_lines_it_cannot_read_and_goes_on(
     gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
