@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -98,3 +99,35 @@ def test_the_calibrate_command_writes_the_serving_models_file(
     assert written["model"] == "all-MiniLM-L6-v2" and written["eval_set"] == str(path)
     assert set(written["gate"]) >= {"inject_threshold", "distinct_gap"}
     assert load_calibration(tmp_path / "var", "all-MiniLM-L6-v2") == written["gate"]
+
+
+def test_a_malformed_set_is_a_clear_error_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    monkeypatch.setenv("HIVEMIND_EMBEDDING_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("HIVEMIND_DATA_DIR", str(tmp_path / "var"))
+    path = tmp_path / "set.json"
+    for text, said in (
+        ('{"facts": [{"key": "a"}], "queries": [], "unanswerable": []}', "facts[0] needs 'value'"),
+        ('{"facts": [], "queries": [{"query": "q"}], "unanswerable": []}', "needs 'expected'"),
+        ("[1, 2]", "expected an object"),
+        ("{nope", "is not JSON"),
+    ):
+        path.write_text(text)
+        with pytest.raises(ValueError, match=re.escape(said)):
+            load_eval_set(path)
+        result = CliRunner().invoke(app, ["rag", "calibrate", str(path)])
+        assert result.exit_code == 1 and said in result.output, result.output
+
+
+def test_the_calibration_file_is_replaced_whole(tmp_path: Path) -> None:
+    from hivemind_gateway.rag.calibration import write_calibration
+
+    for threshold in (0.4, 0.5):
+        path = write_calibration(tmp_path, "m", {"gate": {"inject_threshold": threshold}}, "s")
+        assert load_calibration(tmp_path, "m") == {"inject_threshold": threshold}
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left

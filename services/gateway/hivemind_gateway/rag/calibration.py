@@ -15,6 +15,7 @@ it for the model that is serving (``gate_config``); ``HIVEMIND_RAG_*`` settings 
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -49,5 +50,9 @@ def load_calibration(data_dir: Path, model: str | None) -> dict[str, float]:
 def write_calibration(data_dir: Path, model: str, result: dict[str, Any], source: str) -> Path:
     path = calibration_path(data_dir, model)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model": model, "eval_set": source, **result}, indent=2) + "\n")
+    # written whole, then renamed: a gateway starting meanwhile reads the old file or the new
+    # one, never half of one (which it would take for "no calibration" until a restart)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"model": model, "eval_set": source, **result}, indent=2) + "\n")
+    os.replace(tmp, path)
     return path

@@ -34,6 +34,7 @@ def calibrate_command(
 
     settings = GatewaySettings()
     try:
+        data = load_eval_set(eval_set)  # checked before the service is asked anything
         encode, model = service_encoder(settings)
         vectors: dict[str, np.ndarray] = {}
 
@@ -43,7 +44,14 @@ def calibrate_command(
                 vectors.update(zip(todo, encode(todo), strict=True))
             return np.stack([vectors[t] for t in texts])
 
-        result = calibrate(load_eval_set(eval_set), cached, max_unanswerable=max_unanswerable)
+        result = calibrate(data, cached, max_unanswerable=max_unanswerable)
+    except httpx.HTTPStatusError as exc:
+        typer.echo(
+            f"error: the embedding service refused the set ({exc.response.status_code}): "
+            f"{exc.response.text[:300]}",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
     except httpx.HTTPError as exc:
         typer.echo(f"error: the embedding service did not answer: {exc}", err=True)
         raise typer.Exit(2) from exc

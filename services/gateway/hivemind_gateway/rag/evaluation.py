@@ -27,7 +27,32 @@ Encode = Callable[[list[str]], np.ndarray]
 
 
 def load_eval_set(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(path.read_text())
+    """The set, checked: ValueError naming the first thing that is missing or of a wrong type
+    (a malformed set once ended ``hivemind rag calibrate`` with a KeyError traceback)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text") from exc
+    except ValueError as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected an object with facts, queries and unanswerable")
+
+    def rows(name: str, fields: dict[str, type], required: bool = True) -> None:
+        value = data.get(name, None if required else [])
+        if not isinstance(value, list):
+            raise ValueError(f"{path}: {name!r} must be a list")
+        for n, row in enumerate(value):
+            for field, kind in fields.items():
+                if not isinstance(row, dict) or not isinstance(row.get(field), kind):
+                    raise ValueError(
+                        f"{path}: {name}[{n}] needs {field!r} ({kind.__name__})"
+                    )
+
+    rows("facts", {"key": str, "value": str})
+    rows("queries", {"query": str, "expected": list})
+    rows("unanswerable", {"query": str})
+    rows("memories", {"id": str, "text": str}, required=False)
     return data
 
 
