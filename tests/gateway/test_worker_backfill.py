@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from support.embedding import shared_embedding_url
@@ -55,3 +57,39 @@ def test_two_gateways_embed_each_stored_memory_once(
         embedded = _texts_embedded() - before
         # each item once; without the claim both processes embed most of them
         assert ITEMS <= embedded < ITEMS * 1.2, embedded
+
+
+def test_a_gateway_that_fell_behind_a_trimmed_change_stream_reloads(
+    redis_url: str, internal_token: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change stream keeps about CHANGES_MAXLEN entries. A gateway that fell further behind
+    (paused, cut off) once read on after the gap and never saw the items it missed."""
+    from hivemind_common import keys
+
+    monkeypatch.setattr(keys, "CHANGES_MAXLEN", 10)  # trimmed in whole nodes of 100 entries
+    with (
+        running_gateway(redis_url, internal_token, data_dir, **CLOSED) as a,
+        running_gateway(redis_url, internal_token, data_dir, **CLOSED) as b,
+    ):
+        a.keys = b.keys
+        assert _pending(b) == 0  # b holds the tenant's index and tails its stream
+        search = b.app.state.gateway.search
+
+        async def cut_off() -> list[object]:
+            await asyncio.sleep(0.1)
+            return []
+
+        search._read_changes = cut_off  # b reads nothing from now on
+        memories = [{"text": f"entry {i} zebra{i}"} for i in range(350)]
+        with a.client("acme", "write") as c:
+            assert c.post("/v1/memories/batch", json={"memories": memories}).status_code == 200
+        del search._read_changes  # b reads again, from its old cursor
+
+        def b_finds(word: str) -> bool:
+            with b.client("acme", "read") as c:
+                hits = c.post("/v1/memories/search", json={"query": word}).json()["data"]
+            return any(word in h["text"] for h in hits)
+
+        wait_until(lambda: b_finds("zebra349"), timeout=30, what="b to catch up")
+        # the first entries were trimmed before b read them: only a reload brings them
+        wait_until(lambda: b_finds("zebra0"), timeout=30, what="b to reload after the gap")

@@ -230,6 +230,12 @@ class SearchIndex:
         index = self.tenants.get(tenant)
         if index is None:
             return
+        if await self._trimmed_past(tenant, self._cursors.get(tenant, "0-0")):
+            log.warning("the change stream of tenant %s was trimmed past this process' cursor; "
+                        "reloading its index", tenant)  # fmt: skip
+            async with self._locks.setdefault(tenant, asyncio.Lock()):
+                self.tenants[tenant] = await self._load(tenant)
+            return
         wanted: dict[tuple[str, str], dict[str, str]] = {}
         for _, fields in entries:
             kind, item_id = fields.get("kind", ""), fields.get("id", "")
@@ -247,6 +253,23 @@ class SearchIndex:
         self._cursors[tenant] = entries[-1][0]
         self.changes_applied += len(entries)
         self._schedule_ann(index)
+
+    async def _trimmed_past(self, tenant: str, cursor: str) -> bool:
+        """Whether the tenant's change stream lost entries this process has not read.
+
+        The stream keeps about ``CHANGES_MAXLEN`` entries; a process that fell that far behind
+        (paused, cut off) would read on after the gap and serve what it missed as it was,
+        until a restart. The entry a cursor names stays in the stream until the stream is
+        trimmed past it; of a stream read from its start, entries were lost when more were
+        added than it holds."""
+        stream = keys.changes(tenant)
+        if cursor != "0-0":
+            return not await self.redis.xrange(stream, cursor, cursor, count=1)
+        try:
+            info = await self.redis.xinfo_stream(stream)
+        except Exception:  # no stream: nothing was lost
+            return False
+        return int(info.get("entries-added", 0) or 0) > int(info.get("length", 0) or 0)
 
     # --- tenants, vectors, ANN -------------------------------------------------------------------
     async def _discover_forever(self) -> None:
