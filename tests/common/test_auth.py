@@ -125,6 +125,9 @@ def test_internal_routes_need_the_internal_token(redis_url: str, internal_token:
         assert httpx.get(base + "/internal").status_code == 401
         bad = {"Authorization": "Bearer wrong"}
         assert httpx.get(base + "/internal", headers=bad).status_code == 401
+        # a raw non-ASCII byte: compare_digest on str raised TypeError, a 500
+        odd = [(b"Authorization", b"Bearer \xe9\xff")]
+        assert httpx.get(base + "/internal", headers=odd).status_code == 401
         good = {"Authorization": f"Bearer {internal_token}"}
         assert httpx.get(base + "/internal", headers=good).json() == {"ok": True}
         # health and metrics stay open

@@ -304,3 +304,22 @@ def test_suite_wide_stats_sections_are_for_operators(
     assert ("nodes" in stats["redis"]) is sees
     assert ("total" in stats["requests"]) is sees
     assert ("free_bytes" in stats["disk"]) is sees
+
+
+def test_odd_input_to_the_console_is_refused_not_a_500(console: RunningGateway) -> None:
+    boundary = "X"
+    body = (  # a UTF-7 form field decodes to a lone surrogate, which could not be hashed
+        f"--{boundary}\r\nContent-Disposition: form-data; name=\"api_key\"\r\n\r\n"
+        f"hm_a_+2AA-\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = {"content-type": f"multipart/form-data; charset=utf-7; boundary={boundary}"}
+    with httpx.Client(base_url=console.url, timeout=30) as anon:
+        r = anon.post("/console/signin", content=body, headers=headers)
+        assert r.status_code in (400, 401, 422) or (r.status_code == 200 and "sign" in r.text)
+        # a cookie whose session id ends in a newline ("$" matched before it): not a 400
+        cookie = {"cookie": f'{COOKIE}="{"a" * 43}\\012"'}
+        assert anon.get("/v1/facts", headers=cookie).status_code == 401
+        assert anon.get("/console/signin", headers=cookie).status_code == 200
+    with signed_in(console, "acme", "read") as (client, _):
+        page = client.get("/console/calculator", params={"seq_len": "\u00b2"})  # isdigit()
+        assert page.status_code == 200 and "seq len must be a whole number" in page.text

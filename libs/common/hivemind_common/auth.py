@@ -63,7 +63,9 @@ class ApiKeyPublic(BaseModel):
 
 
 def hash_secret(plaintext: str) -> str:
-    return hashlib.sha256(plaintext.encode()).hexdigest()
+    # surrogatepass: a form field decoded from an odd charset may hold a lone surrogate; it
+    # hashes to a key that does not exist (a 401), not a UnicodeEncodeError (a 500)
+    return hashlib.sha256(plaintext.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _split_key(plaintext: str) -> str | None:
@@ -277,7 +279,10 @@ async def require_internal(request: Request) -> None:
     """A FastAPI dependency for the internal services: the internal token, or 401."""
     expected: str | None = getattr(request.app.state, "internal_token", None)
     token = bearer_token(request)
-    if not expected or token is None or not hmac.compare_digest(token, expected):
+    # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
+    if not expected or token is None or not hmac.compare_digest(
+        token.encode("utf-8", "surrogatepass"), expected.encode()
+    ):
         raise Unauthorized("internal token required", headers={"WWW-Authenticate": "Bearer"})
 
 

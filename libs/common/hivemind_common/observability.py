@@ -48,7 +48,7 @@ class RequestContextMiddleware:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")
                 break
-        rid = incoming if REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex[:16]
+        rid = incoming if REQUEST_ID_OK.fullmatch(incoming) else uuid.uuid4().hex[:16]
         token = request_id_var.set(rid)
         status = {"code": 500}
         start = time.perf_counter()

@@ -87,7 +87,8 @@ def calculator_context(params: Mapping[str, str]) -> dict[str, Any]:
     numbers: dict[str, int] = {}
     for name, (low, high) in INT_FIELDS.items():
         raw = form[name]
-        if not raw.isdigit() or not low <= int(raw) <= high:
+        # ASCII digits only: "²".isdigit() is true and int("²") raises
+        if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
             errors.append(f"{name.replace('_', ' ')} must be a whole number from {low} to {high}")
         else:
             numbers[name] = int(raw)

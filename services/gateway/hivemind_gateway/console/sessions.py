@@ -24,7 +24,7 @@ COOKIE_NAME = "hm_console"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{32,64}")  # fullmatch: "$" also took a trailing \n
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,9 @@ class ConsoleSession:
         if not presented:
             return False
         # bytes: compare_digest refuses non-ASCII str, and any header value may be non-ASCII
-        return hmac.compare_digest(presented.encode(), self.csrf_token.encode())
+        return hmac.compare_digest(
+            presented.encode("utf-8", "surrogatepass"), self.csrf_token.encode()
+        )
 
 
 class ConsoleSessions:
@@ -70,7 +72,7 @@ class ConsoleSessions:
 
     async def resolve(self, session_id: str | None) -> ConsoleSession | None:
         """The live session behind a cookie value, or None (unknown, expired, key revoked)."""
-        if not session_id or not _SESSION_ID.match(session_id):
+        if not session_id or not _SESSION_ID.fullmatch(session_id):
             return None
         rec = await self.redis.hgetall(keys.console_session(session_id))
         if not rec or rec.get("role") not in ROLES:
@@ -94,5 +96,5 @@ class ConsoleSessions:
 
     async def end(self, session_id: str) -> None:
         """Sign out: the session id stops working everywhere."""
-        if _SESSION_ID.match(session_id):
+        if _SESSION_ID.fullmatch(session_id):
             await self.redis.delete(keys.console_session(session_id))
