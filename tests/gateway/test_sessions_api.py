@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import redis as redis_sync
@@ -110,3 +111,28 @@ def test_bad_session_input_is_refused(gateway: RunningGateway) -> None:
         assert c.put("/v1/sessions/s/context", json={}).status_code == 422
         assert c.put("/v1/sessions/s/context", json={"context": 3}).status_code == 422
         assert c.get("/v1/sessions").json()["count"] == 0
+
+
+def test_of_concurrent_creates_of_one_session_exactly_one_wins(gateway: RunningGateway) -> None:
+    """The existence check and the write were two steps: both creates answered 201, and the
+    second silently replaced the first's context."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    headers = {"Authorization": f"Bearer {gateway.key()}"}
+    with ThreadPoolExecutor(8) as pool:
+        for n in range(5):
+            barrier = threading.Barrier(8)
+
+            def create(i: int, n: int = n, barrier: threading.Barrier = barrier) -> httpx.Response:
+                with httpx.Client(base_url=gateway.url, headers=headers, timeout=30) as c:
+                    barrier.wait()
+                    return c.post("/v1/sessions", json={"id": f"race{n}", "context": f"w{i}"})
+
+            answers = list(pool.map(create, range(8)))
+            codes = sorted(r.status_code for r in answers)
+            assert codes == [201] + [409] * 7, codes
+            winner = next(r for r in answers if r.status_code == 201).json()["context"]
+            with gateway.client() as c:
+                assert c.get(f"/v1/sessions/race{n}").json()["context"] == winner

@@ -18,7 +18,7 @@ import time
 from typing import Any, Literal
 
 from hivemind_common import keys
-from hivemind_common.errors import QuotaExceeded
+from hivemind_common.errors import Conflict, QuotaExceeded
 
 ItemKind = Literal["facts", "memories", "sessions", "docs"]
 
@@ -94,6 +94,7 @@ async def reserve_items(
 # touch; ARGV: limit field, member ("" none), adding, now (ms), the number of commands, then
 # each command as its argument count followed by its arguments.
 _GUARDED = """
+if ARGV[6] ~= '' and redis.call('EXISTS', ARGV[6]) == 1 then return {2} end
 local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
 if limit > 0 and not (ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2])) then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]))
@@ -104,7 +105,7 @@ if limit > 0 and not (ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2])) 
   if used + tonumber(ARGV[3]) > limit then return {0, used, limit} end
 end
 local replies = {}
-local at = 6
+local at = 7
 for c = 1, tonumber(ARGV[5]) do
   local n = tonumber(ARGV[at])
   replies[c] = redis.call(unpack(ARGV, at + 1, at + n))
@@ -123,11 +124,14 @@ async def write_within_quota(
     member: str | None,
     commands: list[tuple[Any, ...]],
     adding: int = 1,
+    absent: str | None = None,
 ) -> list[Any]:
     """Check room for ``adding`` new items and run ``commands`` in one script, in one durable
     transaction: one round trip where :func:`reserve_items` and the write's MULTI/EXEC take
     two. The commands' replies come back in order, as a script returns them (a hash is a flat
-    list of fields and values). QuotaExceeded, and nothing written, when there is no room."""
+    list of fields and values). QuotaExceeded, and nothing written, when there is no room.
+    ``absent``: a key (one the commands write) that must not exist; Conflict, and nothing
+    written, when it does (a create racing another create)."""
     touched = list(dict.fromkeys(str(c[1]) for c in commands if len(c) > 1))
     script_keys = (
         keys.tenant_settings(tenant),
@@ -135,13 +139,19 @@ async def write_within_quota(
         keys.quota_reservations(tenant, kind),
         *touched,
     )
-    argv: list[Any] = [f"max_{kind}", member or "", adding, int(time.time() * 1000), len(commands)]
+    if absent is not None and absent not in touched:
+        raise ValueError("absent must be a key the commands write")
+    argv: list[Any] = [
+        f"max_{kind}", member or "", adding, int(time.time() * 1000), len(commands), absent or ""
+    ]
     for command in commands:
         argv += [len(command), *command]
     result = await redis.transaction(
         ("EVAL", _GUARDED, len(script_keys), *script_keys, *argv), durable=True
     )
     reply = result[0]
+    if int(reply[0]) == 2:
+        raise Conflict("it already exists")
     if int(reply[0]) == 0:
         used, limit = int(reply[1]), int(reply[2])
         raise QuotaExceeded(

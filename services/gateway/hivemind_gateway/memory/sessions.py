@@ -16,7 +16,7 @@ from hivemind_gateway.memory.schemas import (
     SessionPublic,
     SessionsPublic,
 )
-from hivemind_gateway.quotas import reserve_items, write_within_quota
+from hivemind_gateway.quotas import write_within_quota
 from hivemind_gateway.storage_schema import as_dict, load_json
 
 
@@ -31,17 +31,6 @@ def touch_commands(tenant: str, session_id: str, now: float) -> list[tuple[Any, 
         ("ZADD", keys.sessions_recent(tenant), now, session_id),
         ("ZREMRANGEBYSCORE", keys.sessions_recent(tenant), "-inf", now - keys.SESSION_TTL_S),
     ]
-
-
-async def _reserve(redis: Any, tenant: str, session_id: str) -> list[tuple[Any, ...]]:
-    """Room for the session under the tenant's ``max_sessions`` (a live one is an update)."""
-    return await reserve_items(
-        redis,
-        tenant=tenant,
-        kind="sessions",
-        index_key=keys.sessions_recent(tenant),
-        member=session_id,
-    )
 
 
 def _public(record: dict[str, str], ttl: int, memories: int) -> SessionPublic:
@@ -63,23 +52,32 @@ async def create_session(
 ) -> SessionPublic:
     session_id = body.id or new_id
     key = keys.session(tenant, session_id)
-    if await redis.exists(key):
+    if await redis.exists(key):  # the common case, answered without the script
         raise Conflict(f"session {session_id!r} already exists")
     fields: list[Any] = ["files", json.dumps(body.files), "metadata", json.dumps(body.metadata)]
     if body.context is not None:
         fields += ["context", body.context]
     if body.task is not None:
         fields += ["task", body.task]
-    now = time.time()
-    reserved = await _reserve(redis, tenant, session_id)
-    results = await redis.transaction(
-        ("HSET", key, *fields),
-        *touch_commands(tenant, session_id, now),
-        *reserved,
-        *_read_commands(tenant, session_id),
-        durable=True,
-    )
-    return _written(session_id, list(results))
+    # the check again, with the quota and the write in one script: of two creates of one id
+    # (or a create racing a context PUT), the later one is refused, never written over the first
+    try:
+        replies = await write_within_quota(
+            redis,
+            tenant=tenant,
+            kind="sessions",
+            index_key=keys.sessions_recent(tenant),
+            member=session_id,
+            commands=[
+                ("HSET", key, *fields),
+                *touch_commands(tenant, session_id, time.time()),
+                *_read_commands(tenant, session_id),
+            ],
+            absent=key,
+        )
+    except Conflict:
+        raise Conflict(f"session {session_id!r} already exists") from None
+    return _written(session_id, replies)
 
 
 async def put_context(
