@@ -36,3 +36,24 @@ def test_a_tool_whose_parameters_break_the_converter_is_invalid() -> None:
     }
     with pytest.raises(Invalid):
         tool_call_gbnf([tool])
+
+
+def test_two_tools_defs_of_one_name_stay_apart() -> None:
+    """$defs were merged into one root: a later tool's Node replaced an earlier one's."""
+    import jsonschema
+
+    from hivemind_inference.grammars import tool_call_gbnf, tool_call_schema
+
+    def tool(name: str, node: dict[str, object]) -> dict[str, object]:
+        params = {"type": "object", "properties": {"n": {"$ref": "#/$defs/Node"}},
+                  "$defs": {"Node": node}}  # fmt: skip
+        return {"type": "function", "function": {"name": name, "parameters": params}}
+
+    a = tool("a", {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}})
+    b = tool("b", {"type": "string"})
+    schema = tool_call_schema([a, b])
+    jsonschema.validate({"name": "a", "arguments": {"n": {"next": {}}}}, schema)
+    jsonschema.validate({"name": "b", "arguments": {"n": "text"}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "a", "arguments": {"n": "text"}}, schema)
+    assert tool_call_gbnf([a, b])

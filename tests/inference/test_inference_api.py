@@ -152,3 +152,45 @@ def test_tokenize_and_detokenize_round_trip(inference: httpx.Client) -> None:
     assert chat.json()["count"] > toks["count"]
     bad = inference.post("/detokenize", json={"tokens": [10**9]})
     assert bad.status_code == 400
+
+
+def _chat(inference: httpx.Client, **body: object) -> httpx.Response:
+    messages = [{"role": "user", "content": "Write a short sentence about the sea."}]
+    return inference.post(
+        "/v1/chat/completions",
+        json={"messages": messages, "max_tokens": 24, "temperature": 0, **body},
+    )
+
+
+def test_one_stop_string_is_one_stop_not_its_characters(inference: httpx.Client) -> None:
+    # "stop": "END" was unpacked into "E", "N", "D" beside the template's stops
+    whole = _chat(inference).json()["choices"][0]["message"]["content"]
+    words = [w for w in whole.split() if len(w) >= 4]
+    assert words, whole
+    word = words[len(words) // 2]
+    as_string = _chat(inference, stop=word).json()["choices"][0]["message"]["content"]
+    as_list = _chat(inference, stop=[word]).json()["choices"][0]["message"]["content"]
+    assert as_string == as_list
+    assert whole.startswith(as_string) and len(as_string) >= whole.index(word) - 1
+
+
+def test_bad_sampling_and_tool_inputs_are_400s_before_any_generation(
+    inference: httpx.Client,
+) -> None:
+    tool = {"type": "function", "function": {"name": "get", "parameters": {"type": "object"}}}
+    invalid_schema = {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "strict": True, "schema": {
+            "type": "object", "properties": {"a": {"type": "string"}}, "required": ["a", "a"]}},
+    }  # fmt: skip
+    for body, param in (
+        ({"response_format": invalid_schema}, "response_format.json_schema.schema"),
+        ({"tools": [tool], "tool_choice": {"type": "function", "function": "get"}}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": {"type": "function", "function": {"name": "get"}}}, "tool_choice"),
+        ({"logit_bias": {"999999999": 5}}, "logit_bias"),
+        ({"logit_bias": {"-1": 5}}, "logit_bias"),
+    ):
+        r = _chat(inference, **body)
+        assert r.status_code == 400, (body, r.status_code, r.text)
+        assert r.json()["error"]["param"] == param, r.text

@@ -70,7 +70,14 @@ def _forced_tools(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, An
     if choice == "required":
         return tools
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") or choice.get("name")
+        function = choice.get("function")
+        name = (function.get("name") if isinstance(function, dict) else None) or choice.get("name")
+        if not isinstance(name, str):
+            raise Invalid(
+                "tool_choice names a function as {'type': 'function', 'function': {'name': ...}}",
+                param="tool_choice",
+                code="invalid_value",
+            )
         chosen = [t for t in tools if t["function"]["name"] == name]
         if not chosen:
             raise Invalid(
@@ -124,6 +131,12 @@ def plan_chat(
     if tool_choice == "none":
         tools = None  # "none" sends no tools to the template
     tools = tools or None
+    if tools is None and (tool_choice == "required" or isinstance(tool_choice, dict)):
+        raise Invalid(
+            "tool_choice names a tool to call, but the request has no tools",
+            param="tool_choice",
+            code="invalid_value",
+        )
     schema, _strict = grammars.response_schema(response_format)
     family = copy_family(copy, tool_format)
     forced: list[dict[str, Any]] | None = None
@@ -259,6 +272,12 @@ def check_answer(plan: ChatPlan, message: dict[str, Any], finish: str | None) ->
         raise Unprocessable(
             f"the model's answer does not match response_format's schema: {exc}",
             code="schema_mismatch",
+        ) from exc
+    except Exception as exc:  # a schema the validator cannot use (an unresolvable $ref)
+        raise Invalid(
+            f"response_format's schema cannot be checked: {exc}",
+            param="response_format.json_schema.schema",
+            code="invalid_schema",
         ) from exc
 
 

@@ -85,11 +85,14 @@ def _budget(copy: ModelCopy, prompt_tokens: int, wanted: int | None, default: in
     return min(wanted or default, room)
 
 
-def _sampling(req: SamplingFields) -> dict[str, Any]:
+def _sampling(req: SamplingFields, vocab: int) -> dict[str, Any]:
+    # one stop string is a list of one: the chat caller appends the template's own stops to
+    # this list, and a string there was unpacked into its characters ("END" stopped at an E)
+    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     kw: dict[str, Any] = {
         "temperature": req.temperature,
         "top_p": req.top_p,
-        "stop": req.stop or [],
+        "stop": stop,
         "seed": req.seed,
         "presence_penalty": req.presence_penalty,
         "frequency_penalty": req.frequency_penalty,
@@ -102,9 +105,14 @@ def _sampling(req: SamplingFields) -> dict[str, Any]:
         kw["repeat_penalty"] = req.repeat_penalty
     if req.logit_bias:
         try:
-            kw["logit_bias"] = {int(k): float(v) for k, v in req.logit_bias.items()}
+            bias = {int(k): float(v) for k, v in req.logit_bias.items()}
         except ValueError as exc:
             raise Invalid("logit_bias keys must be token ids", param="logit_bias") from exc
+        # an id outside the vocabulary raised inside llama.cpp's sampling callback, where it
+        # was swallowed at every token (no bias, a traceback a token); a negative one wrapped
+        if any(not 0 <= token < vocab for token in bias):
+            raise Invalid(f"logit_bias token ids must be in [0, {vocab})", param="logit_bias")
+        kw["logit_bias"] = bias
     return kw
 
 
@@ -130,7 +138,7 @@ def _chat_run(
     prompt_tokens = len(prompt)
     top = chat_top(req.logprobs, req.top_logprobs)
     wanted = req.max_completion_tokens or req.max_tokens
-    kw = _sampling(req)
+    kw = _sampling(req, copy.llama.n_vocab())
     kw.update(prompt=prompt, max_tokens=_budget(copy, prompt_tokens, wanted, default_max))
     if plan.refusal is not None:  # after the length check: an overflow is the error to fix first
         raise plan.refusal
@@ -216,7 +224,7 @@ def _text_run(copy: ModelCopy, req: CompletionRequest, default_max: int) -> Choi
     tokens = completion_tokens(copy, req)
     if not tokens:
         tokens = [copy.llama.token_bos()]
-    kw = _sampling(req)
+    kw = _sampling(req, copy.llama.n_vocab())
     kw.update(
         prompt=tokens,
         max_tokens=_budget(copy, len(tokens), req.max_tokens, default_max),

@@ -135,6 +135,20 @@ def schema_to_gbnf(schema: dict[str, Any], *, param: str) -> str:
     return _to_gbnf(schema, param=param, what="this JSON schema")
 
 
+def check_schema(schema: dict[str, Any], param: str) -> None:
+    """Invalid (a 400) unless ``schema`` is valid JSON Schema: the answer is checked against
+    it at the end, where an invalid one ("required": ["a", "a"]) raised a SchemaError, a 500
+    after the whole generation."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise Invalid(
+            f"not a valid JSON Schema: {exc.message}", param=param, code="invalid_schema"
+        ) from exc
+
+
 def response_schema(response_format: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
     """(schema to enforce, strict) for a ``response_format``; (None, False) for plain text."""
     if not response_format:
@@ -157,6 +171,7 @@ def response_schema(response_format: dict[str, Any] | None) -> tuple[dict[str, A
             param="response_format.json_schema.schema",
         )
     schema = spec["schema"]
+    check_schema(schema, "response_format.json_schema.schema")
     problems = unsupported_features(schema)
     if problems:
         raise Invalid(
@@ -176,12 +191,19 @@ def tool_parameters(tool: dict[str, Any]) -> dict[str, Any]:
 def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     """The schema of one call ``{"name": ..., "arguments": ...}`` to any of ``tools``.
 
-    ``$defs`` of every tool are hoisted to the root, where their local ``$ref`` s point.
+    ``$defs`` of every tool are hoisted to the root, where their local ``$ref`` s point; each
+    tool's are renamed with its position (``t1_Node``) so that two tools' ``Node`` stay apart.
     """
     defs: dict[str, Any] = {}
     options = []
-    for tool in tools:
+    for n, tool in enumerate(tools):
         params = dict(tool_parameters(tool))
+        renamed: dict[str, str] = {}
+        for key in ("$defs", "definitions"):
+            if isinstance(params.get(key), dict):
+                for name in params[key]:
+                    renamed[f"#/{key}/{name}"] = f"#/{key}/t{n}_{name}"
+        params = _renamed_refs(params, renamed, n)
         for key in ("$defs", "definitions"):
             if isinstance(params.get(key), dict):
                 defs.setdefault(key, {}).update(params.pop(key))
@@ -196,6 +218,26 @@ def tool_call_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
         )
     schema: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
     return {**schema, **defs}
+
+
+def _renamed_refs(node: Any, renamed: dict[str, str], n: int, depth: int = 0) -> Any:
+    """``node`` with its local ``$ref`` s (and its own ``$defs`` names) renamed for tool ``n``."""
+    if depth > 200 or not renamed:
+        return node
+    if isinstance(node, list):
+        return [_renamed_refs(x, renamed, n, depth + 1) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "$ref" and isinstance(value, str):
+            base = "/".join(value.split("/")[:3])  # "#/$defs/Node/properties/x": its tail stays
+            out[key] = renamed[base] + value[len(base) :] if base in renamed else value
+        elif key in ("$defs", "definitions") and isinstance(value, dict) and depth == 0:
+            out[key] = {f"t{n}_{k}": _renamed_refs(v, renamed, n, depth + 1) for k, v in value.items()}
+        else:
+            out[key] = _renamed_refs(value, renamed, n, depth + 1)
+    return out
 
 
 def tool_call_gbnf(tools: list[dict[str, Any]]) -> str:
