@@ -40,3 +40,25 @@ def test_well_formed_bodies_still_convert() -> None:
     assert messages_payload(_tool_result("done"), "default")["messages"][0]["role"] == "tool"
     out = responses_payload({"model": "default", "input": [{"role": "user", "content": "hi"}]})
     assert out["messages"] == [{"role": "user", "content": "hi"}]
+
+
+def test_a_final_assistant_message_is_sent_as_a_prefill_to_continue() -> None:
+    body = {
+        "max_tokens": 32,
+        "messages": [
+            {"role": "user", "content": "Give me JSON"},
+            {"role": "assistant", "content": [{"type": "text", "text": "{"}]},
+        ],
+    }
+    assert messages_payload(body, "default")["continue_final_message"] is True
+    plain = {**body, "messages": body["messages"][:1]}
+    assert "continue_final_message" not in messages_payload(plain, "default")
+    tool_turn = {
+        **body,
+        "messages": [
+            body["messages"][0],
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "get", "input": {}}]},
+        ],
+    }  # fmt: skip
+    assert "continue_final_message" not in messages_payload(tool_turn, "default")

@@ -194,3 +194,27 @@ def test_bad_sampling_and_tool_inputs_are_400s_before_any_generation(
         r = _chat(inference, **body)
         assert r.status_code == 400, (body, r.status_code, r.text)
         assert r.json()["error"]["param"] == param, r.text
+
+
+def test_a_prefilled_answer_goes_on_from_the_final_assistant_message(
+    inference: httpx.Client,
+) -> None:
+    """Anthropic's prefill: the final assistant message was rendered as a closed turn and a new
+    one opened, so the answer ignored it."""
+    whole = _chat(inference).json()["choices"][0]["message"]["content"]
+    cut = whole.index(" ", 8) if " " in whole[8:] else len(whole) // 2
+    prefill = whole[:cut]
+    messages = [
+        {"role": "user", "content": "Write a short sentence about the sea."},
+        {"role": "assistant", "content": prefill},
+    ]
+    body = {"messages": messages, "max_tokens": 24, "temperature": 0}
+    went_on = inference.post(
+        "/v1/chat/completions", json={**body, "continue_final_message": True}
+    ).json()["choices"][0]["message"]["content"]
+    assert (prefill + went_on).startswith(whole[: cut + 8]), (prefill, went_on, whole)
+    refused = inference.post(
+        "/v1/chat/completions",
+        json={**body, "messages": messages[:1], "continue_final_message": True},
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"

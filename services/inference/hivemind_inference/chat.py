@@ -126,8 +126,22 @@ def plan_chat(
     response_format: dict[str, Any] | None,
     parallel_tool_calls: bool | None,
     tool_format: str | None,
+    continue_final: bool = False,
 ) -> ChatPlan:
-    """Decide prompt, grammar and parsing for a chat (raises Invalid before any generation)."""
+    """Decide prompt, grammar and parsing for a chat (raises Invalid before any generation).
+
+    ``continue_final``: the final assistant message is a prefill; the prompt ends with it, in
+    the assistant's open turn, and the answer is what follows it (Anthropic's prefill)."""
+    prefill = ""
+    if continue_final:
+        last = messages[-1] if messages else {}
+        if last.get("role") != "assistant" or last.get("tool_calls"):
+            raise Invalid(
+                "continue_final_message needs the last message to be an assistant's text",
+                param="messages",
+            )
+        prefill = str(last.get("content") or "")
+        messages = messages[:-1]
     if tool_choice == "none":
         tools = None  # "none" sends no tools to the template
     tools = tools or None
@@ -163,11 +177,17 @@ def plan_chat(
             grammar = grammars.tool_call_gbnf(forced)
     elif schema is not None:
         grammar = grammars.schema_to_gbnf(schema, param="response_format")
+    if prefill and grammar is not None:
+        raise Invalid(
+            "a prefilled answer cannot be combined with a forced tool call or response_format",
+            param="messages",
+        )
     if tools and family is None:
         note = _FORCED_TOOLS_NOTE.format(tools=json.dumps([t["function"] for t in tools]))
         prompt = render(copy, _with_system_note(messages, note))
     else:
         prompt = render(copy, messages, tools)
+    prompt += prefill
     return ChatPlan(
         prompt=prompt,
         stop=[copy.eos_text] if copy.eos_text else [],

@@ -133,6 +133,7 @@ def _chat_run(
         response_format=req.response_format,
         parallel_tool_calls=req.parallel_tool_calls,
         tool_format=tool_format,
+        continue_final=req.continue_final_message,
     )
     prompt = copy.llama.tokenize(plan.prompt.encode(), add_bos=False, special=True)
     prompt_tokens = len(prompt)

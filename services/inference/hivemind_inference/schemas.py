@@ -60,6 +60,8 @@ class ChatRequest(SamplingFields):
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    # the answer continues the final assistant message (a prefill) instead of a new turn
+    continue_final_message: bool = False
 
 
 class CompletionRequest(SamplingFields):

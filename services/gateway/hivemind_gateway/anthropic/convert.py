@@ -162,6 +162,9 @@ def chat_payload(body: dict[str, Any], model: str) -> dict[str, Any]:
     if not messages:
         raise Invalid("messages: at least one message is required", param="messages")
     payload: dict[str, Any] = {"model": model, "messages": messages}
+    last = messages[-1]
+    if last["role"] == "assistant" and not last.get("tool_calls") and last.get("content"):
+        payload["continue_final_message"] = True  # a prefill: the answer goes on from it
     if "max_tokens" in body:
         payload["max_tokens"] = body["max_tokens"]
     for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"), ("top_k", "top_k")):
