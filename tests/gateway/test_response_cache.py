@@ -91,6 +91,47 @@ def test_a_cached_answer_replays_as_a_stream(gw: RunningGateway) -> None:
     assert whole.parse().choices[0].message.content == text
 
 
+def test_a_stream_cached_without_usage_still_answers_usage_to_whoever_asks(
+    gw: RunningGateway,
+) -> None:
+    """A stream asked without include_usage was cached with usage null: a later identical
+    request asking for usage got no usage chunk, and a whole one got "usage": null."""
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key(role="read"), max_retries=0)
+    kwargs = {
+        "model": "default",
+        "messages": [{"role": "user", "content": "Name one colour."}],
+        "max_tokens": 8,
+        "temperature": 0,
+        "extra_body": {"hivemind": {"rag": False}},
+    }
+    plain = client.chat.completions.with_raw_response.create(stream=True, **kwargs)
+    assert plain.headers[CACHE] == "miss"
+    assert all(c.usage is None for c in plain.parse())  # not asked: not sent
+    asked = client.chat.completions.with_raw_response.create(
+        stream=True, stream_options={"include_usage": True}, **kwargs
+    )
+    assert asked.headers[CACHE] == "hit"
+    usage = [c.usage for c in asked.parse() if c.usage is not None]
+    assert len(usage) == 1 and usage[0].completion_tokens > 0
+    whole = client.chat.completions.with_raw_response.create(**kwargs)
+    assert whole.headers[CACHE] == "hit" and whole.parse().usage is not None
+
+
+def test_a_gathered_stream_keeps_its_reasoning() -> None:
+    from hivemind_gateway.openai.respcache import replay_chunks
+    from hivemind_gateway.openai.streaming import Gathered
+
+    g = Gathered(chat=True)
+    for delta in ({"reasoning_content": "let me "}, {"reasoning_content": "think"},
+                  {"content": "42"}):  # fmt: skip
+        g.add({"id": "c", "choices": [{"index": 0, "delta": delta}]})
+    g.add({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    message = g.response()["choices"][0]["message"]
+    assert message["reasoning_content"] == "let me think" and message["content"] == "42"
+    first = next(replay_chunks(g.response()))
+    assert first["choices"][0]["delta"]["reasoning_content"] == "let me think"
+
+
 def test_logprobs_are_part_of_the_key_and_replay_from_the_cache(gw: RunningGateway) -> None:
     client = openai.OpenAI(base_url=gw.url + "/v1", api_key=gw.key(role="read"), max_retries=0)
     kwargs = {

@@ -68,6 +68,8 @@ def replay_chunks(
     for choice in response.get("choices", []):
         message = choice.get("message") or {}
         delta: dict[str, Any] = {"role": message.get("role", "assistant")}
+        if message.get("reasoning_content"):
+            delta["reasoning_content"] = message["reasoning_content"]
         if message.get("content") is not None:
             delta["content"] = message["content"]
         if message.get("tool_calls"):

@@ -262,7 +262,12 @@ async def run_chat(
             state, principal, plan, path="/v1/chat/completions", kind="chat", started=started
         )
         return ChatOutcome(_headers(answered_by, cache_state, model, rag_count), model, raw=raw)
-    resp = await open_stream(state.inference_http, "inference", "/v1/chat/completions", payload)
+    # usage is always asked of inference, so that a cached stream has it for whoever asks
+    # later; a caller that did not ask is not sent the usage chunk
+    options = payload.get("stream_options") or {}
+    hide_usage = not options.get("include_usage")
+    upstream = {**payload, "stream_options": {**options, "include_usage": True}}
+    resp = await open_stream(state.inference_http, "inference", "/v1/chat/completions", upstream)
     answered_by = resp.headers.get(VERSION_HEADER)
     need = digest is not None or capture
 
@@ -274,7 +279,12 @@ async def run_chat(
     return ChatOutcome(
         _headers(answered_by, cache_state, model, rag_count),
         model,
-        stream=relay_data(resp, gathered=Gathered(chat=True) if need else None, on_complete=finish),
+        stream=relay_data(
+            resp,
+            gathered=Gathered(chat=True) if need else None,
+            on_complete=finish,
+            hide_usage=hide_usage,
+        ),
         close=resp.aclose,
     )
 

@@ -48,10 +48,13 @@ class Gathered:
         for ch in chunk.get("choices") or []:
             slot = self.choices.setdefault(
                 ch.get("index", 0),
-                {"content": "", "tool_calls": {}, "finish_reason": None, "logprobs": None},
-            )
+                {"content": "", "tool_calls": {}, "finish_reason": None, "logprobs": None,
+                 "reasoning": ""},
+            )  # fmt: skip
             part = ch.get("delta", {}) if self.chat else ch
             slot["content"] += (part.get("content") if self.chat else part.get("text")) or ""
+            if self.chat:
+                slot["reasoning"] += part.get("reasoning_content") or ""
             for call in part.get("tool_calls") or []:
                 into = slot["tool_calls"].setdefault(
                     call.get("index", 0),
@@ -77,6 +80,8 @@ class Gathered:
     def message(self, index: int = 0) -> dict[str, Any]:
         slot = self.choices.get(index, {"content": "", "tool_calls": {}})
         msg: dict[str, Any] = {"role": "assistant", "content": slot["content"] or None}
+        if slot.get("reasoning"):
+            msg["reasoning_content"] = slot["reasoning"]
         if slot["tool_calls"]:
             msg["tool_calls"] = [slot["tool_calls"][i] for i in sorted(slot["tool_calls"])]
         return msg
@@ -136,18 +141,32 @@ async def relay_data(
     *,
     gathered: Gathered | None,
     on_complete: Callable[[Gathered], Awaitable[None]] | None = None,
+    hide_usage: bool = False,
 ) -> AsyncIterator[bytes]:
     """The upstream's SSE ``data`` payloads (JSON bytes, an error object on failure), gathered
-    when asked; ``[DONE]`` is not passed on: each wire format ends its stream its own way."""
+    when asked; ``[DONE]`` is not passed on: each wire format ends its stream its own way.
+    ``hide_usage``: the usage-only chunk is gathered but not passed on (the caller did not
+    ask for it; the gateway did, for the cache)."""
     try:
         async for data in _data_lines(resp):
             if data == b"[DONE]":
                 break
-            if gathered is not None:
+            chunk: Any = None
+            if gathered is not None or (hide_usage and b'"usage"' in data):
                 try:
-                    gathered.add(orjson.loads(data))
+                    chunk = orjson.loads(data)
                 except orjson.JSONDecodeError:
-                    gathered.failed = True
+                    if gathered is not None:
+                        gathered.failed = True
+            if gathered is not None and chunk is not None:
+                gathered.add(chunk)
+            if (
+                hide_usage
+                and isinstance(chunk, dict)
+                and chunk.get("usage")
+                and not chunk.get("choices")
+            ):
+                continue
             yield data
         else:
             if gathered is not None:
