@@ -142,3 +142,32 @@ def test_a_claude_code_style_initialize_with_a_key_gets_a_session(
     assert response.status_code == 200
     assert response.headers.get("mcp-session-id")
     assert '"name":"hivemind"' in response.text.replace(" ", "")
+
+
+def test_a_session_serves_only_the_key_that_opened_it_and_keys_hold_few(
+    gateway: RunningGateway,
+) -> None:
+    """Sessions were not tied to a key: any valid key holding a session id could use or close
+    it; and one key could open sessions until the bridge's pool was full for every tenant."""
+    from mcp_bridge_support import bridge_settings, running_bridge
+
+    acme, globex = gateway.key("acme", "write"), gateway.key("globex", "read")
+    settings = bridge_settings(gateway.url, mcp_max_sessions_per_key=2)
+    with running_bridge(settings) as url:
+
+        def open_session(key: str) -> httpx.Response:
+            headers = {**_mcp_headers(), "Authorization": f"Bearer {key}"}
+            return httpx.post(url, json=_initialize(), headers=headers, timeout=10)
+
+        first = open_session(acme)
+        session = first.headers["mcp-session-id"]
+        assert open_session(acme).status_code == 200
+        third = open_session(acme)
+        assert third.status_code == 429 and "2 open MCP sessions" in third.text
+        assert open_session(globex).status_code == 200  # another key is not held back
+        foreign = {**_mcp_headers(), "Authorization": f"Bearer {globex}",
+                   "mcp-session-id": session}  # fmt: skip
+        assert httpx.delete(url, headers=foreign, timeout=10).status_code == 404
+        own = {**foreign, "Authorization": f"Bearer {acme}"}
+        assert httpx.delete(url, headers=own, timeout=10).status_code in (200, 204)
+        assert open_session(acme).status_code == 200  # a closed session frees its place

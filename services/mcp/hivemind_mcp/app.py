@@ -50,6 +50,8 @@ def create_app(settings: McpSettings) -> FastAPI:
         stateless_http=settings.stateless_http,
         transport_security=transport_security(settings),
         host=settings.host,
+        session_idle_timeout=settings.mcp_session_idle_s,
+        max_sessions=settings.mcp_max_sessions,
     )
     session_manager = server.session_manager
 
@@ -69,6 +71,11 @@ def create_app(settings: McpSettings) -> FastAPI:
                 yield
 
     app = base_app(service="mcp", lifespan=lifespan, version=__version__)
-    endpoint = BearerKeyGate(StreamableHTTPASGIApp(session_manager), checker)
+    endpoint = BearerKeyGate(
+        StreamableHTTPASGIApp(session_manager),
+        checker,
+        sessions=session_manager,
+        per_key=settings.mcp_max_sessions_per_key,
+    )
     app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, methods=["GET", "POST", "DELETE"]))
     return app

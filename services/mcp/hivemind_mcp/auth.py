@@ -12,9 +12,13 @@ import hashlib
 import json
 import logging
 import time
+from typing import Any
 
 import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
+from mcp.server.auth.provider import AccessToken
 
 from hivemind_common.auth import bearer_from_scope
 from hivemind_mcp.metrics import KEY_CHECKS
@@ -71,12 +75,31 @@ class KeyChecker:
         self._good_until.pop(hashlib.sha256(key.encode()).hexdigest(), None)
 
 
-class BearerKeyGate:
-    """ASGI wrapper: 401 (JSON-RPC shaped, with WWW-Authenticate) for a missing or refused key."""
+def key_user(key: str) -> AuthenticatedUser:
+    """The caller as the MCP SDK knows it: by the key's SHA-256 (never the key), so that a
+    session is served only to the key that opened it (another gets 404, as for no session)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return AuthenticatedUser(AccessToken(token=digest, client_id=digest, scopes=[], subject=digest))
 
-    def __init__(self, app: ASGIApp, checker: KeyChecker) -> None:
+
+class BearerKeyGate:
+    """ASGI wrapper: 401 (JSON-RPC shaped, with WWW-Authenticate) for a missing or refused key,
+    429 for a key that holds ``per_key`` open sessions and asks for another."""
+
+    def __init__(
+        self, app: ASGIApp, checker: KeyChecker, *, sessions: Any = None, per_key: int = 0
+    ) -> None:
         self.app = app
         self.checker = checker
+        self.sessions = sessions  # the SDK's session manager, for the per-key count
+        self.per_key = per_key
+
+    def _sessions_of(self, user: AuthenticatedUser) -> int:
+        owners = getattr(self.sessions, "_session_owners", None)
+        if not isinstance(owners, dict):
+            return 0
+        mine = authorization_context(user)
+        return sum(1 for owner in owners.values() if owner == mine)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,21 +111,26 @@ class BearerKeyGate:
             reason: str | None = "missing API key: send 'Authorization: Bearer <key>'"
         else:
             reason = await self.checker.refusal(key)
-        if reason is None:
-            await self.app(scope, receive, send)
+        if reason is None and key is not None:
+            user = key_user(key)
+            opening = scope.get("method") == "POST" and not any(
+                name == b"mcp-session-id" for name, _ in scope.get("headers") or []
+            )
+            if opening and self.per_key and self._sessions_of(user) >= self.per_key:
+                await _refuse(send, 429, f"this key holds {self.per_key} open MCP sessions; "
+                              "close one (DELETE /mcp) or wait for one to go idle")  # fmt: skip
+                return
+            await self.app({**scope, "user": user}, receive, send)
             return
-        body = json.dumps(
-            {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": reason}}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="hivemind"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _refuse(send, 401, reason or "missing API key")
+
+
+async def _refuse(send: Send, status: int, reason: str) -> None:
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": reason}}
+    ).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="hivemind"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -24,3 +24,7 @@ class McpSettings(ServiceSettings):
     allowed_hosts: list[str] = Field(default_factory=list)
     json_response: bool = False  # answer POSTs with plain JSON instead of an SSE stream
     stateless_http: bool = False  # no MCP session ids (any replica can answer any request)
+    # MCP sessions (stateful HTTP): open at once in all, per key, and closed after this long idle
+    mcp_max_sessions: int = Field(default=1000, ge=1, le=100_000)
+    mcp_max_sessions_per_key: int = Field(default=32, ge=1, le=100_000)
+    mcp_session_idle_s: float = Field(default=1800.0, gt=0, le=7 * 86400)
