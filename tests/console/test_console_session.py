@@ -309,7 +309,7 @@ def test_suite_wide_stats_sections_are_for_operators(
 def test_odd_input_to_the_console_is_refused_not_a_500(console: RunningGateway) -> None:
     boundary = "X"
     body = (  # a UTF-7 form field decodes to a lone surrogate, which could not be hashed
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"api_key\"\r\n\r\n"
+        f'--{boundary}\r\nContent-Disposition: form-data; name="api_key"\r\n\r\n'
         f"hm_a_+2AA-\r\n--{boundary}--\r\n"
     ).encode()
     headers = {"content-type": f"multipart/form-data; charset=utf-7; boundary={boundary}"}

@@ -13,9 +13,7 @@ paths = st.lists(names, min_size=1, max_size=4).map("/".join)
 
 def _scan(target: str, sources: list[str]) -> set[str]:
     """What the neighbour lookup once did for every source: compare each one."""
-    return {
-        s for s in sources for c in target_paths(target) if s == c or s.endswith("/" + c)
-    }
+    return {s for s in sources for c in target_paths(target) if s == c or s.endswith("/" + c)}
 
 
 @settings(max_examples=300, deadline=None)

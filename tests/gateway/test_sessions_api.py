@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import redis as redis_sync
 
 from hivemind_common import keys
@@ -136,3 +137,23 @@ def test_of_concurrent_creates_of_one_session_exactly_one_wins(gateway: RunningG
             winner = next(r for r in answers if r.status_code == 201).json()["context"]
             with gateway.client() as c:
                 assert c.get(f"/v1/sessions/race{n}").json()["context"] == winner
+
+
+def test_a_listing_never_drops_a_session_written_since_it_read_it(
+    gateway: RunningGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing that read a session as expired removed it from the index even if a context PUT
+    had brought it back meanwhile: live, but no longer listed nor counted by the quota."""
+    from hivemind_gateway.memory import sessions
+
+    raw = redis_sync.Redis.from_url(gateway.redis_url, decode_responses=True)
+    with gateway.client() as c:
+        c.post("/v1/sessions", json={"id": "back"}).raise_for_status()
+        real = sessions.as_dict
+        monkeypatch.setattr(  # the listing reads "back" as it was a moment ago: expired
+            sessions, "as_dict", lambda r: {} if real(r).get("id") == "back" else real(r)
+        )
+        c.get("/v1/sessions")
+        monkeypatch.setattr(sessions, "as_dict", real)
+        assert raw.zscore(keys.sessions_recent("acme"), "back") is not None
+        assert [s["id"] for s in c.get("/v1/sessions").json()["data"]] == ["back"]

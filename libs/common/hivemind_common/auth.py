@@ -280,8 +280,10 @@ async def require_internal(request: Request) -> None:
     expected: str | None = getattr(request.app.state, "internal_token", None)
     token = bearer_token(request)
     # bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500)
-    if not expected or token is None or not hmac.compare_digest(
-        token.encode("utf-8", "surrogatepass"), expected.encode()
+    if (
+        not expected
+        or token is None
+        or not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), expected.encode())
     ):
         raise Unauthorized("internal token required", headers={"WWW-Authenticate": "Bearer"})
 

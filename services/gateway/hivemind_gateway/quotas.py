@@ -142,7 +142,12 @@ async def write_within_quota(
     if absent is not None and absent not in touched:
         raise ValueError("absent must be a key the commands write")
     argv: list[Any] = [
-        f"max_{kind}", member or "", adding, int(time.time() * 1000), len(commands), absent or ""
+        f"max_{kind}",
+        member or "",
+        adding,
+        int(time.time() * 1000),
+        len(commands),
+        absent or "",
     ]
     for command in commands:
         argv += [len(command), *command]

@@ -234,7 +234,9 @@ def _renamed_refs(node: Any, renamed: dict[str, str], n: int, depth: int = 0) ->
             base = "/".join(value.split("/")[:3])  # "#/$defs/Node/properties/x": its tail stays
             out[key] = renamed[base] + value[len(base) :] if base in renamed else value
         elif key in ("$defs", "definitions") and isinstance(value, dict) and depth == 0:
-            out[key] = {f"t{n}_{k}": _renamed_refs(v, renamed, n, depth + 1) for k, v in value.items()}
+            out[key] = {
+                f"t{n}_{k}": _renamed_refs(v, renamed, n, depth + 1) for k, v in value.items()
+            }
         else:
             out[key] = _renamed_refs(value, renamed, n, depth + 1)
     return out

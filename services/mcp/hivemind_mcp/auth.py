@@ -15,10 +15,9 @@ import time
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
-
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, authorization_context
 from mcp.server.auth.provider import AccessToken
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hivemind_common.auth import bearer_from_scope
 from hivemind_mcp.metrics import KEY_CHECKS

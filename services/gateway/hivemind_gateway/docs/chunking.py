@@ -11,8 +11,9 @@
 
 A section that fits is one chunk. A larger one is cut into windows of whole lines (a line longer
 than a chunk is cut by tokens) of at most ``size`` tokens, each starting ``overlap`` tokens
-before the previous one ended (at most half of that window back). Sections never share text. Every window moves forward by at least
-one line (or one token), and ``0 <= overlap < size`` is checked first, so no input loops.
+before the previous one ended (at most half of that window back). Sections never share text.
+Every window moves forward by at least one line (or one token), and ``0 <= overlap < size`` is
+checked first, so no input loops.
 
 Every chunk also fits the embedder: at most ``max_chars`` characters and, when the embedder's
 tokenizer is installed, at most its word-piece limit for the text it will embed (the source and

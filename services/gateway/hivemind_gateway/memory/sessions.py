@@ -33,6 +33,15 @@ def touch_commands(tenant: str, session_id: str, now: float) -> list[tuple[Any, 
     ]
 
 
+# KEYS: the recent index, then each session's hash; ARGV: the session ids
+_DROP_GONE = """
+for i, id in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then redis.call('ZREM', KEYS[1], id) end
+end
+return 0
+"""
+
+
 def _public(record: dict[str, str], ttl: int, memories: int) -> SessionPublic:
     return SessionPublic(
         id=record["id"],
@@ -153,7 +162,8 @@ async def list_sessions(
             continue
         record.setdefault("id", session_id)
         data.append(_public(record, int(ttl), int(count)))
-    if gone:
-        await redis.zrem(index, *gone)
+    if gone:  # dropped only if still gone: a PUT may have brought one back meanwhile
+        session_keys = [keys.session(tenant, s) for s in gone]
+        await redis.eval(_DROP_GONE, 1 + len(gone), index, *session_keys, *gone)
     total = int(await redis.zcard(index))
     return SessionsPublic(data=data, count=total, next_cursor=next_cursor)

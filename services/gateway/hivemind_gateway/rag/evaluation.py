@@ -45,9 +45,7 @@ def load_eval_set(path: Path) -> dict[str, Any]:
         for n, row in enumerate(value):
             for field, kind in fields.items():
                 if not isinstance(row, dict) or not isinstance(row.get(field), kind):
-                    raise ValueError(
-                        f"{path}: {name}[{n}] needs {field!r} ({kind.__name__})"
-                    )
+                    raise ValueError(f"{path}: {name}[{n}] needs {field!r} ({kind.__name__})")
 
     rows("facts", {"key": str, "value": str})
     rows("queries", {"query": str, "expected": list})
