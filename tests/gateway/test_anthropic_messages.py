@@ -86,6 +86,26 @@ def test_the_raw_stream_has_a_ping_and_named_events(gw: RunningGateway) -> None:
     assert names[-2:] == ["message_delta", "message_stop"]
 
 
+def test_a_stop_sequence_that_ends_the_answer_is_named(claude: anthropic.Anthropic) -> None:
+    """stop_reason was always end_turn and stop_sequence null, so a client could not tell
+    which of its stop sequences fired."""
+    ask = {"model": "claude-haiku-4-5", "max_tokens": 24, "extra_body": {"temperature": 0.0},
+           "messages": [{"role": "user", "content": "Write a short sentence about the sea."}]}  # fmt: skip
+    whole = claude.messages.create(**ask)  # type: ignore[arg-type]
+    text = whole.content[0].text  # type: ignore[union-attr]
+    words = [w for w in text.split() if len(w) >= 4]
+    assert words, text
+    word = words[len(words) // 2]
+    cut = claude.messages.create(**ask, stop_sequences=["@@never@@", word])  # type: ignore[arg-type]
+    assert cut.stop_reason == "stop_sequence" and cut.stop_sequence == word
+    assert word not in cut.content[0].text  # type: ignore[union-attr]
+    with claude.messages.stream(**ask, stop_sequences=[word]) as stream:  # type: ignore[arg-type]
+        final = stream.get_final_message()
+    assert final.stop_reason == "stop_sequence" and final.stop_sequence == word
+    plain = claude.messages.create(**ask, stop_sequences=["@@never@@"])  # type: ignore[arg-type]
+    assert plain.stop_reason in ("end_turn", "max_tokens") and plain.stop_sequence is None
+
+
 def test_a_forced_tool_choice_comes_back_as_tool_use(claude: anthropic.Anthropic) -> None:
     message = claude.messages.create(
         model="tiny-hermes",

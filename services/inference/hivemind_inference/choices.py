@@ -86,6 +86,7 @@ def run_whole(run: ChoiceRun, cancel: threading.Event) -> dict[str, Any]:
             raise GenerationCancelled()
         choice = one["choices"][0]
         choice["index"] = index
+        _name_stop(run, choice, trace)
         if run.top is not None:
             choice["logprobs"] = _whole_logprobs(run, choice, trace)
         if result is None:
@@ -96,6 +97,19 @@ def run_whole(run: ChoiceRun, cancel: threading.Event) -> dict[str, Any]:
             result["usage"][field] += one["usage"][field]
     assert result is not None
     return stamp(result, run.copy)
+
+
+def _name_stop(run: ChoiceRun, choice: dict[str, Any], trace: TokenTrace) -> None:
+    """``stop_reason``: the caller's stop string that ended the choice (vLLM's field), so the
+    Messages API can answer ``stop_sequence``. llama.cpp cuts at the first of the stop list
+    found in the text; the template's own stops come after the caller's."""
+    stops = run.kw.get("stop") or []
+    if choice.get("finish_reason") != "stop" or trace.eog or not stops or not trace.tokens:
+        return
+    text = run.copy.llama.detokenize(trace.tokens).decode("utf-8", errors="replace")
+    found = next((s for s in stops if s and s in text), None)
+    if found is not None:
+        choice["stop_reason"] = found
 
 
 def _whole_logprobs(run: ChoiceRun, choice: dict[str, Any], trace: TokenTrace) -> Any:
@@ -132,6 +146,8 @@ def _stream(run: ChoiceRun, first: Iterator[dict[str, Any]]) -> Iterator[dict[st
                     chunk.update(head)
                     for choice in chunk.get("choices") or []:
                         choice["index"] = index
+                        if choice.get("finish_reason"):
+                            _name_stop(run, choice, trace)
                         if run.top is not None:
                             choice["logprobs"], offset = _chunk_logprobs(
                                 run, choice, aligner, offset

@@ -50,13 +50,17 @@ class TokenTrace:
     cancel: threading.Event | None = None
     count: int = 0
     steps: list[Step] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)  # every answer token, to name a stop found
+    eog: bool = False  # ended by an end-of-generation token (not by a stop string)
 
     def __call__(self, token: int) -> None:
         if self.cancel is not None and self.cancel.is_set():
             raise GenerationCancelled()
         if self.llama.is_eog(token):
+            self.eog = True
             return  # the end-of-generation token is never part of the answer
         self.count += 1
+        self.tokens.append(token)
         if self.top is not None:
             self.steps.append(self._step(token))
 

@@ -25,6 +25,16 @@ from hivemind_gateway.openai.events import (
 )
 
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def stop_fields(finished: Finished) -> dict[str, Any]:
+    """``stop_reason`` and ``stop_sequence`` of a Messages answer."""
+    if finished.stop_sequence is not None and finished.reason in (None, "stop"):
+        return {"stop_reason": "stop_sequence", "stop_sequence": finished.stop_sequence}
+    return {"stop_reason": STOP_REASONS.get(finished.reason or "stop", "end_turn"),
+            "stop_sequence": None}  # fmt: skip
+
+
 # Claude Code opens its system prompt with a per-request attribution line; it would defeat
 # prompt reuse (and means nothing to a local model), so it is dropped
 _ATTRIBUTION = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?")
@@ -219,8 +229,7 @@ def message_from_events(events: list[Event], *, model: str) -> dict[str, Any]:
         "role": "assistant",
         "model": model,
         "content": blocks,
-        "stop_reason": STOP_REASONS.get(finished.reason or "stop", "end_turn"),
-        "stop_sequence": None,
+        **stop_fields(finished),
         "usage": {
             "input_tokens": finished.prompt_tokens,
             "output_tokens": finished.completion_tokens,

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from hivemind_common.error_handlers import anthropic_error_body
-from hivemind_gateway.anthropic.convert import STOP_REASONS, new_message_id
+from hivemind_gateway.anthropic.convert import new_message_id, stop_fields
 from hivemind_gateway.openai.events import (
     Event,
     Failed,
@@ -60,10 +60,7 @@ async def message_events(events: AsyncIterator[Event], *, model: str) -> AsyncIt
         if isinstance(event, Finished):
             if open_kind is not None:
                 yield close()
-            delta = {
-                "stop_reason": STOP_REASONS.get(event.reason or "stop", "end_turn"),
-                "stop_sequence": None,
-            }
+            delta = stop_fields(event)
             usage = {"input_tokens": event.prompt_tokens, "output_tokens": event.completion_tokens}
             yield sse_event("message_delta", {"delta": delta, "usage": usage})
             yield sse_event("message_stop", {})

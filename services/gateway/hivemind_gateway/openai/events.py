@@ -44,6 +44,7 @@ class Finished:
     reason: str | None  # the chat finish_reason: stop, length, tool_calls
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    stop_sequence: str | None = None  # the caller's stop string that ended it (inference's)
 
 
 @dataclass
@@ -84,6 +85,7 @@ def _delta_events(delta: dict[str, Any]) -> Iterator[Event]:
 async def chat_events(payloads: AsyncIterator[bytes]) -> AsyncIterator[Event]:
     """Events of a streamed chat (choice 0); ``Finished`` comes last, with the usage."""
     reason: str | None = None
+    stop: str | None = None
     usage: dict[str, Any] = {}
     async for data in payloads:
         chunk = orjson.loads(data)
@@ -100,7 +102,13 @@ async def chat_events(payloads: AsyncIterator[bytes]) -> AsyncIterator[Event]:
             for event in _delta_events(choice.get("delta") or {}):
                 yield event
             reason = choice.get("finish_reason") or reason
-    yield Finished(reason, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0))
+            stop = _stop_of(choice) or stop
+    yield Finished(reason, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), stop)
+
+
+def _stop_of(choice: dict[str, Any]) -> str | None:
+    found = choice.get("stop_reason")
+    return found if isinstance(found, str) and found else None
 
 
 def answer_events(answer: dict[str, Any]) -> list[Event]:
@@ -117,6 +125,7 @@ def answer_events(answer: dict[str, Any]) -> list[Event]:
             choice.get("finish_reason"),
             usage.get("prompt_tokens", 0),
             usage.get("completion_tokens", 0),
+            _stop_of(choice),
         )
     )
     return events

@@ -80,6 +80,8 @@ def replay_chunks(
         first = {"index": index, "delta": delta, "logprobs": choice.get("logprobs")}
         yield {**base, "choices": [{**first, "finish_reason": None}]}
         done = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
+        if choice.get("stop_reason"):
+            done["stop_reason"] = choice["stop_reason"]
         yield {**base, "choices": [done]}
     if include_usage and response.get("usage"):
         yield {**base, "choices": [], "usage": response["usage"]}

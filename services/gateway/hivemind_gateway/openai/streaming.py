@@ -68,6 +68,8 @@ class Gathered:
                 slot["logprobs"] = _merge_logprobs(slot["logprobs"], ch["logprobs"])
             if ch.get("finish_reason"):
                 slot["finish_reason"] = ch["finish_reason"]
+            if ch.get("stop_reason"):
+                slot["stop_reason"] = ch["stop_reason"]
 
     @property
     def complete(self) -> bool:
@@ -98,6 +100,7 @@ class Gathered:
                         "message": self.message(index),
                         "logprobs": slot.get("logprobs"),
                         "finish_reason": slot["finish_reason"],
+                        **({"stop_reason": slot["stop_reason"]} if slot.get("stop_reason") else {}),
                     }
                 )
             else:
