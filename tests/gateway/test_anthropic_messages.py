@@ -89,8 +89,9 @@ def test_the_raw_stream_has_a_ping_and_named_events(gw: RunningGateway) -> None:
 def test_a_stop_sequence_that_ends_the_answer_is_named(claude: anthropic.Anthropic) -> None:
     """stop_reason was always end_turn and stop_sequence null, so a client could not tell
     which of its stop sequences fired."""
-    ask = {"model": "claude-haiku-4-5", "max_tokens": 24, "extra_body": {"temperature": 0.0},
-           "messages": [{"role": "user", "content": "Write a short sentence about the sea."}]}  # fmt: skip
+    sea = [{"role": "user", "content": "Write a short sentence about the sea."}]
+    ask = {"model": "claude-haiku-4-5", "max_tokens": 24, "messages": sea,
+           "extra_body": {"temperature": 0.0}}  # fmt: skip
     whole = claude.messages.create(**ask)  # type: ignore[arg-type]
     text = whole.content[0].text  # type: ignore[union-attr]
     words = [w for w in text.split() if len(w) >= 4]
