@@ -46,3 +46,17 @@ async def test_docs_tools_ingest_and_search_with_citations(
     async with Client(build_server(bridge_settings(gateway.url, other))) as client:
         found = await _call(client, "docs_search", query="how do I publish a release")
         assert found.structured_content["data"] == []  # another tenant sees none of it
+
+
+async def test_a_large_document_over_http_reaches_the_tool(
+    bridge_url: str, keys: tuple[str, str]
+) -> None:
+    """1.4M CJK characters are 4.2 MB of JSON: the SDK's default 4 MiB body cap answered an
+    HTTP 413 for a text the tool's own limit (2,000,000 characters) allows."""
+    from mcp_bridge_support import http_session
+
+    async with http_session(bridge_url, keys[0]) as client:
+        # an unknown type: the tool refuses it at once, once the body got through
+        answer = await _call(client, "docs_ingest_text", source="big.md",
+                             text="日" * 1_400_000, type="pdf")  # fmt: skip
+        assert answer.is_error

@@ -16,6 +16,7 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.routing import Route
 
+from hivemind_common.body_limit import DEFAULT_MAX_BODY_BYTES
 from hivemind_common.service_app import base_app, mark_started
 from hivemind_mcp import __version__
 from hivemind_mcp.auth import BearerKeyGate, KeyChecker
@@ -52,6 +53,9 @@ def create_app(settings: McpSettings) -> FastAPI:
         host=settings.host,
         session_idle_timeout=settings.mcp_session_idle_s,
         max_sessions=settings.mcp_max_sessions,
+        # the app's own cap (16 MiB): docs_ingest_text takes 2,000,000 characters, which JSON
+        # may escape to more than the SDK's default 4 MiB (an HTTP 413, not a tool's answer)
+        max_request_body_size=DEFAULT_MAX_BODY_BYTES,
     )
     session_manager = server.session_manager
 
