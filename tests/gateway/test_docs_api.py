@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from support.gateway import RunningGateway
 
@@ -279,3 +280,22 @@ def test_a_batch_past_the_docs_quota_is_refused_whole(
         assert c.post("/v1/docs", json={"documents": changed}).status_code == 403
         assert c.post("/v1/docs", json={"documents": changed[:1]}).status_code == 200
         assert c.get("/v1/docs").json()["count"] == 2
+
+
+def test_chunk_and_rag_context_defaults_follow_the_settings(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """/v1/chunk cut at 256/32 and /v1/rag/context budgeted 512 tokens whatever the settings
+    said, so /v1/chunk no longer cut as the library would once they changed."""
+    from support.gateway import running_gateway
+
+    with running_gateway(redis_url, internal_token, data_dir, docs_chunk_tokens=48,
+                         docs_overlap_tokens=0, rag_budget_tokens=77) as gw:  # fmt: skip
+        text = "\n\n".join(f"Paragraph {i} " + "word " * 30 for i in range(8))
+        with gw.client() as c:
+            chunked = c.post("/v1/chunk", json={"text": text}).json()["data"]
+            assert chunked and all(ch["tokens"] <= 48 for ch in chunked)
+            stored = c.post("/v1/docs", json={"source": "p.txt", "text": text}).json()
+            assert stored["data"][0]["chunks"] == len(chunked)
+            explained = c.post("/v1/rag/context", json={"query": "word", "explain": True}).json()
+            assert explained["explain"]["budget_tokens"] == 77

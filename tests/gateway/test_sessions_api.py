@@ -157,3 +157,12 @@ def test_a_listing_never_drops_a_session_written_since_it_read_it(
         monkeypatch.setattr(sessions, "as_dict", real)
         assert raw.zscore(keys.sessions_recent("acme"), "back") is not None
         assert [s["id"] for s in c.get("/v1/sessions").json()["data"]] == ["back"]
+
+
+def test_a_session_can_be_created_without_a_body(gateway: RunningGateway) -> None:
+    with gateway.client() as c:
+        bare = c.post("/v1/sessions")
+        assert bare.status_code == 201, bare.text
+        assert c.get(f"/v1/sessions/{bare.json()['id']}").status_code == 200
+        assert c.post("/v1/sessions", content=b"null",
+                      headers={"content-type": "application/json"}).status_code == 201  # fmt: skip

@@ -60,7 +60,10 @@ def _print_failure_domains(console: Console, registry: Registry, profile: str) -
 @app.command("render")
 def render(
     node: str = typer.Option(..., help="The node whose units to write (e.g. aurora)."),
-    out: Path = typer.Option(..., help="Directory for the units (e.g. /etc/containers/systemd)."),
+    out: Path = typer.Option(
+        None,
+        help="Directory for the units (e.g. /etc/containers/systemd; default: quadlet/<node>).",
+    ),
     profile: str = typer.Option("homelab", help="Profile of hosts.yaml."),
     redis: str = typer.Option(
         None, help="Redis topology: cluster, sentinel or none (default: the profile's)."
@@ -99,7 +102,7 @@ def render(
             err=True,
         )
         raise typer.Exit(1)
-    for path in write_node(files, out):
+    for path in write_node(files, out if out is not None else Path("quadlet") / node):
         typer.echo(str(path))
 
 

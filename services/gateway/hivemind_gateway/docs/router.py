@@ -122,7 +122,11 @@ async def tokenize(body: TokenizeBody, principal: ReadPrincipal, state: StateDep
 @tools_router.post("/chunk", response_model=Chunked)
 async def chunk(body: ChunkBody, principal: ReadPrincipal, settings: SettingsDep) -> Chunked:
     """``text`` cut as the reference library would cut it (sizes in the served model's tokens)."""
-    check_sizes(body.chunk_tokens, body.overlap_tokens)
+    size = body.chunk_tokens if body.chunk_tokens is not None else settings.docs_chunk_tokens
+    overlap = (
+        body.overlap_tokens if body.overlap_tokens is not None else settings.docs_overlap_tokens
+    )
+    check_sizes(size, overlap)
     if len(body.text) > settings.max_doc_chars:
         raise TooLarge(
             f"text has {len(body.text)} characters; the limit is {settings.max_doc_chars}",
@@ -133,8 +137,8 @@ async def chunk(body: ChunkBody, principal: ReadPrincipal, settings: SettingsDep
     tokenizer = await asyncio.to_thread(served_tokenizer)
     limit = await asyncio.to_thread(embedder_limit)
     chunks = await asyncio.to_thread(
-        chunk_text, body.text, counter=tokenizer, size=body.chunk_tokens,
-        overlap=body.overlap_tokens, doc_type=doc_type, language=language, embed_limit=limit,
+        chunk_text, body.text, counter=tokenizer, size=size,
+        overlap=overlap, doc_type=doc_type, language=language, embed_limit=limit,
         source=source, context=summary(body.text, doc_type, language),
     )  # fmt: skip
     return Chunked(

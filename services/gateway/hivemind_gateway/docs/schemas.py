@@ -162,8 +162,9 @@ class ChunkBody(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     text: Annotated[Text, Field(max_length=MAX_HELPER_CHARS)]
-    chunk_tokens: int = Field(default=256, strict=True)
-    overlap_tokens: int = Field(default=32, strict=True)
+    # absent: the library's own (HIVEMIND_DOCS_CHUNK_TOKENS / HIVEMIND_DOCS_OVERLAP_TOKENS)
+    chunk_tokens: int | None = Field(default=None, strict=True)
+    overlap_tokens: int | None = Field(default=None, strict=True)
     type: DocKind | None = None
     source: Source | None = None  # the extension decides the type when ``type`` is absent
 

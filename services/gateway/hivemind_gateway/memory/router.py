@@ -37,10 +37,14 @@ Limit = Annotated[int, Query(ge=1, le=200)]
 
 @router.post("/sessions", response_model=SessionPublic, status_code=201)
 async def create_session(
-    body: SessionCreate, principal: WritePrincipal, redis: RedisDep
+    principal: WritePrincipal, redis: RedisDep, body: SessionCreate | None = None
 ) -> SessionPublic:
+    """A new session; every field of the body is optional, and so is the body."""
     return await sessions.create_session(
-        redis=redis, tenant=principal.tenant, body=body, new_id=secrets.token_hex(8)
+        redis=redis,
+        tenant=principal.tenant,
+        body=body if body is not None else SessionCreate(),
+        new_id=secrets.token_hex(8),
     )
 
 

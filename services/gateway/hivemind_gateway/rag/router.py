@@ -26,7 +26,11 @@ async def rag_context(body: RagQuery, principal: ReadPrincipal, state: StateDep)
         state,
         tenant=principal.tenant,
         query=body.query,
-        budget_tokens=body.budget_tokens,
+        budget_tokens=(
+            body.budget_tokens
+            if body.budget_tokens is not None
+            else state.settings.rag_budget_tokens
+        ),
         session_id=body.session_id,
         with_explain=body.explain,
         collections=body.collections,

@@ -72,7 +72,8 @@ class RagQuery(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     query: Query
-    budget_tokens: int = Field(default=512, ge=1, le=32_768, strict=True)
+    # absent: HIVEMIND_RAG_BUDGET_TOKENS
+    budget_tokens: int | None = Field(default=None, ge=1, le=32_768, strict=True)
     session_id: Identifier | None = None
     explain: bool = Field(default=False, strict=True)
     # reference library collections to draw from (default: all) and to leave out
