@@ -204,3 +204,38 @@ async def test_rejected_versions_do_not_pile_up_only_the_newest_is_kept(
     assert kept == [results[-1].version]
     folders = sorted(p.name for p in (data_dir / "models" / "default").glob("v*"))
     assert folders == [results[-1].version]
+
+
+async def test_imports_a_foundation_run_took_do_not_start_cycle_after_cycle(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path, tmp_path: Path
+) -> None:
+    """After a foundation run the imports still counted as new samples: each pass started a
+    cycle that found nothing to train, returned before it noted the attempt, and the worker
+    started the next one at once, in a tight loop writing a job record each time."""
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    lines = [json.dumps({"instruction": f"Add {i} to x.", "output": f"x + {i}"}) for i in range(30)]
+    path = tmp_path / "imports.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    env = {"HIVEMIND_REDIS_URL": redis_url, "HIVEMIND_DATA_DIR": str(data_dir),
+           "HIVEMIND_BASE_HF_DIR": str(trained_tiny_dir)}  # fmt: skip
+    done = await asyncio.to_thread(
+        CliRunner().invoke, app, ["learn", "import", str(path), "--json"], env=env
+    )
+    assert done.exit_code == 0, done.output
+    s = settings(redis_url, data_dir, trained_tiny_dir).model_copy(update={"min_interval_s": 3600})
+    worker = TrainerWorker(redis_client, s)
+    await worker.ensure_groups()
+    assert await worker.lock.acquire()
+    await worker.collector.collect_once(block_ms=None)
+    state = keys.learning_state()
+    accepted = int(await redis_client.hget(state, "accepted_seq") or 0)
+    assert accepted >= 20
+    await redis_client.hset(state, "foundation_seq", accepted)  # a foundation run took them all
+    first = await worker.step()
+    assert first is not None and first.status == "skipped"
+    after = await redis_client.hgetall(state)
+    assert float(after["last_attempt_at"]) > 0 and int(after["trained_seq"]) == accepted
+    assert await worker.step() is None  # nothing new: no second cycle, no second job

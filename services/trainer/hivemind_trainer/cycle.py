@@ -502,18 +502,24 @@ async def run_cycle(
             return not (is_imported(r) and r["seq"] <= founded_seq)
 
         after = 0 if foundation else trained_seq
-        if not any(
-            r["split"] == "train" and eligible(r) for r in dataset.records() if r["seq"] > after
-        ):
+        # an attempt counts from here, trained or not: a cycle with nothing to train on once
+        # returned before this, and the worker tried again at once, in a loop
+        await redis.hset(state, mapping={"last_attempt_at": f"{time.time():.3f}"})
+        newer = [r for r in dataset.records() if r["seq"] > after]
+        if not any(r["split"] == "train" and eligible(r) for r in newer):
             error = (
                 "no imported samples to train a foundation on (hivemind learn import FILE)"
                 if foundation
                 else "no new accepted samples to train on"
             )
+            if not foundation and newer:
+                # every newer sample is held out or an import a foundation run already took:
+                # none of them is new for a cycle, so they stop counting toward the threshold
+                seen = max(int(r["seq"]) for r in newer)
+                await redis.hset(state, mapping={"trained_seq": max(trained_seq, seen)})
             await update_job(redis, job_id, status="failed", stage="done", error=error)
             result.status, result.error = "skipped", error
             return result
-        await redis.hset(state, mapping={"last_attempt_at": f"{time.time():.3f}"})
         frozen = dataset.freeze(
             after_seq=after,
             replay_ratio=0.0 if foundation else settings.replay_ratio,
