@@ -184,3 +184,30 @@ async def test_retention_after_a_deploy_keeps_serving_previous_pinned_and_newer_
     for gone in ("old-ready", "rejected"):
         assert not reg.version_dir("default", gone).exists()
     assert reg.version_dir("default", "failed-pinned").is_dir()
+
+
+async def test_files_that_failed_their_export_checks_are_never_deployed(
+    redis_client, data_dir: Path, client: httpx.AsyncClient
+) -> None:
+    """The manifest keeps the files an export chose even when its validation failed (to say
+    why); a promote of such a version swapped files that had failed validation in."""
+    reg = ModelRegistry(redis_client, data_dir)
+    await _exported(reg, "v1")
+    reg.update_manifest("default", "v1", export={"validation": {"passed": False}})
+    with pytest.raises(Conflict, match="export validation"):
+        await deploy_version(registry=reg, client=client, name="default", version="v1")
+    await _exported(reg, "v2")
+    reg.update_manifest("default", "v2", export={"validation": {}})  # it raised before a verdict
+    with pytest.raises(Conflict, match="export validation"):
+        await deploy_version(registry=reg, client=client, name="default", version="v2")
+    await _exported(reg, "v3")
+    reg.update_manifest("default", "v3", export={"validation": {"passed": True}},
+                        task_eval={"passed": False})  # fmt: skip
+    with pytest.raises(Conflict, match="task eval"):
+        await deploy_version(registry=reg, client=client, name="default", version="v3")
+    assert await _served(client) == "base"
+    await _exported(reg, "v4")
+    reg.update_manifest("default", "v4", export={"validation": {"passed": True}})
+    assert (
+        await deploy_version(registry=reg, client=client, name="default", version="v4")
+    ).version == "v4"

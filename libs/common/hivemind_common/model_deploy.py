@@ -62,6 +62,16 @@ def serve_files(registry: ModelRegistry, name: str, version: str) -> dict[str, s
     serve = manifest.get("serve")
     if not isinstance(serve, dict) or not serve.get("gguf"):
         raise Conflict(f"{name}/{version} has not been exported yet")
+    # the manifest keeps the choice of files even when the export's checks failed (it records
+    # why): such files are never served, by a promote, a rollback or the registry's follower
+    export = manifest.get("export")
+    if isinstance(export, dict):
+        validation = export.get("validation")
+        if not isinstance(validation, dict) or validation.get("passed") is not True:
+            raise Conflict(f"{name}/{version} did not pass its export validation")
+    task_eval = manifest.get("task_eval")
+    if isinstance(task_eval, dict) and task_eval.get("passed") is False:
+        raise Conflict(f"{name}/{version} was refused by the task eval")
     sums: dict[str, str] = manifest.get("files") or {}
     version_dir = registry.version_dir(name, version)
     for role in ("gguf", "lora"):
