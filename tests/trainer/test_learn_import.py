@@ -244,3 +244,26 @@ def test_learn_import_cli_counts_outcomes_and_reads_parquet(
     assert bad.exit_code == 2 and "--format is one of" in bad.output
     missing = runner.invoke(app, ["learn", "import", str(tmp_path / "nope.jsonl")], env=env)
     assert missing.exit_code == 2
+
+
+def test_odd_files_lines_and_settings_are_messages_not_tracebacks(
+    redis_url: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """A line nested past the parser (RecursionError), a broken Parquet file (ArrowInvalid),
+    an unknown --mode and a zero checkpoint interval each ended in a traceback."""
+    jsonl = tmp_path / "odd.jsonl"
+    jsonl.write_text("[" * 100_000 + "\n" + json.dumps(SHAREGPT[0]) + "\n")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    env = {"HIVEMIND_REDIS_URL": redis_url, "HIVEMIND_DATA_DIR": str(data_dir)}
+    runner = CliRunner()
+    done = runner.invoke(app, ["learn", "import", str(broken), str(jsonl), "--json"], env=env)
+    assert done.exit_code == 0, done.output
+    counts = json.loads(done.output.strip().splitlines()[-1])
+    assert counts["outcomes"]["unreadable"] == 2 and counts["accepted"] == 1
+    mode = runner.invoke(app, ["learn", "train-now", "--mode", "xyz"], env=env)
+    assert mode.exit_code == 2 and "mode" in mode.output and "Traceback" not in mode.output
+    zero = runner.invoke(
+        app, ["learn", "import", str(jsonl)], env={**env, "HIVEMIND_CHECKPOINT_EVERY": "0"}
+    )
+    assert zero.exit_code == 2 and "checkpoint_every" in zero.output

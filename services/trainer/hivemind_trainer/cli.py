@@ -39,7 +39,17 @@ def _run(action: Callable[[HivemindRedis], Awaitable[T]], redis_url: str | None 
 
 
 def _trainer_settings(**overrides: Any) -> TrainerSettings:
-    return TrainerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    """The settings with the command's options; an invalid value (an option or a HIVEMIND_*
+    variable) is an error message and exit 2, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return TrainerSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ())) or "settings"
+            typer.echo(f"error: {where}: {error.get('msg', 'invalid')}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("status")

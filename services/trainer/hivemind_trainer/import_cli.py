@@ -37,13 +37,13 @@ def import_command(
 
     from hivemind_cli.redis_cli import run_with_redis
     from hivemind_common.audit import cli_audited
+    from hivemind_trainer.cli import _trainer_settings
     from hivemind_trainer.data.importer import FORMATS, Importer, ImportStats
-    from hivemind_trainer.settings import TrainerSettings
 
     if fmt not in FORMATS:
         typer.echo(f"error: --format is one of {', '.join(FORMATS)}", err=True)
         raise typer.Exit(2)
-    settings = TrainerSettings()
+    settings = _trainer_settings()
     console = Console(stderr=True)
 
     async def action(redis: Any) -> ImportStats:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
+
 from hivemind_common.settings import ServiceSettings
 
 Mode = Literal["fast", "balanced", "best"]
@@ -47,12 +49,14 @@ class TrainerSettings(ServiceSettings):
     base_gguf: Path | None = None  # default: the shipped SmolLM2 GGUF
     base_hf_dir: Path | None = None  # a Hugging Face directory instead of a GGUF
     mode: Mode = "fast"
-    seq_len: int = 512
-    replay_ratio: float = 0.25
-    heldout_fraction: float = 0.1
-    threads: int | None = None  # torch threads; default: all cores
-    max_steps: int | None = None  # caps the recipe (tests, benchmarks)
-    checkpoint_every: int = 50
+    # bounded: a value out of range failed jobs far from where it was set (a negative replay
+    # ratio in the sampler, a zero checkpoint interval in a modulo mid-training)
+    seq_len: int = Field(default=512, ge=16, le=131_072)
+    replay_ratio: float = Field(default=0.25, ge=0, le=10)
+    heldout_fraction: float = Field(default=0.1, ge=0, le=0.9)
+    threads: int | None = Field(default=None, ge=1, le=1024)  # torch threads; default: all
+    max_steps: int | None = Field(default=None, ge=1)  # caps the recipe (tests, benchmarks)
+    checkpoint_every: int = Field(default=50, ge=1)
     seed: int = 1234
 
     # evaluation gate

@@ -22,6 +22,7 @@ Formats (``auto`` decides per record, by its keys):
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -40,6 +41,8 @@ FORMATS: tuple[str, ...] = ("auto", "alpaca", "sharegpt", "openai", "glaive")
 Message = dict[str, Any]
 
 # outcomes besides the filter's reasons
+log = logging.getLogger(__name__)
+
 UNREADABLE = "unreadable"  # not JSON, or not an object
 UNKNOWN_FORMAT = "unknown_format"  # auto found no format whose keys the record has
 MALFORMED = "malformed"  # the format's keys, but not a chat it can normalise
@@ -75,7 +78,7 @@ def _arguments(value: Any) -> str:
     if isinstance(value, str):
         try:
             parsed = json.loads(value) if value.strip() else {}
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, RecursionError) as exc:
             raise NotNormalisable(MALFORMED, "tool-call arguments are not JSON") from exc
         value = parsed
     if not isinstance(value, dict):
@@ -133,7 +136,7 @@ def from_sharegpt(record: dict[str, Any]) -> list[Message]:
         if who == "function_call":
             try:
                 call = json.loads(value)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 raise NotNormalisable(MALFORMED, "a function_call is not JSON") from exc
             if not isinstance(call, dict):
                 raise NotNormalisable(MALFORMED, "a function_call is not an object")
@@ -303,7 +306,10 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
             raise NotNormalisable(
                 UNREADABLE, "reading Parquet needs pyarrow (pip install pyarrow)"
             ) from exc
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise NotNormalisable(UNREADABLE, f"not a readable Parquet file: {exc}") from exc
         for batch in table.to_batches(max_chunksize=1024):
             for i, row in enumerate(batch.to_pylist()):
                 yield i + 1, row
@@ -314,7 +320,7 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
         if head.startswith("["):
             try:
                 items = json.load(fh)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 items = None
             if isinstance(items, list):
                 for i, item in enumerate(items):
@@ -325,9 +331,10 @@ def read_records(path: Path) -> Iterator[tuple[int, Any]]:
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError:
-                yield number, UNREADABLE_LINE
+                record = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):  # [[[[... nested past the parser
+                record = UNREADABLE_LINE
+            yield number, record
 
 
 UNREADABLE_LINE = object()
@@ -403,6 +410,9 @@ class Importer:
                 stats.outcomes[outcome] += 1
                 if progress is not None:
                     progress(stats.read)
+        except NotNormalisable as exc:  # the file itself cannot be read (a broken Parquet)
+            log.warning("cannot read %s: %s", path.name, exc)
+            stats.outcomes[exc.reason] += 1
         finally:
             self.dataset.sync()
             stats.seconds += time.perf_counter() - started
@@ -417,6 +427,8 @@ class Importer:
             messages = normalise_record(record, fmt)
         except NotNormalisable as exc:
             return exc.reason
+        except (TypeError, ValueError, RecursionError):  # values no JSON holds (Parquet's)
+            return MALFORMED
         stats.by_format[(detect(record) if fmt == "auto" else fmt) or fmt] += 1
         outcome = self.filter.check_chat(
             messages,
