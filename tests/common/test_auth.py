@@ -149,6 +149,9 @@ async def test_operator_outranks_admin_and_owns_its_tenants_training_consent(red
     assert await redis_client.hget(tenant_settings("owner"), "share_training") == "1"
     _, admin_key = await store.create(tenant="acme", role="admin")
     assert await redis_client.hget(tenant_settings("acme"), "share_training") is None
+    # an operator key made later for another tenant does not opt that tenant in
+    await store.create(tenant="globex", role="operator")
+    assert await redis_client.hget(tenant_settings("globex"), "share_training") is None
     admin_id = (await store.verify(admin_key)).key_id
     with pytest.raises(NotFound):  # an admin's revoke is scoped to its tenant
         await store.revoke(admin_id, tenant="owner")

@@ -99,6 +99,12 @@ class ApiKeyStore:
             raise Invalid(f"role must be one of {', '.join(ROLES)}", param="role")
         if rpm is not None and not 1 <= rpm <= MAX_KEY_RPM:
             raise Invalid(f"rpm must be from 1 to {MAX_KEY_RPM}", param="rpm")
+        # the suite owner's own chats train the shared model unless they said otherwise: the
+        # tenant of the first operator key only (an operator key made later for another
+        # tenant once opted that tenant in without its consent)
+        first_operator = role == "operator" and not any(
+            k.role == "operator" for k in await self.list(operators=True)
+        )
         key_id = secrets.token_hex(6)
         plaintext = f"hm_{key_id}_{secrets.token_urlsafe(24).replace('_', 'x')}"
         record = {
@@ -117,8 +123,7 @@ class ApiKeyStore:
             ("SADD", keys.tenants_index(), tenant),
             durable=True,
         )
-        if role == "operator":
-            # the suite owner's own chats train the shared model unless they said otherwise
+        if first_operator:
             await self.redis.hsetnx(keys.tenant_settings(tenant), "share_training", "1")
         return key_id, plaintext
 
