@@ -11,14 +11,20 @@ is acknowledged. ``hivemind learn status`` lists them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from hivemind_common import keys
 from hivemind_common.errors import NotFound
 from hivemind_common.job_records import get_job, recent_dead_letters, update_job
 from hivemind_common.redis import HivemindRedis
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ATTEMPTS = 3
 
@@ -85,3 +91,20 @@ __all__ = [
     "poison_reason",
     "recent_dead_letters",
 ]
+
+
+async def keep_claimed(
+    redis: Any, stream: str, group: str, consumer: str, entry_id: str, *, interval_s: float
+) -> None:
+    """Reset a running job's idle time every ``interval_s`` until cancelled, so that no other
+    worker reclaims it (XCLAIM with JUSTID does not count as a delivery). A Redis error is
+    logged and the next beat tried: one failure once ended the exporter's heartbeat, and a long
+    export was reclaimed and run twice at once."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await redis.xclaim(
+                stream, group, consumer, min_idle_time=0, message_ids=[entry_id], justid=True
+            )
+        except (RedisError, OSError) as exc:
+            log.warning("could not refresh the claim on %s %s: %s", stream, entry_id, exc)

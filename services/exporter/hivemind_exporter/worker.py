@@ -22,7 +22,7 @@ import httpx
 from pydantic import ValidationError
 
 from hivemind_common import keys
-from hivemind_common.dead_letters import bury, count_start, poison_reason
+from hivemind_common.dead_letters import bury, count_start, keep_claimed, poison_reason
 from hivemind_common.errors import HivemindError, NotFound
 from hivemind_common.job_records import get_job, update_job
 from hivemind_common.jobs import ExportJob
@@ -120,17 +120,10 @@ class ExportWorker:
 
     async def _keep_claimed(self, entry_id: str) -> None:
         """Reset the entry's idle time while we work on it, so no other worker reclaims it."""
-        interval = max(self.settings.reclaim_idle_ms / 3000, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            await self.redis.xclaim(
-                keys.export_stream(),
-                keys.EXPORTER_GROUP,
-                self.consumer,
-                min_idle_time=0,
-                message_ids=[entry_id],
-                justid=True,
-            )
+        await keep_claimed(
+            self.redis, keys.export_stream(), keys.EXPORTER_GROUP, self.consumer, entry_id,
+            interval_s=max(self.settings.reclaim_idle_ms / 3000, 0.5),
+        )  # fmt: skip
 
     async def run_forever(self) -> None:
         """The background loop of the service; errors are logged and the loop goes on."""

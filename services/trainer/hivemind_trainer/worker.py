@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError, ResponseError
 
 from hivemind_common import keys
-from hivemind_common.dead_letters import bury, count_start, poison_reason
+from hivemind_common.dead_letters import bury, count_start, keep_claimed, poison_reason
 from hivemind_common.errors import HivemindError, NotFound
 from hivemind_common.job_records import get_job
 from hivemind_common.jobs import TrainJob
@@ -168,20 +168,10 @@ class TrainerWorker:
 
         XCLAIM with JUSTID does not count as a delivery.
         """
-        interval = max(self.settings.reclaim_idle_ms / 3000, 0.5)
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.redis.xclaim(
-                    keys.jobs_stream(),
-                    keys.TRAINER_GROUP,
-                    self.consumer,
-                    min_idle_time=0,
-                    message_ids=[msg_id],
-                    justid=True,
-                )
-            except (RedisError, OSError) as exc:
-                log.warning("could not refresh the claim on train job %s: %s", msg_id, exc)
+        await keep_claimed(
+            self.redis, keys.jobs_stream(), keys.TRAINER_GROUP, self.consumer, msg_id,
+            interval_s=max(self.settings.reclaim_idle_ms / 3000, 0.5),
+        )  # fmt: skip
 
     async def observe_backlog(self) -> None:
         """Set the backlog gauges: stream length, unacknowledged entries, untrained samples."""
