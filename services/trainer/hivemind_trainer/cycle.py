@@ -440,13 +440,17 @@ async def _queue_export(
     """Hand a registered version to the exporter (after the fencing check)."""
     if lease is not None:
         await lease.check(f"queue the export of {mv.name}/{mv.version}")
-    await update_job(redis, result.job_id, stage="export", version=mv.version)
+    # queued first, then the stage: a trainer killed between the two once left the stage
+    # "export" with nothing queued, and the reclaimed job, past training, was acknowledged;
+    # the other way round a reclaimed job queues the export again, which the exporter
+    # converges (an export already done goes straight to its deploy)
     await redis.xadd(
         keys.export_stream(),
         ExportJob(job_id=result.job_id, model=mv.name, version=mv.version).to_fields(),
         maxlen=keys.JOBS_STREAM_MAXLEN,
         approximate=True,
     )
+    await update_job(redis, result.job_id, stage="export", version=mv.version)
     result.status, result.version = "exported", mv.version
     return result
 
