@@ -98,6 +98,24 @@ def test_a_tenants_admin_sees_neither_the_suite_nor_other_tenants_jobs(gateway: 
         assert "api:" not in c.get("/v1/learning/status").text
 
 
+def test_bad_recipe_overrides_are_400s_before_anything_is_queued(gateway: Any) -> None:
+    """Unknown keys, NaN and negative sizes were queued (200) and failed the job later, after
+    its data was collected and frozen; lr=nan trained."""
+    with gateway.client("acme", "operator") as c:
+        for overrides, param in (
+            ({"bogus": "1"}, "overrides.bogus"),
+            ({"lr": "nan"}, "overrides.lr"),
+            ({"batch_size": "-5"}, "overrides.batch_size"),
+            ({"max_steps": "three"}, "overrides.max_steps"),
+        ):
+            r = c.post("/v1/learning/train", json={"overrides": overrides})
+            assert r.status_code == 400, (overrides, r.text)
+            assert param.split(".")[1] in r.json()["detail"], r.text
+        assert c.get("/v1/learning/status").json()["jobs"] == []
+        ok = c.post("/v1/learning/train", json={"overrides": {"lr": "1e-4", "max_steps": "none"}})
+        assert ok.status_code == 200, ok.text
+
+
 def test_a_train_request_queues_a_job_whose_record_is_readable(gateway: Any) -> None:
     with gateway.client("acme", "operator") as c:
         resp = c.post("/v1/learning/train", json={"overrides": {"max_steps": "3"}})

@@ -88,8 +88,30 @@ def test_modes_and_overrides_are_typed_and_checked() -> None:
 
     with pytest.raises(Invalid):
         cfg.with_overrides({"nonsense": "1"})
+    bad_values = [
+        {"lr": "nan"},
+        {"lr": "0"},
+        {"batch_size": "-5"},
+        {"lora_dropout": "1.5"},
+        {"checkpoint_every": "0"},
+        {"targets": "q_proj,;rm"},
+        {"dtype": "int4"},
+    ]
+    for bad in bad_values:
+        with pytest.raises(Invalid):
+            cfg.with_overrides(bad)
     with pytest.raises(Invalid):
         RecipeConfig.from_mode("turbo")
+
+
+def test_the_gateways_override_rules_name_every_recipe_setting() -> None:
+    """The gateway checks overrides without torch (hivemind_common.recipe_overrides); its table
+    must name exactly the recipe's fields, or a valid override would be refused there."""
+    from dataclasses import fields
+
+    from hivemind_common.recipe_overrides import RULES
+
+    assert set(RULES) == {f.name for f in fields(RecipeConfig)}
     hw = detect_hardware()
     assert hw.device in {"cpu", "cuda", "rocm"} and hw.threads >= 1
 

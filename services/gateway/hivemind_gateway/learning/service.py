@@ -8,6 +8,7 @@ from hivemind_common import keys
 from hivemind_common.errors import TooManyRequests
 from hivemind_common.job_records import create_job
 from hivemind_common.jobs import LearningSample, TrainJob
+from hivemind_common.recipe_overrides import check_overrides
 from hivemind_gateway.learning import budget
 from hivemind_gateway.learning.schemas import SampleCreate, TrainRequest
 
@@ -54,6 +55,7 @@ async def queue_training(
     *, redis: Any, requested_by: str, body: TrainRequest, tenant: str = ""
 ) -> str:
     """Record a queued job and put it on the jobs stream; returns its id."""
+    check_overrides(body.overrides)  # a 400 now, not a job that fails (or trains on NaN) later
     job = TrainJob(
         model=body.model, requested_by=requested_by, reason="manual", overrides=body.overrides
     )

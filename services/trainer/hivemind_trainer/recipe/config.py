@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 
 from hivemind_common.errors import Invalid
+from hivemind_common.recipe_overrides import check_override
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,7 @@ class RecipeConfig:
         for key, raw in overrides.items():
             if key not in known:
                 raise Invalid(f"unknown recipe setting {key!r}", param=key)
+            check_override(key, raw)  # the types and bounds the gateway checks as well
             current = getattr(self, key)
             try:
                 if key == "targets":
