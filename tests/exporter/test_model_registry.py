@@ -116,3 +116,28 @@ async def test_cleanup_never_deletes_serving_or_previous(redis_client, data_dir)
     assert not reg.version_dir("default", "v3").exists()
     assert await reg.cleanup("default") == ["v5"]
     assert reg.version_dir("default", "v1").is_dir() and reg.version_dir("default", "v2").is_dir()
+
+
+async def test_a_cleanup_waits_for_a_deploy_and_never_deletes_what_it_made_serving(
+    redis_client, data_dir
+) -> None:
+    """A cleanup that read the pointers just before a promote made a version serving could
+    delete that version: the serving pointer then named a folder that was gone."""
+    import asyncio
+
+    from hivemind_common.model_deploy import cleanup_versions, deploy_lock
+
+    reg = ModelRegistry(redis_client, data_dir)
+    for i in range(1, 4):
+        await _add(reg, f"v{i}", float(i))
+    await reg.mark_serving("default", "v1")
+    async with deploy_lock(reg, "default"):  # a promote of v3 is under way
+        cleaning = asyncio.create_task(cleanup_versions(reg, "default", wait_s=30))
+        await asyncio.sleep(0.3)
+        assert not cleaning.done()  # it waits for the deploy
+        await reg.mark_serving("default", "v3")
+    assert await cleaning == ["v2"]
+    assert reg.version_dir("default", "v3").is_dir()
+    with pytest.raises(Conflict):
+        async with deploy_lock(reg, "default"):
+            await cleanup_versions(reg, "default", wait_s=0)

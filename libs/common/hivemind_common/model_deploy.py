@@ -290,7 +290,7 @@ async def deploy_version(
                 await registry.set_status(name, version, "failed", error=exc.message)
             raise
         switched = await registry.mark_serving(name, version)
-    await apply_retention(registry, name)
+        await apply_retention(registry, name)  # under the lock: no deploy lands meanwhile
     swap_ms = answer.get("swap_ms")
     log.info(
         "deployed model version",
@@ -304,10 +304,27 @@ async def deploy_version(
     return DeployResult(name, version, switched.get("previous"), swap_ms)
 
 
+async def cleanup_versions(
+    registry: ModelRegistry,
+    name: str,
+    *,
+    keep_recent: int = 0,
+    keep_pending: bool = False,
+    wait_s: float = 60.0,
+) -> list[str]:
+    """:meth:`ModelRegistry.cleanup` under the model's deploy lock: a cleanup that read the
+    pointers just before a promote or rollback made a version serving could delete it, and
+    the serving pointer would name a version that is gone. Conflict when a deploy holds the
+    lock past ``wait_s``."""
+    async with deploy_lock(registry, name, wait_s=wait_s):
+        return await registry.cleanup(name, keep_recent=keep_recent, keep_pending=keep_pending)
+
+
 async def apply_retention(registry: ModelRegistry, name: str) -> list[str]:
     """Retention after a deploy: keep serving, previous, pinned and in-flight versions.
 
-    A failure is logged, never raised: the deploy it follows has succeeded.
+    Called with the deploy lock held. A failure is logged, never raised: the deploy it follows
+    has succeeded.
     """
     try:
         return await registry.cleanup(name, keep_pending=True)
@@ -340,6 +357,7 @@ async def rollback_model(
 __all__ = [
     "DeployResult",
     "apply_retention",
+    "cleanup_versions",
     "deploy_in_progress",
     "deploy_lock",
     "deploy_version",

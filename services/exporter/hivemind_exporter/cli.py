@@ -23,7 +23,12 @@ from hivemind_cli.redis_cli import cli_redis, exit_on_failure
 from hivemind_cli.show import when
 from hivemind_common.audit import cli_audited
 from hivemind_common.internal_http import internal_client
-from hivemind_common.model_deploy import SWAP_TIMEOUT_S, deploy_version, rollback_model
+from hivemind_common.model_deploy import (
+    SWAP_TIMEOUT_S,
+    cleanup_versions,
+    deploy_version,
+    rollback_model,
+)
 from hivemind_common.model_registry import ModelRegistry
 from hivemind_common.settings import ServiceSettings
 
@@ -163,7 +168,7 @@ def cleanup(
                 reg,
                 "models.cleanup",
                 model,
-                lambda: reg.cleanup(model, keep_recent=keep_recent),
+                lambda: cleanup_versions(reg, model, keep_recent=keep_recent),
             )
         )
     )

@@ -26,6 +26,7 @@ from hivemind_common.base_cache import tokenizer_fingerprint, tokenizer_mismatch
 from hivemind_common.errors import Conflict, HivemindError, NotFound, Unprocessable
 from hivemind_common.job_records import create_job, update_job
 from hivemind_common.jobs import ExportJob
+from hivemind_common.model_deploy import cleanup_versions
 from hivemind_common.model_registry import ModelRegistry, ModelVersion, new_version_id
 from hivemind_trainer.data.collector import Collector
 from hivemind_trainer.data.consent import consenting
@@ -359,7 +360,7 @@ async def _retain_after_rejection(registry: ModelRegistry, name: str) -> None:
     kept for inspection, older rejected and failed ones go (serving, previous, pinned and
     in-flight versions always stay)."""
     try:
-        removed = await registry.cleanup(name, keep_recent=1, keep_pending=True)
+        removed = await cleanup_versions(registry, name, keep_recent=1, keep_pending=True)
     except (HivemindError, OSError) as exc:
         log.warning("retention after a rejected cycle failed: %s", exc)
         return
