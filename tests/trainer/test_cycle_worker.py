@@ -13,7 +13,7 @@ from trainer_tiny import chats
 from hivemind_common import keys
 from hivemind_common.job_records import create_job, get_job, update_job
 from hivemind_common.jobs import ExportJob, LearningSample, TrainJob
-from hivemind_common.model_registry import ModelRegistry
+from hivemind_common.model_registry import ModelRegistry, ModelVersion
 from hivemind_trainer.settings import TrainerSettings
 from hivemind_trainer.worker import TrainerWorker
 
@@ -239,3 +239,26 @@ async def test_imports_a_foundation_run_took_do_not_start_cycle_after_cycle(
     after = await redis_client.hgetall(state)
     assert float(after["last_attempt_at"]) > 0 and int(after["trained_seq"]) == accepted
     assert await worker.step() is None  # nothing new: no second cycle, no second job
+
+
+async def test_a_job_taken_over_after_its_version_was_registered_marks_progress(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    """A leader killed between registering a version and writing the progress left
+    trained_seq behind; the job taken over queued the export but the next cycle trained the
+    same samples again."""
+    from hivemind_trainer.cycle import run_cycle
+
+    s = settings(redis_url, data_dir, trained_tiny_dir)
+    registry = ModelRegistry(redis_client, data_dir)
+    mv = ModelVersion(
+        name="default", version="v-taken", status="ready", job_id="job-taken",
+        dataset={"seq_from": 1, "seq_to": 25},
+    )  # fmt: skip
+    registry.version_dir("default", "v-taken").mkdir(parents=True)
+    await registry.register(mv)
+    result = await run_cycle(redis_client, s, "job-taken")
+    assert (result.status, result.version) == ("exported", "v-taken")
+    assert int(await redis_client.hget(keys.learning_state(), "trained_seq")) == 25
+    queued = await redis_client.xrange(keys.export_stream())
+    assert [ExportJob.from_fields(f).version for _, f in queued] == ["v-taken"]

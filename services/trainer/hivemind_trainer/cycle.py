@@ -430,6 +430,19 @@ async def _registered_for_job(
     return None
 
 
+async def _mark_progress(redis: Any, mv: ModelVersion) -> None:
+    """The learning state's progress as a registered version's dataset leaves it (what the
+    cycle that registered it writes next; a job taken over after a kill in between would
+    otherwise train the same samples again)."""
+    seq_to = int((mv.dataset or {}).get("seq_to") or 0)
+    if not seq_to:
+        return
+    state = keys.learning_state()
+    field = "foundation_seq" if (mv.metrics or {}).get("foundation") else "trained_seq"
+    current = int(await redis.hget(state, field) or 0)
+    await redis.hset(state, mapping={field: max(current, seq_to), "failures": 0})
+
+
 async def _is_registered(redis: Any, settings: TrainerSettings, version: str) -> bool:
     raw = await redis.hget(keys.model_versions(settings.model_name), version)
     return raw is not None
@@ -493,6 +506,7 @@ async def run_cycle(
     try:
         earlier = await _registered_for_job(redis, settings, job_id)
         if earlier is not None:  # a leader died between registering and queueing the export
+            await _mark_progress(redis, earlier)  # it may have died before this, too
             return await _queue_export(redis, result, earlier, lease=lease)
         await update_job(redis, job_id, status="running", stage="collect")
         collector = make_collector(redis, settings, consumer)
