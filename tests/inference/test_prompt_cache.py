@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from hivemind_common.models_paths import default_llm_gguf
 from hivemind_inference import generate
 from hivemind_inference.engine import ModelCopy
@@ -44,3 +46,25 @@ def test_two_sessions_each_keep_their_saved_prompt_state() -> None:
         assert copy.llama.cache is cache
     finally:
         copy.close()
+
+
+def test_a_chat_template_that_does_not_compile_is_a_load_refusal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The formatter was built outside the load's error handling: a GGUF whose template
+    jinja2 cannot compile made the admin load route answer a 500, and a serving version with
+    one kept inference from starting."""
+    import jinja2
+    import llama_cpp.llama_chat_format as chat_format
+
+    from hivemind_common.errors import Unprocessable
+
+    def broken(**kwargs: object) -> object:
+        raise jinja2.TemplateSyntaxError("unexpected '}'", 1)
+
+    monkeypatch.setattr(chat_format, "Jinja2ChatFormatter", broken)
+    copy = ModelCopy(name="default", version="base", gguf=Path(default_llm_gguf()), lora=None,
+                     n_ctx=256, threads=1)  # fmt: skip
+    with pytest.raises(Unprocessable, match="unexpected"):
+        copy.load()
+    assert copy.llama is None

@@ -69,6 +69,7 @@ class ModelCopy:
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:
         """Load the GGUF (blocking; call through :meth:`run`). Raises Invalid / Unprocessable."""
+        import jinja2
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         from hivemind_inference.tracing import TracingLlama
@@ -86,7 +87,8 @@ class ModelCopy:
                 verbose=False,
                 **(self.gpu.llama_kwargs() if self.gpu else {}),
             )
-        except (ValueError, RuntimeError, OSError) as exc:
+        except (ValueError, RuntimeError, OSError, jinja2.TemplateError) as exc:
+            # jinja2: llama-cpp-python compiles the GGUF's chat templates while it loads
             raise Unprocessable(
                 f"llama.cpp could not load {self.gguf.name}"
                 + (f" with LoRA {self.lora.name}" if self.lora else "")
@@ -98,11 +100,19 @@ class ModelCopy:
             vocab = self.llama._model
             self.template = template
             self.eos_text = vocab.token_get_text(self.llama.token_eos())
-            self.formatter = Jinja2ChatFormatter(
-                template=template,
-                eos_token=self.eos_text,
-                bos_token=vocab.token_get_text(self.llama.token_bos()),
-            )
+            try:  # a template jinja2 cannot compile is the file's fault: a 422, not a 500
+                self.formatter = Jinja2ChatFormatter(
+                    template=template,
+                    eos_token=self.eos_text,
+                    bos_token=vocab.token_get_text(self.llama.token_bos()),
+                )
+            except jinja2.TemplateError as exc:
+                llama, self.llama = self.llama, None
+                llama.close()
+                raise Unprocessable(
+                    f"the chat template of {self.gguf.name} does not compile: {exc}",
+                    code="model_load_failed",
+                ) from exc
         self.fim = self._find_fim_tokens()
         self.loaded_at = time.time()
 
