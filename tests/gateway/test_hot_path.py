@@ -266,3 +266,23 @@ def test_the_hot_path_takes_its_routes_and_leaves_the_rest(
         "POST /v1/memories/search",
         "POST /v1/rag/context",
     ]
+
+
+def test_an_unexpected_error_is_the_apps_own_500_on_both_paths(
+    pair: tuple[RunningGateway, RunningGateway], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot path caught only our errors and Redis's: anything else escaped to the server,
+    a bare text/plain 500 without a request id."""
+    from hivemind_gateway.facts import service
+
+    async def broken(**kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(service, "get_fact", broken)
+    hot, plain = pair
+    key = _key(hot.redis_url, role="read")
+    a = _ask(hot, "GET", "/v1/facts/anything", key)
+    b = _ask(plain, "GET", "/v1/facts/anything", key)
+    assert a.status_code == 500 and a.headers["content-type"] == "application/problem+json"
+    assert a.headers["x-request-id"]
+    _same(a, b)

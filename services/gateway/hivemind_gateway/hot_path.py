@@ -266,6 +266,9 @@ async def _answer(
     except redis_errors.RedisError as exc:
         log.warning("redis error on %s: %s", scope["path"], type(exc).__name__)
         return await _error(scope, send, from_redis_error(exc), rid)
+    except Exception:  # a bug: the app's own 500 (problem+json, request id), not a bare one
+        log.exception("unhandled error on %s", scope["path"])
+        return await _error(scope, send, HivemindError("Internal error; see the service log"), rid)
     payload = result.model_dump_json().encode()
     headers = [
         *_JSON,
