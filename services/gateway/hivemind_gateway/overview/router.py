@@ -30,9 +30,11 @@ async def _probe(
     if resp.status_code == 200:
         return name, {"status": "ready"}
     try:
-        reason = str(resp.json().get("reason", ""))
+        body = resp.json()
     except ValueError:
-        reason = f"HTTP {resp.status_code}"
+        body = None
+    # whatever answers on that port (another program, a proxy): any JSON, or none
+    reason = str(body.get("reason", "")) if isinstance(body, dict) else f"HTTP {resp.status_code}"
     return name, {"status": "unavailable", "detail": reason[:200]}
 
 
