@@ -175,7 +175,6 @@ def test_a_vector_embedded_for_an_old_version_is_never_stored(
         assert meddled["done"]
         assert not raw.exists(keys.vector("acme", MODEL, "memory", gone))
         assert not raw.exists(keys.vector("acme", MODEL, "memory", renewed))
-        assert not raw.exists(keys.vector_claim("acme", "memory", gone))
 
 
 def test_the_import_command_stores_a_jsonl_file_and_names_refused_lines(

@@ -8,7 +8,6 @@ searchable lexically at once, and the search index's worker adds their vectors.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -26,7 +25,7 @@ from hivemind_gateway.memory.schemas import (
     MemoriesBatchResult,
     MemoryCreate,
 )
-from hivemind_gateway.memory.service import _compared, _same_memory
+from hivemind_gateway.memory.service import _compared, _same_memory, memory_record
 from hivemind_gateway.memory.sessions import touch_commands
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.sync import SearchIndex
@@ -153,14 +152,7 @@ async def _store_chunk(
     now = time.time()
     for offset, (i, body) in enumerate(chunk):
         # distinct created_at stamps keep the items' order (and their change versions)
-        stamp = now + offset * 1e-6
-        record = {
-            "text": body.text,
-            "session_id": body.session_id or "",
-            "tags": json.dumps(body.tags),
-            "metadata": json.dumps(body.metadata),
-            "created_at": f"{stamp:.6f}",
-        }
+        record = memory_record(body, now + offset * 1e-6)
         records.append((i, body, body.id or secrets.token_hex(12), record))
     # the client's ids are claimed before they are read (as the single route does): another
     # request writing another body under one of them concurrently is refused, item by item

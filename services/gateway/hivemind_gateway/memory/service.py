@@ -45,6 +45,17 @@ def _public(memory_id: str, record: dict[str, str]) -> MemoryPublic:
     )
 
 
+def memory_record(body: MemoryCreate, created_at: float) -> dict[str, str]:
+    """The hash a memory is stored as."""
+    return {
+        "text": body.text,
+        "session_id": body.session_id or "",
+        "tags": json.dumps(body.tags),
+        "metadata": json.dumps(body.metadata),
+        "created_at": f"{created_at:.6f}",
+    }
+
+
 def idempotent_id(idempotency_key: str | None, body_id: str | None) -> str | None:
     """The memory id a client chose: the body's ``id``, or one derived from its
     ``Idempotency-Key`` header (the same key always names the same memory of the tenant)."""
@@ -96,13 +107,7 @@ async def store_memory(
         )
     chosen = memory_id or body.id
     memory_id = chosen or secrets.token_hex(12)
-    record = {
-        "text": body.text,
-        "session_id": body.session_id or "",
-        "tags": json.dumps(body.tags),
-        "metadata": json.dumps(body.metadata),
-        "created_at": f"{time.time():.6f}",
-    }
+    record = memory_record(body, time.time())
     released: list[tuple[Any, ...]] = []
     if chosen:
         # claim the id before reading it: a concurrent write of another body under the same id

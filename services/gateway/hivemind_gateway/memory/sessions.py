@@ -71,22 +71,9 @@ async def create_session(
     # the check again, with the quota and the write in one script: of two creates of one id
     # (or a create racing a context PUT), the later one is refused, never written over the first
     try:
-        replies = await write_within_quota(
-            redis,
-            tenant=tenant,
-            kind="sessions",
-            index_key=keys.sessions_recent(tenant),
-            member=session_id,
-            commands=[
-                ("HSET", key, *fields),
-                *touch_commands(tenant, session_id, time.time()),
-                *_read_commands(tenant, session_id),
-            ],
-            absent=key,
-        )
+        return await _write(redis, tenant, session_id, fields, new=True)
     except Conflict:
         raise Conflict(f"session {session_id!r} already exists") from None
-    return _written(session_id, replies)
 
 
 async def put_context(
@@ -99,6 +86,15 @@ async def put_context(
     if body.task is not None:
         fields += ["task", body.task]
     # the quota check and the write in one round trip (a live session is an update)
+    return await _write(redis, tenant, session_id, fields)
+
+
+async def _write(
+    redis: Any, tenant: str, session_id: str, fields: list[Any], *, new: bool = False
+) -> SessionPublic:
+    """``fields`` written, the session touched and read back, within the tenant's quota, in
+    one script; ``new``: Conflict, and nothing written, when the session exists."""
+    key = keys.session(tenant, session_id)
     replies = await write_within_quota(
         redis,
         tenant=tenant,
@@ -106,10 +102,11 @@ async def put_context(
         index_key=keys.sessions_recent(tenant),
         member=session_id,
         commands=[
-            ("HSET", keys.session(tenant, session_id), *fields),
+            ("HSET", key, *fields),
             *touch_commands(tenant, session_id, time.time()),
             *_read_commands(tenant, session_id),
         ],
+        absent=key if new else None,
     )
     return _written(session_id, replies)
 
