@@ -325,3 +325,11 @@ def test_odd_text_in_each_field_of_a_valid_body_is_never_a_5xx(
         assert resp.status_code < 500, (
             f"{method} {url} odd {where}: {resp.status_code} {resp.text[:200]}"
         )
+
+
+def test_stream_options_that_are_not_an_object_are_a_400(fuzz_client: httpx.Client) -> None:
+    """A passed-through stream_options of another type reached `.get` in the gateway: a 500."""
+    ask = {"model": "default", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    for odd in (True, "yes", [1], 3):
+        resp = fuzz_client.post("/v1/chat/completions", json={**ask, "stream_options": odd})
+        assert resp.status_code == 400, (odd, resp.status_code, resp.text[:200])

@@ -259,3 +259,21 @@ def test_the_import_command_names_lines_it_cannot_read_and_goes_on(
     assert "line 3: not UTF-8 text" in result.output
     assert "line 4: not JSON" in result.output
     assert "line 5:" in result.output and "just a string" not in result.output.split("line 5:")[1]
+
+
+def test_two_equal_lines_of_an_import_are_two_memories(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    path = tmp_path / "twice.jsonl"
+    path.write_text('{"text": "ok", "session_id": "tw"}\n' * 2)
+    monkeypatch.setenv("HIVEMIND_API_KEY", gateway.key())
+    args = ["memories", "import", str(path), "--gateway-url", gateway.url]
+    for _ in range(2):  # and a second run adds none
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        with gateway.client() as c:
+            assert c.get("/v1/memories", params={"session_id": "tw"}).json()["count"] == 2

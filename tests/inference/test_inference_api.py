@@ -218,3 +218,10 @@ def test_a_prefilled_answer_goes_on_from_the_final_assistant_message(
         json={**body, "messages": messages[:1], "continue_final_message": True},
     )
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "messages"
+
+
+def test_an_empty_stop_string_stops_nothing(inference: httpx.Client) -> None:
+    whole = _chat(inference).json()["choices"][0]["message"]["content"]
+    assert whole
+    for stop in ("", [""], ["", "@@never@@"]):
+        assert _chat(inference, stop=stop).json()["choices"][0]["message"]["content"] == whole

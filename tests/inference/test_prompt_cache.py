@@ -51,9 +51,9 @@ def test_two_sessions_each_keep_their_saved_prompt_state() -> None:
 def test_a_chat_template_that_does_not_compile_is_a_load_refusal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The formatter was built outside the load's error handling: a GGUF whose template
-    jinja2 cannot compile made the admin load route answer a 500, and a serving version with
-    one kept inference from starting."""
+    """llama-cpp-python compiles a GGUF's chat template while it loads, and a jinja2 error
+    there escaped the load's error handling: the admin load route answered a 500, and a
+    serving version with such a template kept inference from starting."""
     import jinja2
     import llama_cpp.llama_chat_format as chat_format
 

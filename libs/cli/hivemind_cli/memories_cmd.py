@@ -4,7 +4,8 @@ Each line of the file is one ``POST /v1/memories`` body (``{"text", "session_id"
 "metadata"?, "id"?}``). Lines go to the gateway in batches (by count and by bytes); a line that
 cannot be read or sent, or that the gateway refuses, is reported with its line number and the
 import goes on. A line without an ``id`` gets one derived from the file's name and the line's
-text, so an import run again, or a batch sent again after a timeout, stores nothing twice. The
+text and number, so an import run again, or a batch sent again after a timeout, stores nothing
+twice. The
 gateway is found like every client finds it (``HIVEMIND_GATEWAY_URL`` or the hosts registry);
 the key comes from ``HIVEMIND_API_KEY``.
 """
@@ -61,8 +62,9 @@ def _lines(path: Path) -> Iterator[tuple[int, Any, bytes]]:
                 yield number, _Refused(f"not JSON: {exc}"), b""
                 continue
             if isinstance(body, dict) and "id" not in body:
-                # the same line of the same file names the same memory: stored once
-                digest = hashlib.sha256(line.strip().encode()).hexdigest()[:24]
+                # the same line of the same file names the same memory: stored once (its number
+                # too: two equal lines are two memories, as they were before ids)
+                digest = hashlib.sha256(f"{number}\0{line.strip()}".encode()).hexdigest()[:24]
                 body = {**body, "id": f"imp-{stem}-{digest}"}
             try:
                 sent = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")

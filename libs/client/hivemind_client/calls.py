@@ -173,16 +173,17 @@ def tokenize(text: str, *, model: str | None = None, ids: bool = False) -> Call[
 
 
 def chunk(
-    text: str, *, chunk_tokens: int = 256, overlap_tokens: int = 32, type: str | None = None,
-    source: str | None = None,
+    text: str, *, chunk_tokens: int | None = None, overlap_tokens: int | None = None,
+    type: str | None = None, source: str | None = None,
 ) -> Call[m.Chunked]:  # fmt: skip
+    """``text`` cut as the library cuts it (sizes default to the gateway's settings)."""
     body = _clean({"text": text, "chunk_tokens": chunk_tokens, "overlap_tokens": overlap_tokens,
                    "type": type, "source": source})  # fmt: skip
     return Call("POST", "/v1/chunk", m.Chunked, body)
 
 
 def rag_context(
-    query: str, budget_tokens: int = 512, session_id: str | None = None
+    query: str, budget_tokens: int | None = None, session_id: str | None = None
 ) -> Call[m.RagContext]:
     body = _clean({"query": query, "budget_tokens": budget_tokens, "session_id": session_id})
     return Call("POST", "/v1/rag/context", m.RagContext, body)

@@ -180,7 +180,7 @@ class HotReads:
             if body is None:  # the framework answers it (422, 413), as it always has
                 await self.app(scope, receive, send)
                 return
-        rid = incoming if REQUEST_ID_OK.match(incoming) else uuid.uuid4().hex[:16]
+        rid = incoming if REQUEST_ID_OK.fullmatch(incoming) else uuid.uuid4().hex[:16]
         reset = request_id_var.set(rid)
         start = time.perf_counter()
         status = 500

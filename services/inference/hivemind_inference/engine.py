@@ -100,19 +100,12 @@ class ModelCopy:
             vocab = self.llama._model
             self.template = template
             self.eos_text = vocab.token_get_text(self.llama.token_eos())
-            try:  # a template jinja2 cannot compile is the file's fault: a 422, not a 500
-                self.formatter = Jinja2ChatFormatter(
-                    template=template,
-                    eos_token=self.eos_text,
-                    bos_token=vocab.token_get_text(self.llama.token_bos()),
-                )
-            except jinja2.TemplateError as exc:
-                llama, self.llama = self.llama, None
-                llama.close()
-                raise Unprocessable(
-                    f"the chat template of {self.gguf.name} does not compile: {exc}",
-                    code="model_load_failed",
-                ) from exc
+            # llama-cpp-python compiled this template while it loaded (a failure is above)
+            self.formatter = Jinja2ChatFormatter(
+                template=template,
+                eos_token=self.eos_text,
+                bos_token=vocab.token_get_text(self.llama.token_bos()),
+            )
         self.fim = self._find_fim_tokens()
         self.loaded_at = time.time()
 

@@ -88,7 +88,8 @@ def _budget(copy: ModelCopy, prompt_tokens: int, wanted: int | None, default: in
 def _sampling(req: SamplingFields, vocab: int) -> dict[str, Any]:
     # one stop string is a list of one: the chat caller appends the template's own stops to
     # this list, and a string there was unpacked into its characters ("END" stopped at an E)
-    stop = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    # an empty stop string matches at once (every answer empty): it stops nothing
+    stop = [s for s in ([req.stop] if isinstance(req.stop, str) else req.stop or []) if s]
     kw: dict[str, Any] = {
         "temperature": req.temperature,
         "top_p": req.top_p,

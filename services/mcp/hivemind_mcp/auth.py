@@ -92,6 +92,7 @@ class BearerKeyGate:
         self.checker = checker
         self.sessions = sessions  # the SDK's session manager, for the per-key count
         self.per_key = per_key
+        self._opening: dict[str, int] = {}  # opening requests under way, by key digest
 
     def _sessions_of(self, user: AuthenticatedUser) -> int:
         owners = getattr(self.sessions, "_session_owners", None)
@@ -115,11 +116,22 @@ class BearerKeyGate:
             opening = scope.get("method") == "POST" and not any(
                 name == b"mcp-session-id" for name, _ in scope.get("headers") or []
             )
-            if opening and self.per_key and self._sessions_of(user) >= self.per_key:
+            if not (opening and self.per_key):
+                await self.app({**scope, "user": user}, receive, send)
+                return
+            # counted with the openings under way: concurrent ones all passed a plain count
+            digest = user.access_token.subject or ""
+            if self._sessions_of(user) + self._opening.get(digest, 0) >= self.per_key:
                 await _refuse(send, 429, f"this key holds {self.per_key} open MCP sessions; "
                               "close one (DELETE /mcp) or wait for one to go idle")  # fmt: skip
                 return
-            await self.app({**scope, "user": user}, receive, send)
+            self._opening[digest] = self._opening.get(digest, 0) + 1
+            try:
+                await self.app({**scope, "user": user}, receive, send)
+            finally:
+                left = self._opening.pop(digest, 1) - 1
+                if left > 0:
+                    self._opening[digest] = left
             return
         await _refuse(send, 401, reason or "missing API key")
 

@@ -284,14 +284,12 @@ def python_sections(
         return None
     top = _group(_python_nodes(tree.body, lines, 0, len(lines), ""), lines, 0, len(lines), "module")
     out: list[Section] = []
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)]
+    # a class by the index of its line (two classes may share a name)
+    classes = {n.lineno - 1: n for n in tree.body if isinstance(n, ast.ClassDef)}
     for s in top:
-        # the class whose line is in this section (by line: two classes may share a name)
-        node = (
-            next((n for n in classes if s.start <= n.lineno - 1 < s.end), None)
-            if s.heading.startswith("class ")
-            else None
-        )
+        node = None
+        if s.heading.startswith("class "):  # its section starts at or above the class line
+            node = next((classes[i] for i in range(s.start, s.end) if i in classes), None)
         if node is None or fits(s.start, s.end, s.heading) or not node.body:
             out.append(s)
             continue

@@ -64,6 +64,14 @@ class ChatMessage(InputModel):
     _content_length = field_validator("content")(check_message_length)
 
 
+class StreamOptions(InputModel):
+    """``stream_options``: an object (a string or a list there once raised on ``.get``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool | None = None
+
+
 class ChatBody(ConversationInputModel):
     """Every string in it (passed-through fields too) is checked as text; control characters in
     the messages are cleaned (see ConversationInputModel)."""
@@ -73,6 +81,7 @@ class ChatBody(ConversationInputModel):
     model: str = Field(min_length=1, max_length=128)
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
     stream: bool = False
+    stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)

@@ -139,11 +139,16 @@ async def _after_answer(
     # only the caller's own messages are ever captured, never the injected prompt
     if plan.capture and kind == "chat" and plan.own_messages:
         choice = (answer.get("choices") or [{}])[0]
+        messages, answer = plan.own_messages, dict(choice.get("message") or {})
+        if plan.payload.get("continue_final_message") and messages:
+            # a prefill and what went on from it are one assistant turn, not two
+            *messages, prefill = messages
+            answer["content"] = f"{prefill.get('content') or ''}{answer.get('content') or ''}"
         await capture_chat(
             state.redis,
             tenant=principal.tenant,
-            messages=plan.own_messages,
-            answer=choice.get("message") or {},
+            messages=messages,
+            answer=answer,
             model_version=version,
             retrieved=plan.retrieved,
             latency_ms=(time.perf_counter() - started) * 1000,

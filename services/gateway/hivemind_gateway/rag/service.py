@@ -178,12 +178,12 @@ def by_rank_within_kind(passing: list[Scored]) -> list[Scored]:
     in pools of their own, so their ranks do not compare), and within a kind the places go
     best ranked first: the session, time and date boosts order the memories injected, as they
     order a memory search."""
-    queues: dict[str, list[Scored]] = {}
-    for s in passing:
-        queues.setdefault(s.hit.item.kind, []).append(s)
+    queues: dict[str, list[tuple[float, int, Scored]]] = {}
+    for place, s in enumerate(passing):
+        queues.setdefault(s.hit.item.kind, []).append((s.rank, -place, s))
     for queue in queues.values():
-        queue.sort(key=lambda s: s.rank)  # best last: popped first
-    return [queues[s.hit.item.kind].pop() for s in passing]
+        queue.sort(key=lambda t: (t[0], t[1]))  # best last (a tie: the higher score), popped first
+    return [queues[s.hit.item.kind].pop()[2] for s in passing]
 
 
 def _round(value: float | None) -> float | None:

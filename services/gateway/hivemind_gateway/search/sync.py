@@ -37,11 +37,11 @@ BACKFILL_EVERY_S = 1.0  # when idle; a write without a vector wakes the worker a
 CLOSE_TIMEOUT_S = 5.0
 BACKFILL_BATCH = 64
 CANDIDATES = 4 * BACKFILL_BATCH  # looked at per pass, so workers take disjoint batches
-# how long a claim keeps other workers off an item: a batch takes well under a second here,
-# seconds on a busy CPU; a claim left by a process killed mid-batch delays those items this
-# long (it was 60 s). A batch that outlives its claims may be embedded twice, never stored
-# wrongly: the vector is written only for the version embedded.
-CLAIM_TTL_MS = 15_000
+# how long a claim keeps other workers off an item: longer than a batch may take (its timeout,
+# below), so no batch is embedded twice; a claim left by a process killed mid-batch delays
+# those items this long (it was 60 s). Should one outlive its claims, the vector is still
+# written only for the version embedded.
+CLAIM_TTL_MS = 35_000
 BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
@@ -51,7 +51,9 @@ _VERSION_FIELD = {"fact": "updated_at", "memory": "created_at", "doc": "updated_
 # vector. The claim goes either way; the vector is set only if the record is that version.
 _SET_IF_CURRENT = """
 redis.call('DEL', KEYS[3])
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held == false and redis.call('EXISTS', KEYS[1]) == 1 then held = '' end
+if held == ARGV[2] then
   redis.call('SET', KEYS[2], ARGV[3])
   return 1
 end
