@@ -152,3 +152,19 @@ def test_retrieval_that_does_not_fit_the_token_budget_is_left_out(
     assert r.headers["x-hivemind-rag-items"] == "0"
     [sample] = _samples(redis_url)
     assert "kestrel" not in json.dumps([m.content for m in sample.messages])
+
+
+def test_a_prefill_and_its_continuation_are_captured_as_one_turn(
+    gw: RunningGateway, redis_url: str
+) -> None:
+    """A prefill was captured as an assistant turn followed by a second one holding only the
+    continuation: a training sample that taught a model to answer its own fragment."""
+    messages = [*ASK["messages"], {"role": "assistant", "content": "My answer:"}]
+    body = {**ASK, "messages": messages, "continue_final_message": True,
+            "hivemind": {"capture": True, "rag": False}}  # fmt: skip
+    r = _chat(gw, "write", body)
+    assert r.status_code == 200, r.text
+    [sample] = _samples(redis_url)
+    assert [m.role for m in sample.messages] == ["user", "assistant"]
+    went_on = r.json()["choices"][0]["message"]["content"] or ""
+    assert sample.messages[-1].content == "My answer:" + went_on
