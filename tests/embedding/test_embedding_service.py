@@ -121,8 +121,43 @@ def test_a_lone_surrogate_is_refused_naming_it(embedding: httpx.Client) -> None:
 
 def test_openai_route_refuses_token_arrays_and_wrong_dimensions(embedding: httpx.Client) -> None:
     assert embedding.post("/v1/embeddings", json={"input": [[1, 2, 3]]}).status_code == 400
+    # a long list of wrong items was validated item by item: an error each, all listed
+    many = embedding.post("/embed", json={"texts": [1] * 200_000})
+    assert many.status_code == 422 and len(many.content) < 20_000
     r = embedding.post("/v1/embeddings", json={"input": "x", "dimensions": 128})
     assert r.status_code == 400 and "dimensions" in r.json()["error"]["message"]
+
+
+def test_token_counts_run_on_the_encoders_own_thread() -> None:
+    """/v1/embeddings counted its tokens on another thread with the encoder's tokenizer, which
+    keeps its padding settings on itself: a count beside an encode turned padding off under
+    the batch (it failed, 503s, and the traced fast path was switched off for good)."""
+    import asyncio
+    import threading
+
+    from hivemind_embedding.batcher import MicroBatcher
+
+    seen: list[str] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        seen.append(threading.current_thread().name)
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    def count(texts: list[str]) -> int:
+        seen.append(threading.current_thread().name)
+        return len(texts)
+
+    async def go() -> int:
+        batcher = MicroBatcher(encode)
+        await batcher.start()
+        try:
+            await batcher.embed(["a", "b"])
+            return await batcher.on_encoder_thread(count, ["a", "b"])
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(go()) == 2
+    assert len(set(seen)) == 1 and seen[0].startswith("encoder")
 
 
 def test_odd_unicode_is_embedded(embedding: httpx.Client) -> None:

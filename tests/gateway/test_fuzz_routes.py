@@ -333,3 +333,9 @@ def test_stream_options_that_are_not_an_object_are_a_400(fuzz_client: httpx.Clie
     for odd in (True, "yes", [1], 3):
         resp = fuzz_client.post("/v1/chat/completions", json={**ask, "stream_options": odd})
         assert resp.status_code == 400, (odd, resp.status_code, resp.text[:200])
+
+
+def test_token_id_input_to_embeddings_is_a_clear_400(fuzz_client: httpx.Client) -> None:
+    for tokens in ([1, 2, 3], [[1, 2], [3]]):
+        resp = fuzz_client.post("/v1/embeddings", json={"input": tokens})
+        assert resp.status_code == 400 and "token ids" in resp.json()["error"]["message"]

@@ -132,9 +132,12 @@ def hivemind_error_response(
     )
 
 
+MAX_LISTED_ERRORS = 20  # in a problem's ``errors``; the rest are counted in the message
+
+
 def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, list[dict[str, Any]]]:
     cleaned: list[dict[str, Any]] = []
-    for err in errors:
+    for err in errors[:MAX_LISTED_ERRORS]:
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
         if err.get("type") == "invalid_text":  # found by a walk over the whole input
             field = str((err.get("ctx") or {}).get("field", ""))
@@ -146,8 +149,8 @@ def _describe_validation(errors: Sequence[Any]) -> tuple[str, str | None, list[d
     first = cleaned[0]
     where = ".".join(first["loc"]) or "body"
     msg = f"{where}: {first['msg']}"
-    if len(cleaned) > 1:
-        msg += f" (and {len(cleaned) - 1} more)"
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more)"
     return msg, (".".join(first["loc"]) or None), cleaned
 
 

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 from prometheus_client import Histogram
@@ -24,6 +25,7 @@ from hivemind_common.errors import Unavailable
 log = logging.getLogger(__name__)
 
 EncodeFn = Callable[[list[str]], np.ndarray]
+T = TypeVar("T")
 
 BATCH_TEXTS = Histogram(
     "hivemind_embedding_batch_texts",
@@ -86,6 +88,11 @@ class MicroBatcher:
             if not job.future.done():
                 job.future.set_exception(Unavailable("embedding service is shutting down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def on_encoder_thread(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the encoder's thread, between batches: whatever shares the
+        encoder's tokenizer (a token count) never runs beside an encode."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     async def embed(self, texts: list[str]) -> np.ndarray:
         """Rows for ``texts``, in order."""

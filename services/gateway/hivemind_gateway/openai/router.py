@@ -13,6 +13,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from hivemind_common.auth import ReadPrincipal
+from hivemind_common.errors import Invalid
 from hivemind_common.wire import OpenAIRoute
 from hivemind_gateway.deps import StateDep
 from hivemind_gateway.openai import service
@@ -68,6 +69,13 @@ async def get_model(model_id: str, principal: ReadPrincipal, state: StateDep) ->
 
 @router.post("/v1/embeddings", response_model=None)
 async def embeddings(body: EmbeddingBody, principal: ReadPrincipal, state: StateDep) -> Response:
+    if not isinstance(body.input, str) and body.input and not isinstance(body.input[0], str):
+        # token ids are the caller's tokenizer's (tiktoken's, for OpenAI clients): they cannot
+        # be read back into text here (LangChain: check_embedding_ctx_length=False sends text)
+        raise Invalid(
+            "input as token ids is not supported: send the text (a string or a list of strings)",
+            param="input",
+        )
     # passed on as it came: re-encoding hundreds of floats a row costs more than the call
     raw, _ = await post_raw(
         state.embedding_http, "embedding", "/v1/embeddings", body.model_dump(exclude_unset=True)
