@@ -91,6 +91,27 @@ def test_prune_keeps_files_left_out_by_globs_and_works_with_force(
     assert _sources(gateway) == {".gitignore", "src/.gitignore", "src/app.py"}
 
 
+def test_prune_of_dot_leaves_documents_that_did_not_come_from_a_file_here(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ingest . --prune` took every source as under "." and gone: a page stored with
+    docs_ingest_text (a URL) and files ingested by absolute path elsewhere were deleted."""
+    _tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with gateway.client() as c:
+        for source in ("https://docs.example.org/guide", "/srv/elsewhere/notes.md"):
+            assert (
+                c.post("/v1/docs", json={"source": source, "text": "# Kept\n"}).status_code == 200
+            )
+    _ingest(gateway, ".")
+    (tmp_path / "docs" / "guide.md").unlink()
+    out = _ingest(gateway, ".", "--prune")
+    assert "1 pruned" in out
+    sources = _sources(gateway)
+    assert {"https://docs.example.org/guide", "/srv/elsewhere/notes.md"} <= sources
+    assert "docs/guide.md" not in sources
+
+
 def test_a_file_name_that_is_not_utf8_is_skipped_not_fatal(
     gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -86,3 +86,21 @@ def test_service_url_prefers_the_environment_override(
 
 def test_every_service_is_known() -> None:
     assert SERVICES == ("gateway", "mcp", "embedding", "inference", "trainer", "exporter")
+
+
+def test_a_named_hosts_file_that_is_missing_or_unreadable_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A named file that does not exist fell back to ./hosts.yaml, then the repository's: a
+    typo in --file rendered, and wrote, the default layout."""
+    from hivemind_common.hosts import RegistryError, find_hosts_file, load_registry
+
+    with pytest.raises(RegistryError, match="not found"):
+        find_hosts_file(tmp_path / "typo.yaml")
+    monkeypatch.setenv("HIVEMIND_HOSTS_FILE", str(tmp_path / "also-missing.yaml"))
+    with pytest.raises(RegistryError, match="not found"):
+        find_hosts_file()
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(b"profiles: \xff\n")
+    with pytest.raises(RegistryError, match="cannot be read"):
+        load_registry(bad)

@@ -231,8 +231,13 @@ def hivemind(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_render_command_writes_units_and_drops_stale_ones(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "units"
     out.mkdir()
-    (out / "hivemind-old.container").write_text("[Container]\nImage=x\n")
+    header = "# Rendered by `hivemind hosts render --profile homelab --node aurora`.\n"
+    (out / "hivemind-old.container").write_text(header + "[Container]\nImage=x\n")
     (out / "notes.txt").write_text("kept")
+    # the machine's other units (--out is often /etc/containers/systemd) were deleted too
+    (out / "jellyfin.container").write_text("[Container]\nImage=jellyfin\n")
+    (out / "media.network").write_text("[Network]\n")
+    (out / "hivemind-mine.container").write_text("[Container]\nImage=hand-written\n")
     result = hivemind(
         repo, "hosts", "render", "--node", "aurora", "--out", str(out), "--allow-single-point"
     )
@@ -241,6 +246,8 @@ def test_render_command_writes_units_and_drops_stale_ones(repo: Path, tmp_path: 
     assert (out / "hivemind-inference.container").is_file()
     assert not (out / "hivemind-old.container").exists()
     assert (out / "notes.txt").read_text() == "kept"
+    for other in ("jellyfin.container", "media.network", "hivemind-mine.container"):
+        assert (out / other).is_file(), other
     parse((out / "hivemind-inference.container").read_text())  # well-formed ini
 
 

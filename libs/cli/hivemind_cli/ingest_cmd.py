@@ -186,9 +186,18 @@ def read_document(file: Path) -> tuple[str | None, Literal["markdown"] | None, s
 
 
 def _under(source: str, roots: list[str]) -> bool:
-    return any(
-        r in ("", ".") or source == r or source.startswith(r.rstrip("/") + "/") for r in roots
-    )
+    """Whether ``source`` names a file under one of ``roots`` (the PATHs as sources). A URL-like
+    source (``docs_ingest_text`` of a web page) never does, and ``.`` holds relative ones
+    only: ``ingest . --prune`` once deleted every document that did not come from here."""
+    if "://" in source:
+        return False
+    for r in roots:
+        if r in ("", "."):
+            if not source.startswith("/"):
+                return True
+        elif source == r or source.startswith(r.rstrip("/") + "/"):
+            return True
+    return False
 
 
 def _gone(source: str, cwd: Path) -> bool:

@@ -198,14 +198,16 @@ def _normalise(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def find_hosts_file(explicit: Path | str | None = None) -> Path:
-    """The registry file: explicit path, ``$HIVEMIND_HOSTS_FILE``, ./hosts.yaml, or the repo's."""
-    candidates: list[Path] = []
-    if explicit:
-        candidates.append(Path(explicit))
-    env = os.environ.get("HIVEMIND_HOSTS_FILE")
-    if env:
-        candidates.append(Path(env))
-    candidates.append(Path.cwd() / "hosts.yaml")
+    """The registry file: explicit path, ``$HIVEMIND_HOSTS_FILE``, ./hosts.yaml, or the repo's.
+
+    A file named (explicitly or by the variable) must exist: falling back past a typo once
+    rendered, and wrote, the default layout."""
+    named = explicit or os.environ.get("HIVEMIND_HOSTS_FILE")
+    if named:
+        if not Path(named).is_file():
+            raise RegistryError(f"hosts file {named} not found")
+        return Path(named)
+    candidates: list[Path] = [Path.cwd() / "hosts.yaml"]
     candidates.append(Path(__file__).resolve().parents[3] / "hosts.yaml")
     for path in candidates:
         if path.is_file():
@@ -233,7 +235,11 @@ def parse_registry(text: str, *, source: str = "hosts.yaml") -> Registry:
 
 @lru_cache(maxsize=8)
 def _load_cached(path: str, mtime: float) -> Registry:
-    return parse_registry(Path(path).read_text(), source=path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:  # unreadable: a message, not a traceback
+        raise RegistryError(f"{path}: cannot be read: {exc}") from exc
+    return parse_registry(text, source=path)
 
 
 def load_registry(path: Path | str | None = None) -> Registry:

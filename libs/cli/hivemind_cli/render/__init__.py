@@ -84,14 +84,25 @@ def render_node(
     return dict(sorted(files.items()))
 
 
+def _ours(path: Path) -> bool:
+    """Whether ``path`` is a unit an earlier render wrote: a ``hivemind-`` name and our header.
+    ``--out`` is often /etc/containers/systemd, which holds the machine's other units too."""
+    if not path.name.startswith("hivemind-") or not path.is_file():
+        return False
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            return fh.readline().startswith("# Rendered by `hivemind hosts render")
+    except OSError:
+        return False
+
+
 def write_node(files: dict[str, str], out: Path) -> list[Path]:
-    """Write rendered files into ``out``; stale unit files from an earlier render are removed."""
+    """Write rendered files into ``out``; stale units from an earlier render are removed (only
+    ours: every other file there, another program's units included, is left alone)."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
-        rendered = old.suffix in UNIT_SUFFIXES or (
-            old.suffix in SYSTEMD_SUFFIXES and old.name.startswith("hivemind-")
-        )
-        if old.is_file() and rendered and old.name not in files:
+        rendered = old.suffix in UNIT_SUFFIXES or old.suffix in SYSTEMD_SUFFIXES
+        if rendered and old.name not in files and _ours(old):
             old.unlink()
     written = []
     for name, text in files.items():
