@@ -59,4 +59,17 @@ _add_service_commands()
 
 
 def run() -> None:
-    app()
+    """The ``hivemind`` command. Settings that cannot be read (a bad ``HIVEMIND_*`` value, an
+    unreadable or non-UTF-8 secret file) are one line on stderr and exit 2, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:
+        for error in exc.errors()[:5]:
+            where = ".".join(str(p) for p in error.get("loc", ())) or exc.title
+            typer.echo(f"error: {where}: {error.get('msg', 'invalid')}", err=True)
+        raise SystemExit(2) from None
+    except (UnicodeDecodeError, PermissionError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+import redis.exceptions as redis_errors
 import typer
 
 from hivemind_common.errors import HivemindError
@@ -44,6 +45,17 @@ def exit_on_failure(url: str) -> Iterator[None]:
         raise typer.Exit(1) from exc
     except HivemindError as exc:
         typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    except redis_errors.AuthenticationError as exc:  # NOAUTH / WRONGPASS: another data dir's
+        typer.echo(
+            f"error: Redis at {shown_url(url)} refused the password ({exc}); the password is read "
+            "from $HIVEMIND_DATA_DIR/secrets/redis.password (run from the directory `hivemind up` "
+            "ran in, or set HIVEMIND_DATA_DIR or HIVEMIND_REDIS_URL)",
+            err=True,
+        )
+        raise typer.Exit(1) from exc
+    except redis_errors.RedisError as exc:
+        typer.echo(f"error: Redis at {shown_url(url)}: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from exc
 
 
