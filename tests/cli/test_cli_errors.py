@@ -39,3 +39,27 @@ def test_a_redis_refusal_is_a_message_not_a_traceback(
         raise error
     assert ended.value.exit_code == 1
     assert said in capsys.readouterr().err
+
+
+def test_secrets_are_written_whole_into_a_private_folder(tmp_path: Path) -> None:
+    from hivemind_cli.up_cmd import _write_secret
+
+    folder = tmp_path / "secrets"
+    folder.mkdir(mode=0o755)  # made earlier, too open: narrowed
+    _write_secret(folder / "internal.token", "first")
+    _write_secret(folder / "internal.token", "second")
+    assert (folder / "internal.token").read_text() == "second\n"
+    assert (folder / "internal.token").stat().st_mode & 0o777 == 0o600
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert [p.name for p in folder.iterdir()] == ["internal.token"]  # no temporary file left
+
+
+def test_up_refuses_a_service_name_it_does_not_know(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    result = CliRunner().invoke(
+        app, ["up", "--only", "gatway"], env={"HIVEMIND_DATA_DIR": str(tmp_path)}
+    )
+    assert result.exit_code == 2 and "gatway" in result.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -34,10 +35,22 @@ START_ORDER = ("embedding", "inference", "trainer", "exporter", "gateway", "mcp"
 
 
 def _write_secret(path: Path, value: str) -> None:
+    """Written whole (a temporary file, synced, then renamed): a crash never leaves a key file
+    empty or cut short. The folder is made, or narrowed, to 0700."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value + "\n")
+    os.chmod(path.parent, 0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     os.chmod(path, 0o600)
 
 
@@ -89,7 +102,10 @@ async def ensure_admin_key(redis_url: str, secrets_dir: Path) -> tuple[Path, boo
         _, plaintext = await store.create(
             tenant="default", role="operator", name="operator (hivemind up)"
         )
-        _write_secret(path, plaintext)
+        try:
+            _write_secret(path, plaintext)
+        except OSError as exc:  # the file's fault, not Redis's: no retry (a new key each time)
+            raise typer.BadParameter(f"cannot write {path}: {exc}") from exc
         return path, True
     finally:
         await redis.aclose()
@@ -179,7 +195,14 @@ def up(
     except RegistryError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from exc
-    wanted = [s for s in START_ORDER if not only or s in only.split(",")]
+    named = [s.strip() for s in only.split(",") if s.strip()] if only else []
+    unknown = [s for s in named if s not in START_ORDER]
+    if unknown:  # a typo once started Redis alone and said "all services ready"
+        raise typer.BadParameter(
+            f"unknown service {', '.join(unknown)}; one of {', '.join(START_ORDER)}",
+            param_hint="--only",
+        )
+    wanted = [s for s in START_ORDER if not named or s in named]
     for name in wanted:
         port = registry.placement(name, prof).port
         if _port_in_use(port):
