@@ -142,7 +142,9 @@ def test_retrieval_that_does_not_fit_the_token_budget_is_left_out(
         c.put("/v1/facts/atlas-deploy", json={"value": fact}).raise_for_status()
 
         def indexed() -> bool:
-            hit = c.post("/v1/rag/context", json={"query": "deploy target of atlas"})
+            # its own budget: the route's default is the gateway's, 6 tokens here
+            probe = {"query": "deploy target of atlas", "budget_tokens": 512}
+            hit = c.post("/v1/rag/context", json=probe)
             return "kestrel" in hit.json().get("text", "")
 
         wait_until(indexed, timeout=30, what="the fact to be searchable")
