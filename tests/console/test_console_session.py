@@ -323,3 +323,16 @@ def test_odd_input_to_the_console_is_refused_not_a_500(console: RunningGateway) 
     with signed_in(console, "acme", "read") as (client, _):
         page = client.get("/console/calculator", params={"seq_len": "\u00b2"})  # isdigit()
         assert page.status_code == 200 and "seq len must be a whole number" in page.text
+
+
+def test_pages_keep_no_copies_in_the_browsers_storage(console: RunningGateway) -> None:
+    """htmx kept the last ten pages (facts, memories, a new key, the CSRF token) in
+    sessionStorage for its back button, whatever no-store said."""
+    import json as json_lib
+
+    with signed_in(console, "acme", "read") as (client, _):
+        page = client.get("/console/memory").text
+    found = re.search(r"<meta name=\"htmx-config\" content='([^']+)'>", page)
+    assert found, page[:400]
+    config = json_lib.loads(found.group(1))
+    assert config["historyCacheSize"] == 0 and config["refreshOnHistoryMiss"] is True
