@@ -105,7 +105,13 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
         mode="fast",
         seq_len=256,
     )
-    cycle = await run_cycle(redis_client, trainer_settings, requested_by="e2e", reason="manual")
+    # a short run (8 steps): this test is about the deploy path, and an adapter trained on the
+    # full 32-step floor sometimes lost its stop token on the smoke prompt (inference refused
+    # it, "I'm a chatbot. I'm a chatbot. ..."), failing the deploy for a reason of its own
+    cycle = await run_cycle(
+        redis_client, trainer_settings, requested_by="e2e", reason="manual",
+        overrides={"min_steps": "8", "max_steps": "8"},
+    )  # fmt: skip
     assert cycle.status == "exported", cycle.as_dict()
     assert cycle.version is not None
     t_train = time.perf_counter()
