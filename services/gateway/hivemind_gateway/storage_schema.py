@@ -42,13 +42,17 @@ def load_json(raw: str | None, default: Any) -> Any:
         return default
 
 
+# the record field an item's version comes from (the vector backfill compares it in Redis)
+VERSION_FIELD = {"fact": "updated_at", "memory": "created_at", "doc": "updated_at"}
+
+
 def fact_item(key: str, record: dict[str, str]) -> Item:
     return Item(
         kind="fact",
         id=key,
         text=fact_text(key, record.get("value", "")),
         tags=load_tags(record.get("tags")),
-        version=record.get("updated_at", ""),
+        version=record.get(VERSION_FIELD["fact"], ""),
         key=key,
     )
 
@@ -91,7 +95,7 @@ def memory_item(memory_id: str, record: dict[str, str]) -> Item:
         text=text,
         tags=load_tags(record.get("tags")),
         session_id=record.get("session_id") or None,
-        version=record.get("created_at", ""),
+        version=record.get(VERSION_FIELD["memory"], ""),
         speaker=speaker.strip()[:200] if isinstance(speaker, str) else "",
         when=parse_time(when),
         temporal=mentions_time(text),
@@ -117,9 +121,12 @@ def doc_chunk_item(chunk_id: str, record: dict[str, str]) -> Item:
         context=record.get("context", ""),
     )
     return Item(
-        kind="doc", id=chunk_id, text=record.get("text", ""), version=record.get("updated_at", ""),
+        kind="doc",
+        id=chunk_id,
+        text=record.get("text", ""),
+        version=record.get(VERSION_FIELD["doc"], ""),
         doc=ref,
-    )  # fmt: skip
+    )
 
 
 def item_from_record(kind: str, item_id: str, record: dict[str, str]) -> Item:

@@ -22,6 +22,7 @@ from hivemind_common.gc_pauses import freeze_loaded
 from hivemind_gateway.search.embedder import EmbeddingClient
 from hivemind_gateway.search.index import KINDS, Item, TenantIndex
 from hivemind_gateway.storage_schema import (
+    VERSION_FIELD,
     change_command,
     item_from_record,
     vector_bytes,
@@ -45,8 +46,6 @@ CLAIM_TTL_MS = 35_000
 BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
-# the record field an item's version comes from (storage_schema.item_from_record)
-_VERSION_FIELD = {"fact": "updated_at", "memory": "created_at", "doc": "updated_at"}
 # KEYS: the record, its vector, its claim; ARGV: the version field, the version embedded, the
 # vector. The claim goes either way; the vector is set only if the record is that version.
 _SET_IF_CURRENT = """
@@ -337,7 +336,7 @@ class SearchIndex:
                 # a vector is stored only while the record still holds the version embedded:
                 # a write or a delete meanwhile (its own vector, or none) is never overwritten
                 # with the old text's vector, which other gateways and restarts would then load
-                field = _VERSION_FIELD[kind]
+                field = VERSION_FIELD[kind]
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for item, vec in zip(todo, rows, strict=True):
                         pipe.eval(

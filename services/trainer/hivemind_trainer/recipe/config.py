@@ -17,16 +17,13 @@ from typing import Any, Literal
 import torch
 
 from hivemind_common.errors import Invalid
-from hivemind_common.recipe_overrides import check_override
+from hivemind_common.recipe_overrides import DTYPES, METHODS, OPTIMIZERS, check_override
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["fast", "balanced", "best"]
 ATTN_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 ALL_TARGETS = (*ATTN_TARGETS, "gate_proj", "up_proj", "down_proj")
-METHODS = ("lora", "qlora", "full")
-OPTIMIZERS = ("adamw", "adamw8bit", "muon")
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
