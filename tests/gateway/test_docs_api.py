@@ -112,6 +112,34 @@ def test_a_batch_filters_by_collection_and_path_prefix(gateway: RunningGateway) 
         assert c.get("/v1/docs").json()["count"] == 3
 
 
+LONG_SECTION = (
+    "# Runbook\n\n## Rolling back\n\n"
+    + "\n\n".join(
+        f"Step {i}: to roll back a release, pin the previous version and wait for the swap."
+        for i in range(8)
+    )
+    + "\n\n## Backups\n\nA release is rolled back from a backup only when pinning fails.\n"
+)
+
+
+def test_a_section_cut_into_chunks_is_one_hit_unless_asked_otherwise(
+    gateway: RunningGateway,
+) -> None:
+    with gateway.client() as c:
+        _post(c, source="docs/runbook.md", text=LONG_SECTION, chunk_tokens=32, overlap_tokens=8)
+        body = {"query": "roll back a release", "top_k": 5}
+        every = c.post("/v1/docs/search", json=body | {"collapse": False}).json()["data"]
+        rolling = [h for h in every if h["heading"] == "Runbook > Rolling back"]
+        assert len(rolling) >= 3  # the fragments of one section, each a match
+        hits = c.post("/v1/docs/search", json=body).json()["data"]
+        headings = [h["heading"] for h in hits]
+        assert sorted(set(headings)) == sorted(headings)  # each section once
+        assert headings[0] == "Runbook > Rolling back" and hits[0]["id"] == every[0]["id"]
+        assert "Runbook > Backups" in headings  # the room the fragments took
+        bad = c.post("/v1/docs/search", json=body | {"collapse": "no"})
+        assert bad.status_code == 422
+
+
 def test_expand_brings_the_pages_a_hit_links_to(gateway: RunningGateway) -> None:
     index = "# Runbook\n\nBefore an upgrade read [the deploy guide](deploy.md#rolling-back).\n"
     with gateway.client() as c:

@@ -226,3 +226,27 @@ def test_the_gate_takes_overrides_from_settings_and_keeps_the_rest() -> None:
     assert cfg.margin == GateConfig().margin and gate_config(state) is cfg
     with pytest.raises(ValueError):
         GatewaySettings(rag_margin=-1)
+
+
+def test_chunks_after_their_sections_best_are_folded_out_of_the_gate() -> None:
+    from hivemind_gateway.rag.scoring import Scored, fold_sections
+    from hivemind_gateway.search.index import DocRef, Hit
+
+    def chunk(cid: str, doc: str, heading: str, lines: tuple[int, int]) -> Scored:
+        ref = DocRef(doc, "default", f"{doc}.md", lines[0], lines[1], heading)
+        item = Item(kind="doc", id=cid, text=cid, doc=ref)
+        return Scored(Hit(item, 0.5, 1.0, 1.0), 0.6, passes=True, reason="passed")
+
+    ranked = [
+        chunk("a1", "a", "Guide > Rolling back", (5, 9)),
+        chunk("b1", "b", "Guide > Rolling back", (5, 9)),  # another document: its own section
+        chunk("a2", "a", "Guide > Rolling back", (8, 12)),
+        chunk("a3", "a", "Guide > Backups", (14, 16)),
+        chunk("t1", "t", "", (1, 3)),  # plain text has no sections: never folded
+        chunk("t2", "t", "", (3, 6)),
+    ]
+    out = fold_sections(ranked)
+    assert out is ranked
+    assert [s.hit.item.id for s in out if s.folded] == ["a2"]
+    assert [s.hit.item.id for s in out if s.passes] == ["a1", "b1", "a3", "t1", "t2"]
+    assert "folded" in out[2].reason and "a1" in out[2].reason

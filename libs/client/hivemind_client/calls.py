@@ -158,10 +158,11 @@ def delete_doc(doc_id: str) -> Call[None]:
 
 def search_docs(
     query: str, top_k: int = 5, *, collection: str | None = None, path_prefix: str | None = None,
-    expand: int = 0,
+    expand: int = 0, collapse: bool = True,
 ) -> Call[m.DocHits]:  # fmt: skip
+    """``collapse=False`` lists every matching chunk, a section's overlapping fragments too."""
     body = _clean({"query": query, "top_k": top_k, "collection": collection,
-                   "path_prefix": path_prefix, "expand": expand})  # fmt: skip
+                   "path_prefix": path_prefix, "expand": expand, "collapse": collapse})  # fmt: skip
     return Call("POST", "/v1/docs/search", m.DocHits, body)
 
 

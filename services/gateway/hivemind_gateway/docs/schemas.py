@@ -123,6 +123,9 @@ class DocsSearch(InputModel):
     path_prefix: Annotated[str, StringConstraints(max_length=MAX_SOURCE_CHARS)] | None = None
     expand: int = Field(default=0, ge=0, le=1, strict=True)
     min_score: float = Field(default=-1.0, ge=-1.0, le=2.0)
+    # one chunk per section (document and heading path), at its best chunk's rank; false lists
+    # every matching chunk, the overlapping fragments of one definition or section too
+    collapse: bool = Field(default=True, strict=True)
 
 
 class DocHit(BaseModel):

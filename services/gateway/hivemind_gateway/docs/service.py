@@ -51,7 +51,7 @@ from hivemind_gateway.docs.schemas import (
 )
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
 from hivemind_gateway.quotas import reserve_items
-from hivemind_gateway.rag.scoring import GateConfig, Scored, rank
+from hivemind_gateway.rag.scoring import GateConfig, Scored, fold_sections, rank
 from hivemind_gateway.search.index import DocRef, Item, doc_filter, embed_header
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import as_dict, change_command, load_json
@@ -423,9 +423,11 @@ def score_docs(
     cfg: GateConfig,
     where: Callable[[Item], bool] | None = None,
 ) -> list[Scored]:
-    """Ranked chunk candidates with the gate's verdicts (the same fusion as facts and memories)."""
+    """Ranked chunk candidates with the gate's verdicts (the same fusion as facts and memories),
+    chunks after their section's best one ``folded`` (``fold_sections``): searches and the
+    chats' injected passages both rank documents here."""
     hits = index["doc"].search(vec, query, k=max(k, CANDIDATES), where=where)
-    return rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
+    return fold_sections(rank(hits, dense_mode=vec is not None, cfg=cfg, query=query))
 
 
 def _hit(item: Item, score: float, via: str | None = None) -> DocHit:
@@ -452,7 +454,8 @@ async def search_documents(
     index = await search.tenant(tenant)
     where = doc_filter({body.collection} if body.collection else None, None, body.path_prefix)
     ranked = score_docs(index, vec, body.query, k=body.top_k, cfg=cfg, where=where)
-    data = [_hit(s.hit.item, s.score) for s in ranked if s.score >= body.min_score][: body.top_k]
+    shown = [s for s in ranked if s.score >= body.min_score and not (s.folded and body.collapse)]
+    data = [_hit(s.hit.item, s.score) for s in shown[: body.top_k]]
     neighbours: list[DocHit] = []
     if body.expand and data:
         neighbours = await _neighbours(redis, tenant, index, data, ranked)

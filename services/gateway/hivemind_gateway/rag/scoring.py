@@ -77,6 +77,7 @@ class Scored:
     near: bool = False
     rank: float = 0.0  # relative to the query's other candidates, what orders results
     reason: str = ""  # the gate's verdict in words (POST /v1/rag/context with explain)
+    folded: bool = False  # a document chunk whose section a better-ranked chunk already shows
 
 
 _ASKS_WHEN = re.compile(
@@ -203,6 +204,31 @@ def rank(hits: list[Hit], *, dense_mode: bool, cfg: GateConfig, query: str = "")
         s.passes = strong and s.score >= best - cfg.margin
         s.reason = _verdict(s, strong=strong, best=best, dense_mode=dense_mode, cfg=cfg)
     return scored
+
+
+def fold_sections(ranked: list[Scored]) -> list[Scored]:
+    """Mark each document chunk ranked below another chunk of its section (same document, same
+    heading path) as ``folded``, out of the gate; ``ranked`` is best first and is returned.
+
+    The embedder's window is short (256 word pieces, a header included), so a definition or a
+    section of a page is cut into several chunks that overlap; without folding they filled a
+    top 5 with one section's fragments (and the docs' passages with repeated lines), pushing the
+    next best section out. A chunk without a heading (plain text) is its own section."""
+    shown: dict[tuple[str, str], Scored] = {}
+    for s in ranked:
+        ref = s.hit.item.doc
+        if ref is None or not ref.heading:
+            continue
+        first = shown.setdefault((ref.doc_id, ref.heading), s)
+        if first is not s:
+            s.folded = True
+            if s.passes:
+                s.passes = False
+                s.reason += (
+                    f", but folded: lines {ref.start_line}-{ref.end_line} are of the section a "
+                    f"better-ranked passage already shows ({first.hit.item.id})"
+                )
+    return ranked
 
 
 def _verdict(s: Scored, *, strong: bool, best: float, dense_mode: bool, cfg: GateConfig) -> str:

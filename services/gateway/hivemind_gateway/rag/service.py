@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hivemind_gateway.docs.service import score_docs
 from hivemind_gateway.rag.gate import embed_query, gate_config
 from hivemind_gateway.rag.retrieval_log import log_retrieval
 from hivemind_gateway.rag.schemas import Quality, RagCandidate, RagContext, RagExplain, RagItem
@@ -288,8 +289,7 @@ def rank_docs(
     if not index["doc"].items:
         return []
     where = doc_filter(collections, skip_collections)
-    hits = index["doc"].search(vec, query, k=CANDIDATES, where=where)
-    return rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
+    return score_docs(index, vec, query, k=CANDIDATES, cfg=cfg, where=where)
 
 
 def select_docs(
