@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
 
+from bench.bench_gateway_wrk import cpu_info  # noqa: E402
 from bench.bench_inference import make_key  # noqa: E402
 from bench.bench_memory_api import memory_stack  # noqa: E402
 
@@ -186,6 +187,7 @@ def main(out_dir: Path) -> dict[str, Any]:
         result["eval_fresh"] = evaluate(gw_url, key, root, EVAL_FRESH)
         result["eval_third"] = evaluate(gw_url, key, root, EVAL_THIRD)
     result["note"] = "gateway, embedding, redis and the CLI share the machine's 2 busy cores"
+    result["machine"] = cpu_info()
     (out_dir / "docs_ingest.json").write_text(json.dumps(result, indent=2))
     return {
         "chunks_per_s": result["ingest"]["chunks_per_s"],

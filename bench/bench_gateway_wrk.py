@@ -162,7 +162,9 @@ def cpu_info() -> dict[str, Any]:
                 flags = value.split()
     except OSError:
         pass
-    wanted = ("avx", "avx2", "avx512f", "fma", "sse4_2", "aes", "sha_ni")
+    # the bfloat16 ones decide the embedder's and the trainer's precision (and so their speed)
+    wanted = ("avx", "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile",
+              "fma", "sse4_2", "aes", "sha_ni")  # fmt: skip
     return {
         "model": model,
         "cores": os.cpu_count(),

@@ -40,6 +40,7 @@ if str(REPO / "tests") not in sys.path:  # reuse the fixtures' redis-server star
     sys.path.insert(0, str(REPO / "tests"))
 
 from bench.bench_embedding import latency_summary  # noqa: E402
+from bench.bench_gateway_wrk import cpu_info  # noqa: E402
 from bench.bench_memory_api import memory_stack  # noqa: E402
 from bench.locomo_data import DEFAULT_DIR, Conversation, Recall, load  # noqa: E402
 
@@ -364,6 +365,7 @@ def main(out_dir: Path) -> dict[str, Any]:
     result["questions"] = sum(len(c.questions) for c in conversations)
     result["load_average_after"] = os.getloadavg()
     result["note"] = "gateway, embedding, redis and the load generator share 2 busy cores"
+    result["machine"] = cpu_info()
     _write(out_dir, result)
     api = result["api"]["recall"]["all"]
     return {"recall@5": api["recall@5"], "recall@10": api["recall@10"]}

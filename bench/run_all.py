@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 
 import bench
+from bench.bench_gateway_wrk import cpu_info
 
 
 def main() -> int:
@@ -29,7 +30,7 @@ def main() -> int:
     if args.only:
         names = [n for n in names if n in args.only]
     failures: list[str] = []
-    summary: dict[str, object] = {}
+    summary: dict[str, object] = {"machine": cpu_info()}
     for name in names:
         started = time.perf_counter()
         sys.stderr.write(f"==> {name}\n")

@@ -232,21 +232,26 @@ def test_chunks_after_their_sections_best_are_folded_out_of_the_gate() -> None:
     from hivemind_gateway.rag.scoring import Scored, fold_sections
     from hivemind_gateway.search.index import DocRef, Hit
 
-    def chunk(cid: str, doc: str, heading: str, lines: tuple[int, int]) -> Scored:
+    def chunk(cid: str, doc: str, heading: str, lines: tuple[int, int], ok: bool = True) -> Scored:
         ref = DocRef(doc, "default", f"{doc}.md", lines[0], lines[1], heading)
         item = Item(kind="doc", id=cid, text=cid, doc=ref)
-        return Scored(Hit(item, 0.5, 1.0, 1.0), 0.6, passes=True, reason="passed")
+        return Scored(Hit(item, 0.5, 1.0, 1.0), 0.6, passes=ok, reason="passed")
 
     ranked = [
+        chunk("x1", "a", "Guide > Rolling back", (1, 4), ok=False),  # ranked first, gated out
         chunk("a1", "a", "Guide > Rolling back", (5, 9)),
         chunk("b1", "b", "Guide > Rolling back", (5, 9)),  # another document: its own section
-        chunk("a2", "a", "Guide > Rolling back", (8, 12)),
-        chunk("a3", "a", "Guide > Backups", (14, 16)),
+        chunk("a2", "a", "Guide > Rolling back", (8, 12)),  # overlaps a1: a fragment of it
+        chunk("a3", "a", "Guide > Rolling back", (14, 15)),  # after a blank line: the same run
+        chunk("m1", "a", "module", (40, 44)),
+        chunk("m2", "a", "module", (90, 95)),  # one heading, far apart: another section
         chunk("t1", "t", "", (1, 3)),  # plain text has no sections: never folded
         chunk("t2", "t", "", (3, 6)),
     ]
     out = fold_sections(ranked)
     assert out is ranked
-    assert [s.hit.item.id for s in out if s.folded] == ["a2"]
-    assert [s.hit.item.id for s in out if s.passes] == ["a1", "b1", "a3", "t1", "t2"]
-    assert "folded" in out[2].reason and "a1" in out[2].reason
+    # the gated-out chunk neither claims its section nor is folded: a1 is the section's passage
+    assert [s.hit.item.id for s in out if s.folded] == ["a2", "a3"]
+    assert [s.hit.item.id for s in out if s.passes] == ["a1", "b1", "m1", "m2", "t1", "t2"]
+    assert "folded" in out[3].reason and "(a1)" in out[3].reason
+    assert out[0].reason == "passed"

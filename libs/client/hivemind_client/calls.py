@@ -162,7 +162,8 @@ def search_docs(
 ) -> Call[m.DocHits]:  # fmt: skip
     """``collapse=False`` lists every matching chunk, a section's overlapping fragments too."""
     body = _clean({"query": query, "top_k": top_k, "collection": collection,
-                   "path_prefix": path_prefix, "expand": expand, "collapse": collapse})  # fmt: skip
+                   "path_prefix": path_prefix, "expand": expand,
+                   "collapse": None if collapse else False})  # fmt: skip
     return Call("POST", "/v1/docs/search", m.DocHits, body)
 
 

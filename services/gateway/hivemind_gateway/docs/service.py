@@ -57,6 +57,7 @@ from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import as_dict, change_command, load_json
 
 CANDIDATES = 50
+FOLD_SPARE = 3  # candidates per wanted hit when a search folds each section's chunks into one
 
 
 def doc_id(collection: str, source: str) -> str:
@@ -423,11 +424,10 @@ def score_docs(
     cfg: GateConfig,
     where: Callable[[Item], bool] | None = None,
 ) -> list[Scored]:
-    """Ranked chunk candidates with the gate's verdicts (the same fusion as facts and memories),
-    chunks after their section's best one ``folded`` (``fold_sections``): searches and the
-    chats' injected passages both rank documents here."""
+    """Ranked chunk candidates with the gate's verdicts (the same fusion as facts and memories);
+    searches and the chats' injected passages both rank documents here."""
     hits = index["doc"].search(vec, query, k=max(k, CANDIDATES), where=where)
-    return fold_sections(rank(hits, dense_mode=vec is not None, cfg=cfg, query=query))
+    return rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
 
 
 def _hit(item: Item, score: float, via: str | None = None) -> DocHit:
@@ -453,8 +453,12 @@ async def search_documents(
 ) -> DocHits:  # fmt: skip
     index = await search.tenant(tenant)
     where = doc_filter({body.collection} if body.collection else None, None, body.path_prefix)
-    ranked = score_docs(index, vec, body.query, k=body.top_k, cfg=cfg, where=where)
-    shown = [s for s in ranked if s.score >= body.min_score and not (s.folded and body.collapse)]
+    # folded chunks leave room, so a collapsed search looks at more candidates to fill top_k
+    k = body.top_k * FOLD_SPARE if body.collapse else body.top_k
+    ranked = score_docs(index, vec, body.query, k=k, cfg=cfg, where=where)
+    shown = [s for s in ranked if s.score >= body.min_score]
+    if body.collapse:  # one hit per section, among the hits min_score keeps
+        shown = [s for s in fold_sections(shown, among=lambda s: True) if not s.folded]
     data = [_hit(s.hit.item, s.score) for s in shown[: body.top_k]]
     neighbours: list[DocHit] = []
     if body.expand and data:

@@ -37,6 +37,7 @@ the query's IDF-weighted wording is present (no paraphrase can be recognised wit
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -206,28 +207,64 @@ def rank(hits: list[Hit], *, dense_mode: bool, cfg: GateConfig, query: str = "")
     return scored
 
 
-def fold_sections(ranked: list[Scored]) -> list[Scored]:
-    """Mark each document chunk ranked below another chunk of its section (same document, same
-    heading path) as ``folded``, out of the gate; ``ranked`` is best first and is returned.
+RUN_GAP_LINES = 2  # the blank lines between two fragments of one section
+
+
+def _section_runs(chosen: list[Scored]) -> dict[int, tuple[str, str, int]]:
+    """Each chosen document chunk's run: the chunks of one document and heading path whose
+    lines overlap or touch (chunks are trimmed of blank lines, so up to ``RUN_GAP_LINES`` lines
+    may lie between), in line order: the fragments of one section, not two ``module`` blocks
+    of a Python file far apart. Chunks without a heading are in no run."""
+    groups: dict[tuple[str, str], list[Scored]] = {}
+    for s in chosen:
+        ref = s.hit.item.doc
+        if ref is not None and ref.heading:
+            groups.setdefault((ref.doc_id, ref.heading), []).append(s)
+    runs: dict[int, tuple[str, str, int]] = {}
+    for (doc_id, heading), members in groups.items():
+        members.sort(key=lambda m: (m.hit.item.doc.start_line, m.hit.item.doc.end_line))  # type: ignore[union-attr]
+        run, end = 0, None
+        for m in members:
+            ref = m.hit.item.doc
+            assert ref is not None
+            if end is not None and ref.start_line > end + 1 + RUN_GAP_LINES:
+                run += 1
+                end = None
+            end = ref.end_line if end is None else max(end, ref.end_line)
+            runs[id(m)] = (doc_id, heading, run)
+    return runs
+
+
+def fold_sections(
+    ranked: list[Scored], *, among: Callable[[Scored], bool] = lambda s: s.passes
+) -> list[Scored]:
+    """Among the chunks ``among`` accepts (those that pass the gate, by default), mark each one
+    ranked below another chunk of its section as ``folded`` (and not passing); ``ranked`` is
+    best first and is returned.
 
     The embedder's window is short (256 word pieces, a header included), so a definition or a
     section of a page is cut into several chunks that overlap; without folding they filled a
     top 5 with one section's fragments (and the docs' passages with repeated lines), pushing the
-    next best section out. A chunk without a heading (plain text) is its own section."""
-    shown: dict[tuple[str, str], Scored] = {}
+    next best section out. A section is one run of touching chunks of a document under one
+    heading path; a chunk without a heading (plain text) is never folded."""
+    runs = _section_runs([s for s in ranked if among(s)])
+    shown: dict[tuple[str, str, int], Scored] = {}
     for s in ranked:
-        ref = s.hit.item.doc
-        if ref is None or not ref.heading:
+        run = runs.get(id(s))
+        if run is None:
             continue
-        first = shown.setdefault((ref.doc_id, ref.heading), s)
-        if first is not s:
-            s.folded = True
-            if s.passes:
-                s.passes = False
-                s.reason += (
-                    f", but folded: lines {ref.start_line}-{ref.end_line} are of the section a "
-                    f"better-ranked passage already shows ({first.hit.item.id})"
-                )
+        first = shown.setdefault(run, s)
+        if first is s:
+            continue
+        s.folded = True
+        if s.passes:
+            ref = s.hit.item.doc
+            assert ref is not None
+            s.passes = False
+            s.reason += (
+                f", but folded: lines {ref.start_line}-{ref.end_line} are of the section a "
+                f"better-ranked passage already shows ({first.hit.item.id})"
+            )
     return ranked
 
 
