@@ -283,6 +283,66 @@ def test_concurrent_rewrites_of_one_document_leave_no_orphan_chunks(
             assert len(held) == doc["chunks"], (len(held), doc["chunks"])
 
 
+def test_a_writer_whose_lock_lapsed_cannot_commit_over_a_newer_version(
+    gateway: RunningGateway, redis_url: str
+) -> None:
+    """The write lock can lapse (a stall or a failover past its 30 s): writers then read the
+    same chunks and both commit, and the chunks of the version that lost stayed stored and
+    searchable with no document listing them. Here the lock is stolen as fast as writers take
+    it; each write commits only over the chunks it read, so a loser gets a 409 and nothing is
+    left behind."""
+    import httpx
+
+    from hivemind_common import keys
+    from hivemind_common.redis import connect_redis
+    from hivemind_gateway.docs.service import doc_id
+
+    versions = [
+        "\n\n".join(f"## Part {p} of version {v}\n\nversion {v} says step {p}." for p in range(6))
+        for v in range(8)
+    ]
+    headers = {"Authorization": f"Bearer {gateway.key()}"}
+    claim = keys.write_claim("acme", "doc", doc_id("default", "lapse.md"))
+
+    async def race() -> tuple[list[httpx.Response], set[str]]:
+        redis = connect_redis(redis_url)
+        done = asyncio.Event()
+
+        async def steal() -> None:
+            while not done.is_set():
+                await redis.delete(claim)
+                await asyncio.sleep(0.001)
+
+        thief = asyncio.create_task(steal())
+        try:
+            async with httpx.AsyncClient(base_url=gateway.url, headers=headers, timeout=60) as c:
+                body = {"chunk_tokens": 32, "overlap_tokens": 0, "source": "lapse.md"}
+                answers = list(
+                    await asyncio.gather(
+                        *(c.post("/v1/docs", json={**body, "text": t}) for t in versions)
+                    )
+                )
+            done.set()
+            await thief
+            held = {str(m) for m in await redis.zrange(keys.doc_chunks_index("acme"), 0, -1)}
+            return answers, held
+        finally:
+            done.set()
+            await redis.aclose()
+
+    for _ in range(3):
+        answers, held = asyncio.run(race())
+        assert all(a.status_code in (200, 409) for a in answers), [a.text for a in answers]
+        assert any(a.status_code == 200 for a in answers)
+        for refused in (a for a in answers if a.status_code == 409):
+            assert refused.json()["code"] == "write_in_progress"
+        with gateway.client() as c:
+            listed = c.get("/v1/docs").json()["data"]
+            assert len(listed) == 1
+            doc = c.get(f"/v1/docs/{listed[0]['id']}").json()
+            assert held == {p["id"] for p in doc["parts"]}, (len(held), doc["chunks"])
+
+
 def test_a_batch_past_the_docs_quota_is_refused_whole(
     gateway: RunningGateway, redis_url: str
 ) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from hivemind_common import keys
-from hivemind_common.errors import Invalid, NotFound, TooLarge
+from hivemind_common.errors import Conflict, Invalid, NotFound, TooLarge
 from hivemind_gateway.claims import write_lock
 from hivemind_gateway.docs.chunking import (
     Chunk,
@@ -246,6 +246,39 @@ def _unchanged(plan: Plan) -> bool:
     )
 
 
+# KEYS[1]: the document's record; ARGV[1]: its chunk_ids as read under the write lock ('' when
+# it had none), ARGV[2]: how many commands follow, each as its length then its words. The
+# commands run only if the record still holds those chunks: a writer whose lock lapsed (a stall
+# or a failover past the lock's 30 s, its EXEC resent) must not commit over a newer write, whose
+# chunks it would leave behind, searchable and listed by no document.
+_IF_CHUNKS = """
+local held = redis.call('HGET', KEYS[1], 'chunk_ids') or ''
+if held ~= ARGV[1] then return 0 end
+local at = 3
+for c = 1, tonumber(ARGV[2]) do
+  local n = tonumber(ARGV[at])
+  redis.call(unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+return 1
+"""
+
+
+async def _commit_if_unchanged(
+    redis: Any, dkey: str, chunk_ids: str, commands: list[tuple[Any, ...]], what: str
+) -> None:
+    """Run ``commands`` as one script, only while the record still holds ``chunk_ids``."""
+    argv: list[Any] = [chunk_ids, len(commands)]
+    for command in commands:
+        argv += [len(command), *command]
+    result = await redis.transaction(("EVAL", _IF_CHUNKS, 1, dkey, *argv), durable=True)
+    if int(result[0]) != 1:
+        raise Conflict(
+            f"document {what!r} changed while this request wrote it; retry it",
+            code="write_in_progress",
+        )
+
+
 async def _write(redis: Any, search: SearchIndex, tenant: str, plan: Plan) -> DocResult:
     # one writer of a document at a time, reading the chunks stored now (not those read before
     # chunking): two concurrent writes of a source otherwise both drop the first version's
@@ -309,7 +342,12 @@ async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan
         if model is not None:
             commands.append(("DEL", keys.vector(tenant, model, "doc", cid)))
         commands.append(change_command(tenant, "delete", "doc", cid, now, False))
-    await redis.transaction(*commands, durable=True)
+    try:
+        await _commit_if_unchanged(redis, dkey, plan.old.get("chunk_ids", ""), commands, plan.id)
+    except Conflict:
+        if reserved:  # the quota place it held is free again at once, not in 30 s
+            await redis.transaction(*reserved)
+        raise
     index = (await search.tenant(tenant))["doc"]
     fresh: list[Item] = []
     for item in items:
@@ -382,7 +420,9 @@ async def _delete_locked(redis: Any, search: SearchIndex, tenant: str, did: str)
         if model is not None:
             commands.append(("DEL", keys.vector(tenant, model, "doc", cid)))
         commands.append(change_command(tenant, "delete", "doc", cid, now, False))
-    await redis.transaction(*commands, durable=True)
+    await _commit_if_unchanged(
+        redis, keys.doc(tenant, did), record.get("chunk_ids", ""), commands, did
+    )
     index = (await search.tenant(tenant))["doc"]
     for cid in ids:
         index.remove(cid)
