@@ -239,6 +239,9 @@ def _measure(gguf: Path, stack: Stack) -> tuple[dict[str, list[float]], list[flo
     """
     from llama_cpp import Llama
 
+    from hivemind_common.llama_buffers import configure_llama
+
+    configure_llama()  # as inference loads it
     llama = Llama(str(gguf), n_ctx=N_CTX, n_threads=THREADS, n_threads_batch=THREADS, verbose=False)
     totals = {"direct": [0.0, 0.0], "gateway": [0.0, 0.0]}  # tokens, seconds
     pair_ratios: list[float] = []

@@ -201,6 +201,10 @@ def _reference_model(tiny: TinyModel) -> Any:
     """The tiny base in llama.cpp with every position's logits (``logits_all``)."""
     import llama_cpp
 
+    from hivemind_common.llama_buffers import configure_llama
+
+    configure_llama()
+
     return llama_cpp.Llama(
         model_path=str(tiny.base_gguf), n_ctx=512, n_batch=512, logits_all=True,
         n_threads=2, seed=0, verbose=False,

@@ -136,6 +136,10 @@ class ChatModel:
         import llama_cpp
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        from hivemind_common.llama_buffers import configure_llama
+
+        configure_llama()
+
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(files.gguf),

@@ -85,6 +85,10 @@ def open_llama(gguf: Path, *, lora: Path | None = None, n_ctx: int = 512) -> Ite
     """A llama.cpp model with logits for every position; closed when the block ends."""
     import llama_cpp
 
+    from hivemind_common.llama_buffers import configure_llama
+
+    configure_llama()
+
     try:
         llm = llama_cpp.Llama(
             model_path=str(gguf),

@@ -72,7 +72,10 @@ class ModelCopy:
         import jinja2
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
+        from hivemind_common.llama_buffers import configure_llama
         from hivemind_inference.tracing import TracingLlama
+
+        configure_llama()
 
         for label, path in (("gguf", self.gguf), ("lora", self.lora)):
             if path is not None and not path.is_file():
