@@ -56,6 +56,13 @@ def configure_llama(mode: str | None = None) -> bool:
         off = wanted_off(chosen, text)
         if off:
             original = lc.llama_model_default_params
+            fields = {name for name, *_ in getattr(type(original()), "_fields_", [])}
+            if "use_extra_bufts" not in fields:  # a later binding renamed it: say so, loudly
+                raise RuntimeError(
+                    "this llama-cpp-python has no llama_model_params.use_extra_bufts; the AMX "
+                    "repacking that crashes cannot be turned off (HIVEMIND_LLAMA_EXTRA_BUFFERS="
+                    "on keeps llama.cpp's default)"
+                )
 
             def without_extra_buffers() -> Any:
                 params = original()

@@ -109,7 +109,14 @@ class FixedResults:
             identity = [file_sha256(files.gguf), file_sha256(files.lora) if files.lora else None]
         except OSError:
             return
-        host = [llama_cpp.llama_print_system_info().decode(errors="replace"), os.cpu_count()]
+        from hivemind_common.llama_buffers import configure_llama
+
+        # the weights' buffers change the kernels, so answers kept under the other setting differ
+        host = [
+            llama_cpp.llama_print_system_info().decode(errors="replace"),
+            os.cpu_count(),
+            "plain buffers" if configure_llama() else "extra buffers",
+        ]
         settings = [FIXED_VERSION, n_ctx, _threads(threads), llama_cpp.__version__, host]
         self.path = files.cache / f"llama-{_digest([identity, settings])}.json"
         try:

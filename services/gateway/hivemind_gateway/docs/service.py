@@ -15,6 +15,7 @@ change is not touched at all: re-sending an unchanged tree does no embedding wor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -345,8 +346,9 @@ async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan
     try:
         await _commit_if_unchanged(redis, dkey, plan.old.get("chunk_ids", ""), commands, plan.id)
     except Conflict:
-        if reserved:  # the quota place it held is free again at once, not in 30 s
-            await redis.transaction(*reserved)
+        if reserved:  # the quota place it held is free again at once (else in 30 s)
+            with contextlib.suppress(Exception):
+                await redis.transaction(*reserved)
         raise
     index = (await search.tenant(tenant))["doc"]
     fresh: list[Item] = []
