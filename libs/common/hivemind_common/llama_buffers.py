@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "on", "off")
 _lock = threading.Lock()
-_applied: str | None = None
+_off: bool | None = None  # what the first call decided
 
 
 def wanted_off(mode: str, system_info: str) -> bool:
@@ -41,14 +41,14 @@ def configure_llama(mode: str | None = None) -> bool:
     """Make later ``llama_cpp.Llama(...)`` loads skip the extra buffers where ``mode`` says
     (once per process; the setting is read from the environment when ``mode`` is None).
     Returns whether they are off. An unknown mode is treated as ``auto``."""
-    global _applied
+    global _off
     chosen = (mode or os.environ.get("HIVEMIND_LLAMA_EXTRA_BUFFERS") or "auto").strip().lower()
     if chosen not in MODES:
         log.warning("HIVEMIND_LLAMA_EXTRA_BUFFERS=%r is not one of %s; using auto", chosen, MODES)
         chosen = "auto"
     with _lock:
-        if _applied is not None:
-            return _applied == "off"
+        if _off is not None:
+            return _off
         import llama_cpp.llama_cpp as lc
 
         info = lc.llama_print_system_info()
@@ -71,5 +71,5 @@ def configure_llama(mode: str | None = None) -> bool:
 
             lc.llama_model_default_params = without_extra_buffers
             log.info("llama.cpp extra weight buffers off (%s; AMX repacking crashes)", chosen)
-        _applied = "off" if off else "on"
+        _off = off
         return off

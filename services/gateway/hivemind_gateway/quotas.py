@@ -89,12 +89,36 @@ async def reserve_items(
     return [("ZREM", reservations, f"{token}:{adding}")]
 
 
+# Lua: run the commands packed by :func:`pack_commands`, from ARGV[at] on (their count is
+# ARGV[at - 1]); their replies, in order, in ``replies``.
+RUN_PACKED = """
+local replies = {}
+for c = 1, tonumber(ARGV[at - 1]) do
+  local n = tonumber(ARGV[at])
+  replies[c] = redis.call(unpack(ARGV, at + 1, at + n))
+  at = at + n + 1
+end
+"""
+
+
+def pack_commands(commands: list[tuple[Any, ...]]) -> tuple[list[str], list[Any]]:
+    """The keys ``commands`` touch (declared to the script, so a key outside the slot is refused
+    before anything runs) and the ARGV tail :data:`RUN_PACKED` reads: the commands' count, then
+    each one's argument count followed by its arguments."""
+    touched = list(dict.fromkeys(str(c[1]) for c in commands if len(c) > 1))
+    argv: list[Any] = [len(commands)]
+    for command in commands:
+        argv += [len(command), *command]
+    return touched, argv
+
+
 # The check of _RESERVE and the write itself in one script: nothing to reserve, since no other
 # write can come between them. KEYS: settings, index, reservations, then every key the commands
-# touch; ARGV: limit field, member ("" none), adding, now (ms), the number of commands, then
-# each command as its argument count followed by its arguments.
-_GUARDED = """
-if ARGV[6] ~= '' and redis.call('EXISTS', ARGV[6]) == 1 then return {2} end
+# touch; ARGV: limit field, member ("" none), adding, now (ms), the key that must be absent
+# ("" none), then the packed commands.
+_GUARDED = (
+    """
+if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return {2} end
 local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
 if limit > 0 and not (ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2])) then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]))
@@ -104,15 +128,11 @@ if limit > 0 and not (ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2])) 
   end
   if used + tonumber(ARGV[3]) > limit then return {0, used, limit} end
 end
-local replies = {}
 local at = 7
-for c = 1, tonumber(ARGV[5]) do
-  local n = tonumber(ARGV[at])
-  replies[c] = redis.call(unpack(ARGV, at + 1, at + n))
-  at = at + n + 1
-end
-return {1, replies}
 """
+    + RUN_PACKED
+    + "return {1, replies}\n"
+)
 
 
 async def write_within_quota(
@@ -132,7 +152,7 @@ async def write_within_quota(
     list of fields and values). QuotaExceeded, and nothing written, when there is no room.
     ``absent``: a key (one the commands write) that must not exist; Conflict, and nothing
     written, when it does (a create racing another create)."""
-    touched = list(dict.fromkeys(str(c[1]) for c in commands if len(c) > 1))
+    touched, packed = pack_commands(commands)
     script_keys = (
         keys.tenant_settings(tenant),
         index_key,
@@ -146,11 +166,9 @@ async def write_within_quota(
         member or "",
         adding,
         int(time.time() * 1000),
-        len(commands),
         absent or "",
+        *packed,
     ]
-    for command in commands:
-        argv += [len(command), *command]
     result = await redis.transaction(
         ("EVAL", _GUARDED, len(script_keys), *script_keys, *argv), durable=True
     )

@@ -51,7 +51,7 @@ from hivemind_gateway.docs.schemas import (
     DocsWritten,
 )
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
-from hivemind_gateway.quotas import reserve_items
+from hivemind_gateway.quotas import RUN_PACKED, pack_commands, reserve_items
 from hivemind_gateway.rag.scoring import GateConfig, Scored, fold_sections, rank
 from hivemind_gateway.search.index import DocRef, Item, doc_filter, embed_header
 from hivemind_gateway.search.sync import SearchIndex
@@ -247,32 +247,31 @@ def _unchanged(plan: Plan) -> bool:
     )
 
 
-# KEYS[1]: the document's record; ARGV[1]: its chunk_ids as read under the write lock ('' when
-# it had none), ARGV[2]: how many commands follow, each as its length then its words. The
-# commands run only if the record still holds those chunks: a writer whose lock lapsed (a stall
-# or a failover past the lock's 30 s, its EXEC resent) must not commit over a newer write, whose
-# chunks it would leave behind, searchable and listed by no document.
-_IF_CHUNKS = """
+# KEYS: the document's record, then every key the commands touch; ARGV[1]: its chunk_ids as
+# read under the write lock ('' when it had none), then the packed commands. They run only if
+# the record still holds those chunks: a writer whose lock lapsed (a stall or a failover past the
+# lock's 30 s, its EXEC resent) must not commit over a newer write, whose chunks it would leave
+# behind, searchable and listed by no document.
+_IF_CHUNKS = (
+    """
 local held = redis.call('HGET', KEYS[1], 'chunk_ids') or ''
 if held ~= ARGV[1] then return 0 end
 local at = 3
-for c = 1, tonumber(ARGV[2]) do
-  local n = tonumber(ARGV[at])
-  redis.call(unpack(ARGV, at + 1, at + n))
-  at = at + n + 1
-end
-return 1
 """
+    + RUN_PACKED
+    + "return 1\n"
+)
 
 
 async def _commit_if_unchanged(
     redis: Any, dkey: str, chunk_ids: str, commands: list[tuple[Any, ...]], what: str
 ) -> None:
     """Run ``commands`` as one script, only while the record still holds ``chunk_ids``."""
-    argv: list[Any] = [chunk_ids, len(commands)]
-    for command in commands:
-        argv += [len(command), *command]
-    result = await redis.transaction(("EVAL", _IF_CHUNKS, 1, dkey, *argv), durable=True)
+    touched, packed = pack_commands(commands)
+    script_keys = list(dict.fromkeys([dkey, *touched]))
+    result = await redis.transaction(
+        ("EVAL", _IF_CHUNKS, len(script_keys), *script_keys, chunk_ids, *packed), durable=True
+    )
     if int(result[0]) != 1:
         raise Conflict(
             f"document {what!r} changed while this request wrote it; retry it",
