@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -22,6 +23,7 @@ from hivemind_gateway.docs.chunking import (
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
 from hivemind_gateway.search.index import DocRef
 
+REPO = Path(__file__).resolve().parents[2]
 TOKENIZER = served_tokenizer()
 LIMIT = embedder_limit()
 
@@ -47,7 +49,7 @@ def test_every_chunk_fits_and_chunking_always_ends(
     overlap = min(size - 1, int(size * overlap_share))
     chunks = chunk_text(
         text, counter=TOKENIZER, size=size, overlap=overlap, doc_type=doc_type,  # type: ignore[arg-type]
-        language=language, embed_limit=LIMIT, source="src/file.txt",
+        language=language, embed_limit=LIMIT,
     )  # fmt: skip
     lines = split_lines(text)
     for c in chunks:
@@ -56,6 +58,7 @@ def test_every_chunk_fits_and_chunking_always_ends(
         assert 1 <= c.start_line <= c.end_line <= max(1, len(lines))
         if LIMIT is not None:
             ref = DocRef("d", "c", "src/file.txt", c.start_line, c.end_line, c.heading)
+            assert LIMIT.count(c.text) <= LIMIT.limit // 2  # the header has the other half
             assert LIMIT.count(f"{ref.header()}\n{c.text}") <= LIMIT.limit
     # every non-blank line of the input appears in some chunk (nothing is lost)
     covered = set()
@@ -210,21 +213,50 @@ def test_crafted_lines_do_not_backtrack(
     done = threading.Event()
 
     def work() -> None:
+        summary(text, doc_type, language)  # type: ignore[arg-type]
         chunk_text(text, counter=TOKENIZER, size=64, overlap=8, doc_type=doc_type,  # type: ignore[arg-type]
-                   language=language, source=source, context=summary(text, doc_type, language))  # type: ignore[arg-type]  # fmt: skip
+                   language=language, embed_limit=LIMIT)  # fmt: skip
         done.set()
 
     threading.Thread(target=work, daemon=True).start()
     assert done.wait(120), "chunking a crafted line did not finish"
 
 
-def test_a_long_source_does_not_cut_every_token_into_its_own_chunk() -> None:
-    text = "the quick brown fox jumps over the lazy dog. " * 40
+def test_the_embedders_count_is_not_padded() -> None:
+    # the model's tokenizer.json pads every text to 128 pieces: a count of "hello" said 128
+    assert LIMIT is not None
+    assert LIMIT.count("hello") == 3  # [CLS] hello [SEP]
+    assert LIMIT.specials() == 2
+    assert LIMIT.count_many(["hello world\n", "\n", ""]) == [2, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "path", ["README.md", "services/gateway/hivemind_gateway/docs/chunking.py"]
+)
+def test_lines_word_pieces_add_up_to_their_joined_texts(path: str) -> None:
+    """The chunker sizes a window by summing its lines' word pieces: that must equal the count
+    of the joined text (the embedder splits at whitespace, so no piece spans a line break)."""
+    assert LIMIT is not None
+    lines = split_lines((REPO / path).read_text())
+    pieces = LIMIT.count_many(lines)
+    for a, b in itertools.pairwise(range(0, len(lines) + 17, 17)):
+        joined = "".join(lines[a:b])
+        assert sum(pieces[a:b]) + LIMIT.specials() == LIMIT.count(joined), (a, b)
+
+
+def test_chunks_fill_their_share_of_the_embedders_window() -> None:
+    """Prose cut by the embedder's share, not by the (larger) token size: every chunk but the
+    last holds close to half the window, and none more; the header costs nothing of it."""
+    assert LIMIT is not None
+    text = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400))
     chunks = chunk_text(
-        text, counter=TOKENIZER, size=256, overlap=0, doc_type="text",
-        source="a/" * 150 + "x.txt", embed_limit=LIMIT,
+        text, counter=TOKENIZER, size=2048, overlap=0, doc_type="code", language="",
+        embed_limit=LIMIT,
     )  # fmt: skip
-    assert len(chunks) <= 8, len(chunks)
+    share = LIMIT.limit // 2
+    sizes = [LIMIT.count(c.text) for c in chunks]
+    assert all(n <= share for n in sizes), sizes
+    assert all(n > share - 20 for n in sizes[:-1]), sizes
 
 
 def test_line_numbers_count_only_real_line_breaks() -> None:

@@ -14,7 +14,7 @@ from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.models_paths import DEFAULT_LLM_ID
 from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
 from hivemind_gateway.docs import service
-from hivemind_gateway.docs.chunking import check_sizes, chunk_text, detect, summary
+from hivemind_gateway.docs.chunking import check_sizes, chunk_text, detect
 from hivemind_gateway.docs.schemas import (
     ChunkBody,
     Chunked,
@@ -139,7 +139,6 @@ async def chunk(body: ChunkBody, principal: ReadPrincipal, settings: SettingsDep
     chunks = await asyncio.to_thread(
         chunk_text, body.text, counter=tokenizer, size=size,
         overlap=overlap, doc_type=doc_type, language=language, embed_limit=limit,
-        source=source, context=summary(body.text, doc_type, language),
     )  # fmt: skip
     return Chunked(
         model=tokenizer.name,

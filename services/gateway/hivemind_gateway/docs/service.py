@@ -192,7 +192,6 @@ async def put_documents(
                 p.chunks = chunk_text(
                     p.doc.text, counter=tokenizer, size=size, overlap=overlap,
                     doc_type=p.doc_type, language=p.language, embed_limit=limit,
-                    source=p.doc.source, context=p.context,
                 )  # fmt: skip
                 p.chunk_ids = _chunk_ids(p.id, p.doc.source, p.chunks, p.context)
                 p.links = find_links(p.doc.source, p.doc.text, p.doc_type, p.language)

@@ -93,14 +93,26 @@ class EmbedderLimit:
 
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.no_truncation()
+        # the model's tokenizer.json pads every text to 128: a count of a shorter text said 128
+        self._tokenizer.no_padding()
         limit = DEFAULT_EMBED_LIMIT
         config = folder / "sentence_bert_config.json"
         if config.is_file():
             limit = int(json.loads(config.read_text()).get("max_seq_length", limit))
         self.limit = limit
+        self._specials = self.count("")
 
     def count(self, text: str) -> int:
         return len(self._tokenizer.encode(text, add_special_tokens=True).ids)
+
+    def count_many(self, texts: list[str]) -> list[int]:
+        """Pieces of each text without the special tokens ([CLS], [SEP])."""
+        encoded = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(e.ids) for e in encoded]
+
+    def specials(self) -> int:
+        """Special tokens the embedder adds to every text."""
+        return self._specials
 
 
 _lock = threading.Lock()
