@@ -174,6 +174,10 @@ def main(out_dir: Path) -> dict[str, Any]:
             "seconds": round(first_s, 1),
             "chunks_embedded": embedded,
             "chunks_per_s": round(embedded / first_s, 1),
+            # the embedding service's compiled copy is built after start; the clock starts
+            # once it answers (null: none was built, the traced copy encoded everything)
+            "embedding_compile_s": stack.compile_s,
+            "embedding_compile": os.environ.get("HIVEMIND_EMBEDDING_COMPILE", "true"),
             "summary": first,
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),

@@ -29,6 +29,9 @@ def running_embedding(
 
     # one torch thread in tests: the suite shares the machine's cores with other servers
     overrides.setdefault("embedding_threads", 1)
+    # no compiled copy (half a minute of a core after each start) unless a test asks for one:
+    # tests/embedding/test_compiled_path.py does
+    overrides.setdefault("embedding_compile", False)
     settings = EmbeddingSettings(internal_token=internal_token, **overrides)
     with serve_app(create_app(settings), port=port, ready_path="/readyz") as url:
         yield url

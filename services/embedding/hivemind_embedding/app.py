@@ -33,6 +33,7 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             threads=settings.embedding_threads,
             precision=settings.embedding_precision,
             fast_path=settings.embedding_fast_path,
+            compile_copy=settings.embedding_compile,
             sub_batch=settings.embedding_sub_batch,
         )
         batcher = MicroBatcher(

@@ -114,8 +114,10 @@ class SentenceEncoder:
         precision: Precision = "auto",
         fast_path: bool = True,
         sub_batch: int = SUB_BATCH,
+        compile_copy: bool = False,
     ) -> SentenceEncoder:
-        """Load a local directory (never a hub download)."""
+        """Load a local directory (never a hub download); ``compile_copy``: build the compiled
+        copy for batches on a thread of its own (the service does; a one-off caller need not)."""
         if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
             raise Unavailable(f"{model_dir} is not a sentence-transformers model directory")
         import torch
@@ -130,12 +132,18 @@ class SentenceEncoder:
             from hivemind_embedding.fast_path import FastPath
 
             fast = FastPath.build(model, precision=chosen, sub_batch=sub_batch)
+            if fast is not None and compile_copy:
+                fast.compile_later(model, chosen)
         log.info("loaded embedding model %s from %s (%s)", model_id, model_dir, chosen)
         return cls(model, model_id, precision=chosen, fast_path=fast, sub_batch=sub_batch)
 
     @property
     def fast_path(self) -> bool:
         return self._fast is not None
+
+    @property
+    def compiled(self) -> bool:
+        return self._fast is not None and self._fast.compiled
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""

@@ -125,6 +125,7 @@ async def info(state: EmbeddingDep) -> ModelInfo:
         batching=batcher.enabled,
         precision=encoder.precision,
         fast_path=encoder.fast_path,
+        compiled=encoder.compiled,
         max_texts=settings.embedding_max_texts,
         max_chars=settings.embedding_max_chars,
         batches=batcher.batches,

@@ -60,6 +60,7 @@ class ModelInfo(BaseModel):
     batching: bool
     precision: str = "float32"
     fast_path: bool = False
+    compiled: bool = False  # batches run the compiled copy (it is built after start)
     max_texts: int
     max_chars: int
     batches: int = 0

@@ -1,0 +1,139 @@
+"""The embedding service's compiled copy: built after start, the same vectors, safe fallbacks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from support.embedding import running_embedding, shared_embedding_url
+
+# a compile takes ~30 s of one core on a quiet machine; the suite's machine is shared and slow
+COMPILE_DEADLINE_S = 600
+TEXTS = [
+    "redis listens on port 6379",
+    "x",
+    "naïve café 日本語 " * 90,  # longer than the model's 256 pieces: truncated
+    *(f"turn {i}: " + "word " * (2 + 11 * (i % 5)) for i in range(20)),
+]
+
+
+def _wait(done: Any, what: str) -> None:
+    deadline = time.monotonic() + COMPILE_DEADLINE_S
+    while not done():
+        assert time.monotonic() < deadline, f"{what} within {COMPILE_DEADLINE_S} s"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def compiled_encoder() -> Iterator[Any]:
+    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+
+    enc = SentenceEncoder.load(default_model_dir(), model_id="m", threads=1, compile_copy=True)
+    _wait(lambda: enc.compiled, "a compiled copy")
+    yield enc
+
+
+def test_the_service_switches_to_its_compiled_copy_with_the_same_vectors(
+    internal_token: str,
+) -> None:
+    headers = {"Authorization": f"Bearer {internal_token}"}
+    traced_url = shared_embedding_url(internal_token)  # the suite's service: compile off
+    with httpx.Client(base_url=traced_url, headers=headers, timeout=120) as c:
+        assert c.get("/info").json()["compiled"] is False
+        traced = np.array(c.post("/embed", json={"texts": TEXTS}).json()["embeddings"])
+    with (
+        running_embedding(internal_token, embedding_compile=True) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=120) as c,
+    ):
+        # the traced copy answers while the compiled one is built
+        early = c.post("/embed", json={"texts": TEXTS[:3]})
+        assert early.status_code == 200, early.text
+        _wait(lambda: c.get("/info").json()["compiled"], "the service's compiled copy")
+        compiled = np.array(c.post("/embed", json={"texts": TEXTS}).json()["embeddings"])
+        one = np.array(c.post("/embed", json={"texts": TEXTS[:1]}).json()["embeddings"])
+    assert compiled.shape == traced.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(compiled, axis=1), 1.0, atol=1e-4)
+    assert np.sum(compiled * traced, axis=1).min() > 0.9995
+    assert float(one[0] @ traced[0]) > 0.9995
+
+
+def test_a_pass_of_two_or_more_runs_compiled_and_a_single_text_runs_traced(
+    compiled_encoder: Any,
+) -> None:
+    fast = compiled_encoder._fast
+    used: list[tuple[str, int]] = []
+    real = fast._run
+
+    def spy(module: Any, texts: list[str], tokenizer: Any = None) -> np.ndarray:
+        used.append(("traced" if module is fast._module else "compiled", len(texts)))
+        return real(module, texts, tokenizer)
+
+    fast._run = spy
+    try:
+        rows = compiled_encoder.encode(TEXTS)  # passes of 16 and 7
+        alone = compiled_encoder.encode(TEXTS[:1])
+        odd = compiled_encoder.encode(TEXTS[:17])  # 16 + 1: the last pass is one text
+    finally:
+        del fast._run
+    assert used == [
+        ("compiled", 16), ("compiled", 7), ("traced", 1), ("compiled", 16), ("traced", 1),
+    ]  # fmt: skip
+    assert float(alone[0] @ rows[0]) > 0.9995
+    assert np.sum(odd * rows[:17], axis=1).min() > 0.9995
+
+
+def test_a_shape_the_compiled_copy_lacks_goes_to_the_traced_copy(compiled_encoder: Any) -> None:
+    from torch._dynamo.exc import RecompileError
+
+    fast = compiled_encoder._fast
+    expected = fast._run(fast._module, TEXTS[:4])
+    kept = fast._compiled
+
+    def recompile(*_args: Any) -> Any:
+        raise RecompileError("a shape the graph does not cover")
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    try:
+        fast._compiled = recompile
+        got = fast._pass(TEXTS[:4])
+        assert fast._compiled is recompile  # a missing shape keeps the compiled copy
+        assert np.sum(got * expected, axis=1).min() > 0.9999
+        fast._compiled = broken
+        got = fast._pass(TEXTS[:4])
+        assert fast._compiled is None  # anything else: the traced copy from now on
+        assert np.sum(got * expected, axis=1).min() > 0.9999
+    finally:
+        fast._compiled = kept
+
+
+def test_no_compiler_or_a_failed_compile_leaves_the_traced_copy(
+    compiled_encoder: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hivemind_embedding.fast_path import FastPath
+
+    fast = compiled_encoder._fast
+    model = compiled_encoder._model
+    copy = FastPath(fast._module, fast._tokenizer, 256)
+    copy._probe_ref = fast._probe_ref
+    monkeypatch.setenv("CXX", "no-such-compiler-here")
+    assert copy.compile_later(model) is None and not copy.compiled
+    monkeypatch.delenv("CXX")
+
+    import torch
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("inductor cannot build here")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    thread = copy.compile_later(model)
+    assert thread is not None
+    thread.join(COMPILE_DEADLINE_S)
+    assert not thread.is_alive() and not copy.compiled
+    assert copy.encode(TEXTS[:3]).shape == (3, 384)
