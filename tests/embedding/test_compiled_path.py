@@ -10,8 +10,14 @@ import httpx
 import numpy as np
 import pytest
 
+from hivemind_embedding.fast_path import compiler_name, has_compiler
 from support.embedding import running_embedding, shared_embedding_url
 
+# TorchInductor builds C++ kernels: make install's machines have g++ (llama-cpp-python is
+# compiled there too); the service images have none, and serve from the traced copy
+pytestmark = pytest.mark.skipif(
+    not has_compiler(), reason=f"no C++ compiler ({compiler_name()}) for the compiled copy"
+)
 # a compile takes ~30 s of one core on a quiet machine; the suite's machine is shared and slow
 COMPILE_DEADLINE_S = 600
 TEXTS = [
@@ -22,11 +28,13 @@ TEXTS = [
 ]
 
 
-def _wait(done: Any, what: str) -> None:
+def _built(state: Any) -> str:
+    """The compile's outcome (on, failed, off) once it is no longer building."""
     deadline = time.monotonic() + COMPILE_DEADLINE_S
-    while not done():
-        assert time.monotonic() < deadline, f"{what} within {COMPILE_DEADLINE_S} s"
+    while (now := state()) == "building":
+        assert time.monotonic() < deadline, f"still compiling after {COMPILE_DEADLINE_S} s"
         time.sleep(0.5)
+    return str(now)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,9 @@ def compiled_encoder() -> Iterator[Any]:
     from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
 
     enc = SentenceEncoder.load(default_model_dir(), model_id="m", threads=1, compile_copy=True)
-    _wait(lambda: enc.compiled, "a compiled copy")
+    assert enc._fast.compiling is not None
+    enc._fast.compiling.join(COMPILE_DEADLINE_S)
+    assert enc.compile_state == "on" and enc.compiled
     yield enc
 
 
@@ -44,7 +54,7 @@ def test_the_service_switches_to_its_compiled_copy_with_the_same_vectors(
     headers = {"Authorization": f"Bearer {internal_token}"}
     traced_url = shared_embedding_url(internal_token)  # the suite's service: compile off
     with httpx.Client(base_url=traced_url, headers=headers, timeout=120) as c:
-        assert c.get("/info").json()["compiled"] is False
+        assert c.get("/info").json()["compile"] == "off"
         traced = np.array(c.post("/embed", json={"texts": TEXTS}).json()["embeddings"])
     with (
         running_embedding(internal_token, embedding_compile=True) as url,
@@ -53,7 +63,8 @@ def test_the_service_switches_to_its_compiled_copy_with_the_same_vectors(
         # the traced copy answers while the compiled one is built
         early = c.post("/embed", json={"texts": TEXTS[:3]})
         assert early.status_code == 200, early.text
-        _wait(lambda: c.get("/info").json()["compiled"], "the service's compiled copy")
+        assert _built(lambda: c.get("/info").json()["compile"]) == "on"
+        assert c.get("/info").json()["compiled"] is True
         compiled = np.array(c.post("/embed", json={"texts": TEXTS}).json()["embeddings"])
         one = np.array(c.post("/embed", json={"texts": TEXTS[:1]}).json()["embeddings"])
     assert compiled.shape == traced.shape == (len(TEXTS), 384)
@@ -88,29 +99,25 @@ def test_a_pass_of_two_or_more_runs_compiled_and_a_single_text_runs_traced(
 
 
 def test_a_shape_the_compiled_copy_lacks_goes_to_the_traced_copy(compiled_encoder: Any) -> None:
-    from torch._dynamo.exc import RecompileError
-
     fast = compiled_encoder._fast
+    # one text is a shape the graph was not built for (a size of 1 is specialised): a real
+    # dynamo guard miss, refused under the fail_on_recompile stance instead of recompiled
+    assert fast._try_compiled(TEXTS[:1]) is None
+    assert fast.compiled and fast.compile_state == "on"  # a missing shape keeps the copy
+    assert fast._try_compiled(TEXTS[:3]) is not None
     expected = fast._run(fast._module, TEXTS[:4])
     kept = fast._compiled
-
-    def recompile(*_args: Any) -> Any:
-        raise RecompileError("a shape the graph does not cover")
 
     def broken(*_args: Any) -> Any:
         raise RuntimeError("boom")
 
     try:
-        fast._compiled = recompile
-        got = fast._pass(TEXTS[:4])
-        assert fast._compiled is recompile  # a missing shape keeps the compiled copy
-        assert np.sum(got * expected, axis=1).min() > 0.9999
         fast._compiled = broken
         got = fast._pass(TEXTS[:4])
-        assert fast._compiled is None  # anything else: the traced copy from now on
+        assert fast._compiled is None and fast.compile_state == "failed"  # traced from now on
         assert np.sum(got * expected, axis=1).min() > 0.9999
     finally:
-        fast._compiled = kept
+        fast._compiled, fast.compile_state = kept, "on"
 
 
 def test_no_compiler_or_a_failed_compile_leaves_the_traced_copy(
@@ -124,6 +131,7 @@ def test_no_compiler_or_a_failed_compile_leaves_the_traced_copy(
     copy._probe_ref = fast._probe_ref
     monkeypatch.setenv("CXX", "no-such-compiler-here")
     assert copy.compile_later(model) is None and not copy.compiled
+    assert copy.compile_state == "off"
     monkeypatch.delenv("CXX")
 
     import torch
@@ -135,5 +143,5 @@ def test_no_compiler_or_a_failed_compile_leaves_the_traced_copy(
     thread = copy.compile_later(model)
     assert thread is not None
     thread.join(COMPILE_DEADLINE_S)
-    assert not thread.is_alive() and not copy.compiled
+    assert not thread.is_alive() and not copy.compiled and copy.compile_state == "failed"
     assert copy.encode(TEXTS[:3]).shape == (3, 384)

@@ -145,6 +145,11 @@ class SentenceEncoder:
     def compiled(self) -> bool:
         return self._fast is not None and self._fast.compiled
 
+    @property
+    def compile_state(self) -> str:
+        """off, building, on or failed (see FastPath.compile_later)."""
+        return self._fast.compile_state if self._fast is not None else "off"
+
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text."""
         import torch

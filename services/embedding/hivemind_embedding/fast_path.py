@@ -33,7 +33,7 @@ import shutil
 import threading
 import time
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -44,6 +44,28 @@ PROBES = [
     "a longer probe sentence, with punctuation; numbers 6379 and 5432, and naïve café 日本語",
     "x",
 ]
+CompileState = Literal["off", "building", "on", "failed"]
+
+
+def compiler_name() -> str:
+    """The C++ compiler TorchInductor would call."""
+    return os.environ.get("CXX") or "g++"
+
+
+def has_compiler() -> bool:
+    return shutil.which(compiler_name()) is not None
+
+
+def _is_recompile(exc: BaseException) -> bool:
+    """A refused recompile: torch raises a RuntimeError under the ``fail_on_recompile`` stance
+    (RecompileError where dynamo's ``error_on_recompile`` is set)."""
+    from torch._dynamo.exc import RecompileError
+
+    if isinstance(exc, RecompileError):
+        return True
+    return isinstance(exc, RuntimeError) and "Detected recompile" in str(exc)
+
+
 # how close the traced copy's vectors must be to the eager float32 model's on the probes
 MIN_PROBE_COSINE = {"float32": 0.9999, "bfloat16": 0.9995}
 
@@ -102,6 +124,10 @@ class FastPath:
         self._max_length = max_length
         self.sub_batch = max(1, sub_batch)
         self._compiled: Any = None  # the compiled copy, once built and checked (compile_later)
+        # off (never asked for, or no compiler), building, on, failed (or turned off after a
+        # failure while serving)
+        self.compile_state: CompileState = "off"
+        self.compiling: threading.Thread | None = None
         self._probe_ref: np.ndarray | None = None  # the eager float32 model's probe vectors
 
     @classmethod
@@ -137,15 +163,15 @@ class FastPath:
         """Compile the encoder with TorchInductor on a thread of its own; the traced copy
         answers meanwhile, and keeps answering if compiling fails or the result disagrees.
         None where no C++ compiler is installed (the service images carry none)."""
-        compiler = os.environ.get("CXX") or "g++"
-        if shutil.which(compiler) is None:
-            log.info("embedding compiled path off: no C++ compiler (%s) on PATH", compiler)
+        if not has_compiler():
+            log.info("embedding compiled path off: no C++ compiler (%s) on PATH", compiler_name())
             return None
-        thread = threading.Thread(
+        self.compile_state = "building"
+        self.compiling = threading.Thread(
             target=self._compile, args=(model, precision), name="embedding-compile", daemon=True
         )
-        thread.start()
-        return thread
+        self.compiling.start()
+        return self.compiling
 
     def _compile(self, model: Any, precision: str) -> None:
         import torch
@@ -166,13 +192,16 @@ class FastPath:
             vectors = self._run(compiled, PROBES, tokenizer)
             assert self._probe_ref is not None
             cosine = float(np.min(np.sum(vectors * self._probe_ref, axis=1)))
-        except Exception:  # no C++ compiler, a model inductor cannot follow, ...
+        except Exception:  # a compiler that fails, a model inductor cannot follow, ...
             log.warning("embedding compiled path off: compiling failed", exc_info=True)
+            self.compile_state = "failed"
             return
         if cosine < MIN_PROBE_COSINE.get(precision, MIN_PROBE_COSINE["float32"]):
             log.warning("embedding compiled path off: it disagrees (cosine %.6f)", cosine)
+            self.compile_state = "failed"
             return
         self._compiled = compiled
+        self.compile_state = "on"
         log.info("embedding compiled path on (%s, %.0f s)", precision, time.monotonic() - started)
 
     @classmethod
@@ -221,22 +250,29 @@ class FastPath:
         return rows
 
     def _pass(self, texts: list[str]) -> np.ndarray:
-        compiled = self._compiled
-        if compiled is not None and len(texts) > 1:
-            import torch
-            from torch._dynamo.exc import RecompileError
-
-            try:
-                # a shape the compiled graph does not cover is a RecompileError, not a stall of
-                # a minute under a request: that pass goes to the traced copy
-                with torch.compiler.set_stance("fail_on_recompile"):
-                    return self._run(compiled, texts)
-            except RecompileError:
-                log.debug("a pass of %d texts fell back to the traced copy", len(texts))
-            except Exception:  # never seen; the traced copy answers from now on
-                log.exception("the compiled encoder failed; the traced copy answers from now on")
-                self._compiled = None
+        if self._compiled is not None and len(texts) > 1:
+            rows = self._try_compiled(texts)
+            if rows is not None:
+                return rows
         return self._run(self._module, texts)
+
+    def _try_compiled(self, texts: list[str]) -> np.ndarray | None:
+        """The compiled copy's rows, or None: a shape its graph does not cover is refused (not
+        a recompile of half a minute under a request) and that pass goes to the traced copy."""
+        import torch
+
+        compiled = self._compiled
+        try:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                return self._run(compiled, texts)
+        except Exception as exc:
+            if _is_recompile(exc):
+                log.debug("a pass of %d texts went to the traced copy: %s", len(texts), exc)
+                return None
+            log.exception("the compiled encoder failed; the traced copy answers from now on")
+            self._compiled = None
+            self.compile_state = "failed"
+            return None
 
     def _run(self, module: Any, texts: list[str], tokenizer: Any = None) -> np.ndarray:
         import torch

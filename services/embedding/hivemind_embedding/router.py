@@ -126,6 +126,7 @@ async def info(state: EmbeddingDep) -> ModelInfo:
         precision=encoder.precision,
         fast_path=encoder.fast_path,
         compiled=encoder.compiled,
+        compile=encoder.compile_state,
         max_texts=settings.embedding_max_texts,
         max_chars=settings.embedding_max_chars,
         batches=batcher.batches,

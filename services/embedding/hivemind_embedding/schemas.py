@@ -61,6 +61,7 @@ class ModelInfo(BaseModel):
     precision: str = "float32"
     fast_path: bool = False
     compiled: bool = False  # batches run the compiled copy (it is built after start)
+    compile: Literal["off", "building", "on", "failed"] = "off"
     max_texts: int
     max_chars: int
     batches: int = 0

@@ -18,7 +18,7 @@ checked first, so no input loops.
 Every chunk also fits the embedder: at most ``max_chars`` characters and, when the embedder's
 tokenizer is installed, at most half of its word-piece window (the header line embedded before
 it, source, heading and summary, has the other half). A window's size is found from each line's
-counts (served tokens, word pieces, characters) and then checked on the joined text.
+counts (served tokens, word pieces) and then checked on the joined text.
 """
 
 from __future__ import annotations
@@ -510,22 +510,19 @@ class Chunker:
         tokens = [sum(counts[a:b]) for a, b in units]
         budget = self._piece_budget() if self._pieces is not None else None
         pieces = [sum(self._pieces[a:b]) for a, b in units] if self._pieces is not None else []
-        chars = [sum(len(line) for line in lines[a:b]) for a, b in units]
         i, n = 0, len(units)
         while i < n:
             j = i
-            total = held = length = 0
-            # the cheap bounds (each line's served tokens, word pieces and characters), then
-            # the real counts of the joined text below (BPE merges across lines may differ)
+            total = held = 0
+            # the cheap bounds (each line's served tokens and word pieces), then the real counts
+            # and the character cap on the joined text below (BPE merges across lines may differ)
             while (
                 j < n
                 and total + tokens[j] <= self.size
                 and (budget is None or held + pieces[j] <= budget)
-                and length + chars[j] <= self.max_chars + 2
             ):
                 total += tokens[j]
                 held += pieces[j] if budget is not None else 0
-                length += chars[j]
                 j += 1
             # the real count of the joined text (merges across lines may differ slightly)
             while j > i + 1:

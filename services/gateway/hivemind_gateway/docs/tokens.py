@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from hivemind_common.errors import Unavailable
+from hivemind_common.gguf_meta import read_metadata
 from hivemind_common.models_paths import (
     DEFAULT_LLM_ID,
     ModelNotInstalled,
@@ -29,6 +30,7 @@ from hivemind_common.models_paths import (
 
 log = logging.getLogger(__name__)
 
+_TOKENIZER_KEYS = ("tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges")
 DEFAULT_EMBED_LIMIT = 256  # all-MiniLM-L6-v2's max_seq_length, special tokens included
 
 
@@ -42,22 +44,15 @@ class GgufTokenizer:
     """The BPE tokenizer stored in a GGUF file (``tokenizer.ggml.model == "gpt2"``)."""
 
     def __init__(self, path: Path, name: str) -> None:
-        from gguf import GGUFReader
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
-        reader = GGUFReader(str(path))
-
-        def strings(field_name: str) -> list[str]:
-            field = reader.fields[field_name]
-            return [bytes(field.parts[i]).decode("utf-8") for i in field.data]
-
-        model_field = reader.fields.get("tokenizer.ggml.model")
-        kind = bytes(model_field.parts[model_field.data[0]]).decode() if model_field else ""
+        meta = read_metadata(path, _TOKENIZER_KEYS)
+        kind = meta.get("tokenizer.ggml.model", "")
         if kind != "gpt2":
             raise Unavailable(f"the model's tokenizer is {kind!r}; only byte-level BPE is read")
-        tokens = strings("tokenizer.ggml.tokens")
+        tokens: list[str] = meta["tokenizer.ggml.tokens"]
         merges: list[tuple[str, str]] = []
-        for merge in strings("tokenizer.ggml.merges"):
+        for merge in meta["tokenizer.ggml.merges"]:
             left, _, right = merge.partition(" ")
             merges.append((left, right))
         bpe = models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges)
