@@ -416,12 +416,25 @@ class Chunker:
 
     # a text fits when it is within the size, the character cap and its share of the
     # embedder's window
-    def fits(self, text: str, heading: str, tokens: int | None = None) -> bool:
+    def fits(
+        self, text: str, heading: str, tokens: int | None = None, pieces: int | None = None
+    ) -> bool:
+        """``tokens``, ``pieces``: the text's served tokens and word pieces when known."""
         if len(text) > self.max_chars:
             return False
         if (tokens if tokens is not None else self.counter.count(text)) > self.size:
             return False
-        return self.embed_limit is None or self.embed_limit.count(text) <= self._text_share()
+        if self.embed_limit is None:
+            return True
+        return (pieces if pieces is not None else self.embed_limit.count(text)) <= (
+            self._text_share()
+        )
+
+    def _span_pieces(self, a: int, b: int) -> int | None:
+        """Word pieces (special tokens included) of lines a..b joined, when lines' are known."""
+        if self._pieces is None or self.embed_limit is None:
+            return None
+        return sum(self._pieces[a:b]) + self.embed_limit.specials()
 
     def _text_share(self) -> int:
         """Word pieces (special tokens included) a chunk's text may take of the embedder's
@@ -445,7 +458,9 @@ class Chunker:
         def span_fits(a: int, b: int, heading: str) -> bool:
             if sum(counts[a:b]) > self.size or not self._pieces_fit(a, b):
                 return False  # cheap bounds first
-            return self.fits("".join(lines[a:b]).strip("\n"), heading)
+            return self.fits(
+                "".join(lines[a:b]).strip("\n"), heading, pieces=self._span_pieces(a, b)
+            )
 
         sections: list[Section] | None = None
         if doc_type == "markdown":
@@ -481,9 +496,10 @@ class Chunker:
         body = "".join(lines[start:end]).strip("\n")
         if not body.strip():
             return []
-        tokens = self.counter.count(body)
-        if self.fits(body, s.heading, tokens):
-            return [Chunk(body, start + 1, end, s.heading, tokens)]
+        if self._pieces_fit(start, end):  # else it cannot fit: no need to count it whole
+            tokens = self.counter.count(body)
+            if self.fits(body, s.heading, tokens, self._span_pieces(start, end)):
+                return [Chunk(body, start + 1, end, s.heading, tokens)]
         return self._windows(list(range(start, end)), lines, counts, s.heading)
 
     def _flush_packed(
@@ -526,14 +542,15 @@ class Chunker:
                 j += 1
             # the real count of the joined text (merges across lines may differ slightly)
             while j > i + 1:
-                body = "".join(lines[units[i][0] : units[j - 1][1]]).strip("\n")
-                if self.fits(body, heading):
+                a, b = units[i][0], units[j - 1][1]
+                body = "".join(lines[a:b]).strip("\n")
+                if self.fits(body, heading, pieces=self._span_pieces(a, b)):
                     break
                 j -= 1
             if j == i + 1 or j == i:
                 a, b = units[i]
                 body = "".join(lines[a:b]).strip("\n")
-                if j == i or not self.fits(body, heading):
+                if j == i or not self.fits(body, heading, pieces=self._span_pieces(a, b)):
                     if b - a > 1:  # a paragraph too large on its own: its lines
                         out.extend(
                             self._pack([(r, r + 1) for r in range(a, b)], lines, counts, heading)
