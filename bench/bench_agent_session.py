@@ -84,9 +84,8 @@ def _interleaved(copy: Any, *, cached: bool) -> float:
     from hivemind_inference import generate
     from hivemind_inference.schemas import ChatRequest
 
-    copy.llama.set_cache(None)
-    copy.use_prompt_cache(512 * 1024 * 1024 if cached else 0)
-    copy.llama.reset()
+    copy.enter("bench-off", 0)  # drops any saved states; a partition of its own
+    copy.enter("bench", 512 * 1024 * 1024 if cached else 0)  # both sessions: one tenant's
     total = 0.0
     for turn in range(TURNS):
         for head in ("Project alpha.\n", "Project beta.\n"):

@@ -175,3 +175,12 @@ def test_tenant_as_facts_are_injected_into_as_chats_and_never_into_bs(
                 assert not [t for t in A_ONLY if t in sent], sent
                 context = b.post("/v1/rag/context", json={"query": f"port of {MARK}"})
                 assert context.json()["items"] == [] and "portseventy" not in context.text
+        # inference keeps each tenant's prompt states apart (no prefix of A's prompt is resumed
+        # for B: a timing side channel), told by a digest, never the tenant's name
+        from hivemind_common.partition import partition_of
+
+        b_chats = 3
+        a_part, b_part = partition_of("tenant-a"), partition_of("tenant-b")
+        assert stub.partitions[:-b_chats] and set(stub.partitions[:-b_chats]) == {a_part}
+        assert stub.partitions[-b_chats:] == [b_part] * b_chats
+        assert a_part != b_part and len(a_part) == 32 and "tenant" not in a_part

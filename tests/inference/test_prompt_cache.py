@@ -33,7 +33,7 @@ def test_two_sessions_each_keep_their_saved_prompt_state() -> None:
     )
     copy.load()
     try:
-        copy.use_prompt_cache(64 * 1024 * 1024)
+        copy.enter("tenant", 64 * 1024 * 1024)
         _chat(copy, "You work on project alpha.")
         _chat(copy, "You work on project beta.")
         cache = copy.llama.cache
@@ -42,8 +42,73 @@ def test_two_sessions_each_keep_their_saved_prompt_state() -> None:
         alpha = copy.llama.tokenize(b"<|im_start|>system\nYou work on project alpha.", special=True)
         saved = cache._find_longest_prefix_key(tuple(alpha))
         assert saved is not None and list(saved[: len(alpha)]) == alpha
-        copy.use_prompt_cache(64 * 1024 * 1024)  # a second call keeps the same cache
+        copy.enter("tenant", 64 * 1024 * 1024)  # a second call keeps the same cache
         assert copy.llama.cache is cache
+    finally:
+        copy.close()
+
+
+def _copy() -> ModelCopy:
+    copy = ModelCopy(name="default", version="base", gguf=Path(default_llm_gguf()), lora=None,
+                     n_ctx=512, threads=1)  # fmt: skip
+    copy.load()
+    return copy
+
+
+def _evaluated(copy: ModelCopy, system: str) -> int:
+    """Prompt tokens the model evaluated for one chat (what it resumed from is not counted)."""
+    counted: list[int] = []
+    real = copy.llama.eval
+
+    def spy(tokens: list[int]) -> None:
+        counted.append(len(tokens))
+        real(tokens)
+
+    copy.llama.eval = spy
+    try:
+        _chat(copy, system)
+    finally:
+        del copy.llama.eval
+    return counted[0]
+
+
+def test_another_tenants_prompt_is_never_resumed_from() -> None:
+    """llama.cpp resumes a prompt from the longest prefix it shares with the last one: a
+    tenant that sent another's prompt got its first token sooner (a timing side channel)."""
+    copy = _copy()
+    try:
+        prompt = "You work on project alpha, whose deploy key is in the vault."
+        copy.enter("tenant-a")
+        whole = _evaluated(copy, prompt)
+        copy.enter("tenant-a")
+        assert _evaluated(copy, prompt) < whole  # its own prompt: resumed
+        copy.enter("tenant-b")
+        assert _evaluated(copy, prompt) == whole  # another tenant's: evaluated from nothing
+        copy.enter("tenant-b")
+        assert _evaluated(copy, prompt) < whole
+    finally:
+        copy.close()
+
+
+def test_each_tenant_resumes_only_from_its_own_saved_states() -> None:
+    copy = _copy()
+    try:
+        mb = 1024 * 1024
+        copy.enter("tenant-a", 64 * mb)
+        _chat(copy, "You work on project alpha.")
+        alpha_cache = copy.llama.cache
+        copy.enter("tenant-b", 64 * mb)
+        assert copy.llama.cache is not alpha_cache and len(copy.llama.cache.cache_state) == 0
+        _chat(copy, "You work on project beta.")
+        copy.enter("tenant-a", 64 * mb)
+        assert copy.llama.cache is alpha_cache and len(alpha_cache.cache_state) == 1
+        # the states kept for every tenant together stay within the budget: the least
+        # recently used tenant's go first
+        copy.enter("tenant-c", 1)
+        assert list(copy._caches) == ["tenant-c"]
+        copy.enter("tenant-c", 0)  # the cache turned off drops every saved state
+        copy.enter("tenant-a", 0)
+        assert copy.llama.cache is None and not copy._caches
     finally:
         copy.close()
 

@@ -1,7 +1,7 @@
 """A stand-in for the inference service where a test needs to see or hold what reaches it.
 
 It answers ``/v1/models``, ``/tokenize`` and ``/v1/chat/completions`` (after ``release`` is set,
-so a test can hold chats open), and records every chat body it was sent.
+so a test can hold chats open), and records every chat body it was sent, with its partition header.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class StubInference:
     url: str
     release: threading.Event
     chats: list[dict[str, Any]] = field(default_factory=list)
+    partitions: list[str | None] = field(default_factory=list)  # each chat's partition header
 
 
 @contextmanager
@@ -50,6 +51,7 @@ def stub_inference(*, held: bool = False) -> Iterator[StubInference]:
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> dict[str, Any]:
         stub.chats.append(await request.json())
+        stub.partitions.append(request.headers.get("x-hivemind-partition"))
         while not release.is_set():
             await asyncio.sleep(0.01)
         message = {"role": "assistant", "content": "ok"}

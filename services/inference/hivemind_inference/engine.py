@@ -11,6 +11,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -62,6 +63,9 @@ class ModelCopy:
         self.eos_text = ""
         self.fim: tuple[int, int, int] | None = None
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"llama-{name}")
+        # whose prompt the context holds, and each partition's saved prompt states (LRU)
+        self._partition: str | None = None
+        self._caches: OrderedDict[str, Any] = OrderedDict()
         self.active = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -112,14 +116,38 @@ class ModelCopy:
         self.fim = self._find_fim_tokens()
         self.loaded_at = time.time()
 
-    def use_prompt_cache(self, capacity_bytes: int) -> None:
-        """Keep saved prompt states in RAM (LRU), so a request resumes from the longest saved
-        prefix of its prompt, not only from the last request's. Call on the copy's thread."""
-        if capacity_bytes <= 0 or self.llama is None or self.llama.cache is not None:
+    def enter(self, partition: str, cache_bytes: int = 0) -> None:
+        """Before a generation, on the copy's thread: the prompt states a request may resume
+        from are its own partition's (tenant's, hivemind_common.partition). A request of
+        another partition than the last starts from an empty context, and finds only its
+        partition's saved states (``cache_bytes`` > 0: saved prompt states in RAM, so a request
+        resumes from the longest saved prefix of its prompt, not only from the last one's).
+        The states kept for all partitions together stay within about ``cache_bytes``: the
+        least recently used partition's go first."""
+        if self.llama is None:
             return
+        if partition != self._partition:
+            self.llama.reset()  # no prefix of another tenant's prompt is resumed from
+            self._partition = partition
+            if cache_bytes > 0 or self._caches:
+                self._switch_cache(partition, cache_bytes)
+        elif cache_bytes > 0 and self.llama.cache is None:
+            self._switch_cache(partition, cache_bytes)
+
+    def _switch_cache(self, partition: str, cache_bytes: int) -> None:
         from llama_cpp.llama_cache import LlamaRAMCache
 
-        self.llama.set_cache(LlamaRAMCache(capacity_bytes=capacity_bytes))
+        if cache_bytes <= 0:
+            self._caches.clear()
+            self.llama.set_cache(None)
+            return
+        cache = self._caches.pop(partition, None) or LlamaRAMCache(capacity_bytes=cache_bytes)
+        self._caches[partition] = cache  # the most recently used last
+        while len(self._caches) > 1 and sum(c.cache_size for c in self._caches.values()) > (
+            cache_bytes
+        ):
+            self._caches.popitem(last=False)
+        self.llama.set_cache(cache)
 
     def _find_fim_tokens(self) -> tuple[int, int, int] | None:
         vocab = self.llama._model

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from hivemind_common.auth import InternalCaller
 from hivemind_common.error_handlers import openai_error_body
 from hivemind_common.errors import HivemindError, Invalid
+from hivemind_common.partition import PARTITION_HEADER, partition_from
 from hivemind_common.streams import ClosingStream
 from hivemind_common.wire import OpenAIRoute
 from hivemind_inference import generate, metrics
@@ -162,13 +163,14 @@ async def chat_completions(
     default_max = models.settings.max_tokens_default
     tools = slot.spec.tool_format or models.settings.tool_format
     cache_bytes = models.settings.prompt_cache_mb * 1024 * 1024
+    partition = partition_from(request.headers.get(PARTITION_HEADER))
 
     def chunks(c: ModelCopy) -> Iterator[dict[str, Any]]:
-        c.use_prompt_cache(cache_bytes)  # on the copy's thread, before its first generation
+        c.enter(partition, cache_bytes)  # on the copy's thread, before the generation
         return generate.chat_chunks(c, body, default_max, tools)
 
     def whole(c: ModelCopy, cancel: threading.Event) -> dict[str, Any]:
-        c.use_prompt_cache(cache_bytes)
+        c.enter(partition, cache_bytes)
         return generate.chat_once(c, body, cancel, default_max, tools)
 
     if body.stream:
@@ -183,11 +185,20 @@ async def completions(
     slot = models.resolve(body.model)
     _check_choices(models, body.n)
     default_max = models.settings.max_tokens_default
+    cache_bytes = models.settings.prompt_cache_mb * 1024 * 1024
+    partition = partition_from(request.headers.get(PARTITION_HEADER))
+
+    def chunks(c: ModelCopy) -> Iterator[dict[str, Any]]:
+        c.enter(partition, cache_bytes)
+        return generate.completion_chunks(c, body, default_max)
+
+    def whole(c: ModelCopy, cancel: threading.Event) -> dict[str, Any]:
+        c.enter(partition, cache_bytes)
+        return generate.complete_once(c, body, cancel, default_max)
+
     if body.stream:
-        return await _run_stream(slot, lambda c: generate.completion_chunks(c, body, default_max))
-    return await _run_whole(
-        request, slot, lambda c, cancel: generate.complete_once(c, body, cancel, default_max)
-    )
+        return await _run_stream(slot, chunks)
+    return await _run_whole(request, slot, whole)
 
 
 @native_router.post("/tokenize")

@@ -12,6 +12,7 @@ import orjson
 from fastapi.responses import Response, StreamingResponse
 
 from hivemind_common.auth import Principal
+from hivemind_common.partition import PARTITION_HEADER, partition_of
 from hivemind_common.streams import ClosingStream
 from hivemind_gateway.openai import respcache
 from hivemind_gateway.openai.capture import (
@@ -156,11 +157,19 @@ async def _after_answer(
         )
 
 
+def _partition(principal: Principal) -> dict[str, str]:
+    """The header that keeps the caller's prompt states apart from other tenants' in inference
+    (hivemind_common.partition)."""
+    return {PARTITION_HEADER: partition_of(principal.tenant)}
+
+
 async def _answer_whole(
     state: GatewayState, principal: Principal, plan: Plan, *, path: str, kind: str, started: float
 ) -> tuple[bytes, str | None]:
     """Call inference; the answer goes back as the bytes it came in (parsed only if needed)."""
-    raw, up_headers = await post_raw(state.inference_http, "inference", path, plan.payload)
+    raw, up_headers = await post_raw(
+        state.inference_http, "inference", path, plan.payload, _partition(principal)
+    )
     answered_by = up_headers.get(VERSION_HEADER)
     if plan.digest is not None or plan.capture:
         answer = parse_json("inference", raw)
@@ -272,7 +281,9 @@ async def run_chat(
     options = payload.get("stream_options") or {}
     hide_usage = not options.get("include_usage")
     upstream = {**payload, "stream_options": {**options, "include_usage": True}}
-    resp = await open_stream(state.inference_http, "inference", "/v1/chat/completions", upstream)
+    resp = await open_stream(
+        state.inference_http, "inference", "/v1/chat/completions", upstream, _partition(principal)
+    )
     answered_by = resp.headers.get(VERSION_HEADER)
     need = digest is not None or capture
 
@@ -341,7 +352,9 @@ async def text_completion(
             state, principal, plan, path="/v1/completions", kind="text", started=started
         )
         return Response(raw, media_type=JSON, headers=_headers(answered_by, cache_state, model))
-    resp = await open_stream(state.inference_http, "inference", "/v1/completions", payload)
+    resp = await open_stream(
+        state.inference_http, "inference", "/v1/completions", payload, _partition(principal)
+    )
     answered_by = resp.headers.get(VERSION_HEADER)
 
     async def finish(g: Gathered) -> None:

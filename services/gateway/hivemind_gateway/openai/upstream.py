@@ -59,14 +59,18 @@ def _transport_error(service: str, exc: httpx.HTTPError) -> HivemindError:
 
 
 async def post_raw(
-    client: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]
+    client: httpx.AsyncClient,
+    service: str,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
 ) -> tuple[bytes, httpx.Headers]:
     """POST JSON, return (the JSON answer as it came, headers); raise ours on any failure.
 
     The answer is not parsed: a caller that only passes it on sends these bytes as they are.
     """
     try:
-        resp = await client.post(path, content=dumps(body), headers=_JSON)
+        resp = await client.post(path, content=dumps(body), headers={**_JSON, **(headers or {})})
     except httpx.HTTPError as exc:
         raise _transport_error(service, exc) from exc
     if resp.status_code >= 400:
@@ -104,10 +108,16 @@ async def get_json(client: httpx.AsyncClient, service: str, path: str) -> dict[s
 
 
 async def open_stream(
-    client: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]
+    client: httpx.AsyncClient,
+    service: str,
+    path: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     """Start a streamed POST; errors before the first byte raise ours. The caller closes it."""
-    request = client.build_request("POST", path, content=dumps(body), headers=_JSON)
+    request = client.build_request(
+        "POST", path, content=dumps(body), headers={**_JSON, **(headers or {})}
+    )
     try:
         resp = await client.send(request, stream=True)
     except httpx.HTTPError as exc:
