@@ -60,6 +60,26 @@ def test_ingest_honours_gitignore_skips_binaries_and_sends_only_changes(
     assert hits[0]["source"] == "src/app.py" and "changed" in hits[0]["text"]
 
 
+def test_minified_code_is_skipped_unless_asked_for(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "app.js").write_text("function start() {\n  return load();\n}\n")
+    (web / "vendor.min.js").write_text("function a(){return 1}\n")
+    (web / "bundle.js").write_text("var a=1;" * 300 + "\n")  # one long line, no .min. name
+    (web / "site.css").write_text("body{margin:0}" * 200)
+    (web / "app.js.map").write_text('{"version":3}')
+    (web / "notes.md").write_text("a" * 300 + "\n")  # long lines in prose are not minified
+    monkeypatch.chdir(tmp_path)
+    out = _ingest(gateway, "web")
+    assert "4 minified" in out
+    assert _sources(gateway) == {"web/app.js", "web/notes.md"}
+    out = _ingest(gateway, "web", "--minified")
+    assert "4 sent, 2 unchanged" in out
+    assert len(_sources(gateway)) == 6
+
+
 def test_prune_removes_only_gone_files_under_the_given_paths(
     gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

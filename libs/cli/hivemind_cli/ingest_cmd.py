@@ -18,7 +18,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 import pathspec
@@ -32,6 +32,11 @@ MAX_BYTES = 1024 * 1024
 BATCH_DOCS = 32
 BATCH_BYTES = 4 * 1024 * 1024
 SNIFF_BYTES = 8192
+# minified code: GitHub linguist's rule (a .js/.css file whose lines average over 110
+# characters), plus .min. names and source maps; one huge line is noise to search (this
+# repository's two vendored console scripts were 740 of its 5,200 chunks) and dear to embed
+MINIFIED_SUFFIXES = frozenset({".js", ".mjs", ".cjs", ".css", ".map"})
+MINIFIED_LINE_CHARS = 110
 # what the gateway refuses in text: C0 controls but tab, newline and CR; DEL; C1 controls
 _BAD_CHAR = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
@@ -171,6 +176,18 @@ def read_text(file: Path) -> str | None:
     return text.removeprefix("\ufeff")
 
 
+def is_minified(source: str, text: str) -> bool:
+    """Whether ``text`` is minified JS or CSS (or a source map)."""
+    name = PurePosixPath(source).name.lower()
+    suffix = PurePosixPath(name).suffix
+    if suffix not in MINIFIED_SUFFIXES:
+        return False
+    if ".min." in name or suffix == ".map":
+        return True
+    lines = text.count("\n") + 1
+    return len(text) / lines > MINIFIED_LINE_CHARS
+
+
 def read_document(file: Path) -> tuple[str | None, Literal["markdown"] | None, str]:
     """(text, declared type, why skipped): a PDF or HTML file as Markdown
     (:mod:`hivemind_cli.extract`), any other file as its text, or None when binary or
@@ -245,6 +262,9 @@ def ingest(
     chunk_tokens: int = typer.Option(None, help="Chunk size in tokens (the gateway's default)."),
     overlap_tokens: int = typer.Option(None, help="Chunk overlap in tokens."),
     force: bool = typer.Option(False, help="Send every file, changed or not."),
+    minified: bool = typer.Option(
+        False, help="Also send minified JS and CSS (.min. files, source maps, long lines)."
+    ),
     wait: bool = typer.Option(True, help="Wait until every new chunk has its vector."),
     gateway_url: str = typer.Option(None, help="The gateway (default: HIVEMIND_GATEWAY_URL)."),
 ) -> None:
@@ -306,6 +326,8 @@ def ingest(
 
                 for source, file in walked.files.items():
                     text, doc_type, why = read_document(file)
+                    if text is not None and not minified and is_minified(source, text):
+                        text, why = None, "minified"
                     if text is None:
                         walked.skip(why)
                         bar.update(task, advance=1)
