@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,15 +103,48 @@ def test_each_tenant_resumes_only_from_its_own_saved_states() -> None:
         _chat(copy, "You work on project beta.")
         copy.enter("tenant-a", 64 * mb)
         assert copy.llama.cache is alpha_cache and len(alpha_cache.cache_state) == 1
-        # the states kept for every tenant together stay within the budget: the least
-        # recently used tenant's go first
-        copy.enter("tenant-c", 1)
-        assert list(copy._caches) == ["tenant-c"]
-        copy.enter("tenant-c", 0)  # the cache turned off drops every saved state
-        copy.enter("tenant-a", 0)
+        # the states of every tenant together stay within the budget: only the current
+        # tenant's cache grows, up to what the others leave; the others are dropped, least
+        # recently used first, until they hold at most half
+        kept = alpha_cache.cache_size + copy._caches["tenant-b"].cache_size
+        budget = 2 * kept + 2 * 1024
+        copy.enter("tenant-c", budget)
+        assert list(copy._caches) == ["tenant-b", "tenant-a", "tenant-c"]  # both fit in half
+        assert copy.llama.cache.capacity_bytes == budget - kept
+        copy.enter("tenant-d", kept // 2)  # b, then a, go (c saved nothing)
+        assert list(copy._caches) == ["tenant-c", "tenant-d"]
+        assert copy.llama.cache.capacity_bytes == kept // 2
+        copy.enter("tenant-d", 0)  # the cache turned off drops every saved state
         assert copy.llama.cache is None and not copy._caches
     finally:
         copy.close()
+
+
+def test_every_generating_route_enters_the_partition_its_header_names(
+    inference: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entered: list[str] = []
+    real = ModelCopy.enter
+
+    def spy(self: ModelCopy, partition: str, cache_bytes: int = 0) -> None:
+        entered.append(partition)
+        real(self, partition, cache_bytes)
+
+    monkeypatch.setattr(ModelCopy, "enter", spy)
+    chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+    text = {"prompt": "Hello", "max_tokens": 1}
+    header = "x-hivemind-partition"
+    assert inference.post("/v1/chat/completions", json=chat, headers={header: "a"}).is_success
+    with inference.stream(
+        "POST", "/v1/chat/completions", json={**chat, "stream": True}, headers={header: "b"}
+    ) as r:
+        assert r.status_code == 200 and "[DONE]" in r.read().decode()
+    assert inference.post("/v1/completions", json=text, headers={header: "c"}).is_success
+    with inference.stream("POST", "/v1/completions", json={**text, "stream": True}) as r:
+        assert r.status_code == 200 and "[DONE]" in r.read().decode()
+    long = "x" * 500  # bounded: a header is not a way to grow the service's memory
+    assert inference.post("/v1/completions", json=text, headers={header: long}).is_success
+    assert entered == ["a", "b", "c", "", "x" * 64]
 
 
 def test_a_chat_template_that_does_not_compile_is_a_load_refusal(

@@ -122,31 +122,35 @@ class ModelCopy:
         another partition than the last starts from an empty context, and finds only its
         partition's saved states (``cache_bytes`` > 0: saved prompt states in RAM, so a request
         resumes from the longest saved prefix of its prompt, not only from the last one's).
-        The states kept for all partitions together stay within about ``cache_bytes``: the
-        least recently used partition's go first."""
+        The states kept for all partitions together stay within ``cache_bytes``: only the
+        current partition's cache grows, up to what the others leave, and those others are
+        dropped, least recently used first, until they hold at most half."""
         if self.llama is None:
             return
-        if partition != self._partition:
+        switched = partition != self._partition
+        if switched:
             self.llama.reset()  # no prefix of another tenant's prompt is resumed from
             self._partition = partition
-            if cache_bytes > 0 or self._caches:
-                self._switch_cache(partition, cache_bytes)
-        elif cache_bytes > 0 and self.llama.cache is None:
+        if cache_bytes <= 0:
+            if self._caches or self.llama.cache is not None:
+                self._caches.clear()
+                self.llama.set_cache(None)
+        elif switched or self.llama.cache is None:
             self._switch_cache(partition, cache_bytes)
 
     def _switch_cache(self, partition: str, cache_bytes: int) -> None:
         from llama_cpp.llama_cache import LlamaRAMCache
 
-        if cache_bytes <= 0:
-            self._caches.clear()
-            self.llama.set_cache(None)
-            return
         cache = self._caches.pop(partition, None) or LlamaRAMCache(capacity_bytes=cache_bytes)
+        others = sum(c.cache_size for c in self._caches.values())
+        while self._caches and others > cache_bytes // 2:
+            _, dropped = self._caches.popitem(last=False)
+            others -= dropped.cache_size
         self._caches[partition] = cache  # the most recently used last
-        while len(self._caches) > 1 and sum(c.cache_size for c in self._caches.values()) > (
-            cache_bytes
-        ):
-            self._caches.popitem(last=False)
+        # LlamaRAMCache evicts its own oldest states past this, on every state it saves
+        cache.capacity_bytes = cache_bytes - others
+        while cache.cache_state and cache.cache_size > cache.capacity_bytes:
+            cache.cache_state.popitem(last=False)
         self.llama.set_cache(cache)
 
     def _find_fim_tokens(self) -> tuple[int, int, int] | None:
