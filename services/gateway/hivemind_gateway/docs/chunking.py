@@ -405,8 +405,8 @@ class Chunker:
 
     def _pieces_fit(self, a: int, b: int) -> bool:
         """Whether lines a..b can fit the embedder's share, by their lines' pieces."""
-        budget = self._piece_budget()
-        return budget is None or self._pieces is None or sum(self._pieces[a:b]) <= budget
+        pieces = self._span_pieces(a, b)
+        return pieces is None or pieces <= self._text_share()
 
     def _piece_budget(self) -> int | None:
         """Word pieces of text (special tokens aside) a chunk may hold, or None."""
@@ -416,9 +416,7 @@ class Chunker:
 
     # a text fits when it is within the size, the character cap and its share of the
     # embedder's window
-    def fits(
-        self, text: str, heading: str, tokens: int | None = None, pieces: int | None = None
-    ) -> bool:
+    def fits(self, text: str, tokens: int | None = None, pieces: int | None = None) -> bool:
         """``tokens``, ``pieces``: the text's served tokens and word pieces when known."""
         if len(text) > self.max_chars:
             return False
@@ -458,9 +456,7 @@ class Chunker:
         def span_fits(a: int, b: int, heading: str) -> bool:
             if sum(counts[a:b]) > self.size or not self._pieces_fit(a, b):
                 return False  # cheap bounds first
-            return self.fits(
-                "".join(lines[a:b]).strip("\n"), heading, pieces=self._span_pieces(a, b)
-            )
+            return self.fits("".join(lines[a:b]).strip("\n"), pieces=self._span_pieces(a, b))
 
         sections: list[Section] | None = None
         if doc_type == "markdown":
@@ -498,7 +494,7 @@ class Chunker:
             return []
         if self._pieces_fit(start, end):  # else it cannot fit: no need to count it whole
             tokens = self.counter.count(body)
-            if self.fits(body, s.heading, tokens, self._span_pieces(start, end)):
+            if self.fits(body, tokens, self._span_pieces(start, end)):
                 return [Chunk(body, start + 1, end, s.heading, tokens)]
         return self._windows(list(range(start, end)), lines, counts, s.heading)
 
@@ -544,13 +540,13 @@ class Chunker:
             while j > i + 1:
                 a, b = units[i][0], units[j - 1][1]
                 body = "".join(lines[a:b]).strip("\n")
-                if self.fits(body, heading, pieces=self._span_pieces(a, b)):
+                if self.fits(body, pieces=self._span_pieces(a, b)):
                     break
                 j -= 1
             if j == i + 1 or j == i:
                 a, b = units[i]
                 body = "".join(lines[a:b]).strip("\n")
-                if j == i or not self.fits(body, heading, pieces=self._span_pieces(a, b)):
+                if j == i or not self.fits(body, pieces=self._span_pieces(a, b)):
                     if b - a > 1:  # a paragraph too large on its own: its lines
                         out.extend(
                             self._pack([(r, r + 1) for r in range(a, b)], lines, counts, heading)
@@ -589,7 +585,7 @@ class Chunker:
             # the largest end whose slice fits (binary search; one token always fits)
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if self.fits(text[offsets[a][0] : offsets[mid - 1][1]], heading):
+                if self.fits(text[offsets[a][0] : offsets[mid - 1][1]]):
                     lo = mid
                 else:
                     hi = mid - 1
