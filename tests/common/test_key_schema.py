@@ -37,6 +37,7 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "memories_index": (keys.memories_index, (tenants,)),
     "session_memories": (keys.session_memories, (tenants, any_id)),
     "vector": (keys.vector, (tenants, names, st.sampled_from(["fact", "memory", "doc"]), any_id)),
+    "vector_models": (keys.vector_models, (tenants,)),
     "vector_claim": (
         keys.vector_claim,
         (tenants, st.sampled_from(["fact", "memory", "doc"]), any_id),
@@ -107,7 +108,7 @@ def test_different_families_or_ids_never_make_the_same_key(
         assert a[2] != b[2], f"{a[0]}{a[1]} and {b[0]}{b[1]} are both {a[2]}"
 
 
-NOT_BUILDERS = {"valid_tenant", "parse_legacy_session_memories"}
+NOT_BUILDERS = {"valid_tenant", "parse_legacy_session_memories", "parse_vector"}
 
 
 def test_every_key_family_is_in_the_collision_property() -> None:

@@ -190,6 +190,25 @@ def vector(tenant: str, model_id: str, kind: str, item_id: str) -> str:
     return f"{_t(tenant)}:vec:{_part(model_id, 'model_id')}:{_part(kind, 'kind')}:{item_id}"
 
 
+def vector_models(tenant: str) -> str:
+    """Set: every embedding model that has stored a vector of this tenant's items, so that a
+    delete removes an item's vectors in every model's space, not only the serving one's."""
+    return f"{_t(tenant)}:vecmodels"
+
+
+VECTOR_KEYS_MATCH = f"{PREFIX}:{{t:*}}:vec:*"
+
+
+def parse_vector(key: str) -> tuple[str, str] | None:
+    """``(tenant, model_id)`` of a ``vector`` key, else None."""
+    head, sep, rest = key.partition(":{t:")
+    tenant, sep2, tail = rest.partition("}:vec:")
+    model_id = tail.split(":", 1)[0]
+    if head != PREFIX or not sep or not sep2 or not model_id or tail.count(":") < 2:
+        return None
+    return (tenant, model_id) if valid_tenant(tenant) else None
+
+
 def vector_claim(tenant: str, kind: str, item_id: str) -> str:
     """String with a TTL: one gateway process is embedding this item (the others wait for
     its vector on the change stream)."""

@@ -4,6 +4,10 @@
 as the session named ``<id>:memories``; it is ``keys.session_memories`` now. The move merges
 into the new set (a gateway of the new version may already have written there) and keeps the
 old set's expiry. Safe to run from several gateways at once: each step is one transaction.
+
+``vector models``: a delete removes an item's vectors in the space of every model named in the
+tenant's ``keys.vector_models`` set (``hivemind_gateway/search/spaces.py``); vectors stored before
+that set existed are found by a scan and their models added to it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from hivemind_common.redis import HivemindRedis
 log = logging.getLogger(__name__)
 
 SESSION_MEMORY_SETS = "sessmem-v1"
+VECTOR_MODELS = "vecmodels-v1"
 
 
 async def move_session_memory_sets(redis: HivemindRedis) -> int:
@@ -49,9 +54,27 @@ async def move_session_memory_sets(redis: HivemindRedis) -> int:
     return moved
 
 
+async def record_vector_models(redis: HivemindRedis) -> int:
+    """Add the model of every stored vector to its tenant's set of models; pairs added."""
+    if await redis.get(keys.migration_done(VECTOR_MODELS)):
+        return 0
+    found: set[tuple[str, str]] = set()
+    async for key in redis.scan_iter(match=keys.VECTOR_KEYS_MATCH, _type="string", count=1000):
+        parsed = keys.parse_vector(key.decode() if isinstance(key, bytes) else str(key))
+        if parsed is not None:
+            found.add(parsed)
+    for tenant, model in sorted(found):
+        await redis.sadd(keys.vector_models(tenant), model)
+    await redis.set(keys.migration_done(VECTOR_MODELS), "1")
+    if found:
+        log.info("recorded %d tenant/model pairs of stored vectors", len(found))
+    return len(found)
+
+
 async def run_migrations(redis: HivemindRedis) -> None:
     """Every pending move; a store that is away now is retried at the next start."""
     try:
         await move_session_memory_sets(redis)
-    except (RedisError, HivemindError) as exc:
+        await record_vector_models(redis)
+    except (RedisError, HivemindError, UnicodeDecodeError) as exc:  # an odd key: next start
         log.warning("key migrations postponed to the next start: %s", type(exc).__name__)

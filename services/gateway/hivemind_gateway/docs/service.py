@@ -54,6 +54,7 @@ from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
 from hivemind_gateway.quotas import RUN_PACKED, pack_commands, reserve_items
 from hivemind_gateway.rag.scoring import GateConfig, Scored, fold_sections, rank
 from hivemind_gateway.search.index import DocRef, Item, doc_filter, embed_header
+from hivemind_gateway.search.spaces import drop_late_vectors, drop_vectors, vector_models
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import as_dict, change_command, load_json
 
@@ -334,12 +335,11 @@ async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan
         commands.append(("ZADD", keys.doc_chunks_index(tenant), 0, cid))
         commands.append(change_command(tenant, "upsert", "doc", cid, now, cid in kept))
         items.append(Item(kind="doc", id=cid, text=chunk.text, version=now, doc=ref))
-    model = search.embedder.model_id
+    spaces = await vector_models(redis, tenant, search.embedder.model_id) if removed else []
+    commands.extend(drop_vectors(tenant, "doc", removed, spaces))
     for cid in removed:
         commands.append(("DEL", keys.doc_chunk(tenant, cid)))
         commands.append(("ZREM", keys.doc_chunks_index(tenant), cid))
-        if model is not None:
-            commands.append(("DEL", keys.vector(tenant, model, "doc", cid)))
         commands.append(change_command(tenant, "delete", "doc", cid, now, False))
     try:
         await _commit_if_unchanged(redis, dkey, plan.old.get("chunk_ids", ""), commands, plan.id)
@@ -348,6 +348,8 @@ async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan
             with contextlib.suppress(Exception):
                 await redis.transaction(*reserved)
         raise
+    if removed:
+        await drop_late_vectors(redis, tenant, "doc", removed, spaces)
     index = (await search.tenant(tenant))["doc"]
     fresh: list[Item] = []
     for item in items:
@@ -413,16 +415,16 @@ async def _delete_locked(redis: Any, search: SearchIndex, tenant: str, did: str)
             record.get("source", ""),
         ),
     ]
-    model = search.embedder.model_id
+    spaces = await vector_models(redis, tenant, search.embedder.model_id)
+    commands.extend(drop_vectors(tenant, "doc", ids, spaces))
     for cid in ids:
         commands.append(("DEL", keys.doc_chunk(tenant, cid)))
         commands.append(("ZREM", keys.doc_chunks_index(tenant), cid))
-        if model is not None:
-            commands.append(("DEL", keys.vector(tenant, model, "doc", cid)))
         commands.append(change_command(tenant, "delete", "doc", cid, now, False))
     await _commit_if_unchanged(
         redis, keys.doc(tenant, did), record.get("chunk_ids", ""), commands, did
     )
+    await drop_late_vectors(redis, tenant, "doc", ids, spaces)
     index = (await search.tenant(tenant))["doc"]
     for cid in ids:
         index.remove(cid)

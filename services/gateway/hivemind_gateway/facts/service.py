@@ -11,6 +11,12 @@ from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
 from hivemind_gateway.facts.schemas import FactCreate, FactPublic, FactsPublic
 from hivemind_gateway.quotas import reserve_items
+from hivemind_gateway.search.spaces import (
+    drop_late_vectors,
+    drop_vectors,
+    keep_vector,
+    vector_models,
+)
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import (
     as_dict,
@@ -48,6 +54,9 @@ async def put_fact(
     model = None
     with contextlib.suppress(Unavailable):
         vec, model = await search.embedder.embed_one(embed_text(fact_text(key, body.value)))
+    # every model's vector of the old value describes the old value: dropped (the serving
+    # model's is replaced at once, or made again by the backfill)
+    spaces = await vector_models(redis, tenant, search.embedder.model_id)
     now = f"{time.time():.6f}"
     record_key = keys.fact(tenant, key)
     commands: list[tuple[Any, ...]] = [
@@ -56,11 +65,9 @@ async def put_fact(
         ("ZADD", keys.facts_index(tenant), 0, key),
         *reserved,
     ]
+    commands.extend(drop_vectors(tenant, "fact", [key], spaces))
     if vec is not None and model is not None:
-        commands.append(("SET", keys.vector(tenant, model, "fact", key), vector_bytes(vec)))
-    elif search.embedder.model_id is not None:
-        # an old vector would describe the old value: drop it; the backfill makes a new one
-        commands.append(("DEL", keys.vector(tenant, search.embedder.model_id, "fact", key)))
+        commands.extend(keep_vector(tenant, model, "fact", key, vector_bytes(vec)))
     commands.append(change_command(tenant, "upsert", "fact", key, now, vec is not None))
     commands.append(("HGETALL", record_key))
     results = await redis.transaction(*commands, durable=True)
@@ -77,17 +84,18 @@ async def get_fact(*, redis: Any, tenant: str, key: str) -> FactPublic:
 
 
 async def delete_fact(*, redis: Any, search: SearchIndex, tenant: str, key: str) -> None:
-    """Delete a fact, its vectors in the current model's space and its index entry."""
+    """Delete a fact, its vectors in every model's space and its index entry."""
     if not await redis.exists(keys.fact(tenant, key)):
         raise NotFound(f"no fact {key!r}")
     commands: list[tuple[Any, ...]] = [
         ("DEL", keys.fact(tenant, key)),
         ("ZREM", keys.facts_index(tenant), key),
     ]
-    if search.embedder.model_id is not None:
-        commands.append(("DEL", keys.vector(tenant, search.embedder.model_id, "fact", key)))
+    spaces = await vector_models(redis, tenant, search.embedder.model_id)
+    commands.extend(drop_vectors(tenant, "fact", [key], spaces))
     commands.append(change_command(tenant, "delete", "fact", key, f"{time.time():.6f}", False))
     await redis.transaction(*commands, durable=True)
+    await drop_late_vectors(redis, tenant, "fact", [key], spaces)
     await search.apply_local(tenant, "fact", None, key, None)
 
 

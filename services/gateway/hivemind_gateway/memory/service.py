@@ -24,6 +24,7 @@ from hivemind_gateway.memory.sessions import touch_commands
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.rag.gate import embed_query, score_kind
 from hivemind_gateway.rag.scoring import GateConfig
+from hivemind_gateway.search.spaces import drop_late_vectors, drop_vectors, vector_models
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import (
     as_dict,
@@ -193,12 +194,13 @@ async def delete_memory(*, redis: Any, search: SearchIndex, tenant: str, memory_
     ]
     if record.get("session_id"):
         commands.append(("ZREM", keys.session_memories(tenant, record["session_id"]), memory_id))
-    if search.embedder.model_id is not None:
-        commands.append(("DEL", keys.vector(tenant, search.embedder.model_id, "memory", memory_id)))
+    spaces = await vector_models(redis, tenant, search.embedder.model_id)
+    commands.extend(drop_vectors(tenant, "memory", [memory_id], spaces))
     commands.append(
         change_command(tenant, "delete", "memory", memory_id, f"{time.time():.6f}", False)
     )
     await redis.transaction(*commands, durable=True)
+    await drop_late_vectors(redis, tenant, "memory", [memory_id], spaces)
     await search.apply_local(tenant, "memory", None, memory_id, None)
 
 

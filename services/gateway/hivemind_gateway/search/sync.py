@@ -46,14 +46,16 @@ CLAIM_TTL_MS = 35_000
 BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
-# KEYS: the record, its vector, its claim; ARGV: the version field, the version embedded, the
-# vector. The claim goes either way; the vector is set only if the record is that version.
+# KEYS: the record, its vector, its claim, the tenant's set of models with vectors; ARGV: the
+# version field, the version embedded, the vector, the model. The claim goes either way; the
+# vector is set (and its model recorded) only if the record is that version.
 _SET_IF_CURRENT = """
 redis.call('DEL', KEYS[3])
 local held = redis.call('HGET', KEYS[1], ARGV[1])
 if held == false and redis.call('EXISTS', KEYS[1]) == 1 then held = '' end
 if held == ARGV[2] then
   redis.call('SET', KEYS[2], ARGV[3])
+  redis.call('SADD', KEYS[4], ARGV[4])
   return 1
 end
 return 0
@@ -340,10 +342,11 @@ class SearchIndex:
                 async with self.redis.pipeline(transaction=False) as pipe:
                     for item, vec in zip(todo, rows, strict=True):
                         pipe.eval(
-                            _SET_IF_CURRENT, 3, _record_key(index.tenant, kind, item.id),
+                            _SET_IF_CURRENT, 4, _record_key(index.tenant, kind, item.id),
                             keys.vector(index.tenant, model, kind, item.id),
                             keys.vector_claim(index.tenant, kind, item.id),
-                            field, item.version, vector_bytes(vec),
+                            keys.vector_models(index.tenant),
+                            field, item.version, vector_bytes(vec), model,
                         )  # fmt: skip
                     stored = await pipe.execute()
                 kept = [
