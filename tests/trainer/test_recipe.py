@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,32 @@ def test_a_killed_run_resumes_from_its_checkpoint(tiny_llama_dir: Path, tmp_path
     again.setup()
     result = again.train(again.prepare(chats(8)), checkpoint_dir=ckpt)
     assert result.resumed_from == 3 and [s for s, _ in result.losses] == [4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    "change", ["data", "lr", "base"], ids=["other data", "other settings", "other base"]
+)
+def test_a_checkpoint_of_another_plan_is_not_resumed(
+    tiny_llama_dir: Path, tmp_path: Path, change: str
+) -> None:
+    """Step 3 of one run's plan is not step 3 of a run with other chats, settings or base: a
+    resumed job whose data or recipe changed since its checkpoint trains from the start."""
+    ckpt = tmp_path / "ckpt"
+    first = LoraRecipe(config(max_steps=6, epochs=20.0, checkpoint_every=3), tiny_llama_dir)
+    first.setup()
+    first.train(first.prepare(chats(8)), checkpoint_dir=ckpt)
+    assert (ckpt / "state.pt").is_file()
+    lr = 1e-3 if change == "lr" else 3e-3
+    base = tiny_llama_dir
+    if change == "base":  # weights written since the checkpoint (here: the same bytes, later)
+        base = Path(shutil.copytree(tiny_llama_dir, tmp_path / "base"))
+        for weights in base.glob("*.safetensors"):
+            os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    again = LoraRecipe(config(max_steps=6, epochs=20.0, checkpoint_every=3, lr=lr), base)
+    again.setup()
+    data = chats(8, offset=40) if change == "data" else chats(8)
+    result = again.train(again.prepare(data), checkpoint_dir=ckpt)
+    assert result.resumed_from == 0 and [s for s, _ in result.losses] == [1, 2, 3, 4, 5, 6]
 
 
 def test_the_gate_rejects_a_deliberately_damaged_version(trained_tiny_dir: Path) -> None:

@@ -11,10 +11,14 @@ Checkpoints (adapter, optimizer, step) every ``checkpoint_every`` steps let a ki
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 import random
 import time
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -257,7 +261,8 @@ class LoraRecipe:
         )
         scheduler = optimizer.schedulers(lr_schedule(cfg, total))
         scaler = hw.make_scaler()  # fp16 only: scale the loss so small gradients survive
-        start = self._resume(checkpoint_dir, optimizer, scheduler)
+        fingerprint = self._fingerprint(prepared, plan)
+        start = self._resume(checkpoint_dir, optimizer, scheduler, fingerprint)
         self.model.train()
         device, dtype = hw.torch_device, hw.autocast_dtype
         running = torch.zeros((), device=device)
@@ -301,7 +306,7 @@ class LoraRecipe:
             elif self.progress:
                 self.progress(done, total, None)
             if checkpoint_dir is not None and done % cfg.checkpoint_every == 0 and done < total:
-                self._checkpoint(checkpoint_dir, optimizer, scheduler, done)
+                self._checkpoint(checkpoint_dir, optimizer, scheduler, done, fingerprint)
         seconds = time.perf_counter() - began
         return TrainResult(
             steps=total,
@@ -351,12 +356,38 @@ class LoraRecipe:
         pad = int(self.tokenizer.pad_token_id)
         return build_batch(members, rows, self.config.seq_len, pad)
 
-    def _checkpoint(self, directory: Path, optimizer: Any, scheduler: Any, step: int) -> None:
+    def _fingerprint(self, prepared: Prepared, plan: list[list[int]]) -> str:
+        """What a checkpoint's steps mean: the recipe's settings, the base (and starting
+        adapter) it trains, the batch size, every step's chats and every chat's tokens and
+        labels. A run resumed with any of them changed would apply step N of another plan."""
+        h = hashlib.sha256()
+        about = {
+            "config": {
+                k: v
+                for k, v in dataclasses.asdict(self.config).items()
+                if k not in _NOT_IN_FINGERPRINT
+            },
+            "batch_size": self.batch_size,
+            "base": _files_identity(self.base_dir),
+            "adapter": _files_identity(self.adapter_dir) if self.adapter_dir else None,
+            "plan": plan,
+        }
+        h.update(json.dumps(about, sort_keys=True, default=str).encode())
+        for chat in prepared.chats:
+            h.update(array("q", chat.input_ids).tobytes())
+            h.update(array("q", chat.labels).tobytes())
+            h.update(b"|")
+        return h.hexdigest()
+
+    def _checkpoint(
+        self, directory: Path, optimizer: Any, scheduler: Any, step: int, fingerprint: str
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / "state.pt.tmp"
         torch.save(
             {
                 "step": step,
+                "fingerprint": fingerprint,
                 "adapter": {
                     k: v
                     for k, v in self.model.state_dict().items()
@@ -369,13 +400,24 @@ class LoraRecipe:
         )
         tmp.replace(directory / "state.pt")
 
-    def _resume(self, directory: Path | None, optimizer: Any, scheduler: Any) -> int:
+    def _resume(
+        self, directory: Path | None, optimizer: Any, scheduler: Any, fingerprint: str
+    ) -> int:
         path = directory / "state.pt" if directory is not None else None
         if path is None or not path.is_file():
             return 0
         state = torch.load(
             path, map_location=self.hardware.torch_device if self.hardware else "cpu"
         )
+        if state.get("fingerprint") != fingerprint:
+            # other data, settings or base since it was written (or a checkpoint of a version
+            # that kept no fingerprint): its step counts another plan, so the run starts over
+            log.warning(
+                "checkpoint at step %s was made for other data, settings or base; not resumed",
+                state.get("step"),
+            )
+            path.unlink(missing_ok=True)
+            return 0
         self.model.load_state_dict(state["adapter"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -479,3 +521,17 @@ class LoraRecipe:
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+# settings that change how a run is watched or scheduled, not what its steps do
+_NOT_IN_FINGERPRINT = frozenset({"threads", "log_every", "checkpoint_every"})
+
+
+def _files_identity(directory: Path) -> list[tuple[str, int, int]]:
+    """Name, size and modification time of each file directly in ``directory`` (a base's
+    weights, config and tokenizer): a base replaced at the same path reads as another."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()
+    )
