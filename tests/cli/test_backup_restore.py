@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis as redis_sync
 from typer.testing import CliRunner
 
 from hivemind_cli.main import app
@@ -174,9 +175,13 @@ def test_a_restore_refuses_a_redis_that_holds_keys_unless_forced(
     backup = Path(_cli(redis_url, data_dir, "backup", "--to", str(tmp_path / "b"))[1].strip())
     code, out = _cli(redis_url, data_dir, "restore", str(backup))
     assert code == 1 and "holds keys already" in out
+    # this Redis marks a key migration done that the backup's data may predate
+    raw = redis_sync.Redis.from_url(redis_url)
+    raw.set(keys.migration_done("vecmodels-v1"), "1")
     code, out = _cli(redis_url, data_dir, "restore", str(backup), "--force")
     assert code == 0, out
     asyncio.run(_check(redis_url, data_dir, before))
+    assert not list(raw.scan_iter(match=keys.MIGRATIONS_DONE_MATCH))  # they run again
 
 
 def test_secrets_travel_only_when_asked_and_retention_keeps_the_newest(

@@ -184,6 +184,9 @@ def migration_done(name: str) -> str:
     return f"{PREFIX}:{{migrations}}:{_part(name, 'migration')}"
 
 
+MIGRATIONS_DONE_MATCH = f"{PREFIX}:{{migrations}}:*"
+
+
 # --- vectors and change stream --------------------------------------------------------------------
 def vector(tenant: str, model_id: str, kind: str, item_id: str) -> str:
     """Raw float32 vector of one fact or memory, made by ``model_id``."""

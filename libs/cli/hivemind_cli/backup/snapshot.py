@@ -151,6 +151,11 @@ async def restore_snapshot(
         if not force and not await is_empty(redis):
             raise Conflict("this Redis holds keys already: restore into a fresh one, or --force")
         restored = await restore_keys(redis, backup / REDIS_FILE, replace=force)
+        # the restored data may predate a one-time key migration that this Redis (restored into
+        # with --force) or the backup marks as done: each runs again at the gateway's next
+        # start (they are idempotent), so older data is moved too
+        async for key in redis.scan_iter(match=keys.MIGRATIONS_DONE_MATCH, count=1000):
+            await redis.delete(key)
     finally:
         await redis.aclose()
     _restore_files(backup / FILES, data_dir)
