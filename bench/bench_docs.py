@@ -199,14 +199,16 @@ def main(out_dir: Path) -> dict[str, Any]:
     return {
         "chunks_per_s": result["ingest"]["chunks_per_s"],
         "second_run_chunks_embedded": result["second_run"]["chunks_embedded"],
-        "eval_top5": f"{result['eval'][f'top{TOP_K}']}/{result['eval']['questions']}",
-        "eval_top1": f"{result['eval']['top1']}/{result['eval']['questions']}",
-        "fresh_top5": f"{result['eval_fresh'][f'top{TOP_K}']}/{result['eval_fresh']['questions']}",
-        "fresh_top1": f"{result['eval_fresh']['top1']}/{result['eval_fresh']['questions']}",
-        "third_top5": f"{result['eval_third'][f'top{TOP_K}']}/{result['eval_third']['questions']}",
-        "third_top1": f"{result['eval_third']['top1']}/{result['eval_third']['questions']}",
-        "fourth_top5": f"{result['eval_fourth'][f'top{TOP_K}']}/{result['eval_fourth']['questions']}",
-        "fourth_top1": f"{result['eval_fourth']['top1']}/{result['eval_fourth']['questions']}",
+        **{
+            f"{label}_{rank}": f"{result[key][rank]}/{result[key]['questions']}"
+            for label, key in (
+                ("eval", "eval"),
+                ("fresh", "eval_fresh"),
+                ("third", "eval_third"),
+                ("fourth", "eval_fourth"),
+            )
+            for rank in (f"top{TOP_K}", "top1")
+        },
     }
 
 
