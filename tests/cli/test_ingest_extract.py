@@ -98,3 +98,13 @@ def test_ingest_sends_pdf_and_html_as_markdown_sections(
         assert "secret" not in top["text"]
     again = runner.invoke(app, ["ingest", str(root)], env=env)
     assert again.exit_code == 0 and "0 sent, 2 unchanged" in again.output
+
+
+def test_a_file_the_parsers_choke_on_is_skipped_not_fatal() -> None:
+    # bs4 raises ParserRejectedMarkup on this; a mangled PDF object raised AttributeError: both
+    # once escaped and ended `hivemind ingest` with a traceback
+    assert html_markdown(b"<!DOCTYPE x><p>a<![ foo") is None
+    good = make_pdf(["The boiler manual", "Bleed the radiators every autumn"])
+    for cut in range(0, len(good), max(1, len(good) // 80)):  # objects overwritten everywhere
+        mangled = good[:cut] + b"<< /Type 5 /Kids 7 >>" + good[cut + 21 :]
+        assert pdf_markdown(mangled) is None or isinstance(pdf_markdown(mangled), str)

@@ -387,3 +387,25 @@ def test_chunk_and_rag_context_defaults_follow_the_settings(
             assert stored["data"][0]["chunks"] == len(chunked)
             explained = c.post("/v1/rag/context", json={"query": "word", "explain": True}).json()
             assert explained["explain"]["budget_tokens"] == 77
+
+
+def test_a_small_chunk_size_alone_keeps_the_overlap_share_and_chunks_are_capped(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """``chunk_tokens`` 24 without an overlap was refused for the default overlap (32), a field
+    the caller never sent; a document past ``docs_max_chunks`` is refused whole (a quarter of a
+    million chunks was one Redis script and a quadratic rewrite)."""
+    from support.gateway import running_gateway
+
+    text = "\n\n".join(f"Paragraph {i} says where backup {i} went." for i in range(40))
+    gw_cm = running_gateway(redis_url, internal_token, data_dir, docs_max_chunks=30)
+    with gw_cm as gw, gw.client() as c:
+        small = c.post("/v1/chunk", json={"text": text, "chunk_tokens": 24})
+        assert small.status_code == 200, small.text
+        assert all(ch["tokens"] <= 24 for ch in small.json()["data"])
+        over = c.post("/v1/docs", json={"source": "b.txt", "text": text, "chunk_tokens": 16})
+        assert over.status_code == 413, over.text
+        assert "limit is 30" in over.json()["detail"] and "chunk_tokens" in over.json()["detail"]
+        assert c.get("/v1/docs").json()["count"] == 0
+        fits = c.post("/v1/docs", json={"source": "b.txt", "text": text, "chunk_tokens": 256})
+        assert fits.status_code == 200 and fits.json()["data"][0]["chunks"] <= 30

@@ -41,3 +41,41 @@ def test_imports_and_links_resolve_to_their_files() -> None:
         "web/util.ts"
     ]
     assert resolve("") == [] and resolve("nothing/here.md") == []
+
+
+def test_every_import_form_is_found() -> None:
+    py = "from . import a\nfrom ..pkg.b import c\nfrom os import path\nimport x.y, z\n"
+    assert find_links("repo/p/q/m.py", py, "code", "python") == [
+        "repo/p/q.py", "repo/p/pkg/b.py", "os.py", "x/y.py", "z.py",
+    ]  # fmt: skip
+    js = (
+        "import {\n  a,\n  b,\n} from './a'\nimport './side'\nexport * from \"../c\"\n"
+        "const d = require(\n  './d')\nconst e = await import('./e')\nconst s = 'x ./no'\n"
+        "const f = './f'  // a path that is not imported\n"
+    )
+    assert find_links("web/src/app.js", js, "code", "js") == [
+        "web/src/a", "web/src/side", "web/c", "web/src/d", "web/src/e",
+    ]  # fmt: skip
+
+
+def _within(seconds: float, fn: object, *args: object) -> object:
+    """``fn(*args)``, which must finish before the deadline (a hostile input once took
+    minutes: the check is for that, with a margin of hundreds of times the real cost)."""
+    import threading
+
+    result: list[object] = []
+    worker = threading.Thread(target=lambda: result.append(fn(*args)), daemon=True)  # type: ignore[operator]
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"{getattr(fn, '__name__', fn)} still running after {seconds} s"
+    return result[0]
+
+
+def test_hostile_runs_of_spaces_and_import_words_are_linear() -> None:
+    # "from" then 200k spaces and tabs: the old pattern split the run every way (minutes)
+    spaces = "from" + " \t" * 100_000 + "x\n"
+    assert _within(20, find_links, "a.py", spaces * 3, "code", "python") == []
+    # "import" over and over (the old pattern looked up to 500 characters ahead of each one:
+    # linear, but ~8 us a word; now each quoted relative path looks 40 characters back)
+    words = "import " * 200_000 + "'./x'"
+    assert _within(20, find_links, "a.js", words, "code", "js") == ["x"]

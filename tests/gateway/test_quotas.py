@@ -126,15 +126,21 @@ def test_racing_writers_never_pass_the_quota(gateway: Any) -> None:
 
 
 def test_a_batch_that_would_pass_the_memory_quota_is_refused_item_by_item(gateway: Any) -> None:
+    """Items are admitted in order up to the quota and each one past it is refused, as the
+    same items sent one by one would be (the whole chunk was refused before)."""
     _limit(gateway, "acme", max_memories=2)
     with gateway.client("acme", "write") as c:
         three = [{"text": f"batch memory {i}"} for i in range(3)]
-        refused = c.post("/v1/memories/batch", json={"memories": three}).json()
-        assert (refused["stored"], refused["failed"]) == (0, 3)
-        assert {r["error"]["code"] for r in refused["results"]} == {"quota_exceeded"}
-        stored = c.post("/v1/memories/batch", json={"memories": three[:2]}).json()
-        assert (stored["stored"], stored["failed"]) == (2, 0)
+        partial = c.post("/v1/memories/batch", json={"memories": three}).json()
+        assert (partial["stored"], partial["failed"]) == (2, 1)
+        assert [r["error"] is None for r in partial["results"]] == [True, True, False]
+        assert partial["results"][2]["error"]["code"] == "quota_exceeded"
+        full = c.post("/v1/memories/batch", json={"memories": [{"text": "one more"}]}).json()
+        assert (full["stored"], full["failed"]) == (0, 1)
         assert c.get("/v1/memories").json()["count"] == 2
+    r = sync_redis.Redis.from_url(gateway.redis_url)
+    assert r.zcard(keys.quota_reservations("acme", "memories")) == 0
+    r.close()
 
 
 def test_memories_cannot_open_sessions_past_the_quota(gateway: Any) -> None:
@@ -252,3 +258,45 @@ def test_a_retried_memory_does_not_bring_its_expired_session_back(gateway: Any) 
         assert c.post("/v1/memories", json=body).status_code == 201  # the retry
         listed = c.get("/v1/sessions").json()
         assert listed["count"] == 1 and listed["data"][0]["id"] == "s2"
+
+
+def test_expired_sessions_stop_counting_against_the_session_quota(gateway: Any) -> None:
+    """A session not written for 30 days has expired; its entry in the tenant's index was only
+    dropped by the next write to some session, which the quota refused first: a tenant at its
+    limit whose sessions had all expired could open no new one."""
+    import time
+
+    _limit(gateway, "acme", max_sessions=1)
+    with gateway.client("acme", "write") as c:
+        assert c.put("/v1/sessions/old/context", json={"context": "x"}).status_code == 200
+        refused = c.put("/v1/sessions/new/context", json={"context": "y"})
+        assert _is_quota_refusal(refused), refused.text
+        r = sync_redis.Redis.from_url(gateway.redis_url)
+        try:  # thirty days and a minute later: Redis dropped the session, the index kept it
+            stale = time.time() - keys.SESSION_TTL_S - 60
+            r.zadd(keys.sessions_recent("acme"), {"old": stale})
+            r.delete(keys.session("acme", "old"))
+        finally:
+            r.close()
+        assert c.put("/v1/sessions/new/context", json={"context": "y"}).status_code == 200
+        assert c.post("/v1/memories", json={"text": "z", "session_id": "third"}).status_code == 403
+
+
+def test_a_batch_naming_an_expired_session_counts_it_as_new(gateway: Any) -> None:
+    import time
+
+    _limit(gateway, "acme", max_sessions=2)
+    with gateway.client("acme", "write") as c:
+        for sid in ("a", "b"):
+            assert c.put(f"/v1/sessions/{sid}/context", json={"context": sid}).status_code == 200
+        r = sync_redis.Redis.from_url(gateway.redis_url)
+        try:  # "a" expired a minute ago (the index still names it)
+            r.zadd(keys.sessions_recent("acme"), {"a": time.time() - keys.SESSION_TTL_S - 60})
+            items = [{"text": "x", "session_id": "a"}, {"text": "y", "session_id": "c"}]
+            body = c.post("/v1/memories/batch", json={"memories": items}).json()
+            assert [res["error"] is None for res in body["results"]] == [True, False]
+            assert body["results"][1]["error"]["code"] == "quota_exceeded"
+            live = r.zrangebyscore(keys.sessions_recent("acme"), time.time() - 3600, "+inf")
+            assert sorted(m.decode() for m in live) == ["a", "b"]  # never three
+        finally:
+            r.close()

@@ -277,3 +277,75 @@ def test_two_equal_lines_of_an_import_are_two_memories(
         assert result.exit_code == 0, result.output
         with gateway.client() as c:
             assert c.get("/v1/memories", params={"session_id": "tw"}).json()["count"] == 2
+
+
+def test_a_text_the_embedding_service_refuses_never_holds_back_the_others(
+    gateway: RunningGateway, internal_token: str, data_dir: Path
+) -> None:
+    """A batch the service refuses is sent again item by item; an item refused alone leaves
+    the queue (its words still find it). Before, the same refused batch was retried every
+    second, and no item of this tenant or of any tenant after it got a vector."""
+    from hivemind_gateway.search.index import Item
+    from support.embedding import running_embedding
+
+    # the service's per-text limit set below what the gateway sends for a long memory
+    with (
+        running_embedding(internal_token, embedding_max_chars=300) as emb_url,
+        running_gateway(gateway.redis_url, internal_token, data_dir, embedding_url=emb_url) as gw,
+    ):
+        gw.keys[("acme", "write")] = gateway.key()
+        gw.keys[("zeta", "write")] = gateway.key("zeta")
+        with gw.client() as c, gw.client("zeta") as z:
+            long = c.post("/v1/memories", json={"text": "rotated keys " * 60}).json()
+            short = [
+                c.post("/v1/memories", json={"text": f"deployed service {i}"}).json()["id"]
+                for i in range(5)
+            ]
+            other = z.post("/v1/memories", json={"text": "zeta moved its backups"}).json()
+
+            def settled() -> bool:
+                return all(
+                    client.get("/v1/rag/stats").json()["pending_vectors"] == 0 for client in (c, z)
+                )
+
+            wait_until(settled, timeout=60, what="every item embedded or refused")
+            found = c.post("/v1/memories/search", json={"query": "rotated keys"}).json()
+            assert long["id"] in [m["id"] for m in found["data"]]  # by its words
+    raw = redis_sync.Redis.from_url(gateway.redis_url)
+    assert all(raw.exists(keys.vector("acme", MODEL, "memory", i)) for i in short)
+    assert raw.exists(keys.vector("zeta", MODEL, "memory", other["id"]))
+    assert not raw.exists(keys.vector("acme", MODEL, "memory", long["id"]))
+    # what is embedded: whitespace runs are one space, then it is cut (4,000 leading spaces
+    # were once cut to nothing, which the service refuses)
+    item = Item(kind="memory", id="m", text=" " * 4000 + "hello\n\n  world")
+    assert item.embed_input() == "hello world"
+
+
+def test_only_a_refusal_of_the_texts_counts_as_refused(internal_token: str) -> None:
+    """400/413/422 name the texts (each is then tried alone, and dropped if refused); a wrong
+    token or URL is the service's fault: the client marks it down and the items stay queued."""
+    import asyncio
+
+    import httpx
+
+    from hivemind_common.errors import Unavailable
+    from hivemind_gateway.search.embedder import EmbeddingClient, Refused
+    from support.embedding import running_embedding
+
+    async def probe(url: str, token: str, text: str) -> tuple[str, bool]:
+        http = httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"})
+        client = EmbeddingClient(http, timeout_s=30)
+        try:
+            await client.embed([text])
+            return "ok", client.available
+        except Refused:
+            return "refused", client.available
+        except Unavailable:
+            return "unavailable", client.available
+        finally:
+            await http.aclose()
+
+    with running_embedding(internal_token, embedding_max_chars=50) as url:
+        assert asyncio.run(probe(url, internal_token, "short")) == ("ok", True)
+        assert asyncio.run(probe(url, internal_token, "long " * 20)) == ("refused", True)
+        assert asyncio.run(probe(url, "not-the-token", "short")) == ("unavailable", False)

@@ -115,7 +115,7 @@ def test_a_document_of_thousands_of_chunks_is_deleted_in_every_space(
     # DEL naming every key overflowed the Lua stack of the script that writes documents)
     raw = redis_sync.Redis.from_url(gateway.redis_url)
     raw.sadd(keys.vector_models("acme"), MODEL, OLD)
-    text = "\n\n".join(f"Paragraph {i} says where backup {i} went." for i in range(9000))
+    text = "\n\n".join(f"Paragraph {i} says where backup {i} went." for i in range(4800))
     with gateway.client() as c:
         r = c.post(
             "/v1/docs",

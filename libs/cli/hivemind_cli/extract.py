@@ -35,14 +35,14 @@ def pdf_markdown(data: bytes) -> str | None:
     import io
 
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             return None
         pages = [page.extract_text() or "" for page in reader.pages]
-    except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError):
+    except Exception:
+        # (AttributeError on a mangled object, PyPdfError, ...): it is skipped, not the run
         log.debug("unreadable PDF", exc_info=True)
         return None
     parts = [
@@ -62,7 +62,7 @@ def html_markdown(data: bytes) -> str | None:
             tag.decompose()
         body = soup.body or soup
         text = MarkdownConverter(heading_style="ATX", bullets="-").convert_soup(body)
-    except (ValueError, TypeError, RecursionError):
+    except Exception:
         log.debug("unreadable HTML", exc_info=True)
         return None
     text = _tidy(text)

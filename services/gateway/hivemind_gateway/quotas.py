@@ -24,11 +24,13 @@ ItemKind = Literal["facts", "memories", "sessions", "docs"]
 
 
 # KEYS: settings, index, reservations; ARGV: limit field, member ("" none), adding, now, token,
-# "check" (only say whether there is room) or ""
+# "check" (only say whether there is room) or "", the score below which an index entry has
+# expired ("" none: live sessions are those written within SESSION_TTL_S)
 # A reservation is a member "<token>:<n>" of the reservations set, scored by when it lapses.
 _RESERVE = """
 local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
 if limit <= 0 then return {1, 0} end
+if ARGV[7] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[7]) end
 if ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2]) then return {1, 0} end
 local now = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -42,6 +44,14 @@ redis.call('ZADD', KEYS[3], now + RESERVATION_MS, ARGV[5] .. ':' .. ARGV[3])
 redis.call('PEXPIRE', KEYS[3], RESERVATION_MS)
 return {2, used}
 """.replace("RESERVATION_MS", "30000")
+
+
+def _stale_before(kind: ItemKind) -> str:
+    """The index score below which an entry no longer counts: a session not written for
+    ``SESSION_TTL_S`` has expired (its keys are gone), and only the next write to some session
+    pruned it from the index, so a tenant at its limit whose sessions had all expired was
+    refused every new one."""
+    return f"{time.time() - keys.SESSION_TTL_S:.6f}" if kind == "sessions" else ""
 
 
 async def reserve_items(
@@ -76,6 +86,7 @@ async def reserve_items(
         int(time.time() * 1000),
         token,
         "check" if check_only else "",
+        _stale_before(kind),
     )
     if int(reply[0]) == 0:
         used, limit = int(reply[1]), int(reply[2])
@@ -115,11 +126,13 @@ def pack_commands(commands: list[tuple[Any, ...]]) -> tuple[list[str], list[Any]
 # The check of _RESERVE and the write itself in one script: nothing to reserve, since no other
 # write can come between them. KEYS: settings, index, reservations, then every key the commands
 # touch; ARGV: limit field, member ("" none), adding, now (ms), the key that must be absent
-# ("" none), then the packed commands.
+# ("" none), the score below which an index entry has expired ("" none), then the packed
+# commands.
 _GUARDED = (
     """
 if ARGV[5] ~= '' and redis.call('EXISTS', ARGV[5]) == 1 then return {2} end
 local limit = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0') or 0
+if limit > 0 and ARGV[6] ~= '' then redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6]) end
 if limit > 0 and not (ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2])) then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', tonumber(ARGV[4]))
   local used = redis.call('ZCARD', KEYS[2])
@@ -128,7 +141,7 @@ if limit > 0 and not (ARGV[2] ~= '' and redis.call('ZSCORE', KEYS[2], ARGV[2])) 
   end
   if used + tonumber(ARGV[3]) > limit then return {0, used, limit} end
 end
-local at = 7
+local at = 8
 """
     + RUN_PACKED
     + "return {1, replies}\n"
@@ -167,6 +180,7 @@ async def write_within_quota(
         adding,
         int(time.time() * 1000),
         absent or "",
+        _stale_before(kind),
         *packed,
     ]
     result = await redis.transaction(

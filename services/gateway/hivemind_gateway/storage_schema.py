@@ -20,7 +20,9 @@ def fact_text(key: str, value: str) -> str:
 
 
 def embed_text(text: str) -> str:
-    return text[:EMBED_CHARS]
+    """What is embedded of ``text``: whitespace runs as one space, then cut (as the index's
+    worker embeds items, ``Item.embed_input``)."""
+    return " ".join(text.split())[:EMBED_CHARS]
 
 
 def load_tags(raw: str | None) -> tuple[str, ...]:

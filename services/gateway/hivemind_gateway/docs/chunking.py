@@ -99,6 +99,24 @@ def split_lines(text: str) -> list[str]:
     return _LINE.findall(text)
 
 
+def chunk_sizes(
+    chunk_tokens: int | None, overlap_tokens: int | None, default_size: int, default_overlap: int
+) -> tuple[int, int]:
+    """The sizes a request asks for, checked (``check_sizes``). An overlap left out is the
+    default, unless the chunk is too small for it: then it keeps the default's share of the
+    chunk (32 of 256 is 3 of 24). A caller who set only a small ``chunk_tokens`` was refused
+    for a field it never sent."""
+    size = default_size if chunk_tokens is None else chunk_tokens
+    overlap = overlap_tokens
+    if overlap is None:
+        overlap = default_overlap
+        too_big = isinstance(size, int) and not isinstance(size, bool) and overlap >= size
+        if too_big and default_size > 0:
+            overlap = min(default_overlap * size // default_size, max(0, size - 1))
+    check_sizes(size, overlap)
+    return size, overlap
+
+
 def check_sizes(size: int, overlap: int) -> None:
     """``Invalid`` unless MIN <= size <= MAX and 0 <= overlap < size. A window never steps back
     more than half of its own length, whatever the overlap: a window cut short by the

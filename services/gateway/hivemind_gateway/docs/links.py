@@ -10,19 +10,27 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Iterable
 
 MAX_LINKS = 200
 
 _MD_LINK = re.compile(r"\[[^\]\n]{0,300}\]\(\s*<?([^)\s>]{1,500})>?(?:\s+\"[^\"]*\")?\s*\)")
 # [ \t], not \s: with MULTILINE, \s also matches newlines, and a run of blank lines made the
-# search quadratic
-_PY_FROM = re.compile(r"^[ \t]*from[ \t]+(\.*)([A-Za-z_][\w.]*)?[ \t]+import\b", re.MULTILINE)
+# search quadratic. Between "from" and "import" stand dots or a name, never nothing: two runs of
+# spaces with nothing between them split a long run of spaces every way (quadratic, and the
+# regex engine holds the GIL, so one such line stalled every request of the process)
+_PY_FROM = re.compile(
+    r"^[ \t]*from[ \t]+(?:(\.+)([A-Za-z_][\w.]*)?|([A-Za-z_][\w.]*))[ \t]+import\b", re.MULTILINE
+)
 _PY_IMPORT = re.compile(
     r"^[ \t]*import[ \t]+([A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*)", re.MULTILINE
 )
-_JS_IMPORT = re.compile(
-    r"""(?:\bimport\s+(?:[^'";]{0,500}?\sfrom\s+)?|\brequire\s*\(\s*|\bimport\s*\(\s*)['"](\.{1,2}/[^'"]{1,300})['"]"""
-)
+# a JS relative path in quotes, then what stands just before it: "from", "import", "require(" or
+# "import(" (a scan from each "import" over what could be a long list of names was ~500 steps a
+# character on hostile text; the paths are rare, the look back is short)
+_JS_PATH = re.compile(r"""['"](\.{1,2}/[^'"\n]{1,300})['"]""")
+_JS_BEFORE = re.compile(r"""(?:\bfrom|\bimport|\brequire\s*\(|\bimport\s*\()\s*$""")
+JS_LOOK_BACK = 40
 
 
 def _join(base_dir: str, target: str) -> str | None:
@@ -47,7 +55,7 @@ def find_links(source: str, text: str, doc_type: str, language: str) -> list[str
     if language == "python":
         package = base_dir
         for match in _PY_FROM.finditer(text):
-            dots, name = match.group(1), match.group(2) or ""
+            dots, name = match.group(1) or "", match.group(2) or match.group(3) or ""
             if dots:
                 up = package
                 for _ in range(len(dots) - 1):
@@ -60,7 +68,10 @@ def find_links(source: str, text: str, doc_type: str, language: str) -> list[str
             for name in match.group(1).split(","):
                 found.append("/".join(name.strip().split(".")) + ".py")
     if language == "js":
-        for match in _JS_IMPORT.finditer(text):
+        for match in _JS_PATH.finditer(text):
+            before = text[max(0, match.start() - JS_LOOK_BACK) : match.start()]
+            if not _JS_BEFORE.search(before):
+                continue
             joined = _join(base_dir, match.group(1))
             if joined:
                 found.append(joined)
@@ -85,12 +96,33 @@ def target_paths(target: str) -> list[str]:
     return candidates
 
 
-def suffix_map(sources: list[str]) -> dict[str, list[str]]:
-    """Every tail of each source's path (``a/b/c.py``, ``b/c.py``, ``c.py``) -> the sources:
-    a target resolves to ``suffixes[path]`` for each of its paths, without a scan."""
-    out: dict[str, list[str]] = {}
-    for source in sources:
-        parts = source.split("/")
-        for i in range(len(parts)):
-            out.setdefault("/".join(parts[i:]), []).append(source)
-    return out
+def _tail(path: str, parts: int) -> str:
+    return "/".join(path.split("/")[-parts:])
+
+
+class SourceIndex:
+    """Sources by the last one and the last two segments of their paths: a target path resolves
+    to the sources equal to it or ending in ``/<path>``, looked for among those sharing its own
+    last two segments (its last one, for a bare name: all of those match), never in a scan of
+    them all. (A map of every tail of every path cost the square of a path's depth: 500 sources
+    500 directories deep took seconds of the event loop per expanded search.)"""
+
+    def __init__(self, sources: Iterable[str]) -> None:
+        self._by_tail: dict[str, list[str]] = {}
+        for source in sources:
+            self._by_tail.setdefault(_tail(source, 1), []).append(source)
+            if "/" in source:
+                self._by_tail.setdefault(_tail(source, 2), []).append(source)
+
+    def get(self, path: str, default: Iterable[str] = ()) -> list[str]:
+        """The sources ``path`` names."""
+        if not path:
+            return list(default)
+        candidates = self._by_tail.get(_tail(path, 2 if "/" in path else 1), ())
+        found = [s for s in candidates if s == path or s.endswith("/" + path)]
+        return found if found else list(default)
+
+
+def suffix_map(sources: Iterable[str]) -> SourceIndex:
+    """The sources, looked up by path tail (``index.get(path)``)."""
+    return SourceIndex(sources)

@@ -14,7 +14,7 @@ from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.models_paths import DEFAULT_LLM_ID
 from hivemind_gateway.deps import RedisDep, SettingsDep, StateDep
 from hivemind_gateway.docs import service
-from hivemind_gateway.docs.chunking import check_sizes, chunk_text, detect
+from hivemind_gateway.docs.chunking import chunk_sizes, chunk_text, detect
 from hivemind_gateway.docs.schemas import (
     ChunkBody,
     Chunked,
@@ -54,6 +54,7 @@ async def put_docs(
         max_doc_chars=settings.max_doc_chars,
         default_chunk_tokens=settings.docs_chunk_tokens,
         default_overlap_tokens=settings.docs_overlap_tokens,
+        max_chunks=settings.docs_max_chunks,
     )
 
 
@@ -122,11 +123,10 @@ async def tokenize(body: TokenizeBody, principal: ReadPrincipal, state: StateDep
 @tools_router.post("/chunk", response_model=Chunked)
 async def chunk(body: ChunkBody, principal: ReadPrincipal, settings: SettingsDep) -> Chunked:
     """``text`` cut as the reference library would cut it (sizes in the served model's tokens)."""
-    size = body.chunk_tokens if body.chunk_tokens is not None else settings.docs_chunk_tokens
-    overlap = (
-        body.overlap_tokens if body.overlap_tokens is not None else settings.docs_overlap_tokens
-    )
-    check_sizes(size, overlap)
+    size, overlap = chunk_sizes(
+        body.chunk_tokens, body.overlap_tokens, settings.docs_chunk_tokens,
+        settings.docs_overlap_tokens,
+    )  # fmt: skip
     if len(body.text) > settings.max_doc_chars:
         raise TooLarge(
             f"text has {len(body.text)} characters; the limit is {settings.max_doc_chars}",

@@ -92,7 +92,7 @@ class DocPublic(BaseModel):
     metadata: dict[str, object]
     chunks: int
     tokens: int
-    links: list[str]  # ids of the documents this one links to or imports
+    links: list[str]  # target paths it links to or imports (resolved when a search expands)
     created_at: float
     updated_at: float
 

@@ -31,7 +31,7 @@ from hivemind_gateway.claims import write_lock
 from hivemind_gateway.docs.chunking import (
     Chunk,
     DocType,
-    check_sizes,
+    chunk_sizes,
     chunk_text,
     detect,
     summary,
@@ -143,12 +143,13 @@ async def put_documents(
     max_doc_chars: int,
     default_chunk_tokens: int,
     default_overlap_tokens: int,
+    max_chunks: int = 10_000,
 ) -> DocsWritten:
     """Store (or replace) documents; unchanged ones are left as they are."""
     docs = _documents(body)
-    size = body.chunk_tokens if body.chunk_tokens is not None else default_chunk_tokens
-    overlap = body.overlap_tokens if body.overlap_tokens is not None else default_overlap_tokens
-    check_sizes(size, overlap)
+    size, overlap = chunk_sizes(
+        body.chunk_tokens, body.overlap_tokens, default_chunk_tokens, default_overlap_tokens
+    )
     plans: list[Plan] = []
     seen: set[str] = set()
     for i, doc in enumerate(docs):
@@ -194,6 +195,15 @@ async def put_documents(
                     p.doc.text, counter=tokenizer, size=size, overlap=overlap,
                     doc_type=p.doc_type, language=p.language, embed_limit=limit,
                 )  # fmt: skip
+                if len(p.chunks) > max_chunks:
+                    # each chunk is a record, a vector, an index entry and a change-stream
+                    # entry written in one script: a few hundred thousand would hold Redis
+                    raise TooLarge(
+                        f"document {p.doc.source!r} makes {len(p.chunks)} chunks of "
+                        f"{size} tokens; the limit is {max_chunks} a document: send it with a "
+                        "larger chunk_tokens, or in parts",
+                        param="chunk_tokens",
+                    )
                 p.chunk_ids = _chunk_ids(p.id, p.doc.source, p.chunks, p.context)
                 p.links = find_links(p.doc.source, p.doc.text, p.doc_type, p.language)
 
@@ -296,8 +306,9 @@ async def _write_locked(redis: Any, search: SearchIndex, tenant: str, plan: Plan
     now = f"{time.time():.6f}"
     old_ids = [str(x) for x in load_json(plan.old.get("chunk_ids"), [])]
     new_ids = plan.chunk_ids
-    removed = [c for c in old_ids if c not in set(new_ids)]
-    kept = set(old_ids) & set(new_ids)
+    new_set = set(new_ids)
+    removed = [c for c in old_ids if c not in new_set]
+    kept = set(old_ids) & new_set
     tokens = sum(c.tokens for c in plan.chunks)
     record = {
         "collection": plan.collection,

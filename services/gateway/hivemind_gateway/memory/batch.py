@@ -177,7 +177,8 @@ async def _session_room(
     if not named:
         return written, []
     live = await redis.zmscore(keys.sessions_recent(tenant), named)
-    new = [s for s, score in zip(named, live, strict=True) if score is None]
+    expired = time.time() - keys.SESSION_TTL_S  # a session not written since is gone
+    new = [s for s, score in zip(named, live, strict=True) if score is None or score <= expired]
     admitted: list[str] = new
     reserved: list[tuple[Any, ...]] = []
     refusal: QuotaExceeded | None = None
@@ -208,6 +209,31 @@ async def _session_room(
         else:
             kept.append(item)
     return kept, reserved
+
+
+async def _item_room(
+    redis: Any,
+    tenant: str,
+    written: list[tuple[int, str, dict[str, str]]],
+    results: list[BatchItemResult],
+) -> list[tuple[int, str, dict[str, str]]]:
+    """The items that fit under the tenant's ``max_memories``, in order; each one past it gets
+    ``quota_exceeded`` (a chunk of 100 with 99 places left stores 99, as 100 single writes
+    would). The places are reserved with the chunk's write; a concurrent writer can still
+    take them first, and then the chunk is refused whole."""
+    if not written:
+        return written
+    try:
+        await reserve_items(
+            redis, tenant=tenant, kind="memories", index_key=keys.memories_index(tenant),
+            member=None, adding=len(written), check_only=True,
+        )  # fmt: skip
+        return written
+    except QuotaExceeded as exc:
+        free = max(0, int(exc.extra.get("limit", 0)) - int(exc.extra.get("used", 0)))
+        for i, _, _ in written[free:]:
+            results[i] = BatchItemResult(index=i, error=_problem(exc))
+        return written[:free]
 
 
 async def _write_chunk(
@@ -246,6 +272,7 @@ async def _write_chunk(
             continue
         written.append((i, memory_id, record))
     written, room = await _session_room(redis, tenant, written, results)
+    written = await _item_room(redis, tenant, written, results)
     # the claims of the items written go with their transaction; an item refused before it was
     # written leaves its claim to lapse (another request of the same body may be writing it)
     settled_claims = release_commands(tenant, "memory", [m for m in settled if m in claimed])

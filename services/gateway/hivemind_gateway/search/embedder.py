@@ -35,6 +35,11 @@ QUERY_CACHE_PER_TENANT = 256  # vectors per tenant and process (MiniLM: 1.5 KiB 
 QUERY_CACHE_TENANTS = 32  # tenants per process; the least recent one is dropped whole
 
 
+class Refused(Unavailable):
+    """The embedding service answered but refused the texts (a 4xx: over one of its limits,
+    say): sending the same texts again gets the same answer."""
+
+
 class QueryVectors:
     """Recent query vectors, per tenant and model, least recently used dropped first.
 
@@ -152,8 +157,12 @@ class EmbeddingClient:
             self.failures += 1
             self.mark_down()
             raise Unavailable(f"embedding service answered {resp.status_code}")
-        if resp.status_code != 200:
-            raise Unavailable(f"embedding service refused the texts ({resp.status_code})")
+        if resp.status_code in (400, 413, 422):  # these texts: the same texts, the same answer
+            raise Refused(f"embedding service refused the texts ({resp.status_code})")
+        if resp.status_code != 200:  # a wrong token or URL, a limit: the service, not the texts
+            self.failures += 1
+            self.mark_down()
+            raise Unavailable(f"embedding service answered {resp.status_code}")
         try:
             body = orjson.loads(resp.content)
             rows = np.asarray(body["embeddings"], dtype=np.float32)

@@ -93,11 +93,15 @@ class Item:
         return self._tokens
 
     def embed_input(self) -> str:
-        """What is embedded: a memory with a speaker is embedded as said by them."""
+        """What is embedded: a memory with a speaker is embedded as said by them. Runs of
+        whitespace are one space (the encoder's tokenizer splits on whitespace, so the vector is
+        the same), and only then is it cut: a text that opened with 4,000 spaces was cut to
+        nothing, which the embedding service refuses."""
         if self.doc is not None:
-            return f"{self.doc.header()}\n{self.text}"[:EMBED_CHARS]
-        text = f"{self.speaker}: {self.text}" if self.speaker else self.text
-        return text[:EMBED_CHARS]
+            text = f"{self.doc.header()}\n{self.text}"
+        else:
+            text = f"{self.speaker}: {self.text}" if self.speaker else self.text
+        return " ".join(text.split())[:EMBED_CHARS]
 
 
 def doc_filter(

@@ -15,11 +15,12 @@ import logging
 from typing import Any
 
 import numpy as np
+from prometheus_client import Counter
 
 from hivemind_common import keys
 from hivemind_common.errors import Unavailable
 from hivemind_common.gc_pauses import freeze_loaded
-from hivemind_gateway.search.embedder import EmbeddingClient
+from hivemind_gateway.search.embedder import EmbeddingClient, Refused
 from hivemind_gateway.search.index import KINDS, Item, TenantIndex
 from hivemind_gateway.storage_schema import (
     VERSION_FIELD,
@@ -30,6 +31,10 @@ from hivemind_gateway.storage_schema import (
 )
 
 log = logging.getLogger(__name__)
+VECTORS_REFUSED = Counter(
+    "hivemind_search_vectors_refused_total",
+    "Items the embedding service refused to embed (they are found by their words only)",
+)
 
 LOAD_CHUNK = 500
 TAIL_BLOCK_MS = 400
@@ -137,12 +142,18 @@ class SearchIndex:
     async def _load(self, tenant: str) -> TenantIndex:
         cursor = await self._last_change_id(tenant)
         index = TenantIndex(tenant, ann_threshold=self.ann_threshold)
+        model = self.embedder.model_id
         for kind in KINDS:
             ids = await self.redis.zrange(_index_key(tenant, kind), 0, -1)
             for start in range(0, len(ids), LOAD_CHUNK):
                 chunk = ids[start : start + LOAD_CHUNK]
                 for item, vec in await self._fetch(tenant, kind, chunk):
                     index[kind].upsert(item, vec)
+        # the model changed while this loaded (on_model did not see this tenant yet): what
+        # came before the change is of the old model's space, so every vector is read again
+        while model != self.embedder.model_id:
+            model = self.embedder.model_id
+            await self._reload_vectors(index)
         self._cursors[tenant] = cursor
         self._schedule_ann(index)
         log.info("loaded search index of tenant %s: %s", tenant, index.sizes())
@@ -289,15 +300,19 @@ class SearchIndex:
 
     async def on_model(self, model: str) -> None:
         """The embedding model changed (or became known): reload vectors of that model."""
-        for index in self.tenants.values():
-            for kind in KINDS:
-                index[kind].drop_vectors()
-                ids = list(index[kind].items)
-                for start in range(0, len(ids), LOAD_CHUNK):
-                    fetched = await self._fetch(index.tenant, kind, ids[start : start + LOAD_CHUNK])
-                    for item, vec in fetched:
-                        if vec is not None:
-                            index[kind].upsert(item, vec)
+        for index in list(self.tenants.values()):  # a tenant may load while this awaits
+            await self._reload_vectors(index)
+
+    async def _reload_vectors(self, index: TenantIndex) -> None:
+        """Every item's vector read again, in the current model's space."""
+        for kind in KINDS:
+            index[kind].drop_vectors()
+            ids = list(index[kind].items)
+            for start in range(0, len(ids), LOAD_CHUNK):
+                fetched = await self._fetch(index.tenant, kind, ids[start : start + LOAD_CHUNK])
+                for item, vec in fetched:
+                    if vec is not None:
+                        index[kind].upsert(item, vec)
 
     async def _backfill_forever(self) -> None:
         while True:
@@ -316,6 +331,45 @@ class SearchIndex:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._vectors_wanted.wait(), BACKFILL_EVERY_S)
 
+    async def _embed(
+        self, index: TenantIndex, kind: str, todo: list[Item]
+    ) -> tuple[list[Item], np.ndarray, str]:
+        """The items' vectors. A batch the service refuses (400/413/422: these texts) is sent
+        again item by item, and an item refused on its own leaves the queue (logged): retried
+        each second, it would hold back every item queued behind it, this tenant's and the
+        next ones'."""
+        texts = [i.embed_input() for i in todo]
+        try:
+            rows, model = await self.embedder.embed(texts, timeout_s=BACKFILL_TIMEOUT_S)
+            return todo, rows, model
+        except Refused as exc:
+            refused: Refused = exc
+        done: list[tuple[Item, np.ndarray, str]] = []
+        for item, text in zip(todo, texts, strict=True):
+            try:
+                if len(todo) == 1:  # already refused on its own
+                    raise refused
+                row, model = await self.embedder.embed([text], timeout_s=BACKFILL_TIMEOUT_S)
+            except Refused as exc:
+                log.warning(
+                    "%s %s of tenant %s gets no vector (%s); words still find it",
+                    kind, item.id, index.tenant, exc,
+                )  # fmt: skip
+                VECTORS_REFUSED.inc()
+                if index[kind].items.get(item.id) is item:  # not a newer version meanwhile
+                    index[kind].pending.pop(item.id, None)
+                await self._release(index.tenant, kind, [item])
+                continue
+            done.append((item, row[0], model))
+        # one model's rows only: the model may have changed between two of these calls
+        model = done[-1][2] if done else ""
+        kept = [(item, row) for item, row, m in done if m == model]
+        stale = [item for item, _, m in done if m != model]
+        if stale:
+            await self._release(index.tenant, kind, stale)
+        rows = np.stack([row for _, row in kept]) if kept else np.zeros((0, 0), dtype=np.float32)
+        return [item for item, _ in kept], rows, model
+
     async def backfill_once(self) -> int:
         """Embed up to a batch of items that have no vector in the current model's space."""
         if not self.embedder.available:
@@ -329,12 +383,12 @@ class SearchIndex:
                 if not todo:
                     continue
                 try:
-                    rows, model = await self.embedder.embed(
-                        [i.embed_input() for i in todo], timeout_s=BACKFILL_TIMEOUT_S
-                    )
+                    todo, rows, model = await self._embed(index, kind, todo)
                 except BaseException:  # embeddings away: the next pass (here or anywhere) retries
                     await self._release(index.tenant, kind, todo)
                     raise
+                if not todo:
+                    continue
                 # a vector is stored only while the record still holds the version embedded:
                 # a write or a delete meanwhile (its own vector, or none) is never overwritten
                 # with the old text's vector, which other gateways and restarts would then load
