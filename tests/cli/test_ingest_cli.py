@@ -158,3 +158,23 @@ def test_include_exclude_and_collections(
 def test_ingest_needs_a_key(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["ingest", str(tmp_path)], env={"HIVEMIND_API_KEY": ""})
     assert result.exit_code == 2 and "HIVEMIND_API_KEY" in result.output
+
+
+def test_new_chunk_sizes_rechunk_an_unchanged_tree(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command skipped files by hash alone, so a run with other chunk sizes on an unchanged
+    tree sent nothing and nothing was cut again; now the gateway judges, by hash and sizes."""
+    _tree(tmp_path)
+    steps = "\n\n".join(f"Step {i}: copy the backup of disk {i} to the NAS." for i in range(8))
+    (tmp_path / "docs" / "guide.md").write_text(f"# Guide\n\n## Install\n\n{steps}\n")
+    monkeypatch.chdir(tmp_path)
+    _ingest(gateway, "docs")
+    resized = _ingest(gateway, "docs", "--chunk-tokens", "16", "--overlap-tokens", "0")
+    assert "1 sent, 0 unchanged" in resized
+    again = _ingest(gateway, "docs", "--chunk-tokens", "16", "--overlap-tokens", "0")
+    assert "0 sent, 1 unchanged" in again and "0 chunks embedded" in again
+    with gateway.client() as c:
+        parts = c.get("/v1/docs", params={"collection": "default"}).json()["data"]
+        detail = c.get(f"/v1/docs/{parts[0]['id']}").json()
+    assert len(detail["parts"]) >= 2  # cut again at 16 tokens

@@ -349,3 +349,29 @@ def test_only_a_refusal_of_the_texts_counts_as_refused(internal_token: str) -> N
         assert asyncio.run(probe(url, internal_token, "short")) == ("ok", True)
         assert asyncio.run(probe(url, internal_token, "long " * 20)) == ("refused", True)
         assert asyncio.run(probe(url, "not-the-token", "short")) == ("unavailable", False)
+
+
+def test_the_import_command_refuses_a_huge_line_alone_and_derives_ids_for_null_ones(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line over the batch's byte budget made the gateway refuse its whole batch (413) and
+    ended the import; a line with ``"id": null`` got no derived id, so a second run stored it
+    twice."""
+    from typer.testing import CliRunner
+
+    from hivemind_cli.main import app
+
+    note = {"session_id": "big", "id": None}
+    lines = [json.dumps({"text": f"ops note {i}", **note}) for i in range(4)]
+    lines[1] = json.dumps({"text": "x" * (5 * 1024 * 1024), "session_id": "big"})
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join(lines) + "\n\u3000\n")  # an ideographic space: a blank line too
+    monkeypatch.setenv("HIVEMIND_API_KEY", gateway.key())
+    args = ["memories", "import", str(path), "--gateway-url", gateway.url]
+    for _ in range(2):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, result.output
+        assert "stored 3 of 4 memories" in result.output
+        assert "line 2: " in result.output and "bytes; a line may have" in result.output
+        with gateway.client() as c:
+            assert c.get("/v1/memories", params={"session_id": "big"}).json()["count"] == 3

@@ -281,7 +281,10 @@ def ingest(
     try:
         with Client(_gateway_url(gateway_url), key) as client:
             listed = known_hashes(client, collection) if prune or not force else {}
-            known = {} if force else listed
+            # chunk sizes named: every file goes, and the gateway re-chunks a document only when
+            # its sizes differ from the ones it was cut with (else it answers "unchanged")
+            resize = chunk_tokens is not None or overlap_tokens is not None
+            known = {} if force or resize else listed
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -295,7 +298,7 @@ def ingest(
                 size = 0
 
                 def flush() -> None:
-                    nonlocal size, sent, chunks, tokens, embedded, failed
+                    nonlocal size, sent, unchanged, chunks, tokens, embedded, failed
                     if not batch:
                         return
                     try:
@@ -317,6 +320,7 @@ def ingest(
                         return
                     for doc in out.data:
                         sent += doc.status != "unchanged"
+                        unchanged += doc.status == "unchanged"
                         chunks += doc.chunks
                         tokens += doc.tokens
                         embedded += doc.embedded_later

@@ -61,7 +61,7 @@ def _lines(path: Path) -> Iterator[tuple[int, Any, bytes]]:
             except ValueError as exc:
                 yield number, _Refused(f"not JSON: {exc}"), b""
                 continue
-            if isinstance(body, dict) and "id" not in body:
+            if isinstance(body, dict) and body.get("id") is None:  # absent, or null
                 # the same line of the same file names the same memory: stored once (its number
                 # too: two equal lines are two memories, as they were before ids)
                 digest = hashlib.sha256(f"{number}\0{line.strip()}".encode()).hexdigest()[:24]
@@ -70,6 +70,9 @@ def _lines(path: Path) -> Iterator[tuple[int, Any, bytes]]:
                 sent = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
             except (ValueError, TypeError) as exc:
                 yield number, _Refused(f"cannot be sent as JSON: {exc}"), b""
+                continue
+            if len(sent) > BATCH_BYTES:  # the gateway would refuse the whole batch it rode in
+                yield number, _Refused(f"{len(sent)} bytes; a line may have {BATCH_BYTES}"), b""
                 continue
             yield number, body, sent
 
@@ -121,7 +124,8 @@ def import_memories(
     if not key:
         typer.echo("error: set HIVEMIND_API_KEY to a write key of the tenant", err=True)
         raise typer.Exit(2)
-    total = sum(1 for line in file.open("rb") if line.strip())
+    with file.open("rb") as fh:  # counted as the reader skips blank lines
+        total = sum(1 for raw in fh if raw.decode("utf-8", "replace").strip())
     stored = 0
     refused: list[tuple[int, str]] = []
     started = time.perf_counter()
