@@ -375,3 +375,27 @@ def test_the_import_command_refuses_a_huge_line_alone_and_derives_ids_for_null_o
         assert "line 2: " in result.output and "bytes; a line may have" in result.output
         with gateway.client() as c:
             assert c.get("/v1/memories", params={"session_id": "big"}).json()["count"] == 3
+
+
+def test_a_batch_sent_again_with_its_idempotency_key_stores_nothing_twice(
+    gateway: RunningGateway,
+) -> None:
+    items = [{"text": f"retried note {i}", "session_id": "retry"} for i in range(3)]
+    items.append({"text": "my own id", "id": "own-1", "session_id": "retry"})
+    with gateway.client() as c:
+        headers = {"Idempotency-Key": "import-2026-12-06-a"}
+        first = c.post("/v1/memories/batch", json={"memories": items}, headers=headers).json()
+        again = c.post("/v1/memories/batch", json={"memories": items}, headers=headers).json()
+        assert first["stored"] == again["stored"] == 4
+        assert [r["id"] for r in first["results"]] == [r["id"] for r in again["results"]]
+        assert first["results"][3]["id"] == "own-1"
+        assert c.get("/v1/memories", params={"session_id": "retry"}).json()["count"] == 4
+        other = c.post(  # another key: other memories
+            "/v1/memories/batch", json={"memories": items[:1]}, headers={"Idempotency-Key": "b"}
+        ).json()
+        assert other["stored"] == 1 and other["results"][0]["id"] != first["results"][0]["id"]
+        bad = c.post(
+            "/v1/memories/batch", json={"memories": items}, headers={"Idempotency-Key": "a b"}
+        )
+        assert bad.status_code == 400, bad.text
+        assert c.get("/v1/memories", params={"session_id": "retry"}).json()["count"] == 5

@@ -8,6 +8,7 @@ searchable lexically at once, and the search index's worker adds their vectors.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
@@ -91,14 +92,25 @@ def _commands(
 
 
 async def store_batch(
-    *, redis: Any, search: SearchIndex, tenant: str, items: list[Any], max_chars: int
+    *,
+    redis: Any,
+    search: SearchIndex,
+    tenant: str,
+    items: list[Any],
+    max_chars: int,
+    idempotency_key: str | None = None,
 ) -> MemoriesBatchResult:
-    """Store every valid item; the result says, per item in order, its id or its problem."""
+    """Store every valid item; the result says, per item in order, its id or its problem.
+    With ``idempotency_key`` (a checked ``Idempotency-Key``), an item without an ``id`` gets
+    one derived from the key and its index: a retry of the batch names the same memories."""
     results: list[BatchItemResult] = []
     valid: list[tuple[int, MemoryCreate]] = []
     for i, raw in enumerate(items):
         parsed = _parse(raw, max_chars)
         if isinstance(parsed, MemoryCreate):
+            if idempotency_key is not None and parsed.id is None:
+                derived = hashlib.sha256(f"{idempotency_key}\0{i}".encode()).hexdigest()[:24]
+                parsed = parsed.model_copy(update={"id": derived})
             valid.append((i, parsed))
         results.append(
             BatchItemResult(index=i, error=None if isinstance(parsed, MemoryCreate) else parsed)

@@ -100,9 +100,12 @@ async def store_memories(
     state: StateDep,
     settings: SettingsDep,
     source: ClientAddressDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> MemoriesBatchResult:
     """Up to 500 memories in one call; each item succeeds or fails on its own (an import:
-    audited, one entry per batch)."""
+    audited, one entry per batch). An ``Idempotency-Key`` header names each item without an
+    ``id`` by the key and its place, so the same batch sent again stores nothing twice."""
+    service.idempotent_id(idempotency_key, None)  # a bad key: 400 before anything is written
     async with audited(
         state.redis,
         "memories.import",
@@ -116,6 +119,7 @@ async def store_memories(
             tenant=principal.tenant,
             items=body.memories,
             max_chars=settings.max_memory_text_chars,
+            idempotency_key=idempotency_key,
         )
         entry.detail = f"stored={result.stored} failed={result.failed}"
     return result
