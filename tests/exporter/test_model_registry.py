@@ -141,3 +141,29 @@ async def test_a_cleanup_waits_for_a_deploy_and_never_deletes_what_it_made_servi
     with pytest.raises(Conflict):
         async with deploy_lock(reg, "default"):
             await cleanup_versions(reg, "default", wait_s=0)
+
+
+async def test_cleanup_sweeps_old_version_folders_no_record_names(redis_client, data_dir) -> None:
+    """A trainer killed between saving a version and registering it left the folder behind."""
+    import os
+    import time
+
+    from hivemind_common.model_registry import new_version_id
+
+    reg = ModelRegistry(redis_client, data_dir)
+    await _add(reg, "v1", 1.0)
+    await reg.mark_serving("default", "v1")
+    old, fresh = new_version_id(time.time() - 7200), new_version_id()
+    for version in (old, fresh):
+        (reg.version_dir("default", version) / "adapter").mkdir(parents=True)
+        (reg.version_dir("default", version) / "adapter" / "weights.bin").write_bytes(b"x")
+    cache = reg.model_dir("default") / "base-0123abcd"  # not a version: kept
+    cache.mkdir()
+    two_hours_ago = time.time() - 7200
+    for path in [*reg.version_dir("default", old).rglob("*"), reg.version_dir("default", old)]:
+        os.utime(path, (two_hours_ago, two_hours_ago))
+    os.utime(cache, (two_hours_ago, two_hours_ago))
+    assert await reg.cleanup("default") == [old]
+    assert not reg.version_dir("default", old).exists()
+    assert reg.version_dir("default", fresh).is_dir()  # may be a save under way
+    assert cache.is_dir() and reg.version_dir("default", "v1").is_dir()

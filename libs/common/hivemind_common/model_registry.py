@@ -11,10 +11,12 @@ No torch here: the gateway imports this module.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -43,6 +45,19 @@ def check_name(value: str, what: str = "name") -> str:
     if not valid_name(value):
         raise Invalid(f"invalid model {what}: {value!r}", param=what)
     return value
+
+
+VERSION_ID = re.compile(r"v\d{8}-\d{6}-[0-9a-f]{4}")  # what new_version_id makes
+ORPHAN_GRACE_S = 3600.0
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The latest modification time of ``folder`` and anything in it."""
+    newest = folder.stat().st_mtime
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            newest = max(newest, path.lstat().st_mtime)
+    return newest
 
 
 def new_version_id(now: float | None = None) -> str:
@@ -309,9 +324,33 @@ class ModelRegistry:
             if directory.is_dir():
                 shutil.rmtree(directory)
             removed.append(mv.version)
+        removed += await self._sweep_orphans(name)
         if removed:
             log.info("cleaned model versions", extra={"model": name, "removed": removed})
         return removed
+
+    async def _sweep_orphans(self, name: str) -> builtins.list[str]:
+        """Delete version folders no record names, untouched for ``ORPHAN_GRACE_S``: a trainer
+        killed between saving a version and registering it left one behind, and nothing ever
+        removed it. A folder written in the last hour may be a save under way; other folders
+        of the model (the base cache) do not look like versions and stay."""
+        root = self.model_dir(name)
+        if not root.is_dir():
+            return []
+        recorded = set(await self.redis.hkeys(keys.model_versions(name)))
+        recorded = {v.decode() if isinstance(v, bytes) else str(v) for v in recorded}
+        cutoff = time.time() - ORPHAN_GRACE_S
+        swept: builtins.list[str] = []
+        for folder in sorted(root.iterdir()):
+            if not folder.is_dir() or folder.is_symlink() or folder.name in recorded:
+                continue
+            if not VERSION_ID.fullmatch(folder.name) or _newest_mtime(folder) > cutoff:
+                continue
+            if await self.redis.hexists(keys.model_versions(name), folder.name):
+                continue  # registered meanwhile
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append(folder.name)
+        return swept
 
     @staticmethod
     def _newer_than_serving(mv: ModelVersion, versions: builtins.list[ModelVersion]) -> bool:
