@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hivemind_gateway.docs.links import find_links, suffix_map, target_paths
+from hivemind_gateway.docs.links import SourceIndex, find_links, target_paths
 
 names = st.sampled_from(["a", "b", "docs", "src", "pkg", "x.py", "y.md", "__init__.py", "z.ts"])
 paths = st.lists(names, min_size=1, max_size=4).map("/".join)
@@ -19,14 +19,14 @@ def _scan(target: str, sources: list[str]) -> set[str]:
 @settings(max_examples=300, deadline=None)
 @given(sources=st.lists(paths, max_size=12, unique=True), target=paths)
 def test_the_suffix_map_finds_exactly_what_a_scan_finds(sources: list[str], target: str) -> None:
-    suffixes = suffix_map(sources)
+    suffixes = SourceIndex(sources)
     found = {s for p in target_paths(target) for s in suffixes.get(p, [])}
     assert found == _scan(target, sources)
 
 
 def test_imports_and_links_resolve_to_their_files() -> None:
     sources = ["repo/pkg/mod.py", "repo/pkg/sub/__init__.py", "docs/deploy.md", "web/util.ts"]
-    suffixes = suffix_map(sources)
+    suffixes = SourceIndex(sources)
 
     def resolve(target: str) -> list[str]:
         return [s for p in target_paths(target) for s in suffixes.get(p, [])]

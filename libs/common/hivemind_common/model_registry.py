@@ -337,8 +337,10 @@ class ModelRegistry:
         root = self.model_dir(name)
         if not root.is_dir():
             return []
-        recorded = set(await self.redis.hkeys(keys.model_versions(name)))
-        recorded = {v.decode() if isinstance(v, bytes) else str(v) for v in recorded}
+        recorded = {
+            v.decode() if isinstance(v, bytes) else str(v)
+            for v in await self.redis.hkeys(keys.model_versions(name))
+        }
         cutoff = time.time() - ORPHAN_GRACE_S
         swept: builtins.list[str] = []
         for folder in sorted(root.iterdir()):

@@ -11,18 +11,12 @@ from typing import Any
 import numpy as np
 
 from hivemind_common import keys
-from hivemind_gateway.search.index import EMBED_CHARS, DocRef, Item, mentions_time
+from hivemind_gateway.search.index import DocRef, Item, mentions_time
 
 
 def fact_text(key: str, value: str) -> str:
     """What a fact is searched by and injected as."""
     return f"{key}: {value}"
-
-
-def embed_text(text: str) -> str:
-    """What is embedded of ``text``: whitespace runs as one space, then cut (as the index's
-    worker embeds items, ``Item.embed_input``)."""
-    return " ".join(text.split())[:EMBED_CHARS]
 
 
 def load_tags(raw: str | None) -> tuple[str, ...]:

@@ -107,12 +107,9 @@ def chunk_sizes(
     chunk (32 of 256 is 3 of 24). A caller who set only a small ``chunk_tokens`` was refused
     for a field it never sent."""
     size = default_size if chunk_tokens is None else chunk_tokens
-    overlap = overlap_tokens
-    if overlap is None:
-        overlap = default_overlap
-        too_big = isinstance(size, int) and not isinstance(size, bool) and overlap >= size
-        if too_big and default_size > 0:
-            overlap = min(default_overlap * size // default_size, max(0, size - 1))
+    overlap = default_overlap if overlap_tokens is None else overlap_tokens
+    if overlap_tokens is None and isinstance(size, int) and overlap >= size:  # else: checked
+        overlap = min(default_overlap * size // default_size, max(0, size - 1))
     check_sizes(size, overlap)
     return size, overlap
 

@@ -121,8 +121,3 @@ class SourceIndex:
         candidates = self._by_tail.get(_tail(path, 2 if "/" in path else 1), ())
         found = [s for s in candidates if s == path or s.endswith("/" + path)]
         return found if found else list(default)
-
-
-def suffix_map(sources: Iterable[str]) -> SourceIndex:
-    """The sources, looked up by path tail (``index.get(path)``)."""
-    return SourceIndex(sources)

@@ -36,7 +36,7 @@ from hivemind_gateway.docs.chunking import (
     detect,
     summary,
 )
-from hivemind_gateway.docs.links import find_links, suffix_map, target_paths
+from hivemind_gateway.docs.links import SourceIndex, find_links, target_paths
 from hivemind_gateway.docs.schemas import (
     ChunkPublic,
     DocDetail,
@@ -540,7 +540,7 @@ async def _neighbours(
             by_source.setdefault(item.doc.source, []).append(item)
     # targets are looked up by path tail: a scan of every source for every link of every hit
     # took minutes of the event loop at top_k 100 and 2,000 sources
-    suffixes = suffix_map(list(by_source))
+    suffixes = SourceIndex(by_source)
     best = {s.hit.item.id: s.score for s in ranked}
     shown = {h.doc_id for h in hits}
     out: list[DocHit] = []

@@ -11,6 +11,7 @@ from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
 from hivemind_gateway.facts.schemas import FactCreate, FactPublic, FactsPublic
 from hivemind_gateway.quotas import reserve_items
+from hivemind_gateway.search.index import embed_text
 from hivemind_gateway.search.spaces import (
     drop_late_vectors,
     drop_vectors,
@@ -21,7 +22,6 @@ from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import (
     as_dict,
     change_command,
-    embed_text,
     fact_item,
     fact_text,
     load_tags,

@@ -93,15 +93,17 @@ class Item:
         return self._tokens
 
     def embed_input(self) -> str:
-        """What is embedded: a memory with a speaker is embedded as said by them. Runs of
-        whitespace are one space (the encoder's tokenizer splits on whitespace, so the vector is
-        the same), and only then is it cut: a text that opened with 4,000 spaces was cut to
-        nothing, which the embedding service refuses."""
+        """What is embedded: a memory with a speaker is embedded as said by them."""
         if self.doc is not None:
-            text = f"{self.doc.header()}\n{self.text}"
-        else:
-            text = f"{self.speaker}: {self.text}" if self.speaker else self.text
-        return " ".join(text.split())[:EMBED_CHARS]
+            return embed_text(f"{self.doc.header()}\n{self.text}")
+        return embed_text(f"{self.speaker}: {self.text}" if self.speaker else self.text)
+
+
+def embed_text(text: str) -> str:
+    """What is embedded of ``text``: runs of whitespace as one space (the encoder's tokenizer
+    splits on whitespace, so the vector is the same), and only then cut: a text that opened
+    with 4,000 spaces was cut to nothing, which the embedding service refuses."""
+    return " ".join(text.split())[:EMBED_CHARS]
 
 
 def doc_filter(

@@ -343,22 +343,15 @@ class SearchIndex:
             rows, model = await self.embedder.embed(texts, timeout_s=BACKFILL_TIMEOUT_S)
             return todo, rows, model
         except Refused as exc:
-            refused: Refused = exc
+            if len(todo) == 1:  # refused on its own already
+                await self._refused(index, kind, todo[0], exc)
+                return [], np.zeros((0, 0), dtype=np.float32), ""
         done: list[tuple[Item, np.ndarray, str]] = []
         for item, text in zip(todo, texts, strict=True):
             try:
-                if len(todo) == 1:  # already refused on its own
-                    raise refused
                 row, model = await self.embedder.embed([text], timeout_s=BACKFILL_TIMEOUT_S)
             except Refused as exc:
-                log.warning(
-                    "%s %s of tenant %s gets no vector (%s); words still find it",
-                    kind, item.id, index.tenant, exc,
-                )  # fmt: skip
-                VECTORS_REFUSED.inc()
-                if index[kind].items.get(item.id) is item:  # not a newer version meanwhile
-                    index[kind].pending.pop(item.id, None)
-                await self._release(index.tenant, kind, [item])
+                await self._refused(index, kind, item, exc)
                 continue
             done.append((item, row[0], model))
         # one model's rows only: the model may have changed between two of these calls
@@ -369,6 +362,17 @@ class SearchIndex:
             await self._release(index.tenant, kind, stale)
         rows = np.stack([row for _, row in kept]) if kept else np.zeros((0, 0), dtype=np.float32)
         return [item for item, _ in kept], rows, model
+
+    async def _refused(self, index: TenantIndex, kind: str, item: Item, exc: Refused) -> None:
+        """An item the service refuses on its own leaves the queue (its words still find it)."""
+        log.warning(
+            "%s %s of tenant %s gets no vector (%s); words still find it",
+            kind, item.id, index.tenant, exc,
+        )  # fmt: skip
+        VECTORS_REFUSED.inc()
+        if index[kind].items.get(item.id) is item:  # not a newer version meanwhile
+            index[kind].pending.pop(item.id, None)
+        await self._release(index.tenant, kind, [item])
 
     async def backfill_once(self) -> int:
         """Embed up to a batch of items that have no vector in the current model's space."""

@@ -532,6 +532,5 @@ def _files_identity(directory: Path) -> list[tuple[str, int, int]]:
     weights, config and tokenizer): a base replaced at the same path reads as another."""
     if not directory.is_dir():
         return []
-    return sorted(
-        (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in directory.iterdir() if p.is_file()
-    )
+    stats = [(p.name, p.stat()) for p in directory.iterdir() if p.is_file()]
+    return sorted((name, st.st_size, st.st_mtime_ns) for name, st in stats)
