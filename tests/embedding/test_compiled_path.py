@@ -78,19 +78,19 @@ def test_a_pass_of_two_or_more_runs_compiled_and_a_single_text_runs_traced(
 ) -> None:
     fast = compiled_encoder._fast
     used: list[tuple[str, int]] = []
-    real = fast._run
+    real = fast._forward
 
-    def spy(module: Any, texts: list[str], tokenizer: Any = None) -> np.ndarray:
-        used.append(("traced" if module is fast._module else "compiled", len(texts)))
-        return real(module, texts, tokenizer)
+    def spy(module: Any, pieces: list[list[int]]) -> np.ndarray:
+        used.append(("traced" if module is fast._module else "compiled", len(pieces)))
+        return real(module, pieces)
 
-    fast._run = spy
+    fast._forward = spy
     try:
         rows = compiled_encoder.encode(TEXTS)  # passes of 16 and 7
         alone = compiled_encoder.encode(TEXTS[:1])
         odd = compiled_encoder.encode(TEXTS[:17])  # 16 + 1: the last pass is one text
     finally:
-        del fast._run
+        del fast._forward
     assert used == [
         ("compiled", 16), ("compiled", 7), ("traced", 1), ("compiled", 16), ("traced", 1),
     ]  # fmt: skip
@@ -102,9 +102,9 @@ def test_a_shape_the_compiled_copy_lacks_goes_to_the_traced_copy(compiled_encode
     fast = compiled_encoder._fast
     # one text is a shape the graph was not built for (a size of 1 is specialised): a real
     # dynamo guard miss, refused under the fail_on_recompile stance instead of recompiled
-    assert fast._try_compiled(TEXTS[:1]) is None
+    assert fast._try_compiled(fast._pieces(TEXTS[:1])) is None
     assert fast.compiled and fast.compile_state == "on"  # a missing shape keeps the copy
-    assert fast._try_compiled(TEXTS[:3]) is not None
+    assert fast._try_compiled(fast._pieces(TEXTS[:3])) is not None
     expected = fast._run(fast._module, TEXTS[:4])
     kept = fast._compiled
 
@@ -113,7 +113,7 @@ def test_a_shape_the_compiled_copy_lacks_goes_to_the_traced_copy(compiled_encode
 
     try:
         fast._compiled = broken
-        got = fast._pass(TEXTS[:4])
+        got = fast._pass(fast._pieces(TEXTS[:4]))
         assert fast._compiled is None and fast.compile_state == "failed"  # traced from now on
         assert np.sum(got * expected, axis=1).min() > 0.9999
     finally:

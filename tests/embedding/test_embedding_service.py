@@ -246,14 +246,27 @@ def test_the_fast_path_encodes_in_passes_of_like_lengths() -> None:
         default_model_dir(), model_id="m", threads=1, precision="float32", sub_batch=4
     )
     fast = enc._fast
-    passes: list[list[str]] = []
+    passes: list[list[list[int]]] = []
     real = fast._pass
-    fast._pass = lambda texts: (passes.append(texts), real(texts))[1]
-    texts = [f"turn {i}: " + "word " * (3 + 7 * (i % 5)) for i in range(10)]
+    fast._pass = lambda pieces: (passes.append(pieces), real(pieces))[1]
+    # as many characters, not as many word pieces: punctuation is a piece a character, a
+    # common word one piece for all its letters (code beside prose in the reference library)
+    code = [f"f{i}(" + "a,b;" * (2 + i) for i in range(5)]
+    prose = [f"turn {i}: " + "internationalization " * (1 + i) for i in range(5)]
+    texts = [t for pair in zip(code, prose, strict=True) for t in pair]
     rows = enc.encode(texts)
     assert [len(p) for p in passes] == [4, 4, 2]
-    assert [len(t) for p in passes for t in p] == sorted(len(t) for t in texts)
-    alone = np.concatenate([real([t]) for t in texts])
+    lengths = [len(ids) for p in passes for ids in p]  # word pieces, in the order passes ran
+    assert lengths == sorted(len(ids) for ids in fast._pieces(texts))
+
+    def padded(groups: list[list[int]]) -> int:  # pieces a forward pass runs, padding included
+        return sum(max(g) * len(g) for g in groups)
+
+    by_chars = [len(fast._pieces([t])[0]) for t in sorted(texts, key=len)]
+    assert padded([lengths[i : i + 4] for i in range(0, 10, 4)]) < padded(
+        [by_chars[i : i + 4] for i in range(0, 10, 4)]
+    )  # sorting by characters would pad a prose text to a code text's length
+    alone = np.concatenate([enc.encode([t]) for t in texts])
     assert np.sum(rows * alone, axis=1).min() > 0.9999  # each row back in its text's place
 
 

@@ -8,8 +8,10 @@ norms). Measured here (AMD EPYC, AVX512-BF16, 2 threads, short queries): one tex
 trace) -> 2.2 ms, 16 texts 1.6 -> 0.6 ms a text, and 13% more README paragraphs a second than
 eager autocast, with vectors within cosine 0.99998 of float32's.
 
-A call's texts are encoded in passes of ``sub_batch`` texts of like lengths (sorted by length,
-as sentence-transformers does), so a short text is never padded to a long one's length.
+A call's texts are tokenized once and encoded in passes of ``sub_batch`` texts of like lengths
+in word pieces, so a short text is never padded to a long one's length. (Sorting by characters,
+as sentence-transformers does, padded the repository's chunks, code beside prose, by 13% more
+pieces than they hold; by pieces it is 0.2%, and the chunks encode ~8% faster.)
 
 Passes of two or more texts can also run a TorchInductor-compiled copy (``compile_later``),
 built on a thread of its own after start while the traced copy answers: C++ kernels fuse the
@@ -122,6 +124,7 @@ class FastPath:
         self._module = module
         self._tokenizer = tokenizer
         self._max_length = max_length
+        self._pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
         self.sub_batch = max(1, sub_batch)
         self._compiled: Any = None  # the compiled copy, once built and checked (compile_later)
         # off (never asked for, or no compiler), building, on, failed (or turned off after a
@@ -235,28 +238,42 @@ class FastPath:
         return cls(frozen, tokenizer, max_length, sub_batch=sub_batch)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text, in passes of like lengths."""
+        """Unit-length float32 vectors, one row per text, in passes of like lengths.
+
+        The call's texts are tokenized once and sorted by their number of word pieces, so each
+        pass is padded to a length its texts nearly share (sorting by characters padded the
+        repository's chunks, code beside prose, by 13% more word pieces than they hold)."""
+        pieces = self._pieces(texts)
         if len(texts) <= self.sub_batch:
-            return self._pass(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            return self._pass(pieces)
+        order = sorted(range(len(texts)), key=lambda i: len(pieces[i]))
         rows: np.ndarray | None = None
         for start in range(0, len(order), self.sub_batch):
             part = order[start : start + self.sub_batch]
-            out = self._pass([texts[i] for i in part])
+            out = self._pass([pieces[i] for i in part])
             if rows is None:
                 rows = np.empty((len(texts), out.shape[1]), dtype=np.float32)
             rows[part] = out
         assert rows is not None
         return rows
 
-    def _pass(self, texts: list[str]) -> np.ndarray:
-        if self._compiled is not None and len(texts) > 1:
-            rows = self._try_compiled(texts)
+    def _pieces(self, texts: list[str], tokenizer: Any = None) -> list[list[int]]:
+        """Each text's word-piece ids, special tokens included, cut at the model's limit."""
+        return list(
+            (tokenizer or self._tokenizer)(
+                texts, truncation=True, max_length=self._max_length, padding=False,
+                return_attention_mask=False, return_token_type_ids=False,
+            )["input_ids"]
+        )  # fmt: skip
+
+    def _pass(self, pieces: list[list[int]]) -> np.ndarray:
+        if self._compiled is not None and len(pieces) > 1:
+            rows = self._try_compiled(pieces)
             if rows is not None:
                 return rows
-        return self._run(self._module, texts)
+        return self._forward(self._module, pieces)
 
-    def _try_compiled(self, texts: list[str]) -> np.ndarray | None:
+    def _try_compiled(self, pieces: list[list[int]]) -> np.ndarray | None:
         """The compiled copy's rows, or None: a shape its graph does not cover is refused (not
         a recompile of half a minute under a request) and that pass goes to the traced copy."""
         import torch
@@ -264,10 +281,10 @@ class FastPath:
         compiled = self._compiled
         try:
             with torch.compiler.set_stance("fail_on_recompile"):
-                return self._run(compiled, texts)
+                return self._forward(compiled, pieces)
         except Exception as exc:
             if _is_recompile(exc):
-                log.debug("a pass of %d texts went to the traced copy: %s", len(texts), exc)
+                log.debug("a pass of %d texts went to the traced copy: %s", len(pieces), exc)
                 return None
             log.exception("the compiled encoder failed; the traced copy answers from now on")
             self._compiled = None
@@ -275,11 +292,21 @@ class FastPath:
             return None
 
     def _run(self, module: Any, texts: list[str], tokenizer: Any = None) -> np.ndarray:
+        """``texts`` through ``module`` in one pass (the compile thread's probes)."""
+        return self._forward(module, self._pieces(texts, tokenizer))
+
+    def _forward(self, module: Any, pieces: list[list[int]]) -> np.ndarray:
+        """One pass: the ids padded on the right to the longest (a BERT layout: one segment,
+        so every token type is 0), through ``module``."""
         import torch
 
-        batch = (tokenizer or self._tokenizer)(
-            texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="pt"
-        )
+        width = max(len(ids) for ids in pieces)
+        input_ids = np.full((len(pieces), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(pieces), width), dtype=np.int64)
+        for row, ids in enumerate(pieces):
+            input_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1
+        tensors = [torch.from_numpy(a) for a in (input_ids, mask, np.zeros_like(mask))]
         with torch.no_grad():
-            out = module(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            out = module(*tensors)
         return np.asarray(out.float().numpy(), dtype=np.float32)
