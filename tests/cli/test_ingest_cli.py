@@ -178,3 +178,21 @@ def test_new_chunk_sizes_rechunk_an_unchanged_tree(
         parts = c.get("/v1/docs", params={"collection": "default"}).json()["data"]
         detail = c.get(f"/v1/docs/{parts[0]['id']}").json()
     assert len(detail["parts"]) >= 2  # cut again at 16 tokens
+
+
+def test_the_embedding_row_counts_vectors_not_files(
+    gateway: RunningGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait for vectors shares the files row's columns: it showed "4278/4278 files" for
+    a tree of 254 files (it counts the chunks still without a vector)."""
+    (tmp_path / "notes.md").write_text("# Notes\n\n" + "\n\n".join(
+        f"## Part {i}\n\nThe backup job {i} runs at night." for i in range(12)
+    ))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    out = _ingest(gateway, "notes.md")
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "1/1 files" in rows["ingest"]
+    assert "embedding" in rows, out
+    assert "/12 vectors " in rows["embedding"] and " files " not in rows["embedding"]
+    # this gateway runs without an embedding service: the chunks are queued, not embedded
+    assert "12 chunks queued for embedding" in out and "chunks embedded" not in out

@@ -278,6 +278,7 @@ def ingest(
     walked = walk(paths, include=include, exclude=exclude, max_bytes=max_bytes, cwd=cwd)
     roots = [source_name(p, cwd) for p in paths]
     sent = unchanged = chunks = tokens = embedded = pruned = failed = 0
+    vectors_done = True  # until a run with chunks to embed does not wait for them all
     try:
         with Client(_gateway_url(gateway_url), key) as client:
             listed = known_hashes(client, collection) if prune or not force else {}
@@ -288,12 +289,14 @@ def ingest(
             columns = (
                 TextColumn("{task.description}"),
                 BarColumn(),
-                TextColumn("{task.completed}/{task.total} files"),
+                TextColumn("{task.completed}/{task.total} {task.fields[unit]}"),
                 TextColumn("{task.fields[chunks]} chunks, {task.fields[tokens]} tokens"),
                 TimeElapsedColumn(),
             )
             with Progress(*columns) as bar:
-                task = bar.add_task("ingest", total=len(walked.files), chunks=0, tokens=0)
+                task = bar.add_task(
+                    "ingest", total=len(walked.files), unit="files", chunks=0, tokens=0
+                )
                 batch: list[DocInput] = []
                 size = 0
 
@@ -352,9 +355,12 @@ def ingest(
                         if _under(source, roots) and _gone(source, cwd):
                             client.delete_doc(doc_id)
                             pruned += 1
+                vectors_done = not embedded
                 if wait and embedded:
-                    waiting = bar.add_task("embedding", total=None, chunks=chunks, tokens=tokens)
-                    _wait_for_vectors(client, bar, waiting)
+                    waiting = bar.add_task(  # vectors still to come, this run's or not
+                        "embedding", total=embedded, unit="vectors", chunks=chunks, tokens=tokens
+                    )
+                    vectors_done = _wait_for_vectors(client, bar, waiting)
     except HivemindError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -364,24 +370,31 @@ def ingest(
         f"{len(walked.files)} files: {sent} sent, {unchanged} unchanged, {pruned} pruned, "
         f"{failed} refused; skipped: {skipped}"
     )
-    typer.echo(
-        f"{chunks} chunks, {tokens} tokens in the sent files; {embedded} chunks embedded; "
-        f"{elapsed:.1f} s ({embedded / max(elapsed, 1e-9):.0f} chunks/s embedded)"
-    )
+    if vectors_done:
+        done = f"{embedded} chunks embedded; {elapsed:.1f} s ({embedded / max(elapsed, 1e-9):.0f} "
+        done += "chunks/s embedded)"
+    else:  # not waited for, or the embedding service is away: words find them meanwhile
+        done = f"{embedded} chunks queued for embedding (the gateway adds their vectors); "
+        done += f"{elapsed:.1f} s"
+    typer.echo(f"{chunks} chunks, {tokens} tokens in the sent files; {done}")
     if failed:
         raise typer.Exit(1)
 
 
-def _wait_for_vectors(client: Client, bar: Progress, task: object, timeout_s: float = 3600) -> None:
+def _wait_for_vectors(client: Client, bar: Progress, task: object, timeout_s: float = 3600) -> bool:
+    """Whether every pending vector was added (False: the embedding service is away)."""
     deadline = time.monotonic() + timeout_s
     first: int | None = None
     while time.monotonic() < deadline:
         stats = client.rag_stats()
         if not stats.embedding_available and stats.pending_vectors:
             bar.console.print("embedding service unavailable: vectors will be added later")
-            return
-        first = stats.pending_vectors if first is None else first
+            return False
+        # the most ever pending: another writer's items can join the queue meanwhile
+        first = max(first or 0, stats.pending_vectors)
         bar.update(task, total=first, completed=first - stats.pending_vectors)  # type: ignore[arg-type]
         if stats.pending_vectors == 0:
-            return
+            return True
         time.sleep(0.5)
+    bar.console.print(f"vectors still pending after {timeout_s:.0f} s; the gateway goes on")
+    return False
