@@ -236,6 +236,9 @@ def test_the_traced_fast_path_gives_the_eager_models_vectors() -> None:
             assert rows.dtype == np.float32 and rows.shape == eager.shape
             assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
             assert np.sum(rows * eager, axis=1).min() > floor, precision
+        # no texts: no rows, and the fast path stays on (the tokenizer raised on an empty
+        # list, and any failure there switched the process to the eager model for good)
+        assert enc.encode([]).shape == (0, enc.dimensions) and enc.fast_path
     assert FastPath.build([object(), object()]) is None  # another layout stays eager
 
 

@@ -154,6 +154,9 @@ class SentenceEncoder:
         """Unit-length float32 vectors, one row per text."""
         import torch
 
+        if not texts:  # the tokenizer raises on none, which turned the fast path off for good
+            return np.zeros((0, getattr(self, "dimensions", 0)), dtype=np.float32)
+
         if self._fast is not None:
             try:
                 return self._fast.encode(texts)
