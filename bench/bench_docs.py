@@ -120,6 +120,15 @@ def answered(question: dict[str, Any], hits: list[dict[str, Any]], root: Path) -
     return None
 
 
+def chunks_embedded(summary: str) -> int:
+    """The summary's count of chunks embedded; a run that ended without every vector (the
+    embedding service away, the wait run out) is a failed measurement, not a number."""
+    found = re.search(r"(\d+) chunks embedded", summary)
+    if found is None:
+        raise RuntimeError(f"the ingest did not wait for every vector:\n{summary}")
+    return int(found.group(1))
+
+
 def run_ingest(url: str, key: str, root: Path) -> tuple[float, str]:
     env = {**os.environ, "HIVEMIND_API_KEY": key, "HIVEMIND_GATEWAY_URL": url,
            "COLUMNS": "120"}  # fmt: skip
@@ -169,8 +178,7 @@ def main(out_dir: Path) -> dict[str, Any]:
         load_before = os.getloadavg()
         first_s, first = run_ingest(gw_url, key, root)
         second_s, second = run_ingest(gw_url, key, root)
-        embedded = int(re.search(r"(\d+) chunks embedded", first).group(1))  # type: ignore[union-attr]
-        again = int(re.search(r"(\d+) chunks embedded", second).group(1))  # type: ignore[union-attr]
+        embedded, again = chunks_embedded(first), chunks_embedded(second)
         result["ingest"] = {
             "paths": PATHS,
             "seconds": round(first_s, 1),

@@ -242,6 +242,20 @@ def test_the_traced_fast_path_gives_the_eager_models_vectors() -> None:
     assert FastPath.build([object(), object()]) is None  # another layout stays eager
 
 
+def test_a_tokenizer_that_pads_on_the_left_leaves_the_fast_path_off() -> None:
+    """The fast path pads its passes itself, on the right with one segment of type 0 (BERT's
+    layout); a tokenizer that pads on the left (XLNet's) would get shifted positions."""
+    from sentence_transformers import SentenceTransformer
+
+    from hivemind_embedding.encoder import default_model_dir
+    from hivemind_embedding.fast_path import FastPath
+
+    model = SentenceTransformer(str(default_model_dir()), device="cpu", local_files_only=True)
+    assert FastPath.build(model) is not None
+    model.tokenizer.padding_side = "left"
+    assert FastPath.build(model) is None
+
+
 def test_the_fast_path_encodes_in_passes_of_like_lengths() -> None:
     from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
 

@@ -360,7 +360,7 @@ def ingest(
                     waiting = bar.add_task(  # vectors still to come, this run's or not
                         "embedding", total=embedded, unit="vectors", chunks=chunks, tokens=tokens
                     )
-                    vectors_done = _wait_for_vectors(client, bar, waiting)
+                    vectors_done = _wait_for_vectors(client, bar, waiting, embedded)
     except HivemindError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -381,17 +381,19 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _wait_for_vectors(client: Client, bar: Progress, task: object, timeout_s: float = 3600) -> bool:
+def _wait_for_vectors(
+    client: Client, bar: Progress, task: object, expected: int, timeout_s: float = 3600
+) -> bool:
     """Whether every pending vector was added (False: the embedding service is away)."""
     deadline = time.monotonic() + timeout_s
-    first: int | None = None
+    first = expected
     while time.monotonic() < deadline:
         stats = client.rag_stats()
         if not stats.embedding_available and stats.pending_vectors:
             bar.console.print("embedding service unavailable: vectors will be added later")
             return False
         # the most ever pending: another writer's items can join the queue meanwhile
-        first = max(first or 0, stats.pending_vectors)
+        first = max(first, stats.pending_vectors)
         bar.update(task, total=first, completed=first - stats.pending_vectors)  # type: ignore[arg-type]
         if stats.pending_vectors == 0:
             return True

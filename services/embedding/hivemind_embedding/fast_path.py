@@ -218,6 +218,11 @@ class FastPath:
         example = tokenizer(PROBES[:2], padding=True, return_tensors="pt")
         if "token_type_ids" not in example:
             raise ValueError("the tokenizer gives no token_type_ids")
+        # passes are padded here (FastPath._forward): on the right, one segment of type 0
+        if getattr(tokenizer, "padding_side", "right") != "right" or bool(
+            example["token_type_ids"].any()
+        ):
+            raise ValueError("the tokenizer pads on the left or gives other token types")
         # traced under autocast, the graph casts to bfloat16 where autocast would (matmuls),
         # keeps float32 where it would (norms, softmax); freezing folds the weights' casts
         autocast = (
