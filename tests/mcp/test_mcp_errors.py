@@ -77,6 +77,8 @@ async def test_a_stopped_gateway_is_a_tool_error_over_http_and_the_bridge_lives_
             assert result.is_error
             assert "unreachable" in _text(result)
             assert {t.name for t in (await client.list_tools()).tools} == set(TOOL_NAMES)
+        async with http_session(url, key) as again:  # a key checked before: remembered
+            assert (await again.call_tool("fact_get", {"key": "x"})).is_error
         async with httpx.AsyncClient(base_url=url.removesuffix("/mcp"), timeout=5) as http:
             health = await http.get("/healthz")
             ready = await http.get("/readyz")
@@ -104,3 +106,26 @@ async def test_a_fact_key_with_a_slash_round_trips(in_memory_server: Any) -> Non
         got = await client.call_tool("fact_get", {"key": "hosts/aurora"})
         assert not got.is_error, _text(got)
         assert "RTX 4090" in _text(got)
+
+
+_INITIALIZE = {
+    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+               "clientInfo": {"name": "t", "version": "1"}},
+}  # fmt: skip
+
+
+async def test_a_key_the_gateway_cannot_check_opens_no_session() -> None:
+    """While the gateway was away any string passed the door, so random keys could fill the
+    bridge's session table (1000) and lock every tenant out once the gateway was back."""
+    with running_bridge(bridge_settings("http://127.0.0.1:9")) as url:
+        async with httpx.AsyncClient(timeout=30) as http:
+            for n in range(3):
+                got = await http.post(
+                    url, json=_INITIALIZE,
+                    headers={"Authorization": f"Bearer not-a-key-{n}",
+                             "Accept": "application/json, text/event-stream"},
+                )  # fmt: skip
+                assert got.status_code == 503, got.text
+                assert got.headers["retry-after"] == "5"
+                assert "cannot check the API key" in got.json()["error"]["message"]

@@ -1,9 +1,11 @@
 """The door of ``/mcp``: a bearer key the gateway accepts, or 401 before any MCP work.
 
 The key is checked by one cheap authenticated gateway read and remembered briefly (by its
-SHA-256, never in clear). Only a definite refusal (401/403) turns the caller away; if the
-gateway cannot be asked, the request goes on and every tool call reports the gateway's state
-(the gateway checks the key again on each call, so nothing is reachable without it).
+SHA-256, never in clear). A definite refusal (401/403) turns the caller away. If the gateway
+cannot be asked, a request on an open session goes on and every tool call reports the
+gateway's state (the gateway checks the key again on each call, so nothing is reachable without
+it); a request that would open a session gets 503 with Retry-After, so that unchecked keys
+(any string, while the gateway is away) cannot fill the bridge's session table.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hivemind_mcp.metrics import KEY_CHECKS
 log = logging.getLogger(__name__)
 
 MAX_REMEMBERED = 4096
+UNCHECKED_RETRY_S = 5  # Retry-After of a session refused while the gateway cannot check keys
 
 
 class KeyChecker:
@@ -40,14 +43,19 @@ class KeyChecker:
 
     async def refusal(self, key: str) -> str | None:
         """None when the key may pass; else the reason it is refused."""
+        return (await self.check(key))[0]
+
+    async def check(self, key: str) -> tuple[str | None, bool]:
+        """(the reason the key is refused or None, whether the gateway vouched for it: False
+        when the gateway could not be asked and the key was not remembered)."""
         if not (key.isascii() and key.isprintable()):
             KEY_CHECKS.labels("refused").inc()
-            return "malformed API key"
+            return "malformed API key", False
         digest = hashlib.sha256(key.encode()).hexdigest()
         now = time.monotonic()
         if self._good_until.get(digest, 0.0) > now:
             KEY_CHECKS.labels("remembered").inc()
-            return None
+            return None, True
         if self.http is None:
             raise RuntimeError("KeyChecker used before its HTTP client was set")
         try:
@@ -57,17 +65,17 @@ class KeyChecker:
         except (httpx.HTTPError, ValueError) as exc:  # ValueError: a header httpx cannot send
             log.warning("cannot check an API key, gateway unreachable: %s", type(exc).__name__)
             KEY_CHECKS.labels("unchecked").inc()
-            return None
+            return None, False
         if response.status_code in (401, 403):
             self._good_until.pop(digest, None)
             KEY_CHECKS.labels("refused").inc()
-            return "the API key was refused by the gateway"
+            return "the API key was refused by the gateway", False
         KEY_CHECKS.labels("accepted" if response.is_success else "unchecked").inc()
         if response.is_success:
             if len(self._good_until) >= MAX_REMEMBERED:
                 self._good_until = {k: t for k, t in self._good_until.items() if t > now}
             self._good_until[digest] = now + self.ttl_s
-        return None
+        return None, response.is_success
 
     def forget(self, key: str) -> None:
         """Drop a remembered key (the gateway refused it on a tool call)."""
@@ -106,16 +114,21 @@ class BearerKeyGate:
             await self.app(scope, receive, send)
             return
         key = bearer_from_scope(scope)
+        vouched = False
         if key is None:
             KEY_CHECKS.labels("missing").inc()
             reason: str | None = "missing API key: send 'Authorization: Bearer <key>'"
         else:
-            reason = await self.checker.refusal(key)
+            reason, vouched = await self.checker.check(key)
         if reason is None and key is not None:
             user = key_user(key)
             opening = scope.get("method") == "POST" and not any(
                 name == b"mcp-session-id" for name, _ in scope.get("headers") or []
             )
+            if opening and not vouched:  # any string passes while the gateway is away
+                await _refuse(send, 503, "the gateway cannot check the API key right now; "
+                              "retry shortly", retry_after=UNCHECKED_RETRY_S)  # fmt: skip
+                return
             if not (opening and self.per_key):
                 await self.app({**scope, "user": user}, receive, send)
                 return
@@ -136,12 +149,14 @@ class BearerKeyGate:
         await _refuse(send, 401, reason or "missing API key")
 
 
-async def _refuse(send: Send, status: int, reason: str) -> None:
+async def _refuse(send: Send, status: int, reason: str, *, retry_after: int = 0) -> None:
     body = json.dumps(
         {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": reason}}
     ).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="hivemind"'))
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
