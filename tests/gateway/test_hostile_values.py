@@ -79,3 +79,30 @@ def test_helper_texts_are_bounded(gateway: RunningGateway) -> None:
         assert c.post("/v1/chunk", json={"text": big}).status_code == 422
         ok = c.post("/v1/tokenize", json={"text": "hello world"})
         assert ok.status_code == 200 and ok.json()["count"] >= 2
+
+
+def test_stop_sequences_are_bounded_on_every_generation_route(gateway: RunningGateway) -> None:
+    """Each stop sequence is checked on every generated token: a body of a million of them
+    (8 MiB) held the shared model for every tenant. Refused before any inference work."""
+    from hivemind_common.text import MAX_STOP_CHARS, MAX_STOP_SEQUENCES
+    from hivemind_inference.schemas import ChatRequest, CompletionRequest
+
+    many = [f"z{i}" for i in range(MAX_STOP_SEQUENCES + 1)]
+    long = "z" * (MAX_STOP_CHARS + 1)
+    chat = [{"role": "user", "content": "write an essay"}]
+    with gateway.client() as c:
+        for stop in (many, long, [long]):
+            for path, body in (
+                ("/v1/chat/completions", {"model": "m", "messages": chat, "stop": stop}),
+                ("/v1/completions", {"model": "m", "prompt": "an essay", "stop": stop}),
+                ("/v1/messages", {"model": "m", "max_tokens": 8, "messages": chat,
+                                  "stop_sequences": stop if isinstance(stop, list) else [stop]}),
+            ):  # fmt: skip
+                r = c.post(path, json=body)
+                assert r.status_code in (400, 422), (path, r.status_code, r.text)
+                assert "stop" in r.text, r.text
+    for model in (ChatRequest, CompletionRequest):  # the inference service's own bodies
+        for stop in (many, long):
+            with pytest.raises(ValueError):
+                model.model_validate({"messages": chat, "prompt": "x", "stop": stop})
+        assert model.model_validate({"messages": chat, "stop": many[:4]}).stop == many[:4]

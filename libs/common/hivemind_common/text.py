@@ -15,7 +15,7 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 # C0 controls except \t \n \r, DEL and the C1 controls, and every surrogate code point
@@ -189,6 +189,19 @@ MAX_MESSAGE_CHARS = 1_000_000
 MAX_QUERY_CHARS = 4000
 """Longest search query; lexical scoring also reads no more of a chat's text than this."""
 
+MAX_STOP_SEQUENCES = 16
+"""Most stop sequences one request may name: each is checked on every generated token, so a
+body of a million of them held the shared model for everyone (OpenAI allows 4)."""
+
+MAX_STOP_CHARS = 500
+"""Longest stop sequence."""
+
+StopText = Annotated[str, StringConstraints(max_length=MAX_STOP_CHARS)]
+StopList = Annotated[list[StopText], Field(max_length=MAX_STOP_SEQUENCES)]
+"""Stop sequences as a list (Anthropic's ``stop_sequences``; OpenAI's ``stop`` takes one too)."""
+StopField = StopText | StopList
+"""OpenAI's ``stop``: one sequence or a list of them."""
+
 SearchQuery = Annotated[
     str,
     StringConstraints(strict=True, min_length=1, max_length=MAX_QUERY_CHARS),
@@ -200,11 +213,15 @@ __all__ = [
     "MAX_CHAT_MESSAGES",
     "MAX_MESSAGE_CHARS",
     "MAX_QUERY_CHARS",
+    "MAX_STOP_CHARS",
+    "MAX_STOP_SEQUENCES",
     "ConversationInputModel",
     "InputModel",
     "JsonValue",
     "SafeText",
     "SearchQuery",
+    "StopField",
+    "StopList",
     "Text",
     "check_json_text",
     "check_not_blank",

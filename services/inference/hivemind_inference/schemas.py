@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import ConfigDict, Field
 
 from hivemind_common.ids import NAME_PATTERN
-from hivemind_common.text import InputModel
+from hivemind_common.text import InputModel, StopField
 from hivemind_inference.logprobs import MAX_TOP_LOGPROBS
 
 
@@ -40,7 +40,7 @@ class SamplingFields(InputModel):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: StopField | None = None
     seed: int | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)

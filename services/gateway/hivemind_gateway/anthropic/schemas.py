@@ -6,7 +6,12 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator
 
-from hivemind_common.text import MAX_CHAT_MESSAGES, ConversationInputModel, InputModel
+from hivemind_common.text import (
+    MAX_CHAT_MESSAGES,
+    ConversationInputModel,
+    InputModel,
+    StopList,
+)
 from hivemind_gateway.openai.schemas import HivemindOptions, check_message_length
 
 
@@ -40,5 +45,5 @@ class MessagesBody(CountTokensBody):
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0)
-    stop_sequences: list[str] | None = None
+    stop_sequences: StopList | None = None
     metadata: dict[str, Any] | None = None

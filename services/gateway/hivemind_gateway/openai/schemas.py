@@ -16,6 +16,7 @@ from hivemind_common.text import (
     MAX_MESSAGE_CHARS,
     ConversationInputModel,
     InputModel,
+    StopField,
 )
 from hivemind_gateway.docs.schemas import Collection
 
@@ -87,6 +88,7 @@ class ChatBody(ConversationInputModel):
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    stop: StopField | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     hivemind: HivemindOptions | None = None
@@ -114,6 +116,7 @@ class CompletionBody(InputModel):
     seed: int | None = None
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
     max_tokens: int | None = Field(default=None, ge=1)
+    stop: StopField | None = None
     logprobs: int | None = Field(default=None, ge=0, le=5)
     hivemind: HivemindOptions | None = None
 
