@@ -193,11 +193,15 @@ def chat_payload(body: dict[str, Any], model: str) -> dict[str, Any]:
     return with_stream_and_options(body, payload)
 
 
-def _input(arguments: str) -> Any:
+def tool_input(arguments: str) -> dict[str, Any]:
+    """A tool call's arguments as the object Anthropic's ``input`` is: what is not a JSON
+    object (plain text a model wrote, a list, a number) comes as ``{"_raw": <text>}``, never
+    dropped, and never a value the official client fails to parse."""
     try:
-        return json.loads(arguments) if arguments.strip() else {}
+        value = json.loads(arguments) if arguments.strip() else {}
     except ValueError:
-        return {"_raw": arguments}  # never drop what the model wrote
+        value = None
+    return value if isinstance(value, dict) else {"_raw": arguments}
 
 
 def message_from_events(events: list[Event], *, model: str) -> dict[str, Any]:
@@ -222,7 +226,7 @@ def message_from_events(events: list[Event], *, model: str) -> dict[str, Any]:
         elif isinstance(event, Finished):
             finished = event
     for index, block in calls.items():
-        block["input"] = _input(args.get(index, ""))
+        block["input"] = tool_input(args.get(index, ""))
     return {
         "id": new_message_id(),
         "type": "message",

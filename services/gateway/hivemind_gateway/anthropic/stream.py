@@ -4,6 +4,10 @@
 ``content_block_delta`` s (``text_delta``, ``thinking_delta``, ``input_json_delta``) and
 ``content_block_stop``; then ``message_delta`` (stop reason, usage) and ``message_stop``. A
 failure mid-stream is an ``error`` event in Anthropic's envelope.
+
+A tool call's arguments are gathered and sent as one ``input_json_delta`` when its block
+closes, always a JSON object (``convert.tool_input``): the official client parses the deltas as
+JSON as they come, and a model that wrote plain text as arguments broke its stream.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import orjson
 
 from hivemind_common.error_handlers import anthropic_error_body
-from hivemind_gateway.anthropic.convert import new_message_id, stop_fields
+from hivemind_gateway.anthropic.convert import new_message_id, stop_fields, tool_input
 from hivemind_gateway.openai.events import (
     Event,
     Failed,
@@ -46,9 +50,16 @@ async def message_events(events: AsyncIterator[Event], *, model: str) -> AsyncIt
     yield sse_event("ping", {})
     index = -1
     open_kind: str | None = None  # text | thinking | tool:<n>
+    arguments: list[str] = []  # the open tool block's, sent whole as it closes
 
     def close() -> bytes:
-        return sse_event("content_block_stop", {"index": index})
+        head = b""
+        if open_kind is not None and open_kind.startswith("tool:"):
+            whole = orjson.dumps(tool_input("".join(arguments))).decode()
+            arguments.clear()
+            delta = {"type": "input_json_delta", "partial_json": whole}
+            head = sse_event("content_block_delta", {"index": index, "delta": delta})
+        return head + sse_event("content_block_stop", {"index": index})
 
     async for event in events:
         if isinstance(event, Failed):
@@ -74,7 +85,9 @@ async def message_events(events: AsyncIterator[Event], *, model: str) -> AsyncIt
             yield sse_event("content_block_start", {"index": index, "content_block": block})
         elif kind != open_kind:
             continue  # arguments of a call that was never started
-        if delta_body is not None:
+        if isinstance(event, ToolArgs):
+            arguments.append(event.piece)
+        elif delta_body is not None:
             yield sse_event("content_block_delta", {"index": index, "delta": delta_body})
 
 
