@@ -61,6 +61,15 @@ def shape_errors_are_invalid(convert: _F) -> _F:
     return wrapped  # type: ignore[return-value]
 
 
+def part_text(part: Any, field: str, where: str) -> str:
+    """A content part's text field: a string, or absent (empty). ``null``, a number or an
+    object is the caller's 400; ``str()`` of it sent the model "None" or a Python repr."""
+    value = part.get(field, "")
+    if not isinstance(value, str):
+        raise Invalid(f"{field} must be a string", param=f"{where}.{field}")
+    return value
+
+
 class Unauthorized(HivemindError):
     status = 401
     code = "unauthorized"

@@ -13,7 +13,7 @@ import re
 import secrets
 from typing import Any
 
-from hivemind_common.errors import Invalid, shape_errors_are_invalid
+from hivemind_common.errors import Invalid, part_text, shape_errors_are_invalid
 from hivemind_gateway.openai.events import (
     Event,
     Finished,
@@ -55,7 +55,7 @@ def _text_of(content: Any, where: str) -> str:
                 f"a {block.get('type')!r} block is not supported here by a text-only model",
                 param=f"{where}[{i}]",
             )
-        texts.append(str(block.get("text", "")))
+        texts.append(part_text(block, "text", f"{where}[{i}]"))
     return "\n".join(texts)
 
 
@@ -85,7 +85,7 @@ def _user_messages(content: Any, i: int) -> list[dict[str, Any]]:
                 text = f"Error: {text}"
             out.append({"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text})
         elif kind == "text":
-            texts.append(str(block.get("text", "")))
+            texts.append(part_text(block, "text", f"messages[{i}].content[{j}]"))
         else:
             raise Invalid(
                 f"a {kind!r} block is not supported by a text-only model",
@@ -105,9 +105,9 @@ def _assistant_message(content: Any, i: int) -> dict[str, Any]:
     for j, block in enumerate(content):
         kind = block.get("type")
         if kind == "text":
-            texts.append(str(block.get("text", "")))
+            texts.append(part_text(block, "text", f"messages[{i}].content[{j}]"))
         elif kind == "thinking":
-            thinking.append(str(block.get("thinking", "")))
+            thinking.append(part_text(block, "thinking", f"messages[{i}].content[{j}]"))
         elif kind == "redacted_thinking":
             continue
         elif kind == "tool_use":

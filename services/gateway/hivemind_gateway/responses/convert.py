@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any
 
-from hivemind_common.errors import Invalid, shape_errors_are_invalid
+from hivemind_common.errors import Invalid, part_text, shape_errors_are_invalid
 from hivemind_gateway.openai.events import (
     Event,
     Finished,
@@ -40,7 +40,7 @@ def _text(content: Any, where: str) -> str:
                 f"a {part.get('type')!r} part is not supported by a text-only model",
                 param=f"{where}[{j}]",
             )
-        texts.append(str(part.get("text", "")))
+        texts.append(part_text(part, "text", f"{where}[{j}]"))
     return "\n".join(texts)
 
 
@@ -199,7 +199,7 @@ def message_item(text: str, status: str = "completed") -> dict[str, Any]:
         "id": new_id("msg"),
         "status": status,
         "role": "assistant",
-        "content": [part] if status == "completed" else [],
+        "content": [] if status == "in_progress" else [part],
     }
 
 
@@ -236,5 +236,7 @@ def response_from_events(body: dict[str, Any], events: list[Event]) -> dict[str,
     for i in sorted(calls):
         call_id, name, arguments = calls[i]
         output.append(call_item(call_id, name, arguments, status="completed"))
+    if output and finished.reason == "length":  # cut off: the item being written is too
+        output[-1]["status"] = "incomplete"
     shell = response_shell(body, new_id("resp"), "completed")
     return {**finish_shell(shell, finished), "output": output}

@@ -84,7 +84,8 @@ async def response_events(
             yield w.event("response.failed", response=failed)
             return
         elif isinstance(event, Finished):
-            for out in _close(w, item):
+            # cut off (max_output_tokens): the item being written ends incomplete, as OpenAI's
+            for out in _close(w, item, "incomplete" if event.reason == "length" else "completed"):
                 yield out
             done = {**finish_shell(shell, event), "output": w.output}
             kind = "response.incomplete" if done["status"] == "incomplete" else "response.completed"
@@ -107,7 +108,7 @@ def _open_message(w: _Writer, item: dict[str, Any]) -> list[bytes]:
     ]
 
 
-def _close(w: _Writer, item: dict[str, Any] | None) -> list[bytes]:
+def _close(w: _Writer, item: dict[str, Any] | None, status: str = "completed") -> list[bytes]:
     """The events that end an output item; the item joins the response's output."""
     if item is None:
         return []
@@ -119,9 +120,9 @@ def _close(w: _Writer, item: dict[str, Any] | None) -> list[bytes]:
         ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
         out.append(w.event("response.output_text.done", text=text, logprobs=[], **ids))
         out.append(w.event("response.content_part.done", part=part, **ids))
-        item.update(status="completed", content=[part])
+        item.update(status=status, content=[part])
     else:
-        item["status"] = "completed"
+        item["status"] = status
         out.append(
             w.event(
                 "response.function_call_arguments.done",
