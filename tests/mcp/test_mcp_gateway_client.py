@@ -65,3 +65,19 @@ async def test_an_unreachable_gateway_does_not_lock_callers_out() -> None:
     async with httpx.AsyncClient(base_url="http://127.0.0.1:9", timeout=2) as http:
         checker = KeyChecker(http, check_path="/v1/facts?limit=1", ttl_s=60)
         assert await checker.refusal("hm_abc_def") is None
+
+
+async def test_messages_keep_the_urls_password_out_say_when_to_retry_and_name_a_bad_key() -> None:
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from hivemind_mcp.gateway import GatewayClient
+
+    async with httpx.AsyncClient(base_url="http://user:s3cret@127.0.0.1:9", timeout=2) as http:
+        gateway = GatewayClient(http)
+        with pytest.raises(ToolError) as down:
+            await gateway.call("GET", "/v1/facts", api_key="hm_abc_def")
+        assert "unreachable" in str(down.value) and "s3cret" not in str(down.value)
+        with pytest.raises(ToolError, match="printable ASCII"):  # was a bare UnicodeEncodeError
+            await gateway.call("GET", "/v1/facts", api_key="hm_clé")
+    limited = httpx.Response(429, json={"detail": "slow down"}, headers={"Retry-After": "7"})
+    assert "retry after 7 s" in refusal_message(limited)

@@ -71,6 +71,9 @@ def refusal_message(response: httpx.Response) -> str:
         hint = "the Hive-Mind gateway failed"
     else:
         hint = _STATUS_HINTS.get(status, "the request was refused")
+    retry = response.headers.get("retry-after", "")
+    if status in (429, 503) and retry.isdigit():
+        hint += f"; retry after {retry} s"
     return f"{hint} (HTTP {status}): {detail}" if detail else f"{hint} (HTTP {status})"
 
 
@@ -85,7 +88,9 @@ class GatewayClient:
 
     @property
     def base_url(self) -> str:
-        return str(self.http.base_url).rstrip("/")
+        """The gateway's URL for messages: without a user or password it may carry."""
+        url = self.http.base_url.copy_with(username=None, password=None)
+        return str(url).rstrip("/")
 
     async def call(
         self,
@@ -121,6 +126,10 @@ class GatewayClient:
             raise ToolError(
                 f"the Hive-Mind gateway at {self.base_url} is unreachable "
                 f"({type(exc).__name__}); is it running?"
+            ) from exc
+        except ValueError as exc:  # a key httpx cannot send as a header (not ASCII, a newline)
+            raise ToolError(
+                "the API key cannot be sent (it must be printable ASCII): check HIVEMIND_API_KEY"
             ) from exc
         if response.status_code >= 400:
             if response.status_code == 401 and self.on_refused_key is not None:
