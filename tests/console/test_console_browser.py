@@ -103,7 +103,7 @@ def test_sign_in_works_from_the_keyboard_and_a_wrong_key_is_told_so(
         tab.page.keyboard.press("Tab")  # the skip link first
         tab.page.keyboard.press("Tab")
         assert tab.page.evaluate("() => document.activeElement.id") == "api_key"
-        tab.page.keyboard.type("hm_nope_nope")
+        tab.page.keyboard.type("hm_0bad0bad_nope")
         tab.page.keyboard.press("Enter")
         tab.page.wait_for_load_state("networkidle")
         assert "unknown API key" in _text(tab, "[role=alert]")

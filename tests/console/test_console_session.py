@@ -316,6 +316,14 @@ def test_odd_input_to_the_console_is_refused_not_a_500(console: RunningGateway) 
     with httpx.Client(base_url=console.url, timeout=30) as anon:
         r = anon.post("/console/signin", content=body, headers=headers)
         assert r.status_code in (400, 401, 422) or (r.status_code == 200 and "sign" in r.text)
+        # the same surrogate in the key id, which names a Redis key: its encoding raised a 500
+        in_id = body.replace(b"hm_a_+2AA-", b"hm_+2AA-_x")
+        r = anon.post("/console/signin", content=in_id, headers=headers)
+        assert r.status_code == 401 and "malformed API key" in r.text, r.text
+        # an Origin (or Referer) that is not a URL at all: another site, not a 500
+        for name in ("origin", "referer"):
+            r = anon.post("/console/signin", data={"api_key": "x"}, headers={name: "http://[::1"})
+            assert r.status_code == 403, (name, r.status_code)
         # a cookie whose session id ends in a newline ("$" matched before it): not a 400
         cookie = {"cookie": f'{COOKIE}="{"a" * 43}\\012"'}
         assert anon.get("/v1/facts", headers=cookie).status_code == 401

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -68,11 +69,17 @@ def hash_secret(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+_KEY_ID = re.compile(r"[0-9a-f]{1,32}")
+
+
 def _split_key(plaintext: str) -> str | None:
+    """The key id of ``hm_<id>_<secret>``, or None. The id is hex (``create``): anything else
+    (a lone surrogate decoded from a form post) never reaches a Redis key name, whose strict
+    encoding raised a 500."""
     parts = plaintext.split("_")
     if len(parts) != 3 or parts[0] != "hm" or not parts[1] or not parts[2]:
         return None
-    return parts[1]
+    return parts[1] if _KEY_ID.fullmatch(parts[1]) else None
 
 
 class ApiKeyStore:

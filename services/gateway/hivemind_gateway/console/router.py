@@ -60,7 +60,10 @@ def _same_origin(request: Request) -> None:
         if origin is None:
             return  # a client that sends neither is not a browser on another site
     # an opaque origin ("null": a sandboxed frame, a data: page) is another site, never ours
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # "http://[::1": not a URL, so not this console
+        raise Forbidden("a console form must be posted from the console itself") from None
     if (parts.scheme, parts.netloc) != (request.url.scheme, request.url.netloc):
         raise Forbidden("a console form must be posted from the console itself")
 
