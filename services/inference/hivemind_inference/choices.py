@@ -18,6 +18,7 @@ from typing import Any
 from hivemind_common.errors import Invalid
 from hivemind_inference.engine import GenerationCancelled, ModelCopy
 from hivemind_inference.logprobs import Aligner, TokenTrace, chat_logprobs, text_logprobs
+from hivemind_inference.schemas import usable_seed
 
 
 @dataclass
@@ -38,7 +39,7 @@ class ChoiceRun:
     def kwargs(self, index: int) -> dict[str, Any]:
         kw = dict(self.kw)
         if self.seed is not None:
-            kw["seed"] = self.seed + index
+            kw["seed"] = usable_seed(self.seed + index)
         return kw
 
 

@@ -61,7 +61,8 @@ def _call_for_template(call: Any) -> Any:
         return call
     fn = dict(call["function"])
     if isinstance(fn.get("arguments"), str):
-        with contextlib.suppress(ValueError):  # not JSON: the template gets the text as it came
+        # not JSON (or nested past the parser's depth): the template gets the text as it came
+        with contextlib.suppress(ValueError, RecursionError):
             fn["arguments"] = json.loads(fn["arguments"])
     return {**call, "function": fn}
 

@@ -147,6 +147,11 @@ def check_schema(schema: dict[str, Any], param: str) -> None:
         raise Invalid(
             f"not a valid JSON Schema: {exc.message}", param=param, code="invalid_schema"
         ) from exc
+    except (TypeError, AttributeError, ValueError, LookupError, RecursionError) as exc:
+        # "$schema": [] or 5 (validator_for reads it as a URI) raised past SchemaError: a 500
+        raise Invalid(
+            f"not a valid JSON Schema ({type(exc).__name__})", param=param, code="invalid_schema"
+        ) from exc
 
 
 def response_schema(response_format: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:

@@ -6,9 +6,9 @@ a 400 naming the field, here as at the gateway.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from hivemind_common.ids import NAME_PATTERN
 from hivemind_common.text import InputModel, StopField
@@ -20,6 +20,7 @@ class ChatMessageIn(InputModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # 5 there raised in the template step
 
 
 class StreamOptions(InputModel):
@@ -28,10 +29,35 @@ class StreamOptions(InputModel):
     include_usage: bool = False
 
 
+# llama.cpp reads this seed as "pick one at random" (and takes seeds modulo 2**32): a seeded
+# request, which the gateway caches as deterministic, must never reach it
+RANDOM_SEED = 0xFFFFFFFF
+MAX_LOGIT_BIAS = 300  # OpenAI's bounds: entries, and each bias within +-100
+_DEFAULTED = ("stream", "n", "temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+def usable_seed(seed: int) -> int:
+    """``seed`` in [0, 2**32 - 1), the seeds llama.cpp keeps as given."""
+    return seed % RANDOM_SEED
+
+
 class SamplingFields(InputModel):
     """Sampling fields shared by chat and text completions."""
 
     model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls_are_defaults(cls, data: Any) -> Any:
+        """OpenAI's clients send ``null`` for a field the caller set to None: its default."""
+        if isinstance(data, dict) and any(data.get(k, 0) is None for k in _DEFAULTED):
+            return {k: v for k, v in data.items() if not (k in _DEFAULTED and v is None)}
+        return data
+
+    @field_validator("seed")
+    @classmethod
+    def _seed(cls, value: int | None) -> int | None:
+        return None if value is None else usable_seed(value)
 
     model: str | None = None
     stream: bool = False
@@ -44,7 +70,13 @@ class SamplingFields(InputModel):
     seed: int | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: (
+        Annotated[
+            dict[str, Annotated[float, Field(ge=-100, le=100)]],
+            Field(max_length=MAX_LOGIT_BIAS),
+        ]
+        | None
+    ) = None
     # llama.cpp extras, accepted under their usual names
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)

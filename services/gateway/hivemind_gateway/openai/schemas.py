@@ -61,6 +61,7 @@ class ChatMessage(InputModel):
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # a number there was inference's 500
 
     _content_length = field_validator("content")(check_message_length)
 
@@ -81,7 +82,7 @@ class ChatBody(ConversationInputModel):
 
     model: str = Field(min_length=1, max_length=128)
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_CHAT_MESSAGES)
-    stream: bool = False
+    stream: bool | None = False  # null: OpenAI's clients send it for a caller's None
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
@@ -111,7 +112,7 @@ class CompletionBody(InputModel):
         | Annotated[list[int], Field(max_length=MAX_MESSAGE_CHARS)]
     )
     suffix: str | None = Field(default=None, max_length=MAX_MESSAGE_CHARS)
-    stream: bool = False
+    stream: bool | None = False  # null: OpenAI's clients send it for a caller's None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     seed: int | None = None
     n: int | None = Field(default=None, ge=1, le=MAX_CHOICES)
