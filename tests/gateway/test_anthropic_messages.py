@@ -253,6 +253,33 @@ def test_retrieval_is_injected_into_the_system_prompt(gw: RunningGateway) -> Non
     assert int(agent_sized.headers["x-hivemind-rag-items"]) >= 1
 
 
+def test_a_token_count_counts_what_retrieval_would_inject(gw: RunningGateway) -> None:
+    """It counted only the caller's messages, so a client budgeting with it overran; and it
+    is not a retrieval anyone asked for, so it logs none."""
+    fact = "The deploy target of project atlas is the staging cluster named kestrel."
+    ask = [{"role": "user", "content": "What is the deploy target of atlas?"}]
+    with gw.client(role="write") as c:
+        c.put("/v1/facts/atlas-deploy", json={"value": fact}).raise_for_status()
+
+        def indexed() -> bool:  # /v1/rag/context logs before it answers: nothing pending
+            hit = c.post("/v1/rag/context", json={"query": "deploy target of project atlas"})
+            return "kestrel" in hit.json().get("text", "")
+
+        wait_until(indexed, timeout=30, what="the fact to be searchable")
+        before = c.get("/v1/rag/stats").json()
+    claude = anthropic.Anthropic(base_url=gw.url, api_key=gw.key(role="read"), max_retries=0)
+    off = {"hivemind": {"rag": False}}
+    counted = claude.messages.count_tokens(model="claude-x", messages=ask)
+    counted_plain = claude.messages.count_tokens(model="claude-x", messages=ask, extra_body=off)
+    with gw.client() as c:
+        after = c.get("/v1/rag/stats").json()
+    assert (after["counters"], after["logged"]) == (before["counters"], before["logged"])
+    plain = claude.messages.create(model="claude-x", max_tokens=2, messages=ask, extra_body=off)
+    injected = claude.messages.create(model="claude-x", max_tokens=2, messages=ask)
+    assert counted_plain.input_tokens == plain.usage.input_tokens
+    assert counted.input_tokens == injected.usage.input_tokens > plain.usage.input_tokens + 10
+
+
 def test_system_turns_between_user_turns_are_accepted(claude: anthropic.Anthropic) -> None:
     message = claude.messages.create(
         model="claude-x",

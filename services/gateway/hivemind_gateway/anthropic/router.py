@@ -54,12 +54,15 @@ async def create_message(
 async def count_tokens(
     body: CountTokensBody, principal: KeyHeaderPrincipal, state: StateDep
 ) -> dict[str, int]:
-    """Prompt tokens of a Messages request, by the served model's own template and tokenizer."""
+    """Prompt tokens of a Messages request, by the served model's own template and tokenizer,
+    with the retrieved context a chat would carry (its max_tokens unknown here: 256 reserved)."""
     payload = chat_payload(body.model_dump(exclude_unset=True), local_model(state, body.model))
     served: ServedModels = state.served_models
     chars = sum(len(str(m.get("content") or "")) for m in payload["messages"])
     card = await served.resolve(payload["model"], prompt_chars=chars)
-    request = {"model": card["id"], "messages": payload["messages"]}
+    # counted as the request would be sent: with what retrieval would inject into it
+    messages = await service.with_retrieval(state, principal, payload, card)
+    request = {"model": card["id"], "messages": messages}
     if payload.get("tools") and payload.get("tool_choice") != "none":
         request["tools"] = payload["tools"]
     data, _ = await post_json(state.inference_http, "inference", "/tokenize", request)

@@ -109,8 +109,10 @@ async def inject_retrieval(
     session_id: str | None,
     collections: list[str] | None = None,
     skip_collections: list[str] | None = None,
+    record: bool = True,
 ) -> Injected:
-    """Messages with retrieved context in the system prompt; unchanged when nothing fits."""
+    """Messages with retrieved context in the system prompt; unchanged when nothing fits
+    (``record=False``: no retrieval log line, for a token count)."""
     query = last_user_text(messages)
     if not query.strip() or budget_tokens <= 0:
         return Injected(messages)
@@ -126,6 +128,7 @@ async def inject_retrieval(
             log_later=True,
             collections=collections,
             skip_collections=skip_collections,
+            record=record,
         )
         if ctx.text.strip() and count(ctx.text) > VERIFY_ABOVE * budget_tokens:
             # near the budget the calibrated estimate is not enough: ask the real tokenizer

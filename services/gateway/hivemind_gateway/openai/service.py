@@ -236,17 +236,12 @@ async def run_chat(
     def wants_capture() -> Awaitable[bool]:
         return capture_wanted(state.redis, principal, opts.get("capture"), settings.capture_default)
 
-    rag_on = settings.rag_enabled and opts.get("rag") is not False
+    rag_on = rag_wanted(state, opts)
     own_messages = payload["messages"]  # injection copies; this list is never changed
     retrieved: list[str] = []
     capture: bool | None = None
     if rag_on:
-        n_ctx = int(card.get("n_ctx", 2048))
-        # the answer's reserve: agents ask for far more than they use (Claude Code sends 32000),
-        # and inference clips max_tokens to the room left, so at most a quarter of the window
-        wanted = payload.get("max_completion_tokens") or payload.get("max_tokens") or 256
-        room = n_ctx - chars // CHARS_PER_TOKEN - min(int(wanted), n_ctx // 4)
-        budget = min(settings.rag_budget_tokens, room)
+        budget = rag_budget(state, card, payload, chars)
         # the served version and the tenant's capture switch are read while retrieval runs
         with RETRIEVAL_SECONDS.time():
             injected, (version, capture) = await _alongside(
@@ -305,6 +300,23 @@ async def run_chat(
     )
 
 
+def rag_budget(
+    state: GatewayState, card: dict[str, Any], payload: dict[str, Any], chars: int
+) -> int:
+    """Tokens retrieval may add to a chat of ``chars`` characters on the model of ``card``."""
+    n_ctx = int(card.get("n_ctx", 2048))
+    # the answer's reserve: agents ask for far more than they use (Claude Code sends 32000),
+    # and inference clips max_tokens to the room left, so at most a quarter of the window
+    wanted = payload.get("max_completion_tokens") or payload.get("max_tokens") or 256
+    room = n_ctx - chars // CHARS_PER_TOKEN - min(int(wanted), n_ctx // 4)
+    return min(state.settings.rag_budget_tokens, room)
+
+
+def rag_wanted(state: GatewayState, opts: dict[str, Any]) -> bool:
+    """Whether a chat gets retrieval: on in the settings, not turned off by the request."""
+    return bool(state.settings.rag_enabled) and opts.get("rag") is not False
+
+
 async def _retrieve(
     state: GatewayState,
     principal: Principal,
@@ -312,6 +324,8 @@ async def _retrieve(
     model: str,
     budget_tokens: int,
     opts: dict[str, Any],
+    *,
+    record: bool = True,
 ) -> Injected:
     return await inject_retrieval(
         state,
@@ -322,7 +336,21 @@ async def _retrieve(
         session_id=opts.get("session_id"),
         collections=opts.get("collections"),
         skip_collections=opts.get("skip_collections"),
+        record=record,
     )
+
+
+async def with_retrieval(
+    state: GatewayState, principal: Principal, payload: dict[str, Any], card: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The messages as a chat of ``payload`` would send them, retrieval injected, without a
+    retrieval log line: what a token count must count (it counted the caller's own only)."""
+    opts = payload.get("hivemind") or {}
+    if not rag_wanted(state, opts):
+        return list(payload["messages"])
+    budget = rag_budget(state, card, payload, _prompt_chars(payload["messages"]))
+    injected = await _retrieve(state, principal, payload, card["id"], budget, opts, record=False)
+    return injected.messages
 
 
 async def text_completion(

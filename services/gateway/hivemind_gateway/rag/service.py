@@ -354,12 +354,15 @@ async def retrieve_context(
     with_explain: bool = False,
     collections: list[str] | None = None,
     skip_collections: list[str] | None = None,
+    record: bool = True,
 ) -> RagContext:
     """The block to inject for ``query``, the items in it and the gate's quality label.
 
     ``log_later`` writes the retrieval log after returning (a chat should not wait ~1 ms for
-    its log line); the ``/v1/rag/context`` route logs before it answers. ``with_explain`` adds
-    every candidate with its scores and the gate's reasons (the console's playground).
+    its log line); the ``/v1/rag/context`` route logs before it answers; ``record=False`` writes
+    none (a token count sizing a request, which is not a retrieval anyone asked for).
+    ``with_explain`` adds every candidate with its scores and the gate's reasons (the
+    console's playground).
 
     Document chunks (the reference library) pass the same gate and take at most their share of
     the budget (``rag_docs_share``); facts and memories get the rest. ``collections`` limits them
@@ -402,6 +405,8 @@ async def retrieve_context(
             count=count,
             docs=(doc_ranked, docs),
         )
+    if not record:
+        return context
     top = chosen.ranked[0].score if chosen.ranked else 0.0
     logged = log_retrieval(
         state.redis,
