@@ -129,3 +129,16 @@ async def test_a_key_the_gateway_cannot_check_opens_no_session() -> None:
                 assert got.status_code == 503, got.text
                 assert got.headers["retry-after"] == "5"
                 assert "cannot check the API key" in got.json()["error"]["message"]
+
+
+def test_a_stateless_bridge_counts_no_sessions_per_key() -> None:
+    """Without sessions every POST looked like one opening: the 33rd request in flight from
+    one key was refused as "this key holds 32 open MCP sessions", which it did not."""
+    from hivemind_mcp.app import create_app
+
+    def gate(**kw: Any) -> Any:
+        app = create_app(bridge_settings("http://127.0.0.1:9", mcp_max_sessions_per_key=3, **kw))
+        return next(r for r in app.router.routes if getattr(r, "path", "") == "/mcp").endpoint
+
+    assert gate().per_key == 3
+    assert gate(stateless_http=True).per_key == 0

@@ -79,7 +79,8 @@ def create_app(settings: McpSettings) -> FastAPI:
         StreamableHTTPASGIApp(session_manager),
         checker,
         sessions=session_manager,
-        per_key=settings.mcp_max_sessions_per_key,
+        # stateless: no sessions are kept, and every POST would count as opening one
+        per_key=0 if settings.stateless_http else settings.mcp_max_sessions_per_key,
     )
     app.router.routes.append(Route(MCP_PATH, endpoint=endpoint, methods=["GET", "POST", "DELETE"]))
     return app
