@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import redis as sync_redis
 
 from hivemind_common import keys
@@ -169,3 +170,21 @@ def test_a_tenant_that_spent_its_daily_learning_budget_gets_429_and_others_go_on
         with gw.client("globex", "write") as other:
             assert other.post("/v1/learning/samples", json={"messages": big}).status_code == 200
     assert len(stream(gw, keys.learning_stream())) == 4
+
+
+def test_the_learning_budget_counts_bytes_not_characters() -> None:
+    """Counted in characters, a sample of emoji stored four times the tenant's budget."""
+    from hivemind_gateway.learning.budget import stored_bytes
+
+    assert stored_bytes({"messages": "😀" * 10}) == len("messages") + 40
+    assert stored_bytes({"n": 5}) == 2
+
+
+def test_a_key_rate_must_be_a_number_not_true() -> None:
+    import pydantic
+
+    from hivemind_gateway.keys.schemas import KeyCreate
+
+    with pytest.raises(pydantic.ValidationError):
+        KeyCreate.model_validate({"role": "read", "rpm": True})
+    assert KeyCreate.model_validate({"role": "read", "rpm": 60}).rpm == 60

@@ -18,7 +18,7 @@ class KeyCreate(InputModel):
 
     role: Role = "write"
     name: str = Field(default="", max_length=100)
-    rpm: int | None = Field(default=None, ge=1, le=MAX_KEY_RPM)
+    rpm: int | None = Field(default=None, ge=1, le=MAX_KEY_RPM, strict=True)  # true is not 1
     tenant: Annotated[str, Field(pattern=TENANT_PATTERN)] | None = None
 
 

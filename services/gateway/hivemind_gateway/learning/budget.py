@@ -16,6 +16,12 @@ from hivemind_common import keys
 DAY_S = 86_400
 
 
+def stored_bytes(fields: dict[str, Any]) -> int:
+    """What a sample's stream entry holds, in bytes (UTF-8, as Redis keeps it): counted in
+    characters, a sample of emoji stored four times the budget."""
+    return sum(len(str(k).encode()) + len(str(v).encode()) for k, v in fields.items())
+
+
 async def charge(redis: Any, tenant: str, size: int, limit_bytes: int) -> float | None:
     """Count ``size`` bytes against the tenant's budget for today: None when it fits (or there
     is no limit), else the seconds until the budget renews."""

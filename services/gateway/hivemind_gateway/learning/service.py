@@ -26,7 +26,7 @@ async def submit_sample(
         correction=body.correction,
     )
     fields = sample.to_fields()
-    size = sum(len(str(k)) + len(str(v)) for k, v in fields.items())
+    size = budget.stored_bytes(fields)
     wait = await budget.charge(redis, tenant, size, budget_bytes)
     if wait is not None:
         raise TooManyRequests(

@@ -69,7 +69,7 @@ async def capture_chat(
         latency_ms=round(latency_ms, 2),
     )
     fields = sample.to_fields()
-    size = sum(len(str(k)) + len(str(v)) for k, v in fields.items())
+    size = budget.stored_bytes(fields)
     try:
         if await budget.charge(redis, tenant, size, budget_bytes) is not None:
             log.info("capture skipped: tenant %s spent its learning budget for today", tenant)
