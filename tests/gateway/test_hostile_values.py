@@ -106,3 +106,31 @@ def test_stop_sequences_are_bounded_on_every_generation_route(gateway: RunningGa
             with pytest.raises(ValueError):
                 model.model_validate({"messages": chat, "prompt": "x", "stop": stop})
         assert model.model_validate({"messages": chat, "stop": many[:4]}).stop == many[:4]
+
+
+def test_bodies_of_millions_of_odd_items_are_one_error_not_millions(
+    gateway: RunningGateway,
+) -> None:
+    """Each branch of a union (or each item before a list's length) was reported item by item:
+    ~8 MiB of tags or embedding inputs held the event loop for seconds and took GiBs."""
+    import pydantic
+
+    from hivemind_gateway.memory.schemas import MemorySearch
+    from hivemind_gateway.openai.schemas import CompletionBody, EmbeddingBody
+
+    bodies = [
+        (MemorySearch, {"query": "x", "tags": ["!"] * 200_000}),
+        (EmbeddingBody, {"input": [""] * 100_000}),
+        (CompletionBody, {"model": "m", "prompt": [1] + ["x"] * 100_000}),
+        (CompletionBody, {"model": "m", "prompt": ["x"] * 100_000}),
+    ]
+    for model, body in bodies:
+        with pytest.raises(pydantic.ValidationError) as err:
+            model.model_validate(body)
+        assert len(err.value.errors()) == 1, model
+    # token ids of any shape stay the route's clear 400, without being read item by item
+    assert EmbeddingBody.model_validate({"input": [[""] * 2000] * 100}).input == [0]
+    with gateway.client() as c:
+        r = c.post("/v1/embeddings", json={"input": [["x"] * 50] * 50, "model": "m"})
+        assert r.status_code == 400 and "token ids" in r.text
+    assert CompletionBody.model_validate({"model": "m", "prompt": [1, 2]}).prompt == [1, 2]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from hivemind_common.errors import Invalid
 
@@ -85,7 +85,8 @@ Name = Annotated[str, StringConstraints(strict=True, pattern=NAME_PATTERN)]
 Identifier = Annotated[str, StringConstraints(strict=True, pattern=ID_PATTERN)]
 FactKey = Annotated[str, StringConstraints(strict=True, pattern=FACT_KEY_PATTERN)]
 Tag = Annotated[str, StringConstraints(strict=True, pattern=TAG_PATTERN)]
-Tags = Annotated[list[Tag], AfterValidator(_dedupe_tags)]
+# the length is checked before the items: a body of 2M bad tags made 2M errors (seconds, GiBs)
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_dedupe_tags)]
 Token = Annotated[str, StringConstraints(strict=True, pattern=TOKEN_PATTERN)]
 
 __all__ = [
