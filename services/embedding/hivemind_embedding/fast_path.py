@@ -243,11 +243,8 @@ class FastPath:
         return cls(frozen, tokenizer, max_length, sub_batch=sub_batch)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text, in passes of like lengths.
-
-        The call's texts are tokenized once and sorted by their number of word pieces, so each
-        pass is padded to a length its texts nearly share (sorting by characters padded the
-        repository's chunks, code beside prose, by 13% more word pieces than they hold)."""
+        """Unit-length float32 vectors, one row per text, in passes of like lengths in word
+        pieces (the module's docstring says why not characters)."""
         pieces = self._pieces(texts)
         if len(texts) <= self.sub_batch:
             return self._pass(pieces)

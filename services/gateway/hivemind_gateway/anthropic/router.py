@@ -58,10 +58,10 @@ async def count_tokens(
     with the retrieved context a chat would carry (its max_tokens unknown here: 256 reserved)."""
     payload = chat_payload(body.model_dump(exclude_unset=True), local_model(state, body.model))
     served: ServedModels = state.served_models
-    chars = sum(len(str(m.get("content") or "")) for m in payload["messages"])
+    chars = service.prompt_chars(payload["messages"])  # as a chat routes and budgets it
     card = await served.resolve(payload["model"], prompt_chars=chars)
     # counted as the request would be sent: with what retrieval would inject into it
-    messages = await service.with_retrieval(state, principal, payload, card)
+    messages = await service.with_retrieval(state, principal, payload, card, chars)
     request = {"model": card["id"], "messages": messages}
     if payload.get("tools") and payload.get("tool_choice") != "none":
         request["tools"] = payload["tools"]

@@ -56,7 +56,8 @@ class Plan:
     own_messages: list[dict[str, Any]] | None = None
 
 
-def _prompt_chars(messages: list[dict[str, Any]]) -> int:
+def prompt_chars(messages: list[dict[str, Any]]) -> int:
+    """Characters of a chat's text: what routing and the retrieval budget size it by."""
     total = 0
     for m in messages:
         content = m.get("content")
@@ -228,7 +229,7 @@ async def run_chat(
     settings = state.settings
     served: ServedModels = state.served_models
     opts = payload.pop("hivemind", None) or {}
-    chars = _prompt_chars(payload["messages"])
+    chars = prompt_chars(payload["messages"])
     card = await served.resolve(payload["model"], prompt_chars=chars, task=opts.get("task"))
     model = payload["model"] = card["id"]
     check_capture_allowed(principal, opts.get("capture"))
@@ -341,14 +342,18 @@ async def _retrieve(
 
 
 async def with_retrieval(
-    state: GatewayState, principal: Principal, payload: dict[str, Any], card: dict[str, Any]
+    state: GatewayState,
+    principal: Principal,
+    payload: dict[str, Any],
+    card: dict[str, Any],
+    chars: int,
 ) -> list[dict[str, Any]]:
     """The messages as a chat of ``payload`` would send them, retrieval injected, without a
     retrieval log line: what a token count must count (it counted the caller's own only)."""
     opts = payload.get("hivemind") or {}
     if not rag_wanted(state, opts):
         return list(payload["messages"])
-    budget = rag_budget(state, card, payload, _prompt_chars(payload["messages"]))
+    budget = rag_budget(state, card, payload, chars)
     injected = await _retrieve(state, principal, payload, card["id"], budget, opts, record=False)
     return injected.messages
 
