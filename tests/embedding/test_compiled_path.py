@@ -41,7 +41,11 @@ def _built(state: Any) -> str:
 def compiled_encoder() -> Iterator[Any]:
     from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
 
-    enc = SentenceEncoder.load(default_model_dir(), model_id="m", threads=1, compile_copy=True)
+    # one pass at a time, so the tests below see the passes in order
+    # (test_compiled_passes_run_side_by_side turns on two workers)
+    enc = SentenceEncoder.load(
+        default_model_dir(), model_id="m", threads=1, workers=1, compile_copy=True
+    )
     assert enc._fast.compiling is not None
     enc._fast.compiling.join(COMPILE_DEADLINE_S)
     assert enc.compile_state == "on" and enc.compiled
@@ -96,6 +100,56 @@ def test_a_pass_of_two_or_more_runs_compiled_and_a_single_text_runs_traced(
     ]  # fmt: skip
     assert float(alone[0] @ rows[0]) > 0.9995
     assert np.sum(odd * rows[:17], axis=1).min() > 0.9995
+
+
+def _stance() -> str:
+    import torch._dynamo.eval_frame as frames
+
+    return str(frames._stance.stance)
+
+
+def test_compiled_passes_run_side_by_side(compiled_encoder: Any) -> None:
+    """Two passes in the compiled copy at once: the same rows as one at a time, and the
+    process's recompile stance (one setting for every thread) restored once both are out."""
+    import threading
+
+    fast = compiled_encoder._fast
+    texts = (TEXTS * 3)[:64]  # four passes of 16: two pairs
+    one_at_a_time = compiled_encoder.encode(texts)
+    meet = threading.Barrier(2, timeout=120)
+    inside: list[str] = []
+    real = fast._forward
+
+    def spy(module: Any, pieces: list[list[int]]) -> np.ndarray:
+        if module is not fast._module:  # a compiled pass: wait for the other one
+            meet.wait()
+            inside.append(_stance())
+        return real(module, pieces)
+
+    fast.workers, fast._forward = 2, spy
+    try:
+        side_by_side = compiled_encoder.encode(texts)
+    finally:
+        fast.workers = 1
+        del fast._forward
+        fast.close()
+    assert len(inside) == 4 and set(inside) == {"fail_on_recompile"}
+    assert np.sum(side_by_side * one_at_a_time, axis=1).min() > 0.9999
+    assert _stance() == "default" and fast.compile_state == "on"
+
+
+def test_the_recompile_stance_outlasts_every_pass_inside_it() -> None:
+    """Passes leave in any order: the stance is the default again only after the last one
+    (two plain ``set_stance`` scopes left out of order would restore each other's)."""
+    from hivemind_embedding.fast_path import _refusing_recompiles
+
+    first, second = _refusing_recompiles(), _refusing_recompiles()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert _stance() == "fail_on_recompile"
+    second.__exit__(None, None, None)
+    assert _stance() == "default"
 
 
 def test_a_shape_the_compiled_copy_lacks_goes_to_the_traced_copy(compiled_encoder: Any) -> None:

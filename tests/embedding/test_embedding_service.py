@@ -260,7 +260,7 @@ def test_the_fast_path_encodes_in_passes_of_like_lengths() -> None:
     from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
 
     enc = SentenceEncoder.load(
-        default_model_dir(), model_id="m", threads=1, precision="float32", sub_batch=4
+        default_model_dir(), model_id="m", threads=1, workers=1, precision="float32", sub_batch=4
     )
     fast = enc._fast
     passes: list[list[list[int]]] = []
@@ -313,3 +313,60 @@ def test_a_batch_runs_in_passes_of_like_lengths_with_the_same_vectors() -> None:
     assert len({length for _, length in passes}) == 3  # short texts are not padded to the longest
     whole = SentenceEncoder(enc._model, "m", precision="float32", sub_batch=64).encode(texts)
     assert np.sum(split * whole, axis=1).min() > 0.9999
+
+
+def test_threads_are_planned_as_one_thread_a_pass_a_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hivemind_embedding import encoder
+
+    monkeypatch.setattr(encoder.os, "cpu_count", lambda: 2)
+    assert encoder.plan_threads() == (2, 1)  # auto: a pass per core, one thread each
+    assert encoder.plan_threads(threads=1) == (2, 1)
+    assert encoder.plan_threads(threads=2) == (1, 2)  # the old layout: one pass, both cores
+    assert encoder.plan_threads(workers=1) == (1, 2)
+    assert encoder.plan_threads(workers=3, threads=2) == (3, 2)  # as asked
+    monkeypatch.setattr(encoder.os, "cpu_count", lambda: 16)
+    assert encoder.plan_threads() == (4, 1)  # at most 4 by default
+    monkeypatch.setattr(encoder.os, "cpu_count", lambda: None)
+    assert encoder.plan_threads() == (1, 1)
+
+
+def test_the_passes_of_one_call_run_side_by_side_with_the_same_vectors() -> None:
+    """Two one-thread passes at once instead of one two-thread pass: every worker gets a pass
+    of a call (16 texts: two of 8), and the rows come back in their texts' places."""
+    import threading
+
+    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+
+    enc = SentenceEncoder.load(
+        default_model_dir(), model_id="m", threads=1, workers=2, precision="float32"
+    )
+    fast = enc._fast
+    assert enc.workers == fast.workers == 2
+    texts = [f"turn {i}: " + "word " * (2 + 5 * (i % 4)) for i in range(16)]
+    alone = np.concatenate([enc.encode([t]) for t in texts])
+    # each pass waits here for the other: two passes that ran one after the other would
+    # break the barrier at its deadline instead of meeting
+    meet = threading.Barrier(2, timeout=60)
+    seen: list[tuple[str, int]] = []
+    real = fast._pass
+
+    def pass_(pieces: list[list[int]]) -> np.ndarray:
+        seen.append((threading.current_thread().name, len(pieces)))
+        meet.wait()
+        return real(pieces)
+
+    fast._pass = pass_
+    try:
+        rows = enc.encode(texts)
+    finally:
+        fast._pass = real
+    assert sorted(n for _, n in seen) == [8, 8]
+    assert len({name for name, _ in seen}) == 2
+    assert all(name.startswith("encoder-pass") for name, _ in seen)
+    assert np.sum(rows * alone, axis=1).min() > 0.9999  # each row in its text's place
+    # one text is one pass on the caller's thread; a call of 40 runs 16, 16 and 8
+    assert [len(p) for p in fast._plan(fast._pieces(texts[:1]))] == [1]
+    assert [len(p) for p in fast._plan(fast._pieces(texts * 2 + texts[:8]))] == [16, 16, 8]
+    enc.close()
+    assert enc.encode(texts[:3]).shape == (3, 384)  # a closed pool starts again
+    enc.close()

@@ -31,6 +31,7 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             model_id=model_id,
             device=settings.embedding_device,
             threads=settings.embedding_threads,
+            workers=settings.embedding_workers,
             precision=settings.embedding_precision,
             fast_path=settings.embedding_fast_path,
             compile_copy=settings.embedding_compile,
@@ -54,6 +55,7 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             yield
         finally:
             await batcher.close()
+            encoder.close()
 
     app = base_app(service="embedding", lifespan=lifespan, version=__version__)
     app.include_router(router)

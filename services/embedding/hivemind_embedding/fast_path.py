@@ -28,13 +28,17 @@ that disagrees with the eager float32 model on probe texts leaves the fast path 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import math
 import os
 import shutil
 import threading
 import time
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -66,6 +70,37 @@ def _is_recompile(exc: BaseException) -> bool:
     if isinstance(exc, RecompileError):
         return True
     return isinstance(exc, RuntimeError) and "Detected recompile" in str(exc)
+
+
+_stance_lock = threading.Lock()
+_stance_users = 0
+_stance_scope: Any = None
+
+
+@contextlib.contextmanager
+def _refusing_recompiles() -> Iterator[None]:
+    """TorchDynamo's ``fail_on_recompile`` stance while any thread runs the compiled copy.
+
+    The stance is one setting for the whole process, not a thread's: two passes entering and
+    leaving ``set_stance`` on their own could restore each other's saved stance in the wrong
+    order. The first pass in sets it, the last one out restores it."""
+    import torch
+
+    global _stance_users, _stance_scope
+    with _stance_lock:
+        if _stance_users == 0:
+            scope = torch.compiler.set_stance("fail_on_recompile")
+            scope.__enter__()
+            _stance_scope = scope
+        _stance_users += 1
+    try:
+        yield
+    finally:
+        with _stance_lock:
+            _stance_users -= 1
+            if _stance_users == 0:
+                scope, _stance_scope = _stance_scope, None
+                scope.__exit__(None, None, None)
 
 
 # how close the traced copy's vectors must be to the eager float32 model's on the probes
@@ -119,13 +154,23 @@ class FastPath:
     """Traced transformer + mean pooling + normalisation, weights in ``precision``."""
 
     def __init__(
-        self, module: Any, tokenizer: Any, max_length: int, *, sub_batch: int = 16
+        self,
+        module: Any,
+        tokenizer: Any,
+        max_length: int,
+        *,
+        sub_batch: int = 16,
+        workers: int = 1,
     ) -> None:
         self._module = module
         self._tokenizer = tokenizer
         self._max_length = max_length
         self._pad_id = int(getattr(tokenizer, "pad_token_id", None) or 0)
         self.sub_batch = max(1, sub_batch)
+        self.workers = max(1, workers)
+        # passes of one call run here side by side, one per worker (encode); made on first use
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._compiled: Any = None  # the compiled copy, once built and checked (compile_later)
         # off (never asked for, or no compiler), building, on, failed (or turned off after a
         # failure while serving)
@@ -135,14 +180,16 @@ class FastPath:
 
     @classmethod
     def build(
-        cls, model: Any, *, precision: str = "float32", sub_batch: int = 16
+        cls, model: Any, *, precision: str = "float32", sub_batch: int = 16, workers: int = 1
     ) -> FastPath | None:
-        """The fast path for ``model`` (a SentenceTransformer), or None where it cannot be."""
+        """The fast path for ``model`` (a SentenceTransformer), or None where it cannot be;
+        ``workers``: passes of one call encoded side by side (see encode)."""
         if not _plain_layout(model):
             log.info("embedding fast path off: not a transformer + mean pooling layout")
             return None
         try:
             fast = cls._trace(model, precision, sub_batch)
+            fast.workers = max(1, workers)
             eager = np.asarray(
                 model.encode(PROBES, convert_to_numpy=True, normalize_embeddings=True)
             )
@@ -244,20 +291,47 @@ class FastPath:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in passes of like lengths in word
-        pieces (the module's docstring says why not characters)."""
+        pieces (the module's docstring says why not characters), run side by side on
+        ``workers`` threads where a call has more than one."""
         pieces = self._pieces(texts)
-        if len(texts) <= self.sub_batch:
+        passes = self._plan(pieces)
+        if len(passes) == 1:
             return self._pass(pieces)
-        order = sorted(range(len(texts)), key=lambda i: len(pieces[i]))
-        rows: np.ndarray | None = None
-        for start in range(0, len(order), self.sub_batch):
-            part = order[start : start + self.sub_batch]
-            out = self._pass([pieces[i] for i in part])
-            if rows is None:
-                rows = np.empty((len(texts), out.shape[1]), dtype=np.float32)
+        pool = self._workers_pool()
+        if pool is None:
+            results = [self._pass([pieces[i] for i in part]) for part in passes]
+        else:
+            futures = [pool.submit(self._pass, [pieces[i] for i in part]) for part in passes]
+            results = [future.result() for future in futures]
+        rows = np.empty((len(texts), results[0].shape[1]), dtype=np.float32)
+        for part, out in zip(passes, results, strict=True):
             rows[part] = out
-        assert rows is not None
         return rows
+
+    def _plan(self, pieces: list[list[int]]) -> list[list[int]]:
+        """The passes of one call: row numbers sorted by word pieces, cut in runs of at most
+        ``sub_batch``, and small enough that every worker gets one."""
+        count = len(pieces)
+        size = min(self.sub_batch, max(1, math.ceil(count / self.workers)))
+        if count <= size:
+            return [list(range(count))]
+        order = sorted(range(count), key=lambda i: len(pieces[i]))
+        return [order[start : start + size] for start in range(0, count, size)]
+
+    def _workers_pool(self) -> ThreadPoolExecutor | None:
+        if self.workers == 1:
+            return None
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="encoder-pass")
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the pass workers (a later encode starts them again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _pieces(self, texts: list[str], tokenizer: Any = None) -> list[list[int]]:
         """Each text's word-piece ids, special tokens included, cut at the model's limit."""
@@ -278,11 +352,9 @@ class FastPath:
     def _try_compiled(self, pieces: list[list[int]]) -> np.ndarray | None:
         """The compiled copy's rows, or None: a shape its graph does not cover is refused (not
         a recompile of half a minute under a request) and that pass goes to the traced copy."""
-        import torch
-
         compiled = self._compiled
         try:
-            with torch.compiler.set_stance("fail_on_recompile"):
+            with _refusing_recompiles():
                 return self._forward(compiled, pieces)
         except Exception as exc:
             if _is_recompile(exc):

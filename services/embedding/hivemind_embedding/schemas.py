@@ -62,6 +62,7 @@ class ModelInfo(BaseModel):
     fast_path: bool = False
     compiled: bool = False  # batches run the compiled copy (it is built after start)
     compile: Literal["off", "building", "on", "failed"] = "off"
+    workers: int = 1  # passes of one call encoded side by side
     max_texts: int
     max_chars: int
     batches: int = 0
