@@ -319,15 +319,69 @@ def test_threads_are_planned_as_one_thread_a_pass_a_core(monkeypatch: pytest.Mon
     from hivemind_embedding import encoder
 
     monkeypatch.setattr(encoder.os, "cpu_count", lambda: 2)
-    assert encoder.plan_threads() == (2, 1)  # auto: a pass per core, one thread each
-    assert encoder.plan_threads(threads=1) == (2, 1)
-    assert encoder.plan_threads(threads=2) == (1, 2)  # the old layout: one pass, both cores
-    assert encoder.plan_threads(workers=1) == (1, 2)
-    assert encoder.plan_threads(workers=3, threads=2) == (3, 2)  # as asked
+    assert encoder.plan_threads() == (2, 1)  # auto: both cores, a pass on each
+    assert encoder.plan_threads(threads=1) == (1, 1)  # threads are the encoder's in all
+    assert encoder.plan_threads(threads=2) == (2, 1)
+    assert encoder.plan_threads(workers=1) == (1, 2)  # the old layout: one pass, both cores
+    assert encoder.plan_threads(workers=1, threads=2) == (1, 2)
+    assert encoder.plan_threads(workers=3, threads=2) == (3, 1)  # never less than a thread
     monkeypatch.setattr(encoder.os, "cpu_count", lambda: 16)
     assert encoder.plan_threads() == (4, 1)  # at most 4 by default
+    assert encoder.plan_threads(workers=2, threads=8) == (2, 4)
     monkeypatch.setattr(encoder.os, "cpu_count", lambda: None)
     assert encoder.plan_threads() == (1, 1)
+
+
+def test_without_the_fast_path_the_eager_model_gets_every_thread() -> None:
+    import torch
+
+    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+
+    before = torch.get_num_threads()
+    try:
+        enc = SentenceEncoder.load(
+            default_model_dir(), model_id="m", threads=2, fast_path=False, precision="float32"
+        )
+        assert not enc.fast_path and enc.workers == 1
+        assert torch.get_num_threads() == 2  # not the one thread a pass of the fast path
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_close_waits_for_the_encoder_call_in_flight() -> None:
+    """The service closes its batcher, then the encoder's pass workers: a call still running
+    must end first (closing under it failed its passes and switched the fast path off)."""
+    import asyncio
+    import threading
+
+    from hivemind_common.errors import Unavailable
+    from hivemind_embedding.batcher import MicroBatcher
+
+    started, release = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        started.set()
+        assert release.wait(60)
+        done.append(len(texts))
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    async def go() -> None:
+        batcher = MicroBatcher(encode)
+        await batcher.start()
+        call = asyncio.ensure_future(batcher.embed(["a", "b"]))
+        assert await asyncio.to_thread(started.wait, 60)
+        closing = asyncio.ensure_future(batcher.close())
+        for _ in range(20):  # let close() run as far as it goes without the call ending
+            await asyncio.sleep(0)
+        assert not closing.done() and not done
+        release.set()
+        await closing
+        assert done == [2]
+        with pytest.raises(Unavailable):  # answered, not left waiting for a task now gone
+            await asyncio.wait_for(call, 60)
+
+    asyncio.run(go())
 
 
 def test_the_passes_of_one_call_run_side_by_side_with_the_same_vectors() -> None:
@@ -367,6 +421,9 @@ def test_the_passes_of_one_call_run_side_by_side_with_the_same_vectors() -> None
     # one text is one pass on the caller's thread; a call of 40 runs 16, 16 and 8
     assert [len(p) for p in fast._plan(fast._pieces(texts[:1]))] == [1]
     assert [len(p) for p in fast._plan(fast._pieces(texts * 2 + texts[:8]))] == [16, 16, 8]
+    # a few texts are not cut into passes of one (those would all run the traced copy)
+    assert [len(p) for p in fast._plan(fast._pieces(texts[:2]))] == [2]
+    assert [len(p) for p in fast._plan(fast._pieces(texts[:3]))] == [2, 1]
     enc.close()
     assert enc.encode(texts[:3]).shape == (3, 384)  # a closed pool starts again
     enc.close()

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 EncodeFn = Callable[[list[str]], np.ndarray]
 T = TypeVar("T")
+DRAIN_S = 30.0  # how long close() waits for the encoder call in flight
 
 BATCH_TEXTS = Histogram(
     "hivemind_embedding_batch_texts",
@@ -66,6 +67,7 @@ class MicroBatcher:
         self.batches = 0
         self.texts = 0
         self._company = False  # did the last batch gather more than one request?
+        self._in_flight: list[_Job] = []  # the jobs of the call being encoded
 
     def _timed(self, texts: list[str]) -> np.ndarray:
         """Encode on the worker thread, observing batch size and time."""
@@ -83,11 +85,18 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
+        # the call in flight as well as the queued ones: its task is gone, nothing else
+        # would answer them
+        waiting = list(self._in_flight)
         while not self._queue.empty():
-            job = self._queue.get_nowait()
+            waiting.append(self._queue.get_nowait())
+        for job in waiting:
             if not job.future.done():
                 job.future.set_exception(Unavailable("embedding service is shutting down"))
         self._executor.shutdown(wait=False, cancel_futures=True)
+        # the call in flight, if any, ends before the encoder behind it is closed
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.to_thread(self._executor.shutdown), DRAIN_S)
 
     async def on_encoder_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on the encoder's thread, between batches: whatever shares the
@@ -111,6 +120,7 @@ class MicroBatcher:
         """The first job, whatever is queued, and (only when callers have been arriving
         together) whatever comes within the window: a lone caller never waits for company."""
         jobs = [first]
+        self._in_flight = jobs  # close() answers them should it come while they gather
         size = len(first.texts)
         loop = asyncio.get_running_loop()
         window = self.window_s if self._company else 0.0
@@ -139,6 +149,7 @@ class MicroBatcher:
             if not live:
                 continue
             flat = [t for j in live for t in j.texts]
+            self._in_flight = live
             try:
                 rows = await loop.run_in_executor(self._executor, self._timed, flat)
             except Exception as exc:  # hand the failure to every waiting request

@@ -72,16 +72,18 @@ def resolve_precision(precision: Precision, device: str) -> str:
 
 
 def plan_threads(workers: int = 0, threads: int = 0) -> tuple[int, int]:
-    """(passes encoded side by side, torch threads for each); 0 = auto.
+    """(passes encoded side by side, torch threads for each) for the encoder's ``threads``
+    (threads in all; 0 = auto: the machine's cores, at most 4) and ``workers`` (0 = auto: one
+    pass per thread).
 
-    Auto is one pass per core (at most 4), each on one thread. Two threads on one pass wait
-    for each other at every operator: on 2 cores the repository's chunks encoded at 226-232
-    texts/s so, 234-244 as two one-thread passes, and while another process took a third of a
-    core (as the gateway does during an ingest) 164 against 210-229 (Intel Xeon with AMX,
-    bfloat16, compiled copy)."""
-    cores = min(4, os.cpu_count() or 1)
-    workers = workers or (cores if threads in (0, 1) else max(1, cores // threads))
-    return workers, threads or max(1, cores // workers)
+    Two threads on one pass wait for each other at every operator: on 2 cores the repository's
+    chunks encoded at 226-232 texts/s so, 222-244 as two one-thread passes at once, and while
+    another process took a third of a core (as the gateway does during an ingest) 162-164
+    against 210-229; a one-text query took 6.7-7.1 ms on two threads, 3.9-4.3 on one (Intel
+    Xeon with AMX, bfloat16, compiled copy)."""
+    budget = threads or min(4, os.cpu_count() or 1)
+    workers = workers or budget
+    return workers, max(1, budget // workers)
 
 
 # Texts per forward pass. sentence-transformers sorts a call's texts by length and pads each
@@ -139,8 +141,8 @@ class SentenceEncoder:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        workers, threads = plan_threads(workers, threads)
-        torch.set_num_threads(threads)
+        workers, per_pass = plan_threads(workers, threads)
+        torch.set_num_threads(per_pass)
         model = SentenceTransformer(str(model_dir), device=device, local_files_only=True)
         model.eval()
         chosen = resolve_precision(precision, device)
@@ -151,6 +153,8 @@ class SentenceEncoder:
             fast = FastPath.build(model, precision=chosen, sub_batch=sub_batch, workers=workers)
             if fast is not None and compile_copy:
                 fast.compile_later(model, chosen)
+        if fast is None:  # the eager model runs one pass at a time: on every thread
+            torch.set_num_threads(workers * per_pass)
         log.info("loaded embedding model %s from %s (%s)", model_id, model_dir, chosen)
         return cls(model, model_id, precision=chosen, fast_path=fast, sub_batch=sub_batch)
 
@@ -189,7 +193,9 @@ class SentenceEncoder:
                 return self._fast.encode(texts)
             except Exception:  # never seen; the eager model answers from now on
                 log.exception("the traced encoder failed; encoding eagerly from now on")
-                self._fast = None
+                fast, self._fast = self._fast, None
+                fast.close()
+                torch.set_num_threads(max(1, fast.workers * torch.get_num_threads()))
 
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16)

@@ -38,7 +38,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, Literal
 
 import numpy as np
@@ -189,7 +189,6 @@ class FastPath:
             return None
         try:
             fast = cls._trace(model, precision, sub_batch)
-            fast.workers = max(1, workers)
             eager = np.asarray(
                 model.encode(PROBES, convert_to_numpy=True, normalize_embeddings=True)
             )
@@ -201,6 +200,7 @@ class FastPath:
             log.warning("embedding fast path off: traced copy disagrees (cosine %.6f)", cosine)
             return None
         fast._probe_ref = eager
+        fast.workers = max(1, workers)  # after the probes: a copy refused starts no threads
         log.info("embedding fast path on (%s)", precision)
         return fast
 
@@ -302,6 +302,9 @@ class FastPath:
             results = [self._pass([pieces[i] for i in part]) for part in passes]
         else:
             futures = [pool.submit(self._pass, [pieces[i] for i in part]) for part in passes]
+            # every pass over before this call returns or raises: none still runs beside
+            # whatever the caller does next (the eager model, after a failure)
+            wait(futures)
             results = [future.result() for future in futures]
         rows = np.empty((len(texts), results[0].shape[1]), dtype=np.float32)
         for part, out in zip(passes, results, strict=True):
@@ -310,9 +313,10 @@ class FastPath:
 
     def _plan(self, pieces: list[list[int]]) -> list[list[int]]:
         """The passes of one call: row numbers sorted by word pieces, cut in runs of at most
-        ``sub_batch``, and small enough that every worker gets one."""
+        ``sub_batch``, and small enough that every worker gets one; two texts at least, so a
+        few texts are not cut into passes of one (those run the traced copy)."""
         count = len(pieces)
-        size = min(self.sub_batch, max(1, math.ceil(count / self.workers)))
+        size = min(self.sub_batch, max(2, math.ceil(count / self.workers)))
         if count <= size:
             return [list(range(count))]
         order = sorted(range(count), key=lambda i: len(pieces[i]))
@@ -327,11 +331,12 @@ class FastPath:
             return self._pool
 
     def close(self) -> None:
-        """Stop the pass workers (a later encode starts them again)."""
+        """Stop the pass workers once their passes are done (a later encode starts them
+        again). The service drains its encoder thread first, so none is running then."""
         with self._pool_lock:
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True)
 
     def _pieces(self, texts: list[str], tokenizer: Any = None) -> list[list[int]]:
         """Each text's word-piece ids, special tokens included, cut at the model's limit."""
@@ -352,7 +357,9 @@ class FastPath:
     def _try_compiled(self, pieces: list[list[int]]) -> np.ndarray | None:
         """The compiled copy's rows, or None: a shape its graph does not cover is refused (not
         a recompile of half a minute under a request) and that pass goes to the traced copy."""
-        compiled = self._compiled
+        compiled = self._compiled  # read once: another pass may turn it off meanwhile
+        if compiled is None:
+            return None
         try:
             with _refusing_recompiles():
                 return self._forward(compiled, pieces)

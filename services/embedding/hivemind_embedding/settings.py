@@ -18,14 +18,15 @@ class EmbeddingSettings(ServiceSettings):
     # the id every vector is stored under; None = derived from the directory name
     embedding_model_id: str | None = None
     embedding_device: str = "cpu"
-    # passes of one encoder call run side by side, each on its own thread, and torch intra-op
-    # threads for each; 0 = auto: a pass per core (at most 4), one thread each. Two threads on
-    # one pass wait for each other at every operator, and for a descheduled one when other
-    # processes share the cores (hivemind_embedding.encoder.plan_threads has the figures).
-    # How idle OpenMP workers wait is set in __main__.py (GOMP_SPINCOUNT): libgomp's default
-    # made encodes 20-40x slower under load.
+    # the encoder's torch threads in all (0 = auto: the machine's cores, at most 4), and how
+    # many passes of one call run side by side on them (0 = auto: one per thread; 1 with
+    # threads 2 is the old layout, one pass on both). Two threads on one pass wait for each
+    # other at every operator, and for a descheduled one when other processes share the cores
+    # (hivemind_embedding.encoder.plan_threads has the figures). How idle OpenMP workers wait
+    # is set in __main__.py (GOMP_SPINCOUNT): libgomp's default made encodes 20-40x slower
+    # under load.
     embedding_workers: int = Field(default=0, ge=0, le=64)
-    embedding_threads: int = Field(default=0, ge=0)
+    embedding_threads: int = Field(default=0, ge=0, le=256)
     # matmul precision: auto = bfloat16 where the CPU has it natively (vectors within cosine
     # 0.99998 of float32's, ~25-40% faster here), float32 elsewhere
     embedding_precision: Literal["auto", "float32", "bfloat16"] = "auto"
