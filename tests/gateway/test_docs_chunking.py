@@ -118,6 +118,32 @@ def test_a_single_huge_line_is_cut_by_tokens() -> None:
     assert all(c.start_line == c.end_line == 1 for c in chunks)
 
 
+def test_a_long_line_is_cut_with_a_few_counts_a_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A minified file or a hostile /v1/chunk body is one long line: every window of it was
+    found by a binary search over the chunk size, ~9 token counts of its text each (a 228k
+    character line took ~4 s). Windows of one line are alike, so the last one's length is
+    tried first: the same windows, with a few counts each."""
+    from hivemind_gateway.docs.chunking import Chunker
+
+    counted = [0]
+    real = Chunker.fits
+
+    def fits(self: Chunker, *args: object, **kwargs: object) -> bool:
+        counted[0] += 1
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Chunker, "fits", fits)
+    text = " ".join(f"item{i % 97}=value{i % 13};" for i in range(6000))
+    chunks = chunk_text(
+        text, counter=TOKENIZER, size=512, overlap=64, doc_type="text", embed_limit=LIMIT
+    )
+    assert len(chunks) > 100 and all(c.tokens <= 512 for c in chunks)
+    assert all(LIMIT.count(c.text) <= LIMIT.limit - LIMIT.limit // 2 for c in chunks)
+    assert counted[0] <= 4 * len(chunks), counted[0] / len(chunks)
+    for a, b in itertools.pairwise(chunks):  # windows still overlap and move forward
+        assert text.index(b.text[:40]) < text.index(a.text[:40]) + len(a.text)
+
+
 def test_markdown_sections_follow_headings_and_ignore_fenced_hashes() -> None:
     text = "# Top\n\nintro\n\n## A\n\n```sh\n# not a heading\necho hi\n```\n\n## B\n\nbee\n"
     chunks = chunk_text(text, counter=TOKENIZER, size=256, overlap=0, doc_type="markdown")

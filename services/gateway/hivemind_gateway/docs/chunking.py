@@ -24,6 +24,7 @@ counts (served tokens, word pieces) and then checked on the joined text.
 from __future__ import annotations
 
 import ast
+import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -587,6 +588,37 @@ class Chunker:
             i = k
         return out
 
+    def _end_guesser(
+        self, text: str, offsets: list[tuple[int, int]]
+    ) -> Callable[[int, int, int], int] | None:
+        """For a line cut by served tokens: ``(a, lo, hi)`` -> the last end in lo..hi whose
+        slice the line's word pieces (counted once, whole) put within the embedder's share and
+        the character cap. Pieces of a word cut at a window's edge may differ, so it is a
+        guess that the caller checks; None without an embedder that gives piece spans."""
+        spans = getattr(self.embed_limit, "spans", None)
+        if spans is None or self.embed_limit is None:
+            return None
+        pieces = spans(text)
+        starts = [p[0] for p in pieces]
+        ends = [p[1] for p in pieces]
+        budget = self._text_share() - self.embed_limit.specials()
+
+        def within(a: int, b: int) -> bool:
+            first, last = offsets[a][0], offsets[b - 1][1]
+            held = bisect.bisect_right(ends, last) - bisect.bisect_left(starts, first)
+            return held <= budget and last - first <= self.max_chars
+
+        def guess(a: int, lo: int, hi: int) -> int:
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if within(a, mid):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            return lo
+
+        return guess
+
     def _cut_line(self, line: str, row: int, heading: str) -> list[Chunk]:
         """One line longer than a chunk, cut by tokens into windows that overlap."""
         text = line.rstrip("\r\n")
@@ -594,17 +626,46 @@ class Chunker:
         offsets: list[tuple[int, int]] = list(getattr(enc, "offsets", []))
         n = len(offsets)
         out: list[Chunk] = []
-        a = 0
+
+        def fits_to(a: int, b: int) -> bool:
+            return self.fits(text[offsets[a][0] : offsets[b - 1][1]])
+
+        guess_end = self._end_guesser(text, offsets)
+        a, last = 0, self.size
         while a < n:
             lo, hi = a + 1, min(n, a + self.size)
-            # the largest end whose slice fits (binary search; one token always fits)
+            # the largest end whose slice fits (one token always does). The first end tried is
+            # where the line's own word pieces say the embedder's share runs out (else where
+            # the last window's length ends: windows of one line are alike), then ends away
+            # from it at doubling steps (beyond it if it fitted, short of it if not), then a
+            # binary search between the nearest end that fitted and the nearest that did not:
+            # a few counts a window where a binary search over the whole size took ~9
+            guess = max(lo, min(hi, a + last if guess_end is None else guess_end(a, lo, hi)))
+            step = 1
+            if fits_to(a, guess):
+                lo = guess
+                while lo < hi:
+                    probe = min(hi, lo + step)
+                    if not fits_to(a, probe):
+                        hi = probe - 1
+                        break
+                    lo, step = probe, step * 2
+            else:
+                hi = guess - 1
+                while lo < hi:
+                    probe = max(lo, hi - step + 1)
+                    if fits_to(a, probe):
+                        lo = probe
+                        break
+                    hi, step = probe - 1, step * 2
             while lo < hi:
                 mid = (lo + hi + 1) // 2
-                if self.fits(text[offsets[a][0] : offsets[mid - 1][1]]):
+                if fits_to(a, mid):
                     lo = mid
                 else:
                     hi = mid - 1
             b = lo
+            last = b - a
             piece = text[offsets[a][0] : offsets[b - 1][1]]
             if piece.strip():
                 out.append(Chunk(piece, row + 1, row + 1, heading, self.counter.count(piece)))

@@ -109,6 +109,11 @@ class EmbedderLimit:
         """Special tokens the embedder adds to every text."""
         return self._specials
 
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Each word piece's (start, end) in ``text``, special tokens aside."""
+        encoded = self._tokenizer.encode(text, add_special_tokens=False)
+        return [(int(a), int(b)) for a, b in encoded.offsets]
+
 
 _lock = threading.Lock()
 
