@@ -111,6 +111,34 @@ def test_windows_of_a_long_section_overlap_by_about_the_overlap() -> None:
         assert b.start_line > a.start_line  # and always move forward
 
 
+def test_a_window_is_counted_once_for_its_check_and_its_chunk() -> None:
+    """A window's text is counted to check it fits, and its chunk records that count: the same
+    text, so one count (two made the chunker count every chunk twice)."""
+
+    class Counting:
+        name = "counting"
+        calls = 0
+
+        def count(self, text: str) -> int:
+            Counting.calls += 1
+            return TOKENIZER.count(text)
+
+        def count_many(self, texts: list[str]) -> list[int]:
+            return TOKENIZER.count_many(texts)
+
+        def encode(self, text: str) -> object:
+            return TOKENIZER.encode(text)
+
+    text = "\n".join(f"line {i} " + "alpha beta gamma " * 3 for i in range(400))
+    chunks = chunk_text(
+        text, counter=Counting(), size=100, overlap=30, doc_type="text", embed_limit=LIMIT
+    )
+    assert chunks == chunk_text(
+        text, counter=TOKENIZER, size=100, overlap=30, doc_type="text", embed_limit=LIMIT
+    )
+    assert len(chunks) > 50 and Counting.calls < 1.5 * len(chunks)
+
+
 def test_a_single_huge_line_is_cut_by_tokens() -> None:
     text = "token " * 3000
     chunks = chunk_text(text, counter=TOKENIZER, size=128, overlap=16)

@@ -416,6 +416,7 @@ class Chunker:
         self.size = size
         self.overlap = overlap
         self.embed_limit = embed_limit
+        self._last_count: tuple[str, int] | None = None
         self.max_chars = max_chars
         self._pieces: list[int] | None = None  # word pieces per line of the current text
 
@@ -436,13 +437,22 @@ class Chunker:
         """``tokens``, ``pieces``: the text's served tokens and word pieces when known."""
         if len(text) > self.max_chars:
             return False
-        if (tokens if tokens is not None else self.counter.count(text)) > self.size:
+        if (tokens if tokens is not None else self._count(text)) > self.size:
             return False
         if self.embed_limit is None:
             return True
         return (pieces if pieces is not None else self.embed_limit.count(text)) <= (
             self._text_share()
         )
+
+    def _count(self, text: str) -> int:
+        """The served tokens of ``text``; a window checked by ``fits`` is counted again for its
+        chunk (the same text, most of the time), so the last count is kept."""
+        if self._last_count is not None and self._last_count[0] == text:
+            return self._last_count[1]
+        tokens = self.counter.count(text)
+        self._last_count = (text, tokens)
+        return tokens
 
     def _span_pieces(self, a: int, b: int) -> int | None:
         """Word pieces (special tokens included) of lines a..b joined, when lines' are known."""
@@ -501,7 +511,7 @@ class Chunker:
         body = "".join(lines[a:b]).strip("\n")
         if not body.strip():
             return None
-        return Chunk(body, a + 1, b, heading, self.counter.count(body))
+        return Chunk(body, a + 1, b, heading, self._count(body))
 
     def _section(self, s: Section, lines: Sequence[str], counts: list[int]) -> list[Chunk]:
         start, end = _trim(lines, s.start, s.end)
@@ -668,7 +678,7 @@ class Chunker:
             last = b - a
             piece = text[offsets[a][0] : offsets[b - 1][1]]
             if piece.strip():
-                out.append(Chunk(piece, row + 1, row + 1, heading, self.counter.count(piece)))
+                out.append(Chunk(piece, row + 1, row + 1, heading, self._count(piece)))
             if b >= n:
                 break
             a = max(a + 1, b - min(self.overlap, (b - a) // 2))
