@@ -229,6 +229,11 @@ def test_tokenize_and_chunk_use_the_served_tokenizer(gateway: RunningGateway) ->
         body = r.json()
         assert body["count"] == len(body["ids"]) == 2 and body["model"]
         assert "ids" not in c.post("/v1/tokenize", json={"text": "Hello"}).json()
+        # "auto", as the chat routes take it: the model a chat of this text goes to (here the
+        # served default); it was sent to inference as a model named "auto", a 404
+        auto = c.post("/v1/tokenize", json={"text": "Hello world", "model": "auto", "ids": True})
+        assert auto.status_code == 200, auto.text
+        assert auto.json() == body
         text = "\n\n".join(f"Paragraph {i} " + "word " * 40 for i in range(10))
         r = c.post("/v1/chunk", json={"text": text, "chunk_tokens": 64, "overlap_tokens": 8})
         assert r.status_code == 200, r.text

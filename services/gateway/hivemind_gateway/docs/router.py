@@ -101,17 +101,21 @@ async def delete_doc(doc_id: DocId, principal: WritePrincipal, state: StateDep) 
 
 @tools_router.post("/tokenize", response_model=Tokenized, response_model_exclude_none=True)
 async def tokenize(body: TokenizeBody, principal: ReadPrincipal, state: StateDep) -> Tokenized:
-    """Tokens of ``text`` with the served model's tokenizer (another model: asked of inference)."""
-    if body.model is not None and body.model not in LOCAL_MODELS:
+    """Tokens of ``text`` with the served model's tokenizer (another model: asked of inference;
+    ``auto``: the model a chat of this text would be routed to)."""
+    model = body.model
+    if model == "auto":  # what /v1/chat/completions accepts, so a client may count with it
+        model = state.served_models.rules.pick(prompt_chars=len(body.text), task=None)
+    if model is not None and model not in LOCAL_MODELS:
         data, _ = await post_json(
             state.inference_http,
             "inference",
             "/tokenize",
-            {"content": body.text, "model": body.model},
+            {"content": body.text, "model": model},
         )
         ids = [int(t) for t in data.get("tokens", [])]
         count = int(data.get("count", len(ids)))
-        return Tokenized(model=str(data.get("model", body.model)), count=count,
+        return Tokenized(model=str(data.get("model", model)), count=count,
                          ids=ids if body.ids else None)  # fmt: skip
     tokenizer = await asyncio.to_thread(served_tokenizer)
     encoding = await asyncio.to_thread(tokenizer.encode, body.text)
