@@ -105,3 +105,36 @@ def _all_keys(gateway: Any) -> list[Any]:
             await redis.aclose()
 
     return asyncio.run(run())
+
+
+def test_listing_reads_the_key_records_in_pipelines(gateway: Any) -> None:
+    """Listing read each key's record in a round trip of its own: seconds for a few thousand
+    keys, on every key listing and every operator key made."""
+    from hivemind_common import auth
+
+    class NoSingleReads:  # the store's client, with one-by-one record reads refused
+        def __init__(self, redis: Any) -> None:
+            self._redis = redis
+
+        def __getattr__(self, name: str) -> Any:
+            if name == "hgetall":
+                raise AssertionError("a key record read on its own")
+            return getattr(self._redis, name)
+
+    async def run() -> tuple[list[str], list[Any]]:
+        redis = connect_redis(gateway.redis_url)
+        try:
+            store = ApiKeyStore(redis)
+            made = [(await store.create(tenant="pipelined", role="read"))[0] for _ in range(7)]
+            return made, await ApiKeyStore(NoSingleReads(redis)).list(tenant="pipelined")
+        finally:
+            await redis.aclose()
+
+    batch = auth.LIST_BATCH
+    auth.LIST_BATCH = 3  # several pipelines, the last one short
+    try:
+        made, listed = asyncio.run(run())
+    finally:
+        auth.LIST_BATCH = batch
+    assert [k.key_id for k in listed] == sorted(made)
+    assert {(k.tenant, k.role, k.revoked) for k in listed} == {("pipelined", "read", False)}

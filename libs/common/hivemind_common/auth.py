@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import Depends, Request
 from pydantic import BaseModel
@@ -23,6 +23,7 @@ from starlette.types import Scope
 from hivemind_common import keys
 from hivemind_common.errors import Forbidden, Invalid, NotFound, Unauthorized
 from hivemind_common.key_cache import KeyCache
+from hivemind_common.redis.replies import as_dict
 
 Role = Literal["read", "write", "admin", "operator"]
 # ``admin`` manages its own tenant's keys and data; ``operator`` is the suite owner (training,
@@ -30,6 +31,7 @@ Role = Literal["read", "write", "admin", "operator"]
 ROLES: tuple[Role, ...] = ("read", "write", "admin", "operator")
 _RANK = {role: i for i, role in enumerate(ROLES)}
 MAX_KEY_RPM = 1_000_000
+LIST_BATCH = 500  # key records read in one pipeline
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,7 @@ class ApiKeyStore:
         (what a tenant's admin may see: the suite owner's keys are not its to manage)."""
         ids = sorted(await self.redis.smembers(keys.api_keys_index()))
         out: list[ApiKeyPublic] = []
-        for key_id in ids:
-            rec = await self.redis.hgetall(keys.api_key(key_id))
+        for key_id, rec in await _key_records(self.redis, ids):
             if not rec or (tenant and rec.get("tenant") != tenant):
                 continue
             if not operators and rec.get("role") == "operator":
@@ -151,7 +152,7 @@ class ApiKeyStore:
                 ApiKeyPublic(
                     key_id=key_id,
                     tenant=rec["tenant"],
-                    role=rec["role"],
+                    role=cast(Role, rec["role"]),
                     name=rec.get("name", ""),
                     created_at=float(rec.get("created_at", 0)),
                     revoked=rec.get("revoked") == "1",
@@ -213,6 +214,20 @@ def revocation_command(key_id: str) -> tuple[Any, ...]:
         "key_id",
         key_id,
     )
+
+
+async def _key_records(redis: Any, ids: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """Each key's record, read in pipelines of LIST_BATCH (one round trip a key made listing a
+    few thousand keys take seconds)."""
+    out: list[tuple[str, dict[str, str]]] = []
+    for start in range(0, len(ids), LIST_BATCH):
+        batch = ids[start : start + LIST_BATCH]
+        async with redis.pipeline(transaction=False) as pipe:
+            for key_id in batch:
+                pipe.hgetall(keys.api_key(key_id))
+            replies = await pipe.execute()
+        out.extend(zip(batch, (as_dict(r) for r in replies), strict=True))
+    return out
 
 
 def _rpm(rec: dict[str, str]) -> int | None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hivemind_common import keys
+from hivemind_common.redis.replies import as_dict  # noqa: F401  (re-exported)
 from hivemind_gateway.search.index import DocRef, Item, mentions_time
 
 
@@ -152,11 +153,3 @@ def change_command(
         "XADD", keys.changes(tenant), "MAXLEN", "~", keys.CHANGES_MAXLEN, "*",
         "op", op, "kind", kind, "id", item_id, "v", version, "vec", "1" if has_vec else "0",
     )  # fmt: skip
-
-
-def as_dict(raw: Any) -> dict[str, str]:
-    """A hash reply (a dict, or a flat list inside MULTI on some clients) as a dict."""
-    if isinstance(raw, dict):
-        return {str(k): str(v) for k, v in raw.items()}
-    it = iter(raw or [])
-    return {str(k): str(v) for k, v in zip(it, it, strict=False)}

@@ -28,6 +28,7 @@ import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Literal, Protocol
 
@@ -618,16 +619,7 @@ class Chunker:
             held = bisect.bisect_right(ends, last) - bisect.bisect_left(starts, first)
             return held <= budget and last - first <= self.max_chars
 
-        def guess(a: int, lo: int, hi: int) -> int:
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if within(a, mid):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            return lo
-
-        return guess
+        return lambda a, lo, hi: _last_passing(lo, hi, lambda b: within(a, b))
 
     def _cut_line(self, line: str, row: int, heading: str) -> list[Chunk]:
         """One line longer than a chunk, cut by tokens into windows that overlap."""
@@ -668,13 +660,7 @@ class Chunker:
                         lo = probe
                         break
                     hi, step = probe - 1, step * 2
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if fits_to(a, mid):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            b = lo
+            b = _last_passing(lo, hi, partial(fits_to, a))
             last = b - a
             piece = text[offsets[a][0] : offsets[b - 1][1]]
             if piece.strip():
@@ -683,6 +669,17 @@ class Chunker:
                 break
             a = max(a + 1, b - min(self.overlap, (b - a) // 2))
         return out
+
+
+def _last_passing(lo: int, hi: int, passes: Callable[[int], bool]) -> int:
+    """The largest value in lo..hi that passes, by binary search (lo is taken to pass)."""
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if passes(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def chunk_text(
