@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 
 from hivemind_common import keys
-from hivemind_common.redis.replies import as_dict  # noqa: F401  (re-exported)
 from hivemind_gateway.search.index import DocRef, Item, mentions_time
 
 

@@ -606,13 +606,13 @@ class Chunker:
         slice the line's word pieces (counted once, whole) put within the embedder's share and
         the character cap. Pieces of a word cut at a window's edge may differ, so it is a
         guess that the caller checks; None without an embedder that gives piece spans."""
-        spans = getattr(self.embed_limit, "spans", None)
-        if spans is None or self.embed_limit is None:
+        limit = self.embed_limit
+        if limit is None or not hasattr(limit, "spans"):
             return None
-        pieces = spans(text)
+        pieces = limit.spans(text)
         starts = [p[0] for p in pieces]
         ends = [p[1] for p in pieces]
-        budget = self._text_share() - self.embed_limit.specials()
+        budget = self._text_share() - limit.specials()
 
         def within(a: int, b: int) -> bool:
             first, last = offsets[a][0], offsets[b - 1][1]

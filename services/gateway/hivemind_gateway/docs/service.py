@@ -27,6 +27,7 @@ import numpy as np
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, Invalid, NotFound, TooLarge
+from hivemind_common.redis.replies import as_dict
 from hivemind_gateway.claims import write_lock
 from hivemind_gateway.docs.chunking import (
     Chunk,
@@ -56,7 +57,7 @@ from hivemind_gateway.rag.scoring import GateConfig, Scored, fold_sections, rank
 from hivemind_gateway.search.index import DocRef, Item, doc_filter, embed_header
 from hivemind_gateway.search.spaces import drop_late_vectors, drop_vectors, vector_models
 from hivemind_gateway.search.sync import SearchIndex
-from hivemind_gateway.storage_schema import as_dict, change_command, load_json
+from hivemind_gateway.storage_schema import change_command, load_json
 
 CANDIDATES = 50
 FOLD_SPARE = 3  # candidates per wanted hit when a search folds each section's chunks into one

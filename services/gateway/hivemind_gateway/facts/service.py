@@ -9,6 +9,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import NotFound, TooLarge, Unavailable
+from hivemind_common.redis.replies import as_dict
 from hivemind_gateway.facts.schemas import FactCreate, FactPublic, FactsPublic
 from hivemind_gateway.quotas import reserve_items
 from hivemind_gateway.search.index import embed_text
@@ -20,7 +21,6 @@ from hivemind_gateway.search.spaces import (
 )
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import (
-    as_dict,
     change_command,
     fact_item,
     fact_text,

@@ -10,6 +10,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, Invalid, NotFound, QuotaExceeded, TooLarge
+from hivemind_common.redis.replies import as_dict
 from hivemind_gateway.claims import body_digest, claim_digests, drop_claim, release_commands
 from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
@@ -27,7 +28,6 @@ from hivemind_gateway.rag.scoring import GateConfig
 from hivemind_gateway.search.spaces import drop_late_vectors, drop_vectors, vector_models
 from hivemind_gateway.search.sync import SearchIndex
 from hivemind_gateway.storage_schema import (
-    as_dict,
     change_command,
     load_json,
     load_tags,

@@ -9,6 +9,7 @@ from typing import Any
 
 from hivemind_common import keys
 from hivemind_common.errors import Conflict, NotFound
+from hivemind_common.redis.replies import as_dict
 from hivemind_gateway.memory.paging import recency_page
 from hivemind_gateway.memory.schemas import (
     SessionContext,
@@ -17,7 +18,7 @@ from hivemind_gateway.memory.schemas import (
     SessionsPublic,
 )
 from hivemind_gateway.quotas import write_within_quota
-from hivemind_gateway.storage_schema import as_dict, load_json
+from hivemind_gateway.storage_schema import load_json
 
 
 def touch_commands(tenant: str, session_id: str, now: float) -> list[tuple[Any, ...]]:
