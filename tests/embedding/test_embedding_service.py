@@ -418,7 +418,7 @@ def test_the_passes_of_one_call_run_side_by_side_with_the_same_vectors() -> None
     assert len({name for name, _ in seen}) == 2
     assert all(name.startswith("encoder-pass") for name, _ in seen)
     assert np.sum(rows * alone, axis=1).min() > 0.9999  # each row in its text's place
-    # one text is one pass on the caller's thread; a call of 40 runs 16, 16 and 8
+    # one text is one pass (on the pool too); a call of 40 runs 16, 16 and 8
     assert [len(p) for p in fast._plan(fast._pieces(texts[:1]))] == [1]
     assert [len(p) for p in fast._plan(fast._pieces(texts * 2 + texts[:8]))] == [16, 16, 8]
     # a few texts are not cut into passes of one (those would all run the traced copy)
@@ -427,3 +427,115 @@ def test_the_passes_of_one_call_run_side_by_side_with_the_same_vectors() -> None
     enc.close()
     assert enc.encode(texts[:3]).shape == (3, 384)  # a closed pool starts again
     enc.close()
+
+
+def test_passes_start_longest_first() -> None:
+    """The pool took a call's passes shortest first, so one worker ran the longest pass alone
+    at the end of every call while the other waited; longest first, they end together."""
+    import threading
+
+    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+
+    enc = SentenceEncoder.load(
+        default_model_dir(), model_id="m", threads=1, workers=2, precision="float32"
+    )
+    fast = enc._fast
+    texts = [f"turn {i}: " + "word " * (2 + 20 * (i % 4)) for i in range(64)]
+    started: list[int] = []
+    lock = threading.Lock()
+    real = fast._pass
+
+    def pass_(pieces: list[list[int]]) -> np.ndarray:
+        with lock:
+            started.append(max(len(p) for p in pieces))
+        return real(pieces)
+
+    fast._pass = pass_
+    try:
+        rows = enc.encode(texts)
+    finally:
+        fast._pass = real
+        enc.close()
+    assert len(started) == 4
+    widths = sorted(started, reverse=True)
+    assert sorted(started[:2], reverse=True) == widths[:2], started  # the two longest first
+    alone = np.concatenate([enc.encode([t]) for t in texts[:8]])
+    assert np.sum(rows[:8] * alone, axis=1).min() > 0.9999  # rows in their texts' places
+    enc.close()
+
+
+def test_token_counts_and_tokenizing_share_the_encoders_tokenizer_lock() -> None:
+    """The service runs two encoder calls at once, so a count or a call's tokenizing may run
+    beside another call's: every use of the shared tokenizer takes one lock."""
+    import threading
+
+    from hivemind_embedding.encoder import SentenceEncoder, default_model_dir
+
+    enc = SentenceEncoder.load(default_model_dir(), model_id="m", precision="float32")
+    assert enc._fast is not None and enc._tokenizer_lock is enc._fast.tokenizer_lock
+    got: list[object] = []
+    with enc._tokenizer_lock:
+        workers = [
+            threading.Thread(target=lambda: got.append(enc.count_tokens(["one two three"]))),
+            threading.Thread(target=lambda: got.append(enc.encode(["one two three"]).shape)),
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(0.5)
+        assert all(w.is_alive() for w in workers) and not got  # both wait for the lock
+    for w in workers:
+        w.join(60)
+    assert sorted(map(str, got)) == sorted(["5", "(1, 384)"])
+    enc.close()
+
+
+def test_two_encoder_calls_run_at_once_and_close_answers_both() -> None:
+    """With ``calls=2`` a second call is gathered and encoded while the first runs (the pass
+    workers never wait for the gap between calls); closing answers the jobs of both and waits
+    for both calls to end."""
+    import asyncio
+    import threading
+
+    from hivemind_common.errors import Unavailable
+    from hivemind_embedding.batcher import MicroBatcher
+
+    # each call waits here for the other: calls one after the other would break the barrier
+    meet = threading.Barrier(2, timeout=60)
+    release = threading.Event()
+    holding = threading.Semaphore(0)
+    done: list[list[str]] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        meet.wait()
+        if texts[0].startswith("hold"):
+            holding.release()
+            assert release.wait(60)
+        done.append(texts)
+        return np.full((len(texts), 4), float(len(done)), dtype=np.float32)
+
+    async def go() -> None:
+        batcher = MicroBatcher(encode, max_batch=2, calls=2)
+        await batcher.start()
+        a = asyncio.ensure_future(batcher.embed(["a", "b"]))
+        b = asyncio.ensure_future(batcher.embed(["c", "d"]))
+        rows = await asyncio.wait_for(asyncio.gather(a, b), 60)
+        assert [r.shape for r in rows] == [(2, 4), (2, 4)]
+        assert sorted(map(sorted, done)) == [["a", "b"], ["c", "d"]]
+        done.clear()
+        held = [asyncio.ensure_future(batcher.embed([f"hold {i}", "x"])) for i in range(2)]
+        queued = asyncio.ensure_future(batcher.embed(["later", "y"]))
+        for _ in range(2):  # both calls inside the encoder
+            assert await asyncio.to_thread(holding.acquire, True, 60)
+        closing = asyncio.ensure_future(batcher.close())
+        for _ in range(20):  # close() runs as far as it goes while both calls are held
+            await asyncio.sleep(0)
+        assert not closing.done() and not done
+        release.set()
+        await asyncio.wait_for(closing, 60)
+        assert len(done) == 2  # both calls ended before close() returned
+        for job in (*held, queued):
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(job, 60)
+
+    asyncio.run(go())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -57,6 +59,45 @@ def test_two_gateways_embed_each_stored_memory_once(
         embedded = _texts_embedded() - before
         # each item once; without the claim both processes embed most of them
         assert ITEMS <= embedded < ITEMS * 1.2, embedded
+
+
+def test_a_gateway_keeps_two_batches_at_the_embedding_service(
+    redis_url: str, internal_token: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch at a time left the embedding service's workers idle between two batches (the
+    round trip, the service gathering and tokenizing the next): each gateway process now has
+    two at the service, and its two loops never take the same item."""
+    embedding = shared_embedding_url(internal_token)
+    with running_gateway(
+        redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
+    ) as gw:
+        assert _pending(gw) == 0  # the gateway holds the tenant's index now
+        search = gw.app.state.gateway.search
+        real = search.embedder.embed
+        sent: list[str] = []
+        calls = {"now": 0, "most": 0}
+
+        async def embed(texts: list[str], *, timeout_s: float | None = None) -> Any:
+            calls["now"] += 1
+            calls["most"] = max(calls["most"], calls["now"])
+            try:
+                # the first batch waits (at most 20 s) for a second one to be sent beside it
+                deadline = time.monotonic() + 20
+                while calls["most"] < 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                sent.extend(texts)
+                return await real(texts, timeout_s=timeout_s)
+            finally:
+                calls["now"] -= 1
+
+        monkeypatch.setattr(search.embedder, "embed", embed)
+        memories = [{"text": f"note {i}: the backup of host {i % 5} ran"} for i in range(ITEMS)]
+        with gw.client("acme", "write") as c:
+            r = c.post("/v1/memories/batch", json={"memories": memories})
+            assert r.status_code == 200, r.text
+        wait_until(lambda: _pending(gw) == 0, timeout=600, interval=0.2, what="every vector in")
+        assert calls["most"] == 2
+        assert sorted(sent) == sorted(m["text"] for m in memories)  # each item once
 
 
 def test_a_gateway_that_fell_behind_a_trimmed_change_stream_reloads(

@@ -42,6 +42,9 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             enabled=settings.embedding_batching,
             window_s=settings.embedding_batch_window_ms / 1000.0,
             max_batch=settings.embedding_max_batch,
+            # two calls at once where passes run on a pool of workers: one is gathered and
+            # tokenized while the other's passes run (the batcher's docstring has the figures)
+            calls=2 if encoder.workers > 1 else 1,
         )
         await batcher.start()
         app.state.embedding = EmbeddingState(settings, encoder, batcher)

@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,6 +112,11 @@ class SentenceEncoder:
         self.precision = precision
         self.sub_batch = max(1, sub_batch)
         self._fast = fast_path  # a FastPath (the traced copy) for every request, or None
+        # one lock for every use of the model's tokenizer (it keeps its padding and truncation
+        # settings on itself): the fast path's tokenizing, the eager model's encode, counts
+        self._tokenizer_lock: threading.Lock = (
+            fast_path.tokenizer_lock if fast_path is not None else threading.Lock()
+        )
         dim_fn = (
             getattr(model, "get_embedding_dimension", None)
             or model.get_sentence_embedding_dimension
@@ -188,21 +194,25 @@ class SentenceEncoder:
         if not texts:  # the tokenizer raises on none, which turned the fast path off for good
             return np.zeros((0, getattr(self, "dimensions", 0)), dtype=np.float32)
 
-        if self._fast is not None:
+        fast = self._fast  # read once: a call beside this one may turn it off meanwhile
+        if fast is not None:
             try:
-                return self._fast.encode(texts)
+                return fast.encode(texts)
             except Exception:  # never seen; the eager model answers from now on
-                log.exception("the traced encoder failed; encoding eagerly from now on")
-                fast, self._fast = self._fast, None
-                fast.close()
-                torch.set_num_threads(max(1, fast.workers * torch.get_num_threads()))
+                with self._tokenizer_lock:  # one of two failing calls turns it off
+                    turned_off = self._fast is fast
+                    self._fast = None
+                if turned_off:
+                    log.exception("the traced encoder failed; encoding eagerly from now on")
+                    fast.close()
+                    torch.set_num_threads(max(1, fast.workers * torch.get_num_threads()))
 
         autocast = (
             torch.autocast("cpu", dtype=torch.bfloat16)
             if self.precision == "bfloat16"
             else contextlib.nullcontext()
         )
-        with torch.inference_mode(), autocast:
+        with self._tokenizer_lock, torch.inference_mode(), autocast:
             out = self._model.encode(
                 texts,
                 batch_size=min(self.sub_batch, max(1, len(texts))),  # passes of like lengths
@@ -218,5 +228,6 @@ class SentenceEncoder:
         limit = int(getattr(self._model, "max_seq_length", 512) or 512)
         if tokenizer is None:
             return sum(len(t.split()) for t in texts)
-        ids = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=limit)
+        with self._tokenizer_lock:
+            ids = tokenizer(texts, add_special_tokens=True, truncation=True, max_length=limit)
         return sum(len(x) for x in ids["input_ids"])

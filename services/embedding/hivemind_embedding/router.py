@@ -93,9 +93,10 @@ async def openai_embeddings(body: OpenAIEmbeddingRequest, state: EmbeddingDep) -
             param="dimensions",
         )
     rows = np.ascontiguousarray(await state.batcher.embed(texts), dtype=np.float32)
-    # on the encoder's own thread: the tokenizer keeps its padding settings on itself, and a
-    # count on another thread while a batch encoded turned padding off under it (the batch
-    # failed, and the traced fast path was switched off for good)
+    # under the encoder's tokenizer lock (count_tokens), on an encoder thread: the tokenizer
+    # keeps its padding settings on itself, and a count on another thread while a batch
+    # encoded turned padding off under it (the batch failed, and the traced fast path was
+    # switched off for good)
     tokens = await state.batcher.on_encoder_thread(encoder.count_tokens, texts)
     data: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
