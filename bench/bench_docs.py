@@ -188,6 +188,7 @@ def main(out_dir: Path) -> dict[str, Any]:
             # once it answers (null: none was built, the traced copy encoded everything)
             "embedding_compile_s": stack.compile_s,
             "embedding_compile": os.environ.get("HIVEMIND_EMBEDDING_COMPILE", "true"),
+            "embedding_attention": stack.attention,
             "summary": first,
             "load_average_before": load_before,
             "load_average_after": os.getloadavg(),

@@ -122,6 +122,8 @@ class MemoryStack:
     # seconds from the embedding service's start until its compiled copy answered batches
     # (None: it has none, e.g. no C++ compiler); benches start their clocks after it
     compile_s: float | None = None
+    # the compiled copy's attention ("amx": the AMX kernel, "sdpa": torch's; None: unknown)
+    attention: str | None = None
 
 
 def wait_compiled(url: str, token: str, deadline_s: float = 300.0) -> float | None:
@@ -147,6 +149,9 @@ def memory_stack(data_dir: Path, token: str) -> Iterator[MemoryStack]:
         env = base_env(data_dir, token)
         with service_process("hivemind_embedding", env) as emb_url:
             compile_s = wait_compiled(emb_url, token)
+            info = httpx.get(
+                f"{emb_url}/info", headers={"Authorization": f"Bearer {token}"}, timeout=10
+            ).json()
             gw_env = {
                 **env,
                 "HIVEMIND_REDIS_URL": redis.url,
@@ -155,7 +160,7 @@ def memory_stack(data_dir: Path, token: str) -> Iterator[MemoryStack]:
                 "HIVEMIND_TRAINER_URL": "http://127.0.0.1:9",
             }
             with service_process("hivemind_gateway", gw_env) as gw_url:
-                yield MemoryStack(redis.url, emb_url, gw_url, compile_s)
+                yield MemoryStack(redis.url, emb_url, gw_url, compile_s, info.get("attention"))
     finally:
         redis.stop()
 

@@ -68,7 +68,9 @@ def test_the_service_switches_to_its_compiled_copy_with_the_same_vectors(
         early = c.post("/embed", json={"texts": TEXTS[:3]})
         assert early.status_code == 200, early.text
         assert _built(lambda: c.get("/info").json()["compile"]) == "on"
-        assert c.get("/info").json()["compiled"] is True
+        info = c.get("/info").json()
+        assert info["compiled"] is True
+        assert info["attention"] in ("sdpa", "amx")
         compiled = np.array(c.post("/embed", json={"texts": TEXTS}).json()["embeddings"])
         one = np.array(c.post("/embed", json={"texts": TEXTS[:1]}).json()["embeddings"])
     assert compiled.shape == traced.shape == (len(TEXTS), 384)
@@ -163,7 +165,7 @@ def test_a_shape_the_compiled_copy_lacks_goes_to_the_traced_copy(compiled_encode
     assert fast.compiled and fast.compile_state == "on"  # a missing shape keeps the copy
     assert fast._try_compiled(fast._pieces(TEXTS[:3])) is not None
     expected = fast._run(fast._module, TEXTS[:4])
-    kept = fast._compiled
+    kept, attention = fast._compiled, fast.attention
 
     def broken(*_args: Any) -> Any:
         raise RuntimeError("boom")
@@ -172,9 +174,10 @@ def test_a_shape_the_compiled_copy_lacks_goes_to_the_traced_copy(compiled_encode
         fast._compiled = broken
         got = fast._pass(fast._pieces(TEXTS[:4]))
         assert fast._compiled is None and fast.compile_state == "failed"  # traced from now on
+        assert fast.attention == "sdpa"  # /info no longer names the compiled copy's kernel
         assert np.sum(got * expected, axis=1).min() > 0.9999
     finally:
-        fast._compiled, fast.compile_state = kept, "on"
+        fast._compiled, fast.compile_state, fast.attention = kept, "on", attention
 
 
 def test_no_compiler_or_a_failed_compile_leaves_the_traced_copy(
@@ -202,3 +205,17 @@ def test_no_compiler_or_a_failed_compile_leaves_the_traced_copy(
     thread.join(COMPILE_DEADLINE_S)
     assert not thread.is_alive() and not copy.compiled and copy.compile_state == "failed"
     assert copy.encode(TEXTS[:3]).shape == (3, 384)
+
+
+def test_batches_run_the_amx_attention_where_the_cpu_has_it(compiled_encoder: Any) -> None:
+    """On a CPU with AMX the compiled copy's attention is the kernel (torch's elsewhere), and
+    its rows are the float32 model's either way."""
+    from hivemind_embedding import amx_attention
+
+    usable = amx_attention.unavailable(compiler_name()) is None
+    if compiled_encoder.precision == "bfloat16" and usable:
+        assert compiled_encoder.attention == "amx"
+    else:
+        assert compiled_encoder.attention == "sdpa"
+    want = compiled_encoder._model.encode(TEXTS, normalize_embeddings=True)
+    assert np.sum(compiled_encoder.encode(TEXTS) * want, axis=1).min() > 0.9995

@@ -35,6 +35,7 @@ def create_app(settings: EmbeddingSettings) -> FastAPI:
             precision=settings.embedding_precision,
             fast_path=settings.embedding_fast_path,
             compile_copy=settings.embedding_compile,
+            amx_attention=settings.embedding_amx_attention,
             sub_batch=settings.embedding_sub_batch,
         )
         batcher = MicroBatcher(

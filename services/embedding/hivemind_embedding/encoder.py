@@ -137,6 +137,7 @@ class SentenceEncoder:
         fast_path: bool = True,
         sub_batch: int = SUB_BATCH,
         compile_copy: bool = False,
+        amx_attention: bool = True,
     ) -> SentenceEncoder:
         """Load a local directory (never a hub download); ``compile_copy``: build the compiled
         copy for batches on a thread of its own (the service does; a one-off caller need not).
@@ -158,7 +159,9 @@ class SentenceEncoder:
 
             fast = FastPath.build(model, precision=chosen, sub_batch=sub_batch, workers=workers)
             if fast is not None and compile_copy:
-                fast.compile_later(model, chosen)
+                # the AMX kernel runs on its caller's thread: where a pass has several torch
+                # threads, torch's attention (which uses them all) stays
+                fast.compile_later(model, chosen, amx_attention=amx_attention and per_pass == 1)
         if fast is None:  # the eager model runs one pass at a time: on every thread
             torch.set_num_threads(workers * per_pass)
         log.info("loaded embedding model %s from %s (%s)", model_id, model_dir, chosen)
@@ -181,6 +184,11 @@ class SentenceEncoder:
     @property
     def compiled(self) -> bool:
         return self._fast is not None and self._fast.compiled
+
+    @property
+    def attention(self) -> str:
+        """The compiled copy's attention: "amx" (the AMX kernel) or "sdpa" (torch's)."""
+        return self._fast.attention if self._fast is not None else "sdpa"
 
     @property
     def compile_state(self) -> str:

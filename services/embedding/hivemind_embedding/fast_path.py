@@ -119,9 +119,10 @@ def _plain_layout(model: Any) -> bool:
     return mode == "mean" and include_prompt and hasattr(model[0], "auto_model")
 
 
-def _pooled(transformer: Any, autocast: bool = False) -> Any:
+def _pooled(transformer: Any, autocast: bool = False, lengths: bool = False) -> Any:
     """The transformer, mean pooling and normalisation as one module (``autocast``: its forward
-    runs under bfloat16 autocast itself, so a compiled graph holds the casts)."""
+    runs under bfloat16 autocast itself, so a compiled graph holds the casts; ``lengths``: each
+    text's length goes to the attention function, as the AMX kernel needs)."""
     import contextlib
 
     import torch
@@ -137,11 +138,17 @@ def _pooled(transformer: Any, autocast: bool = False) -> Any:
                 if autocast
                 else contextlib.nullcontext()
             )
+            extra = {}
+            if lengths:
+                from hivemind_embedding.amx_attention import LENGTHS
+
+                extra[LENGTHS] = attention_mask.sum(1)
             with scope:
                 hidden = self.transformer(
                     input_ids=input_ids,
                     attention_mask=attention_mask,
                     token_type_ids=token_type_ids,
+                    **extra,
                 ).last_hidden_state.float()
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
@@ -176,6 +183,8 @@ class FastPath:
         # failure while serving)
         self.compile_state: CompileState = "off"
         self.compiling: threading.Thread | None = None
+        # the compiled copy's attention: torch's ("sdpa") or the AMX kernel ("amx")
+        self.attention = "sdpa"
         self._probe_ref: np.ndarray | None = None  # the eager float32 model's probe vectors
         # the shared tokenizer keeps its truncation and padding settings on itself: two calls
         # tokenizing at once (the service runs two encoder calls side by side) or a token
@@ -213,21 +222,55 @@ class FastPath:
         """Whether passes of two or more texts run the compiled copy."""
         return self._compiled is not None
 
-    def compile_later(self, model: Any, precision: str = "float32") -> threading.Thread | None:
+    def compile_later(
+        self, model: Any, precision: str = "float32", *, amx_attention: bool = True
+    ) -> threading.Thread | None:
         """Compile the encoder with TorchInductor on a thread of its own; the traced copy
         answers meanwhile, and keeps answering if compiling fails or the result disagrees.
-        None where no C++ compiler is installed (the service images carry none)."""
+        None where no C++ compiler is installed (the service images carry none).
+        ``amx_attention``: its attention runs the AMX kernel where it can (amx_attention.py),
+        else (or should that copy fail) torch's."""
         if not has_compiler():
             log.info("embedding compiled path off: no C++ compiler (%s) on PATH", compiler_name())
             return None
         self.compile_state = "building"
         self.compiling = threading.Thread(
-            target=self._compile, args=(model, precision), name="embedding-compile", daemon=True
+            target=self._compile_either,
+            args=(model, precision, amx_attention),
+            name="embedding-compile",
+            daemon=True,
         )
         self.compiling.start()
         return self.compiling
 
-    def _compile(self, model: Any, precision: str) -> None:
+    def _compile_either(self, model: Any, precision: str, amx_attention: bool) -> None:
+        """The compiled copy with the AMX attention where it can run, else with torch's; and
+        should that fail too, without the C++ wrapper (this module's first compiled copy)."""
+        transformer = model[0].auto_model
+        if amx_attention and precision == "bfloat16":
+            try:
+                from hivemind_embedding import amx_attention as amx
+
+                fused, why = amx.prepared(transformer, compiler_name())
+            except Exception as exc:  # never leave the state at "building"
+                fused, why = None, f"{type(exc).__name__}: {exc}"
+            if fused is not None:
+                self._compile(fused, precision, attention="amx")
+                if self.compile_state == "on":
+                    return
+                log.warning("embedding compiled copy failed with the AMX attention; again without")
+                self.compile_state = "building"
+            else:
+                log.info("embedding AMX attention off: %s", why)
+        self._compile(transformer, precision)
+        if self.compile_state != "on":
+            log.warning("embedding compiled copy failed with its C++ wrapper; again without")
+            self.compile_state = "building"
+            self._compile(transformer, precision, cpp_wrapper=False)
+
+    def _compile(
+        self, transformer: Any, precision: str, *, attention: str = "sdpa", cpp_wrapper: bool = True
+    ) -> None:
         import torch
         import torch._inductor.config as inductor
 
@@ -239,8 +282,10 @@ class FastPath:
             # going back to the interpreter between them, so two passes on two threads stop
             # queueing for the GIL at every kernel (1.93 -> 1.99 of 2 cores busy, 194-215 ->
             # 217-222 texts/s in one process alternating the two copies; same kernels)
-            inductor.cpp_wrapper = True
-            module = _pooled(model[0].auto_model, autocast=precision == "bfloat16").eval()
+            inductor.cpp_wrapper = cpp_wrapper
+            module = _pooled(
+                transformer, autocast=precision == "bfloat16", lengths=attention == "amx"
+            ).eval()
             compiled = torch.compile(module, dynamic=True)
             # two shapes: the batch and length dimensions are compiled as sizes, not constants
             # (a pass of one text stays on the traced copy: a size of 1 is a shape of its own)
@@ -259,6 +304,7 @@ class FastPath:
             log.warning("embedding compiled path off: it disagrees (cosine %.6f)", cosine)
             self.compile_state = "failed"
             return
+        self.attention = attention
         self._compiled = compiled
         self.compile_state = "on"
         log.info("embedding compiled path on (%s, %.0f s)", precision, time.monotonic() - started)
@@ -399,6 +445,7 @@ class FastPath:
             log.exception("the compiled encoder failed; the traced copy answers from now on")
             self._compiled = None
             self.compile_state = "failed"
+            self.attention = "sdpa"
             return None
 
     def _run(self, module: Any, texts: list[str], tokenizer: Any = None) -> np.ndarray:

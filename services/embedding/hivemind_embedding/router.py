@@ -128,6 +128,7 @@ async def info(state: EmbeddingDep) -> ModelInfo:
         fast_path=encoder.fast_path,
         compiled=encoder.compiled,
         compile=encoder.compile_state,
+        attention=encoder.attention,
         workers=encoder.workers,
         max_texts=settings.embedding_max_texts,
         max_chars=settings.embedding_max_chars,

@@ -62,6 +62,7 @@ class ModelInfo(BaseModel):
     fast_path: bool = False
     compiled: bool = False  # batches run the compiled copy (it is built after start)
     compile: Literal["off", "building", "on", "failed"] = "off"
+    attention: Literal["sdpa", "amx"] = "sdpa"  # the compiled copy's: torch's or AMX tiles
     workers: int = 1  # passes of one call encoded side by side
     max_texts: int
     max_chars: int

@@ -39,6 +39,10 @@ class EmbeddingSettings(ServiceSettings):
     # ~1.5x the texts/s of the traced copy on batches, same precision. Needs a C++ compiler;
     # without one the traced copy stays.
     embedding_compile: bool = True
+    # the compiled copy's attention in AMX tiles where the CPU has them (Intel Sapphire Rapids
+    # and later; bfloat16): 1.25-1.4x its texts/s here, the same numerics as torch's
+    # flash-attention kernel (hivemind_embedding.amx_attention); off: torch's everywhere
+    embedding_amx_attention: bool = True
 
     # texts per forward pass: a batch is sorted by length and run in passes of this many, so
     # short texts are not padded to the batch's longest (4-10x the texts/s of one pass here)

@@ -459,13 +459,16 @@ class SearchIndex:
                             keys.vector_claim(tenant, kind, item.id), "1", nx=True, px=CLAIM_TTL_MS
                         )
                     won = await pipe.execute()
+                won_ids = {i.id for i, ok in zip(part, won, strict=True) if ok}
             except BaseException:
+                # which of ``part`` were won is unknown: those claims lapse by themselves (a
+                # delete could drop another process' claim)
                 self._embedding.difference_update((tenant, kind, i.id) for i in part)
                 self._embedding.difference_update((tenant, kind, i.id) for i in taken)
                 await self._release(tenant, kind, taken)
                 raise
-            for item, ok in zip(part, won, strict=True):
-                if ok:
+            for item in part:
+                if item.id in won_ids:
                     taken.append(item)
                 else:  # another process holds it
                     self._embedding.discard((tenant, kind, item.id))
