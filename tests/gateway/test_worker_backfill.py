@@ -134,3 +134,39 @@ def test_a_gateway_that_fell_behind_a_trimmed_change_stream_reloads(
         wait_until(lambda: b_finds("zebra349"), timeout=30, what="b to catch up")
         # the first entries were trimmed before b read them: only a reload brings them
         wait_until(lambda: b_finds("zebra0"), timeout=30, what="b to reload after the gap")
+
+
+def test_one_graph_build_a_store_at_a_time() -> None:
+    """Two backfill loops (or a write and a loop) asked for a graph build of the same store
+    before the first build's thread had marked it: both ran, adding the same rows twice."""
+    import threading
+    from types import SimpleNamespace
+
+    from hivemind_gateway.search.sync import SearchIndex
+
+    release = threading.Event()
+    builds: list[int] = []
+
+    class Store:
+        def needs_ann_work(self, upto: int) -> bool:
+            return True  # as a store says until its build's thread has started
+
+        def build_ann(self, upto: int) -> None:
+            builds.append(upto)
+            assert release.wait(60)
+
+    search = SearchIndex(None, None, None, ann_threshold=1)  # type: ignore[arg-type]
+    index = SimpleNamespace(kinds={"memory": SimpleNamespace(vectors=Store(), next_row=7)})
+
+    async def go() -> None:
+        search._schedule_ann(index)  # type: ignore[arg-type]
+        search._schedule_ann(index)  # type: ignore[arg-type]
+        assert len(search._ann_jobs) == 1
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*search._ann_jobs), 60)
+        search._schedule_ann(index)  # type: ignore[arg-type]
+        assert len(search._ann_jobs) == 1  # a later build once the first is done
+        await asyncio.wait_for(asyncio.gather(*search._ann_jobs), 60)
+
+    asyncio.run(go())
+    assert builds == [7, 7]

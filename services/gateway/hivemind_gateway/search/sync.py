@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -100,6 +101,7 @@ class SearchIndex:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ann_jobs: set[asyncio.Task[None]] = set()
+        self._ann_stores: set[int] = set()  # id() of the stores with a build scheduled
         self._vectors_wanted = asyncio.Event()
         # (tenant, kind, id) of the items this process' backfill loops hold claims on
         self._embedding: set[tuple[str, str, str]] = set()
@@ -482,11 +484,20 @@ class SearchIndex:
     def _schedule_ann(self, index: TenantIndex) -> None:
         for kind_index in index.kinds.values():
             store = kind_index.vectors
-            if store is not None and store.needs_ann_work(kind_index.next_row):
+            # one build a store at a time: the store marks itself building only once its
+            # thread runs, and two loops (or a write and a loop) may ask before that
+            if store is None or id(store) in self._ann_stores:
+                continue
+            if store.needs_ann_work(kind_index.next_row):
                 upto = kind_index.next_row
                 task = asyncio.create_task(asyncio.to_thread(store.build_ann, upto))
                 self._ann_jobs.add(task)
-                task.add_done_callback(self._ann_jobs.discard)
+                self._ann_stores.add(id(store))
+                task.add_done_callback(functools.partial(self._ann_done, id(store)))
+
+    def _ann_done(self, store: int, task: asyncio.Task[None]) -> None:
+        self._ann_jobs.discard(task)
+        self._ann_stores.discard(store)
 
     def stats(self) -> dict[str, Any]:
         return {
