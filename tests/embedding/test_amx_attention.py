@@ -97,6 +97,8 @@ def test_the_kernel_runs_on_a_copy_of_the_transformer() -> None:
     assert why is None and fused is not None and fused is not original
     assert fused.config._attn_implementation == amx.NAME
     assert original.config._attn_implementation == before != amx.NAME
+    # the weights are shared, not copied
+    assert all(a is b for a, b in zip(fused.parameters(), original.parameters(), strict=True))
 
 
 @pytest.mark.parametrize(
