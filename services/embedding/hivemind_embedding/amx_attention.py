@@ -185,8 +185,13 @@ def _register() -> None:
     """The custom op (opaque to TorchInductor, which calls it between its own kernels) and the
     attention function in transformers' registry, once a process."""
     global _registered
-    if _registered:
-        return
+    with _lock:  # two encoders compiling at once register once
+        if not _registered:
+            _register_once()
+            _registered = True
+
+
+def _register_once() -> None:
     import torch
     from transformers import AttentionInterface
 
@@ -206,7 +211,6 @@ def _register() -> None:
         return q.new_empty(texts, positions, heads, dims)
 
     AttentionInterface.register(NAME, _attention_function)
-    _registered = True
 
 
 def self_check(dims: int) -> None:

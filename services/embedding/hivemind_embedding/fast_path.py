@@ -127,6 +127,10 @@ def _pooled(transformer: Any, autocast: bool = False, lengths: bool = False) -> 
 
     import torch
 
+    from hivemind_embedding.amx_attention import LENGTHS
+
+    lengths_key = LENGTHS if lengths else ""
+
     class Pooled(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -138,11 +142,7 @@ def _pooled(transformer: Any, autocast: bool = False, lengths: bool = False) -> 
                 if autocast
                 else contextlib.nullcontext()
             )
-            extra = {}
-            if lengths:
-                from hivemind_embedding.amx_attention import LENGTHS
-
-                extra[LENGTHS] = attention_mask.sum(1)
+            extra = {lengths_key: attention_mask.sum(1)} if lengths_key else {}
             with scope:
                 hidden = self.transformer(
                     input_ids=input_ids,
