@@ -114,7 +114,9 @@ async def test_a_cycle_on_a_users_own_base_directory_writes_nothing_into_it(
     before = _files(trained_tiny_dir)
     await feed(redis_client, 30, offset=1200)
     result = await run_cycle(redis_client, settings(redis_url, data_dir, trained_tiny_dir))
-    assert result.status == "exported", result
+    # what is asserted is where the cycle wrote, not its verdict: a 4-step run on a tiny model
+    # can land either side of the gate
+    assert result.status in ("exported", "rejected") and result.gate, result
     assert result.train["base_general_scores"] == "measured"
     assert _files(trained_tiny_dir) == before
 
