@@ -74,6 +74,56 @@ def test_code_is_chunked_by_definition(gateway: RunningGateway) -> None:
         assert hits["data"][0]["heading"] == "class Ledger"
 
 
+CACHE_CODE = '''"""The response cache: which chat requests may be answered from the cache.
+
+A chat request may be answered from the cache when its temperature is 0 or it carries a seed,
+and it asks for one choice; the answer is kept for an hour.
+"""
+
+import hashlib
+
+
+def is_deterministic(body):
+    """Temperature 0 or a seed, and one choice."""
+    if (body.get("n") or 1) != 1:
+        return False
+    return body.get("temperature") == 0 or body.get("seed") is not None
+
+
+def cache_key(body):
+    """SHA-256 over the request's fields."""
+    return hashlib.sha256(repr(sorted(body.items())).encode()).hexdigest()
+'''
+
+SETTINGS_CODE = '''"""Cache settings: how long an answer stays in the response cache."""
+
+TTL_S = 3600
+MAX_ENTRIES = 10_000
+'''
+
+
+def test_a_files_best_definition_is_shown_before_its_module_docstring(
+    gateway: RunningGateway,
+) -> None:
+    with gateway.client() as c:
+        _post(c, source="gw/respcache.py", text=CACHE_CODE, collection="code")
+        _post(c, source="gw/cache_settings.py", text=SETTINGS_CODE, collection="code")
+        body = {"query": "which chat requests may be answered from the cache", "top_k": 5}
+        hits = c.post("/v1/docs/search", json={**body, "collection": "code"}).json()["data"]
+        ours = [h for h in hits if h["source"] == "gw/respcache.py"]
+        # the docstring restates the question and would rank first; the file's best
+        # definition takes its place and the docstring follows it
+        assert ours[0]["heading"].startswith("def ") and ours[1]["heading"] == "module"
+        assert hits.index(ours[1]) == hits.index(ours[0]) + 1
+        # a file with no definition keeps its module chunk
+        alone = c.post(
+            "/v1/docs/search",
+            json={"query": "how long does an answer stay in the response cache", "top_k": 1,
+                  "path_prefix": "gw/cache_settings"},
+        ).json()["data"]  # fmt: skip
+        assert alone[0]["heading"] == "module" and alone[0]["source"] == "gw/cache_settings.py"
+
+
 def test_an_unchanged_document_is_not_touched_and_a_changed_one_keeps_unchanged_chunks(
     gateway: RunningGateway,
 ) -> None:

@@ -129,3 +129,42 @@ def test_explain_lists_document_chunks_with_their_scores_and_reasons(
         injected = {x["key"] for x in docs if x["injected"]}
         assert injected == {i["key"] for i in body["items"] if i["kind"] == "doc"}
         assert body["explain"]["injected_text"] == body["text"]
+
+
+CACHE_CODE = '''"""The response cache: which chat requests may be answered from the response cache.
+
+A chat request may be answered from the response cache when its temperature is 0 or it
+carries a seed, and it asks for one choice.
+"""
+
+import hashlib
+
+
+def is_deterministic(body):
+    """Whether a chat request may be answered from the response cache: temperature 0 or a
+    seed, and one choice."""
+    if (body.get("n") or 1) != 1:
+        return False
+    return body.get("temperature") == 0 or body.get("seed") is not None
+'''
+
+
+def test_passages_show_a_files_definition_before_its_module_docstring(
+    redis_url: str, internal_token: str, data_dir: Path, stub: StubInference
+) -> None:
+    with _gateway(redis_url, internal_token, data_dir, stub) as gw, gw.client() as c:
+        r = c.post("/v1/docs", json={"source": "gw/respcache.py", "text": CACHE_CODE})
+        assert r.status_code == 200, r.text
+        wait_until(
+            lambda: c.get("/v1/rag/stats").json()["pending_vectors"] == 0,
+            timeout=60, what="every chunk embedded",
+        )  # fmt: skip
+        query = "which chat requests may be answered from the response cache?"
+        body = c.post("/v1/rag/context", json={"query": query, "explain": True}).json()
+        docs = [x for x in body["explain"]["candidates"] if x["kind"] == "doc" and x["injected"]]
+        assert [x["key"] for x in docs] == [i["key"] for i in body["items"] if i["kind"] == "doc"]
+        assert len(docs) == 2, body["explain"]["candidates"]
+        # both passed the gate; the docstring restates the query, yet the definition goes first
+        assert docs[0]["text"].startswith("def is_deterministic")
+        assert docs[1]["text"].startswith('"""The response cache')
+        assert body["text"].index("def is_deterministic") < body["text"].index('"""The response')

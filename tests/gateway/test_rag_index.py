@@ -255,3 +255,41 @@ def test_chunks_after_their_sections_best_are_folded_out_of_the_gate() -> None:
     assert [s.hit.item.id for s in out if s.passes] == ["a1", "b1", "m1", "m2", "t1", "t2"]
     assert "folded" in out[3].reason and "(a1)" in out[3].reason
     assert out[0].reason == "passed"
+
+
+def test_a_code_files_module_chunk_hands_its_place_to_the_files_best_definition() -> None:
+    from hivemind_gateway.rag.scoring import Scored, definitions_first
+    from hivemind_gateway.search.index import DocRef, Hit
+
+    def chunk(cid: str, doc: str, heading: str, rank: float, ok: bool = True) -> Scored:
+        ref = DocRef(doc, "default", f"{doc}.py", 1, 5, heading)
+        item = Item(kind="doc", id=cid, text=cid, doc=ref)
+        return Scored(Hit(item, 0.5, 1.0, 1.0), 0.6, passes=ok, rank=rank)
+
+    ranked = [
+        chunk("a.module", "a", "module", 9.0),  # a's docstring: ranked first
+        chunk("page", "p", "Guide > Caching", 8.0),
+        chunk("b.module", "b", "module", 7.0),  # b has no definition among the candidates
+        chunk("a.gone", "a", "def gated_out", 6.5, ok=False),  # not a passage: never moved
+        chunk("a.put", "a", "def cache_put", 6.0),  # a's best passing definition
+        chunk("a.module2", "a", "module", 5.0),  # a's second module block: a hands once
+        chunk("a.get", "a", "def cache_get", 4.0),
+    ]
+    out = definitions_first(ranked)
+    # the passages move one place down to make room; a chunk the gate keeps out keeps its slot
+    assert [s.hit.item.id for s in out] == [
+        "a.put", "a.module", "page", "a.gone", "b.module", "a.module2", "a.get",
+    ]  # fmt: skip
+    # ranks follow the new order, so anything that sorts by rank again keeps it
+    passing = [s for s in out if s.passes]
+    assert [s.rank for s in passing] == sorted((s.rank for s in passing), reverse=True)
+    assert out[0].rank == 9.0 and 8.0 < out[1].rank < 9.0
+    # a definition already above its module chunk stays where it is
+    again = [chunk("d", "c", "def f", 3.0), chunk("m", "c", "module", 2.0)]
+    assert [s.hit.item.id for s in definitions_first(again)] == ["d", "m"]
+    # every chunk may move when the caller says so (a search shows what the gate keeps out)
+    shown = definitions_first(
+        [chunk("m", "c", "module", 3.0), chunk("d", "c", "def f", 2.0, ok=False)],
+        among=lambda s: True,
+    )
+    assert [s.hit.item.id for s in shown] == ["d", "m"]

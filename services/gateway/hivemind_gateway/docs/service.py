@@ -53,7 +53,13 @@ from hivemind_gateway.docs.schemas import (
 )
 from hivemind_gateway.docs.tokens import embedder_limit, served_tokenizer
 from hivemind_gateway.quotas import RUN_PACKED, pack_commands, reserve_items
-from hivemind_gateway.rag.scoring import GateConfig, Scored, fold_sections, rank
+from hivemind_gateway.rag.scoring import (
+    GateConfig,
+    Scored,
+    definitions_first,
+    fold_sections,
+    rank,
+)
 from hivemind_gateway.search.index import DocRef, Item, doc_filter, embed_header
 from hivemind_gateway.search.spaces import drop_late_vectors, drop_vectors, vector_models
 from hivemind_gateway.search.sync import SearchIndex
@@ -513,6 +519,7 @@ async def search_documents(
     shown = [s for s in ranked if s.score >= body.min_score]
     if body.collapse:  # one hit per section, among the hits min_score keeps
         shown = [s for s in fold_sections(shown, among=lambda s: True) if not s.folded]
+    shown = definitions_first(shown, among=lambda s: True)
     data = [_hit(s.hit.item, s.score) for s in shown[: body.top_k]]
     neighbours: list[DocHit] = []
     if body.expand and data:

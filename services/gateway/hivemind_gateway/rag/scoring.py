@@ -268,6 +268,53 @@ def fold_sections(
     return ranked
 
 
+MODULE = "module"  # the chunker's heading for a code file's statements outside definitions
+
+
+def definitions_first(
+    ranked: list[Scored], *, among: Callable[[Scored], bool] = lambda s: s.passes
+) -> list[Scored]:
+    """``ranked`` (best first) where each code file's best-ranked ``module`` chunk (its
+    docstring, imports and top-level statements) hands its place to the best-ranked definition
+    of the same file below it and follows right after; only chunks ``among`` accepts move.
+
+    A module's docstring summarises its whole file, so it matches a question about any part of
+    it and used to rank above the definition that answers, often pushing that definition out of
+    the top 5. It still says which file matters: the file's best definition takes its place,
+    and the summary stays beside it. A file without a definition among the candidates keeps
+    its module chunk where it was."""
+    order = [s for s in ranked if among(s)]
+    handed: set[str] = set()
+    i = 0
+    while i < len(order):
+        s = order[i]
+        ref = s.hit.item.doc
+        if ref is None or ref.heading != MODULE or ref.doc_id in handed:
+            i += 1
+            continue
+        handed.add(ref.doc_id)
+        best = next(
+            (
+                j
+                for j in range(i + 1, len(order))
+                if (other := order[j].hit.item.doc) is not None
+                and other.doc_id == ref.doc_id
+                and other.heading != MODULE
+            ),
+            None,
+        )
+        if best is None:
+            i += 1
+            continue
+        definition = order.pop(best)
+        below = order[i + 1].rank if i + 1 < len(order) else s.rank - 1.0
+        definition.rank, s.rank = s.rank, (s.rank + below) / 2
+        order.insert(i, definition)
+        i += 2
+    moved = iter(order)
+    return [next(moved) if among(s) else s for s in ranked]
+
+
 def _verdict(s: Scored, *, strong: bool, best: float, dense_mode: bool, cfg: GateConfig) -> str:
     """Why the gate let ``s`` through or kept it out."""
     if not dense_mode:

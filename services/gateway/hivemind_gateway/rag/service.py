@@ -21,7 +21,13 @@ from hivemind_gateway.docs.service import score_docs
 from hivemind_gateway.rag.gate import embed_query, gate_config
 from hivemind_gateway.rag.retrieval_log import log_retrieval
 from hivemind_gateway.rag.schemas import Quality, RagCandidate, RagContext, RagExplain, RagItem
-from hivemind_gateway.rag.scoring import GateConfig, Scored, fold_sections, rank
+from hivemind_gateway.rag.scoring import (
+    GateConfig,
+    Scored,
+    definitions_first,
+    fold_sections,
+    rank,
+)
 from hivemind_gateway.search.index import Hit, TenantIndex, doc_filter
 from hivemind_gateway.search.lexical import bounded_query, tokenize
 from hivemind_gateway.search.sync import SearchIndex
@@ -290,7 +296,9 @@ def rank_docs(
         return []
     where = doc_filter(collections, skip_collections)
     # a chunk after a passing one of its section is folded out of the passages
-    return fold_sections(score_docs(index, vec, query, k=CANDIDATES, cfg=cfg, where=where))
+    return definitions_first(
+        fold_sections(score_docs(index, vec, query, k=CANDIDATES, cfg=cfg, where=where))
+    )
 
 
 def select_docs(
