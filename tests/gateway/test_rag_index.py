@@ -261,10 +261,13 @@ def test_a_code_files_module_chunk_hands_its_place_to_the_files_best_definition(
     from hivemind_gateway.rag.scoring import Scored, definitions_first
     from hivemind_gateway.search.index import DocRef, Hit
 
-    def chunk(cid: str, doc: str, heading: str, rank: float, ok: bool = True) -> Scored:
-        ref = DocRef(doc, "default", f"{doc}.py", 1, 5, heading)
+    def chunk(
+        cid: str, doc: str, heading: str, rank: float, ok: bool = True, score: float = 0.6,
+        ext: str = ".py",
+    ) -> Scored:  # fmt: skip
+        ref = DocRef(doc, "default", f"{doc}{ext}", 1, 5, heading)
         item = Item(kind="doc", id=cid, text=cid, doc=ref)
-        return Scored(Hit(item, 0.5, 1.0, 1.0), 0.6, passes=ok, rank=rank)
+        return Scored(Hit(item, 0.5, 1.0, 1.0), score, passes=ok, rank=rank)
 
     ranked = [
         chunk("a.module", "a", "module", 9.0),  # a's docstring: ranked first
@@ -284,9 +287,21 @@ def test_a_code_files_module_chunk_hands_its_place_to_the_files_best_definition(
     passing = [s for s in out if s.passes]
     assert [s.rank for s in passing] == sorted((s.rank for s in passing), reverse=True)
     assert out[0].rank == 9.0 and 8.0 < out[1].rank < 9.0
-    # a definition already above its module chunk stays where it is
-    again = [chunk("d", "c", "def f", 3.0), chunk("m", "c", "module", 2.0)]
-    assert [s.hit.item.id for s in definitions_first(again)] == ["d", "m"]
+    assert "before its file's module block" in out[0].reason
+    # a definition above its module chunk stays where it is; the module chunk still hands its
+    # place to the file's next definition (more code of the file it summarises)
+    again = [
+        chunk("d", "c", "def f", 3.0), chunk("m", "c", "module", 2.0),
+        chunk("x", "x", "Guide", 1.5), chunk("g", "c", "def g", 1.0),
+    ]  # fmt: skip
+    assert [s.hit.item.id for s in definitions_first(again)] == ["d", "g", "m", "x"]
+    # with a margin, a definition scoring far below the module chunk stays where it was
+    weak = [chunk("m", "c", "module", 3.0, score=0.8), chunk("g", "c", "def g", 1.0, score=0.5)]
+    assert [s.hit.item.id for s in definitions_first(weak, margin=0.15)] == ["m", "g"]
+    assert [s.hit.item.id for s in definitions_first(weak, margin=0.4)] == ["g", "m"]
+    # a Markdown section titled "module" is a page's section, not a code file's module block
+    page = [chunk("m", "p", "module", 3.0, ext=".md"), chunk("s", "p", "Setup", 1.0, ext=".md")]
+    assert [s.hit.item.id for s in definitions_first(page)] == ["m", "s"]
     # every chunk may move when the caller says so (a search shows what the gate keeps out)
     shown = definitions_first(
         [chunk("m", "c", "module", 3.0), chunk("d", "c", "def f", 2.0, ok=False)],

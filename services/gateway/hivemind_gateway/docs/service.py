@@ -519,7 +519,7 @@ async def search_documents(
     shown = [s for s in ranked if s.score >= body.min_score]
     if body.collapse:  # one hit per section, among the hits min_score keeps
         shown = [s for s in fold_sections(shown, among=lambda s: True) if not s.folded]
-    shown = definitions_first(shown, among=lambda s: True)
+    shown = definitions_first(shown, among=lambda s: True, margin=cfg.margin)
     data = [_hit(s.hit.item, s.score) for s in shown[: body.top_k]]
     neighbours: list[DocHit] = []
     if body.expand and data:

@@ -40,10 +40,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 import numpy as np
 
-from hivemind_gateway.search.index import Hit
+from hivemind_gateway.docs.chunking import MARKDOWN_EXTS
+from hivemind_gateway.search.index import DocRef, Hit
 
 
 @dataclass(frozen=True)
@@ -271,25 +273,36 @@ def fold_sections(
 MODULE = "module"  # the chunker's heading for a code file's statements outside definitions
 
 
+def _module_block(ref: DocRef) -> bool:
+    """A code file's ``module`` section (a Markdown page may title a section "module")."""
+    return ref.heading == MODULE and PurePosixPath(ref.source).suffix.lower() not in MARKDOWN_EXTS
+
+
 def definitions_first(
-    ranked: list[Scored], *, among: Callable[[Scored], bool] = lambda s: s.passes
+    ranked: list[Scored],
+    *,
+    among: Callable[[Scored], bool] = lambda s: s.passes,
+    margin: float | None = None,
 ) -> list[Scored]:
     """``ranked`` (best first) where each code file's best-ranked ``module`` chunk (its
     docstring, imports and top-level statements) hands its place to the best-ranked definition
-    of the same file below it and follows right after; only chunks ``among`` accepts move.
+    of the same file below it, which follows right after; only chunks ``among`` accepts move,
+    and with ``margin`` only a definition whose score is within it of the module chunk's.
 
     A module's docstring summarises its whole file, so it matches a question about any part of
     it and used to rank above the definition that answers, often pushing that definition out of
-    the top 5. It still says which file matters: the file's best definition takes its place,
-    and the summary stays beside it. A file without a definition among the candidates keeps
-    its module chunk where it was."""
-    order = [s for s in ranked if among(s)]
-    handed: set[str] = set()
+    the top 5. It still says which file matters: the file's best definition below it takes its
+    place (another of the file's definitions may already rank above: the summary then brings
+    more of the same file's code, not other files'), and the summary stays beside it. A file
+    with no definition below its module chunk keeps it where it was."""
+    movable = [among(s) for s in ranked]  # asked once: ranks change below
+    order = [s for s, ok in zip(ranked, movable, strict=True) if ok]
+    handed: set[str] = set()  # files whose module chunk has been placed
     i = 0
     while i < len(order):
         s = order[i]
         ref = s.hit.item.doc
-        if ref is None or ref.heading != MODULE or ref.doc_id in handed:
+        if ref is None or not _module_block(ref) or ref.doc_id in handed:
             i += 1
             continue
         handed.add(ref.doc_id)
@@ -299,20 +312,22 @@ def definitions_first(
                 for j in range(i + 1, len(order))
                 if (other := order[j].hit.item.doc) is not None
                 and other.doc_id == ref.doc_id
-                and other.heading != MODULE
+                and not _module_block(other)
             ),
             None,
         )
-        if best is None:
+        if best is None or (margin is not None and order[best].score < s.score - margin):
             i += 1
             continue
         definition = order.pop(best)
         below = order[i + 1].rank if i + 1 < len(order) else s.rank - 1.0
         definition.rank, s.rank = s.rank, (s.rank + below) / 2
+        definition.reason += ", shown before its file's module block, which ranked above it"
+        s.reason += ", shown after the best-ranked definition of its file"
         order.insert(i, definition)
         i += 2
     moved = iter(order)
-    return [next(moved) if among(s) else s for s in ranked]
+    return [next(moved) if ok else s for s, ok in zip(ranked, movable, strict=True)]
 
 
 def _verdict(s: Scored, *, strong: bool, best: float, dense_mode: bool, cfg: GateConfig) -> str:

@@ -296,9 +296,8 @@ def rank_docs(
         return []
     where = doc_filter(collections, skip_collections)
     # a chunk after a passing one of its section is folded out of the passages
-    return definitions_first(
-        fold_sections(score_docs(index, vec, query, k=CANDIDATES, cfg=cfg, where=where))
-    )
+    ranked = fold_sections(score_docs(index, vec, query, k=CANDIDATES, cfg=cfg, where=where))
+    return definitions_first(ranked, margin=cfg.margin)
 
 
 def select_docs(

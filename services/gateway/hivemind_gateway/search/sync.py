@@ -336,8 +336,9 @@ class SearchIndex:
             if done:
                 continue  # more may wait: the embedding service batches them together
             self._vectors_wanted.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._vectors_wanted.wait(), BACKFILL_EVERY_S)
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout passes a cancel on
+                async with asyncio.timeout(BACKFILL_EVERY_S):
+                    await self._vectors_wanted.wait()
 
     async def _embed(
         self, index: TenantIndex, kind: str, todo: list[Item]
