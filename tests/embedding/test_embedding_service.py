@@ -539,3 +539,40 @@ def test_two_encoder_calls_run_at_once_and_close_answers_both() -> None:
                 await asyncio.wait_for(job, 60)
 
     asyncio.run(go())
+
+
+def test_close_as_a_request_arrives_during_gathering_still_stops_the_batcher() -> None:
+    """Python 3.11's asyncio.wait_for returns the awaited result, swallowing the cancel, when
+    the cancel comes in the loop turn the result arrived in: close() then waited forever for
+    a batcher that went on gathering. A request queued just before close() is that turn."""
+    import asyncio
+
+    from hivemind_common.errors import Unavailable
+    from hivemind_embedding.batcher import MicroBatcher, _Job
+
+    def encode(texts: list[str]) -> np.ndarray:
+        return np.zeros((len(texts), 4), dtype=np.float32)
+
+    async def go() -> None:
+        batcher = MicroBatcher(encode, window_s=30.0)
+        await batcher.start()
+        batcher._company = True  # callers have been arriving together: the next one waits
+        first = asyncio.ensure_future(batcher.embed(["a"]))
+        for _ in range(20):  # the batcher holds "a" and waits for company
+            await asyncio.sleep(0)
+        assert batcher._gathering and not first.done()
+        late = _Job(["b"], asyncio.get_running_loop().create_future())
+        worker = batcher._worker
+        assert worker is not None
+        batcher._queue.put_nowait(late)
+        closing = asyncio.ensure_future(batcher.close())
+        finished, _ = await asyncio.wait([closing], timeout=30)  # a deadline, not a timing
+        if not finished:  # the cancel was swallowed: the batcher gathered on, close() waits
+            worker.cancel()
+            await closing
+        assert finished and worker.done()
+        for job in (first, late.future):
+            with pytest.raises(Unavailable):
+                await asyncio.wait_for(job, 10)
+
+    asyncio.run(go())

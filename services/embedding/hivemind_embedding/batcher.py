@@ -91,8 +91,8 @@ class MicroBatcher:
     async def close(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            # asyncio.wait, not a suppressed await: a cancel of close() itself goes on up
+            await asyncio.wait([self._worker])
             self._worker = None
         # the calls in flight as well as the queued jobs: their tasks are gone, nothing else
         # would answer them
@@ -146,7 +146,10 @@ class MicroBatcher:
                 if remaining <= 0:
                     break
                 try:
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
+                    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                    # (close()) that lands as the item arrives, and the loop would go on
+                    async with asyncio.timeout(remaining):
+                        job = await self._queue.get()
                 except TimeoutError:
                     break
             jobs.append(job)

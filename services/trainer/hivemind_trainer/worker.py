@@ -231,8 +231,9 @@ class TrainerWorker:
                         IS_LEADER.set(0)
                 except (RedisError, OSError, HivemindError) as exc:
                     log.warning("trainer worker pass failed: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.check_interval_s)
+                with contextlib.suppress(TimeoutError):  # asyncio.timeout passes a cancel on
+                    async with asyncio.timeout(self.settings.check_interval_s):
+                        await stop.wait()
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
