@@ -541,7 +541,10 @@ def test_two_encoder_calls_run_at_once_and_close_answers_both() -> None:
     asyncio.run(go())
 
 
-def test_close_as_a_request_arrives_during_gathering_still_stops_the_batcher() -> None:
+@pytest.mark.parametrize("close_first", [False, True])
+def test_close_as_a_request_arrives_during_gathering_still_stops_the_batcher(
+    close_first: bool,
+) -> None:
     """Python 3.11's asyncio.wait_for returns the awaited result, swallowing the cancel, when
     the cancel comes in the loop turn the result arrived in: close() then waited forever for
     a batcher that went on gathering. A request queued just before close() is that turn."""
@@ -564,8 +567,12 @@ def test_close_as_a_request_arrives_during_gathering_still_stops_the_batcher() -
         late = _Job(["b"], asyncio.get_running_loop().create_future())
         worker = batcher._worker
         assert worker is not None
-        batcher._queue.put_nowait(late)
-        closing = asyncio.ensure_future(batcher.close())
+        if close_first:  # close() runs first; its cancel meets a get() the request ended
+            closing = asyncio.ensure_future(batcher.close())
+            batcher._queue.put_nowait(late)
+        else:  # the request wakes the batcher, close() follows in the same turn
+            batcher._queue.put_nowait(late)
+            closing = asyncio.ensure_future(batcher.close())
         finished, _ = await asyncio.wait([closing], timeout=30)  # a deadline, not a timing
         if not finished:  # the cancel was swallowed: the batcher gathered on, close() waits
             worker.cancel()

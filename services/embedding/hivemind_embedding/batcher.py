@@ -90,10 +90,12 @@ class MicroBatcher:
 
     async def close(self) -> None:
         if self._worker is not None:
-            self._worker.cancel()
+            worker, self._worker = self._worker, None
+            worker.cancel()
             # asyncio.wait, not a suppressed await: a cancel of close() itself goes on up
-            await asyncio.wait([self._worker])
-            self._worker = None
+            await asyncio.wait([worker])
+            if not worker.cancelled() and worker.exception() is not None:
+                log.error("the embedding batcher had stopped", exc_info=worker.exception())
         # the calls in flight as well as the queued jobs: their tasks are gone, nothing else
         # would answer them
         waiting = list(self._gathering)
@@ -108,7 +110,8 @@ class MicroBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
         # the calls in flight, if any, end before the encoder behind them is closed
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.to_thread(self._executor.shutdown), DRAIN_S)
+            async with asyncio.timeout(DRAIN_S):
+                await asyncio.to_thread(self._executor.shutdown)
 
     async def on_encoder_thread(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on an encoder thread, queued behind the calls waiting for one. What
