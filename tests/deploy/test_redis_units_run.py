@@ -4,6 +4,7 @@ real redis-server: users and rights as documented, nothing evicted, AOF on, defa
 from __future__ import annotations
 
 import shlex
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,13 +48,24 @@ def secrets_dir(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def cluster_node(
     registry: Registry, secrets_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[int]:
     """The c1 unit's redis-server on a loopback port (its announce address kept as rendered)."""
     port = free_port()
-    while port > 55535:  # a cluster node's bus port (client port + 10000) must fit in 16 bits
+    # the unit leaves the cluster bus on client port + 10000: it must fit in 16 bits and be
+    # free as well (a taken bus port made the server exit at start, a 60 s wait in CI)
+    while port > 55535 or not _bindable(port + 10000):
         port = free_port()
     args = override(
         rendered_args(registry, "hivemind-redis-c1.container", "r720xd"),
@@ -67,12 +79,17 @@ def cluster_node(
     try:
 
         def answers() -> bool:
+            if proc.poll() is not None:  # it exited: stop waiting, say why below
+                return True
             out = subprocess.run(
                 ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, timeout=5
             )
             return "NOAUTH" in out.stdout or "PONG" in out.stdout
 
         wait_until(answers, timeout=60, interval=0.05, what="redis-server from the unit")
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+            raise AssertionError(f"redis-server exited ({proc.returncode}): {out[-2000:]}")
         yield port
     finally:
         proc.terminate()
