@@ -37,17 +37,18 @@ from bench.bench_gateway_wrk import cpu_info  # noqa: E402
 from bench.bench_inference import make_key  # noqa: E402
 from bench.bench_memory_api import memory_stack  # noqa: E402
 
-EVAL = REPO / "tests" / "data" / "docs_eval.json"
-# written later, before the ranking changes it now checks: the honest estimate
-EVAL_FRESH = REPO / "tests" / "data" / "docs_eval_fresh.json"
-# written at the start of the third session on issue 20, before its ranking changes
-EVAL_THIRD = REPO / "tests" / "data" / "docs_eval_third.json"
-# written at the start of the fourth session on issue 20, before its ranking changes
-EVAL_FOURTH = REPO / "tests" / "data" / "docs_eval_fourth.json"
-# written at the start of the sixth session on the issue, before its ranking work: not tuned on
-EVAL_FIFTH = REPO / "tests" / "data" / "docs_eval_fifth.json"
-# written in the same session after its first ranking change, before the others
-EVAL_SIXTH = REPO / "tests" / "data" / "docs_eval_sixth.json"
+DATA = REPO / "tests" / "data"
+# each set by its label in the summary and its key in the JSON; every set after the first was
+# written before the ranking changes it then measured (each file's `about` says when and why)
+EVAL_SETS = {
+    "eval": ("eval", DATA / "docs_eval.json"),  # written before any tuning, then tuned on
+    "fresh": ("eval_fresh", DATA / "docs_eval_fresh.json"),
+    "third": ("eval_third", DATA / "docs_eval_third.json"),
+    "fourth": ("eval_fourth", DATA / "docs_eval_fourth.json"),
+    "fifth": ("eval_fifth", DATA / "docs_eval_fifth.json"),  # sixth session, before its work
+    "sixth": ("eval_sixth", DATA / "docs_eval_sixth.json"),  # after its first change only
+}
+EVAL = EVAL_SETS["eval"][1]
 PATHS = ["docs", "README.md", "services"]
 TOP_K = 5
 _HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t]*#*[ \t]*$")
@@ -202,12 +203,8 @@ def main(out_dir: Path) -> dict[str, Any]:
             "chunks_embedded": again,
             "summary": second,
         }
-        result["eval"] = evaluate(gw_url, key, root)
-        result["eval_fresh"] = evaluate(gw_url, key, root, EVAL_FRESH)
-        result["eval_third"] = evaluate(gw_url, key, root, EVAL_THIRD)
-        result["eval_fourth"] = evaluate(gw_url, key, root, EVAL_FOURTH)
-        result["eval_fifth"] = evaluate(gw_url, key, root, EVAL_FIFTH)
-        result["eval_sixth"] = evaluate(gw_url, key, root, EVAL_SIXTH)
+        for json_key, eval_set in EVAL_SETS.values():
+            result[json_key] = evaluate(gw_url, key, root, eval_set)
     result["note"] = "gateway, embedding, redis and the CLI share the machine's 2 busy cores"
     result["machine"] = cpu_info()
     (out_dir / "docs_ingest.json").write_text(json.dumps(result, indent=2))
@@ -216,14 +213,7 @@ def main(out_dir: Path) -> dict[str, Any]:
         "second_run_chunks_embedded": result["second_run"]["chunks_embedded"],
         **{
             f"{label}_{rank}": f"{result[key][rank]}/{result[key]['questions']}"
-            for label, key in (
-                ("eval", "eval"),
-                ("fresh", "eval_fresh"),
-                ("third", "eval_third"),
-                ("fourth", "eval_fourth"),
-                ("fifth", "eval_fifth"),
-                ("sixth", "eval_sixth"),
-            )
+            for label, (key, _) in EVAL_SETS.items()
             for rank in (f"top{TOP_K}", "top1")
         },
     }

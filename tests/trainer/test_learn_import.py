@@ -222,8 +222,8 @@ async def test_import_stores_only_normalised_filtered_unique_records_with_proven
 def test_learn_import_cli_counts_outcomes_and_reads_parquet(
     redis_url: str, data_dir: Path, tmp_path: Path
 ) -> None:
-    pq = pytest.importorskip("pyarrow.parquet")
-    import pyarrow as pa
+    import pyarrow as pa  # installed with the trainer (trl -> datasets): never a skip
+    import pyarrow.parquet as pq
 
     table = pa.Table.from_pylist([r for r in ALPACA if isinstance(r.get("output"), str)])
     pq.write_table(table, tmp_path / "alpaca.parquet")
