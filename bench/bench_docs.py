@@ -47,7 +47,7 @@ EVAL_SETS = {
     "fourth": ("eval_fourth", DATA / "docs_eval_fourth.json"),
     "fifth": ("eval_fifth", DATA / "docs_eval_fifth.json"),  # sixth session, before its work
     "sixth": ("eval_sixth", DATA / "docs_eval_sixth.json"),  # after its first change only
-    "seventh": ("eval_seventh", DATA / "docs_eval_seventh.json"),  # seventh session, before its work
+    "seventh": ("eval_seventh", DATA / "docs_eval_seventh.json"),  # seventh session, first
 }
 EVAL = EVAL_SETS["eval"][1]
 PATHS = ["docs", "README.md", "services"]

@@ -196,3 +196,25 @@ def test_the_embedding_row_counts_vectors_not_files(
     assert "/12 vectors " in rows["embedding"] and " files " not in rows["embedding"]
     # this gateway runs without an embedding service: the chunks are queued, not embedded
     assert "12 chunks queued for embedding" in out and "chunks embedded" not in out
+
+
+def test_a_batch_past_the_requests_chunk_cap_is_sent_a_file_at_a_time(
+    redis_url: str, internal_token: str, data_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The gateway caps a request's chunks as well as a document's: files that fit alone but not
+    together still all go in (the command resends a refused batch a file at a time)."""
+    from support.gateway import running_gateway
+
+    (tmp_path / ".git").mkdir()
+    for name in ("a.c", "b.c", "c.c"):
+        (tmp_path / name).write_text("".join(f"{name[0]}{i}(\n" for i in range(20)))
+    monkeypatch.chdir(tmp_path)
+    with running_gateway(
+        redis_url, internal_token, data_dir, docs_max_chunks=30,
+        embedding_url="http://127.0.0.1:9", inference_url="http://127.0.0.1:9",
+        trainer_url="http://127.0.0.1:9",
+    ) as gw:  # fmt: skip
+        out = _ingest(gw, ".", "--no-wait")
+        assert "3 sent" in out and "0 refused" in out, out
+        assert _sources(gw) == {"a.c", "b.c", "c.c"}

@@ -239,6 +239,9 @@ def test_bad_documents_are_refused_with_a_problem(gateway: RunningGateway) -> No
             {"source": "a.md", "text": "x", "collection": "no spaces"},
             {"documents": []},
             {"documents": [{"source": "a", "text": "x"}, {"source": "a", "text": "y"}]},
+            # metadata is stored with the document and sent back with every listing
+            {"source": "a.md", "text": "x", "metadata": {"blob": "x" * 20_000}},
+            {"documents": [{"source": "a.md", "text": "x", "metadata": {"l": [0] * 9_000}}]},
         ]
         for body in cases:
             resp = c.post("/v1/docs", json=body)
@@ -465,3 +468,43 @@ def test_a_small_chunk_size_alone_keeps_the_overlap_share_and_chunks_are_capped(
         assert c.get("/v1/docs").json()["count"] == 0
         fits = c.post("/v1/docs", json={"source": "b.txt", "text": text, "chunk_tokens": 256})
         assert fits.status_code == 200 and fits.json()["data"][0]["chunks"] <= 30
+
+
+def test_a_batchs_type_and_metadata_are_its_documents_defaults(gateway: RunningGateway) -> None:
+    """Top-level ``type`` and ``metadata`` beside ``documents`` were dropped without a word
+    (the top-level ``collection`` applied): they are the defaults of the batch's documents."""
+    with gateway.client() as c:
+        out = _post(
+            c,
+            type="text",
+            metadata={"team": "ops"},
+            documents=[
+                {"source": "a.md", "text": "# Not a heading here\n\nplain words"},
+                {"source": "b.md", "text": "# Title\n\nwords", "type": "markdown",
+                 "metadata": {"team": "web"}},
+                {"source": "c.md", "text": "# Title\n\nwords", "metadata": {}},
+            ],
+        )  # fmt: skip
+        got = {d["source"]: c.get(f"/v1/docs/{d['id']}").json() for d in out["data"]}
+        assert got["a.md"]["type"] == "text" and got["a.md"]["metadata"] == {"team": "ops"}
+        assert got["b.md"]["type"] == "markdown" and got["b.md"]["metadata"] == {"team": "web"}
+        assert got["c.md"]["type"] == "text" and got["c.md"]["metadata"] == {}
+
+
+def test_a_batch_is_capped_in_chunks_as_a_whole(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """The chunk cap held for each document only: 256 documents just under it made millions of
+    chunks in one request (a C file of ``f(`` lines is a chunk a line, whatever the size)."""
+    from support.gateway import running_gateway
+
+    code = "".join(f"f{i}(\n" for i in range(20))  # 20 definitions, 20 chunks
+    two = [{"source": "a.c", "text": code}, {"source": "b.c", "text": code}]
+    gw_cm = running_gateway(redis_url, internal_token, data_dir, docs_max_chunks=30)
+    with gw_cm as gw, gw.client() as c:
+        over = c.post("/v1/docs", json={"documents": two})
+        assert over.status_code == 413, over.text
+        assert "30 a request" in over.json()["detail"]
+        assert c.get("/v1/docs").json()["count"] == 0  # refused whole
+        for doc in two:  # each alone is within the cap
+            assert _post(c, **doc)["data"][0]["chunks"] == 20

@@ -66,7 +66,7 @@ class GatewaySettings(ServiceSettings):
     max_doc_chars: int = Field(default=2_000_000, ge=1)
     docs_chunk_tokens: int = Field(default=256, ge=16, le=2048)
     docs_overlap_tokens: int = Field(default=32, ge=0, le=2047)
-    docs_max_chunks: int = Field(default=10_000, ge=1)  # one document's chunks, at most
+    docs_max_chunks: int = Field(default=10_000, ge=1)  # one document's chunks, and one request's
     # the most of a retrieval budget that reference library passages may take (0: none)
     rag_docs_share: float = Field(default=0.5, ge=0, le=1)
 

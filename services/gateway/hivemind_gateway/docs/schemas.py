@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from hivemind_common.ids import NAME_PATTERN
-from hivemind_common.text import InputModel, JsonValue, SafeText, SearchQuery, Text
+from hivemind_common.text import InputModel, Metadata, SafeText, SearchQuery, Text
 
 MAX_SOURCE_CHARS = 1024
 MAX_BATCH_DOCS = 256
@@ -49,7 +49,7 @@ class DocIn(InputModel):
     text: SafeText  # the per-deployment limit (settings.max_doc_chars) is checked later
     type: DocKind | None = None  # from the source's extension when absent
     collection: Collection | None = None  # the batch's collection when absent
-    metadata: dict[str, JsonValue] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+    metadata: Metadata = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
 
 
 class DocsCreate(InputModel):
@@ -61,7 +61,7 @@ class DocsCreate(InputModel):
     source: Source | None = None
     text: SafeText | None = None
     type: DocKind | None = None
-    metadata: dict[str, JsonValue] = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
+    metadata: Metadata = Field(default_factory=dict, max_length=MAX_METADATA_KEYS)
     documents: list[DocIn] | None = Field(default=None, min_length=1, max_length=MAX_BATCH_DOCS)
     chunk_tokens: int | None = Field(default=None, strict=True)
     overlap_tokens: int | None = Field(default=None, strict=True)

@@ -118,7 +118,19 @@ def _documents(body: DocsCreate) -> list[DocIn]:
     if single and body.documents is not None:
         raise Invalid("send either source and text, or documents, not both", param="documents")
     if body.documents is not None:
-        return body.documents
+        # the body's type and metadata are the batch's defaults, as its collection is (they
+        # were dropped without a word): a document's own, when it names them, comes first
+        return [
+            doc.model_copy(
+                update={
+                    "type": doc.type or body.type,
+                    "metadata": doc.metadata
+                    if "metadata" in doc.model_fields_set
+                    else body.metadata,
+                }
+            )
+            for doc in body.documents
+        ]
     if body.source is None or body.text is None:
         raise Invalid("a document needs source and text (or send documents)", param="source")
     return [DocIn(source=body.source, text=body.text, type=body.type, metadata=body.metadata)]
@@ -196,6 +208,7 @@ async def put_documents(
         limit = await asyncio.to_thread(embedder_limit)
 
         def work() -> None:
+            made = 0
             for p in todo:
                 p.context = summary(p.doc.text, p.doc_type, p.language)
                 p.chunks = chunk_text(
@@ -210,6 +223,15 @@ async def put_documents(
                         f"{size} tokens; the limit is {max_chunks} a document: send it with a "
                         "larger chunk_tokens, or in parts",
                         param="chunk_tokens",
+                    )
+                made += len(p.chunks)
+                if made > max_chunks:
+                    # the cap holds for a request too: 256 documents just under it each made
+                    # millions of chunks (a line per chunk whatever the size: ``f(`` in C)
+                    raise TooLarge(
+                        f"these documents make more than {max_chunks} chunks together; the "
+                        f"limit is {max_chunks} a request: send fewer documents at a time",
+                        param="documents",
                     )
                 p.chunk_ids = _chunk_ids(p.id, p.doc.source, p.chunks, p.context)
                 p.links = find_links(p.doc.source, p.doc.text, p.doc_type, p.language)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from hivemind_common.text import InputModel, check_json_text
+from hivemind_common.text import InputModel, Metadata
 from hivemind_gateway.validation import Identifier, Query, Tags, clean_text
 
-MAX_METADATA_BYTES = 16_384
 MAX_FILES = 200
 MAX_CONTEXT_CHARS = 200_000  # a session's working context: a long prompt's worth, not a store
 
@@ -20,15 +18,6 @@ ShortText = Annotated[
 ]
 
 
-def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    check_json_text(value)  # every string in it, keys too
-    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
-    return value
-
-
-Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
 Files = Annotated[list[ShortText], Field(max_length=MAX_FILES)]
 
 
