@@ -54,6 +54,7 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "tenant_settings": (keys.tenant_settings, (tenants,)),
     "request_window": (keys.request_window, (tenants, windows)),
     "learning_bytes": (keys.learning_bytes, (tenants, windows)),
+    "learning_samples": (keys.learning_samples, (tenants, windows)),
     "key_request_window": (keys.key_request_window, (tokens, windows)),
     "tool_cache_sizes": (keys.tool_cache_sizes, (tenants,)),
     "tool_cache_expiry": (keys.tool_cache_expiry, (tenants,)),

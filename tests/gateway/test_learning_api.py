@@ -172,6 +172,33 @@ def test_a_tenant_that_spent_its_daily_learning_budget_gets_429_and_others_go_on
     assert len(stream(gw, keys.learning_stream())) == 4
 
 
+def test_one_tenants_small_samples_are_bounded_in_number_too(
+    redis_url: str, internal_token: str, data_dir: Any
+) -> None:
+    """The stream is capped in entries, so a budget in bytes alone let one tenant's small
+    samples push the others' unread ones off it: a tenant may queue so many samples a day."""
+    from support.gateway import running_gateway
+
+    tiny = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    with running_gateway(
+        redis_url,
+        internal_token,
+        data_dir,
+        embedding_url="http://127.0.0.1:9",
+        inference_url="http://127.0.0.1:9",
+        trainer_url="http://127.0.0.1:9",
+        learning_samples_per_tenant_day=3,
+    ) as gw:
+        with gw.client("acme", "write") as c:
+            codes = [c.post("/v1/learning/samples", json={"messages": tiny}) for _ in range(5)]
+        assert [r.status_code for r in codes] == [200, 200, 200, 429, 429], codes[-1].text
+        assert "HIVEMIND_LEARNING_SAMPLES_PER_TENANT_DAY" in codes[-1].json()["detail"]
+        assert int(codes[-1].headers["retry-after"]) > 0
+        with gw.client("globex", "write") as other:
+            assert other.post("/v1/learning/samples", json={"messages": tiny}).status_code == 200
+    assert len(stream(gw, keys.learning_stream())) == 4
+
+
 def test_the_learning_budget_counts_bytes_not_characters() -> None:
     """Counted in characters, a sample of emoji stored four times the tenant's budget."""
     from hivemind_gateway.learning.budget import stored_bytes

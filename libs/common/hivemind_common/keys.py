@@ -30,7 +30,7 @@ LEADER_LOCK_TTL_MS = 30_000
 WRITE_CLAIM_MS = 30_000  # a crashed writer's claim (keys.write_claim) frees itself this soon
 DEPLOY_LOCK_MS = 60_000  # renewed while held: a dead deployer frees it within a minute
 TOOL_CACHE_TTL_MAX_S = 30 * 24 * 3600  # the longest TTL a caller may give a tool-cache entry
-LEARNING_BYTES_TTL_S = 2 * 24 * 3600  # a day's learning-bytes counter outlives its day
+LEARNING_BYTES_TTL_S = 2 * 24 * 3600  # a day's learning counters outlive their day
 CONSOLE_SESSION_TTL_S = 8 * 3600  # a web console sign-in (not refreshed: sign in again)
 
 # --- bounded collections ----------------------------------------------------------------------
@@ -261,6 +261,11 @@ def request_window(tenant: str, window: int) -> str:
 def learning_bytes(tenant: str, day: int) -> str:
     """Counter: bytes of learning samples (posted and captured) the tenant queued on one day."""
     return f"{_t(tenant)}:learnbytes:{day}"
+
+
+def learning_samples(tenant: str, day: int) -> str:
+    """Counter: learning samples (posted and captured) the tenant queued on one day."""
+    return f"{_t(tenant)}:learnsamples:{day}"
 
 
 def key_request_window(key_id: str, window: int) -> str:

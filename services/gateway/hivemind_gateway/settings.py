@@ -93,6 +93,9 @@ class GatewaySettings(ServiceSettings):
     # learning samples (posted and captured) one tenant may queue a day, in MiB (0: no limit):
     # the learning stream is shared, so one tenant must not fill Redis or crowd out the others
     learning_mb_per_tenant_day: int = Field(default=64, ge=0)
+    # and in samples: the stream is capped in entries (200,000), so small samples within the
+    # bytes could still push the other tenants' unread ones off it
+    learning_samples_per_tenant_day: int = Field(default=10_000, ge=0)
 
     # OpenAI routes: response cache and `model: "auto"` routing (prompt length, task)
     response_cache_ttl_s: int = Field(default=keys.RESPONSE_CACHE_TTL_S, ge=1)

@@ -37,6 +37,7 @@ async def add_sample(
         tenant=principal.tenant,
         body=body,
         budget_bytes=settings.learning_mb_per_tenant_day * 2**20,
+        budget_samples=settings.learning_samples_per_tenant_day,
     )
     return SampleAccepted(id=sample_id)
 

@@ -14,10 +14,11 @@ from hivemind_gateway.learning.schemas import SampleCreate, TrainRequest
 
 
 async def submit_sample(
-    *, redis: Any, tenant: str, body: SampleCreate, budget_bytes: int = 0
+    *, redis: Any, tenant: str, body: SampleCreate, budget_bytes: int = 0, budget_samples: int = 0
 ) -> str:
-    """Queue one sample for the trainer's filter; returns its id. ``budget_bytes``: what the
-    tenant may queue a day (0: no limit); past it, TooManyRequests until the day turns."""
+    """Queue one sample for the trainer's filter; returns its id. ``budget_bytes`` and
+    ``budget_samples``: what the tenant may queue a day (0: no limit); past either,
+    TooManyRequests until the day turns."""
     sample = LearningSample(
         tenant=tenant,
         source=body.source,
@@ -27,12 +28,10 @@ async def submit_sample(
     )
     fields = sample.to_fields()
     size = budget.stored_bytes(fields)
-    wait = await budget.charge(redis, tenant, size, budget_bytes)
-    if wait is not None:
+    spent = await budget.charge(redis, tenant, size, budget_bytes, budget_samples)
+    if spent is not None:
         raise TooManyRequests(
-            f"tenant {tenant!r} queued its {budget_bytes // 2**20} MiB of learning samples for "
-            "today (the gateway's HIVEMIND_LEARNING_MB_PER_TENANT_DAY)",
-            retry_after=wait,
+            budget.refusal(tenant, spent, budget_bytes, budget_samples), retry_after=spent.wait_s
         )
     # a durable write: in strong mode an entry no replica acknowledged is a retryable 503, never
     # a 2xx (a client's retry may queue it twice; the collector drops the duplicate by content)

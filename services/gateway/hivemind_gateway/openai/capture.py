@@ -54,10 +54,11 @@ async def capture_chat(
     retrieved: list[str],
     latency_ms: float,
     budget_bytes: int = 0,
+    budget_samples: int = 0,
 ) -> str | None:
     """Append one completed chat to the learning stream; returns the sample id (None on error,
-    or when the tenant's daily learning budget, ``budget_bytes``, is spent: the chat itself
-    has been answered, so it is only left out of learning)."""
+    or when the tenant's daily learning budget, ``budget_bytes`` or ``budget_samples``, is
+    spent: the chat itself has been answered, so it is only left out of learning)."""
     reply = dict(answer)
     reply.setdefault("role", "assistant")
     sample = LearningSample(
@@ -71,7 +72,7 @@ async def capture_chat(
     fields = sample.to_fields()
     size = budget.stored_bytes(fields)
     try:
-        if await budget.charge(redis, tenant, size, budget_bytes) is not None:
+        if await budget.charge(redis, tenant, size, budget_bytes, budget_samples) is not None:
             log.info("capture skipped: tenant %s spent its learning budget for today", tenant)
             return None
         await redis.transaction(

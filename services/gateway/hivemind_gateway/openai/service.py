@@ -155,6 +155,7 @@ async def _after_answer(
             retrieved=plan.retrieved,
             latency_ms=(time.perf_counter() - started) * 1000,
             budget_bytes=state.settings.learning_mb_per_tenant_day * 2**20,
+            budget_samples=state.settings.learning_samples_per_tenant_day,
         )
 
 
