@@ -75,6 +75,8 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "api_key_revocations": (keys.api_key_revocations, ()),
     "console_session": (keys.console_session, (tokens,)),
     "tenants_index": (keys.tenants_index, ()),
+    "tenant_api_keys": (keys.tenant_api_keys, (tenants,)),
+    "tenant_api_keys_counted": (keys.tenant_api_keys_counted, ()),
     "audit_stream": (keys.audit_stream, ()),
     "job": (keys.job, (tokens,)),
     "jobs_index": (keys.jobs_index, ()),

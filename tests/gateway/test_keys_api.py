@@ -138,3 +138,35 @@ def test_listing_reads_the_key_records_in_pipelines(gateway: Any) -> None:
         auth.LIST_BATCH = batch
     assert [k.key_id for k in listed] == sorted(made)
     assert {(k.tenant, k.role, k.revoked) for k in listed} == {("pipelined", "read", False)}
+
+
+def test_a_tenant_holds_at_most_so_many_live_keys(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """An admin could make keys without end: every one a record in Redis that each listing of
+    any tenant's keys reads. Revoked keys do not count; another tenant has its own limit; keys
+    made before the limit existed (no per-tenant set yet) are counted too."""
+    from hivemind_common import keys
+    from support.gateway import running_gateway
+
+    async def old_keys() -> None:  # two acme keys as an older gateway left them
+        redis = connect_redis(redis_url)
+        try:
+            for _ in range(2):
+                await ApiKeyStore(redis).create(tenant="acme", role="read")
+            await redis.delete(keys.tenant_api_keys("acme"), keys.tenant_api_keys_counted())
+        finally:
+            await redis.aclose()
+
+    asyncio.run(old_keys())
+    gw_cm = running_gateway(redis_url, internal_token, data_dir, max_keys_per_tenant=4)
+    with gw_cm as gw, gw.client("acme", "admin") as admin:  # the admin's own key: the third
+        made = admin.post("/v1/keys", json={"role": "read"})
+        assert made.status_code == 201, made.text
+        over = admin.post("/v1/keys", json={"role": "read"})
+        assert over.status_code == 403, over.text
+        assert over.json()["code"] == "quota_exceeded" and "limit is 4" in over.json()["detail"]
+        assert admin.delete(f"/v1/keys/{made.json()['key_id']}").status_code == 204
+        assert admin.post("/v1/keys", json={"role": "read"}).status_code == 201
+        with gw.client("globex", "admin") as other:
+            assert other.post("/v1/keys", json={"role": "read"}).status_code == 201

@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from starlette.types import Scope
 
 from hivemind_common import keys
-from hivemind_common.errors import Forbidden, Invalid, NotFound, Unauthorized
+from hivemind_common.errors import Forbidden, Invalid, NotFound, QuotaExceeded, Unauthorized
 from hivemind_common.key_cache import KeyCache
 from hivemind_common.redis.replies import as_dict
 
@@ -96,11 +96,19 @@ class ApiKeyStore:
         self.cache = cache
 
     async def create(
-        self, *, tenant: str, role: Role, name: str = "", rpm: int | None = None
+        self,
+        *,
+        tenant: str,
+        role: Role,
+        name: str = "",
+        rpm: int | None = None,
+        max_live: int = 0,
     ) -> tuple[str, str]:
         """Make a key; returns (key id, the plaintext key, shown once).
 
         ``rpm`` is the key's own request rate per minute (None: the gateway's default).
+        ``max_live``: QuotaExceeded when the tenant already holds that many live keys (0: no
+        limit). Concurrent creates may pass it together by as many as run at once.
         """
         if not keys.valid_tenant(tenant):
             raise Invalid("tenant must be 1-64 letters, digits, '.', '_' or '-'", param="tenant")
@@ -114,6 +122,14 @@ class ApiKeyStore:
         first_operator = role == "operator" and not any(
             k.role == "operator" for k in await self.list(operators=True)
         )
+        if max_live > 0:
+            live = await self.live_count(tenant)
+            if live >= max_live:
+                raise QuotaExceeded(
+                    f"tenant {tenant!r} holds {live} live API keys; the limit is {max_live} "
+                    "(revoke one, or raise the gateway's HIVEMIND_MAX_KEYS_PER_TENANT)",
+                    extra={"limit": max_live, "used": live},
+                )
         key_id = secrets.token_hex(6)
         plaintext = f"hm_{key_id}_{secrets.token_urlsafe(24).replace('_', 'x')}"
         record = {
@@ -130,11 +146,28 @@ class ApiKeyStore:
             ("HSET", keys.api_key(key_id), *[x for kv in record.items() for x in kv]),
             ("SADD", keys.api_keys_index(), key_id),
             ("SADD", keys.tenants_index(), tenant),
+            ("SADD", keys.tenant_api_keys(tenant), key_id),
             durable=True,
         )
         if first_operator:
             await self.redis.hsetnx(keys.tenant_settings(tenant), "share_training", "1")
         return key_id, plaintext
+
+    async def live_count(self, tenant: str) -> int:
+        """The tenant's live keys. Keys made before the per-tenant set existed are added to it
+        from every key's record, once per tenant."""
+        if not await self.redis.sismember(keys.tenant_api_keys_counted(), tenant):
+            ids = sorted(await self.redis.smembers(keys.api_keys_index()))
+            live = [
+                key_id
+                for key_id, rec in await _key_records(self.redis, ids)
+                if rec.get("tenant") == tenant and rec.get("revoked") != "1"
+            ]
+            commands: list[tuple[Any, ...]] = [("SADD", keys.tenant_api_keys_counted(), tenant)]
+            if live:
+                commands.append(("SADD", keys.tenant_api_keys(tenant), *live))
+            await self.redis.transaction(*commands)
+        return int(await self.redis.scard(keys.tenant_api_keys(tenant)))
 
     async def list(
         self, *, tenant: str | None = None, operators: bool = True
@@ -173,6 +206,7 @@ class ApiKeyStore:
         # the flag and the signal every key cache tails, in one MULTI/EXEC (one slot: {auth})
         await self.redis.transaction(
             ("HSET", keys.api_key(key_id), "revoked", "1"),
+            ("SREM", keys.tenant_api_keys(owner), key_id),
             revocation_command(key_id),
             durable=True,
         )

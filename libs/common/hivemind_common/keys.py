@@ -91,6 +91,19 @@ def tenants_index() -> str:
     return f"{PREFIX}:{{auth}}:tenants"
 
 
+def tenant_api_keys(tenant: str) -> str:
+    """Set of the live (not revoked) key ids of one tenant: what its key limit counts."""
+    if not valid_tenant(tenant):
+        raise ValueError(f"invalid tenant name: {tenant!r}")
+    return f"{PREFIX}:{{auth}}:tenantkeys:{tenant}"
+
+
+def tenant_api_keys_counted() -> str:
+    """Set of the tenants whose ``tenant_api_keys`` set holds their keys made before it
+    existed too (filled once per tenant from every key's record)."""
+    return f"{PREFIX}:{{auth}}:tenantkeys-counted"
+
+
 def console_session(session_id: str) -> str:
     """Hash: a web console sign-in (key id, tenant, role, CSRF token); the key itself is never
     kept. ``session_id`` is the opaque random id in the browser's HttpOnly cookie."""

@@ -88,6 +88,9 @@ class GatewaySettings(ServiceSettings):
     # request rates (hivemind_gateway/limits.py): a key without its own rpm gets this (0: none);
     # tenants' own rpm and quotas are set with `hivemind tenants set`
     default_key_rpm: int = Field(default=1200, ge=0)
+    # live API keys one tenant may hold, made through POST /v1/keys (0: no limit): every key is
+    # a record in Redis, and listing keys reads every record (the CLI is not limited)
+    max_keys_per_tenant: int = Field(default=1000, ge=0)
     # chats and completions one tenant may run at once on one gateway (0: no cap)
     max_inference_per_tenant: int = Field(default=8, ge=0)
     # learning samples (posted and captured) one tenant may queue a day, in MiB (0: no limit):

@@ -66,8 +66,9 @@ async def create_key(
                     param="rpm",
                 )
         key_id, plaintext = await store.create(
-            tenant=tenant, role=body.role, name=body.name, rpm=body.rpm
-        )
+            tenant=tenant, role=body.role, name=body.name, rpm=body.rpm,
+            max_live=settings.max_keys_per_tenant,
+        )  # fmt: skip
         entry.target = key_id
     return KeyCreated(key=plaintext, key_id=key_id, tenant=tenant, role=body.role)
 
