@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -204,7 +205,18 @@ def test_a_batch_past_the_requests_chunk_cap_is_sent_a_file_at_a_time(
 ) -> None:  # fmt: skip
     """The gateway caps a request's chunks as well as a document's: files that fit alone but not
     together still all go in (the command resends a refused batch a file at a time)."""
+    from hivemind_client import Client
+
     from support.gateway import running_gateway
+
+    sent: list[int] = []  # the documents of each request the command makes
+    put_docs = Client.put_docs
+
+    def counted(self: Client, docs: list[Any], **kwargs: Any) -> Any:
+        sent.append(len(docs))
+        return put_docs.__get__(self, Client)(docs, **kwargs)
+
+    monkeypatch.setattr(Client, "put_docs", counted)
 
     (tmp_path / ".git").mkdir()
     for name in ("a.c", "b.c", "c.c"):
@@ -218,3 +230,4 @@ def test_a_batch_past_the_requests_chunk_cap_is_sent_a_file_at_a_time(
         out = _ingest(gw, ".", "--no-wait")
         assert "3 sent" in out and "0 refused" in out, out
         assert _sources(gw) == {"a.c", "b.c", "c.c"}
+    assert sent == [3, 1, 1, 1]  # the batch, refused (60 chunks), then each file alone

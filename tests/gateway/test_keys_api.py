@@ -144,16 +144,18 @@ def test_a_tenant_holds_at_most_so_many_live_keys(
     redis_url: str, internal_token: str, data_dir: Path
 ) -> None:
     """An admin could make keys without end: every one a record in Redis that each listing of
-    any tenant's keys reads. Revoked keys do not count; another tenant has its own limit; keys
-    made before the limit existed (no per-tenant set yet) are counted too."""
+    any tenant's keys reads. Revoked keys and the operator's do not count; another tenant has
+    its own limit; keys made before the limit existed (no per-tenant set yet) are counted too."""
     from hivemind_common import keys
     from support.gateway import running_gateway
 
-    async def old_keys() -> None:  # two acme keys as an older gateway left them
-        redis = connect_redis(redis_url)
+    async def old_keys() -> None:  # acme's keys as an older gateway left them: two live ones,
+        redis = connect_redis(redis_url)  # one revoked, and the operator's (never counted)
         try:
-            for _ in range(2):
-                await ApiKeyStore(redis).create(tenant="acme", role="read")
+            store = ApiKeyStore(redis)
+            made = [(await store.create(tenant="acme", role="read"))[0] for _ in range(3)]
+            await store.revoke(made[0])
+            await store.create(tenant="acme", role="operator")
             await redis.delete(keys.tenant_api_keys("acme"), keys.tenant_api_keys_counted())
         finally:
             await redis.aclose()

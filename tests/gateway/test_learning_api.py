@@ -199,6 +199,43 @@ def test_one_tenants_small_samples_are_bounded_in_number_too(
     assert len(stream(gw, keys.learning_stream())) == 4
 
 
+def test_captured_chats_past_the_daily_sample_count_are_left_out(redis_url: str) -> None:
+    """Captures share the posted samples' budgets: past the count, a chat is still answered
+    (capture returns None) but nothing more of the tenant goes on the stream."""
+    import asyncio
+
+    from hivemind_common.redis import connect_redis
+    from hivemind_gateway.openai.capture import capture_chat
+
+    async def run() -> list[str | None]:
+        redis = connect_redis(redis_url)
+        try:
+            return [
+                await capture_chat(
+                    redis,
+                    tenant=tenant,
+                    messages=[{"role": "user", "content": "hi"}],
+                    answer={"content": "hello"},
+                    model_version=None,
+                    retrieved=[],
+                    latency_ms=1.0,
+                    budget_samples=2,
+                )
+                for tenant in ("acme", "acme", "acme", "globex")
+            ]
+        finally:
+            await redis.aclose()
+
+    ids = asyncio.run(run())
+    assert [i is not None for i in ids] == [True, True, False, True]
+    r = sync_redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        entries = r.xrange(keys.learning_stream())
+    finally:
+        r.close()
+    assert [LearningSample.from_fields(f).tenant for _, f in entries] == ["acme", "acme", "globex"]
+
+
 def test_the_learning_budget_counts_bytes_not_characters() -> None:
     """Counted in characters, a sample of emoji stored four times the tenant's budget."""
     from hivemind_gateway.learning.budget import stored_bytes

@@ -107,8 +107,9 @@ class ApiKeyStore:
         """Make a key; returns (key id, the plaintext key, shown once).
 
         ``rpm`` is the key's own request rate per minute (None: the gateway's default).
-        ``max_live``: QuotaExceeded when the tenant already holds that many live keys (0: no
-        limit). Concurrent creates may pass it together by as many as run at once.
+        ``max_live``: QuotaExceeded when the tenant already holds that many live keys, operator
+        keys aside (0: no limit). Concurrent creates may pass it together by as many as run at
+        once.
         """
         if not keys.valid_tenant(tenant):
             raise Invalid("tenant must be 1-64 letters, digits, '.', '_' or '-'", param="tenant")
@@ -146,7 +147,7 @@ class ApiKeyStore:
             ("HSET", keys.api_key(key_id), *[x for kv in record.items() for x in kv]),
             ("SADD", keys.api_keys_index(), key_id),
             ("SADD", keys.tenants_index(), tenant),
-            ("SADD", keys.tenant_api_keys(tenant), key_id),
+            *([("SADD", keys.tenant_api_keys(tenant), key_id)] if role != "operator" else []),
             durable=True,
         )
         if first_operator:
@@ -154,20 +155,27 @@ class ApiKeyStore:
         return key_id, plaintext
 
     async def live_count(self, tenant: str) -> int:
-        """The tenant's live keys. Keys made before the per-tenant set existed are added to it
-        from every key's record, once per tenant."""
+        """The tenant's live keys, operator keys aside. Keys made before the per-tenant set
+        existed are added to it from every key's record, once per tenant."""
+        live_set = keys.tenant_api_keys(tenant)
         if not await self.redis.sismember(keys.tenant_api_keys_counted(), tenant):
             ids = sorted(await self.redis.smembers(keys.api_keys_index()))
             live = [
                 key_id
                 for key_id, rec in await _key_records(self.redis, ids)
-                if rec.get("tenant") == tenant and rec.get("revoked") != "1"
+                if rec.get("tenant") == tenant
+                and rec.get("revoked") != "1"
+                and rec.get("role") != "operator"
             ]
-            commands: list[tuple[Any, ...]] = [("SADD", keys.tenant_api_keys_counted(), tenant)]
             if live:
-                commands.append(("SADD", keys.tenant_api_keys(tenant), *live))
-            await self.redis.transaction(*commands)
-        return int(await self.redis.scard(keys.tenant_api_keys(tenant)))
+                await self.redis.sadd(live_set, *live)
+                # a key revoked after its record was read above: its revoke's SREM came before
+                # this SADD, so it is taken out again (a revoke from now on removes it itself)
+                gone = [k for k, rec in await _key_records(self.redis, live) if _revoked(rec)]
+                if gone:
+                    await self.redis.srem(live_set, *gone)
+            await self.redis.sadd(keys.tenant_api_keys_counted(), tenant)
+        return int(await self.redis.scard(live_set))
 
     async def list(
         self, *, tenant: str | None = None, operators: bool = True
@@ -204,9 +212,13 @@ class ApiKeyStore:
         if owner is None or foreign or (not operators and role == "operator"):
             raise NotFound(f"no API key with id {key_id!r}")
         # the flag and the signal every key cache tails, in one MULTI/EXEC (one slot: {auth})
+        # an odd record's tenant (no live-key set of its own) must not stop its revoke
+        counted = (
+            [("SREM", keys.tenant_api_keys(owner), key_id)] if keys.valid_tenant(owner) else []
+        )
         await self.redis.transaction(
             ("HSET", keys.api_key(key_id), "revoked", "1"),
-            ("SREM", keys.tenant_api_keys(owner), key_id),
+            *counted,
             revocation_command(key_id),
             durable=True,
         )
@@ -262,6 +274,11 @@ async def _key_records(redis: Any, ids: list[str]) -> list[tuple[str, dict[str, 
             replies = await pipe.execute()
         out.extend(zip(batch, (as_dict(r) for r in replies), strict=True))
     return out
+
+
+def _revoked(rec: dict[str, str]) -> bool:
+    """A revoked key's record, or one that is gone."""
+    return not rec or rec.get("revoked") == "1"
 
 
 def _rpm(rec: dict[str, str]) -> int | None:

@@ -11,7 +11,6 @@ fields (MCP tool arguments, query parameters) use :data:`SafeText` or :data:`Tex
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import Annotated, Any
@@ -181,23 +180,6 @@ Text = Annotated[str, StringConstraints(strict=True, min_length=1), AfterValidat
 JsonValue = Annotated[Any, AfterValidator(check_json_text)]
 """Any JSON value whose strings (keys too) are acceptable text."""
 
-MAX_METADATA_BYTES = 16_384
-"""Largest ``metadata`` of a memory or a document, as UTF-8 JSON: it is stored with the item
-and sent back in every listing (500 a page), so only the request's body limit bounded it."""
-
-
-def check_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    """Metadata whose strings (keys too) are acceptable text, at most ``MAX_METADATA_BYTES``."""
-    check_json_text(value)
-    size = len(json.dumps(value, ensure_ascii=False).encode("utf-8"))
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
-    return value
-
-
-Metadata = Annotated[dict[str, Any], AfterValidator(check_metadata)]
-"""A memory's or a document's ``metadata`` object (see ``check_metadata``)."""
-
 MAX_CHAT_MESSAGES = 2048
 """Most messages one chat request may carry (every chat wire format)."""
 
@@ -230,21 +212,18 @@ __all__ = [
     "CONVERSATION_FIELDS",
     "MAX_CHAT_MESSAGES",
     "MAX_MESSAGE_CHARS",
-    "MAX_METADATA_BYTES",
     "MAX_QUERY_CHARS",
     "MAX_STOP_CHARS",
     "MAX_STOP_SEQUENCES",
     "ConversationInputModel",
     "InputModel",
     "JsonValue",
-    "Metadata",
     "SafeText",
     "SearchQuery",
     "StopField",
     "StopList",
     "Text",
     "check_json_text",
-    "check_metadata",
     "check_not_blank",
     "check_text",
     "clean_conversation_text",

@@ -98,7 +98,7 @@ class GatewaySettings(ServiceSettings):
     learning_mb_per_tenant_day: int = Field(default=64, ge=0)
     # and in samples: the stream is capped in entries (200,000), so small samples within the
     # bytes could still push the other tenants' unread ones off it
-    learning_samples_per_tenant_day: int = Field(default=10_000, ge=0)
+    learning_samples_per_tenant_day: int = Field(default=20_000, ge=0)
 
     # OpenAI routes: response cache and `model: "auto"` routing (prompt length, task)
     response_cache_ttl_s: int = Field(default=keys.RESPONSE_CACHE_TTL_S, ge=1)

@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from hivemind_common.ids import NAME_PATTERN
-from hivemind_common.text import InputModel, Metadata, SafeText, SearchQuery, Text
+from hivemind_common.text import InputModel, SafeText, SearchQuery, Text
+from hivemind_gateway.validation import Metadata
 
 MAX_SOURCE_CHARS = 1024
 MAX_BATCH_DOCS = 256

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from hivemind_common.text import InputModel, Metadata
-from hivemind_gateway.validation import Identifier, Query, Tags, clean_text
+from hivemind_common.text import InputModel
+from hivemind_gateway.validation import Identifier, Metadata, Query, Tags, clean_text
 
 MAX_FILES = 200
 MAX_CONTEXT_CHARS = 200_000  # a session's working context: a long prompt's worth, not a store

@@ -74,6 +74,7 @@ async def capture_chat(
     try:
         if await budget.charge(redis, tenant, size, budget_bytes, budget_samples) is not None:
             log.info("capture skipped: tenant %s spent its learning budget for today", tenant)
+            CAPTURED.labels("over_budget").inc()
             return None
         await redis.transaction(
             (

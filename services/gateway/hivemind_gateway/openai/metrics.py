@@ -11,7 +11,8 @@ RESPONSE_CACHE = Counter(
 )
 CAPTURED = Counter(
     "hivemind_gateway_captured_total",
-    "Completed chats appended to the learning stream.",
+    "Completed chats appended to the learning stream (ok), left out (over_budget: the tenant's "
+    "daily learning budget is spent) or lost (failed).",
     ["outcome"],
 )
 RETRIEVAL_SECONDS = Histogram(
