@@ -73,6 +73,29 @@ def _evaluated(copy: ModelCopy, system: str) -> int:
     return counted[0]
 
 
+def _answer(copy: ModelCopy, question: str) -> str:
+    req = ChatRequest(
+        messages=[{"role": "user", "content": question}], max_tokens=24, temperature=0
+    )
+    out = generate.chat_once(copy, req, threading.Event(), 24)
+    return str(out["choices"][0]["message"]["content"])
+
+
+def test_a_greedy_chat_answers_the_same_from_the_cached_prompt_or_a_fresh_one() -> None:
+    """Asked again, a prompt is resumed from the cache and its last token decoded alone; the
+    first time it was decoded in the prompt's batch, whose logits differ in the last bits. At
+    temperature 0 the same question got two answers in turn (AVX2, SmolLM2):
+    "The sea is a vast, mysterious, ..." and "The sea is a vast and mysterious realm ..."."""
+    copy = _copy()
+    try:
+        copy.enter("tenant")
+        sea = "Write a short sentence about the sea."
+        answers = [_answer(copy, q) for q in (sea, sea, "Name a color.", sea, sea)]
+        assert len({answers[0], answers[1], answers[3], answers[4]}) == 1, answers
+    finally:
+        copy.close()
+
+
 def test_another_tenants_prompt_is_never_resumed_from() -> None:
     """llama.cpp resumes a prompt from the longest prefix it shares with the last one: a
     tenant that sent another's prompt got its first token sooner (a timing side channel)."""

@@ -42,6 +42,22 @@ class TracingLlama(Llama):  # type: ignore[misc]
         finally:
             inner.close()
 
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Decode ``tokens``, the last one on its own.
+
+        A prompt met again is served from the cache: all its tokens but the last are kept, and
+        the last is decoded again, alone, to get the logits to sample from. A batch's logits
+        are not bit for bit those of a single token (llama.cpp's kernels differ by batch size),
+        so at temperature 0 the same request answered "The sea is a vast, mysterious, ..." and,
+        asked again, "The sea is a vast and mysterious realm ..." (AVX2, SmolLM2). Decoding
+        the last token alone the first time too makes both paths sample from the same numbers,
+        for one more decode of a token a request.
+        """
+        if len(tokens) > 1:
+            super().eval(tokens[:-1])
+            tokens = tokens[-1:]
+        super().eval(tokens)
+
     def is_eog(self, token: int) -> bool:
         """True for end-of-generation tokens (EOS, EOT, ...), which never reach the text."""
         return bool(llama_cpp.llama_vocab_is_eog(self._model.vocab, token))
