@@ -48,6 +48,7 @@ EVAL_SETS = {
     "fifth": ("eval_fifth", DATA / "docs_eval_fifth.json"),  # sixth session, before its work
     "sixth": ("eval_sixth", DATA / "docs_eval_sixth.json"),  # after its first change only
     "seventh": ("eval_seventh", DATA / "docs_eval_seventh.json"),  # seventh session, first
+    "eighth": ("eval_eighth", DATA / "docs_eval_eighth.json"),  # seventh session, before docmean
 }
 EVAL = EVAL_SETS["eval"][1]
 PATHS = ["docs", "README.md", "services"]
