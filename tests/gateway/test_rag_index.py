@@ -308,3 +308,66 @@ def test_a_code_files_module_chunk_hands_its_place_to_the_files_best_definition(
         among=lambda s: True,
     )
     assert [s.hit.item.id for s in shown] == ["d", "m"]
+
+
+def test_each_documents_topic_is_the_mean_of_its_live_chunk_vectors() -> None:
+    """The sum behind a document's topic follows every write: a chunk added, its vector set
+    later, a chunk replaced or removed, a document emptied, the model changed."""
+    from hivemind_gateway.search.index import DocRef
+
+    rng = np.random.default_rng(7)
+    vecs = _unit(rng, 6)
+    ix = KindIndex()
+
+    def chunk(cid: str, doc: str) -> Item:
+        return Item(kind="doc", id=cid, text=cid, doc=DocRef(doc, "default", f"{doc}.md", 1, 2))
+
+    def mean(*rows: int) -> np.ndarray:
+        m = vecs[list(rows)].astype(np.float64).sum(axis=0)
+        return m / np.linalg.norm(m)
+
+    ix.upsert(chunk("a1", "a"), vecs[0])
+    ix.upsert(chunk("a2", "a"), None)  # its vector comes later
+    ix.upsert(chunk("b1", "b"), vecs[2])
+    assert np.allclose(ix.doc_vector("a"), mean(0)) and np.allclose(ix.doc_vector("b"), mean(2))
+    ix.set_vector("a2", vecs[1])
+    assert np.allclose(ix.doc_vector("a"), mean(0, 1))
+    ix.set_vector("a2", vecs[3])  # a vector made again replaces the old one in the sum
+    assert np.allclose(ix.doc_vector("a"), mean(0, 3))
+    ix.upsert(chunk("a1", "a"), vecs[4])  # the chunk rewritten
+    assert np.allclose(ix.doc_vector("a"), mean(4, 3))
+    ix.remove("a1")
+    assert np.allclose(ix.doc_vector("a"), mean(3))
+    ix.remove("a2")
+    assert ix.doc_vector("a") is None and "a" not in ix.doc_counts
+    ix.upsert(Item(kind="doc", id="wide", text="w", doc=DocRef("b", "default", "b.md", 1, 2)),
+              np.ones(8, dtype=np.float32) / np.sqrt(8))  # fmt: skip
+    assert ix.doc_vector("b").shape == (8,)  # another model: the old space's sums are gone
+    assert ix.doc_counts == {"b": 1}
+    ix.drop_vectors()
+    assert ix.doc_vector("b") is None
+
+
+def test_a_chunk_ranks_with_its_documents_topic() -> None:
+    """A chunk is a few lines: the one whose own text matches a little better can sit in a file
+    about something else, while the file the question is about ranks a terser chunk lower."""
+    from hivemind_gateway.rag.scoring import Scored, by_document
+    from hivemind_gateway.search.index import DocRef, Hit
+
+    query = np.array([1.0, 0.0, 0.0])
+    topics = {"cache": np.array([0.9, 0.436, 0.0]), "guide": np.array([0.2, 0.98, 0.0])}
+
+    def chunk(cid: str, doc: str | None, rank: float) -> Scored:
+        ref = DocRef(doc, "default", f"{doc}.py", 1, 5) if doc else None
+        item = Item(kind="doc", id=cid, text=cid, doc=ref)
+        return Scored(Hit(item, 0.5, 0.5, 0.5), 0.5, rank=rank)
+
+    ranked = [chunk("guide.page", "guide", 1.0), chunk("cache.def", "cache", 0.9),
+              chunk("new", "fresh", 0.8)]  # fmt: skip
+    out = by_document(list(ranked), topics.get, query, 0.3)
+    assert [s.hit.item.id for s in out] == ["cache.def", "guide.page", "new"]
+    assert [s.rank for s in out] == sorted((s.rank for s in out), reverse=True)
+    # no weight, no query vector (an embedding outage): the order is the fusion's
+    assert [s.hit.item.id for s in by_document(list(ranked), topics.get, query, 0.0)] == [
+        "guide.page", "cache.def", "new"]  # fmt: skip
+    assert by_document(list(ranked), topics.get, None, 0.3)[0].hit.item.id == "guide.page"

@@ -56,6 +56,7 @@ from hivemind_gateway.quotas import RUN_PACKED, pack_commands, reserve_items
 from hivemind_gateway.rag.scoring import (
     GateConfig,
     Scored,
+    by_document,
     definitions_first,
     fold_sections,
     rank,
@@ -508,8 +509,10 @@ def score_docs(
 ) -> list[Scored]:
     """Ranked chunk candidates with the gate's verdicts (the same fusion as facts and memories);
     searches and the chats' injected passages both rank documents here."""
-    hits = index["doc"].search(vec, query, k=max(k, CANDIDATES), where=where)
-    return rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
+    docs = index["doc"]
+    hits = docs.search(vec, query, k=max(k, CANDIDATES), where=where)
+    ranked = rank(hits, dense_mode=vec is not None, cfg=cfg, query=query)
+    return by_document(ranked, docs.doc_vector, vec, cfg.doc_weight)
 
 
 def _hit(item: Item, score: float, via: str | None = None) -> DocHit:

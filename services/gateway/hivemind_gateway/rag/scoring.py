@@ -70,6 +70,9 @@ class GateConfig:
     session_weight: float = 0.5
     time_boost: float = 0.4
     date_boost: float = 1.0  # items dated within the time a query names ("in June 2022")
+    # a document chunk: its document's topic (the mean of its chunks' vectors) against the
+    # query, z-normalised over the candidates (docs/reference-library.md has the sets)
+    doc_weight: float = 0.3
 
 
 @dataclass
@@ -210,6 +213,38 @@ def rank(hits: list[Hit], *, dense_mode: bool, cfg: GateConfig, query: str = "")
 
 
 RUN_GAP_LINES = 2  # the blank lines between two fragments of one section
+
+
+def by_document(
+    ranked: list[Scored],
+    doc_vector: Callable[[str], np.ndarray | None],
+    vec: np.ndarray | None,
+    weight: float,
+) -> list[Scored]:
+    """Document chunks re-ranked with their document's topic: ``weight`` times the standard
+    score, over the candidates, of the query's cosine with the document's mean vector. A chunk
+    is a few lines; which file a question is about shows in the file as a whole, and a
+    definition whose own text says little (``def is_deterministic``) ranks with its file.
+    Candidates whose document has no vector yet get the lowest. Scores (the gate's evidence)
+    are not changed, only the order."""
+    if vec is None or not weight or len(ranked) < 2:
+        return ranked
+    cosines = np.full(len(ranked), np.nan)
+    for i, s in enumerate(ranked):
+        ref = s.hit.item.doc
+        topic = doc_vector(ref.doc_id) if ref is not None else None
+        if topic is not None and topic.shape[0] == vec.shape[0]:
+            cosines[i] = float(topic @ vec)
+    known = ~np.isnan(cosines)
+    if not known.any():
+        return ranked
+    z = np.zeros(len(ranked))
+    z[known] = _z(cosines[known])
+    z[~known] = z[known].min()
+    for s, value in zip(ranked, z, strict=True):
+        s.rank += weight * float(value)
+    ranked.sort(key=lambda s: s.rank, reverse=True)
+    return ranked
 
 
 def _section_runs(chosen: list[Scored]) -> dict[int, tuple[str, str, int]]:

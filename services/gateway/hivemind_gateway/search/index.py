@@ -148,6 +148,10 @@ class KindIndex:
     next_row: int = 0
     vectors: VectorStore | None = None
     lexical: LexicalIndex = field(default_factory=LexicalIndex)
+    # each document's chunk vectors, summed (float64) and counted: their mean is the document's
+    # topic, which ranks a chunk beside its own vector (``doc_vector``)
+    doc_sums: dict[str, np.ndarray] = field(default_factory=dict)
+    doc_counts: dict[str, int] = field(default_factory=dict)
     pinned: set[str] = field(default_factory=set)
     pending: dict[str, None] = field(default_factory=dict)
     sessions: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # (version, id)
@@ -167,10 +171,12 @@ class KindIndex:
         if vector is not None:
             if self.vectors is None or self.vectors.dim != vector.shape[0]:
                 self.vectors = VectorStore(vector.shape[0], ann_threshold=self.ann_threshold)
+                self.doc_sums, self.doc_counts = {}, {}
                 for other in self.items.values():
                     other.has_vector = False
                     self.pending[other.id] = None
             self.vectors.put(item.row, vector)
+            self._count_doc_vector(item, vector, 1)
             self.pending.pop(item.id, None)
         else:
             self.pending[item.id] = None
@@ -192,6 +198,9 @@ class KindIndex:
             return
         old, new = item.row, self.next_row
         self.next_row += 1
+        if item.has_vector:
+            self._count_doc_vector(item, self.vectors.vector(old), -1)
+        self._count_doc_vector(item, vector, 1)
         self.vectors.kill(old)
         self.vectors.put(new, vector)
         self.lexical.move(old, new)
@@ -209,12 +218,39 @@ class KindIndex:
         self.pending.pop(item_id, None)
         self.lexical.remove(item.row)
         if self.vectors is not None:
+            if item.has_vector:
+                self._count_doc_vector(item, self.vectors.vector(item.row), -1)
             self.vectors.kill(item.row)
         neighbours = self._unplace(item)
         if reindex_neighbours:
             for other in neighbours:
                 self._index_lexical(other)
         return item
+
+    # --- documents' vectors ---------------------------------------------------------------------
+    def _count_doc_vector(self, item: Item, vector: np.ndarray | None, sign: int) -> None:
+        """Add (``sign`` 1) or take away (-1) a chunk's vector in its document's sum."""
+        if item.doc is None or vector is None:
+            return
+        did = item.doc.doc_id
+        count = self.doc_counts.get(did, 0) + sign
+        if count <= 0:
+            self.doc_sums.pop(did, None)
+            self.doc_counts.pop(did, None)
+            return
+        held = self.doc_sums.get(did)
+        if held is None:
+            held = np.zeros(vector.shape[0], dtype=np.float64)
+        self.doc_sums[did] = held + sign * vector.astype(np.float64)
+        self.doc_counts[did] = count
+
+    def doc_vector(self, doc_id: str) -> np.ndarray | None:
+        """The unit mean of a document's chunk vectors (its topic), or None without any."""
+        held = self.doc_sums.get(doc_id)
+        if held is None:
+            return None
+        norm = float(np.linalg.norm(held))
+        return held / norm if norm > 1e-12 else None
 
     # --- sessions and the lexical fields -------------------------------------------------------
     def _place(self, item: Item) -> list[Item]:
@@ -275,6 +311,7 @@ class KindIndex:
     def drop_vectors(self) -> None:
         """Forget every vector (the embedding model changed)."""
         self.vectors = None
+        self.doc_sums, self.doc_counts = {}, {}
         for item in self.items.values():
             item.has_vector = False
             self.pending[item.id] = None
