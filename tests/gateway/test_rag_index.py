@@ -362,12 +362,50 @@ def test_a_chunk_ranks_with_its_documents_topic() -> None:
         item = Item(kind="doc", id=cid, text=cid, doc=ref)
         return Scored(Hit(item, 0.5, 0.5, 0.5), 0.5, rank=rank)
 
-    ranked = [chunk("guide.page", "guide", 1.0), chunk("cache.def", "cache", 0.9),
-              chunk("new", "fresh", 0.8)]  # fmt: skip
-    out = by_document(list(ranked), topics.get, query, 0.3)
+    def fresh() -> list[Scored]:  # by_document sets the ranks it reads: new ones each call
+        return [chunk("guide.page", "guide", 1.0), chunk("cache.def", "cache", 0.9),
+                chunk("new", "fresh", 0.8)]  # fmt: skip
+
+    out = by_document(fresh(), topics.get, query, 0.3)
     assert [s.hit.item.id for s in out] == ["cache.def", "guide.page", "new"]
     assert [s.rank for s in out] == sorted((s.rank for s in out), reverse=True)
     # no weight, no query vector (an embedding outage): the order is the fusion's
-    assert [s.hit.item.id for s in by_document(list(ranked), topics.get, query, 0.0)] == [
+    assert [s.hit.item.id for s in by_document(fresh(), topics.get, query, 0.0)] == [
         "guide.page", "cache.def", "new"]  # fmt: skip
-    assert by_document(list(ranked), topics.get, None, 0.3)[0].hit.item.id == "guide.page"
+    assert [s.hit.item.id for s in by_document(fresh(), topics.get, None, 0.3)] == [
+        "guide.page", "cache.def", "new"]  # fmt: skip
+
+
+def test_document_searches_rank_with_the_documents_topic() -> None:
+    """``score_docs`` (searches and the chats' passages) ranks with it: the chunk a little
+    closer to the query, in a file about something else, comes after the other file's."""
+    from dataclasses import replace
+
+    from hivemind_gateway.docs.service import score_docs
+    from hivemind_gateway.search.index import DocRef
+
+    def unit(*xs: float) -> np.ndarray:
+        v = np.array(xs, dtype=np.float32)
+        return v / np.linalg.norm(v)
+
+    index = TenantIndex("t")
+    docs = index["doc"]
+    rows = {
+        "guide.1": ("guide", unit(0.95, 0.31, 0, 0)),  # the closest chunk ...
+        "guide.2": ("guide", unit(0, 1, 0, 0)),  # ... in a file about something else
+        "guide.3": ("guide", unit(0, 0.9, 0.44, 0)),
+        "cache.1": ("cache", unit(0.75, 0, 0.66, 0)),
+        "cache.2": ("cache", unit(0.9, 0, 0, 0.44)),
+        "cache.3": ("cache", unit(0.85, 0, 0.53, 0)),
+    }
+    for cid, (doc, vec) in rows.items():
+        ref = DocRef(doc, "default", f"{doc}.py", 1, 2, f"def {cid.replace('.', '_')}")
+        docs.upsert(Item(kind="doc", id=cid, text=f"text {cid}", doc=ref), vec)
+    query = unit(1, 0, 0, 0)
+    cfg = GateConfig()
+
+    def order(config: GateConfig) -> list[str]:
+        return [s.hit.item.id for s in score_docs(index, query, "zzz", k=6, cfg=config)]
+
+    assert order(replace(cfg, doc_weight=0.0))[:2] == ["guide.1", "cache.2"]
+    assert order(cfg)[:2] == ["cache.2", "cache.3"] and order(cfg).index("guide.1") > 2

@@ -91,7 +91,10 @@ def test_a_greedy_chat_answers_the_same_from_the_cached_prompt_or_a_fresh_one() 
         copy.enter("tenant")
         sea = "Write a short sentence about the sea."
         answers = [_answer(copy, q) for q in (sea, sea, "Name a color.", sea, sea)]
-        assert len({answers[0], answers[1], answers[3], answers[4]}) == 1, answers
+        # asked again at once: resumed from the whole prompt but its last token, both times
+        # (after another question, the prompt is resumed from a shorter prefix: its batch
+        # differs from the first time's, so only the next repeat is promised the same)
+        assert answers[1] == answers[0] and answers[4] == answers[3], answers
     finally:
         copy.close()
 

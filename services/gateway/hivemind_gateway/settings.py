@@ -50,12 +50,14 @@ class GatewaySettings(ServiceSettings):
     # ranking (hivemind_gateway/rag/scoring.py, docs/retrieval.md): weights of the z-normalised
     # dense and lexical scores, of the best score of an item's session, of the boost for items
     # that say when something happened when the query asks when, and of the boost for items
-    # dated (metadata.date / occurred_at) within a time the query names
+    # dated (metadata.date / occurred_at) within a time the query names; and, for document
+    # chunks, of their document's topic (the mean of its chunks' vectors)
     rag_rank_dense: float | None = Field(default=None, ge=0, le=10)
     rag_rank_lexical: float | None = Field(default=None, ge=0, le=10)
     rag_session_weight: float | None = Field(default=None, ge=0, le=10)
     rag_time_boost: float | None = Field(default=None, ge=0, le=10)
     rag_date_boost: float | None = Field(default=None, ge=0, le=10)
+    rag_doc_weight: float | None = Field(default=None, ge=0, le=10)
 
     # search index and the embedding client (memory and retrieval)
     embedding_timeout_s: float = 3.0

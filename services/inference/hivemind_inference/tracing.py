@@ -51,7 +51,8 @@ class TracingLlama(Llama):  # type: ignore[misc]
         so at temperature 0 the same request answered "The sea is a vast, mysterious, ..." and,
         asked again, "The sea is a vast and mysterious realm ..." (AVX2, SmolLM2). Decoding
         the last token alone the first time too makes both paths sample from the same numbers,
-        for one more decode of a token a request.
+        for one more decode of a token a request. (A draft model, which this service does not
+        load, samples from several rows of one decode: it would need the batch whole.)
         """
         if len(tokens) > 1:
             super().eval(tokens[:-1])

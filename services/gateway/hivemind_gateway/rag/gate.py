@@ -31,6 +31,7 @@ _GATE_SETTINGS = {
     "session_weight": "rag_session_weight",
     "time_boost": "rag_time_boost",
     "date_boost": "rag_date_boost",
+    "doc_weight": "rag_doc_weight",
 }
 
 

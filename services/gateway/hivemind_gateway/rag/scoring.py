@@ -230,11 +230,16 @@ def by_document(
     if vec is None or not weight or len(ranked) < 2:
         return ranked
     cosines = np.full(len(ranked), np.nan)
+    of_doc: dict[str, float] = {}  # most candidates share their document with others
     for i, s in enumerate(ranked):
         ref = s.hit.item.doc
-        topic = doc_vector(ref.doc_id) if ref is not None else None
-        if topic is not None and topic.shape[0] == vec.shape[0]:
-            cosines[i] = float(topic @ vec)
+        if ref is None:
+            continue
+        if ref.doc_id not in of_doc:
+            topic = doc_vector(ref.doc_id)
+            fits = topic is not None and topic.shape[0] == vec.shape[0]
+            of_doc[ref.doc_id] = float(topic @ vec) if fits else np.nan  # type: ignore[operator]
+        cosines[i] = of_doc[ref.doc_id]
     known = ~np.isnan(cosines)
     if not known.any():
         return ranked
