@@ -16,6 +16,14 @@ CHAT = [
 ]
 
 
+# the gateway's upstreams at a closed port: the learning routes need only Redis
+NOTHING_BEHIND = {
+    "embedding_url": "http://127.0.0.1:9",
+    "inference_url": "http://127.0.0.1:9",
+    "trainer_url": "http://127.0.0.1:9",
+}
+
+
 def stream(gateway: Any, key: str) -> list[tuple[str, dict[str, str]]]:
     r = sync_redis.Redis.from_url(gateway.redis_url, decode_responses=True)
     try:
@@ -155,13 +163,7 @@ def test_a_tenant_that_spent_its_daily_learning_budget_gets_429_and_others_go_on
     turn = "x" * 30_000  # under the 32,000 characters a sample's message may hold
     big = [{"role": "user" if i % 2 == 0 else "assistant", "content": turn} for i in range(10)]
     with running_gateway(
-        redis_url,
-        internal_token,
-        data_dir,
-        embedding_url="http://127.0.0.1:9",
-        inference_url="http://127.0.0.1:9",
-        trainer_url="http://127.0.0.1:9",
-        learning_mb_per_tenant_day=1,
+        redis_url, internal_token, data_dir, **NOTHING_BEHIND, learning_mb_per_tenant_day=1
     ) as gw:
         with gw.client("acme", "write") as c:
             codes = [c.post("/v1/learning/samples", json={"messages": big}) for _ in range(4)]
@@ -181,13 +183,7 @@ def test_one_tenants_small_samples_are_bounded_in_number_too(
 
     tiny = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     with running_gateway(
-        redis_url,
-        internal_token,
-        data_dir,
-        embedding_url="http://127.0.0.1:9",
-        inference_url="http://127.0.0.1:9",
-        trainer_url="http://127.0.0.1:9",
-        learning_samples_per_tenant_day=3,
+        redis_url, internal_token, data_dir, **NOTHING_BEHIND, learning_samples_per_tenant_day=3
     ) as gw:
         with gw.client("acme", "write") as c:
             codes = [c.post("/v1/learning/samples", json={"messages": tiny}) for _ in range(5)]
