@@ -61,6 +61,54 @@ def test_two_gateways_embed_each_stored_memory_once(
         assert ITEMS <= embedded < ITEMS * 1.2, embedded
 
 
+def test_a_gateway_reads_a_vector_another_stored_before_it_read_that_change(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """A gateway stores a vector and drops its claim; another gateway that has not yet read
+    that change (a loaded machine: CI saw 263 texts embedded for 200) won the free claim and
+    embedded the item again. It now reads the stored vector instead."""
+    embedding = shared_embedding_url(internal_token)
+    with (
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
+        ) as a,
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
+        ) as b,
+    ):
+        a.keys = b.keys
+        assert _pending(a) == 0 and _pending(b) == 0
+        search_a, search_b = a.app.state.gateway.search, b.app.state.gateway.search
+
+        async def paused() -> int:
+            await asyncio.sleep(0.05)
+            return 0
+
+        async def cut_off() -> list[object]:
+            await asyncio.sleep(0.1)
+            return []
+
+        search_a.backfill_once = paused
+        search_b.backfill_once = paused
+        before = _texts_embedded()
+        memories = [{"text": f"note {i}: the cache of node {i % 3} warmed"} for i in range(ITEMS)]
+        with a.client("acme", "write") as c:
+            assert c.post("/v1/memories/batch", json={"memories": memories}).status_code == 200
+        # b has read the items (without vectors), then reads no more changes
+        wait_until(lambda: _pending(b) == ITEMS, timeout=60, what="b to read the new items")
+        search_b._read_changes = cut_off
+        del search_a.backfill_once  # a embeds every item and drops its claims
+        wait_until(lambda: _pending(a) == 0, timeout=600, what="a to embed every item")
+        assert _texts_embedded() - before == ITEMS
+        del search_b.backfill_once  # b still waits for ITEMS vectors, and no claim is held
+        wait_until(lambda: _pending(b) == 0, timeout=60, what="b to have every vector")
+        assert _texts_embedded() - before == ITEMS  # none embedded twice
+        del search_b._read_changes
+        with b.client("acme", "read") as c:
+            hits = c.post("/v1/memories/search", json={"query": "cache of node warmed"}).json()
+        assert hits["data"]
+
+
 def test_a_gateway_keeps_two_batches_at_the_embedding_service(
     redis_url: str, internal_token: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

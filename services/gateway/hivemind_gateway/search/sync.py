@@ -74,6 +74,31 @@ return 0
 """
 
 
+# KEYS: the item's claim, its record, its vector in the current model's space; ARGV: the version
+# field, the version this process holds, the claim's time to live, a vector's size in bytes in
+# that space (0 before the first embedding names the model: no vector is looked for). Another
+# process may have stored the vector (and dropped its claim) before this one read that change:
+# a claim alone would then be won again and the item embedded twice. So: -1 when the record is
+# no longer that version (the change stream brings the new one), the vector when one is stored
+# (a rewrite of the record drops its vectors in the same step, so a stored vector is this
+# version's), 1 when the claim is won, 0 when another process holds it.
+_CLAIM = """
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held == false then
+  if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
+  held = ''
+end
+if held ~= ARGV[2] then return -1 end
+local size = tonumber(ARGV[4])
+if size > 0 then
+  local vec = redis.call('GET', KEYS[3])
+  if vec and string.len(vec) == size then return vec end
+end
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return 1 end
+return 0
+"""
+
+
 def _index_key(tenant: str, kind: str) -> str:
     if kind == "doc":
         return keys.doc_chunks_index(tenant)
@@ -390,9 +415,8 @@ class SearchIndex:
         done = 0
         for index in list(self.tenants.values()):
             for kind in KINDS:
-                todo = await self._claim(
-                    index.tenant, kind, index[kind].missing_vectors(CANDIDATES)
-                )
+                todo, read = await self._claim(index, kind, index[kind].missing_vectors(CANDIDATES))
+                done += read
                 if not todo:
                     continue
                 try:
@@ -441,12 +465,18 @@ class SearchIndex:
         self._schedule_ann(index)
         return len(kept)
 
-    async def _claim(self, tenant: str, kind: str, candidates: list[Item]) -> list[Item]:
-        """Up to a batch of ``candidates`` that no other loop or gateway process is embedding:
-        each item is embedded once, and the others read its vector from the change stream. A
-        claim lapses by itself if its holder dies. Items are marked as this process' before
-        each await, so its other loop looks past them; the caller unmarks them when done."""
+    async def _claim(
+        self, index: TenantIndex, kind: str, candidates: list[Item]
+    ) -> tuple[list[Item], int]:
+        """Up to a batch of ``candidates`` that no other loop or gateway process is embedding,
+        and how many of the others got the vector another process stored for them meanwhile
+        (this process had not yet read that change): each item is embedded once. A claim
+        lapses by itself if its holder dies. Items are marked as this process' before each
+        await, so its other loop looks past them; the caller unmarks the ones returned."""
+        tenant, model, dim = index.tenant, self.embedder.model_id, self.embedder.dimensions
+        field = VERSION_FIELD[kind]
         taken: list[Item] = []
+        read = 0
         pos = 0
         while len(taken) < BACKFILL_BATCH and pos < len(candidates):
             part = candidates[pos : pos + BACKFILL_BATCH - len(taken)]
@@ -456,13 +486,16 @@ class SearchIndex:
                 continue
             self._embedding.update((tenant, kind, i.id) for i in part)
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
+                async with self.redis_bytes.pipeline(transaction=False) as pipe:
                     for item in part:
-                        pipe.set(
-                            keys.vector_claim(tenant, kind, item.id), "1", nx=True, px=CLAIM_TTL_MS
-                        )
-                    won = await pipe.execute()
-                won_ids = {i.id for i, ok in zip(part, won, strict=True) if ok}
+                        claim = keys.vector_claim(tenant, kind, item.id)
+                        known = model is not None and dim is not None
+                        pipe.eval(
+                            _CLAIM, 3, claim, _record_key(tenant, kind, item.id),
+                            keys.vector(tenant, model, kind, item.id) if known else claim,
+                            field, item.version, CLAIM_TTL_MS, 4 * dim if known else 0,
+                        )  # fmt: skip
+                    replies = await pipe.execute()
             except BaseException:
                 # which of ``part`` were won is unknown: those claims lapse by themselves (a
                 # delete could drop another process' claim)
@@ -470,12 +503,20 @@ class SearchIndex:
                 self._embedding.difference_update((tenant, kind, i.id) for i in taken)
                 await self._release(tenant, kind, taken)
                 raise
-            for item in part:
-                if item.id in won_ids:
+            same_space = model == self.embedder.model_id  # no model change while it ran
+            for item, reply in zip(part, replies, strict=True):
+                if reply == 1:
                     taken.append(item)
-                else:  # another process holds it
-                    self._embedding.discard((tenant, kind, item.id))
-        return taken
+                    continue
+                self._embedding.discard((tenant, kind, item.id))
+                if isinstance(reply, bytes) and same_space:  # stored elsewhere: read it
+                    vec = vector_from_bytes(reply, dim)
+                    if vec is not None and index[kind].items.get(item.id) is item:
+                        index[kind].set_vector(item.id, vec)
+                        read += 1
+        if read:
+            self._schedule_ann(index)
+        return taken, read
 
     async def _release(self, tenant: str, kind: str, items: list[Item]) -> None:
         if items:
