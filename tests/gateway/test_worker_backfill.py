@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,10 @@ def test_a_gateway_reads_a_vector_another_stored_before_it_read_that_change(
             await asyncio.sleep(0.05)
             return 0
 
-        async def cut_off() -> list[object]:
+        cut = threading.Event()
+
+        async def cut_off() -> list[object]:  # once called, no read is in flight any more
+            cut.set()
             await asyncio.sleep(0.1)
             return []
 
@@ -97,6 +101,7 @@ def test_a_gateway_reads_a_vector_another_stored_before_it_read_that_change(
         # b has read the items (without vectors), then reads no more changes
         wait_until(lambda: _pending(b) == ITEMS, timeout=60, what="b to read the new items")
         search_b._read_changes = cut_off
+        wait_until(cut.is_set, timeout=30, what="b's change reader to stop")
         del search_a.backfill_once  # a embeds every item and drops its claims
         wait_until(lambda: _pending(a) == 0, timeout=600, what="a to embed every item")
         assert _texts_embedded() - before == ITEMS
@@ -107,6 +112,59 @@ def test_a_gateway_reads_a_vector_another_stored_before_it_read_that_change(
         with b.client("acme", "read") as c:
             hits = c.post("/v1/memories/search", json={"query": "cache of node warmed"}).json()
         assert hits["data"]
+
+
+def test_a_gateway_that_missed_a_delete_drops_the_item_when_it_looks_for_its_vector(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """An item this process holds without a vector, whose record Redis no longer holds (a
+    change this process missed or applied out of order, with none to come): the backfill
+    claimed and embedded it on every pass and never stored the vector, and searches here
+    kept finding it. It is now read again from Redis, as the change stream would bring it."""
+    embedding = shared_embedding_url(internal_token)
+    with (
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
+        ) as a,
+        running_gateway(
+            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
+        ) as b,
+    ):
+        a.keys = b.keys
+        assert _pending(a) == 0 and _pending(b) == 0
+        search_a, search_b = a.app.state.gateway.search, b.app.state.gateway.search
+
+        async def paused() -> int:
+            await asyncio.sleep(0.05)
+            return 0
+
+        cut = threading.Event()
+
+        async def cut_off() -> list[object]:  # once called, no read is in flight any more
+            cut.set()
+            await asyncio.sleep(0.1)
+            return []
+
+        search_a.backfill_once = paused
+        search_b.backfill_once = paused
+        with a.client("acme", "write") as c:
+            for item_id, text in (("gone", "the walrus ledger"), ("kept", "the heron ledger")):
+                r = c.post("/v1/memories", json={"id": item_id, "text": text})
+                assert r.status_code == 201, r.text
+        wait_until(lambda: _pending(b) == 2, timeout=60, what="b to read both memories")
+        search_b._read_changes = cut_off
+        wait_until(cut.is_set, timeout=30, what="b's change reader to stop")
+        with a.client("acme", "write") as c:
+            assert c.delete("/v1/memories/gone").status_code == 204
+        del search_b.backfill_once  # b never reads the delete, but looks for both vectors
+        wait_until(lambda: _pending(b) == 0, timeout=60, what="b to settle both memories")
+
+        def found(word: str) -> bool:
+            with b.client("acme", "read") as c:
+                hits = c.post("/v1/memories/search", json={"query": word}).json()["data"]
+            return any(word in h["text"] for h in hits)
+
+        assert found("heron") and not found("walrus")
 
 
 def test_a_gateway_keeps_two_batches_at_the_embedding_service(

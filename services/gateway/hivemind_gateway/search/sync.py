@@ -415,15 +415,36 @@ class SearchIndex:
         done = 0
         for index in list(self.tenants.values()):
             for kind in KINDS:
-                todo, read = await self._claim(index, kind, index[kind].missing_vectors(CANDIDATES))
+                wanted = index[kind].missing_vectors(CANDIDATES)
+                todo, read, behind = await self._claim(index, kind, wanted)
                 done += read
-                if not todo:
-                    continue
-                try:
-                    done += await self._embed_and_store(index, kind, todo)
-                finally:
-                    self._embedding.difference_update((index.tenant, kind, i.id) for i in todo)
+                if todo:
+                    try:
+                        done += await self._embed_and_store(index, kind, todo)
+                    finally:
+                        self._embedding.difference_update((index.tenant, kind, i.id) for i in todo)
+                if behind:
+                    await self._reread(index, kind, behind)
         return done
+
+    async def _reread(self, index: TenantIndex, kind: str, items: list[Item]) -> None:
+        """Items whose record Redis holds at another version than this process, or no longer
+        holds, read again as the change stream would bring them. The stream usually brings
+        them a moment later anyway; but a write applied here after another process' newer
+        write had been read from the stream (or after a delete) left this process holding
+        the older version with no change to come, waiting for a vector forever."""
+        fetched = {
+            item.id: (item, vec)
+            for item, vec in await self._fetch(index.tenant, kind, [i.id for i in items])
+        }
+        for old in items:
+            if index[kind].items.get(old.id) is not old:
+                continue  # changed here meanwhile
+            if old.id in fetched:
+                index[kind].upsert(*fetched[old.id])
+            else:
+                index[kind].remove(old.id)
+        self._schedule_ann(index)
 
     async def _embed_and_store(self, index: TenantIndex, kind: str, todo: list[Item]) -> int:
         """Embed ``todo`` (claimed) and store each vector still current; how many were kept."""
@@ -467,15 +488,17 @@ class SearchIndex:
 
     async def _claim(
         self, index: TenantIndex, kind: str, candidates: list[Item]
-    ) -> tuple[list[Item], int]:
-        """Up to a batch of ``candidates`` that no other loop or gateway process is embedding,
-        and how many of the others got the vector another process stored for them meanwhile
-        (this process had not yet read that change): each item is embedded once. A claim
+    ) -> tuple[list[Item], int, list[Item]]:
+        """Up to a batch of ``candidates`` that no other loop or gateway process is embedding;
+        how many of the others got the vector another process stored for them meanwhile (this
+        process had not yet read that change): each item is embedded once; and the ones whose
+        record is no longer the version this process holds. A claim
         lapses by itself if its holder dies. Items are marked as this process' before each
         await, so its other loop looks past them; the caller unmarks the ones returned."""
         tenant, model, dim = index.tenant, self.embedder.model_id, self.embedder.dimensions
         field = VERSION_FIELD[kind]
         taken: list[Item] = []
+        behind: list[Item] = []
         read = 0
         pos = 0
         while len(taken) < BACKFILL_BATCH and pos < len(candidates):
@@ -509,14 +532,16 @@ class SearchIndex:
                     taken.append(item)
                     continue
                 self._embedding.discard((tenant, kind, item.id))
-                if isinstance(reply, bytes) and same_space:  # stored elsewhere: read it
+                if reply == -1:
+                    behind.append(item)
+                elif isinstance(reply, bytes) and same_space:  # stored elsewhere: read it
                     vec = vector_from_bytes(reply, dim)
                     if vec is not None and index[kind].items.get(item.id) is item:
                         index[kind].set_vector(item.id, vec)
                         read += 1
         if read:
             self._schedule_ann(index)
-        return taken, read
+        return taken, read, behind
 
     async def _release(self, tenant: str, kind: str, items: list[Item]) -> None:
         if items:
