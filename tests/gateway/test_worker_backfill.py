@@ -118,9 +118,9 @@ def test_a_gateway_that_missed_a_delete_drops_the_item_when_it_looks_for_its_vec
     redis_url: str, internal_token: str, data_dir: Path
 ) -> None:
     """An item this process holds without a vector, whose record Redis no longer holds (a
-    change this process missed or applied out of order, with none to come): the backfill
-    claimed and embedded it on every pass and never stored the vector, and searches here
-    kept finding it. It is now read again from Redis, as the change stream would bring it."""
+    change this process missed or applied out of order, with none to come) waited for its
+    vector forever (claimed, and before that embedded, on every pass), and searches here kept
+    finding it. It is now read again from Redis, as the change stream would bring it."""
     embedding = shared_embedding_url(internal_token)
     with (
         running_gateway(
@@ -276,3 +276,26 @@ def test_one_graph_build_a_store_at_a_time() -> None:
 
     asyncio.run(go())
     assert builds == [7, 7]
+
+
+def test_a_reread_never_takes_an_item_back_past_a_version_given_here_meanwhile() -> None:
+    """A document's kept chunk gets its new version in place (same object). A reread that
+    read Redis before that write must not put the older version back over it."""
+    from hivemind_gateway.search.index import Item, TenantIndex
+    from hivemind_gateway.search.sync import SearchIndex
+
+    search = SearchIndex(None, None, None, ann_threshold=10_000)  # type: ignore[arg-type]
+    index = TenantIndex("acme", ann_threshold=10_000)
+    held = Item(kind="memory", id="m", text="the old text", version="v1")
+    index["memory"].upsert(held, None)
+    gone = Item(kind="memory", id="g", text="a deleted one", version="v1")
+    index["memory"].upsert(gone, None)
+
+    async def fetch(tenant: str, kind: str, ids: list[str]) -> list[tuple[Item, None]]:
+        held.version = "v3"  # written here while Redis was read
+        return [(Item(kind="memory", id="m", text="the v2 text", version="v2"), None)]
+
+    search._fetch = fetch  # type: ignore[method-assign]
+    asyncio.run(search._reread(index, "memory", [(held, "v1"), (gone, "v1")]))
+    assert index["memory"].items["m"] is held and held.version == "v3"
+    assert "g" not in index["memory"].items  # Redis no longer holds it

@@ -424,22 +424,27 @@ class SearchIndex:
                     finally:
                         self._embedding.difference_update((index.tenant, kind, i.id) for i in todo)
                 if behind:
-                    await self._reread(index, kind, behind)
+                    try:
+                        await self._reread(index, kind, behind[:BACKFILL_BATCH])
+                    except Exception:  # Redis away: the next pass (or the stream) brings them
+                        log.warning("re-reading items behind Redis failed", exc_info=True)
         return done
 
-    async def _reread(self, index: TenantIndex, kind: str, items: list[Item]) -> None:
-        """Items whose record Redis holds at another version than this process, or no longer
-        holds, read again as the change stream would bring them. The stream usually brings
-        them a moment later anyway; but a write applied here after another process' newer
-        write had been read from the stream (or after a delete) left this process holding
-        the older version with no change to come, waiting for a vector forever."""
-        fetched = {
-            item.id: (item, vec)
-            for item, vec in await self._fetch(index.tenant, kind, [i.id for i in items])
-        }
-        for old in items:
-            if index[kind].items.get(old.id) is not old:
-                continue  # changed here meanwhile
+    async def _reread(self, index: TenantIndex, kind: str, items: list[tuple[Item, str]]) -> None:
+        """Items whose record Redis holds at another version than this process (the version
+        it held is given), or no longer holds, read again as the change stream would bring
+        them. The stream usually brings them a moment later anyway; but a write applied here
+        after another process' newer write had been read from the stream (or after a delete)
+        left this process holding the older version with no change to come, waiting for a
+        vector forever."""
+        ids = [item.id for item, _ in items]
+        fetched = {item.id: (item, vec) for item, vec in await self._fetch(index.tenant, kind, ids)}
+        for old, version in items:
+            now = index[kind].items.get(old.id)
+            # changed here meanwhile: replaced, or (a document's kept chunk) given a new
+            # version in place, which may be newer than what was just read
+            if now is not old or now.version != version:
+                continue
             if old.id in fetched:
                 index[kind].upsert(*fetched[old.id])
             else:
@@ -488,7 +493,7 @@ class SearchIndex:
 
     async def _claim(
         self, index: TenantIndex, kind: str, candidates: list[Item]
-    ) -> tuple[list[Item], int, list[Item]]:
+    ) -> tuple[list[Item], int, list[tuple[Item, str]]]:
         """Up to a batch of ``candidates`` that no other loop or gateway process is embedding;
         how many of the others got the vector another process stored for them meanwhile (this
         process had not yet read that change): each item is embedded once; and the ones whose
@@ -498,7 +503,7 @@ class SearchIndex:
         tenant, model, dim = index.tenant, self.embedder.model_id, self.embedder.dimensions
         field = VERSION_FIELD[kind]
         taken: list[Item] = []
-        behind: list[Item] = []
+        behind: list[tuple[Item, str]] = []
         read = 0
         pos = 0
         while len(taken) < BACKFILL_BATCH and pos < len(candidates):
@@ -518,6 +523,7 @@ class SearchIndex:
                             keys.vector(tenant, model, kind, item.id) if known else claim,
                             field, item.version, CLAIM_TTL_MS, 4 * dim if known else 0,
                         )  # fmt: skip
+                    sent = [item.version for item in part]  # a kept chunk's changes in place
                     replies = await pipe.execute()
             except BaseException:
                 # which of ``part`` were won is unknown: those claims lapse by themselves (a
@@ -527,16 +533,17 @@ class SearchIndex:
                 await self._release(tenant, kind, taken)
                 raise
             same_space = model == self.embedder.model_id  # no model change while it ran
-            for item, reply in zip(part, replies, strict=True):
+            for item, version, reply in zip(part, sent, replies, strict=True):
                 if reply == 1:
                     taken.append(item)
                     continue
                 self._embedding.discard((tenant, kind, item.id))
                 if reply == -1:
-                    behind.append(item)
+                    behind.append((item, version))
                 elif isinstance(reply, bytes) and same_space:  # stored elsewhere: read it
                     vec = vector_from_bytes(reply, dim)
-                    if vec is not None and index[kind].items.get(item.id) is item:
+                    current = index[kind].items.get(item.id) is item and item.version == version
+                    if vec is not None and current:
                         index[kind].set_vector(item.id, vec)
                         read += 1
         if read:
