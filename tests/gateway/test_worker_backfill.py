@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,11 @@ def _pending(gw: RunningGateway) -> int:
         return int(r.json()["pending_vectors"])
 
 
-def test_two_gateways_embed_each_stored_memory_once(
+@contextlib.contextmanager
+def _two_gateways(
     redis_url: str, internal_token: str, data_dir: Path
-) -> None:
+) -> Iterator[tuple[RunningGateway, RunningGateway]]:
+    """Two gateway processes on one Redis and one embedding service, holding acme's index."""
     embedding = shared_embedding_url(internal_token)
     with (
         running_gateway(
@@ -44,6 +48,13 @@ def test_two_gateways_embed_each_stored_memory_once(
     ):
         a.keys = b.keys  # one set of keys for both
         assert _pending(a) == 0 and _pending(b) == 0  # both hold the tenant's index now
+        yield a, b
+
+
+def test_two_gateways_embed_each_stored_memory_once(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    with _two_gateways(redis_url, internal_token, data_dir) as (a, b):
         before = _texts_embedded()
         memories = [
             {"text": f"note {i}: the deploy of service {i % 7} moved"} for i in range(ITEMS)
@@ -62,53 +73,59 @@ def test_two_gateways_embed_each_stored_memory_once(
         assert ITEMS <= embedded < ITEMS * 1.2, embedded
 
 
+async def _paused() -> int:  # a backfill loop that does nothing
+    await asyncio.sleep(0.05)
+    return 0
+
+
+class _Held:
+    """Two gateways whose backfill loops wait, and a way to stop b reading changes."""
+
+    def __init__(self, a: RunningGateway, b: RunningGateway) -> None:
+        self.a, self.b = a, b
+        self.search_a, self.search_b = a.app.state.gateway.search, b.app.state.gateway.search
+        self.search_a.backfill_once = _paused
+        self.search_b.backfill_once = _paused
+        self._cut = threading.Event()
+
+    async def _cut_off(self) -> list[object]:
+        self._cut.set()  # once called, no read is in flight any more
+        await asyncio.sleep(0.1)
+        return []
+
+    def cut_b_off(self) -> None:
+        self.search_b._read_changes = self._cut_off
+        wait_until(self._cut.is_set, timeout=30, what="b's change reader to stop")
+
+
+@contextlib.contextmanager
+def _two_held(redis_url: str, internal_token: str, data_dir: Path) -> Iterator[_Held]:
+    with _two_gateways(redis_url, internal_token, data_dir) as (a, b):
+        yield _Held(a, b)
+
+
 def test_a_gateway_reads_a_vector_another_stored_before_it_read_that_change(
     redis_url: str, internal_token: str, data_dir: Path
 ) -> None:
     """A gateway stores a vector and drops its claim; another gateway that has not yet read
     that change (a loaded machine: CI saw 263 texts embedded for 200) won the free claim and
     embedded the item again. It now reads the stored vector instead."""
-    embedding = shared_embedding_url(internal_token)
-    with (
-        running_gateway(
-            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
-        ) as a,
-        running_gateway(
-            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
-        ) as b,
-    ):
-        a.keys = b.keys
-        assert _pending(a) == 0 and _pending(b) == 0
-        search_a, search_b = a.app.state.gateway.search, b.app.state.gateway.search
-
-        async def paused() -> int:
-            await asyncio.sleep(0.05)
-            return 0
-
-        cut = threading.Event()
-
-        async def cut_off() -> list[object]:  # once called, no read is in flight any more
-            cut.set()
-            await asyncio.sleep(0.1)
-            return []
-
-        search_a.backfill_once = paused
-        search_b.backfill_once = paused
+    with _two_held(redis_url, internal_token, data_dir) as held:
+        a, b = held.a, held.b
         before = _texts_embedded()
         memories = [{"text": f"note {i}: the cache of node {i % 3} warmed"} for i in range(ITEMS)]
         with a.client("acme", "write") as c:
             assert c.post("/v1/memories/batch", json={"memories": memories}).status_code == 200
         # b has read the items (without vectors), then reads no more changes
         wait_until(lambda: _pending(b) == ITEMS, timeout=60, what="b to read the new items")
-        search_b._read_changes = cut_off
-        wait_until(cut.is_set, timeout=30, what="b's change reader to stop")
-        del search_a.backfill_once  # a embeds every item and drops its claims
+        held.cut_b_off()
+        del held.search_a.backfill_once  # a embeds every item and drops its claims
         wait_until(lambda: _pending(a) == 0, timeout=600, what="a to embed every item")
         assert _texts_embedded() - before == ITEMS
-        del search_b.backfill_once  # b still waits for ITEMS vectors, and no claim is held
+        del held.search_b.backfill_once  # b still waits for ITEMS vectors, and no claim is held
         wait_until(lambda: _pending(b) == 0, timeout=60, what="b to have every vector")
         assert _texts_embedded() - before == ITEMS  # none embedded twice
-        del search_b._read_changes
+        del held.search_b._read_changes
         with b.client("acme", "read") as c:
             hits = c.post("/v1/memories/search", json={"query": "cache of node warmed"}).json()
         assert hits["data"]
@@ -121,42 +138,17 @@ def test_a_gateway_that_missed_a_delete_drops_the_item_when_it_looks_for_its_vec
     change this process missed or applied out of order, with none to come) waited for its
     vector forever (claimed, and before that embedded, on every pass), and searches here kept
     finding it. It is now read again from Redis, as the change stream would bring it."""
-    embedding = shared_embedding_url(internal_token)
-    with (
-        running_gateway(
-            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
-        ) as a,
-        running_gateway(
-            redis_url, internal_token, data_dir, embedding_url=embedding, **CLOSED
-        ) as b,
-    ):
-        a.keys = b.keys
-        assert _pending(a) == 0 and _pending(b) == 0
-        search_a, search_b = a.app.state.gateway.search, b.app.state.gateway.search
-
-        async def paused() -> int:
-            await asyncio.sleep(0.05)
-            return 0
-
-        cut = threading.Event()
-
-        async def cut_off() -> list[object]:  # once called, no read is in flight any more
-            cut.set()
-            await asyncio.sleep(0.1)
-            return []
-
-        search_a.backfill_once = paused
-        search_b.backfill_once = paused
+    with _two_held(redis_url, internal_token, data_dir) as held:
+        a, b = held.a, held.b
         with a.client("acme", "write") as c:
             for item_id, text in (("gone", "the walrus ledger"), ("kept", "the heron ledger")):
                 r = c.post("/v1/memories", json={"id": item_id, "text": text})
                 assert r.status_code == 201, r.text
         wait_until(lambda: _pending(b) == 2, timeout=60, what="b to read both memories")
-        search_b._read_changes = cut_off
-        wait_until(cut.is_set, timeout=30, what="b's change reader to stop")
+        held.cut_b_off()
         with a.client("acme", "write") as c:
             assert c.delete("/v1/memories/gone").status_code == 204
-        del search_b.backfill_once  # b never reads the delete, but looks for both vectors
+        del held.search_b.backfill_once  # b never reads the delete, but looks for both vectors
         wait_until(lambda: _pending(b) == 0, timeout=60, what="b to settle both memories")
 
         def found(word: str) -> bool:
