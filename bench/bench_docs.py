@@ -36,6 +36,7 @@ if str(REPO / "tests") not in sys.path:
 from bench.bench_gateway_wrk import cpu_info  # noqa: E402
 from bench.bench_inference import make_key  # noqa: E402
 from bench.bench_memory_api import memory_stack  # noqa: E402
+from hivemind_common import python_ast  # noqa: E402
 
 DATA = REPO / "tests" / "data"
 # each set by its label in the summary and its key in the JSON; every set after the first was
@@ -70,7 +71,7 @@ def python_spans(text: str) -> dict[str, tuple[int, int]]:
                 if isinstance(node, ast.ClassDef):
                     visit(node.body, f"{name} > ")
 
-    visit(ast.parse(text).body, "")
+    visit(python_ast.parse(text).body, "")
     return spans
 
 

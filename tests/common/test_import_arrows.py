@@ -12,6 +12,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from hivemind_common import python_ast
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = sorted(p.parent.name for p in (REPO / "services").glob("*/pyproject.toml"))
 SERVICE_PACKAGES = {f"hivemind_{name}": name for name in SERVICES}
@@ -30,7 +32,7 @@ def modules(root: Path) -> list[Path]:
 def imported(path: Path) -> set[str]:
     """Every top-level package a module imports, anywhere in it (``importlib.import_module``
     with a literal name too)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = python_ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from hivemind_common import python_ast
+
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = sorted(p.parent.name for p in (REPO / "services").glob("*/pyproject.toml"))
 STATE_CLASSES = {
@@ -25,7 +27,7 @@ STATE_CLASSES = {
 def any_state_parameters(source: str, where: str) -> list[str]:
     """``where:line name`` for every function parameter called ``state`` annotated ``Any``."""
     found = []
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(python_ast.parse(source)):
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             args = node.args
             for arg in [*args.posonlyargs, *args.args, *args.kwonlyargs]:

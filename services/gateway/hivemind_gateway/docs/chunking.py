@@ -32,6 +32,7 @@ from functools import partial
 from pathlib import PurePosixPath
 from typing import Literal, Protocol
 
+from hivemind_common import python_ast
 from hivemind_common.errors import Invalid
 
 DocType = Literal["markdown", "code", "text"]
@@ -160,8 +161,8 @@ def summary(text: str, doc_type: DocType, language: str) -> str:
         return ""
     if language == "python":
         try:
-            doc = ast.get_docstring(ast.parse(text)) or ""
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            doc = ast.get_docstring(python_ast.parse(text)) or ""
+        except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
             doc = ""
         first = next((ln.strip() for ln in doc.splitlines() if ln.strip()), "")
         return first[:MAX_SUMMARY]
@@ -302,8 +303,8 @@ def python_sections(
     lines: Sequence[str], text: str, fits: Callable[[int, int, str], bool]
 ) -> list[Section] | None:
     try:
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        tree = python_ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError, SystemError):
         return None
     top = _group(_python_nodes(tree.body, lines, 0, len(lines), ""), lines, 0, len(lines), "module")
     out: list[Section] = []
