@@ -199,9 +199,9 @@ async def api_failover_drill(
             task.add_done_callback(in_flight.discard)
         report.sent = seq
 
-    async def until(cond: Callable[[], bool], what: str) -> None:
+    async def until(cond: Callable[[], bool], what: str, by: float) -> None:
         while not cond():
-            if time.monotonic() > deadline:
+            if time.monotonic() > by:
                 raise TimeoutError(f"api failover drill: timed out waiting for {what}")
             if report.unexpected:
                 raise AssertionError(f"unexpected answers: {report.unexpected[:3]}")
@@ -209,7 +209,9 @@ async def api_failover_drill(
 
     writing = asyncio.create_task(writer())
     try:
-        await until(lambda: report.answered_2xx >= before, f"{before} writes before the kill")
+        await until(
+            lambda: report.answered_2xx >= before, f"{before} writes before the kill", deadline
+        )
         resume = pause_replicas() if pause_replicas is not None else None
         if resume is not None:
             await asyncio.sleep(pause_s)
@@ -221,7 +223,13 @@ async def api_failover_drill(
                 resume()
         await asyncio.to_thread(recover)
         marks["recovered"] = time.monotonic()
-        await until(lambda: marks.get("after_count", 0) >= after, f"{after} writes after recovery")
+        # its own ``timeout``, counted from the recovery: on a loaded machine the promotion and
+        # the heal can take most of a deadline counted from the start (CI once timed out here)
+        await until(
+            lambda: marks.get("after_count", 0) >= after,
+            f"{after} writes after recovery",
+            marks["recovered"] + timeout,
+        )
     finally:
         marks["stop"] = time.monotonic()
         await writing
