@@ -149,6 +149,9 @@ async def api_failover_drill(
     answered 2xx; ``recover()`` (blocking, run in a thread) right after; stop once ``after``
     writes sent after ``recover`` returned were answered 2xx; then check, retry, check again.
 
+    ``timeout`` bounds each wait for writes: the ``before`` writes from the start, the
+    ``after`` writes from the recovery (``recover`` bounds its own wait).
+
     ``pause_replicas()`` (returns the function that resumes them) makes the kill land while the
     replicas lag: it runs ``pause_s`` before the kill and they resume right after it, so writes
     the dying primary took alone are the ones a promoted replica lacks."""

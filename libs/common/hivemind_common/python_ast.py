@@ -5,7 +5,10 @@ interpreter (python/cpython#106905): a thread switch while two threads build tre
 the other thread's depth, and the parse fails with ``SystemError: AST constructor recursion
 depth mismatch``. The gateway chunks documents in worker threads, so two ingests at once could
 fail that way (CI saw it in a test on 3.11.7). Every parse here goes through one lock, and a
-parse that fails that way anyway (a library's thread parsing beside it) is tried again.
+parse that fails that way anyway (a library's thread parsing beside it, or the standard
+library's own, such as ``traceback`` placing a caret) is tried again. The lock is re-entrant: a
+finalizer that parsed in the middle of a parse would fail that parse (then tried again) rather
+than hang every parse after it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ast
 import threading
 
 TRIES = 3
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 
 
 def parse(source: str, filename: str = "<unknown>") -> ast.Module:
