@@ -58,20 +58,30 @@ CLAIM_TTL_MS = 35_000
 BACKFILL_TIMEOUT_S = 30.0  # a batch on a busy CPU may take seconds; queries keep their short one
 
 
+# The version a record holds: its version field, '' for a record without one, false for none.
+_VERSION_OF = """
+local function version_of(record, field)
+  local held = redis.call('HGET', record, field)
+  if held == false and redis.call('EXISTS', record) == 1 then held = '' end
+  return held
+end
+"""
+
 # KEYS: the record, its vector, its claim, the tenant's set of models with vectors; ARGV: the
 # version field, the version embedded, the vector, the model. The claim goes either way; the
 # vector is set (and its model recorded) only if the record is that version.
-_SET_IF_CURRENT = """
+_SET_IF_CURRENT = (
+    _VERSION_OF
+    + """
 redis.call('DEL', KEYS[3])
-local held = redis.call('HGET', KEYS[1], ARGV[1])
-if held == false and redis.call('EXISTS', KEYS[1]) == 1 then held = '' end
-if held == ARGV[2] then
+if version_of(KEYS[1], ARGV[1]) == ARGV[2] then
   redis.call('SET', KEYS[2], ARGV[3])
   redis.call('SADD', KEYS[4], ARGV[4])
   return 1
 end
 return 0
 """
+)
 
 
 # KEYS: the item's claim, its record, its vector in the current model's space; ARGV: the version
@@ -82,13 +92,10 @@ return 0
 # no longer that version (the change stream brings the new one), the vector when one is stored
 # (a rewrite of the record drops its vectors in the same step, so a stored vector is this
 # version's), 1 when the claim is won, 0 when another process holds it.
-_CLAIM = """
-local held = redis.call('HGET', KEYS[2], ARGV[1])
-if held == false then
-  if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
-  held = ''
-end
-if held ~= ARGV[2] then return -1 end
+_CLAIM = (
+    _VERSION_OF
+    + """
+if version_of(KEYS[2], ARGV[1]) ~= ARGV[2] then return -1 end
 local size = tonumber(ARGV[4])
 if size > 0 then
   local vec = redis.call('GET', KEYS[3])
@@ -97,6 +104,7 @@ end
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[3]) then return 1 end
 return 0
 """
+)
 
 
 def _index_key(tenant: str, kind: str) -> str:
@@ -440,10 +448,9 @@ class SearchIndex:
         ids = [item.id for item, _ in items]
         fetched = {item.id: (item, vec) for item, vec in await self._fetch(index.tenant, kind, ids)}
         for old, version in items:
-            now = index[kind].items.get(old.id)
             # changed here meanwhile: replaced, or (a document's kept chunk) given a new
             # version in place, which may be newer than what was just read
-            if now is not old or now.version != version:
+            if not _still(index, kind, old, version):
                 continue
             if old.id in fetched:
                 index[kind].upsert(*fetched[old.id])
@@ -502,6 +509,7 @@ class SearchIndex:
         await, so its other loop looks past them; the caller unmarks the ones returned."""
         tenant, model, dim = index.tenant, self.embedder.model_id, self.embedder.dimensions
         field = VERSION_FIELD[kind]
+        known = model is not None and dim is not None
         taken: list[Item] = []
         behind: list[tuple[Item, str]] = []
         read = 0
@@ -517,7 +525,6 @@ class SearchIndex:
                 async with self.redis_bytes.pipeline(transaction=False) as pipe:
                     for item in part:
                         claim = keys.vector_claim(tenant, kind, item.id)
-                        known = model is not None and dim is not None
                         pipe.eval(
                             _CLAIM, 3, claim, _record_key(tenant, kind, item.id),
                             keys.vector(tenant, model, kind, item.id) if known else claim,
@@ -542,8 +549,7 @@ class SearchIndex:
                     behind.append((item, version))
                 elif isinstance(reply, bytes) and same_space:  # stored elsewhere: read it
                     vec = vector_from_bytes(reply, dim)
-                    current = index[kind].items.get(item.id) is item and item.version == version
-                    if vec is not None and current:
+                    if vec is not None and _still(index, kind, item, version):
                         index[kind].set_vector(item.id, vec)
                         read += 1
         if read:
@@ -579,6 +585,12 @@ class SearchIndex:
             "model": self.embedder.model_id,
             "changes_applied": self.changes_applied,
         }
+
+
+def _still(index: TenantIndex, kind: str, item: Item, version: str) -> bool:
+    """True while the index holds ``item`` at ``version``: not replaced, and not given a new
+    version in place (a document's kept chunk) while this process awaited Redis."""
+    return index[kind].items.get(item.id) is item and item.version == version
 
 
 def _already(index: TenantIndex, kind: str, item_id: str, fields: dict[str, str]) -> bool:
