@@ -1,15 +1,24 @@
-"""The whole learning loop on the shipped SmolLM2, in process, with real services.
+"""The whole learning loop on the shipped SmolLM2, in process, with real services (issue 18).
 
-100 samples go in through the gateway → the trainer's cycle trains and gates a version → the
-exporter writes and validates its GGUF files and hot-swaps it into inference → the gateway
-answers with the new version, and not one request fails while the swap happens.
+100 chats in a ship's captain's style go in through the gateway as learning samples → the
+trainer's cycle trains and gates a version → the export worker writes and validates its GGUF
+files, runs the task eval on the files that would be served, and hot-swaps the version into a
+running inference service while chat traffic goes on → the gateway answers with the new
+version and not one request fails while the swap happens → the deployed files answer 20 prompts
+they never saw in that style far more often than the base, and the manifest carries the task
+eval's scores of both sides.
+
+One training run serves both questions (does the loop deploy without a failed request, and has
+the deployed model learned what it was taught): on this CPU a run takes minutes. The same run,
+without the services, is ``bench/bench_style_learning.py``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,12 +29,8 @@ from inference.serving import running_inference
 from hivemind_common import keys
 from hivemind_common.job_records import get_job
 from hivemind_common.model_registry import ModelRegistry
-from hivemind_exporter.settings import ExporterSettings
-from hivemind_exporter.worker import ExportWorker
-from hivemind_trainer.cycle import run_cycle
-from hivemind_trainer.data.synthetic import make_chats
-from hivemind_trainer.settings import TrainerSettings
 from support.gateway import RunningGateway, running_gateway
+from support.style_learning import UNSEEN, learn_style
 from support.waiting import await_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -41,6 +46,7 @@ class Traffic:
     versions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    pace_s: float = 0.5  # 0.1 around the swap; slower while the export's evals need the cores
 
     def run(self) -> None:
         i = 0
@@ -58,7 +64,7 @@ class Traffic:
                 self.versions.append(r.headers.get(VERSION_HEADER, ""))
             except httpx.HTTPError as exc:
                 self.errors.append(repr(exc))
-            self.stop.wait(0.1)  # paced load (~10/s at most), not a wait for a condition
+            self.stop.wait(self.pace_s)  # paced load, not a wait for a condition
 
 
 @pytest.fixture
@@ -80,92 +86,91 @@ def stack(
         yield gw, inference_url
 
 
-async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_failed_request(
+async def test_captured_chats_are_learned_gated_and_hot_swapped_in_without_a_failed_request(
     stack: tuple[RunningGateway, str],
     redis_client,
     redis_url: str,
     internal_token: str,
     data_dir: Path,
+    tmp_path: Path,
 ) -> None:
     gw, inference_url = stack
-    t0 = time.perf_counter()
-    writer = gw.client(role="write")
     await redis_client.hset(keys.tenant_settings("acme"), "share_training", "1")  # acme opted in
-    for chat in make_chats(100, seed=11):
-        r = writer.post("/v1/learning/samples", json={"messages": chat, "rating": 1.0})
+    writer_headers = {"Authorization": f"Bearer {gw.key(role='write')}"}
+    traffic = Traffic(client=gw.client(role="read"))
+    thread = threading.Thread(target=traffic.run, daemon=True)
+    registry = ModelRegistry(redis_client, data_dir)
+
+    async def capture(chat: list[dict[str, str]]) -> None:
+        r = await writer.post("/v1/learning/samples", json={"messages": chat, "rating": 1.0})
         assert r.status_code in (200, 201, 202), r.text
 
-    trainer_settings = TrainerSettings(
-        redis_url=redis_url,
-        data_dir=data_dir,
-        internal_token=internal_token,
-        worker_enabled=False,
-        threshold=100,
-        min_interval_s=0,
-        mode="fast",
-        seq_len=256,
-    )
-    # a short run (8 steps): this test is about the deploy path, and an adapter trained on the
-    # full 32-step floor sometimes lost its stop token on the smoke prompt (inference refused
-    # it, "I'm a chatbot. I'm a chatbot. ..."), failing the deploy for a reason of its own
-    cycle = await run_cycle(
-        redis_client, trainer_settings, requested_by="e2e", reason="manual",
-        overrides={"min_steps": "8", "max_steps": "8"},
-    )  # fmt: skip
-    assert cycle.status == "exported", cycle.as_dict()
-    assert cycle.version is not None
-    t_train = time.perf_counter()
+    async def faster_for_the_deploy(job_id: str) -> None:
+        while (await get_job(redis_client, job_id)).stage not in ("deploy", "done"):
+            await asyncio.sleep(0.2)
+        traffic.pace_s = 0.1  # ~10/s at most while the version is loaded and switched in
 
-    reader = gw.client(role="read")
-    traffic = Traffic(client=reader)
-    thread = threading.Thread(target=traffic.run, daemon=True)
-    exporter_settings = ExporterSettings(
-        redis_url=redis_url,
-        data_dir=data_dir,
-        internal_token=internal_token,
-        worker_enabled=False,
-        reclaim_idle_ms=60_000,
-        inference_url=inference_url,
-        # This test is about the deploy path (no failed request during the swap). Whether a
-        # fast-mode adapter on 100 synthetic chats answers better than the base is the task
-        # eval's question, tested on its own in tests/exporter/test_served_eval.py.
-        task_eval=False,
-    )
-    headers = {"Authorization": f"Bearer {internal_token}"}
-    async with httpx.AsyncClient(base_url=inference_url, headers=headers, timeout=180) as inf:
-        worker = ExportWorker(redis=redis_client, settings=exporter_settings, inference=inf)
+    @asynccontextmanager
+    async def traffic_until_the_new_version_answers(job_id: str) -> AsyncIterator[None]:
         thread.start()
+        faster = asyncio.create_task(faster_for_the_deploy(job_id))
         try:
-            outcomes = await worker.run_once(block_ms=1_000)
-            assert [(o.result, o.version) for o in outcomes] == [("succeeded", cycle.version)], (
-                outcomes
-            )
+            yield
 
             async def new_version_answered() -> bool:
-                return traffic.versions.count(str(cycle.version)) >= 3
+                serving = (await registry.pointers("default")).get("serving")
+                return serving is not None and traffic.versions.count(serving) >= 3
 
-            # keep the traffic going until it has been answered by the new version too
+            # the traffic goes on until the new version has answered it too
             await await_until(new_version_answered, timeout=60, what="answers of the new version")
         finally:
+            faster.cancel()
             traffic.stop.set()
             thread.join(timeout=60)
-    t_done = time.perf_counter()
 
-    assert [(o.result, o.version) for o in outcomes] == [("succeeded", cycle.version)], outcomes
+    headers = {"Authorization": f"Bearer {internal_token}"}
+    async with (
+        httpx.AsyncClient(base_url=gw.url, headers=writer_headers, timeout=30) as writer,
+        httpx.AsyncClient(base_url=inference_url, headers=headers, timeout=180) as inference,
+    ):
+        result = await learn_style(
+            redis_url,
+            data_dir,
+            tmp_path / "out",
+            capture=capture,
+            inference=inference,
+            around_export=traffic_until_the_new_version_answers,
+            internal_token=internal_token,
+            loss_chats=48,  # the bench's 96 measure the losses finer; this test needs the answers
+        )
+    version = result["version"]
+    print({k: result[k] for k in ("gate", "style_rate_base", "style_rate_deployed", "train_s")})
+    print(f"requests during the export and swap: {len(traffic.statuses)}")
+
+    # trained, gated, exported and deployed by the export worker (a hot swap)
+    assert result["cycle"] == "exported", result["gate"]
+    assert result["export"] == ["succeeded"], result["export_detail"]
+    assert result["serving"] == version
+
     # no request failed while the new version was loaded and switched in
     assert traffic.errors == [] and traffic.statuses, traffic.errors
     assert set(traffic.statuses) == {200}, traffic.statuses
+    seen = sorted(set(traffic.versions))
+    assert seen == sorted({"base", str(version)}), seen  # the swap happened under load
+    reader = gw.client(role="read")
     after = reader.post(
         "/v1/chat/completions",
         json={"model": "default", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4},
     )
-    assert after.status_code == 200 and after.headers[VERSION_HEADER] == cycle.version
+    assert after.status_code == 200 and after.headers[VERSION_HEADER] == version
+    job = await get_job(redis_client, result["job_id"])
+    assert (job.status, job.stage, job.version) == ("succeeded", "done", version)
+    listed = reader.get("/v1/models/versions").json()["data"]
+    assert [(d["version"], d["status"]) for d in listed] == [(version, "serving")]
 
-    job = await get_job(redis_client, cycle.job_id)
-    assert (job.status, job.stage, job.version) == ("succeeded", "done", cycle.version)
-    registry = ModelRegistry(redis_client, data_dir)
-    assert (await registry.pointers("default"))["serving"] == cycle.version
-    manifest = registry.read_manifest("default", cycle.version)
+    # the files that are served: SmolLM2's quantized (Q4_1) base as is, with adapter.gguf, and
+    # only what serving needs (no merged f16 or quantized copy by default)
+    manifest = result["manifest"]
     validation = manifest["export"]["validation"]
     assert validation["passed"] and validation["chat"]["stopped"]
     # the adapter is gated raw on an f16 copy of the base; on the served Q4_1 base it is reported
@@ -173,17 +178,19 @@ async def test_hundred_samples_are_trained_gated_exported_and_served_without_a_f
     assert validation["adapter"]["positions"] >= 400
     assert validation["adapter"]["base"] != Path(manifest["serve"]["gguf"]).name
     assert "top1_agreement" in validation["adapter_on_served_base"]
-    # SmolLM2's base is itself quantized (Q4_1): it is served as is, with adapter.gguf, and
-    # only what serving needs is written (no merged f16 or quantized copy by default)
     assert manifest["serve"]["lora"].endswith("adapter.gguf")
     assert manifest["export"]["merged_written"] is False and "f16" not in validation
     assert "adapter.gguf" in manifest["files"]
     assert not [f for f in manifest["files"] if f.startswith("model-")]
-    listed = reader.get("/v1/models/versions").json()["data"]
-    assert [(d["version"], d["status"]) for d in listed] == [(cycle.version, "serving")]
-    seen = sorted(set(traffic.versions))
-    assert seen == sorted({"base", str(cycle.version)}), seen  # the swap happened under load
-    print(  # the stage times, for the test log
-        f"e2e: train {t_train - t0:.1f}s, export+deploy {t_done - t_train:.1f}s, "
-        f"requests during swap {len(traffic.statuses)}, versions seen {seen}"
-    )
+
+    # learned: the 20 unseen prompts, answered by the deployed files and by the base in llama.cpp
+    assert result["unseen_prompts"] == len(UNSEEN) == 20
+    assert result["style_rate_base"] <= 0.1
+    assert result["style_rate_deployed"] >= result["style_rate_base"] + 0.5, result["examples"]
+    # the task eval's scores of both sides are in the manifest; the candidate is no worse
+    candidate, served = result["task_eval_candidate"], result["task_eval_served"]
+    assert result["task_eval_passed"] is True
+    assert candidate["task"]["f1"] >= served["task"]["f1"]
+    assert candidate["file"]["style"] == result["style_rate_deployed"]
+    # what the base knew is still known: the general answers' accuracy held (the gate's check)
+    assert any("general answers' accuracy" in r and r.endswith(": ok") for r in result["gate"])

@@ -16,8 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 TASKS = [
     ("reverse a list", "Python", "use reversed() or slicing with [::-1]"),
@@ -92,10 +96,31 @@ def write_eval_file(path: Path) -> Path:
     return path
 
 
+Capture = Callable[[list[dict[str, str]]], Awaitable[None]]
+
+
 async def learn_style(
-    redis_url: str, data_dir: Path, out: Path, *, mode: str = "fast", samples: int = 100
+    redis_url: str,
+    data_dir: Path,
+    out: Path,
+    *,
+    mode: str = "fast",
+    samples: int = 100,
+    capture: Capture | None = None,
+    inference: httpx.AsyncClient | None = None,
+    around_export: Callable[[str], AbstractAsyncContextManager[Any]] | None = None,
+    internal_token: str = "bench",
+    loss_chats: int | None = None,
 ) -> dict[str, Any]:
-    """Capture, train, gate, export and deploy; the figures (and ``style_learning.json``)."""
+    """Capture, train, gate, export and deploy; the figures (and ``style_learning.json``).
+
+    ``capture`` sends one chat as a learning sample (the gateway's ``POST
+    /v1/learning/samples`` in the end-to-end test); by default it goes straight onto the
+    learning stream. With ``inference`` (a client of a running inference service) the export
+    worker deploys the version itself, a hot swap, inside ``around_export(job_id)`` (where
+    the test keeps chat traffic going); without it the version is exported and marked serving as the
+    deploy step would. ``loss_chats``: how many held-out and general chats llama.cpp scores
+    for each side (``LOSS_CHATS``, 96)."""
     from hivemind_common import keys
     from hivemind_common.jobs import LearningSample
     from hivemind_common.model_registry import ModelRegistry
@@ -111,29 +136,42 @@ async def learn_style(
     trainer = TrainerSettings(
         redis_url=redis_url,
         data_dir=data_dir,
-        internal_token="bench",
+        internal_token=internal_token,
         worker_enabled=False,
         mode=mode,  # type: ignore[arg-type]
         seq_len=256,
         idle_check=False,
         task_eval_file=write_eval_file(out / "style_eval.jsonl"),
         task_eval_general_items=int(os.environ.get("GENERAL_ITEMS", "8")),
-        served_loss_chats=int(os.environ.get("LOSS_CHATS", "96")),
+        served_loss_chats=loss_chats or int(os.environ.get("LOSS_CHATS", "96")),
     )
     exporter = ExporterSettings(
-        redis_url=redis_url, data_dir=data_dir, internal_token="bench", worker_enabled=False
+        redis_url=redis_url,
+        data_dir=data_dir,
+        internal_token=internal_token,
+        worker_enabled=False,
+        reclaim_idle_ms=60_000,
+        inference_url=str(inference.base_url) if inference is not None else None,
     )
+
+    async def straight_onto_the_stream(chat: list[dict[str, str]]) -> None:
+        sample = LearningSample(tenant="bench", source="capture", messages=chat)
+        await redis.xadd(keys.learning_stream(), sample.to_fields())
+
     try:
-        await redis.hset(keys.tenant_settings("bench"), "share_training", "1")
+        if capture is None:
+            await redis.hset(keys.tenant_settings("bench"), "share_training", "1")
         for chat in captain_chats(n):
-            sample = LearningSample(tenant="bench", source="capture", messages=chat)
-            await redis.xadd(keys.learning_stream(), sample.to_fields())
+            await (capture or straight_onto_the_stream)(chat)
         t0 = time.perf_counter()
         cycle = await run_cycle(redis, trainer, requested_by="bench", reason="manual")
         train_s = time.perf_counter() - t0
-        worker = ExportWorker(redis=redis, settings=exporter, inference=None)
+        worker = ExportWorker(redis=redis, settings=exporter, inference=inference)
         t1 = time.perf_counter()
-        outcomes = await worker.run_once(block_ms=1_000) if cycle.status == "exported" else []
+        outcomes = []
+        if cycle.status == "exported":
+            async with (around_export or (lambda _job_id: nullcontext()))(cycle.job_id):
+                outcomes = await worker.run_once(block_ms=1_000)
         export_s = time.perf_counter() - t1
         registry = ModelRegistry(redis, data_dir)
         version = cycle.version
@@ -152,6 +190,9 @@ async def learn_style(
             "export": [o.result for o in outcomes],
             "export_detail": [o.detail for o in outcomes],
             "version": version,
+            "job_id": cycle.job_id,
+            "manifest": manifest,
+            "cycle_timings": cycle.timings,
             "serving": (await registry.pointers("default")).get("serving"),
             "style_rate_base": base_file.get("style"),
             "style_rate_deployed": cand_file.get("style"),
