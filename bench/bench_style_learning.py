@@ -1,9 +1,10 @@
 """Learning that measurably helps (issue 18): a style taught by 100 captured chats, on SmolLM2.
 
 The run is :func:`support.style_learning.learn_style` (the end-to-end test
-``tests/e2e/test_learning_loop.py`` runs the same, through the gateway and with a hot swap): 100 captain-style chats captured → a cycle
-trains, gates and exports a version → on 20 prompts it never saw, the style rate of the deployed
-files and of the base, in llama.cpp, with the task eval's scores from the manifest.
+``tests/e2e/test_learning_loop.py`` runs the same, through the gateway and with a hot swap):
+100 captain-style chats captured → a cycle trains, gates and exports a version → on 20 prompts
+it never saw, the style rate of the deployed files and of the base, in llama.cpp, with the task
+eval's scores from the manifest.
 
 In one process, a real redis-server, CPU only. Writes ``style_learning.json``. ``MODE`` (fast)
 and ``SAMPLES`` (100) from env.
