@@ -42,7 +42,10 @@ def test_each_service_answers_healthz_and_metrics(
 def test_gateway_readyz_reports_redis_down_with_a_reason(
     internal_token: str, data_dir: Path
 ) -> None:
-    app = _build("gateway", "redis://127.0.0.1:1/0", internal_token, data_dir)
+    # the start's key migrations wait out the retry deadline (30 s by default, a failover's
+    # length) before they are postponed; 1 s here
+    url = "redis://127.0.0.1:1/0?retry_deadline=1"
+    app = _build("gateway", url, internal_token, data_dir)
     with serve_app(app) as base:
         ready = httpx.get(f"{base}/readyz")
         assert ready.status_code == 503
