@@ -1,5 +1,6 @@
-"""Acknowledged means stored: the gateway's own fact and memory writes at ~200/s while a Redis
-primary is SIGKILLed, on Cluster and on Sentinel, with ``?durability=strong``.
+"""Acknowledged means stored: the gateway's own fact and memory writes (up to 200/s, 64 in
+flight) while a Redis primary is SIGKILLed, on Cluster and on Sentinel, with
+``?durability=strong``.
 
 No write answered 2xx may go missing; every other write got a retryable answer (503 with
 ``Retry-After``) or none, and retrying those with the same ids stores each exactly once.
