@@ -209,7 +209,9 @@ async def learn_style(
             "export_s": round(export_s, 1),
             "load_avg_1m": os.getloadavg()[0],
         }
-        (out / "style_learning.json").write_text(json.dumps(result, indent=2, default=str))
+        # the manifest is for the caller's checks; the figures above are what the file keeps
+        figures = {k: v for k, v in result.items() if k != "manifest"}
+        (out / "style_learning.json").write_text(json.dumps(figures, indent=2, default=str))
         return result
     finally:
         await redis.aclose()
