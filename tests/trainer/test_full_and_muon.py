@@ -123,6 +123,7 @@ def test_full_mode_trains_and_exports_a_gguf_that_matches_pytorch(
     recipe = LoraRecipe(cfg, base_dir, hardware=None)
     recipe.setup()
     assert recipe.hardware is not None and recipe.hardware.checkpointing  # on for full runs
+    assert recipe.model.is_activation_checkpointing  # and set on the model itself
     result = recipe.train(recipe.prepare(chats(8)))
     assert result.steps == 4
     out = tmp_path / "full"

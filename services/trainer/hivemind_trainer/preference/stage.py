@@ -118,7 +118,7 @@ def run_stage(
         bf16=False,
         fp16=False,
         dataloader_num_workers=0,
-        gradient_checkpointing=False,
+        activation_checkpointing=False,
     )
     with tempfile.TemporaryDirectory(prefix="hivemind-pref-") as tmp:
         if stage == "dpo":
