@@ -53,6 +53,7 @@ FAMILIES: dict[str, tuple[Callable[..., str], tuple[Any, ...]]] = {
     "rag_counters": (keys.rag_counters, (tenants,)),
     "tenant_settings": (keys.tenant_settings, (tenants,)),
     "request_window": (keys.request_window, (tenants, windows)),
+    "inference_leases": (keys.inference_leases, (tenants,)),
     "learning_bytes": (keys.learning_bytes, (tenants, windows)),
     "learning_samples": (keys.learning_samples, (tenants, windows)),
     "key_request_window": (keys.key_request_window, (tokens, windows)),

@@ -128,3 +128,105 @@ def test_a_tenant_runs_at_most_its_cap_of_inference_requests_at_once(
         other.join(timeout=30)
         assert results[0].status_code == 200, results[0].text
         assert acme.post("/v1/chat/completions", json=body).status_code == 200  # slot given back
+
+
+def test_the_inference_cap_holds_across_gateways_behind_one_redis(
+    redis_url: str, internal_token: str, data_dir: Path
+) -> None:
+    """Two gateways (or two workers of one) share the tenant's cap: counted in Redis, not in
+    each process, where N workers allowed N times the cap."""
+    body = {"model": "default", "messages": [{"role": "user", "content": "hi"}], "temperature": 1}
+    settings = {"max_inference_per_tenant": 1, "rag_enabled": False}
+    with stub_inference(held=True) as stub:
+        upstream = {**CLOSED, "inference_url": stub.url, **settings}
+        with (
+            running_gateway(redis_url, internal_token, data_dir, **upstream) as a,
+            running_gateway(redis_url, internal_token, data_dir, **upstream) as b,
+        ):
+            results: list[httpx.Response] = []
+            held = threading.Thread(
+                target=lambda: results.append(
+                    a.client("acme", "write").post("/v1/chat/completions", json=body)
+                )
+            )
+            held.start()
+            wait_until(lambda: len(stub.chats) == 1, timeout=30, what="the chat on gateway a")
+            refused = b.client("acme", "write").post("/v1/chat/completions", json=body)
+            assert refused.status_code == 429, refused.text
+            assert "already has 1 inference requests running" in refused.text
+            stub.release.set()
+            held.join(timeout=30)
+            assert results[0].status_code == 200, results[0].text
+            # given back once the response ended (in the background: waited for, not assumed)
+            plain = sync_redis.Redis.from_url(redis_url)
+            wait_until(
+                lambda: plain.zcard(keys.inference_leases("acme")) == 0,
+                timeout=30,
+                what="the lease to be given back",
+            )
+            again = b.client("acme", "write").post("/v1/chat/completions", json=body)
+            assert again.status_code == 200, again.text
+
+
+def _inference_scope() -> dict[str, Any]:
+    return {"type": "http", "path": "/v1/chat/completions", "state": {}}
+
+
+class _Request:
+    """What :meth:`RequestLimiter.check` reads of a request: its path and its ASGI scope."""
+
+    def __init__(self) -> None:
+        self.scope = _inference_scope()
+        self.url = httpx.URL("http://gw" + self.scope["path"])
+
+
+async def test_a_killed_gateways_leases_lapse_and_a_running_ones_are_renewed(
+    redis_url: str,
+) -> None:
+    from hivemind_common.auth import Principal
+    from hivemind_common.errors import TooManyRequests
+    from hivemind_gateway.limits import _RELEASE, RequestLimiter
+
+    redis = connect_redis(redis_url)
+    plain = sync_redis.Redis.from_url(redis_url)
+    principal = Principal(key_id="k1", tenant="acme", role="write")
+    leases = keys.inference_leases("acme")
+    try:
+        # a running gateway: its lease is renewed past its first life
+        running = RequestLimiter(
+            redis, default_key_rpm=0, max_inference_per_tenant=1, lease_ms=1500
+        )
+        request = _Request()
+        await running.check(principal, request)
+        (lease, first), *_ = plain.zrange(leases, 0, -1, withscores=True)
+        deadline = time.monotonic() + 30
+        while (plain.zscore(leases, lease) or 0) <= first and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert (plain.zscore(leases, lease) or 0) > first, "the lease was never renewed"
+        other = RequestLimiter(redis, default_key_rpm=0, max_inference_per_tenant=1)
+        try:
+            await other.check(principal, _Request())
+            raise AssertionError("a second request passed the cap of 1")
+        except TooManyRequests:
+            pass
+        request.scope["state"].pop(_RELEASE)()  # the response ended
+        while plain.zcard(leases) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert plain.zcard(leases) == 0
+        await running.aclose()
+
+        # a killed gateway: it holds a lease, then stops renewing and never gives it back
+        killed = RequestLimiter(redis, default_key_rpm=0, max_inference_per_tenant=1, lease_ms=800)
+        await killed.check(principal, _Request())
+        await killed.aclose()  # as kill -9 leaves it: no renewal, no release
+        passed = False
+        while not passed and time.monotonic() < deadline:
+            try:
+                await other.check(principal, _Request())
+                passed = True
+            except TooManyRequests:
+                await asyncio.sleep(0.1)
+        assert passed, "the killed gateway's lease never lapsed"
+        await other.aclose()
+    finally:
+        await redis.aclose()

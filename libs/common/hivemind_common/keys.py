@@ -37,6 +37,7 @@ CONSOLE_SESSION_TTL_S = 8 * 3600  # a web console sign-in (not refreshed: sign i
 CHANGES_MAXLEN = 100_000  # change stream per tenant (approximate trim)
 RAG_LOG_MAXLEN = 10_000  # retrieval log per tenant
 RATE_WINDOW_S = 60  # request rates are counted per key and per tenant in windows this long
+INFERENCE_LEASE_MS = 30_000  # renewed while its request runs: a killed gateway's frees this soon
 LEARNING_STREAM_MAXLEN = 200_000
 JOBS_STREAM_MAXLEN = 10_000
 AUDIT_MAXLEN = 100_000  # audit trail of admin and operator actions (approximate trim)
@@ -269,6 +270,12 @@ def tenant_settings(tenant: str) -> str:
 def request_window(tenant: str, window: int) -> str:
     """Counter: requests of all the tenant's keys in one rate window."""
     return f"{_t(tenant)}:rate:{window}"
+
+
+def inference_leases(tenant: str) -> str:
+    """Sorted set: the tenant's inference requests running on any gateway (lease id -> when
+    the lease lapses, unix ms, unless its gateway renews it)."""
+    return f"{_t(tenant)}:inference"
 
 
 def learning_bytes(tenant: str, day: int) -> str:

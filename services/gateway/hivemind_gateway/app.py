@@ -62,6 +62,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 default_key_rpm=settings.default_key_rpm,
                 max_inference_per_tenant=settings.max_inference_per_tenant,
             )
+            stack.push_async_callback(rate_limiter.aclose)
             clients: dict[str, httpx.AsyncClient] = {}
             for name, url in (
                 ("embedding", settings.embedding_url),

@@ -14,15 +14,22 @@ No library fits: ``limits`` (and slowapi, fastapi-limiter on top of it) builds i
 clients from a storage URI, so it would bypass our connector's Sentinel failover, retry policy and
 URL options, and take a second connection pool.
 
-Inference: at most ``max_inference_per_tenant`` chats/completions of one tenant run at once in
-this gateway process (a 429 beyond that). The slot is taken after authentication (in the same
-hook as the rate) and given back by :class:`InferenceSlots` when the response has been sent in
-full, so a long stream holds its slot until it ends.
+Inference: at most ``max_inference_per_tenant`` chats/completions of one tenant run at once
+across every gateway process behind one Redis (a 429 beyond that). Each running request holds a
+lease in the tenant's ``keys.inference_leases`` sorted set, taken by one script (drop lapsed
+leases, count, add) after authentication, in the same hook as the rate, and given back by
+:class:`InferenceSlots` when the response has been sent in full, so a long stream holds its slot
+until it ends. A lease lapses ``keys.INFERENCE_LEASE_MS`` after it was last renewed; the gateway
+renews its own every third of that, so a gateway killed mid-request (``kill -9``) holds its
+tenants' slots for at most that long. Counted per process, the cap multiplied by the workers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,6 +50,28 @@ INFERENCE_PATHS = (
 )
 NOT_INFERENCE = ("/v1/messages/count_tokens",)
 _RELEASE = "hivemind_inference_release"
+log = logging.getLogger(__name__)
+
+# KEYS[1]: the tenant's leases; ARGV: lease id, the cap, the lease's life (ms). The clock is
+# Redis' own, so gateways on different hosts agree on when a lease has lapsed.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return 1
+"""
+# KEYS[1]: the tenant's leases; ARGV: the lease's life (ms), then the ids to renew (a lease
+# that lapsed or was given back is not brought back: XX)
+_RENEW = """
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+return 0
+"""
 
 
 def is_inference(path: str) -> bool:
@@ -61,19 +90,28 @@ class _Turn:
 class RequestLimiter:
     """The gateway's ``app.state.rate_limiter``: called by ``require_role`` after the key."""
 
-    def __init__(self, redis: Any, *, default_key_rpm: int, max_inference_per_tenant: int) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        default_key_rpm: int,
+        max_inference_per_tenant: int,
+        lease_ms: int = keys.INFERENCE_LEASE_MS,
+    ) -> None:
         self.redis = redis
         self.default_key_rpm = default_key_rpm
         self.max_inference = max_inference_per_tenant
-        self.running: Counter[str] = Counter()
+        self.lease_ms = lease_ms
+        self.held: dict[str, set[str]] = {}  # tenant -> the leases this process holds
         self._turn: _Turn | None = None
         self._flushes: set[asyncio.Task[None]] = set()
+        self._renewer: asyncio.Task[None] | None = None
 
     async def check(self, principal: Principal, request: Any = None) -> None:
         """Count this request against its key's and tenant's rates; take an inference slot."""
         await self._count(principal)
         if request is not None and self.max_inference and is_inference(request.url.path):
-            self._take_slot(principal.tenant, request.scope)
+            await self._take_slot(principal.tenant, request.scope)
 
     async def _count(self, principal: Principal) -> None:
         now = time.time()
@@ -150,24 +188,66 @@ class RequestLimiter:
             if not future.done():
                 future.set_result(place)
 
-    def _take_slot(self, tenant: str, scope: Scope) -> None:
+    async def _take_slot(self, tenant: str, scope: Scope) -> None:
         state = scope.setdefault("state", {})
         if _RELEASE in state:  # a second auth check in one request holds one slot
             return
-        if self.running[tenant] >= self.max_inference:
+        lease = secrets.token_hex(8)
+        key = keys.inference_leases(tenant)
+        taken = await self.redis.eval(_ACQUIRE, 1, key, lease, self.max_inference, self.lease_ms)
+        if not int(taken):
             raise TooManyRequests(
-                f"tenant {tenant!r} already has {self.max_inference} inference requests "
-                "running on this gateway",
+                f"tenant {tenant!r} already has {self.max_inference} inference requests running",
                 retry_after=1,
             )
-        self.running[tenant] += 1
+        self.held.setdefault(tenant, set()).add(lease)
+        if self._renewer is None:
+            self._renewer = asyncio.get_running_loop().create_task(self._renew())
 
         def release() -> None:
-            self.running[tenant] -= 1
-            if self.running[tenant] <= 0:
-                del self.running[tenant]
+            """Forget the lease here at once (no renewal), then drop it in Redis in the
+            background: the response has ended, nothing should wait on this."""
+            mine = self.held.get(tenant)
+            if mine is not None:
+                mine.discard(lease)
+                if not mine:
+                    del self.held[tenant]
+            task = asyncio.get_running_loop().create_task(self._give_back(key, lease))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
 
         state[_RELEASE] = release
+
+    async def _give_back(self, key: str, lease: str) -> None:
+        try:
+            await self.redis.zrem(key, lease)
+        except Exception as exc:  # it lapses by itself within the lease's life
+            log.warning("inference lease not given back (%s); it lapses", type(exc).__name__)
+
+    async def _renew(self) -> None:
+        """While this process holds leases: renew them every third of their life, one script
+        per tenant. Ends when none is held (the next lease starts it again)."""
+        try:
+            while self.held:
+                await asyncio.sleep(self.lease_ms / 3000)
+                for tenant, leases in list(self.held.items()):
+                    if not leases:
+                        continue
+                    try:
+                        await self.redis.eval(
+                            _RENEW, 1, keys.inference_leases(tenant), self.lease_ms, *leases
+                        )
+                    except Exception as exc:  # tried again at the next turn
+                        log.warning("inference leases not renewed (%s)", type(exc).__name__)
+        finally:
+            self._renewer = None
+
+    async def aclose(self) -> None:
+        """Stop renewing (at shutdown: the leases still held lapse by themselves)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
 
 
 class InferenceSlots:

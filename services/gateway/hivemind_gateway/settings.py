@@ -93,7 +93,7 @@ class GatewaySettings(ServiceSettings):
     # live API keys one tenant may hold, made through POST /v1/keys (0: no limit): every key is
     # a record in Redis, and listing keys reads every record (the CLI is not limited)
     max_keys_per_tenant: int = Field(default=1000, ge=0)
-    # chats and completions one tenant may run at once on one gateway (0: no cap)
+    # chats and completions one tenant may run at once, on every gateway together (0: no cap)
     max_inference_per_tenant: int = Field(default=8, ge=0)
     # learning samples (posted and captured) one tenant may queue a day, in MiB (0: no limit):
     # the learning stream is shared, so one tenant must not fill Redis or crowd out the others
