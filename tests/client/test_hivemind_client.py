@@ -31,7 +31,9 @@ def test_the_sync_client_covers_the_native_api(gateway: RunningGateway) -> None:
         assert fact.key == "hosts/aurora" and c.get_fact("hosts/aurora").value == "the GPU node"
         assert [f.key for f in c.list_facts(prefix="hosts/").data] == ["hosts/aurora"]
         assert c.search_facts("GPU node").data[0].key == "hosts/aurora"
-        session = c.create_session(task="refactor")
+        session = c.create_session(task="refactor", context="moving the queue to streams")
+        (listed,) = c.list_sessions(preview_chars=6).data
+        assert listed.context == "moving" and listed.context_chars == 27
         memory = c.add_memory("we chose Redis streams", session_id=session.id, tags=["design"])
         assert c.get_memory(memory.id).session_id == session.id
         assert c.get_session(session.id).memories == 1

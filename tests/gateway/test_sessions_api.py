@@ -57,6 +57,27 @@ def test_sessions_are_listed_newest_first_in_pages(gateway: RunningGateway) -> N
         assert second["next_cursor"] is None
 
 
+def test_a_listing_can_cut_each_context_to_its_start(gateway: RunningGateway) -> None:
+    """A page of whole contexts can be 200 x 200,000 characters: ``preview_chars`` sends only
+    their starts, ``context_chars`` says how long each is, and one session reads whole."""
+    long = "é" * 150_000 + "end"
+    with gateway.client() as c:
+        c.put("/v1/sessions/big/context", json={"context": long}).raise_for_status()
+        c.post("/v1/sessions", json={"id": "empty"}).raise_for_status()
+        whole = {s["id"]: s for s in c.get("/v1/sessions").json()["data"]}
+        assert whole["big"]["context"] == long and whole["big"]["context_chars"] == len(long)
+        assert whole["empty"]["context"] is None and whole["empty"]["context_chars"] == 0
+        cut = {s["id"]: s for s in c.get("/v1/sessions?preview_chars=10").json()["data"]}
+        assert cut["big"]["context"] == "é" * 10 and cut["big"]["context_chars"] == len(long)
+        assert cut["empty"]["context"] is None
+        none = c.get("/v1/sessions", params={"preview_chars": 0}).json()["data"]
+        assert {s["id"]: s["context"] for s in none}["big"] == ""
+        assert c.get("/v1/sessions/big").json()["context"] == long  # one session: whole
+        for bad in ("-1", "200001", "x"):
+            refused = c.get("/v1/sessions", params={"preview_chars": bad})
+            assert refused.status_code in (400, 422), refused.text
+
+
 def test_an_expired_session_dropped_from_a_page_does_not_shift_the_next(
     gateway: RunningGateway,
 ) -> None:

@@ -146,3 +146,24 @@ async def test_the_bridge_shows_only_the_callers_learning_status_and_passes_quot
         assert not first.is_error, _text(first)
         second = await globex.call_tool("fact_store", {"key": "two", "value": "2"})
         assert second.is_error and "quota" in _text(second)
+
+
+async def test_sessions_are_listed_whole_or_cut_to_a_preview(
+    bridge: str, keys: dict[str, str], full_gateway: Any
+) -> None:
+    context = "step " * 2_000
+    async with httpx.AsyncClient(
+        base_url=full_gateway.url, headers={"Authorization": f"Bearer {keys['acme']}"}
+    ) as api:
+        put = await api.put("/v1/sessions/long-one/context", json={"context": context})
+        assert put.status_code == 200, put.text
+    async with http_session(bridge, keys["acme"]) as acme:
+        whole = await acme.call_tool("memory_list_sessions", {})
+        assert not whole.is_error, _text(whole)
+        (listed,) = [s for s in whole.structured_content["data"] if s["id"] == "long-one"]
+        assert listed["context"] == context and listed["context_chars"] == len(context)
+        cut = await acme.call_tool("memory_list_sessions", {"preview_chars": 9})
+        (short,) = [s for s in cut.structured_content["data"] if s["id"] == "long-one"]
+        assert short["context"] == "step step" and short["context_chars"] == len(context)
+        bad = await acme.call_tool("memory_list_sessions", {"preview_chars": -1})
+        assert bad.is_error

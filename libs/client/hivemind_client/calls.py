@@ -83,8 +83,12 @@ def get_session(session_id: str) -> Call[m.Session]:
     return Call("GET", f"/v1/sessions/{_seg(session_id)}", m.Session)
 
 
-def list_sessions(limit: int = 50, cursor: str | None = None) -> Call[m.SessionPage]:
-    return Call("GET", "/v1/sessions", m.SessionPage, params=_page(limit, cursor))
+def list_sessions(
+    limit: int = 50, cursor: str | None = None, preview_chars: int | None = None
+) -> Call[m.SessionPage]:
+    """A page of sessions; ``preview_chars`` cuts each context to its start."""
+    params = _page(limit, cursor, preview_chars=preview_chars)
+    return Call("GET", "/v1/sessions", m.SessionPage, params=params)
 
 
 def add_memory(

@@ -64,6 +64,7 @@ class MemoryHits(_Model):
 class Session(_Model):
     id: str
     context: str | None = None
+    context_chars: int = 0  # the whole context's length (a listing may give only its start)
     files: list[str] = Field(default_factory=list)
     task: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)

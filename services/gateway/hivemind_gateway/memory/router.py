@@ -13,6 +13,7 @@ from hivemind_gateway.deps import ClientAddressDep, RedisDep, SettingsDep, State
 from hivemind_gateway.memory import batch, service, sessions
 from hivemind_gateway.memory.paging import CURSOR_RE
 from hivemind_gateway.memory.schemas import (
+    MAX_CONTEXT_CHARS,
     MemoriesBatch,
     MemoriesBatchResult,
     MemoriesPublic,
@@ -50,11 +51,16 @@ async def create_session(
 
 @router.get("/sessions", response_model=SessionsPublic)
 async def list_sessions(
-    principal: ReadPrincipal, redis: RedisDep, limit: Limit = 50, cursor: Cursor = None
+    principal: ReadPrincipal,
+    redis: RedisDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    preview_chars: Annotated[int | None, Query(ge=0, le=MAX_CONTEXT_CHARS)] = None,
 ) -> SessionsPublic:
-    """Most recently written sessions first."""
+    """Most recently written sessions first; with ``preview_chars`` each context is cut to
+    that many characters (``context_chars`` gives its whole length)."""
     return await sessions.list_sessions(
-        redis=redis, tenant=principal.tenant, limit=limit, cursor=cursor
+        redis=redis, tenant=principal.tenant, limit=limit, cursor=cursor, preview=preview_chars
     )
 
 

@@ -46,7 +46,10 @@ class SessionContext(InputModel):
 
 class SessionPublic(BaseModel):
     id: str
+    # a listing asked with ``preview_chars`` cuts this to its start; ``context_chars`` is the
+    # whole context's length either way
     context: str | None
+    context_chars: int = 0
     files: list[str]
     task: str | None
     metadata: dict[str, Any]

@@ -43,10 +43,14 @@ return 0
 """
 
 
-def _public(record: dict[str, str], ttl: int, memories: int) -> SessionPublic:
+def _public(
+    record: dict[str, str], ttl: int, memories: int, preview: int | None = None
+) -> SessionPublic:
+    context = record.get("context") or None
     return SessionPublic(
         id=record["id"],
-        context=record.get("context") or None,
+        context=context[:preview] if context is not None and preview is not None else context,
+        context_chars=len(context or ""),
         files=load_json(record.get("files"), []),
         task=record.get("task") or None,
         metadata=load_json(record.get("metadata"), {}),
@@ -140,9 +144,11 @@ async def get_session(*, redis: Any, tenant: str, session_id: str) -> SessionPub
 
 
 async def list_sessions(
-    *, redis: Any, tenant: str, limit: int, cursor: str | None
+    *, redis: Any, tenant: str, limit: int, cursor: str | None, preview: int | None = None
 ) -> SessionsPublic:
-    """Most recently written first; expired sessions are dropped from the index as met."""
+    """Most recently written first; expired sessions are dropped from the index as met.
+    ``preview``: each context cut to its first ``preview`` characters (a page of 200 whole
+    contexts can be 40 MB, more than an agent's window)."""
     index = keys.sessions_recent(tenant)
     ids, next_cursor = await recency_page(redis, index, limit=limit, cursor=cursor)
     async with redis.pipeline(transaction=False) as pipe:
@@ -159,7 +165,7 @@ async def list_sessions(
             gone.append(session_id)
             continue
         record.setdefault("id", session_id)
-        data.append(_public(record, int(ttl), int(count)))
+        data.append(_public(record, int(ttl), int(count), preview))
     if gone:  # dropped only if still gone: a PUT may have brought one back meanwhile
         session_keys = [keys.session(tenant, s) for s in gone]
         await redis.eval(_DROP_GONE, 1 + len(gone), index, *session_keys, *gone)

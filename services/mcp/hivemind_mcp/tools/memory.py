@@ -94,10 +94,22 @@ def register(server: MCPServer[BridgeState]) -> None:
         cursor: Annotated[
             str | None, Field(max_length=200, description="The next_cursor of the previous page.")
         ] = None,
+        preview_chars: Annotated[
+            int | None,
+            Field(
+                ge=0,
+                le=200_000,
+                description="Cut each working context to this many characters (a context "
+                "can be 200,000); leave it out for whole contexts.",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """List this tenant's sessions, most recently written first.
 
-        Each has its id, task, working context, files and how many memories it holds.
+        Each has its id, task, working context (context_chars is its whole length), files and
+        how many memories it holds.
         """
-        params = {"limit": limit, "cursor": cursor}
+        params: dict[str, Any] = {"limit": limit, "cursor": cursor}
+        if preview_chars is not None:
+            params["preview_chars"] = preview_chars
         return as_result(await call_gateway(ctx, "GET", "/v1/sessions", params=params))

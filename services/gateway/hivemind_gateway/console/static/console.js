@@ -401,7 +401,8 @@
       searchBody: function (q) { return { query: q, top_k: 20 }; },
     });
     pagedList({
-      what: "sessions", path: "/v1/sessions", boxId: "sessions", moreId: "sessions-more",
+      // the table shows no context: none is sent (a page of whole contexts can be megabytes)
+      what: "sessions", path: "/v1/sessions?preview_chars=0", boxId: "sessions", moreId: "sessions-more",
       columns: [
         { label: "Session", value: function (s) { return s.id; } },
         { label: "Task", value: function (s) { return s.task || ""; } },
