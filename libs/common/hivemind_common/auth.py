@@ -343,10 +343,12 @@ def require_role(
             store: ApiKeyStore = request.app.state.api_keys
             principal = await store.verify(token)
         limiter = getattr(request.app.state, "rate_limiter", None)
-        if limiter is not None:  # per-key and per-tenant rates, concurrent inference
-            await limiter.check(principal, request)
+        if limiter is not None:  # per-key and per-tenant rates (a refused request counts too)
+            await limiter.check(principal)
         if not principal.allows(role):
             raise Forbidden(f"this key's role is {principal.role!r}; {role!r} is needed")
+        if limiter is not None:  # concurrent inference: only a request that will run holds it
+            await limiter.hold(principal, request)
         request.state.principal = principal
         return principal
 

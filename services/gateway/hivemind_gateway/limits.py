@@ -21,7 +21,9 @@ leases, count, add) after authentication, in the same hook as the rate, and give
 :class:`InferenceSlots` when the response has been sent in full, so a long stream holds its slot
 until it ends. A lease lapses ``keys.INFERENCE_LEASE_MS`` after it was last renewed; the gateway
 renews its own every third of that, so a gateway killed mid-request (``kill -9``) holds its
-tenants' slots for at most that long. Counted per process, the cap multiplied by the workers.
+tenants' slots for at most that long. A lease is given back before the response's last part
+is sent, so a client's next chat never finds its own slot still taken. During a Redis outage an
+inference request gets 503, as every keyed request does (its rate cannot be counted).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hivemind_common import keys
 from hivemind_common.auth import Principal
@@ -50,6 +52,7 @@ INFERENCE_PATHS = (
 )
 NOT_INFERENCE = ("/v1/messages/count_tokens",)
 _RELEASE = "hivemind_inference_release"
+RELEASE_WAIT_S = 1.0  # a response's end waits this long at most for its slot to be given back
 log = logging.getLogger(__name__)
 
 # KEYS[1]: the tenant's leases; ARGV: lease id, the cap, the lease's life (ms). The clock is
@@ -60,16 +63,21 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
 return 1
 """
-# KEYS[1]: the tenant's leases; ARGV: the lease's life (ms), then the ids to renew (a lease
-# that lapsed or was given back is not brought back: XX)
+# KEYS[1]: the tenant's leases; ARGV: the lease's life (ms), then the ids to renew: the leases
+# of requests still running on the caller (one that lapsed in an outage is counted again; a
+# given-back one is never sent, the caller's lock orders a give-back after a renewal)
 _RENEW = """
 local t = redis.call('TIME')
 local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', until_ms, ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], until_ms, ARGV[i]) end
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]))
+end
 return 0
 """
 
@@ -106,12 +114,15 @@ class RequestLimiter:
         self._turn: _Turn | None = None
         self._flushes: set[asyncio.Task[None]] = set()
         self._renewer: asyncio.Task[None] | None = None
+        # a tenant's renewal vs its give-backs (kept: one small lock per tenant ever served)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._closed = False
 
     async def check(self, principal: Principal, request: Any = None) -> None:
         """Count this request against its key's and tenant's rates; take an inference slot."""
         await self._count(principal)
-        if request is not None and self.max_inference and is_inference(request.url.path):
-            await self._take_slot(principal.tenant, request.scope)
+        if request is not None:
+            await self.hold(principal, request)
 
     async def _count(self, principal: Principal) -> None:
         now = time.time()
@@ -188,12 +199,19 @@ class RequestLimiter:
             if not future.done():
                 future.set_result(place)
 
+    async def hold(self, principal: Principal, request: Any) -> None:
+        """Take an inference slot for ``request`` if it is a chat or completion (after its
+        role was checked: a refused request never holds one)."""
+        if self.max_inference and is_inference(request.url.path):
+            await self._take_slot(principal.tenant, request.scope)
+
     async def _take_slot(self, tenant: str, scope: Scope) -> None:
         state = scope.setdefault("state", {})
         if _RELEASE in state:  # a second auth check in one request holds one slot
             return
         lease = secrets.token_hex(8)
         key = keys.inference_leases(tenant)
+        # a lease whose reply is lost (a cut connection) is not known here: it lapses
         taken = await self.redis.eval(_ACQUIRE, 1, key, lease, self.max_inference, self.lease_ms)
         if not int(taken):
             raise TooManyRequests(
@@ -201,53 +219,71 @@ class RequestLimiter:
                 retry_after=1,
             )
         self.held.setdefault(tenant, set()).add(lease)
-        if self._renewer is None:
+        if self._renewer is None and not self._closed:
             self._renewer = asyncio.get_running_loop().create_task(self._renew())
 
-        def release() -> None:
-            """Forget the lease here at once (no renewal), then drop it in Redis in the
-            background: the response has ended, nothing should wait on this."""
+        def release() -> asyncio.Task[None]:
+            """Forget the lease here at once (no more renewals), and drop it in Redis."""
             mine = self.held.get(tenant)
             if mine is not None:
                 mine.discard(lease)
                 if not mine:
                     del self.held[tenant]
-            task = asyncio.get_running_loop().create_task(self._give_back(key, lease))
+            task = asyncio.get_running_loop().create_task(self._give_back(tenant, lease))
             self._flushes.add(task)
             task.add_done_callback(self._flushes.discard)
+            return task
 
         state[_RELEASE] = release
 
-    async def _give_back(self, key: str, lease: str) -> None:
+    def _lock(self, tenant: str) -> asyncio.Lock:
+        lock = self._locks.get(tenant)
+        if lock is None:
+            lock = self._locks[tenant] = asyncio.Lock()
+        return lock
+
+    async def _give_back(self, tenant: str, lease: str) -> None:
         try:
-            await self.redis.zrem(key, lease)
+            # after any renewal in flight, which would otherwise add the lease back
+            async with self._lock(tenant):
+                await self.redis.zrem(keys.inference_leases(tenant), lease)
         except Exception as exc:  # it lapses by itself within the lease's life
             log.warning("inference lease not given back (%s); it lapses", type(exc).__name__)
 
     async def _renew(self) -> None:
-        """While this process holds leases: renew them every third of their life, one script
-        per tenant. Ends when none is held (the next lease starts it again)."""
+        """While this process holds leases: every third of their life, each tenant's leases
+        renewed (all tenants at once, each call bounded by that third). Ends when none is held
+        (the next lease starts it again)."""
+        turn = self.lease_ms / 3000
         try:
             while self.held:
-                await asyncio.sleep(self.lease_ms / 3000)
-                for tenant, leases in list(self.held.items()):
-                    if not leases:
-                        continue
-                    try:
-                        await self.redis.eval(
-                            _RENEW, 1, keys.inference_leases(tenant), self.lease_ms, *leases
-                        )
-                    except Exception as exc:  # tried again at the next turn
-                        log.warning("inference leases not renewed (%s)", type(exc).__name__)
+                await asyncio.sleep(turn)
+                tenants = [t for t, leases in self.held.items() if leases]
+                await asyncio.gather(*(self._renew_tenant(t, turn) for t in tenants))
         finally:
             self._renewer = None
 
+    async def _renew_tenant(self, tenant: str, bound_s: float) -> None:
+        try:
+            async with asyncio.timeout(bound_s), self._lock(tenant):
+                leases = sorted(self.held.get(tenant, ()))
+                if leases:  # still running here, so counted again even if they had lapsed
+                    await self.redis.eval(
+                        _RENEW, 1, keys.inference_leases(tenant), self.lease_ms, *leases
+                    )
+        except Exception as exc:  # tried again at the next turn
+            log.warning("inference leases not renewed (%s)", type(exc).__name__)
+
     async def aclose(self) -> None:
-        """Stop renewing (at shutdown: the leases still held lapse by themselves)."""
+        """Stop renewing and give back what is being given back (at shutdown; the leases still
+        held lapse by themselves)."""
+        self._closed = True
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
+        if self._flushes:
+            await asyncio.wait(set(self._flushes), timeout=5)
 
 
 class InferenceSlots:
@@ -260,10 +296,20 @@ class InferenceSlots:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        scope.setdefault("state", {})  # made here, so every copy of the scope shares it
+        state = scope.setdefault("state", {})  # made here, so every copy of the scope shares it
+
+        async def sending(message: Message) -> None:
+            # the slot is given back before the response's last part goes out: a client that
+            # sends its next chat on seeing the end never finds its own slot still taken
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release = state.pop(_RELEASE, None)
+                if release is not None:
+                    await asyncio.wait({release()}, timeout=RELEASE_WAIT_S)
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
-        finally:
-            release = scope.get("state", {}).pop(_RELEASE, None)
+            await self.app(scope, receive, sending)
+        finally:  # no response, or not all of it: given back in the background
+            release = state.pop(_RELEASE, None)
             if release is not None:
                 release()
