@@ -174,9 +174,11 @@ def plan_chat(
                 code="tools_not_supported",
             )
         if forced is not None:
-            grammar = grammars.tool_call_gbnf(forced)
+            grammar = grammars.tool_call_gbnf(forced, grammars.grammar_loader(copy.llama))
     elif schema is not None:
-        grammar = grammars.schema_to_gbnf(schema, param="response_format")
+        grammar = grammars.schema_to_gbnf(
+            schema, param="response_format", loads=grammars.grammar_loader(copy.llama)
+        )
     if prefill and grammar is not None:
         raise Invalid(
             "a prefilled answer cannot be combined with a forced tool call or response_format",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from hivemind_common.errors import Invalid
@@ -106,9 +107,166 @@ def _bounded(schema: Any, param: str, path: str = "#") -> Any:
     return out
 
 
-def _to_gbnf(schema: dict[str, Any], *, param: str, what: str, **kw: Any) -> str:
+# What a regex escape means, spelled as a character class the converter copies into GBNF as it
+# is (it copies ``\d`` verbatim, which llama.cpp cannot parse: a grammar it fails to load was a
+# crash). ``\s`` is a space only: a tab or newline inside a JSON string must be escaped.
+_CLASS_OF = {"d": "0-9", "w": "A-Za-z0-9_", "s": " "}
+_NOT_CLASS_OF = {"D": "0-9", "W": "A-Za-z0-9_", "S": " "}
+_QUANTIFIER = re.compile(r"\{\d+(?:,\d*)?\}|\{,\d+\}")
+_UNQUOTED = '[^"\\\\]*'  # any run of characters that needs no escape in a JSON string
+
+
+def grammar_pattern(pattern: str) -> str:
+    r"""``pattern`` (a JSON Schema regex: unanchored, a search) as the converter takes it:
+    anchored at both ends, ``\d``/``\w``/``\s`` and their negations as classes, an escaped
+    punctuation mark as a one-character class, ``(?:`` as a plain group. What it cannot spell
+    (``\b``, look-arounds) is left for the converter or llama.cpp to refuse.
+
+    A ``]`` or ``}`` that closes nothing is written as a class: the converter looped forever on
+    one (``a]``), holding a thread of the service for good."""
+    out: list[str] = []
+    i, in_class, class_start = 0, False, 0
+    while i < len(pattern):
+        c = pattern[i]
+        nxt = pattern[i + 1] if i + 1 < len(pattern) else ""
+        if c == "\\" and nxt:
+            if in_class:
+                out.append(_CLASS_OF.get(nxt, c + nxt))
+            elif nxt in _CLASS_OF:
+                out.append(f"[{_CLASS_OF[nxt]}]")
+            elif nxt in _NOT_CLASS_OF:
+                out.append(f'[^{_NOT_CLASS_OF[nxt]}"\\\\]')
+            elif not nxt.isalnum():
+                out.append(f"[\\{nxt}]" if nxt in "]\\^-" else f"[{nxt}]")
+            else:
+                out.append(c + nxt)
+            i += 2
+            continue
+        if in_class:
+            if c == "]" and i == class_start:  # right after "[" or "[^": a member
+                c = "\\]"
+            elif c == "]":
+                in_class = False
+        elif c == "[":
+            in_class, class_start = True, i + (2 if nxt == "^" else 1)
+        elif c == "(" and pattern.startswith("(?:", i):
+            out.append("(")
+            i += 3
+            continue
+        elif c == "{":
+            bound = _QUANTIFIER.match(pattern, i)
+            if bound is not None:  # a repetition: copied whole
+                out.append(bound.group())
+                i = bound.end()
+                continue
+            c = "[{]"
+        elif c in "]}":  # closes nothing
+            c = f"[\\{c}]" if c == "]" else "[}]"
+        out.append(c)
+        i += 1
+    body = "".join(out)
+    lead = body.startswith("^")
+    trail = body.endswith("$") and not body.endswith("\\$")
+    core = body[1 if lead else 0 : len(body) - 1 if trail else len(body)]
+    return f"^{'' if lead else _UNQUOTED}({core}){'' if trail else _UNQUOTED}$"
+
+
+# keywords that say what a value is; a schema with none of them (``{"title": "D"}``, as Pydantic
+# writes an ``Any`` field) allows any JSON value, which the converter refused as unrecognised
+_SHAPING = frozenset(
+    {"type", "properties", "items", "prefixItems", "additionalProperties", "enum", "const",
+     "anyOf", "oneOf", "allOf", "$ref", "pattern", "format", "required"}
+)  # fmt: skip
+_ANY_VALUE = {
+    "anyOf": [{"type": t} for t in ("string", "number", "boolean", "null", "object", "array")]
+}
+
+
+def _for_grammar(schema: Any, param: str, path: str = "#", *, patterns: bool = True) -> Any:
+    """``schema`` as the converter can take it, meaning the same: a list of types as ``anyOf``
+    (the converter kept only the types, dropping an enum or properties beside them), patterns
+    through :func:`grammar_pattern` (or dropped, ``patterns=False``), a schema with nothing
+    that shapes a value as any value. An enum or const string that needs escaping in JSON is a
+    400: the converter writes it unescaped into the grammar."""
+    if isinstance(schema, list):
+        return [
+            _for_grammar(v, param, f"{path}/{i}", patterns=patterns) for i, v in enumerate(schema)
+        ]
+    if not isinstance(schema, dict):
+        return schema
+    for key in ("enum", "const"):
+        values = schema.get(key) if key == "enum" else [schema.get(key)]
+        for value in values if isinstance(values, list) else []:
+            if isinstance(value, str) and any(ch in '"\\' or ord(ch) < 32 for ch in value):
+                raise Invalid(
+                    f"{key!r} at {path} holds a string with a quote, a backslash or a control "
+                    "character, which the grammar cannot spell",
+                    param=param,
+                    code="unsupported_schema",
+                )
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "pattern" and isinstance(value, str):
+            if patterns:
+                out[key] = grammar_pattern(value)
+        elif key in _SCHEMA_MAPS and isinstance(value, dict):
+            out[key] = {
+                k: _for_grammar(v, param, f"{path}/{key}/{k}", patterns=patterns)
+                for k, v in value.items()
+            }
+        elif key in _SCHEMA_LISTS or key in _SCHEMA_ONES:
+            out[key] = _for_grammar(value, param, f"{path}/{key}", patterns=patterns)
+        else:
+            out[key] = value
+    if not _SHAPING & out.keys():
+        kept = {k: v for k, v in out.items() if k in ("$defs", "definitions")}
+        return {**_ANY_VALUE, **kept}
+    types = out.get("type")
+    if isinstance(types, list):
+        rest = {k: v for k, v in out.items() if k != "type"}
+        if "enum" in rest or "const" in rest:  # the values say it all
+            return rest
+        defs = {k: rest.pop(k) for k in ("$defs", "definitions") if k in rest}
+        return {"anyOf": [{**rest, "type": t} for t in types], **defs}
+    return out
+
+
+def _has_pattern(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return any(_has_pattern(v) for v in schema)
+    if isinstance(schema, dict):
+        return "pattern" in schema or any(_has_pattern(v) for v in schema.values())
+    return False
+
+
+Loads = Callable[[str], bool]
+
+
+def _to_gbnf(
+    schema: dict[str, Any],
+    *,
+    param: str,
+    what: str,
+    loads: Loads | None = None,
+    lenient: bool = False,
+    **kw: Any,
+) -> str:
     """GBNF for a schema, or a 400 on ``param``: any failure of the converter (it raises many
-    kinds on schemas it does not handle) or a grammar too large to load is the caller's."""
+    kinds on schemas it does not handle), a grammar too large to load, or one ``loads`` (the
+    model's own grammar parser) refuses is the caller's. ``lenient`` (tool parameters): when
+    the patterns are what fails, they are left to the model instead."""
+    try:
+        return _converted(_for_grammar(schema, param), param=param, what=what, loads=loads, **kw)
+    except Invalid:
+        if not (lenient and _has_pattern(schema)):
+            raise
+    plain = _for_grammar(schema, param, patterns=False)
+    return _converted(plain, param=param, what=what, loads=loads, **kw)
+
+
+def _converted(
+    schema: dict[str, Any], *, param: str, what: str, loads: Loads | None, **kw: Any
+) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
@@ -127,12 +285,40 @@ def _to_gbnf(schema: dict[str, Any], *, param: str, what: str, **kw: Any) -> str
             param=param,
             code="unsupported_schema",
         )
+    if loads is not None and not loads(gbnf):
+        # llama.cpp given a grammar it cannot parse added a null sampler and crashed (SIGSEGV)
+        raise Invalid(
+            f"{what} makes a grammar llama.cpp cannot load (a regex escape or a literal it "
+            "cannot spell)",
+            param=param,
+            code="unsupported_schema",
+        )
     return gbnf
 
 
-def schema_to_gbnf(schema: dict[str, Any], *, param: str) -> str:
+def grammar_loader(llama: Any) -> Loads | None:
+    """Whether a GBNF text loads in ``llama``'s grammar parser (its own vocabulary), or None
+    for a copy that has no llama.cpp model to ask."""
+    import llama_cpp
+
+    model = getattr(getattr(llama, "_model", None), "model", None)
+    if model is None:
+        return None
+    vocab = llama_cpp.llama_model_get_vocab(model)
+
+    def loads(gbnf: str) -> bool:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), b"root")
+        if not sampler:
+            return False
+        llama_cpp.llama_sampler_free(sampler)
+        return True
+
+    return loads
+
+
+def schema_to_gbnf(schema: dict[str, Any], *, param: str, loads: Loads | None = None) -> str:
     """GBNF text for a JSON schema; a schema the converter refuses is a 400 on ``param``."""
-    return _to_gbnf(schema, param=param, what="this JSON schema")
+    return _to_gbnf(schema, param=param, what="this JSON schema", loads=loads)
 
 
 def check_schema(schema: dict[str, Any], param: str) -> None:
@@ -247,12 +433,15 @@ def _renamed_refs(node: Any, renamed: dict[str, str], n: int, depth: int = 0) ->
     return out
 
 
-def tool_call_gbnf(tools: list[dict[str, Any]]) -> str:
-    """GBNF for exactly one call to one of ``tools`` (keys in the order name, arguments)."""
+def tool_call_gbnf(tools: list[dict[str, Any]], loads: Loads | None = None) -> str:
+    """GBNF for exactly one call to one of ``tools`` (keys in the order name, arguments); a
+    pattern the grammar cannot hold is left to the model, as other unenforced keywords are."""
     return _to_gbnf(
         tool_call_schema(tools),
         param="tools",
         what="the parameters of a tool",
+        loads=loads,
+        lenient=True,
         prop_order=["name", "arguments"],
     )
 
