@@ -121,6 +121,28 @@ async def test_a_reclaimed_job_whose_version_already_serves_is_not_deployed_agai
     assert await _pending(redis_client) == 0
 
 
+async def test_a_reclaimed_job_whose_version_served_and_was_replaced_is_not_deployed_again(
+    redis_client, redis_url: str, data_dir: Path
+) -> None:
+    """The worker died after deploying v1; before the job was reclaimed v2 replaced it (a
+    promote, or a rollback of a bad v1): the reclaimed job swapped v1 back in."""
+    reg = ModelRegistry(redis_client, data_dir)
+    for version in ("v1", "v2"):
+        await reg.register(ModelVersion(name="default", version=version))
+        await reg.mark_serving("default", version)
+    assert (await reg.get("default", "v1")).status == "previous"
+    await _queue(redis_client, "v1", "job1")
+    settings = _settings(redis_url, data_dir, deploy=True)
+    async with httpx.AsyncClient(base_url="http://127.0.0.1:9", timeout=2) as closed:
+        worker = ExportWorker(redis=redis_client, settings=settings, inference=closed)
+        await _die_holding_the_job(redis_client, worker)
+        outcomes = await worker.run_once(block_ms=50)
+    assert [(o.result, o.detail) for o in outcomes] == [("skipped", "served, now previous")]
+    assert (await get_job(redis_client, "job1")).status == "succeeded"
+    assert (await reg.pointers("default"))["serving"] == "v2"
+    assert await _pending(redis_client) == 0
+
+
 @pytest.mark.parametrize("tiny", ["qwen2"], indirect=True)
 async def test_an_export_that_fails_validation_marks_the_version_and_job_failed(
     redis_client, redis_url: str, data_dir: Path, tiny: TinyModel

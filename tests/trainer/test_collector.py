@@ -198,3 +198,25 @@ async def test_source_labels_beyond_the_bound_count_as_other(
     await collector(redis_client, data_dir).drain()
     by_source = (await learning_status(redis_client))["samples"]["by_source"]
     assert by_source == {"one": {"accepted": 2}, "two": {"accepted": 1}, "other": {"accepted": 1}}
+
+
+def test_a_line_torn_by_a_crash_never_swallows_the_next_sample(tmp_path: Path) -> None:
+    """A kill mid-write leaves a torn last line (cut inside a character, even). The next append
+    was glued onto it, and that sample, fsynced and acknowledged, could never be read."""
+    from hivemind_trainer.data.sample_filter import Accepted
+
+    def sample(i: int) -> Accepted:
+        turns = [{"role": "user", "content": "q"}, {"role": "assistant", "content": f"é{i}"}]
+        return Accepted(f"id{i}", "acme", "api", turns, 5, f"h{i}", 0, 0.0)
+
+    ds = Dataset(tmp_path)
+    ds.append(sample(1), seq=1)
+    whole = ds.accepted_path.read_bytes()
+    ds.append(sample(2), seq=2)
+    second = ds.accepted_path.read_bytes()[len(whole) :]
+    cut = second.index("é".encode()) + 1  # inside the two bytes of "é"
+    ds.accepted_path.write_bytes(whole + second[:cut])  # the crash
+    ds.append(sample(3), seq=3)
+    assert [r["id"] for r in ds.records()] == ["id1", "id3"]
+    ds.append(sample(4), seq=4)  # a clean end stays as it was
+    assert [r["id"] for r in ds.records()] == ["id1", "id3", "id4"]

@@ -262,3 +262,32 @@ async def test_a_job_taken_over_after_its_version_was_registered_marks_progress(
     assert int(await redis_client.hget(keys.learning_state(), "trained_seq")) == 25
     queued = await redis_client.xrange(keys.export_stream())
     assert [ExportJob.from_fields(f).version for _, f in queued] == ["v-taken"]
+
+
+async def test_a_trainer_stopped_mid_cycle_leaves_its_job_pending_for_a_reclaim(
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+) -> None:
+    """A stop (SIGTERM: the service cancels its worker) mid-training acknowledged the job, so
+    no trainer ever ran it again and its record said "running" for 30 days."""
+    await feed(redis_client, 30, offset=1700)
+    s = settings(redis_url, data_dir, trained_tiny_dir).model_copy(update={"max_steps": 300})
+    worker = TrainerWorker(redis_client, s.model_copy(update={"consumer_name": "stopping"}))
+    await worker.ensure_groups()
+    assert await worker.lock.acquire()
+    job = TrainJob(
+        requested_by="test", reason="manual", overrides={"epochs": "100", "batch_size": "1"}
+    )
+    await create_job(redis_client, job.job_id, requested_by="test")
+    await redis_client.xadd(keys.jobs_stream(), job.to_fields())
+    nxt = await worker.next_job()
+    assert nxt is not None
+    task = asyncio.create_task(worker.handle_job(*nxt))
+    deadline = time.monotonic() + 120
+    while (await get_job(redis_client, job.job_id)).stage != "train":
+        assert time.monotonic() < deadline and not task.done(), "the cycle never trained"
+        await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    pending = await redis_client.xpending(keys.jobs_stream(), keys.TRAINER_GROUP)
+    assert int(pending["pending"]) == 1  # not acknowledged: the next trainer reclaims it

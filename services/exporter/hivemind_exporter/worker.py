@@ -212,9 +212,13 @@ class ExportWorker:
             await self._fail(job, letter["reason"])
             return Outcome(job.job_id, job.version, "failed", letter["reason"])
         mv = await self.registry.get(job.model, job.version)
-        if mv.status == "serving":  # a worker died after deploying: finish the record only
+        if mv.status == "serving" or (mv.model_extra or {}).get("served_at"):
+            # a worker died after deploying: finish the record only. Served once and since
+            # replaced (a rollback, a promote, a newer export while this job waited for its
+            # reclaim) counts too: deploying it again would undo what replaced it
             await self._job_update(job.job_id, status="succeeded", stage="done", version=mv.version)
-            return Outcome(job.job_id, job.version, "skipped", "already serving")
+            what = "already serving" if mv.status == "serving" else f"served, now {mv.status}"
+            return Outcome(job.job_id, job.version, "skipped", what)
         if mv.status == "rejected":
             raise HivemindError(f"{job.model}/{job.version} was rejected by the gate")
         await self._job_update(job.job_id, status="running", stage="export", version=job.version)

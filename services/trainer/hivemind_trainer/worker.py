@@ -131,7 +131,10 @@ class TrainerWorker:
                         lease=self.lock,
                     )
                     self.last_result = result
-        except LeadershipLost:
+        except (LeadershipLost, asyncio.CancelledError):
+            # another leader takes it over, or this trainer is stopping (SIGTERM mid-cycle):
+            # the entry stays pending and is reclaimed, never acknowledged with its record
+            # left "running"
             ack = False
             raise
         finally:

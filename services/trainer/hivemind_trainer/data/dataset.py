@@ -41,12 +41,30 @@ def _write_jsonl(path: Path, records: list[Record]) -> None:
     os.replace(tmp, path)
 
 
+def append_jsonl(path: Path, rec: Record, *, sync: bool = True) -> None:
+    """Append one record as a line (fsynced unless ``sync`` is off). A torn last line (a crash
+    mid-write) is closed first, so it stays one line that reading skips: appended to, it
+    swallowed the next record, acknowledged and fsynced, into a line no one could parse."""
+    data = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
+    with path.open("ab") as fh:
+        if fh.tell() > 0:
+            with path.open("rb") as tail:
+                tail.seek(-1, os.SEEK_END)
+                if tail.read(1) != b"\n":
+                    data = b"\n" + data
+        fh.write(data)
+        fh.flush()
+        if sync:
+            os.fsync(fh.fileno())
+
+
 def read_jsonl(path: Path) -> list[Record]:
-    """Records of a JSONL file; a torn last line (a crash mid-append) is skipped."""
+    """Records of a JSONL file; a torn line (a crash mid-append, cut inside a character too)
+    is skipped."""
     if not path.is_file():
         return []
     out: list[Record] = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().decode("utf-8", errors="replace").splitlines():
         if not line.strip():
             continue
         try:
@@ -90,11 +108,7 @@ class Dataset:
             "accepted_at": time.time(),
             **(extra or {}),
         }
-        with self.accepted_path.open("a") as fh:
-            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
+        append_jsonl(self.accepted_path, rec, sync=sync)
         return rec
 
     def sync(self) -> None:

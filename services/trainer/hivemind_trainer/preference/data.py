@@ -13,8 +13,6 @@ answer never trains the SFT stage (the filter rejects it); here it is the undesi
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ from typing import Any
 
 from hivemind_common.jobs import LearningSample
 from hivemind_common.redaction import ScrubReport, scrub_text
-from hivemind_trainer.data.dataset import read_jsonl, split_of
+from hivemind_trainer.data.dataset import append_jsonl, read_jsonl, split_of
 from hivemind_trainer.data.sample_filter import ROLES, _text
 
 Record = dict[str, Any]
@@ -82,10 +80,7 @@ class PreferenceStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, rec: Record) -> None:
-        with self.path.open("a") as fh:
-            fh.write(json.dumps({**rec, "stored_at": time.time()}, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl(self.path, {**rec, "stored_at": time.time()})
 
     def records(self) -> list[Record]:
         seen: set[str] = set()
