@@ -57,13 +57,19 @@ LLAMA3 = """{%- for m in messages %}<|start_header_id|>{{ m.role }}<|end_header_
 
 {% endif %}"""
 
+# as Mistral's own templates (v0.3, Nemo, Small): call ids of exactly 9 letters and digits
 MISTRAL = """{%- for m in messages %}
 {%- if m.role == 'user' %}{% if loop.last and tools %}[AVAILABLE_TOOLS]{{ tools | tojson }}\
 [/AVAILABLE_TOOLS]{% endif %}[INST]{{ m.content }}[/INST]
 {%- elif m.role == 'assistant' and m.tool_calls %}[TOOL_CALLS][{% for c in m.tool_calls %}\
-{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}}\
-{% if not loop.last %}, {% endif %}{% endfor %}]<|im_end|>
-{%- elif m.role == 'tool' %}[TOOL_RESULTS]{{ m.content }}[/TOOL_RESULTS]
+{%- if c.id is not defined or c.id | length != 9 %}\
+{{ raise_exception("Tool call IDs should be alphanumeric strings with length 9!") }}{% endif %}\
+{"name": "{{ c.function.name }}", "arguments": {{ c.function.arguments | tojson }}, \
+"id": "{{ c.id }}"}{% if not loop.last %}, {% endif %}{% endfor %}]<|im_end|>
+{%- elif m.role == 'tool' %}{% if m.tool_call_id is not defined or m.tool_call_id | length != 9 %}\
+{{ raise_exception("Tool call IDs should be alphanumeric strings with length 9!") }}{% endif %}\
+[TOOL_RESULTS]{"call_id": "{{ m.tool_call_id }}", "content": {{ m.content | tojson }}}\
+[/TOOL_RESULTS]
 {%- elif m.role == 'assistant' %}{{ m.content }}<|im_end|>
 {%- else %}{{ m.content }}
 {% endif %}

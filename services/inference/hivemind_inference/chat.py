@@ -9,6 +9,7 @@ and reasoning text between ``<think>`` tags is returned as ``reasoning_content``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -103,10 +104,39 @@ def _with_system_note(messages: list[dict[str, Any]], note: str) -> list[dict[st
     return [{"role": "system", "content": note}, *out]
 
 
+def _nine_char_id(call_id: Any) -> str:
+    text = str(call_id or "")
+    if len(text) == 9 and text.isascii() and text.isalnum():
+        return text
+    return hashlib.sha256(text.encode()).hexdigest()[:9]
+
+
+def short_call_ids(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``messages`` with every tool call id, and every tool result's ``tool_call_id``, as the
+    same 9 letters and digits: Mistral's templates raise on any other id ("Tool call IDs should
+    be alphanumeric strings with length 9!"), so every turn after a tool call (OpenAI's
+    ``call_...``, Anthropic's ``toolu_...``) was a 400. The ids only pair calls with results
+    inside the prompt; the same id always maps to the same short one."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):
+            calls = [
+                {**c, "id": _nine_char_id(c.get("id"))} if isinstance(c, dict) else c for c in calls
+            ]
+            message = {**message, "tool_calls": calls}
+        if "tool_call_id" in message:
+            message = {**message, "tool_call_id": _nine_char_id(message["tool_call_id"])}
+        out.append(message)
+    return out
+
+
 def render(copy: ModelCopy, messages: list[dict[str, Any]], tools: Any = None) -> str:
     """The prompt text of a chat by the model's own template; a template's refusal is a 400."""
     if copy.formatter is None:
         return "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant: "
+    if template_family(getattr(copy, "template", None)) == "mistral":
+        messages = short_call_ids(messages)
     try:
         return str(copy.formatter(messages=messages, tools=tools).prompt)
     except Exception as exc:  # jinja2's errors and the template's own raise_exception
