@@ -50,6 +50,8 @@ def loads() -> Any:
         (r"^[\w.-]+@[\w-]+\.[a-z]{2,}$", ["a.b@c-d.io"], ["a@b.c", "a@bxio"]),
         (r"^(?:ab|cd)$", ["cd"], ["ac"]),
         (r"^[^\s]+$", ["x-y"], ["x y"]),
+        (r"^\S+$", ["x-y"], ["x y", "x\ty", 'x"y']),  # nothing a JSON string must escape
+        (r"\D", ["a"], ["1", "\n"]),
         (r"^[]a]+$", ["]a]"], ["b"]),
         (r"a]", ["xa]"], ["a"]),
         (r"^x{2,3}}$", ["xx}"], ["x}"]),

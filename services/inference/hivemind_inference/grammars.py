@@ -113,7 +113,8 @@ def _bounded(schema: Any, param: str, path: str = "#") -> Any:
 _CLASS_OF = {"d": "0-9", "w": "A-Za-z0-9_", "s": " "}
 _NOT_CLASS_OF = {"D": "0-9", "W": "A-Za-z0-9_", "S": " "}
 _QUANTIFIER = re.compile(r"\{\d+(?:,\d*)?\}|\{,\d+\}")
-_UNQUOTED = '[^"\\\\]*'  # any run of characters that needs no escape in a JSON string
+_NEEDS_ESCAPE = '"\\\\\\x00-\\x1F'  # in a class: what a JSON string cannot hold bare
+_UNQUOTED = f"[^{_NEEDS_ESCAPE}]*"  # any run of characters that needs no escape in JSON
 
 
 def grammar_pattern(pattern: str) -> str:
@@ -135,7 +136,7 @@ def grammar_pattern(pattern: str) -> str:
             elif nxt in _CLASS_OF:
                 out.append(f"[{_CLASS_OF[nxt]}]")
             elif nxt in _NOT_CLASS_OF:
-                out.append(f'[^{_NOT_CLASS_OF[nxt]}"\\\\]')
+                out.append(f"[^{_NOT_CLASS_OF[nxt]}{_NEEDS_ESCAPE}]")
             elif not nxt.isalnum():
                 out.append(f"[\\{nxt}]" if nxt in "]\\^-" else f"[{nxt}]")
             else:
