@@ -265,29 +265,44 @@ async def test_a_job_taken_over_after_its_version_was_registered_marks_progress(
 
 
 async def test_a_trainer_stopped_mid_cycle_leaves_its_job_pending_for_a_reclaim(
-    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path
+    redis_client, redis_url: str, data_dir: Path, trained_tiny_dir: Path, monkeypatch
 ) -> None:
     """A stop (SIGTERM: the service cancels its worker) mid-training acknowledged the job, so
     no trainer ever ran it again and its record said "running" for 30 days."""
+    import threading
+
+    from hivemind_trainer import cycle
+
+    training, stop = threading.Event(), threading.Event()
+
+    def train_and_gate(**_: object) -> None:  # training that runs until the test ends
+        training.set()
+        stop.wait(120)
+        raise RuntimeError("the test is over")
+
+    monkeypatch.setattr(cycle, "train_and_gate", train_and_gate)
     await feed(redis_client, 30, offset=1700)
-    s = settings(redis_url, data_dir, trained_tiny_dir).model_copy(update={"max_steps": 300})
+    s = settings(redis_url, data_dir, trained_tiny_dir)
     worker = TrainerWorker(redis_client, s.model_copy(update={"consumer_name": "stopping"}))
     await worker.ensure_groups()
     assert await worker.lock.acquire()
-    job = TrainJob(
-        requested_by="test", reason="manual", overrides={"epochs": "100", "batch_size": "1"}
-    )
+    job = TrainJob(requested_by="test", reason="manual")
     await create_job(redis_client, job.job_id, requested_by="test")
     await redis_client.xadd(keys.jobs_stream(), job.to_fields())
     nxt = await worker.next_job()
     assert nxt is not None
     task = asyncio.create_task(worker.handle_job(*nxt))
-    deadline = time.monotonic() + 120
-    while (await get_job(redis_client, job.job_id)).stage != "train":
-        assert time.monotonic() < deadline and not task.done(), "the cycle never trained"
-        await asyncio.sleep(0.1)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    try:
+        deadline = time.monotonic() + 120
+        while not training.is_set():
+            record = await get_job(redis_client, job.job_id)
+            assert time.monotonic() < deadline and not task.done(), record
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        stop.set()
     pending = await redis_client.xpending(keys.jobs_stream(), keys.TRAINER_GROUP)
     assert int(pending["pending"]) == 1  # not acknowledged: the next trainer reclaims it
+    assert (await get_job(redis_client, job.job_id)).status == "running"
