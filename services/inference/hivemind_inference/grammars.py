@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -114,46 +115,102 @@ _CLASS_OF = {"d": "0-9", "w": "A-Za-z0-9_", "s": " "}
 _NOT_CLASS_OF = {"D": "0-9", "W": "A-Za-z0-9_", "S": " "}
 _QUANTIFIER = re.compile(r"\{\d+(?:,\d*)?\}|\{,\d+\}")
 _NEEDS_ESCAPE = '"\\\\\\x00-\\x1F'  # in a class: what a JSON string cannot hold bare
-_UNQUOTED = f"[^{_NEEDS_ESCAPE}]*"  # any run of characters that needs no escape in JSON
+_UNQUOTED = f"[^{_NEEDS_ESCAPE}]"  # one character that needs no escape in JSON
+
+
+class Unspellable(ValueError):
+    """A pattern the grammar cannot hold as it means."""
+
+
+def _in_class(ch: str) -> str:
+    """One escaped character inside a class, as llama.cpp's grammar parser reads it."""
+    if ch in "]\\-":
+        return "\\" + ch
+    return "\\x5E" if ch == "^" else ch
 
 
 def grammar_pattern(pattern: str) -> str:
-    r"""``pattern`` (a JSON Schema regex: unanchored, a search) as the converter takes it:
-    anchored at both ends, ``\d``/``\w``/``\s`` and their negations as classes, an escaped
-    punctuation mark as a one-character class, ``(?:`` as a plain group. What it cannot spell
-    (``\b``, look-arounds) is left for the converter or llama.cpp to refuse.
-
-    A ``]`` or ``}`` that closes nothing is written as a class: the converter looped forever on
-    one (``a]``), holding a thread of the service for good."""
-    out: list[str] = []
-    i, in_class, class_start = 0, False, 0
+    r"""``pattern`` (a JSON Schema regex: unanchored, a search) as the converter takes it, never
+    allowing more than it: each top-level alternative anchored as it is meant (``^a|b$``: starts
+    with a, or ends with b), ``\d``/``\w``/``\s`` and their negations as classes, escaped
+    punctuation as itself, ``.`` and negated classes without what a JSON string cannot hold
+    bare, ``(?:`` as a plain group, a ``]`` or ``}`` that closes nothing as a class (the
+    converter looped forever on one). :class:`Unspellable` for what it cannot hold: an invalid
+    regex, an anchor inside, a quote or backslash the value must contain, ``\b``."""
+    try:
+        with warnings.catch_warnings():  # "possible nested set" and the like: still valid
+            warnings.simplefilter("ignore")
+            re.compile(pattern)
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise Unspellable(f"not a valid regular expression: {exc}") from exc
+    alternatives: list[list[str]] = [[]]
+    out = alternatives[0]
+    i, depth, in_class, class_start = 0, 0, False, 0
     while i < len(pattern):
         c = pattern[i]
         nxt = pattern[i + 1] if i + 1 < len(pattern) else ""
-        if c == "\\" and nxt:
+        if c == "\\":
             if in_class:
-                out.append(_CLASS_OF.get(nxt, c + nxt))
+                if nxt in _CLASS_OF:
+                    out.append(_CLASS_OF[nxt])
+                elif nxt in '"\\':
+                    pass  # a class member a JSON string cannot hold bare: left out
+                elif not nxt.isalnum():
+                    out.append(_in_class(nxt))
+                else:
+                    raise Unspellable(f"the escape \\{nxt} inside a class")
             elif nxt in _CLASS_OF:
                 out.append(f"[{_CLASS_OF[nxt]}]")
             elif nxt in _NOT_CLASS_OF:
                 out.append(f"[^{_NOT_CLASS_OF[nxt]}{_NEEDS_ESCAPE}]")
-            elif not nxt.isalnum():
-                out.append(f"[\\{nxt}]" if nxt in "]\\^-" else f"[{nxt}]")
+            elif nxt in '"\\':
+                raise Unspellable("a quote or backslash the value must contain")
+            elif nxt and not nxt.isalnum():
+                out.append(f"[{_in_class(nxt)}]")
             else:
-                out.append(c + nxt)
+                raise Unspellable(f"the escape \\{nxt}")
             i += 2
             continue
         if in_class:
-            if c == "]" and i == class_start:  # right after "[" or "[^": a member
-                c = "\\]"
-            elif c == "]":
+            if c == "]" and i > class_start:
                 in_class = False
-        elif c == "[":
-            in_class, class_start = True, i + (2 if nxt == "^" else 1)
-        elif c == "(" and pattern.startswith("(?:", i):
-            out.append("(")
-            i += 3
+                if pattern[class_start - 1] == "^":  # a negated class: nothing to escape
+                    out.append(_NEEDS_ESCAPE)
+            elif c == "]":  # right after "[" or "[^": a member
+                c = "\\]"
+            elif c == '"':
+                c = ""  # left out, as above
+            elif c == "^":  # a member (the negation was read with the "[")
+                c = "\\x5E"
+            out.append(c)
+            i += 1
             continue
+        if c == "[":
+            in_class, class_start = True, i + (2 if nxt == "^" else 1)
+            out.append("[^" if nxt == "^" else "[")
+            i += 2 if nxt == "^" else 1
+            continue
+        if c == '"':
+            raise Unspellable("a quote the value must contain")
+        if c == "(":
+            depth += 1
+            if pattern.startswith("(?:", i):
+                out.append("(")
+                i += 3
+                continue
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            out = []
+            alternatives.append(out)
+            i += 1
+            continue
+        elif c == "^" and (out or depth):
+            raise Unspellable("an anchor (^) inside the pattern")
+        elif c == "$" and ((i + 1 < len(pattern) and pattern[i + 1] != "|") or depth):
+            raise Unspellable("an anchor ($) inside the pattern")
+        elif c == ".":
+            c = _UNQUOTED
         elif c == "{":
             bound = _QUANTIFIER.match(pattern, i)
             if bound is not None:  # a repetition: copied whole
@@ -162,33 +219,54 @@ def grammar_pattern(pattern: str) -> str:
                 continue
             c = "[{]"
         elif c in "]}":  # closes nothing
-            c = f"[\\{c}]" if c == "]" else "[}]"
+            c = "[\\]]" if c == "]" else "[}]"
         out.append(c)
         i += 1
-    body = "".join(out)
-    lead = body.startswith("^")
-    trail = body.endswith("$") and not body.endswith("\\$")
-    core = body[1 if lead else 0 : len(body) - 1 if trail else len(body)]
-    return f"^{'' if lead else _UNQUOTED}({core}){'' if trail else _UNQUOTED}$"
+    parts = []
+    for alternative in alternatives:
+        body = "".join(alternative)
+        lead, trail = body.startswith("^"), body.endswith("$")
+        core = body[1 if lead else 0 : len(body) - 1 if trail else len(body)]
+        parts.append(f"{'' if lead else _UNQUOTED + '*'}{core}{'' if trail else _UNQUOTED + '*'}")
+    return "^(" + "|".join(f"({p})" if len(parts) > 1 else p for p in parts) + ")$"
 
 
+# what constrains a value of one type only: a list of types gives each of its branches its own
+_TYPED_KEYWORDS: dict[str, frozenset[str]] = {
+    "object": frozenset(
+        {"properties", "required", "additionalProperties", "minProperties", "maxProperties",
+         "patternProperties", "propertyNames", "dependentRequired", "dependentSchemas",
+         "unevaluatedProperties"}
+    ),
+    "array": frozenset(
+        {"items", "prefixItems", "minItems", "maxItems", "uniqueItems", "contains",
+         "minContains", "maxContains", "unevaluatedItems"}
+    ),
+    "string": frozenset({"pattern", "minLength", "maxLength", "format"}),
+    "number": frozenset(
+        {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"}
+    ),
+}  # fmt: skip
+_TYPED_KEYWORDS["integer"] = _TYPED_KEYWORDS["number"]
+_ALL_TYPED = frozenset().union(*_TYPED_KEYWORDS.values())
 # keywords that say what a value is; a schema with none of them (``{"title": "D"}``, as Pydantic
 # writes an ``Any`` field) allows any JSON value, which the converter refused as unrecognised
 _SHAPING = frozenset(
-    {"type", "properties", "items", "prefixItems", "additionalProperties", "enum", "const",
-     "anyOf", "oneOf", "allOf", "$ref", "pattern", "format", "required"}
-)  # fmt: skip
+    {"type", "enum", "const", "anyOf", "oneOf", "allOf", "not", "$ref"} | _ALL_TYPED
+)
 _ANY_VALUE = {
     "anyOf": [{"type": t} for t in ("string", "number", "boolean", "null", "object", "array")]
 }
+_COMBINED = ("anyOf", "oneOf", "allOf", "not", "$ref", "enum", "const")
 
 
 def _for_grammar(schema: Any, param: str, path: str = "#", *, patterns: bool = True) -> Any:
-    """``schema`` as the converter can take it, meaning the same: a list of types as ``anyOf``
-    (the converter kept only the types, dropping an enum or properties beside them), patterns
-    through :func:`grammar_pattern` (or dropped, ``patterns=False``), a schema with nothing
-    that shapes a value as any value. An enum or const string that needs escaping in JSON is a
-    400: the converter writes it unescaped into the grammar."""
+    """``schema`` as the converter can take it, never allowing more: a list of types as
+    ``anyOf``, each branch with the keywords of its own type (the converter kept only the
+    types, dropping an enum or properties beside them; each keyword goes to one branch, so
+    nested lists do not multiply the schema), patterns through :func:`grammar_pattern` (or
+    dropped, ``patterns=False``), a schema with nothing that shapes a value as any value. An
+    enum or const string that needs escaping in JSON, or an unspellable pattern, is a 400."""
     if isinstance(schema, list):
         return [
             _for_grammar(v, param, f"{path}/{i}", patterns=patterns) for i, v in enumerate(schema)
@@ -209,7 +287,14 @@ def _for_grammar(schema: Any, param: str, path: str = "#", *, patterns: bool = T
     for key, value in schema.items():
         if key == "pattern" and isinstance(value, str):
             if patterns:
-                out[key] = grammar_pattern(value)
+                try:
+                    out[key] = grammar_pattern(value)
+                except Unspellable as exc:
+                    raise Invalid(
+                        f"the pattern at {path} cannot be enforced by a grammar: {exc}",
+                        param=param,
+                        code="unsupported_schema",
+                    ) from exc
         elif key in _SCHEMA_MAPS and isinstance(value, dict):
             out[key] = {
                 k: _for_grammar(v, param, f"{path}/{key}/{k}", patterns=patterns)
@@ -225,10 +310,15 @@ def _for_grammar(schema: Any, param: str, path: str = "#", *, patterns: bool = T
     types = out.get("type")
     if isinstance(types, list):
         rest = {k: v for k, v in out.items() if k != "type"}
-        if "enum" in rest or "const" in rest:  # the values say it all
+        if any(k in rest for k in _COMBINED):  # they constrain it already: the list is dropped
             return rest
         defs = {k: rest.pop(k) for k in ("$defs", "definitions") if k in rest}
-        return {"anyOf": [{**rest, "type": t} for t in types], **defs}
+        branches = []
+        for t in types:
+            own = _TYPED_KEYWORDS.get(t, frozenset())
+            branch = {k: v for k, v in rest.items() if k not in _ALL_TYPED or k in own}
+            branches.append({**branch, "type": t})
+        return {"anyOf": branches, **defs}
     return out
 
 
