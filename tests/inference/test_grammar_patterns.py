@@ -59,6 +59,10 @@ def loads() -> Any:
         (r"^https?:\/\/[\w\-\.]+$", ["http://a-b.c"], ["ftp://a", "http://a/b"]),
         (r"^\+?[\d\s\-\(\)]+$", ["+1 (555) 12-3"], ["1x"]),
         (r"^\^[\^a]$", ["^^", "^a"], ["^b"]),
+        (r"^[ -~]+$", ["a b~"], ['a"b', "a\\nb"]),  # a range over the quote and backslash
+        (r"^a{3}?$", ["aaa"], ["", "aa"]),  # lazy: the same strings, never optional
+        (r"^[^\r\n]+$", ["a b"], ["a\nb", "a\u00a0b"]),
+        (r"^\S+$", ["ab"], ["a\u00a0b", "a\u2028b"]),  # Python's \S refuses these too
         (r"^[]a]+$", ["]a]"], ["b"]),
         (r"a]", ["xa]"], ["a"]),
         (r"^x{2,3}}$", ["xx}"], ["x}"]),
@@ -88,6 +92,9 @@ def test_a_pattern_is_rewritten_to_mean_the_same(
         r"^\+?[\d\s\-\(\)]+$",
         r"^a|b$",
         r"^\^[\^a]$",
+        r"^[ -~]+$",
+        r"^[^\r\n]+$",
+        r"^a{3}?$",
     ],
 )
 def test_common_patterns_make_grammars_llama_cpp_loads(pattern: str, loads: Any) -> None:
@@ -137,6 +144,9 @@ def test_what_the_grammar_cannot_spell_is_a_400(loads: Any) -> None:
         {"type": "string", "pattern": '^say "'},  # a quote the value must hold
         {"type": "string", "pattern": "[a"},  # not a regex
         {"maxLength": 3},  # a bound with no type, as the converter always refused
+        {"type": "string", "pattern": "^a{0,30000}$"},  # llama.cpp's parser crashed on it
+        {"type": "string", "pattern": '^a["]b$'},  # a class of nothing JSON holds bare
+        {"type": "string", "pattern": "^a*+a$"},  # possessive
     ):
         with pytest.raises(Invalid) as caught:
             schema_to_gbnf(schema, param="response_format", loads=loads)

@@ -108,35 +108,142 @@ def _bounded(schema: Any, param: str, path: str = "#") -> Any:
     return out
 
 
-# What a regex escape means, spelled as a character class the converter copies into GBNF as it
-# is (it copies ``\d`` verbatim, which llama.cpp cannot parse: a grammar it fails to load was a
-# crash). ``\s`` is a space only: a tab or newline inside a JSON string must be escaped.
-_CLASS_OF = {"d": "0-9", "w": "A-Za-z0-9_", "s": " "}
-_NOT_CLASS_OF = {"D": "0-9", "W": "A-Za-z0-9_", "S": " "}
-_QUANTIFIER = re.compile(r"\{\d+(?:,\d*)?\}|\{,\d+\}")
-_NEEDS_ESCAPE = '"\\\\\\x00-\\x1F'  # in a class: what a JSON string cannot hold bare
-_UNQUOTED = f"[^{_NEEDS_ESCAPE}]"  # one character that needs no escape in JSON
+# What a pattern may let the model write inside a JSON string: never a control character, a
+# quote or a backslash bare (``_FORBIDDEN``); a negated class or ``.`` is read within printable
+# ASCII (``_PRINTABLE``), which never allows more than the pattern does (Python's ``\S`` and
+# ``[^\d]`` also refuse Unicode spaces and digits). Classes are written with every member as a
+# ``\xHH`` escape, which the converter copies as it is and llama.cpp's grammar parser reads.
+Ranges = list[tuple[int, int]]
+_FORBIDDEN: Ranges = [(0x00, 0x1F), (0x22, 0x22), (0x5C, 0x5C)]
+_PRINTABLE: Ranges = [(0x20, 0x7E)]
+_SHORTHAND: dict[str, Ranges] = {
+    "d": [(0x30, 0x39)],
+    "w": [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)],
+    "s": [(0x09, 0x0D), (0x20, 0x20)],
+}
+_CHAR_ESCAPES = {"n": 0x0A, "r": 0x0D, "t": 0x09, "f": 0x0C, "v": 0x0B, "0": 0x00, "a": 0x07}
+_QUANTIFIER = re.compile(r"\{(\d+)(?:(,)(\d*))?\}|\{,(\d+)\}")
+QUANTIFIER_MAX = 500  # llama.cpp parses {0,n} as n nested groups: 30,000 crashed it
 
 
 class Unspellable(ValueError):
     """A pattern the grammar cannot hold as it means."""
 
 
-def _in_class(ch: str) -> str:
-    """One escaped character inside a class, as llama.cpp's grammar parser reads it."""
-    if ch in "]\\-":
-        return "\\" + ch
-    return "\\x5E" if ch == "^" else ch
+def _merged(ranges: Ranges) -> Ranges:
+    out: Ranges = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _minus(ranges: Ranges, taken: Ranges) -> Ranges:
+    out = _merged(ranges)
+    for tlo, thi in _merged(taken):
+        kept: Ranges = []
+        for lo, hi in out:
+            if hi < tlo or lo > thi:
+                kept.append((lo, hi))
+                continue
+            if lo < tlo:
+                kept.append((lo, tlo - 1))
+            if hi > thi:
+                kept.append((thi + 1, hi))
+        out = kept
+    return out
+
+
+def _escaped(cp: int) -> str:
+    if cp < 0x80 and chr(cp).isalnum():
+        return chr(cp)
+    if cp < 0x100:
+        return f"\\x{cp:02X}"
+    return f"\\u{cp:04X}" if cp < 0x10000 else f"\\U{cp:08X}"
+
+
+def _class(ranges: Ranges, *, negated: bool = False) -> str:
+    """A GBNF class for ``ranges`` (their complement within printable ASCII when ``negated``),
+    less what a JSON string cannot hold bare; an empty one is :class:`Unspellable`."""
+    allowed = _minus(_PRINTABLE, ranges) if negated else ranges
+    allowed = _minus(allowed, _FORBIDDEN)
+    if not allowed:
+        raise Unspellable("a class with nothing a JSON string can hold bare")
+    items = (_escaped(lo) if lo == hi else f"{_escaped(lo)}-{_escaped(hi)}" for lo, hi in allowed)
+    return "[" + "".join(items) + "]"
+
+
+_UNQUOTED = _class(_PRINTABLE)  # one character that needs no escape in JSON
+
+
+def _escape_at(pattern: str, i: int) -> tuple[Ranges | None, int | None, int]:
+    """The escape at ``pattern[i]`` (a backslash): (shorthand ranges, or None; its code point,
+    or None; the index after it)."""
+    nxt = pattern[i + 1] if i + 1 < len(pattern) else ""
+    if nxt.lower() in _SHORTHAND:
+        ranges = _SHORTHAND[nxt.lower()]
+        return (ranges if nxt.islower() else _minus(_PRINTABLE, ranges)), None, i + 2
+    if nxt in _CHAR_ESCAPES:
+        return None, _CHAR_ESCAPES[nxt], i + 2
+    if nxt == "x" and re.fullmatch(r"[0-9A-Fa-f]{2}", pattern[i + 2 : i + 4]):
+        return None, int(pattern[i + 2 : i + 4], 16), i + 4
+    if nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", pattern[i + 2 : i + 6]):
+        return None, int(pattern[i + 2 : i + 6], 16), i + 6
+    if nxt and not nxt.isalnum():
+        return None, ord(nxt), i + 2
+    raise Unspellable(f"the escape \\{nxt}")
+
+
+def _read_class(pattern: str, i: int) -> tuple[str, int]:
+    """The class opening at ``pattern[i]`` as GBNF, and the index after it."""
+    negated = pattern.startswith("[^", i)
+    j = i + (2 if negated else 1)
+    members: Ranges = []
+    first = j
+    while j < len(pattern) and not (pattern[j] == "]" and j > first):
+        cp: int | None
+        if pattern.startswith("\\b", j):  # in a class, \b is a backspace
+            cp, j = 0x08, j + 2
+        elif pattern[j] == "\\":
+            shorthand, cp, j = _escape_at(pattern, j)
+            if shorthand is not None:
+                members += shorthand
+                continue
+        else:
+            cp, j = ord(pattern[j]), j + 1
+        assert cp is not None
+        if pattern[j : j + 1] == "-" and j + 1 < len(pattern) and pattern[j + 1] != "]":
+            if pattern[j + 1] == "\\":
+                shorthand, hi, j = _escape_at(pattern, j + 1)
+                if shorthand is not None or hi is None:
+                    raise Unspellable("a range ending in a class shorthand")
+            else:
+                hi, j = ord(pattern[j + 1]), j + 2
+            members.append((cp, hi))
+        else:
+            members.append((cp, cp))
+    if j >= len(pattern):
+        raise Unspellable("a class that never closes")
+    return _class(members, negated=negated), j + 1
+
+
+def _check_bound(match: re.Match[str]) -> None:
+    if any(n and int(n) > QUANTIFIER_MAX for n in (match.group(1), match.group(3), match.group(4))):
+        raise Unspellable(f"a repetition over {QUANTIFIER_MAX}: {match.group()}")
 
 
 def grammar_pattern(pattern: str) -> str:
     r"""``pattern`` (a JSON Schema regex: unanchored, a search) as the converter takes it, never
-    allowing more than it: each top-level alternative anchored as it is meant (``^a|b$``: starts
-    with a, or ends with b), ``\d``/``\w``/``\s`` and their negations as classes, escaped
-    punctuation as itself, ``.`` and negated classes without what a JSON string cannot hold
-    bare, ``(?:`` as a plain group, a ``]`` or ``}`` that closes nothing as a class (the
-    converter looped forever on one). :class:`Unspellable` for what it cannot hold: an invalid
-    regex, an anchor inside, a quote or backslash the value must contain, ``\b``."""
+    allowing more than it and nothing a JSON string cannot hold bare: each top-level
+    alternative anchored as it is meant (``^a|b$``: starts with a, or ends with b), every class,
+    shorthand (``\d``) and ``.`` written out as a class of ``\xHH`` members (a negated one, or
+    ``.``, within printable ASCII), ``(?:`` as a plain group, a lazy ``?`` dropped (it does not
+    change what matches), a ``]`` or ``}`` that closes nothing as a class (the converter looped
+    forever on one). :class:`Unspellable` for what it cannot hold: an invalid regex, an anchor
+    inside, a character the value would have to escape, ``\b``, a possessive quantifier, a
+    repetition over :data:`QUANTIFIER_MAX`."""
     try:
         with warnings.catch_warnings():  # "possible nested set" and the like: still valid
             warnings.simplefilter("ignore")
@@ -145,59 +252,29 @@ def grammar_pattern(pattern: str) -> str:
         raise Unspellable(f"not a valid regular expression: {exc}") from exc
     alternatives: list[list[str]] = [[]]
     out = alternatives[0]
-    i, depth, in_class, class_start = 0, 0, False, 0
+    i, depth = 0, 0
     while i < len(pattern):
         c = pattern[i]
-        nxt = pattern[i + 1] if i + 1 < len(pattern) else ""
-        if c == "\\":
-            if in_class:
-                if nxt in _CLASS_OF:
-                    out.append(_CLASS_OF[nxt])
-                elif nxt in '"\\':
-                    pass  # a class member a JSON string cannot hold bare: left out
-                elif not nxt.isalnum():
-                    out.append(_in_class(nxt))
-                else:
-                    raise Unspellable(f"the escape \\{nxt} inside a class")
-            elif nxt in _CLASS_OF:
-                out.append(f"[{_CLASS_OF[nxt]}]")
-            elif nxt in _NOT_CLASS_OF:
-                out.append(f"[^{_NOT_CLASS_OF[nxt]}{_NEEDS_ESCAPE}]")
-            elif nxt in '"\\':
-                raise Unspellable("a quote or backslash the value must contain")
-            elif nxt and not nxt.isalnum():
-                out.append(f"[{_in_class(nxt)}]")
-            else:
-                raise Unspellable(f"the escape \\{nxt}")
-            i += 2
-            continue
-        if in_class:
-            if c == "]" and i > class_start:
-                in_class = False
-                if pattern[class_start - 1] == "^":  # a negated class: nothing to escape
-                    out.append(_NEEDS_ESCAPE)
-            elif c == "]":  # right after "[" or "[^": a member
-                c = "\\]"
-            elif c == '"':
-                c = ""  # left out, as above
-            elif c == "^":  # a member (the negation was read with the "[")
-                c = "\\x5E"
-            out.append(c)
-            i += 1
+        quantified = False
+        if c == "\\":  # a shorthand, or a character meant as itself: a class either way
+            shorthand, cp, i = _escape_at(pattern, i)
+            if shorthand is None:
+                assert cp is not None
+                shorthand = [(cp, cp)]
+            out.append(_class(shorthand))
             continue
         if c == "[":
-            in_class, class_start = True, i + (2 if nxt == "^" else 1)
-            out.append("[^" if nxt == "^" else "[")
-            i += 2 if nxt == "^" else 1
+            text, i = _read_class(pattern, i)
+            out.append(text)
             continue
-        if c == '"':
-            raise Unspellable("a quote the value must contain")
         if c == "(":
             depth += 1
             if pattern.startswith("(?:", i):
                 out.append("(")
                 i += 3
                 continue
+            if pattern.startswith("(?", i):
+                raise Unspellable("a group other than (...) and (?:...)")
         elif c == ")":
             depth -= 1
         elif c == "|" and depth == 0:
@@ -211,17 +288,27 @@ def grammar_pattern(pattern: str) -> str:
             raise Unspellable("an anchor ($) inside the pattern")
         elif c == ".":
             c = _UNQUOTED
+        elif c in "*+?":
+            quantified = True
         elif c == "{":
             bound = _QUANTIFIER.match(pattern, i)
             if bound is not None:  # a repetition: copied whole
-                out.append(bound.group())
-                i = bound.end()
-                continue
-            c = "[{]"
+                _check_bound(bound)
+                c, quantified = bound.group(), True
+                i = bound.end() - 1  # the common step below moves past it
+            else:
+                c = _class([(0x7B, 0x7B)])
         elif c in "]}":  # closes nothing
-            c = "[\\]]" if c == "]" else "[}]"
+            c = _class([(ord(c), ord(c))])
+        elif ord(c) < 0x20 or c in '"\\':
+            raise Unspellable("a character the value would have to escape")
         out.append(c)
         i += 1
+        if quantified and i < len(pattern):
+            if pattern[i] == "?":  # lazy: the same strings match
+                i += 1
+            elif pattern[i] == "+":
+                raise Unspellable("a possessive quantifier")
     parts = []
     for alternative in alternatives:
         body = "".join(alternative)
