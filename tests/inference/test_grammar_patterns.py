@@ -63,6 +63,8 @@ def loads() -> Any:
         (r"^a{3}?$", ["aaa"], ["", "aa"]),  # lazy: the same strings, never optional
         (r"^[^\r\n]+$", ["a b"], ["a\nb", "a\u00a0b"]),
         (r"^\S+$", ["ab"], ["a\u00a0b", "a\u2028b"]),  # Python's \S refuses these too
+        (r"^[\041]$", ["!"], ["1", "4"]),  # octal, as Python reads it
+        (r"^a{,}$", ["", "aaa"], ["a{,}"]),  # Python's {0,}
         (r"^[]a]+$", ["]a]"], ["b"]),
         (r"a]", ["xa]"], ["a"]),
         (r"^x{2,3}}$", ["xx}"], ["x}"]),
@@ -95,6 +97,7 @@ def test_a_pattern_is_rewritten_to_mean_the_same(
         r"^[ -~]+$",
         r"^[^\r\n]+$",
         r"^a{3}?$",
+        r"^a{,}$",
     ],
 )
 def test_common_patterns_make_grammars_llama_cpp_loads(pattern: str, loads: Any) -> None:

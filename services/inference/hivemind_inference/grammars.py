@@ -121,8 +121,10 @@ _SHORTHAND: dict[str, Ranges] = {
     "w": [(0x30, 0x39), (0x41, 0x5A), (0x5F, 0x5F), (0x61, 0x7A)],
     "s": [(0x09, 0x0D), (0x20, 0x20)],
 }
-_CHAR_ESCAPES = {"n": 0x0A, "r": 0x0D, "t": 0x09, "f": 0x0C, "v": 0x0B, "0": 0x00, "a": 0x07}
-_QUANTIFIER = re.compile(r"\{(\d+)(?:(,)(\d*))?\}|\{,(\d+)\}")
+_CHAR_ESCAPES = {"n": 0x0A, "r": 0x0D, "t": 0x09, "f": 0x0C, "v": 0x0B, "a": 0x07}
+_OCTAL = re.compile(r"0[0-7]{0,2}|[0-7]{3}")  # as Python reads \0, \041 (else a back-reference)
+# {n}, {n,}, {,m}, {n,m} and {,} (Python reads it as {0,}); {} is two characters
+_QUANTIFIER = re.compile(r"\{(\d+)(?:,(\d*))?\}|\{,(\d*)\}")
 QUANTIFIER_MAX = 500  # llama.cpp parses {0,n} as n nested groups: 30,000 crashed it
 
 
@@ -187,6 +189,9 @@ def _escape_at(pattern: str, i: int) -> tuple[Ranges | None, int | None, int]:
         return (ranges if nxt.islower() else _minus(_PRINTABLE, ranges)), None, i + 2
     if nxt in _CHAR_ESCAPES:
         return None, _CHAR_ESCAPES[nxt], i + 2
+    octal = _OCTAL.match(pattern, i + 1)
+    if octal is not None:
+        return None, int(octal.group(), 8), octal.end()
     if nxt == "x" and re.fullmatch(r"[0-9A-Fa-f]{2}", pattern[i + 2 : i + 4]):
         return None, int(pattern[i + 2 : i + 4], 16), i + 4
     if nxt == "u" and re.fullmatch(r"[0-9A-Fa-f]{4}", pattern[i + 2 : i + 6]):
@@ -230,7 +235,7 @@ def _read_class(pattern: str, i: int) -> tuple[str, int]:
 
 
 def _check_bound(match: re.Match[str]) -> None:
-    if any(n and int(n) > QUANTIFIER_MAX for n in (match.group(1), match.group(3), match.group(4))):
+    if any(n and int(n) > QUANTIFIER_MAX for n in match.groups()):
         raise Unspellable(f"a repetition over {QUANTIFIER_MAX}: {match.group()}")
 
 
