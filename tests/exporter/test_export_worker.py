@@ -83,27 +83,6 @@ async def test_an_export_job_writes_validated_gguf_files_with_their_sha256(
     assert await _pending(redis_client) == 0
 
 
-async def test_an_export_killed_before_its_sha256_were_recorded_is_exported_again(
-    redis_client, redis_url: str, data_dir: Path, tiny: TinyModel
-) -> None:
-    """Killed after the files were written and validated but before their sums were recorded:
-    the rerun took the files as exported, so they were served with nothing checking them."""
-    reg = ModelRegistry(redis_client, data_dir)
-    write_version(reg, tiny, "v1")
-    await reg.register(ModelVersion(name="default", version="v1"))
-    await _queue(redis_client, "v1", "job1")
-    worker = _worker(redis_client, _settings(redis_url, data_dir))
-    assert [o.result for o in await worker.run_once(block_ms=100)] == ["exported"]
-    sums = reg.read_manifest("default", "v1")["files"]
-    reg.update_manifest("default", "v1", files={})  # the kill, before record_files
-    await reg.update("default", "v1", files={})
-    await _queue(redis_client, "v1", "job2")  # the reclaimed job, under another id here
-
-    assert [o.result for o in await worker.run_once(block_ms=100)] == ["exported"]
-    assert reg.read_manifest("default", "v1")["files"] == sums
-    assert (await reg.get("default", "v1")).files == sums
-
-
 @pytest.mark.parametrize("tiny", ["llama"], indirect=True)
 async def test_a_killed_workers_job_is_reclaimed_and_exported_once(
     redis_client, redis_url: str, data_dir: Path, tiny: TinyModel

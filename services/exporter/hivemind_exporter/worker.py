@@ -265,14 +265,9 @@ class ExportWorker:
             return {"served_files": None, "served_version": None}
 
     def _already_exported(self, job: ExportJob) -> bool:
-        """Exported, validated and its files' sha256 recorded (the last step of
-        :meth:`export`): a worker killed before that exports again, so no version is served
-        with files nothing checks, or without its task-eval figures."""
         try:
             manifest = self.registry.read_manifest(job.model, job.version)
             if not (manifest.get("export", {}).get("validation", {}).get("passed")):
-                return False
-            if not manifest.get("files"):
                 return False
             serve_files(self.registry, job.model, job.version)  # present, sha256 matching
             return True
@@ -302,13 +297,13 @@ class ExportWorker:
         for file in ("adapter", "f16", "adapter_on_served_base"):  # the last: reported only
             if file in result.validation:
                 EXPORT_AGREEMENT.labels(file=file).set(result.validation[file]["top1_agreement"])
+        await self.registry.record_files(job.model, job.version)
         await self.registry.update(job.model, job.version, export=result.timings)
         if result.task_eval is not None:
             mv = await self.registry.get(job.model, job.version)
             await self.registry.update(
                 job.model, job.version, metrics={**mv.metrics, **metrics_of(result.task_eval)}
             )
-        await self.registry.record_files(job.model, job.version)  # last: marks the export done
         log.info(
             "exported model version",
             extra={"model": job.model, "version": job.version, "timings": result.timings},
