@@ -46,12 +46,11 @@ def append_jsonl(path: Path, rec: Record, *, sync: bool = True) -> None:
     mid-write) is closed first, so it stays one line that reading skips: appended to, it
     swallowed the next record, acknowledged and fsynced, into a line no one could parse."""
     data = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
-    with path.open("ab") as fh:
-        if fh.tell() > 0:
-            with path.open("rb") as tail:
-                tail.seek(-1, os.SEEK_END)
-                if tail.read(1) != b"\n":
-                    data = b"\n" + data
+    with path.open("a+b") as fh:  # appends whatever the read position (O_APPEND)
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                data = b"\n" + data
         fh.write(data)
         fh.flush()
         if sync:
